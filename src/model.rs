@@ -1,0 +1,520 @@
+//! The entities of DESIGN.md §2, as plain data shared by `store`, `access` and the front ends.
+//!
+//! Nothing here touches disk or decides rights; these are the nouns the rest of the code speaks.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// Milliseconds since the Unix epoch: every timestamp the store keeps.
+pub type Millis = i64;
+
+/// Now, as `Millis`.
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub u64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// An organization: the tenant.
+    OrgId
+);
+id_type!(
+    /// A person's global identity.
+    UserId
+);
+id_type!(
+    /// A mailbox (a box with its own password and folders), not an address.
+    MailboxId
+);
+id_type!(
+    /// A work team inside one organization.
+    TeamId
+);
+id_type!(
+    /// One grant of rights.
+    GrantId
+);
+id_type!(
+    /// A client/partner relation between two organizations.
+    PartnershipId
+);
+id_type!(
+    /// A folder inside one mailbox.
+    FolderId
+);
+id_type!(
+    /// One audit event.
+    AuditId
+);
+
+/// A role inside one organization, from most to least powerful.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The legal representative: every right; only an owner makes another owner.
+    Owner,
+    /// Every right on every product; manages members except owners.
+    Admin,
+    /// Only what is granted; sees the organization's directory.
+    Collaborator,
+    /// Only what is granted; not in the directory, not in organization-wide sharing.
+    External,
+}
+
+impl Role {
+    pub const ALL: [Role; 4] = [Role::Owner, Role::Admin, Role::Collaborator, Role::External];
+
+    /// Owners and admins run the organization.
+    pub fn is_manager(self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Collaborator => "collaborator",
+            Role::External => "external",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One right of RFC 4314 §2.1. `Administer` (`a`) is the *manage* right of DESIGN.md §2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Right {
+    Lookup,
+    Read,
+    KeepSeen,
+    Write,
+    Insert,
+    Post,
+    CreateFolder,
+    DeleteFolder,
+    DeleteMessages,
+    Expunge,
+    Administer,
+}
+
+impl Right {
+    pub const ALL: [Right; 11] = [
+        Right::Lookup,
+        Right::Read,
+        Right::KeepSeen,
+        Right::Write,
+        Right::Insert,
+        Right::Post,
+        Right::CreateFolder,
+        Right::DeleteFolder,
+        Right::DeleteMessages,
+        Right::Expunge,
+        Right::Administer,
+    ];
+
+    /// The RFC 4314 letter.
+    pub fn letter(self) -> char {
+        match self {
+            Right::Lookup => 'l',
+            Right::Read => 'r',
+            Right::KeepSeen => 's',
+            Right::Write => 'w',
+            Right::Insert => 'i',
+            Right::Post => 'p',
+            Right::CreateFolder => 'k',
+            Right::DeleteFolder => 'x',
+            Right::DeleteMessages => 't',
+            Right::Expunge => 'e',
+            Right::Administer => 'a',
+        }
+    }
+
+    pub fn from_letter(c: char) -> Option<Right> {
+        Right::ALL.into_iter().find(|r| r.letter() == c)
+    }
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// A set of RFC 4314 rights.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Rights(u16);
+
+/// A rights string named a letter RFC 4314 does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown right {0:?}: rights are the RFC 4314 letters lrswipkxtea")]
+pub struct UnknownRight(pub char);
+
+impl Rights {
+    pub const NONE: Rights = Rights(0);
+    /// Every right, `a` included.
+    pub const ALL: Rights = Rights((1 << 11) - 1);
+
+    /// Parses letters such as `"lrs"`. RFC 4314 §2.1.1's obsolete `c` and `d` expand to the
+    /// rights they stood for (`kx` and `xte`), as the RFC asks of servers.
+    pub fn parse(letters: &str) -> Result<Rights, UnknownRight> {
+        let mut rights = Rights::NONE;
+        for c in letters.chars() {
+            match c {
+                'c' => rights = rights | Rights::of(&[Right::CreateFolder, Right::DeleteFolder]),
+                'd' => {
+                    rights = rights
+                        | Rights::of(&[Right::DeleteFolder, Right::DeleteMessages, Right::Expunge])
+                }
+                _ => rights.insert(Right::from_letter(c).ok_or(UnknownRight(c))?),
+            }
+        }
+        Ok(rights)
+    }
+
+    pub fn of(rights: &[Right]) -> Rights {
+        let mut set = Rights::NONE;
+        for r in rights {
+            set.insert(*r);
+        }
+        set
+    }
+
+    pub fn insert(&mut self, right: Right) {
+        self.0 |= right.bit();
+    }
+
+    pub fn contains(self, right: Right) -> bool {
+        self.0 & right.bit() != 0
+    }
+
+    /// Whether every right of `other` is in `self`.
+    pub fn includes(self, other: Rights) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The rights of `self` that `other` lacks.
+    pub fn without(self, other: Rights) -> Rights {
+        Rights(self.0 & !other.0)
+    }
+
+    pub fn iter(self) -> impl Iterator<Item = Right> {
+        Right::ALL.into_iter().filter(move |r| self.contains(*r))
+    }
+
+    /// The letters in RFC 4314 order.
+    pub fn letters(self) -> String {
+        self.iter().map(Right::letter).collect()
+    }
+}
+
+impl std::ops::BitOr for Rights {
+    type Output = Rights;
+    fn bitor(self, rhs: Rights) -> Rights {
+        Rights(self.0 | rhs.0)
+    }
+}
+
+impl std::ops::BitAnd for Rights {
+    type Output = Rights;
+    fn bitand(self, rhs: Rights) -> Rights {
+        Rights(self.0 & rhs.0)
+    }
+}
+
+impl fmt::Debug for Rights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Rights({:?})", self.letters())
+    }
+}
+
+impl fmt::Display for Rights {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.letters())
+    }
+}
+
+/// How a delegate sends for a mailbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendMode {
+    /// The message looks sent by the mailbox itself.
+    As,
+    /// The server sets `Sender:` to the delegate.
+    OnBehalf,
+}
+
+/// Who a grant is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Grantee {
+    User(UserId),
+    Team(TeamId),
+}
+
+/// What a grant is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantTarget {
+    Mailbox(MailboxId),
+    /// Every mailbox of the grant's organization, including ones created later.
+    AllMailboxes,
+}
+
+/// Rights given to a user or a team on one mailbox or on all of an organization's mailboxes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    pub id: GrantId,
+    pub org: OrgId,
+    pub grantee: Grantee,
+    pub target: GrantTarget,
+    /// Use rights and, with `a`, the manage right.
+    pub rights: Rights,
+    /// Whether the grantee may send for the mailbox, and how.
+    pub send: Option<SendMode>,
+    pub created: Millis,
+}
+
+/// A grant before the store gives it an id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewGrant {
+    pub org: OrgId,
+    pub grantee: Grantee,
+    pub target: GrantTarget,
+    pub rights: Rights,
+    pub send: Option<SendMode>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub created: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    pub name: String,
+    pub org: OrgId,
+}
+
+/// Whether `\Seen` in a shared mailbox is one flag for all who use it or kept per user.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeenPolicy {
+    /// A team inbox: one `\Seen` for everybody.
+    #[default]
+    Shared,
+    /// A manager's box read by an assistant: each user keeps their own `\Seen`.
+    PerUser,
+}
+
+/// An argon2id password in PHC string form.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PasswordHash(pub String);
+
+impl fmt::Debug for PasswordHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordHash(..)")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub id: MailboxId,
+    pub org: OrgId,
+    pub address: String,
+    pub display_name: String,
+    pub password: PasswordHash,
+    /// Bytes; 0 means no limit.
+    pub quota_bytes: u64,
+    pub seen: SeenPolicy,
+    pub created: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    pub address: String,
+    pub org: OrgId,
+    pub mailbox: MailboxId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: UserId,
+    /// The login as the person typed it; compared case-insensitively.
+    pub login: String,
+    pub display_name: String,
+    pub password: PasswordHash,
+    /// An initial password must be changed at first login.
+    pub must_change_password: bool,
+    pub disabled: bool,
+    pub created: Millis,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub org: OrgId,
+    pub user: UserId,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Team {
+    pub id: TeamId,
+    pub org: OrgId,
+    pub name: String,
+}
+
+/// What a partner organization may manage in its client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnerScope {
+    /// The whole client organization.
+    Full,
+    /// Only these mailboxes.
+    Limited(BTreeSet<MailboxId>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartnershipStatus {
+    Invited,
+    Accepted,
+    Refused,
+    Ended,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partnership {
+    pub id: PartnershipId,
+    pub client: OrgId,
+    pub partner: OrgId,
+    pub scope: PartnerScope,
+    pub status: PartnershipStatus,
+    pub created: Millis,
+}
+
+/// A pending invitation. The store keeps only the SHA-256 of its token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    pub token_hash: [u8; 32],
+    pub org: OrgId,
+    pub email: String,
+    pub role: Role,
+    pub teams: Vec<TeamId>,
+    pub grants: Vec<NewGrant>,
+    pub invited_by: UserId,
+    pub expires: Millis,
+}
+
+/// Who did something.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    System,
+    Anonymous,
+    User(UserId),
+    Mailbox(MailboxId),
+    /// A user acting as a mailbox through a grant (`mailbox*user`, SASL authzid).
+    Delegate {
+        user: UserId,
+        mailbox: MailboxId,
+    },
+    /// A partner organization's member acting in a client.
+    Partner {
+        user: UserId,
+        partner: OrgId,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub id: AuditId,
+    pub at: Millis,
+    pub org: Option<OrgId>,
+    pub actor: Actor,
+    /// A dotted verb such as `imap.login` or `grant.create`.
+    pub action: String,
+    /// What it was done to, in words (`mailbox 12`, `user lucie@gmail.example`).
+    pub target: String,
+    pub client: Option<String>,
+    pub outcome: Outcome,
+    /// Free details: mechanism, TLS, client ID, reason of a failure.
+    pub detail: String,
+}
+
+/// Lower-cases an address or login: addresses and logins are unique case-insensitively.
+pub fn normalize_address(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
+/// The domain part of an address, if it has one.
+pub fn domain_of(address: &str) -> Option<&str> {
+    let (local, domain) = address.rsplit_once('@')?;
+    (!local.is_empty() && !domain.is_empty()).then_some(domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_round_trip_in_rfc_order() {
+        let r = Rights::parse("rlia").unwrap();
+        assert_eq!(r.letters(), "lria");
+        assert!(r.contains(Right::Administer));
+        assert_eq!(Rights::ALL.letters(), "lrswipkxtea");
+    }
+
+    #[test]
+    fn obsolete_c_and_d_expand() {
+        assert_eq!(Rights::parse("c").unwrap().letters(), "kx");
+        assert_eq!(Rights::parse("d").unwrap().letters(), "xte");
+    }
+
+    #[test]
+    fn unknown_letter_is_an_error() {
+        assert_eq!(Rights::parse("lz"), Err(UnknownRight('z')));
+    }
+
+    #[test]
+    fn domains() {
+        assert_eq!(domain_of("a@b.example"), Some("b.example"));
+        assert_eq!(domain_of("@b"), None);
+        assert_eq!(domain_of("nobody"), None);
+    }
+}

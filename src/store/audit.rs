@@ -1,0 +1,71 @@
+//! The audit log: append-only, keyed by time so that a time range is a range scan.
+
+use super::Store;
+use super::codec::{decode, encode};
+use super::error::StoreResult;
+use crate::model::*;
+
+/// Which events to return; `None` fields do not filter.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub org: Option<OrgId>,
+    pub actor: Option<Actor>,
+    /// Events whose action starts with this (`imap.` for every IMAP event).
+    pub action_prefix: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    /// Newest first, at most this many; 0 means no limit.
+    pub limit: usize,
+}
+
+impl AuditQuery {
+    fn matches(&self, e: &AuditEvent) -> bool {
+        self.org.is_none_or(|o| e.org == Some(o))
+            && self.actor.as_ref().is_none_or(|a| *a == e.actor)
+            && self
+                .action_prefix
+                .as_ref()
+                .is_none_or(|p| e.action.starts_with(p.as_str()))
+            && self.target.as_ref().is_none_or(|t| *t == e.target)
+    }
+}
+
+impl Store {
+    /// Records an event (its `id` and `at` are set here). Audit writes are flushed with the
+    /// change they describe, by the caller's next flush.
+    pub fn record_audit(&self, mut event: AuditEvent) -> StoreResult<AuditEvent> {
+        event.id = AuditId(self.next_id()?);
+        if event.at == 0 {
+            event.at = now_millis();
+        }
+        self.inner
+            .audit
+            .insert(audit_key(event.at, event.id), encode(&event)?)?;
+        Ok(event)
+    }
+
+    /// Events matching `query`, newest first.
+    pub fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+        let start = audit_key(query.since.unwrap_or(0), AuditId(0));
+        let end = audit_key(query.until.unwrap_or(Millis::MAX), AuditId(u64::MAX));
+        let mut out = Vec::new();
+        for item in self.inner.audit.range(start..=end).rev() {
+            let event: AuditEvent = decode(&item?.1, "audit event")?;
+            if query.matches(&event) {
+                out.push(event);
+                if query.limit > 0 && out.len() >= query.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn audit_key(at: Millis, id: AuditId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(16);
+    k.extend_from_slice(&(at.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&id.0.to_be_bytes());
+    k
+}

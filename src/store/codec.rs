@@ -1,0 +1,82 @@
+//! Keys and values as the store writes them: a one-byte prefix naming the record kind, then
+//! big-endian ids (so that sled's order is numeric order) or a normalized string.
+
+use super::error::{StoreError, StoreResult};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+// `model` tree.
+pub const ORG: u8 = b'O';
+pub const DOMAIN: u8 = b'D';
+/// address → `AddressOwner`: the one place that makes an address unique server-wide.
+pub const ADDRESS: u8 = b'A';
+pub const MAILBOX: u8 = b'M';
+pub const USER: u8 = b'U';
+/// normalized login → user id.
+pub const LOGIN: u8 = b'L';
+/// org ++ user → role.
+pub const MEMBER: u8 = b'm';
+/// user ++ org → (): the reverse index of `MEMBER`.
+pub const USER_ORG: u8 = b'u';
+pub const TEAM: u8 = b'T';
+/// team ++ user → ().
+pub const TEAM_MEMBER: u8 = b't';
+/// user ++ team → ().
+pub const USER_TEAM: u8 = b'y';
+/// org ++ grant id → grant.
+pub const GRANT: u8 = b'G';
+pub const PARTNERSHIP: u8 = b'P';
+/// token hash → invitation.
+pub const INVITATION: u8 = b'I';
+
+// `mail` tree.
+/// mailbox ++ folder → folder.
+pub const FOLDER: u8 = b'F';
+/// mailbox ++ name → folder id.
+pub const FOLDER_NAME: u8 = b'N';
+/// mailbox ++ folder ++ uid → message record.
+pub const MESSAGE: u8 = b'E';
+/// blob id → reference count.
+pub const BLOB_REFS: u8 = b'B';
+/// blob id → parsed summary.
+pub const SUMMARY: u8 = b'S';
+/// mailbox ++ folder ++ uid ++ user → (): `\Seen` kept per user.
+pub const USER_SEEN: u8 = b'W';
+/// user ++ mailbox ++ folder name → (): a user's subscriptions.
+pub const SUBSCRIPTION: u8 = b'R';
+/// mailbox → bytes used.
+pub const USAGE: u8 = b'Q';
+
+/// Builds a key from a prefix and big-endian ids.
+pub fn key(prefix: u8, ids: &[u64]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + 8 * ids.len());
+    k.push(prefix);
+    for id in ids {
+        k.extend_from_slice(&id.to_be_bytes());
+    }
+    k
+}
+
+/// Builds a key from a prefix, big-endian ids and a trailing string.
+pub fn key_str(prefix: u8, ids: &[u64], s: &str) -> Vec<u8> {
+    let mut k = key(prefix, ids);
+    k.extend_from_slice(s.as_bytes());
+    k
+}
+
+/// Reads the big-endian u64 at `index` (counted in ids) after the prefix byte.
+pub fn id_at(key: &[u8], index: usize) -> StoreResult<u64> {
+    let start = 1 + 8 * index;
+    key.get(start..start + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("short key {key:?}")))
+}
+
+pub fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
+    postcard::to_allocvec(value).map_err(|e| StoreError::Corrupt(format!("encoding: {e}")))
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
+    postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}

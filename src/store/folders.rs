@@ -1,0 +1,705 @@
+//! The mail side: folders, messages, per-user `\Seen`, subscriptions and quota usage.
+
+use super::blobs::BlobId;
+use super::codec::{self, decode, id_at, key, key_str};
+use super::error::{StoreError, StoreResult};
+use super::hub::FolderEvent;
+use super::{Changes, Store};
+use crate::mail::MessageSummary;
+use crate::model::*;
+use serde::{Deserialize, Serialize};
+
+/// The hierarchy separator of folder names.
+pub const SEPARATOR: char = '/';
+
+/// RFC 6154 special-use attributes of the standard folders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpecialUse {
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+}
+
+impl SpecialUse {
+    /// The attribute as LIST shows it.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Trash => "\\Trash",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Archive => "\\Archive",
+        }
+    }
+}
+
+/// The folders every new mailbox starts with (DESIGN.md §2).
+pub const STANDARD_FOLDERS: [(&str, Option<SpecialUse>); 6] = [
+    ("INBOX", None),
+    ("Sent", Some(SpecialUse::Sent)),
+    ("Drafts", Some(SpecialUse::Drafts)),
+    ("Trash", Some(SpecialUse::Trash)),
+    ("Junk", Some(SpecialUse::Junk)),
+    ("Archive", Some(SpecialUse::Archive)),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Folder {
+    pub id: FolderId,
+    pub mailbox: MailboxId,
+    pub name: String,
+    pub special_use: Option<SpecialUse>,
+    /// RFC 3501 §2.3.1.1: never reused for a folder of the same name.
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    /// RFC 7162: the MODSEQ of the last change in this folder.
+    pub highestmodseq: u64,
+    /// The subscription of whoever logs in with the mailbox's own password; users keep theirs
+    /// apart.
+    pub subscribed: bool,
+}
+
+/// The system flags of RFC 3501 §2.3.2 (`\Recent` is per session, not stored).
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    pub const SEEN: Flags = Flags(1);
+    pub const ANSWERED: Flags = Flags(2);
+    pub const FLAGGED: Flags = Flags(4);
+    pub const DELETED: Flags = Flags(8);
+    pub const DRAFT: Flags = Flags(16);
+
+    pub fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn with(self, other: Flags, on: bool) -> Flags {
+        if on {
+            Flags(self.0 | other.0)
+        } else {
+            Flags(self.0 & !other.0)
+        }
+    }
+}
+
+/// One message in one folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub uid: u32,
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+    pub internal_date: Millis,
+    pub size: u64,
+    pub modseq: u64,
+    pub blob: BlobId,
+}
+
+/// What APPEND (or delivery) gives besides the bytes.
+#[derive(Clone, Debug, Default)]
+pub struct AppendMessage {
+    pub flags: Flags,
+    pub keywords: Vec<String>,
+    /// `None`: now.
+    pub internal_date: Option<Millis>,
+}
+
+impl Store {
+    // ----- folders -----
+
+    /// Adds to `changes` a new folder of `mailbox`; the caller holds the write lock.
+    pub(super) fn new_folder_changes(
+        &self,
+        changes: &mut Changes,
+        mailbox: MailboxId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> StoreResult<Folder> {
+        let folder = Folder {
+            id: FolderId(self.next_id()?),
+            mailbox,
+            name: name.to_string(),
+            special_use,
+            uidvalidity: self.next_uidvalidity()?,
+            uidnext: 1,
+            highestmodseq: 1,
+            subscribed: true,
+        };
+        changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.id.0]), &folder)?;
+        changes.put_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], name), &folder.id)?;
+        Ok(folder)
+    }
+
+    /// A UIDVALIDITY larger than any given before: the time in seconds, or one more than the
+    /// last one when several are made in one second.
+    fn next_uidvalidity(&self) -> StoreResult<u32> {
+        let now = (now_millis() / 1000) as u32;
+        let next = self.inner.meta.update_and_fetch("uidvalidity", |old| {
+            let last = old
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0);
+            Some(now.max(last.wrapping_add(1)).max(1).to_be_bytes().to_vec())
+        })?;
+        next.and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(|| StoreError::Corrupt("uidvalidity counter".into()))
+    }
+
+    pub fn create_folder(
+        &self,
+        mailbox: MailboxId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> StoreResult<Folder> {
+        let name = valid_folder_name(name)?;
+        let _guard = self.lock();
+        self.require_mailbox(mailbox)?;
+        if self.folder_id(mailbox, &name)?.is_some() {
+            return Err(StoreError::FolderExists(name));
+        }
+        let mut changes = Changes::default();
+        let folder = self.new_folder_changes(&mut changes, mailbox, &name, special_use)?;
+        self.commit(changes)?;
+        Ok(folder)
+    }
+
+    fn folder_id(&self, mailbox: MailboxId, name: &str) -> StoreResult<Option<FolderId>> {
+        let k = key_str(codec::FOLDER_NAME, &[mailbox.0], &canonical_name(name));
+        self.inner
+            .mail
+            .get(k)?
+            .map(|v| decode(&v, "folder name"))
+            .transpose()
+    }
+
+    pub fn folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<Option<Folder>> {
+        self.inner
+            .mail
+            .get(key(codec::FOLDER, &[mailbox.0, id.0]))?
+            .map(|v| decode(&v, "folder"))
+            .transpose()
+    }
+
+    /// The folder named `name` (`INBOX` in any case is the inbox, RFC 3501 §5.1).
+    pub fn folder_by_name(&self, mailbox: MailboxId, name: &str) -> StoreResult<Option<Folder>> {
+        match self.folder_id(mailbox, name)? {
+            Some(id) => self.folder(mailbox, id),
+            None => Ok(None),
+        }
+    }
+
+    pub fn folders(&self, mailbox: MailboxId) -> StoreResult<Vec<Folder>> {
+        self.inner
+            .mail
+            .scan_prefix(key(codec::FOLDER, &[mailbox.0]))
+            .map(|item| decode(&item?.1, "folder"))
+            .collect()
+    }
+
+    fn require_folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<Folder> {
+        self.folder(mailbox, id)?
+            .ok_or_else(|| StoreError::not_found(format!("folder {id}")))
+    }
+
+    /// Renames a folder and its children (`a` → `b` also moves `a/x` to `b/x`). The UIDs and
+    /// UIDVALIDITY of the folders are kept: their messages did not change.
+    pub fn rename_folder(&self, mailbox: MailboxId, from: &str, to: &str) -> StoreResult<()> {
+        let from = canonical_name(from);
+        let to = valid_folder_name(to)?;
+        let _guard = self.lock();
+        if self.folder_id(mailbox, &to)?.is_some() {
+            return Err(StoreError::FolderExists(to));
+        }
+        let prefix = format!("{from}{SEPARATOR}");
+        let mut changes = Changes::default();
+        let mut moved = Vec::new();
+        for mut folder in self.folders(mailbox)? {
+            let new_name = if folder.name == from {
+                to.clone()
+            } else if let Some(rest) = folder.name.strip_prefix(&prefix) {
+                format!("{to}{SEPARATOR}{rest}")
+            } else {
+                continue;
+            };
+            changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
+            changes.put_mail(
+                key_str(codec::FOLDER_NAME, &[mailbox.0], &new_name),
+                &folder.id,
+            )?;
+            folder.name = new_name;
+            changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.id.0]), &folder)?;
+            moved.push(folder.id);
+        }
+        if moved.is_empty() {
+            return Err(StoreError::not_found(format!("folder {from:?}")));
+        }
+        self.commit(changes)?;
+        for id in moved {
+            self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
+        }
+        Ok(())
+    }
+
+    /// Deletes one folder with its messages (children stay, RFC 3501 §6.3.4).
+    pub fn delete_folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<()> {
+        let _guard = self.lock();
+        let folder = self.require_folder(mailbox, id)?;
+        let mut changes = Changes::default();
+        changes.del_mail(key(codec::FOLDER, &[mailbox.0, id.0]));
+        changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
+        let mut freed = Vec::new();
+        let mut bytes = 0;
+        for record in self.messages(mailbox, id)? {
+            bytes += record.size;
+            self.unlink_message(&mut changes, mailbox, id, &record, &mut freed)?;
+        }
+        self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
+        self.commit(changes)?;
+        self.remove_blobs(&freed);
+        self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
+        Ok(())
+    }
+
+    /// Subscribes or unsubscribes the mailbox's own login to a folder.
+    pub fn set_subscribed(&self, mailbox: MailboxId, id: FolderId, on: bool) -> StoreResult<()> {
+        let _guard = self.lock();
+        let mut folder = self.require_folder(mailbox, id)?;
+        folder.subscribed = on;
+        let mut changes = Changes::default();
+        changes.put_mail(key(codec::FOLDER, &[mailbox.0, id.0]), &folder)?;
+        self.commit(changes)
+    }
+
+    // ----- messages -----
+
+    /// Stores one message in one folder. See `deliver` for several at once.
+    pub fn append(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        raw: &[u8],
+        meta: AppendMessage,
+    ) -> StoreResult<MessageRecord> {
+        let mut records = self.deliver(&[(mailbox, folder)], raw, meta)?;
+        records
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("append stored nothing".into()))
+    }
+
+    /// Stores one message in several folders (of several mailboxes): the body once, a record
+    /// in each, all in one transaction. The caller flushes before acknowledging.
+    pub fn deliver(
+        &self,
+        targets: &[(MailboxId, FolderId)],
+        raw: &[u8],
+        meta: AppendMessage,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let blob = self.inner.blobs.write(raw)?;
+        let summary_key = blob_key(codec::SUMMARY, &blob);
+        let summary = if self.inner.mail.contains_key(&summary_key)? {
+            None
+        } else {
+            Some(codec::encode(&MessageSummary::parse(raw))?)
+        };
+        let internal_date = meta.internal_date.unwrap_or_else(now_millis);
+        let _guard = self.lock();
+        let mut changes = Changes::default();
+        let mut records = Vec::with_capacity(targets.len());
+        for (mailbox, folder_id) in targets {
+            let mailbox = self.require_mailbox(*mailbox)?;
+            self.check_quota(&mailbox, raw.len() as u64)?;
+            let mut folder = self.require_folder(mailbox.id, *folder_id)?;
+            let record = MessageRecord {
+                uid: folder.uidnext,
+                flags: meta.flags,
+                keywords: meta.keywords.clone(),
+                internal_date,
+                size: raw.len() as u64,
+                modseq: folder.highestmodseq + 1,
+                blob,
+            };
+            folder.uidnext += 1;
+            folder.highestmodseq += 1;
+            changes.put_mail(
+                key(
+                    codec::MESSAGE,
+                    &[mailbox.id.0, folder.id.0, record.uid as u64],
+                ),
+                &record,
+            )?;
+            changes.put_mail(key(codec::FOLDER, &[mailbox.id.0, folder.id.0]), &folder)?;
+            self.adjust_usage(&mut changes, mailbox.id, raw.len() as i128)?;
+            records.push(record);
+        }
+        let refs = self.blob_refs(&blob)? + targets.len() as u64;
+        changes.put_mail_raw(
+            blob_key(codec::BLOB_REFS, &blob),
+            refs.to_be_bytes().to_vec(),
+        );
+        if let Some(summary) = summary {
+            changes.put_mail_raw(summary_key, summary);
+        }
+        self.commit(changes)?;
+        for ((mailbox, folder), record) in targets.iter().zip(&records) {
+            let event = FolderEvent::Appended { uid: record.uid };
+            self.hub().publish_folder(*mailbox, *folder, event);
+        }
+        Ok(records)
+    }
+
+    fn check_quota(&self, mailbox: &Mailbox, adding: u64) -> StoreResult<()> {
+        if mailbox.quota_bytes > 0 && self.usage(mailbox.id)? + adding > mailbox.quota_bytes {
+            return Err(StoreError::OverQuota {
+                quota: mailbox.quota_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// The messages of a folder in UID order.
+    pub fn messages(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        self.inner
+            .mail
+            .scan_prefix(key(codec::MESSAGE, &[mailbox.0, folder.0]))
+            .map(|item| decode(&item?.1, "message"))
+            .collect()
+    }
+
+    pub fn message(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        uid: u32,
+    ) -> StoreResult<Option<MessageRecord>> {
+        self.inner
+            .mail
+            .get(key(codec::MESSAGE, &[mailbox.0, folder.0, uid as u64]))?
+            .map(|v| decode(&v, "message"))
+            .transpose()
+    }
+
+    /// Sets a message's flags and keywords; returns the record with its new MODSEQ.
+    pub fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        uid: u32,
+        flags: Flags,
+        keywords: Vec<String>,
+    ) -> StoreResult<MessageRecord> {
+        let _guard = self.lock();
+        let mut f = self.require_folder(mailbox, folder)?;
+        let mut record = self
+            .message(mailbox, folder, uid)?
+            .ok_or_else(|| StoreError::not_found(format!("message UID {uid}")))?;
+        f.highestmodseq += 1;
+        record.flags = flags;
+        record.keywords = keywords;
+        record.modseq = f.highestmodseq;
+        let mut changes = Changes::default();
+        changes.put_mail(
+            key(codec::MESSAGE, &[mailbox.0, folder.0, uid as u64]),
+            &record,
+        )?;
+        changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.0]), &f)?;
+        self.commit(changes)?;
+        let event = FolderEvent::FlagsChanged {
+            uid,
+            modseq: record.modseq,
+        };
+        self.hub().publish_folder(mailbox, folder, event);
+        Ok(record)
+    }
+
+    /// Removes messages for good; returns the UIDs that were there.
+    pub fn expunge(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        uids: &[u32],
+    ) -> StoreResult<Vec<u32>> {
+        let _guard = self.lock();
+        let mut f = self.require_folder(mailbox, folder)?;
+        let mut changes = Changes::default();
+        let mut freed = Vec::new();
+        let mut gone = Vec::new();
+        let mut bytes = 0;
+        for uid in uids {
+            if let Some(record) = self.message(mailbox, folder, *uid)? {
+                bytes += record.size;
+                self.unlink_message(&mut changes, mailbox, folder, &record, &mut freed)?;
+                gone.push(*uid);
+            }
+        }
+        if gone.is_empty() {
+            return Ok(gone);
+        }
+        f.highestmodseq += 1;
+        changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.0]), &f)?;
+        self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
+        self.commit(changes)?;
+        self.remove_blobs(&freed);
+        let event = FolderEvent::Expunged { uids: gone.clone() };
+        self.hub().publish_folder(mailbox, folder, event);
+        Ok(gone)
+    }
+
+    /// Adds to `changes` the removal of one message record and its per-user state, and one
+    /// reference fewer on its blob; blobs left unreferenced are pushed on `freed`.
+    fn unlink_message(
+        &self,
+        changes: &mut Changes,
+        mailbox: MailboxId,
+        folder: FolderId,
+        record: &MessageRecord,
+        freed: &mut Vec<BlobId>,
+    ) -> StoreResult<()> {
+        let uid = record.uid as u64;
+        changes.del_mail(key(codec::MESSAGE, &[mailbox.0, folder.0, uid]));
+        for item in self
+            .inner
+            .mail
+            .scan_prefix(key(codec::USER_SEEN, &[mailbox.0, folder.0, uid]))
+        {
+            changes.del_mail(item?.0.to_vec());
+        }
+        // Several records of one change may share a blob: an earlier one's count comes first.
+        let earlier = changes
+            .mail
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == blob_key(codec::BLOB_REFS, &record.blob))
+            .and_then(|(_, v)| v.as_ref())
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes);
+        let refs = match earlier {
+            Some(n) => n,
+            None => self.blob_refs(&record.blob)?,
+        }
+        .saturating_sub(1);
+        if refs == 0 {
+            changes.del_mail(blob_key(codec::BLOB_REFS, &record.blob));
+            changes.del_mail(blob_key(codec::SUMMARY, &record.blob));
+            freed.push(record.blob);
+        } else {
+            changes.put_mail_raw(
+                blob_key(codec::BLOB_REFS, &record.blob),
+                refs.to_be_bytes().to_vec(),
+            );
+        }
+        Ok(())
+    }
+
+    fn blob_refs(&self, blob: &BlobId) -> StoreResult<u64> {
+        Ok(self
+            .inner
+            .mail
+            .get(blob_key(codec::BLOB_REFS, blob))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    pub(super) fn remove_blobs(&self, freed: &[BlobId]) {
+        for blob in freed {
+            self.inner.blobs.remove(blob);
+        }
+    }
+
+    /// The message's bytes.
+    pub fn read_message(&self, blob: &BlobId) -> StoreResult<Vec<u8>> {
+        self.inner.blobs.read(blob)
+    }
+
+    /// What delivery parsed of the message: envelope, body structure, header fields.
+    pub fn summary(&self, blob: &BlobId) -> StoreResult<MessageSummary> {
+        let v = self
+            .inner
+            .mail
+            .get(blob_key(codec::SUMMARY, blob))?
+            .ok_or_else(|| StoreError::not_found(format!("summary of {blob:?}")))?;
+        decode(&v, "summary")
+    }
+
+    // ----- quota -----
+
+    /// Bytes of mail the mailbox holds.
+    pub fn usage(&self, mailbox: MailboxId) -> StoreResult<u64> {
+        Ok(self
+            .inner
+            .mail
+            .get(key(codec::USAGE, &[mailbox.0]))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    fn adjust_usage(
+        &self,
+        changes: &mut Changes,
+        mailbox: MailboxId,
+        delta: i128,
+    ) -> StoreResult<()> {
+        let k = key(codec::USAGE, &[mailbox.0]);
+        let current = changes
+            .mail
+            .iter()
+            .rev()
+            .find(|(key, _)| *key == k)
+            .and_then(|(_, v)| v.as_ref())
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes);
+        let current = match current {
+            Some(n) => n,
+            None => self.usage(mailbox)?,
+        };
+        let next = (current as i128 + delta).max(0) as u64;
+        changes.put_mail_raw(k, next.to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    // ----- per-user state -----
+
+    /// Sets a user's own `\Seen` on a message of a mailbox that keeps `\Seen` per user.
+    pub fn set_user_seen(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        uid: u32,
+        user: UserId,
+        seen: bool,
+    ) -> StoreResult<()> {
+        let k = key(codec::USER_SEEN, &[mailbox.0, folder.0, uid as u64, user.0]);
+        let _guard = self.lock();
+        let mut changes = Changes::default();
+        if seen {
+            changes.put_mail(k, &())?;
+        } else {
+            changes.del_mail(k);
+        }
+        self.commit(changes)
+    }
+
+    /// The UIDs `user` has seen in a folder of a mailbox that keeps `\Seen` per user.
+    pub fn user_seen(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        user: UserId,
+    ) -> StoreResult<Vec<u32>> {
+        let mut uids = Vec::new();
+        for item in self
+            .inner
+            .mail
+            .scan_prefix(key(codec::USER_SEEN, &[mailbox.0, folder.0]))
+        {
+            let (k, _) = item?;
+            if id_at(&k, 3)? == user.0 {
+                uids.push(id_at(&k, 2)? as u32);
+            }
+        }
+        Ok(uids)
+    }
+
+    /// Subscribes or unsubscribes a user to a folder name of a mailbox; subscriptions are
+    /// always per user (DESIGN.md §2) and may name folders that do not exist (RFC 3501 §6.3.6).
+    pub fn set_user_subscription(
+        &self,
+        user: UserId,
+        mailbox: MailboxId,
+        name: &str,
+        on: bool,
+    ) -> StoreResult<()> {
+        let k = key_str(
+            codec::SUBSCRIPTION,
+            &[user.0, mailbox.0],
+            &canonical_name(name),
+        );
+        let _guard = self.lock();
+        let mut changes = Changes::default();
+        if on {
+            changes.put_mail(k, &())?;
+        } else {
+            changes.del_mail(k);
+        }
+        self.commit(changes)
+    }
+
+    /// A user's subscriptions: (mailbox, folder name).
+    pub fn user_subscriptions(&self, user: UserId) -> StoreResult<Vec<(MailboxId, String)>> {
+        self.inner
+            .mail
+            .scan_prefix(key(codec::SUBSCRIPTION, &[user.0]))
+            .map(|item| {
+                let (k, _) = item?;
+                let name = String::from_utf8_lossy(k.get(17..).unwrap_or_default()).into_owned();
+                Ok((MailboxId(id_at(&k, 1)?), name))
+            })
+            .collect()
+    }
+
+    /// Adds to `changes` the removal of everything mail-side of a mailbox; returns the blobs
+    /// that will be unreferenced.
+    pub(super) fn mailbox_mail_removal(
+        &self,
+        changes: &mut Changes,
+        mailbox: MailboxId,
+    ) -> StoreResult<Vec<BlobId>> {
+        let mut freed = Vec::new();
+        for folder in self.folders(mailbox)? {
+            for record in self.messages(mailbox, folder.id)? {
+                self.unlink_message(changes, mailbox, folder.id, &record, &mut freed)?;
+            }
+            changes.del_mail(key(codec::FOLDER, &[mailbox.0, folder.id.0]));
+            changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
+        }
+        changes.del_mail(key(codec::USAGE, &[mailbox.0]));
+        for item in self.inner.mail.scan_prefix([codec::SUBSCRIPTION]) {
+            let (k, _) = item?;
+            if id_at(&k, 1)? == mailbox.0 {
+                changes.del_mail(k.to_vec());
+            }
+        }
+        Ok(freed)
+    }
+}
+
+fn blob_key(prefix: u8, blob: &BlobId) -> Vec<u8> {
+    let mut k = vec![prefix];
+    k.extend_from_slice(&blob.0);
+    k
+}
+
+/// `INBOX` is case-insensitive (RFC 3501 §5.1); every other name is kept as given.
+fn canonical_name(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".to_string()
+    } else {
+        name.to_string()
+    }
+}
+
+fn valid_folder_name(name: &str) -> StoreResult<String> {
+    let bad = |why: &str| StoreError::Invalid {
+        what: "folder name",
+        why: format!("{name:?} {why}"),
+    };
+    if name.is_empty() || name.len() > 512 {
+        return Err(bad("is empty or longer than 512 bytes"));
+    }
+    if name.starts_with(SEPARATOR) || name.ends_with(SEPARATOR) || name.contains("//") {
+        return Err(bad("has an empty hierarchy level"));
+    }
+    if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
+        return Err(bad("contains a control character or a wildcard"));
+    }
+    Ok(canonical_name(name))
+}

@@ -1,0 +1,391 @@
+//! Teams, grants, partnerships and invitations: the records that carry access.
+
+use super::codec::{self, id_at, key};
+use super::error::{StoreError, StoreResult};
+use super::hub::AccessChange;
+use super::{Changes, Store};
+use crate::access::UserFacts;
+use crate::model::*;
+
+impl Store {
+    // ----- teams -----
+
+    pub fn create_team(&self, org: OrgId, name: &str) -> StoreResult<Team> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(StoreError::Invalid {
+                what: "team name",
+                why: "must not be empty".into(),
+            });
+        }
+        let _guard = self.lock();
+        self.require_org(org)?;
+        let team = Team {
+            id: TeamId(self.next_id()?),
+            org,
+            name: name.to_string(),
+        };
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::TEAM, &[team.id.0]), &team)?;
+        self.commit(changes)?;
+        Ok(team)
+    }
+
+    pub fn team(&self, id: TeamId) -> StoreResult<Option<Team>> {
+        self.get_model(&key(codec::TEAM, &[id.0]), "team")
+    }
+
+    fn require_team(&self, org: OrgId, id: TeamId) -> StoreResult<Team> {
+        match self.team(id)? {
+            Some(t) if t.org == org => Ok(t),
+            _ => Err(StoreError::not_found(format!("team {id}"))),
+        }
+    }
+
+    pub fn teams(&self, org: OrgId) -> StoreResult<Vec<Team>> {
+        let all: Vec<Team> = self.scan_model(&[codec::TEAM], "team")?;
+        Ok(all.into_iter().filter(|t| t.org == org).collect())
+    }
+
+    pub fn rename_team(&self, org: OrgId, id: TeamId, name: &str) -> StoreResult<Team> {
+        let _guard = self.lock();
+        let mut team = self.require_team(org, id)?;
+        team.name = name.trim().to_string();
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::TEAM, &[id.0]), &team)?;
+        self.commit(changes)?;
+        Ok(team)
+    }
+
+    /// Deletes a team, its member list and the grants it carried.
+    pub fn delete_team(&self, org: OrgId, id: TeamId) -> StoreResult<()> {
+        let _guard = self.lock();
+        self.require_team(org, id)?;
+        let mut changes = Changes::default();
+        changes.del_model(key(codec::TEAM, &[id.0]));
+        for user in self.team_members(id)? {
+            changes.del_model(key(codec::TEAM_MEMBER, &[id.0, user.0]));
+            changes.del_model(key(codec::USER_TEAM, &[user.0, id.0]));
+        }
+        for grant in self.grants(org)? {
+            if grant.grantee == Grantee::Team(id) {
+                changes.del_model(key(codec::GRANT, &[org.0, grant.id.0]));
+            }
+        }
+        self.commit(changes)?;
+        self.hub().publish_access(AccessChange::Organization(org));
+        Ok(())
+    }
+
+    /// Adds a member of the team's organization to the team.
+    pub fn add_team_member(&self, org: OrgId, team: TeamId, user: UserId) -> StoreResult<()> {
+        let _guard = self.lock();
+        self.require_team(org, team)?;
+        if self.role_in(org, user)?.is_none() {
+            return Err(StoreError::WrongOrganization(format!("user {user}")));
+        }
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::TEAM_MEMBER, &[team.0, user.0]), &())?;
+        changes.put_model(key(codec::USER_TEAM, &[user.0, team.0]), &())?;
+        self.commit(changes)?;
+        self.hub().publish_access(AccessChange::User(user));
+        Ok(())
+    }
+
+    pub fn remove_team_member(&self, org: OrgId, team: TeamId, user: UserId) -> StoreResult<()> {
+        let _guard = self.lock();
+        self.require_team(org, team)?;
+        let mut changes = Changes::default();
+        changes.del_model(key(codec::TEAM_MEMBER, &[team.0, user.0]));
+        changes.del_model(key(codec::USER_TEAM, &[user.0, team.0]));
+        self.commit(changes)?;
+        self.hub().publish_access(AccessChange::User(user));
+        Ok(())
+    }
+
+    pub fn team_members(&self, team: TeamId) -> StoreResult<Vec<UserId>> {
+        self.inner
+            .model
+            .scan_prefix(key(codec::TEAM_MEMBER, &[team.0]))
+            .map(|item| Ok(UserId(id_at(&item?.0, 1)?)))
+            .collect()
+    }
+
+    pub fn teams_of(&self, user: UserId) -> StoreResult<Vec<Team>> {
+        let mut out = Vec::new();
+        for item in self
+            .inner
+            .model
+            .scan_prefix(key(codec::USER_TEAM, &[user.0]))
+        {
+            let id = TeamId(id_at(&item?.0, 1)?);
+            if let Some(team) = self.team(id)? {
+                out.push(team);
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- grants -----
+
+    /// Records a grant. The grantee must belong to the grant's organization and the target
+    /// mailbox too; nothing here decides whether the granter may give it (that is `access`).
+    pub fn add_grant(&self, new: NewGrant) -> StoreResult<Grant> {
+        let _guard = self.lock();
+        self.check_grant_parts(&new)?;
+        let grant = Grant {
+            id: GrantId(self.next_id()?),
+            org: new.org,
+            grantee: new.grantee,
+            target: new.target,
+            rights: new.rights,
+            send: new.send,
+            created: now_millis(),
+        };
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::GRANT, &[grant.org.0, grant.id.0]), &grant)?;
+        self.commit(changes)?;
+        self.hub()
+            .publish_access(AccessChange::Organization(grant.org));
+        Ok(grant)
+    }
+
+    fn check_grant_parts(&self, new: &NewGrant) -> StoreResult<()> {
+        self.require_org(new.org)?;
+        match new.grantee {
+            Grantee::User(user) => {
+                if self.role_in(new.org, user)?.is_none() {
+                    return Err(StoreError::WrongOrganization(format!("user {user}")));
+                }
+            }
+            Grantee::Team(team) => {
+                self.require_team(new.org, team)?;
+            }
+        }
+        if let GrantTarget::Mailbox(id) = new.target
+            && self.require_mailbox(id)?.org != new.org
+        {
+            return Err(StoreError::WrongOrganization(format!("mailbox {id}")));
+        }
+        Ok(())
+    }
+
+    pub fn grant(&self, org: OrgId, id: GrantId) -> StoreResult<Option<Grant>> {
+        self.get_model(&key(codec::GRANT, &[org.0, id.0]), "grant")
+    }
+
+    pub fn grants(&self, org: OrgId) -> StoreResult<Vec<Grant>> {
+        self.scan_model(&key(codec::GRANT, &[org.0]), "grant")
+    }
+
+    /// Changes the rights and send mode of a grant; revocation reaches open sessions.
+    pub fn update_grant(
+        &self,
+        org: OrgId,
+        id: GrantId,
+        rights: Rights,
+        send: Option<SendMode>,
+    ) -> StoreResult<Grant> {
+        let _guard = self.lock();
+        let mut grant = self
+            .grant(org, id)?
+            .ok_or_else(|| StoreError::not_found(format!("grant {id}")))?;
+        grant.rights = rights;
+        grant.send = send;
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::GRANT, &[org.0, id.0]), &grant)?;
+        self.commit(changes)?;
+        self.hub().publish_access(AccessChange::Organization(org));
+        Ok(grant)
+    }
+
+    pub fn remove_grant(&self, org: OrgId, id: GrantId) -> StoreResult<()> {
+        let _guard = self.lock();
+        self.grant(org, id)?
+            .ok_or_else(|| StoreError::not_found(format!("grant {id}")))?;
+        let mut changes = Changes::default();
+        changes.del_model(key(codec::GRANT, &[org.0, id.0]));
+        self.commit(changes)?;
+        self.hub().publish_access(AccessChange::Organization(org));
+        Ok(())
+    }
+
+    // ----- partnerships -----
+
+    /// A client organization invites a partner to manage it.
+    pub fn invite_partner(
+        &self,
+        client: OrgId,
+        partner: OrgId,
+        scope: PartnerScope,
+    ) -> StoreResult<Partnership> {
+        if client == partner {
+            return Err(StoreError::Invalid {
+                what: "partnership",
+                why: "an organization cannot be its own partner".into(),
+            });
+        }
+        let _guard = self.lock();
+        self.require_org(client)?;
+        self.require_org(partner)?;
+        self.check_scope(client, &scope)?;
+        let partnership = Partnership {
+            id: PartnershipId(self.next_id()?),
+            client,
+            partner,
+            scope,
+            status: PartnershipStatus::Invited,
+            created: now_millis(),
+        };
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::PARTNERSHIP, &[partnership.id.0]), &partnership)?;
+        self.commit(changes)?;
+        Ok(partnership)
+    }
+
+    fn check_scope(&self, client: OrgId, scope: &PartnerScope) -> StoreResult<()> {
+        if let PartnerScope::Limited(mailboxes) = scope {
+            for id in mailboxes {
+                if self.require_mailbox(*id)?.org != client {
+                    return Err(StoreError::WrongOrganization(format!("mailbox {id}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn partnership(&self, id: PartnershipId) -> StoreResult<Option<Partnership>> {
+        self.get_model(&key(codec::PARTNERSHIP, &[id.0]), "partnership")
+    }
+
+    /// Every partnership in which `org` is the client or the partner.
+    pub fn partnerships_of(&self, org: OrgId) -> StoreResult<Vec<Partnership>> {
+        let all: Vec<Partnership> = self.scan_model(&[codec::PARTNERSHIP], "partnership")?;
+        Ok(all
+            .into_iter()
+            .filter(|p| p.client == org || p.partner == org)
+            .collect())
+    }
+
+    /// Accepts, refuses or ends a partnership, or changes its scope.
+    pub fn update_partnership(
+        &self,
+        id: PartnershipId,
+        status: PartnershipStatus,
+        scope: Option<PartnerScope>,
+    ) -> StoreResult<Partnership> {
+        let _guard = self.lock();
+        let mut p = self
+            .partnership(id)?
+            .ok_or_else(|| StoreError::not_found(format!("partnership {id}")))?;
+        if let Some(scope) = scope {
+            self.check_scope(p.client, &scope)?;
+            p.scope = scope;
+        }
+        p.status = status;
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::PARTNERSHIP, &[id.0]), &p)?;
+        self.commit(changes)?;
+        self.hub()
+            .publish_access(AccessChange::Organization(p.client));
+        Ok(p)
+    }
+
+    /// Removes a deleted mailbox from every limited partnership scope.
+    pub(super) fn drop_from_partner_scopes(
+        &self,
+        changes: &mut Changes,
+        mailbox: MailboxId,
+    ) -> StoreResult<()> {
+        let all: Vec<Partnership> = self.scan_model(&[codec::PARTNERSHIP], "partnership")?;
+        for mut p in all {
+            if let PartnerScope::Limited(set) = &mut p.scope
+                && set.remove(&mailbox)
+            {
+                changes.put_model(key(codec::PARTNERSHIP, &[p.id.0]), &p)?;
+            }
+        }
+        Ok(())
+    }
+
+    // ----- invitations -----
+
+    pub fn create_invitation(&self, invitation: Invitation) -> StoreResult<()> {
+        let _guard = self.lock();
+        self.require_org(invitation.org)?;
+        let mut changes = Changes::default();
+        changes.put_model(invitation_key(&invitation.token_hash), &invitation)?;
+        self.commit(changes)
+    }
+
+    pub fn invitations(&self, org: OrgId) -> StoreResult<Vec<Invitation>> {
+        let all: Vec<Invitation> = self.scan_model(&[codec::INVITATION], "invitation")?;
+        Ok(all.into_iter().filter(|i| i.org == org).collect())
+    }
+
+    /// Takes an invitation out of the store: it can be used once, and not after it expired.
+    pub fn take_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Invitation> {
+        let _guard = self.lock();
+        let k = invitation_key(token_hash);
+        let invitation: Invitation = self
+            .get_model(&k, "invitation")?
+            .ok_or_else(|| StoreError::not_found("invitation"))?;
+        let mut changes = Changes::default();
+        changes.del_model(k);
+        self.commit(changes)?;
+        if invitation.expires < now_millis() {
+            return Err(StoreError::not_found("invitation"));
+        }
+        Ok(invitation)
+    }
+
+    pub fn delete_invitation(&self, org: OrgId, token_hash: &[u8; 32]) -> StoreResult<()> {
+        let _guard = self.lock();
+        let k = invitation_key(token_hash);
+        match self.get_model::<Invitation>(&k, "invitation")? {
+            Some(i) if i.org == org => {}
+            _ => return Err(StoreError::not_found("invitation")),
+        }
+        let mut changes = Changes::default();
+        changes.del_model(k);
+        self.commit(changes)
+    }
+
+    // ----- what access needs -----
+
+    /// Everything `access` needs to decide for `user`: memberships, teams, the grants that
+    /// reach the user directly or through a team, and the accepted partnerships in which one
+    /// of the user's organizations is the partner.
+    pub fn user_facts(&self, user: UserId) -> StoreResult<UserFacts> {
+        let record = self.require_user(user)?;
+        let memberships = self.memberships_of(user)?;
+        let teams = self.teams_of(user)?;
+        let mut grants = Vec::new();
+        let mut partnerships = Vec::new();
+        for m in &memberships {
+            grants.extend(self.grants(m.org)?.into_iter().filter(|g| match g.grantee {
+                Grantee::User(u) => u == user,
+                Grantee::Team(t) => teams.iter().any(|team| team.id == t),
+            }));
+            partnerships.extend(
+                self.partnerships_of(m.org)?
+                    .into_iter()
+                    .filter(|p| p.partner == m.org && p.status == PartnershipStatus::Accepted),
+            );
+        }
+        Ok(UserFacts {
+            user,
+            disabled: record.disabled,
+            memberships,
+            teams: teams.iter().map(|t| (t.id, t.org)).collect(),
+            grants,
+            partnerships,
+        })
+    }
+}
+
+fn invitation_key(token_hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = vec![codec::INVITATION];
+    k.extend_from_slice(token_hash);
+    k
+}

@@ -1,0 +1,96 @@
+//! The change notification hub: every open session of a folder hears of new messages, flag
+//! changes and expunges there, and every session hears when access may have changed
+//! (DESIGN.md §4). Events are published after the change is committed.
+
+use crate::model::{FolderId, MailboxId, OrgId, UserId};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use tokio::sync::broadcast;
+
+/// Backlog per folder; a session that falls further behind resynchronizes from the store.
+const FOLDER_BACKLOG: usize = 256;
+const ACCESS_BACKLOG: usize = 1024;
+
+/// Something changed in one folder.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FolderEvent {
+    /// A message was added with this UID.
+    Appended { uid: u32 },
+    /// The flags of this message changed, at this MODSEQ.
+    FlagsChanged { uid: u32, modseq: u64 },
+    /// These messages were expunged.
+    Expunged { uids: Vec<u32> },
+    /// The folder was deleted or renamed away.
+    Gone,
+}
+
+/// Rights may have changed for whoever these concern: sessions re-ask `access`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessChange {
+    /// A user's password, membership, teams or disabled state changed.
+    User(UserId),
+    /// A mailbox's password changed, or it was deleted.
+    Mailbox(MailboxId),
+    /// Grants, teams or partnerships of an organization changed.
+    Organization(OrgId),
+}
+
+pub struct Hub {
+    folders: Mutex<HashMap<(MailboxId, FolderId), broadcast::Sender<FolderEvent>>>,
+    access: broadcast::Sender<AccessChange>,
+}
+
+impl Default for Hub {
+    fn default() -> Hub {
+        Hub {
+            folders: Mutex::new(HashMap::new()),
+            access: broadcast::channel(ACCESS_BACKLOG).0,
+        }
+    }
+}
+
+impl Hub {
+    pub fn subscribe_folder(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+    ) -> broadcast::Receiver<FolderEvent> {
+        let mut map = self.folders.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((mailbox, folder))
+            .or_insert_with(|| broadcast::channel(FOLDER_BACKLOG).0)
+            .subscribe()
+    }
+
+    pub fn publish_folder(&self, mailbox: MailboxId, folder: FolderId, event: FolderEvent) {
+        let mut map = self.folders.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(sender) = map.get(&(mailbox, folder))
+            && sender.send(event).is_err()
+        {
+            // Nobody listens any more: forget the channel.
+            map.remove(&(mailbox, folder));
+        }
+    }
+
+    pub fn subscribe_access(&self) -> broadcast::Receiver<AccessChange> {
+        self.access.subscribe()
+    }
+
+    pub fn publish_access(&self, change: AccessChange) {
+        let _ = self.access.send(change);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_events_reach_subscribers_of_that_folder_only() {
+        let hub = Hub::default();
+        let mut a = hub.subscribe_folder(MailboxId(1), FolderId(1));
+        let mut b = hub.subscribe_folder(MailboxId(1), FolderId(2));
+        hub.publish_folder(MailboxId(1), FolderId(1), FolderEvent::Appended { uid: 7 });
+        assert_eq!(a.try_recv().unwrap(), FolderEvent::Appended { uid: 7 });
+        assert!(b.try_recv().is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! The durable store: the only code that touches sled or the blob files (DESIGN.md §4).
+//!
+//! Layout of the data directory:
+//! - `mailgate.lock`: held while a server runs, so a second one refuses to start;
+//! - `db/`: sled, with the trees `model` (the directory: organizations … invitations),
+//!   `mail` (folders, messages, per-user state), `audit` and `meta` (schema version, counters,
+//!   server secrets such as the generated TLS certificate);
+//! - `blobs/ab/abcdef…`: message bodies named by their SHA-256, written atomically, stored once.
+//!
+//! Every change that touches several records runs in one sled transaction; changes that must read
+//! before they write (uniqueness checks, "the last owner") also hold `write_lock`, because sled's
+//! transactions cannot scan.
+
+mod audit;
+mod blobs;
+mod codec;
+mod directory;
+mod error;
+mod folders;
+mod grants;
+pub mod hub;
+
+pub use audit::AuditQuery;
+pub use blobs::BlobId;
+pub use directory::{AddressEntry, NewMailbox, NewUser};
+pub use error::{StoreError, StoreResult};
+pub use folders::{AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse};
+pub use hub::{AccessChange, FolderEvent, Hub};
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Bumped whenever the on-disk encoding changes; a store of another version refuses to open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// A handle on the open store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    db: sled::Db,
+    model: sled::Tree,
+    mail: sled::Tree,
+    audit: sled::Tree,
+    meta: sled::Tree,
+    blobs: blobs::BlobDir,
+    /// Serializes read-check-write changes (see the module comment).
+    write_lock: Mutex<()>,
+    hub: Hub,
+    /// Held for the life of the store: the data directory's exclusive lock.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, taking the directory's exclusive lock.
+    pub fn open(dir: &Path) -> StoreResult<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let lock = lock_data_dir(dir)?;
+        let db = sled::Config::new()
+            .path(dir.join("db"))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let store = Store {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                model: db.open_tree("model")?,
+                mail: db.open_tree("mail")?,
+                audit: db.open_tree("audit")?,
+                meta: db.open_tree("meta")?,
+                blobs: blobs::BlobDir::open(&dir.join("blobs"))?,
+                db,
+                write_lock: Mutex::new(()),
+                hub: Hub::default(),
+                _lock: lock,
+            }),
+        };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// The change notification hub of this store.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Whether nothing has been created yet (no organization exists).
+    pub fn is_empty(&self) -> StoreResult<bool> {
+        Ok(self.inner.model.scan_prefix([codec::ORG]).next().is_none())
+    }
+
+    /// Flushes every pending write to disk; returns once it is durable.
+    pub async fn flush(&self) -> StoreResult<()> {
+        self.inner.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Flushes from synchronous code.
+    pub fn flush_blocking(&self) -> StoreResult<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    /// A server secret kept in the store (such as the generated TLS certificate): returned if
+    /// present, otherwise made by `make`, stored durably and returned.
+    pub fn server_secret(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> StoreResult<Vec<u8>> {
+        let key = format!("secret/{name}");
+        let _guard = self.lock();
+        if let Some(v) = self.inner.meta.get(&key)? {
+            return Ok(v.to_vec());
+        }
+        let value = make().map_err(|why| StoreError::Invalid {
+            what: "server secret",
+            why,
+        })?;
+        self.inner.meta.insert(key, value.as_slice())?;
+        self.inner.meta.flush()?;
+        Ok(value)
+    }
+
+    fn check_schema(&self) -> StoreResult<()> {
+        let _guard = self.lock();
+        match self.inner.meta.get(SCHEMA_KEY)? {
+            None => {
+                self.inner
+                    .meta
+                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                self.inner.meta.flush()?;
+                Ok(())
+            }
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt("schema version".into()))?;
+                if found == SCHEMA_VERSION {
+                    Ok(())
+                } else {
+                    Err(StoreError::Schema {
+                        found,
+                        expected: SCHEMA_VERSION,
+                    })
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding the lock cannot leave sled half-written (transactions), so the
+        // poison carries no meaning here.
+        self.inner
+            .write_lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn get_model<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        what: &str,
+    ) -> StoreResult<Option<T>> {
+        self.inner
+            .model
+            .get(key)?
+            .map(|v| codec::decode(&v, what))
+            .transpose()
+    }
+
+    fn scan_model<T: serde::de::DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+        what: &str,
+    ) -> StoreResult<Vec<T>> {
+        self.inner
+            .model
+            .scan_prefix(prefix)
+            .map(|item| codec::decode(&item?.1, what))
+            .collect()
+    }
+
+    /// Writes `changes` to both trees in one transaction: all of them or none.
+    fn commit(&self, changes: Changes) -> StoreResult<()> {
+        use sled::Transactional;
+        (&self.inner.model, &self.inner.mail).transaction(|(model, mail)| {
+            for (k, v) in &changes.model {
+                match v {
+                    Some(v) => model.insert(k.as_slice(), v.as_slice())?,
+                    None => model.remove(k.as_slice())?,
+                };
+            }
+            for (k, v) in &changes.mail {
+                match v {
+                    Some(v) => mail.insert(k.as_slice(), v.as_slice())?,
+                    None => mail.remove(k.as_slice())?,
+                };
+            }
+            Ok::<(), sled::transaction::ConflictableTransactionError<StoreError>>(())
+        })?;
+        Ok(())
+    }
+
+    fn next_id(&self) -> StoreResult<u64> {
+        // sled's ids start at 0; ours start at 1 so that 0 never names anything.
+        Ok(self.inner.db.generate_id()? + 1)
+    }
+}
+
+/// A set of record writes (`Some`) and removals (`None`) committed together by `Store::commit`.
+#[derive(Default)]
+struct Changes {
+    model: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    mail: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl Changes {
+    fn put_model(&mut self, key: Vec<u8>, value: &impl serde::Serialize) -> StoreResult<()> {
+        self.model.push((key, Some(codec::encode(value)?)));
+        Ok(())
+    }
+
+    fn del_model(&mut self, key: Vec<u8>) {
+        self.model.push((key, None));
+    }
+
+    fn put_mail(&mut self, key: Vec<u8>, value: &impl serde::Serialize) -> StoreResult<()> {
+        self.mail.push((key, Some(codec::encode(value)?)));
+        Ok(())
+    }
+
+    fn put_mail_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.mail.push((key, Some(value)));
+    }
+
+    fn del_mail(&mut self, key: Vec<u8>) {
+        self.mail.push((key, None));
+    }
+}
+
+/// Takes the exclusive lock of the data directory, or says which process holds it.
+fn lock_data_dir(dir: &Path) -> StoreResult<File> {
+    let path = dir.join("mailgate.lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| StoreError::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(StoreError::Locked {
+                dir: dir.to_path_buf(),
+                pid: pid.trim().to_string(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
+    }
+    file.set_len(0).map_err(|e| StoreError::io(&path, e))?;
+    write!(file, "{}", std::process::id()).map_err(|e| StoreError::io(&path, e))?;
+    Ok(file)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A store in a fresh temporary directory, removed when the guard drops.
+    pub fn temp_store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("open store");
+        (store, dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::temp_store;
+    use super::*;
+
+    #[test]
+    fn second_open_of_the_same_directory_is_refused() {
+        let (store, dir) = temp_store();
+        let err = Store::open(dir.path()).err().expect("must refuse");
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(store);
+    }
+
+    #[test]
+    fn schema_version_is_checked_at_open() {
+        let (store, dir) = temp_store();
+        store
+            .inner
+            .meta
+            .insert(SCHEMA_KEY, &99u32.to_be_bytes())
+            .unwrap();
+        store.flush_blocking().unwrap();
+        drop(store);
+        let err = Store::open(dir.path()).err().expect("must refuse");
+        assert!(matches!(err, StoreError::Schema { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn server_secret_is_made_once() {
+        let (store, _dir) = temp_store();
+        let a = store.server_secret("x", || Ok(b"one".to_vec())).unwrap();
+        let b = store.server_secret("x", || Ok(b"two".to_vec())).unwrap();
+        assert_eq!(a, b"one");
+        assert_eq!(b, b"one");
+    }
+}
