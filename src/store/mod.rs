@@ -289,7 +289,10 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod open_tests {
     use super::testing::temp_store;
     use super::*;
 

@@ -1,0 +1,657 @@
+//! The store's invariants (DESIGN.md §2), each shown to reject the bad change and to leave the
+//! store exactly as it was.
+
+use super::testing::temp_store;
+use super::*;
+use crate::model::*;
+
+type Snapshot = Vec<(String, Vec<u8>, Vec<u8>)>;
+
+/// Every record of every tree, to compare before and after a refused change.
+fn snapshot(store: &Store) -> Snapshot {
+    let trees = [
+        ("model", &store.inner.model),
+        ("mail", &store.inner.mail),
+        ("audit", &store.inner.audit),
+    ];
+    let mut out = Vec::new();
+    for (name, tree) in trees {
+        for item in tree.iter() {
+            let (k, v) = item.unwrap();
+            out.push((name.to_string(), k.to_vec(), v.to_vec()));
+        }
+    }
+    out
+}
+
+/// Asserts that `change` fails with an error matching `expected` and changes nothing.
+macro_rules! refused {
+    ($store:expr, $change:expr, $expected:pat) => {{
+        let before = snapshot(&$store);
+        let result = $change;
+        assert!(
+            matches!(result, Err($expected)),
+            "expected refusal, got {:?}",
+            result.map(|_| ())
+        );
+        assert_eq!(
+            before,
+            snapshot(&$store),
+            "a refused change altered the store"
+        );
+    }};
+}
+
+fn hash() -> PasswordHash {
+    PasswordHash("$argon2id$test".into())
+}
+
+fn new_user(store: &Store, login: &str) -> User {
+    store
+        .create_user(NewUser {
+            login: login.into(),
+            display_name: String::new(),
+            password: hash(),
+            must_change_password: false,
+        })
+        .unwrap()
+}
+
+fn new_mailbox(store: &Store, org: OrgId, address: &str) -> Mailbox {
+    store
+        .create_mailbox(NewMailbox {
+            org,
+            address: address.into(),
+            display_name: String::new(),
+            password: hash(),
+            quota_bytes: 0,
+            seen: SeenPolicy::Shared,
+        })
+        .unwrap()
+}
+
+/// Two organizations, acme (acme.example) and beta (beta.example), each with an owner.
+struct World {
+    acme: Organization,
+    beta: Organization,
+    owner: User,
+}
+
+fn world(store: &Store) -> World {
+    let owner = new_user(store, "owner@acme.example");
+    let other = new_user(store, "boss@beta.example");
+    let acme = store.create_organization("Acme", owner.id).unwrap();
+    let beta = store.create_organization("Beta", other.id).unwrap();
+    store.add_domain(acme.id, "acme.example").unwrap();
+    store.add_domain(beta.id, "beta.example").unwrap();
+    World { acme, beta, owner }
+}
+
+fn inbox(store: &Store, mailbox: MailboxId) -> Folder {
+    store.folder_by_name(mailbox, "inbox").unwrap().unwrap()
+}
+
+#[test]
+fn an_address_is_a_mailbox_or_an_alias_never_both() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let contact = new_mailbox(&store, w.acme.id, "contact@acme.example");
+    store
+        .create_alias(w.acme.id, "hello@acme.example", contact.id)
+        .unwrap();
+    refused!(
+        store,
+        store.create_alias(w.acme.id, "Contact@ACME.example", contact.id),
+        StoreError::AddressTaken(_)
+    );
+    let again = NewMailbox {
+        org: w.acme.id,
+        address: "HELLO@acme.example".into(),
+        display_name: String::new(),
+        password: hash(),
+        quota_bytes: 0,
+        seen: SeenPolicy::Shared,
+    };
+    refused!(
+        store,
+        store.create_mailbox(again),
+        StoreError::AddressTaken(_)
+    );
+}
+
+#[test]
+fn an_address_lives_in_its_domains_organization_only() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let foreign = NewMailbox {
+        org: w.beta.id,
+        address: "x@acme.example".into(),
+        display_name: String::new(),
+        password: hash(),
+        quota_bytes: 0,
+        seen: SeenPolicy::Shared,
+    };
+    refused!(
+        store,
+        store.create_mailbox(foreign),
+        StoreError::DomainNotOwned(_)
+    );
+}
+
+#[test]
+fn a_domain_has_one_organization() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    refused!(
+        store,
+        store.add_domain(w.beta.id, "ACME.example"),
+        StoreError::DomainTaken(_)
+    );
+    assert_eq!(
+        store.domain("acme.example").unwrap().unwrap().org,
+        w.acme.id
+    );
+}
+
+#[test]
+fn an_alias_points_into_its_own_organization() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let beta_box = new_mailbox(&store, w.beta.id, "info@beta.example");
+    refused!(
+        store,
+        store.create_alias(w.acme.id, "info@acme.example", beta_box.id),
+        StoreError::AliasAcrossOrganizations
+    );
+}
+
+#[test]
+fn logins_are_unique_case_insensitively() {
+    let (store, _dir) = temp_store();
+    new_user(&store, "Lucie@Gmail.example");
+    let dup = NewUser {
+        login: "lucie@GMAIL.EXAMPLE".into(),
+        display_name: String::new(),
+        password: hash(),
+        must_change_password: false,
+    };
+    refused!(store, store.create_user(dup), StoreError::LoginTaken(_));
+    let found = store.user_by_login("LUCIE@gmail.example").unwrap().unwrap();
+    assert_eq!(found.login, "Lucie@Gmail.example");
+}
+
+#[test]
+fn the_last_owner_stays() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    refused!(
+        store,
+        store.set_member(w.acme.id, w.owner.id, Role::Admin),
+        StoreError::LastOwner
+    );
+    refused!(
+        store,
+        store.remove_member(w.acme.id, w.owner.id),
+        StoreError::LastOwner
+    );
+    let second = new_user(&store, "second@acme.example");
+    store.set_member(w.acme.id, second.id, Role::Owner).unwrap();
+    store
+        .set_member(w.acme.id, w.owner.id, Role::Admin)
+        .unwrap();
+    refused!(
+        store,
+        store.remove_member(w.acme.id, second.id),
+        StoreError::LastOwner
+    );
+}
+
+#[test]
+fn removing_a_member_removes_their_grants_and_team_places() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let contact = new_mailbox(&store, w.acme.id, "contact@acme.example");
+    let lucie = new_user(&store, "lucie@gmail.example");
+    store
+        .set_member(w.acme.id, lucie.id, Role::Collaborator)
+        .unwrap();
+    let team = store.create_team(w.acme.id, "Support").unwrap();
+    store.add_team_member(w.acme.id, team.id, lucie.id).unwrap();
+    store
+        .add_grant(NewGrant {
+            org: w.acme.id,
+            grantee: Grantee::User(lucie.id),
+            target: GrantTarget::Mailbox(contact.id),
+            rights: Rights::parse("lr").unwrap(),
+            send: None,
+        })
+        .unwrap();
+    store.remove_member(w.acme.id, lucie.id).unwrap();
+    assert!(store.grants(w.acme.id).unwrap().is_empty());
+    assert!(store.team_members(team.id).unwrap().is_empty());
+    let facts = store.user_facts(lucie.id).unwrap();
+    assert!(facts.memberships.is_empty() && facts.grants.is_empty());
+}
+
+#[test]
+fn grants_need_grantee_and_mailbox_of_the_organization() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let beta_box = new_mailbox(&store, w.beta.id, "info@beta.example");
+    let outsider = new_user(&store, "x@gmail.example");
+    let to_outsider = NewGrant {
+        org: w.acme.id,
+        grantee: Grantee::User(outsider.id),
+        target: GrantTarget::AllMailboxes,
+        rights: Rights::ALL,
+        send: None,
+    };
+    refused!(
+        store,
+        store.add_grant(to_outsider),
+        StoreError::WrongOrganization(_)
+    );
+    let on_foreign_box = NewGrant {
+        org: w.acme.id,
+        grantee: Grantee::User(w.owner.id),
+        target: GrantTarget::Mailbox(beta_box.id),
+        rights: Rights::ALL,
+        send: None,
+    };
+    refused!(
+        store,
+        store.add_grant(on_foreign_box),
+        StoreError::WrongOrganization(_)
+    );
+}
+
+#[test]
+fn deleting_a_mailbox_removes_aliases_grants_and_unshared_blobs() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let contact = new_mailbox(&store, w.acme.id, "contact@acme.example");
+    let sales = new_mailbox(&store, w.acme.id, "sales@acme.example");
+    store
+        .create_alias(w.acme.id, "hello@acme.example", contact.id)
+        .unwrap();
+    store
+        .add_grant(NewGrant {
+            org: w.acme.id,
+            grantee: Grantee::User(w.owner.id),
+            target: GrantTarget::Mailbox(contact.id),
+            rights: Rights::ALL,
+            send: Some(SendMode::As),
+        })
+        .unwrap();
+    let shared = b"Subject: to both\r\n\r\nhi\r\n".to_vec();
+    let only_contact = b"Subject: only contact\r\n\r\nhi\r\n".to_vec();
+    let targets = [
+        (contact.id, inbox(&store, contact.id).id),
+        (sales.id, inbox(&store, sales.id).id),
+    ];
+    store
+        .deliver(&targets, &shared, AppendMessage::default())
+        .unwrap();
+    let lone = store
+        .append(
+            contact.id,
+            targets[0].1,
+            &only_contact,
+            AppendMessage::default(),
+        )
+        .unwrap();
+
+    store.delete_mailbox(contact.id).unwrap();
+
+    assert!(
+        store
+            .resolve_address("contact@acme.example")
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .resolve_address("hello@acme.example")
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.grants(w.acme.id).unwrap().is_empty());
+    assert!(store.folders(contact.id).unwrap().is_empty());
+    assert!(
+        store.read_message(&lone.blob).is_err(),
+        "unreferenced blob kept"
+    );
+    let kept = &store.messages(sales.id, targets[1].1).unwrap()[0];
+    assert_eq!(store.read_message(&kept.blob).unwrap(), shared);
+}
+
+#[test]
+fn one_message_to_many_mailboxes_is_stored_once() {
+    let (store, dir) = temp_store();
+    let w = world(&store);
+    let targets: Vec<_> = (0..5)
+        .map(|i| {
+            let m = new_mailbox(&store, w.acme.id, &format!("m{i}@acme.example"));
+            (m.id, inbox(&store, m.id).id)
+        })
+        .collect();
+    let raw = b"Subject: once\r\n\r\nbody\r\n";
+    let records = store
+        .deliver(&targets, raw, AppendMessage::default())
+        .unwrap();
+    assert!(
+        records
+            .iter()
+            .all(|r| r.blob == records[0].blob && r.uid == 1)
+    );
+    let blob_files = walk(&dir.path().join("blobs"));
+    assert_eq!(blob_files, 1, "the body is written once");
+    // Expunging it from four mailboxes keeps it for the fifth.
+    for (m, f) in &targets[..4] {
+        store.expunge(*m, *f, &[1]).unwrap();
+    }
+    assert_eq!(store.read_message(&records[0].blob).unwrap(), raw);
+    store.expunge(targets[4].0, targets[4].1, &[1]).unwrap();
+    assert!(store.read_message(&records[0].blob).is_err());
+}
+
+fn walk(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            if p.ends_with("tmp") {
+                0
+            } else if p.is_dir() {
+                walk(&p)
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn new_mailboxes_get_the_standard_folders() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "contact@acme.example");
+    let folders = store.folders(m.id).unwrap();
+    let names: Vec<_> = folders
+        .iter()
+        .map(|f| (f.name.as_str(), f.special_use))
+        .collect();
+    for (name, special) in STANDARD_FOLDERS {
+        assert!(names.contains(&(name, special)), "{name} missing");
+    }
+}
+
+#[test]
+fn quota_is_enforced_and_usage_follows_expunge() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "small@acme.example");
+    store.update_mailbox(m.id, |m| m.quota_bytes = 100).unwrap();
+    let f = inbox(&store, m.id).id;
+    let record = store
+        .append(m.id, f, &[b'x'; 60], AppendMessage::default())
+        .unwrap();
+    refused!(
+        store,
+        store.append(m.id, f, &[b'y'; 60], AppendMessage::default()),
+        StoreError::OverQuota { quota: 100 }
+    );
+    assert_eq!(store.usage(m.id).unwrap(), 60);
+    store.expunge(m.id, f, &[record.uid]).unwrap();
+    assert_eq!(store.usage(m.id).unwrap(), 0);
+}
+
+#[test]
+fn uids_modseqs_and_uidvalidity_only_grow() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "c@acme.example");
+    let f = store.create_folder(m.id, "Projects", None).unwrap();
+    let a = store
+        .append(m.id, f.id, b"a", AppendMessage::default())
+        .unwrap();
+    let b = store
+        .append(m.id, f.id, b"b", AppendMessage::default())
+        .unwrap();
+    assert_eq!((a.uid, b.uid), (1, 2));
+    assert!(b.modseq > a.modseq);
+    let flagged = store
+        .set_flags(m.id, f.id, 1, Flags::SEEN, vec!["$Important".into()])
+        .unwrap();
+    assert!(flagged.modseq > b.modseq);
+    store.expunge(m.id, f.id, &[2]).unwrap();
+    let c = store
+        .append(m.id, f.id, b"c", AppendMessage::default())
+        .unwrap();
+    assert_eq!(c.uid, 3, "UIDs are never reused");
+    // A folder deleted and made again gets another UIDVALIDITY (RFC 3501 §2.3.1.1).
+    store.delete_folder(m.id, f.id).unwrap();
+    let again = store.create_folder(m.id, "Projects", None).unwrap();
+    assert!(again.uidvalidity > f.uidvalidity);
+}
+
+#[test]
+fn rename_moves_children_and_keeps_uidvalidity() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "c@acme.example");
+    let parent = store.create_folder(m.id, "A", None).unwrap();
+    store.create_folder(m.id, "A/B", None).unwrap();
+    store.create_folder(m.id, "AB", None).unwrap();
+    store.rename_folder(m.id, "A", "Z").unwrap();
+    let names: Vec<String> = store
+        .folders(m.id)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    assert!(names.contains(&"Z".into()) && names.contains(&"Z/B".into()));
+    assert!(
+        names.contains(&"AB".into()),
+        "a sibling with the same prefix stays"
+    );
+    let z = store.folder_by_name(m.id, "Z").unwrap().unwrap();
+    assert_eq!(z.uidvalidity, parent.uidvalidity);
+    refused!(
+        store,
+        store.rename_folder(m.id, "AB", "Z"),
+        StoreError::FolderExists(_)
+    );
+}
+
+#[test]
+fn per_user_seen_and_subscriptions() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "boss@acme.example");
+    let f = inbox(&store, m.id).id;
+    store
+        .append(m.id, f, b"x", AppendMessage::default())
+        .unwrap();
+    let lucie = new_user(&store, "lucie@gmail.example");
+    store.set_user_seen(m.id, f, 1, lucie.id, true).unwrap();
+    assert_eq!(store.user_seen(m.id, f, lucie.id).unwrap(), vec![1]);
+    assert!(store.user_seen(m.id, f, w.owner.id).unwrap().is_empty());
+    store
+        .set_user_subscription(lucie.id, m.id, "Sent", true)
+        .unwrap();
+    assert_eq!(
+        store.user_subscriptions(lucie.id).unwrap(),
+        vec![(m.id, "Sent".to_string())]
+    );
+}
+
+#[test]
+fn access_facts_follow_teams_and_partnerships() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let contact = new_mailbox(&store, w.acme.id, "contact@acme.example");
+    let lucie = new_user(&store, "lucie@gmail.example");
+    store
+        .set_member(w.acme.id, lucie.id, Role::Collaborator)
+        .unwrap();
+    let team = store.create_team(w.acme.id, "Support").unwrap();
+    store.add_team_member(w.acme.id, team.id, lucie.id).unwrap();
+    store
+        .add_grant(NewGrant {
+            org: w.acme.id,
+            grantee: Grantee::Team(team.id),
+            target: GrantTarget::Mailbox(contact.id),
+            rights: Rights::parse("lrs").unwrap(),
+            send: None,
+        })
+        .unwrap();
+    let mref = crate::access::MailboxRef {
+        id: contact.id,
+        org: w.acme.id,
+    };
+    let principal = |s: &Store| crate::access::Principal::User(s.user_facts(lucie.id).unwrap());
+    assert_eq!(
+        crate::access::mailbox_access(&principal(&store), mref)
+            .rights
+            .letters(),
+        "lrs"
+    );
+    store
+        .remove_team_member(w.acme.id, team.id, lucie.id)
+        .unwrap();
+    assert!(
+        crate::access::mailbox_access(&principal(&store), mref)
+            .rights
+            .is_empty()
+    );
+
+    let p = store
+        .invite_partner(w.acme.id, w.beta.id, PartnerScope::Full)
+        .unwrap();
+    let boss = store.user_by_login("boss@beta.example").unwrap().unwrap();
+    assert!(
+        store.user_facts(boss.id).unwrap().partnerships.is_empty(),
+        "not yet accepted"
+    );
+    store
+        .update_partnership(p.id, PartnershipStatus::Accepted, None)
+        .unwrap();
+    assert_eq!(store.user_facts(boss.id).unwrap().partnerships.len(), 1);
+}
+
+#[test]
+fn invitations_are_single_use() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let invitation = Invitation {
+        token_hash: [7; 32],
+        org: w.acme.id,
+        email: "new@gmail.example".into(),
+        role: Role::Collaborator,
+        teams: vec![],
+        grants: vec![],
+        invited_by: w.owner.id,
+        expires: now_millis() + 60_000,
+    };
+    store.create_invitation(invitation.clone()).unwrap();
+    assert_eq!(store.take_invitation(&[7; 32]).unwrap(), invitation);
+    assert!(matches!(
+        store.take_invitation(&[7; 32]),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[test]
+fn everything_survives_a_restart() {
+    let (store, dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "contact@acme.example");
+    let f = inbox(&store, m.id).id;
+    let record = store
+        .append(
+            m.id,
+            f,
+            b"Subject: kept\r\n\r\n.\r\n",
+            AppendMessage::default(),
+        )
+        .unwrap();
+    store
+        .record_audit(AuditEvent {
+            id: AuditId(0),
+            at: 0,
+            org: Some(w.acme.id),
+            actor: Actor::System,
+            action: "test.event".into(),
+            target: "x".into(),
+            client: None,
+            outcome: Outcome::Success,
+            detail: String::new(),
+        })
+        .unwrap();
+    store.flush_blocking().unwrap();
+    drop(store);
+
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.organization(w.acme.id).unwrap().unwrap().name, "Acme");
+    assert_eq!(
+        store
+            .mailbox_by_address("CONTACT@acme.example")
+            .unwrap()
+            .unwrap()
+            .id,
+        m.id
+    );
+    assert_eq!(store.messages(m.id, f).unwrap(), vec![record.clone()]);
+    let summary = store.summary(&record.blob).unwrap();
+    assert_eq!(summary.envelope.subject.as_deref(), Some("kept"));
+    let events = store
+        .audit_events(&AuditQuery {
+            action_prefix: Some("test.".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+fn audit_queries_filter_and_order_newest_first() {
+    let (store, _dir) = temp_store();
+    for (at, action) in [
+        (1000, "imap.login"),
+        (2000, "grant.create"),
+        (3000, "imap.login"),
+    ] {
+        store
+            .record_audit(AuditEvent {
+                id: AuditId(0),
+                at,
+                org: None,
+                actor: Actor::Anonymous,
+                action: action.into(),
+                target: String::new(),
+                client: None,
+                outcome: Outcome::Failure,
+                detail: String::new(),
+            })
+            .unwrap();
+    }
+    let q = AuditQuery {
+        action_prefix: Some("imap.".into()),
+        ..Default::default()
+    };
+    let got: Vec<_> = store
+        .audit_events(&q)
+        .unwrap()
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(got, vec![3000, 1000]);
+    let q = AuditQuery {
+        since: Some(1500),
+        until: Some(2500),
+        ..Default::default()
+    };
+    assert_eq!(store.audit_events(&q).unwrap().len(), 1);
+}
