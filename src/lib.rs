@@ -1,7 +1,13 @@
 //! mailgate: a self-hosted IMAP/SMTP mail server with the access control of a hosted mail
-//! provider. See DESIGN.md for the model; each module below has one job.
+//! provider. DESIGN.md describes the model; each module below has one job.
 
 pub mod access;
+pub mod admin;
+pub mod bootstrap;
+pub mod config;
 pub mod mail;
 pub mod model;
+pub mod net;
+pub mod password;
 pub mod store;
+pub mod tls;

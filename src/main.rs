@@ -1,1 +1,114 @@
-fn main() {}
+//! The `mailgate` command.
+
+use clap::{Parser, Subcommand};
+use mailgate::config::Config;
+use mailgate::net::{Server, Services};
+use mailgate::password::Verifier;
+use mailgate::store::Store;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "mailgate",
+    version,
+    about = "A self-hosted IMAP/SMTP mail server"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: IMAP, SMTP, submission and the admin HTTP API.
+    Serve {
+        /// The configuration file (see config/mailgate.toml); without it every default holds.
+        #[arg(long, env = "MAILGATE_CONFIG")]
+        config: Option<PathBuf>,
+        /// The data directory; overrides `data_dir` of the configuration.
+        #[arg(long, env = "MAILGATE_DATA")]
+        data: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config, data } => serve(config, data),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("mailgate: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(config_path: Option<PathBuf>, data: Option<PathBuf>) -> Result<(), String> {
+    let mut config = match &config_path {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+        None => Config::default(),
+    };
+    if let Some(data) = data {
+        config.data_dir = data;
+    }
+    let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
+    if let Some(first) =
+        mailgate::bootstrap::bootstrap(&store, &config.bootstrap).map_err(|e| e.to_string())?
+    {
+        println!("{}", first.banner());
+    }
+    let tls = mailgate::tls::acceptor(&config.tls, &config.hostname, &store)
+        .map_err(|e| e.to_string())?;
+    let passwords = Verifier::new(Duration::from_secs(config.auth.password_cache_seconds));
+    let services = Arc::new(Services {
+        config,
+        store,
+        tls,
+        passwords,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let server = Server::bind(services.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        for (kind, address) in server.addresses() {
+            println!("mailgate: {kind} listening on {address}");
+        }
+        println!("mailgate: data in {}", services.store.dir().display());
+        server.run(shutdown_signal()).await;
+        println!("mailgate: stopped");
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

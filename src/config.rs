@@ -1,0 +1,308 @@
+//! The configuration: every key has a default, so `mailgate serve` runs with no file at all.
+//! `config/mailgate.toml` documents every key; an unknown key or a bad value stops start-up
+//! with the file, the line and the key.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The name this server gives itself in greetings and in its generated certificate.
+    pub hostname: String,
+    /// Where the store and the blobs live; `--data` overrides it.
+    pub data_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub imap: DualListener,
+    pub smtp: Listener,
+    pub submission: DualListener,
+    pub admin: Listener,
+    pub limits: Limits,
+    pub auth: AuthConfig,
+    pub bootstrap: Bootstrap,
+}
+
+/// Certificate and key in PEM; when both are absent a self-signed certificate is generated.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// A protocol with a STARTTLS port and an implicit-TLS port. An empty list disables one.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DualListener {
+    pub listen: Vec<SocketAddr>,
+    pub listen_tls: Vec<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub listen: Vec<SocketAddr>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open connections over all listeners; further ones wait to be accepted.
+    pub max_connections: usize,
+    /// Open connections from one client address; further ones are refused.
+    pub max_connections_per_client: usize,
+    /// On SIGINT/SIGTERM, how long open sessions get to finish before they are cut.
+    pub shutdown_grace_seconds: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// How long a successful password check is remembered, so that a client that logs in
+    /// again and again does not pay for argon2 each time. 0 turns the cache off.
+    pub password_cache_seconds: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Bootstrap {
+    /// The organization created on first start with an empty data directory.
+    pub organization: String,
+    /// The login of its owner; the initial password is printed once.
+    pub owner: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let local = |port: u16| vec![SocketAddr::from(([127, 0, 0, 1], port))];
+        Config {
+            hostname: "localhost".into(),
+            data_dir: PathBuf::from("data"),
+            tls: TlsConfig::default(),
+            imap: DualListener {
+                listen: local(1143),
+                listen_tls: local(1993),
+            },
+            smtp: Listener {
+                listen: local(2525),
+            },
+            submission: DualListener {
+                listen: local(1587),
+                listen_tls: local(1465),
+            },
+            admin: Listener {
+                listen: local(8080),
+            },
+            limits: Limits::default(),
+            auth: AuthConfig::default(),
+            bootstrap: Bootstrap::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 10_000,
+            max_connections_per_client: 100,
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            password_cache_seconds: 300,
+        }
+    }
+}
+
+impl Default for Bootstrap {
+    fn default() -> Bootstrap {
+        Bootstrap {
+            organization: "My Organization".into(),
+            owner: "owner@localhost".into(),
+        }
+    }
+}
+
+/// Why the configuration could not be used; the message names file, line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` only names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let invalid = |line: usize, key: String, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            key,
+            message,
+        };
+        let deserializer = toml::Deserializer::new(text);
+        let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner.span().map_or(0, |s| line_of(text, s.start));
+            invalid(line, key, inner.message().to_string())
+        })?;
+        config
+            .check()
+            .map_err(|(key, message)| invalid(line_of_key(text, &key), key, message))?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot: returns the key at fault and why.
+    fn check(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, why: &str| Err((key.to_string(), why.to_string()));
+        if self.hostname.trim().is_empty() || self.hostname.contains(char::is_whitespace) {
+            return bad("hostname", "must be a host name without spaces");
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            let key = if self.tls.cert.is_some() {
+                "tls.key"
+            } else {
+                "tls.cert"
+            };
+            return bad(
+                key,
+                "tls.cert and tls.key go together: give both or neither",
+            );
+        }
+        if self.limits.max_connections == 0 {
+            return bad("limits.max_connections", "must be at least 1");
+        }
+        if self.limits.max_connections_per_client == 0 {
+            return bad("limits.max_connections_per_client", "must be at least 1");
+        }
+        if crate::model::domain_of(&self.bootstrap.owner).is_none() {
+            return bad("bootstrap.owner", "must be a login of the form name@domain");
+        }
+        if self.bootstrap.organization.trim().is_empty() {
+            return bad("bootstrap.organization", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+/// The 1-based line of byte `offset`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line where a dotted `key` is set; when the key itself is absent, the line of its
+/// `[section]`; 0 when neither is in the text.
+fn line_of_key(text: &str, key: &str) -> usize {
+    let (section, last) = key.rsplit_once('.').unwrap_or(("", key));
+    let header = format!("[{section}]");
+    let mut in_section = section.is_empty();
+    let mut section_line = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_section = line == header;
+            if in_section {
+                section_line = i + 1;
+            }
+        } else if in_section
+            && line
+                .strip_prefix(last)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        {
+            return i + 1;
+        }
+    }
+    section_line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_the_defaults() {
+        assert_eq!(parse("").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn the_documented_file_is_valid_and_says_the_defaults() {
+        let text = include_str!("../config/mailgate.toml");
+        assert_eq!(parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = parse("hostname = \"mx\"\n\n[imap]\nlisten = []\nlisten_tls = []\nlisen = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("test.toml:6:"), "{err}");
+        assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_file_line_and_key() {
+        let err = parse("[admin]\nlisten = [\"not an address\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("test.toml:2: `admin.listen[0]`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let err = parse("[limits]\nmax_connections = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.toml:2: `limits.max_connections`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn checks_name_the_key_and_its_line() {
+        let err = parse("[tls]\ncert = \"c.pem\"\n").unwrap_err().to_string();
+        assert!(err.starts_with("test.toml:1: `tls.key`"), "{err}");
+        let err = parse("\n[limits]\nmax_connections = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.toml:3: `limits.max_connections`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_listener_can_be_moved_or_disabled() {
+        let c = parse("[imap]\nlisten = [\"127.0.0.1:143\"]\nlisten_tls = []\n").unwrap();
+        assert_eq!(c.imap.listen[0].port(), 143);
+        assert!(c.imap.listen_tls.is_empty());
+    }
+}

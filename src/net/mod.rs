@@ -1,0 +1,313 @@
+//! Networking in one place: the listeners, TLS, the connection caps and graceful shutdown.
+//! Protocol sessions get a `Stream` and know nothing of sockets beyond it.
+
+mod stream;
+
+pub use stream::Stream;
+
+use crate::config::Config;
+use crate::password::Verifier;
+use crate::store::Store;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// What every session shares.
+pub struct Services {
+    pub config: Config,
+    pub store: Store,
+    pub tls: TlsAcceptor,
+    pub passwords: Verifier,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Imap,
+    Smtp,
+    Submission,
+    Admin,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Smtp => "smtp",
+            Protocol::Submission => "submission",
+            Protocol::Admin => "admin",
+        }
+    }
+}
+
+/// Whether TLS starts with the connection or on the client's STARTTLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    StartTls,
+    Implicit,
+    /// The admin HTTP listener (plain HTTP; put a proxy in front beyond loopback).
+    Http,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("cannot listen for {protocol} on {address}: {source}")]
+    Bind {
+        protocol: &'static str,
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+struct BoundListener {
+    listener: TcpListener,
+    protocol: Protocol,
+    security: Security,
+}
+
+/// The bound listeners of one server, ready to run.
+pub struct Server {
+    services: Arc<Services>,
+    listeners: Vec<BoundListener>,
+}
+
+impl Server {
+    /// Binds every configured listener; fails naming the first that cannot be bound.
+    pub async fn bind(services: Arc<Services>) -> Result<Server, NetError> {
+        let c = &services.config;
+        let wanted = [
+            (&c.imap.listen, Protocol::Imap, Security::StartTls),
+            (&c.imap.listen_tls, Protocol::Imap, Security::Implicit),
+            (&c.smtp.listen, Protocol::Smtp, Security::StartTls),
+            (
+                &c.submission.listen,
+                Protocol::Submission,
+                Security::StartTls,
+            ),
+            (
+                &c.submission.listen_tls,
+                Protocol::Submission,
+                Security::Implicit,
+            ),
+            (&c.admin.listen, Protocol::Admin, Security::Http),
+        ];
+        let mut listeners = Vec::new();
+        for (addresses, protocol, security) in wanted {
+            for address in addresses {
+                let listener =
+                    TcpListener::bind(address)
+                        .await
+                        .map_err(|source| NetError::Bind {
+                            protocol: protocol.name(),
+                            address: *address,
+                            source,
+                        })?;
+                listeners.push(BoundListener {
+                    listener,
+                    protocol,
+                    security,
+                });
+            }
+        }
+        Ok(Server {
+            services,
+            listeners,
+        })
+    }
+
+    /// What listens where, as "imap (STARTTLS)" → address, for the start-up banner.
+    pub fn addresses(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| {
+                let kind = match l.security {
+                    Security::StartTls => format!("{} (STARTTLS)", l.protocol.name()),
+                    Security::Implicit => format!("{} (TLS)", l.protocol.name()),
+                    Security::Http => format!("{} (HTTP)", l.protocol.name()),
+                };
+                Some((kind, l.listener.local_addr().ok()?))
+            })
+            .collect()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, gives open sessions the grace
+    /// period, and flushes the store.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let limits = Arc::new(ConnectionLimits::new(&self.services.config));
+        for bound in self.listeners {
+            let services = self.services.clone();
+            let (token, tracker2, limits) = (token.clone(), tracker.clone(), limits.clone());
+            tracker.spawn(async move {
+                if bound.protocol == Protocol::Admin {
+                    crate::admin::serve(bound.listener, services, token).await;
+                } else {
+                    accept_loop(bound, services, token, tracker2, limits).await;
+                }
+            });
+        }
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; waiting for open sessions");
+        token.cancel();
+        tracker.close();
+        let grace = Duration::from_secs(self.services.config.limits.shutdown_grace_seconds);
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!("sessions still open after the grace period are being closed");
+        }
+        if let Err(e) = self.services.store.flush().await {
+            tracing::error!(error = %e, "flushing the store at shutdown failed");
+        }
+    }
+}
+
+/// The server-wide cap (a semaphore: further clients wait in the backlog) and the per-address
+/// cap (further connections are refused with a protocol-specific answer).
+struct ConnectionLimits {
+    total: Arc<Semaphore>,
+    per_client: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ConnectionLimits {
+    fn new(config: &Config) -> ConnectionLimits {
+        ConnectionLimits {
+            total: Arc::new(Semaphore::new(config.limits.max_connections)),
+            per_client: config.limits.max_connections_per_client,
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a connection from `ip`, or refuses it when the address has too many open.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= self.per_client {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One admitted connection; dropping it frees the place.
+struct ClientSlot {
+    limits: Arc<ConnectionLimits>,
+    ip: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.limits.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+async fn accept_loop(
+    bound: BoundListener,
+    services: Arc<Services>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+    limits: Arc<ConnectionLimits>,
+) {
+    loop {
+        let permit = tokio::select! {
+            _ = token.cancelled() => return,
+            permit = limits.total.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (tcp, peer) = tokio::select! {
+            _ = token.cancelled() => return,
+            accepted = bound.listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let (protocol, security) = (bound.protocol, bound.security);
+        let (services, token) = (services.clone(), token.clone());
+        let slot = limits.admit(peer.ip());
+        tracker.spawn(async move {
+            let _permit = permit;
+            let mut stream = Stream::Plain(tcp);
+            let Some(_slot) = slot else {
+                let _ = stream.write_all(too_many(protocol).as_bytes()).await;
+                return;
+            };
+            if security == Security::Implicit {
+                stream = match stream.start_tls(&services.tls).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                };
+            }
+            let session = Connection {
+                stream,
+                peer,
+                protocol,
+                services,
+                shutdown: token,
+            };
+            if let Err(e) = session.serve().await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+fn too_many(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Imap => "* BYE [UNAVAILABLE] Too many connections from your address\r\n",
+        _ => "421 4.7.0 Too many connections from your address\r\n",
+    }
+}
+
+/// An accepted client connection, handed to its protocol.
+pub struct Connection {
+    pub stream: Stream,
+    pub peer: SocketAddr,
+    pub protocol: Protocol,
+    pub services: Arc<Services>,
+    /// Cancelled when the server shuts down.
+    pub shutdown: CancellationToken,
+}
+
+impl Connection {
+    async fn serve(mut self) -> std::io::Result<()> {
+        // IMAP and SMTP sessions arrive with their own issues; until then the listeners say
+        // plainly that the service is not there rather than pretend to work (RFC 3501 §7.1.5
+        // allows a BYE greeting, RFC 5321 §3.1 a 554 one).
+        let host = &self.services.config.hostname;
+        let greeting = match self.protocol {
+            Protocol::Imap => format!(
+                "* BYE [UNAVAILABLE] {host} mailgate: IMAP is not available in this build yet\r\n"
+            ),
+            _ => format!("554 5.3.2 {host} mailgate: SMTP is not available in this build yet\r\n"),
+        };
+        self.stream.write_all(greeting.as_bytes()).await?;
+        self.stream.shutdown().await
+    }
+}

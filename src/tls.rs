@@ -1,0 +1,150 @@
+//! TLS: one acceptor for STARTTLS and implicit TLS alike, TLS 1.2 and 1.3 only, on ring.
+
+use crate::config::TlsConfig;
+use crate::store::Store;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::{self, ServerConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {message}")]
+    Pem { path: PathBuf, message: String },
+    #[error("{path} holds no certificate")]
+    NoCertificate { path: PathBuf },
+    #[error("cannot generate the self-signed certificate: {0}")]
+    Generate(String),
+    #[error("the stored self-signed certificate is unreadable: {0}")]
+    Stored(String),
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// The acceptor for `config`: the configured PEM files, or the certificate generated for
+/// `hostname` on first start and kept in the store.
+pub fn acceptor(
+    config: &TlsConfig,
+    hostname: &str,
+    store: &Store,
+) -> Result<TlsAcceptor, TlsError> {
+    let (certs, key) = match (&config.cert, &config.key) {
+        (Some(cert), Some(key)) => (read_certs(cert)?, read_key(key)?),
+        _ => self_signed(hostname, store)?,
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem_err = |e: rustls_pki_types::pem::Error| TlsError::Pem {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(pem_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_err)?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::Pem {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// The self-signed certificate for `hostname`: generated once, kept in the store, reused on
+/// restart. A new hostname gets a new certificate.
+fn self_signed(
+    hostname: &str,
+    store: &Store,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let name = format!("tls/self-signed/{hostname}");
+    let pem = store.server_secret(&name, || {
+        let names = vec![hostname.to_string()];
+        let generated = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
+        let both = format!(
+            "{}{}",
+            generated.cert.pem(),
+            generated.signing_key.serialize_pem()
+        );
+        tracing::info!(hostname, "generated a self-signed TLS certificate");
+        Ok(both.into_bytes())
+    })?;
+    let stored = |e: rustls_pki_types::pem::Error| TlsError::Stored(e.to_string());
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(stored)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(stored)?;
+    Ok((certs, key))
+}
+
+/// The PEM of the self-signed certificate, for clients to trust (tests, the README).
+pub fn self_signed_certificate_pem(hostname: &str, store: &Store) -> Result<String, TlsError> {
+    let (certs, _) = self_signed(hostname, store)?;
+    Ok(certs
+        .iter()
+        .map(|c| pem_block("CERTIFICATE", c.as_ref()))
+        .collect())
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    #[test]
+    fn the_generated_certificate_is_kept_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let store = Store::open(dir.path()).unwrap();
+            acceptor(&TlsConfig::default(), "mail.test", &store).unwrap();
+            self_signed_certificate_pem("mail.test", &store).unwrap()
+        };
+        let store = Store::open(dir.path()).unwrap();
+        let again = self_signed_certificate_pem("mail.test", &store).unwrap();
+        assert_eq!(first, again);
+        assert!(first.starts_with("-----BEGIN CERTIFICATE-----"));
+    }
+
+    #[test]
+    fn a_missing_pem_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let config = TlsConfig {
+            cert: Some("/nonexistent/cert.pem".into()),
+            key: Some("/nonexistent/key.pem".into()),
+        };
+        let err = acceptor(&config, "x", &store).err().unwrap().to_string();
+        assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    }
+}
