@@ -100,7 +100,7 @@ impl MessageSummary {
         };
         MessageSummary {
             envelope: envelope(root, raw),
-            body: body_part(&message.parts, 0, raw, 0, 0),
+            body: body_part(&message.parts, 0, raw, 0),
             headers: root
                 .headers
                 .iter()
@@ -247,22 +247,15 @@ fn attributes(attrs: Option<&[mail_parser::Attribute<'_>]>) -> Vec<(String, Stri
         .collect()
 }
 
-/// Summarizes part `id` of `parts`. `base` is added to offsets: a nested message's parts are
-/// counted from the start of that message.
-fn body_part(
-    parts: &[MessagePart<'_>],
-    id: usize,
-    raw: &[u8],
-    base: u32,
-    depth: usize,
-) -> BodyPart {
+/// Summarizes part `id` of `parts`, whose offsets count in `raw`.
+fn body_part(parts: &[MessagePart<'_>], id: usize, raw: &[u8], depth: usize) -> BodyPart {
     let Some(part) = parts.get(id) else {
         return BodyPart::default();
     };
     let offsets = PartOffsets {
-        header: base + part.offset_header,
-        body: base + part.offset_body,
-        end: base + part.offset_end,
+        header: part.offset_header,
+        body: part.offset_body,
+        end: part.offset_end,
     };
     let ctype = part.content_type();
     let (media_type, media_subtype) = match ctype {
@@ -280,18 +273,23 @@ fn body_part(
         PartType::Multipart(children) if depth < MAX_DEPTH => PartContent::Multipart(
             children
                 .iter()
-                .map(|c| body_part(parts, *c as usize, raw, base, depth + 1))
+                .map(|c| body_part(parts, *c as usize, raw, depth + 1))
                 .collect(),
         ),
         PartType::Message(nested) if depth < MAX_DEPTH => match nested.parts.first() {
             Some(root) => {
-                // mail-parser counts a nested message's offsets from the nested message itself.
                 let nested_raw = nested.raw_message();
-                PartContent::Message(
-                    Box::new(envelope(root, nested_raw)),
-                    Box::new(body_part(&nested.parts, 0, nested_raw, 0, depth + 1))
-                        .rebased(offsets.body),
-                )
+                if nested_raw == body_bytes {
+                    // Parsed in place: mail-parser's offsets count from the outer message.
+                    let body = body_part(&nested.parts, 0, raw, depth + 1);
+                    PartContent::Message(Box::new(envelope(root, raw)), Box::new(body))
+                } else {
+                    // Transfer-encoded (RFC 2046 §5.2.1 forbids it, senders do it anyway):
+                    // the parts lie in the decoded bytes, so in ours they are the whole body.
+                    let mut body = body_part(&nested.parts, 0, nested_raw, depth + 1);
+                    body.pin(offsets);
+                    PartContent::Message(Box::new(envelope(root, nested_raw)), Box::new(body))
+                }
             }
             None => PartContent::Single,
         },
@@ -333,21 +331,39 @@ fn body_part(
 }
 
 impl BodyPart {
-    /// Shifts every offset of this part and its children by `base`.
-    fn rebased(mut self, base: u32) -> Box<BodyPart> {
-        self.shift(base);
-        Box::new(self)
-    }
-
-    fn shift(&mut self, base: u32) {
-        self.offsets.header += base;
-        self.offsets.body += base;
-        self.offsets.end += base;
+    /// Sets every offset of this part and its children to `offsets`.
+    fn pin(&mut self, offsets: PartOffsets) {
+        self.offsets = offsets;
         match &mut self.content {
             PartContent::Single => {}
-            PartContent::Multipart(children) => children.iter_mut().for_each(|c| c.shift(base)),
-            PartContent::Message(_, body) => body.shift(base),
+            PartContent::Multipart(children) => children.iter_mut().for_each(|c| c.pin(offsets)),
+            PartContent::Message(_, body) => body.pin(offsets),
         }
+    }
+
+    /// This part and every part inside it, depth first.
+    pub fn walk(&self) -> Vec<&BodyPart> {
+        let mut out = vec![self];
+        match &self.content {
+            PartContent::Single => {}
+            PartContent::Multipart(children) => children.iter().for_each(|c| out.extend(c.walk())),
+            PartContent::Message(_, body) => out.extend(body.walk()),
+        }
+        out
+    }
+}
+
+/// The fuzz target's oracle, also run over its corpus by the tests: summarizing never
+/// panics, and every part's offsets are ordered and inside the message.
+pub fn check_summary_invariants(raw: &[u8]) {
+    let summary = MessageSummary::parse(raw);
+    for part in summary.body.walk() {
+        let o = part.offsets;
+        assert!(
+            o.header <= o.body && o.body <= o.end && o.end as usize <= raw.len(),
+            "part offsets {o:?} out of order or beyond {} bytes",
+            raw.len()
+        );
     }
 }
 
@@ -405,6 +421,32 @@ mod tests {
             "{:?}",
             String::from_utf8_lossy(first)
         );
+    }
+
+    #[test]
+    fn nested_message_parts_are_sliceable() {
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nouter\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nFrom: inner@x.example\r\nSubject: inner\r\n\r\ninner body\r\n--b--\r\n";
+        let s = MessageSummary::parse(raw);
+        let PartContent::Multipart(children) = &s.body.content else {
+            panic!("not multipart");
+        };
+        let PartContent::Message(envelope, body) = &children[1].content else {
+            panic!("not a message: {:?}", children[1].content);
+        };
+        assert_eq!(envelope.subject.as_deref(), Some("inner"));
+        let header = &raw[body.offsets.header as usize..body.offsets.body as usize];
+        assert!(
+            header.starts_with(b"From: inner@x.example"),
+            "{:?}",
+            String::from_utf8_lossy(header)
+        );
+        let text = &raw[body.offsets.body as usize..body.offsets.end as usize];
+        assert!(
+            text.starts_with(b"inner body"),
+            "{:?}",
+            String::from_utf8_lossy(text)
+        );
+        check_summary_invariants(raw);
     }
 
     #[test]

@@ -1,0 +1,178 @@
+//! Starts the real `mailgate` binary on ephemeral loopback ports with its own data directory,
+//! as a client would meet it. Each test owns its server, so tests run in parallel.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Every listener on port 0: the kernel picks free ports, the server prints them.
+pub const EPHEMERAL: &str = r#"
+hostname = "mail.test"
+[imap]
+listen = ["127.0.0.1:0"]
+listen_tls = ["127.0.0.1:0"]
+[smtp]
+listen = ["127.0.0.1:0"]
+[submission]
+listen = ["127.0.0.1:0"]
+listen_tls = ["127.0.0.1:0"]
+[admin]
+listen = ["127.0.0.1:0"]
+[limits]
+shutdown_grace_seconds = 2
+"#;
+
+pub struct TestServer {
+    child: Child,
+    /// "imap (STARTTLS)" → address, as the server printed them.
+    pub addrs: HashMap<String, SocketAddr>,
+    /// What the server printed before it was ready (the first-start banner among it).
+    pub banner: Vec<String>,
+    pub data: PathBuf,
+    lines: mpsc::Receiver<String>,
+}
+
+/// Starts a server with `EPHEMERAL` plus `extra` configuration, data in `dir/data`.
+pub fn start(dir: &Path, extra: &str) -> TestServer {
+    let config = dir.join("mailgate.toml");
+    std::fs::write(&config, format!("{EPHEMERAL}\n{extra}")).expect("write config");
+    let data = dir.join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailgate"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start mailgate");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut server = TestServer {
+        child,
+        addrs: HashMap::new(),
+        banner: Vec::new(),
+        data,
+        lines,
+    };
+    server.wait_ready();
+    server
+}
+
+impl TestServer {
+    fn wait_ready(&mut self) {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("mailgate did not become ready within 60 s");
+            if let Some(rest) = line.strip_prefix("mailgate: ")
+                && let Some((kind, addr)) = rest.split_once(" listening on ")
+            {
+                self.addrs
+                    .insert(kind.to_string(), addr.parse().expect("address"));
+            }
+            let ready = line.starts_with("mailgate: data in ");
+            self.banner.push(line);
+            if ready {
+                return;
+            }
+        }
+    }
+
+    pub fn addr(&self, kind: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(kind)
+            .unwrap_or_else(|| panic!("no {kind} listener in {:?}", self.addrs))
+    }
+
+    /// The initial owner password from the first-start banner.
+    pub fn initial_password(&self) -> Option<String> {
+        self.banner.iter().find_map(|l| {
+            l.trim()
+                .strip_prefix("password:")
+                .map(|p| p.trim().to_string())
+        })
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM and waits for the process; returns its exit status and the rest of its
+    /// standard output.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        signal(self.pid(), "TERM");
+        let status = wait_with_timeout(&mut self.child, Duration::from_secs(30));
+        let rest = self.lines.try_iter().collect();
+        (status, rest)
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: i32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "process did not exit in {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a Python 3 script with arguments; returns its standard output, failing the test with
+/// its standard error when it exits non-zero. Python is a client we did not write.
+pub fn python(script: &str, args: &[String]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 must be installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

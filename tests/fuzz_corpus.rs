@@ -1,0 +1,39 @@
+//! Every fuzz target's corpus runs as an ordinary test, through the same entry points.
+
+use std::path::Path;
+
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "the corpus of {target} is empty");
+    files
+        .into_iter()
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn message_summary_corpus() {
+    for (name, data) in corpus("message_summary") {
+        let result = std::panic::catch_unwind(|| mailgate::mail::check_summary_invariants(&data));
+        assert!(result.is_ok(), "{name}");
+    }
+}
+
+#[test]
+fn config_parse_corpus() {
+    for (name, data) in corpus("config_parse") {
+        if let Ok(text) = std::str::from_utf8(&data) {
+            let result = std::panic::catch_unwind(|| {
+                let _ = mailgate::config::Config::parse(text, Path::new("corpus.toml"));
+            });
+            assert!(result.is_ok(), "{name}");
+        }
+    }
+}
