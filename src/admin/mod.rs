@@ -1,26 +1,75 @@
-//! The admin HTTP API (axum), on the same runtime as the mail protocols.
+//! The admin HTTP API (axum), on the same runtime as the mail protocols. Every handler asks
+//! `access` before it acts and records what it changed in the audit log.
+
+mod audit;
+mod auth;
+mod domains;
+mod error;
+mod mailboxes;
+mod page;
+mod session;
+
+pub use error::ApiError;
 
 use crate::net::Services;
 use axum::Json;
 use axum::Router;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
 use serde_json::json;
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// The routes. The API proper arrives with its issue; `/healthz` answers now.
+/// Every route of the API.
 pub fn router(services: Arc<Services>) -> Router {
+    let org = "/api/v1/orgs/{org}";
     Router::new()
         .route("/healthz", get(healthz))
+        .route(
+            "/api/v1/session",
+            post(session::login).delete(session::logout),
+        )
+        .route("/api/v1/me", get(session::me))
+        .route("/api/v1/me/password", post(session::change_password))
+        .route(
+            &format!("{org}/domains"),
+            get(domains::list).post(domains::create),
+        )
+        .route(
+            &format!("{org}/domains/{{name}}"),
+            axum::routing::delete(domains::delete),
+        )
+        .route(
+            &format!("{org}/mailboxes"),
+            get(mailboxes::list).post(mailboxes::create),
+        )
+        .route(
+            &format!("{org}/mailboxes/{{id}}"),
+            get(mailboxes::get)
+                .patch(mailboxes::update)
+                .delete(mailboxes::delete),
+        )
+        .route(
+            &format!("{org}/aliases"),
+            get(mailboxes::list_aliases).post(mailboxes::create_alias),
+        )
+        .route(
+            &format!("{org}/aliases/{{address}}"),
+            axum::routing::delete(mailboxes::delete_alias),
+        )
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(services)
 }
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
 pub async fn serve(listener: TcpListener, services: Arc<Services>, shutdown: CancellationToken) {
-    let app = router(services);
+    let app = router(services).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
@@ -29,21 +78,38 @@ pub async fn serve(listener: TcpListener, services: Arc<Services>, shutdown: Can
     }
 }
 
-async fn healthz(
-    axum::extract::State(services): axum::extract::State<Arc<Services>>,
-) -> (StatusCode, Json<serde_json::Value>) {
-    match services.store.is_empty() {
-        Ok(_) => (StatusCode::OK, Json(json!({"status": "ok"}))),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "store_unavailable", "message": e.to_string()})),
-        ),
+/// The client's address, when the server knows it.
+pub struct ClientAddr(pub Option<SocketAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0),
+        ))
     }
 }
 
-async fn not_found() -> (StatusCode, Json<serde_json::Value>) {
+async fn healthz(
+    axum::extract::State(services): axum::extract::State<Arc<Services>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    services.store.is_empty()?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".into())
+}
+
+async fn method_not_allowed() -> (StatusCode, Json<serde_json::Value>) {
     (
-        StatusCode::NOT_FOUND,
-        Json(json!({"error": "not_found", "message": "no such endpoint"})),
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(
+            json!({"error": "method_not_allowed", "message": "this endpoint does not take that method"}),
+        ),
     )
 }

@@ -86,6 +86,17 @@ impl MessageSummary {
     /// Parses `raw`. Never fails: what cannot be parsed is summarized as a text/plain message
     /// without headers, so a malformed message is still stored and fetchable.
     pub fn parse(raw: &[u8]) -> MessageSummary {
+        // mail-parser asserts its own invariants in debug builds, and hostile input has been
+        // seen to trip them (fuzz corpus `regression-nested-offsets.eml`): a message that
+        // cannot be parsed must still be delivered, so a panic falls back like a failure.
+        let parsed = std::panic::catch_unwind(|| Self::parse_unguarded(raw));
+        parsed.unwrap_or_else(|_| MessageSummary {
+            body: fallback_part(raw),
+            ..Default::default()
+        })
+    }
+
+    fn parse_unguarded(raw: &[u8]) -> MessageSummary {
         let Some(message) = MessageParser::default().parse(raw) else {
             return MessageSummary {
                 body: fallback_part(raw),

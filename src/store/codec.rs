@@ -28,6 +28,8 @@ pub const GRANT: u8 = b'G';
 pub const PARTNERSHIP: u8 = b'P';
 /// token hash → invitation.
 pub const INVITATION: u8 = b'I';
+/// token hash → admin API token.
+pub const API_TOKEN: u8 = b'K';
 
 // `mail` tree.
 /// mailbox ++ folder → folder.

@@ -19,6 +19,7 @@ mod error;
 mod folders;
 mod grants;
 pub mod hub;
+mod tokens;
 
 pub use audit::AuditQuery;
 pub use blobs::BlobId;
@@ -26,6 +27,7 @@ pub use directory::{AddressEntry, NewMailbox, NewUser};
 pub use error::{StoreError, StoreResult};
 pub use folders::{AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse};
 pub use hub::{AccessChange, FolderEvent, Hub};
+pub use tokens::{ApiToken, TokenKind};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
