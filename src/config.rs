@@ -14,7 +14,7 @@ pub struct Config {
     /// Where the store and the blobs live; `--data` overrides it.
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
-    pub imap: DualListener,
+    pub imap: ImapConfig,
     pub smtp: Listener,
     pub submission: DualListener,
     pub admin: Listener,
@@ -29,6 +29,32 @@ pub struct Config {
 pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+}
+
+/// IMAP: listeners and the limits of a session.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapConfig {
+    pub listen: Vec<SocketAddr>,
+    pub listen_tls: Vec<SocketAddr>,
+    /// The longest command line, in bytes, literals not counted.
+    pub max_line_bytes: u32,
+    /// The largest message APPEND takes (and so the largest literal).
+    pub max_message_bytes: u32,
+    /// A session that sends nothing for this long is logged out (RFC 3501 §5.4: 30 min).
+    pub autologout_seconds: u64,
+}
+
+impl Default for ImapConfig {
+    fn default() -> ImapConfig {
+        ImapConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 1143))],
+            listen_tls: vec![SocketAddr::from(([127, 0, 0, 1], 1993))],
+            max_line_bytes: 64 * 1024,
+            max_message_bytes: 50 * 1024 * 1024,
+            autologout_seconds: 30 * 60,
+        }
+    }
 }
 
 /// A protocol with a STARTTLS port and an implicit-TLS port. An empty list disables one.
@@ -62,6 +88,12 @@ pub struct AuthConfig {
     /// How long a successful password check is remembered, so that a client that logs in
     /// again and again does not pay for argon2 each time. 0 turns the cache off.
     pub password_cache_seconds: u64,
+    /// Whether IMAP and SMTP accept passwords over plain (not TLS) connections from loopback
+    /// addresses. Never from anywhere else.
+    pub allow_plaintext_on_loopback: bool,
+    /// Between a mailbox address and a user login, logs a user in to that mailbox with the
+    /// user's own password: `contact@acme.example*lucie@gmail.example`.
+    pub delegation_separator: String,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -80,10 +112,7 @@ impl Default for Config {
             hostname: "localhost".into(),
             data_dir: PathBuf::from("data"),
             tls: TlsConfig::default(),
-            imap: DualListener {
-                listen: local(1143),
-                listen_tls: local(1993),
-            },
+            imap: ImapConfig::default(),
             smtp: Listener {
                 listen: local(2525),
             },
@@ -115,6 +144,8 @@ impl Default for AuthConfig {
     fn default() -> AuthConfig {
         AuthConfig {
             password_cache_seconds: 300,
+            allow_plaintext_on_loopback: false,
+            delegation_separator: "*".into(),
         }
     }
 }
@@ -192,6 +223,16 @@ impl Config {
                 key,
                 "tls.cert and tls.key go together: give both or neither",
             );
+        }
+        if self.auth.delegation_separator.is_empty() || self.auth.delegation_separator.contains('@')
+        {
+            return bad(
+                "auth.delegation_separator",
+                "must be a non-empty string without @",
+            );
+        }
+        if self.imap.max_line_bytes < 1024 {
+            return bad("imap.max_line_bytes", "must be at least 1024");
         }
         if self.limits.max_connections == 0 {
             return bad("limits.max_connections", "must be at least 1");

@@ -5,6 +5,7 @@ pub mod access;
 pub mod admin;
 pub mod bootstrap;
 pub mod config;
+pub mod imap;
 pub mod mail;
 pub mod model;
 pub mod net;

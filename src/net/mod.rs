@@ -297,16 +297,15 @@ pub struct Connection {
 
 impl Connection {
     async fn serve(mut self) -> std::io::Result<()> {
-        // IMAP and SMTP sessions arrive with their own issues; until then the listeners say
-        // plainly that the service is not there rather than pretend to work (RFC 3501 §7.1.5
-        // allows a BYE greeting, RFC 5321 §3.1 a 554 one).
+        if self.protocol == Protocol::Imap {
+            return crate::imap::serve(self).await;
+        }
+        // SMTP sessions arrive with their own issue; until then the listeners say plainly that
+        // the service is not there rather than pretend to work (RFC 5321 §3.1 allows a 554
+        // greeting).
         let host = &self.services.config.hostname;
-        let greeting = match self.protocol {
-            Protocol::Imap => format!(
-                "* BYE [UNAVAILABLE] {host} mailgate: IMAP is not available in this build yet\r\n"
-            ),
-            _ => format!("554 5.3.2 {host} mailgate: SMTP is not available in this build yet\r\n"),
-        };
+        let greeting =
+            format!("554 5.3.2 {host} mailgate: SMTP is not available in this build yet\r\n");
         self.stream.write_all(greeting.as_bytes()).await?;
         self.stream.shutdown().await
     }

@@ -80,6 +80,16 @@ impl Hub {
     }
 }
 
+/// Empties a receiver without waiting; whether anything had arrived (a lagged receiver
+/// missed events, which counts as something).
+pub fn drain<T: Clone>(rx: &mut broadcast::Receiver<T>) -> bool {
+    let mut any = false;
+    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = rx.try_recv() {
+        any = true;
+    }
+    any
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -176,3 +176,72 @@ pub fn python(script: &str, args: &[String]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// What `seed` made: an organization with a mailbox, an alias, and a delegate.
+pub struct Seeded {
+    pub org: u64,
+    pub contact: u64,
+    pub lucie: u64,
+    pub grant: u64,
+}
+
+pub const CONTACT: &str = "contact@acme.example";
+pub const CONTACT_PASSWORD: &str = "contact-password";
+pub const LUCIE: &str = "lucie@gmail.example";
+pub const LUCIE_PASSWORD: &str = "lucie-password";
+pub const OWNER: &str = "owner@acme.example";
+pub const OWNER_PASSWORD: &str = "owner-password";
+
+/// Fills `dir/data` before the server starts: acme.example with `contact@` (alias `hello@`),
+/// its owner, and Lucie, a collaborator granted `rights` (and `send`) on `contact@`.
+pub fn seed(dir: &Path, rights: &str) -> Seeded {
+    use mailgate::model::*;
+    use mailgate::store::{NewMailbox, NewUser, Store};
+    let store = Store::open(&dir.join("data")).expect("open store");
+    let user = |login: &str, password: &str| {
+        store
+            .create_user(NewUser {
+                login: login.into(),
+                display_name: String::new(),
+                password: mailgate::password::hash(password).unwrap(),
+                must_change_password: false,
+            })
+            .unwrap()
+    };
+    let owner = user(OWNER, OWNER_PASSWORD);
+    let lucie = user(LUCIE, LUCIE_PASSWORD);
+    let org = store.create_organization("Acme", owner.id).unwrap();
+    store
+        .set_member(org.id, lucie.id, Role::Collaborator)
+        .unwrap();
+    store.add_domain(org.id, "acme.example").unwrap();
+    let contact = store
+        .create_mailbox(NewMailbox {
+            org: org.id,
+            address: CONTACT.into(),
+            display_name: "Contact".into(),
+            password: mailgate::password::hash(CONTACT_PASSWORD).unwrap(),
+            quota_bytes: 0,
+            seen: SeenPolicy::Shared,
+        })
+        .unwrap();
+    store
+        .create_alias(org.id, "hello@acme.example", contact.id)
+        .unwrap();
+    let grant = store
+        .add_grant(NewGrant {
+            org: org.id,
+            grantee: Grantee::User(lucie.id),
+            target: GrantTarget::Mailbox(contact.id),
+            rights: Rights::parse(rights).unwrap(),
+            send: None,
+        })
+        .unwrap();
+    store.flush_blocking().unwrap();
+    Seeded {
+        org: org.id.0,
+        contact: contact.id.0,
+        lucie: lucie.id.0,
+        grant: grant.id.0,
+    }
+}

@@ -1,0 +1,207 @@
+//! FETCH data items (RFC 3501 §6.4.5, §7.4.2) from the stored summary and the message bytes.
+
+use super::wire;
+use crate::mail::{BodyPart, MessageSummary, PartContent};
+use imap_codec::imap_types::fetch::{
+    Macro, MacroOrMessageDataItemNames, MessageDataItemName, Section,
+};
+
+/// The items asked for, with macros expanded.
+pub fn items(m: MacroOrMessageDataItemNames<'static>) -> Vec<MessageDataItemName<'static>> {
+    use MessageDataItemName::*;
+    match m {
+        MacroOrMessageDataItemNames::Macro(Macro::Fast) => vec![Flags, InternalDate, Rfc822Size],
+        MacroOrMessageDataItemNames::Macro(Macro::All) => {
+            vec![Flags, InternalDate, Rfc822Size, Envelope]
+        }
+        MacroOrMessageDataItemNames::Macro(Macro::Full) => {
+            vec![Flags, InternalDate, Rfc822Size, Envelope, Body]
+        }
+        MacroOrMessageDataItemNames::Macro(_) => vec![Flags],
+        MacroOrMessageDataItemNames::MessageDataItemNames(items) => items,
+    }
+}
+
+/// Whether any item needs the message's bytes (rather than the stored summary).
+pub fn needs_bytes(items: &[MessageDataItemName<'_>]) -> bool {
+    items.iter().any(|i| {
+        matches!(
+            i,
+            MessageDataItemName::BodyExt { .. }
+                | MessageDataItemName::Rfc822
+                | MessageDataItemName::Rfc822Header
+                | MessageDataItemName::Rfc822Text
+                | MessageDataItemName::Binary { .. }
+        )
+    })
+}
+
+/// Whether fetching `items` sets `\Seen` (RFC 3501 §6.4.5: BODY[] without PEEK, RFC822,
+/// RFC822.TEXT).
+pub fn sets_seen(items: &[MessageDataItemName<'_>]) -> bool {
+    items.iter().any(|i| {
+        matches!(
+            i,
+            MessageDataItemName::BodyExt { peek: false, .. }
+                | MessageDataItemName::Rfc822
+                | MessageDataItemName::Rfc822Text
+        )
+    })
+}
+
+/// The part a section path names (RFC 3501 §6.4.5): numbers walk multiparts, and through a
+/// message/rfc822 part into the encapsulated message.
+fn find_part<'a>(root: &'a BodyPart, path: &[u32]) -> Option<&'a BodyPart> {
+    let mut current = root;
+    for &n in path {
+        let index = n.checked_sub(1)? as usize;
+        let container = match &current.content {
+            PartContent::Message(_, body) => body.as_ref(),
+            _ => current,
+        };
+        current = match &container.content {
+            PartContent::Multipart(children) => children.get(index)?,
+            _ if index == 0 => container,
+            _ => return None,
+        };
+    }
+    Some(current)
+}
+
+/// The encapsulated message of a message/rfc822 part (or the message itself for no path).
+fn message_of<'a>(root: &'a BodyPart, path: Option<&[u32]>) -> Option<&'a BodyPart> {
+    match path {
+        None => Some(root),
+        Some(path) => match &find_part(root, path)?.content {
+            PartContent::Message(_, body) => Some(body),
+            _ => None,
+        },
+    }
+}
+
+fn slice(raw: &[u8], from: u32, to: u32) -> &[u8] {
+    raw.get(from as usize..to as usize).unwrap_or_default()
+}
+
+/// The header fields of `header` whose names are (or, with `not`, are not) in `names`,
+/// followed by the blank line.
+fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut keep = false;
+    for line in header.split_inclusive(|b| *b == b'\n') {
+        if line == b"\r\n" || line == b"\n" {
+            break;
+        }
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            let name = line.split(|b| *b == b':').next().unwrap_or_default();
+            let name = String::from_utf8_lossy(name).trim().to_ascii_lowercase();
+            keep = names.contains(&name) != not;
+        }
+        if keep {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+/// The bytes of `section` (None: the whole message).
+pub fn section_bytes(
+    raw: &[u8],
+    summary: &MessageSummary,
+    section: Option<&Section<'_>>,
+) -> Vec<u8> {
+    let path = |p: &imap_codec::imap_types::fetch::Part| -> Vec<u32> {
+        p.0.as_ref().iter().map(|n| n.get()).collect()
+    };
+    let root = &summary.body;
+    let names = |fields: &[imap_codec::imap_types::core::AString<'_>]| -> Vec<String> {
+        fields
+            .iter()
+            .map(|f| String::from_utf8_lossy(f.as_ref()).to_ascii_lowercase())
+            .collect()
+    };
+    match section {
+        None => raw.to_vec(),
+        Some(Section::Part(p)) => find_part(root, &path(p))
+            .map(|part| slice(raw, part.offsets.body, part.offsets.end).to_vec())
+            .unwrap_or_default(),
+        Some(Section::Header(p)) => message_of(root, p.as_ref().map(path).as_deref())
+            .map(|m| slice(raw, m.offsets.header, m.offsets.body).to_vec())
+            .unwrap_or_default(),
+        Some(Section::Text(p)) => message_of(root, p.as_ref().map(path).as_deref())
+            .map(|m| slice(raw, m.offsets.body, m.offsets.end).to_vec())
+            .unwrap_or_default(),
+        Some(Section::Mime(p)) => find_part(root, &path(p))
+            .map(|part| slice(raw, part.offsets.header, part.offsets.body).to_vec())
+            .unwrap_or_default(),
+        Some(Section::HeaderFields(p, fields)) | Some(Section::HeaderFieldsNot(p, fields)) => {
+            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
+            message_of(root, p.as_ref().map(path).as_deref())
+                .map(|m| {
+                    header_fields(
+                        slice(raw, m.offsets.header, m.offsets.body),
+                        &names(fields.as_ref()),
+                        not,
+                    )
+                })
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// The section specification as FETCH echoes it: `BODY[1.HEADER.FIELDS (SUBJECT)]`.
+pub fn section_name(section: Option<&Section<'_>>) -> String {
+    let part = |p: &imap_codec::imap_types::fetch::Part| {
+        p.0.as_ref()
+            .iter()
+            .map(|n| n.to_string())
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let prefixed = |p: &Option<imap_codec::imap_types::fetch::Part>, what: &str| match p {
+        Some(p) => format!("{}.{what}", part(p)),
+        None => what.to_string(),
+    };
+    let fields = |f: &[imap_codec::imap_types::core::AString<'_>]| {
+        f.iter()
+            .map(|s| {
+                let mut out = Vec::new();
+                wire::astring(
+                    &mut out,
+                    &String::from_utf8_lossy(s.as_ref()).to_ascii_uppercase(),
+                );
+                String::from_utf8_lossy(&out).into_owned()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    match section {
+        None => String::new(),
+        Some(Section::Part(p)) => part(p),
+        Some(Section::Header(p)) => prefixed(p, "HEADER"),
+        Some(Section::Text(p)) => prefixed(p, "TEXT"),
+        Some(Section::Mime(p)) => format!("{}.MIME", part(p)),
+        Some(Section::HeaderFields(p, f)) => {
+            format!("{} ({})", prefixed(p, "HEADER.FIELDS"), fields(f.as_ref()))
+        }
+        Some(Section::HeaderFieldsNot(p, f)) => format!(
+            "{} ({})",
+            prefixed(p, "HEADER.FIELDS.NOT"),
+            fields(f.as_ref())
+        ),
+    }
+}
+
+/// Applies `<origin.count>` (RFC 3501 §6.4.5).
+pub fn partial(bytes: Vec<u8>, partial: Option<(u32, std::num::NonZeroU32)>) -> (Vec<u8>, String) {
+    match partial {
+        None => (bytes, String::new()),
+        Some((origin, count)) => {
+            let start = (origin as usize).min(bytes.len());
+            let end = start.saturating_add(count.get() as usize).min(bytes.len());
+            (bytes[start..end].to_vec(), format!("<{origin}>"))
+        }
+    }
+}

@@ -1,0 +1,634 @@
+//! Commands of the authenticated state (RFC 3501 §6.3): folders, LIST, STATUS, APPEND.
+
+use super::identity::{Identity, SEP, SHARED, Target};
+use super::selection::Selection;
+use super::session::{Session, State};
+use super::wire;
+use crate::model::*;
+use crate::store::{AppendMessage, Flags, Folder, StoreError};
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::flag::Flag;
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
+use imap_codec::imap_types::status::StatusDataItemName;
+
+/// A refusal with its response text, ready for a tagged `NO`.
+pub(super) struct No(pub String);
+
+impl From<StoreError> for No {
+    fn from(e: StoreError) -> No {
+        match e {
+            StoreError::NotFound(_) => No("[NONEXISTENT] No such folder".into()),
+            StoreError::FolderExists(_) => {
+                No("[ALREADYEXISTS] A folder with that name exists".into())
+            }
+            StoreError::OverQuota { .. } => No("[OVERQUOTA] The mailbox is over its quota".into()),
+            StoreError::Invalid { why, .. } => No(format!("[CANNOT] {why}")),
+            other => {
+                tracing::error!(error = %other, "store failure in IMAP");
+                No("[SERVERBUG] Internal error; see the server log".into())
+            }
+        }
+    }
+}
+
+pub(super) fn noperm(right: Right, what: &str) -> No {
+    No(format!(
+        "[NOPERM] You lack the right '{}' to {what}",
+        right.letter()
+    ))
+}
+
+/// The folder name a client gave, as text (modified UTF-7 is kept as is).
+pub(super) fn mailbox_name(m: &WireMailbox<'_>) -> String {
+    match m {
+        WireMailbox::Inbox => "INBOX".into(),
+        WireMailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+    }
+}
+
+impl Session {
+    pub(super) async fn authenticated_command(
+        &mut self,
+        tag: Tag<'static>,
+        body: CommandBody<'static>,
+    ) {
+        let name = body.name();
+        let Some(identity) = self.identity().cloned() else {
+            self.tagged(&tag, "BAD", &format!("{name} needs a login first"));
+            return;
+        };
+        let result = match body {
+            CommandBody::Select { mailbox, .. } => {
+                self.select(&identity, &mailbox_name(&mailbox), false)
+            }
+            CommandBody::Examine { mailbox, .. } => {
+                self.select(&identity, &mailbox_name(&mailbox), true)
+            }
+            CommandBody::Create { mailbox } => self.create(&identity, &mailbox_name(&mailbox)),
+            CommandBody::Delete { mailbox } => self.delete(&identity, &mailbox_name(&mailbox)),
+            CommandBody::Rename { from, to } => {
+                self.rename(&identity, &mailbox_name(&from), &mailbox_name(&to))
+            }
+            CommandBody::Subscribe { mailbox } => {
+                self.subscribe(&identity, &mailbox_name(&mailbox), true)
+            }
+            CommandBody::Unsubscribe { mailbox } => {
+                self.subscribe(&identity, &mailbox_name(&mailbox), false)
+            }
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => self.list(
+                &identity,
+                &mailbox_name(&reference),
+                &pattern(&mailbox_wildcard),
+                false,
+            ),
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(
+                &identity,
+                &mailbox_name(&reference),
+                &pattern(&mailbox_wildcard),
+                true,
+            ),
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => self.status(&identity, &mailbox_name(&mailbox), &item_names),
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                let data = match &message {
+                    LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+                    LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+                };
+                let date = date.map(|d| d.as_ref().timestamp_millis());
+                self.append(&identity, &mailbox_name(&mailbox), &flags, date, &data)
+            }
+            CommandBody::Namespace => {
+                let shared = match identity {
+                    Identity::User { .. } => format!("((\"{SHARED}{SEP}\" \"{SEP}\"))"),
+                    _ => "NIL".into(),
+                };
+                self.untagged(&format!("NAMESPACE ((\"\" \"{SEP}\")) NIL {shared}"));
+                Ok("NAMESPACE completed".into())
+            }
+            CommandBody::Check => {
+                self.sync_selection(true);
+                Ok("CHECK completed".into())
+            }
+            body => {
+                self.selected_command(tag, body).await;
+                return;
+            }
+        };
+        match result {
+            Ok(text) => self.tagged(&tag, "OK", &text),
+            Err(No(text)) => self.tagged(&tag, "NO", &text),
+        }
+    }
+
+    /// Sends what changed in the selected folder since the last command.
+    pub(super) fn sync_selection(&mut self, allow_expunge: bool) {
+        let store = self.services.store.clone();
+        let State::Selected(_, sel) = &mut self.state else {
+            return;
+        };
+        match sel.sync(&store, allow_expunge) {
+            Ok(lines) => lines.iter().for_each(|l| self.untagged(l)),
+            Err(e) => tracing::error!(error = %e, "syncing the selected folder failed"),
+        }
+    }
+
+    /// The folder `name` designates and the session's rights on its mailbox.
+    fn folder(&self, identity: &Identity, name: &str) -> Result<(Mailbox, Folder, Rights), No> {
+        let missing = || No(format!("[NONEXISTENT] No folder named {name:?}"));
+        match identity.resolve(&self.services, name)? {
+            Some(Target::Folder { mailbox, name }) => {
+                let rights = identity.access(&mailbox).rights;
+                if !rights.contains(Right::Lookup) && !rights.contains(Right::Read) {
+                    return Err(missing());
+                }
+                let folder = self
+                    .services
+                    .store
+                    .folder_by_name(mailbox.id, &name)?
+                    .ok_or_else(missing)?;
+                Ok((mailbox, folder, rights))
+            }
+            Some(Target::UserInbox) => Err(No(
+                "[CANNOT] Your own INBOX holds no mail: your mailboxes are under Shared/".into(),
+            )),
+            Some(Target::NamespaceRoot) => Err(No("[CANNOT] That name only groups folders".into())),
+            None => Err(missing()),
+        }
+    }
+
+    fn select(&mut self, identity: &Identity, name: &str, examine: bool) -> Result<String, No> {
+        // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1).
+        self.state = State::Authenticated(identity.clone());
+        if matches!(
+            identity.resolve(&self.services, name)?,
+            Some(Target::UserInbox)
+        ) {
+            self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+            self.untagged("0 EXISTS");
+            self.untagged("0 RECENT");
+            self.untagged("OK [UIDVALIDITY 1] UIDs valid");
+            self.untagged("OK [UIDNEXT 1] Predicted next UID");
+            return Ok(
+                "[READ-ONLY] Your own INBOX is empty; shared mailboxes are under Shared/".into(),
+            );
+        }
+        let (mailbox, folder, rights) = self.folder(identity, name)?;
+        if !rights.contains(Right::Read) {
+            return Err(noperm(Right::Read, "read this folder"));
+        }
+        let read_only = examine
+            || !(rights.contains(Right::KeepSeen)
+                || rights.contains(Right::Write)
+                || rights.contains(Right::DeleteMessages)
+                || rights.contains(Right::Expunge));
+        let seen_user = match (mailbox.seen, identity.user()) {
+            (SeenPolicy::PerUser, Some(user)) => Some(user.id),
+            _ => None,
+        };
+        let display = identity.display_name(&mailbox, &folder.name);
+        let sel = Selection::open(
+            &self.services.store,
+            mailbox,
+            folder,
+            display,
+            read_only,
+            rights,
+            seen_user,
+        )?;
+        self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+        self.untagged(&format!(
+            "OK [PERMANENTFLAGS ({})] Flags you can change",
+            permanent_flags(rights, read_only)
+        ));
+        self.untagged(&format!("{} EXISTS", sel.messages.len()));
+        self.untagged("0 RECENT");
+        if let Some(first) = sel
+            .messages
+            .iter()
+            .position(|m| !m.flags.contains(Flags::SEEN))
+        {
+            self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
+        }
+        self.untagged(&format!(
+            "OK [UIDVALIDITY {}] UIDs valid",
+            sel.folder.uidvalidity
+        ));
+        self.untagged(&format!(
+            "OK [UIDNEXT {}] Predicted next UID",
+            sel.folder.uidnext
+        ));
+        let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        let verb = if examine { "EXAMINE" } else { "SELECT" };
+        self.state = State::Selected(identity.clone(), Box::new(sel));
+        Ok(format!("[{mode}] {verb} completed"))
+    }
+
+    /// The mailbox and folder name `name` would be created as, with the right checked.
+    fn creatable(
+        &self,
+        identity: &Identity,
+        name: &str,
+        right: Right,
+        what: &str,
+    ) -> Result<(Mailbox, String), No> {
+        match identity.resolve(&self.services, name)? {
+            Some(Target::Folder { mailbox, name }) => {
+                if !identity.access(&mailbox).may(right) {
+                    return Err(noperm(right, what));
+                }
+                Ok((mailbox, name))
+            }
+            _ => Err(No(
+                "[CANNOT] Folders can only be made inside a mailbox".into()
+            )),
+        }
+    }
+
+    fn create(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+        // RFC 3501 §6.3.3: a trailing separator only says the name is meant to have children.
+        let name = name.trim_end_matches(SEP);
+        let (mailbox, name) =
+            self.creatable(identity, name, Right::CreateFolder, "create folders")?;
+        // Missing parents are made too (RFC 3501 §6.3.3).
+        let mut path = String::new();
+        for level in name.split(SEP) {
+            if !path.is_empty() {
+                path.push(SEP);
+            }
+            path.push_str(level);
+            if path != name
+                && self
+                    .services
+                    .store
+                    .folder_by_name(mailbox.id, &path)?
+                    .is_none()
+            {
+                self.services.store.create_folder(mailbox.id, &path, None)?;
+            }
+        }
+        self.services.store.create_folder(mailbox.id, &name, None)?;
+        Ok("CREATE completed".into())
+    }
+
+    fn delete(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+        let (mailbox, folder, rights) = self.folder(identity, name)?;
+        if !rights.contains(Right::DeleteFolder) {
+            return Err(noperm(Right::DeleteFolder, "delete folders"));
+        }
+        if folder.name == "INBOX" {
+            return Err(No("[CANNOT] INBOX cannot be deleted".into()));
+        }
+        if let State::Selected(_, sel) = &self.state
+            && sel.folder.id == folder.id
+        {
+            self.state = State::Authenticated(identity.clone());
+        }
+        self.services.store.delete_folder(mailbox.id, folder.id)?;
+        Ok("DELETE completed".into())
+    }
+
+    fn rename(&mut self, identity: &Identity, from: &str, to: &str) -> Result<String, No> {
+        let (mailbox, folder, rights) = self.folder(identity, from)?;
+        if !rights.contains(Right::DeleteFolder) {
+            return Err(noperm(Right::DeleteFolder, "rename this folder"));
+        }
+        let (target_mailbox, to) =
+            self.creatable(identity, to, Right::CreateFolder, "create folders")?;
+        if target_mailbox.id != mailbox.id {
+            return Err(No("[CANNOT] Folders cannot move between mailboxes".into()));
+        }
+        if folder.name == "INBOX" {
+            // RFC 3501 §6.3.5: renaming INBOX moves its messages to the new folder and leaves
+            // INBOX empty.
+            let target = self.services.store.create_folder(mailbox.id, &to, None)?;
+            let records = self.services.store.messages(mailbox.id, folder.id)?;
+            for r in &records {
+                let raw = self.services.store.read_message(&r.blob)?;
+                let meta = AppendMessage {
+                    flags: r.flags,
+                    keywords: r.keywords.clone(),
+                    internal_date: Some(r.internal_date),
+                };
+                self.services
+                    .store
+                    .append(mailbox.id, target.id, &raw, meta)?;
+            }
+            let uids: Vec<u32> = records.iter().map(|r| r.uid).collect();
+            self.services.store.expunge(mailbox.id, folder.id, &uids)?;
+        } else {
+            self.services
+                .store
+                .rename_folder(mailbox.id, &folder.name, &to)?;
+        }
+        Ok("RENAME completed".into())
+    }
+
+    fn subscribe(&mut self, identity: &Identity, name: &str, on: bool) -> Result<String, No> {
+        let verb = if on { "SUBSCRIBE" } else { "UNSUBSCRIBE" };
+        match (identity, identity.resolve(&self.services, name)?) {
+            (Identity::Mailbox(m), Some(Target::Folder { name, .. })) => {
+                let folder = self.services.store.folder_by_name(m.id, &name)?;
+                let folder = folder.ok_or_else(|| No("[NONEXISTENT] No such folder".into()))?;
+                self.services.store.set_subscribed(m.id, folder.id, on)?;
+            }
+            (_, Some(Target::Folder { mailbox, name })) => {
+                let user = identity.user().map(|u| u.id).unwrap_or(UserId(0));
+                self.services
+                    .store
+                    .set_user_subscription(user, mailbox.id, &name, on)?;
+            }
+            // The namespace roots and a user's own INBOX: harmless (DESIGN.md, issue 3).
+            (_, Some(_)) => {}
+            (_, None) => return Err(No("[NONEXISTENT] No such folder".into())),
+        }
+        Ok(format!("{verb} completed"))
+    }
+
+    fn subscribed(&self, identity: &Identity, mailbox: &Mailbox, folder: &Folder) -> bool {
+        match identity {
+            Identity::Mailbox(_) => folder.subscribed,
+            _ => {
+                let user = identity.user().map(|u| u.id).unwrap_or(UserId(0));
+                self.services
+                    .store
+                    .user_subscriptions(user)
+                    .map(|subs| {
+                        subs.iter()
+                            .any(|(m, n)| *m == mailbox.id && *n == folder.name)
+                    })
+                    .unwrap_or(false)
+            }
+        }
+    }
+
+    /// Every name this session can see, with its LIST attributes.
+    fn visible_names(&self, identity: &Identity) -> Result<Vec<Listed>, No> {
+        let mut out = Vec::new();
+        let mut add_mailbox = |mailbox: &Mailbox, this: &Session| -> Result<(), No> {
+            let rights = identity.access(mailbox).rights;
+            if !rights.contains(Right::Lookup) {
+                return Ok(());
+            }
+            let folders = this.services.store.folders(mailbox.id)?;
+            for f in &folders {
+                let prefix = format!("{}{SEP}", f.name);
+                let children = folders.iter().any(|o| o.name.starts_with(&prefix));
+                let mut attrs = vec![if children {
+                    "\\HasChildren"
+                } else {
+                    "\\HasNoChildren"
+                }];
+                if let Some(su) = f.special_use {
+                    attrs.push(su.attribute());
+                }
+                let subscribed = this.subscribed(identity, mailbox, f);
+                out.push((identity.display_name(mailbox, &f.name), attrs, subscribed));
+            }
+            Ok(())
+        };
+        match identity.personal() {
+            Some(m) => add_mailbox(m, self)?,
+            None => {
+                let shared = identity.shared_mailboxes(&self.services)?;
+                for m in &shared {
+                    add_mailbox(m, self)?;
+                }
+                out.push(("INBOX".into(), vec!["\\HasNoChildren"], true));
+                let root_attrs = vec!["\\Noselect", "\\HasChildren"];
+                if !shared.is_empty() {
+                    out.push((SHARED.into(), root_attrs.clone(), false));
+                }
+                for m in &shared {
+                    out.push((
+                        format!("{SHARED}{SEP}{}", m.address),
+                        root_attrs.clone(),
+                        false,
+                    ));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    fn list(
+        &mut self,
+        identity: &Identity,
+        reference: &str,
+        pattern: &str,
+        lsub: bool,
+    ) -> Result<String, No> {
+        let verb = if lsub { "LSUB" } else { "LIST" };
+        if pattern.is_empty() {
+            // RFC 3501 §6.3.8: the hierarchy delimiter and root.
+            self.untagged(&format!("{verb} (\\Noselect) \"{SEP}\" \"\""));
+            return Ok(format!("{verb} completed"));
+        }
+        let full = format!("{reference}{pattern}");
+        for (name, attrs, subscribed) in self.visible_names(identity)? {
+            if (lsub && !subscribed) || !wildcard_match(&full, &name) {
+                continue;
+            }
+            let mut line = format!("{verb} ({}) \"{SEP}\" ", attrs.join(" ")).into_bytes();
+            wire::astring(&mut line, &name);
+            self.untagged(&String::from_utf8_lossy(&line));
+        }
+        Ok(format!("{verb} completed"))
+    }
+
+    fn status(
+        &mut self,
+        identity: &Identity,
+        name: &str,
+        items: &[StatusDataItemName],
+    ) -> Result<String, No> {
+        if matches!(
+            identity.resolve(&self.services, name)?,
+            Some(Target::UserInbox)
+        ) {
+            self.untagged("STATUS INBOX (MESSAGES 0 UIDNEXT 1 UIDVALIDITY 1 UNSEEN 0 RECENT 0)");
+            return Ok("STATUS completed".into());
+        }
+        let (mailbox, folder, rights) = self.folder(identity, name)?;
+        if !rights.contains(Right::Read) {
+            return Err(noperm(Right::Read, "read this folder's status"));
+        }
+        let records = self.services.store.messages(mailbox.id, folder.id)?;
+        let mut parts = Vec::new();
+        for item in items {
+            let value = match item {
+                StatusDataItemName::Messages => format!("MESSAGES {}", records.len()),
+                StatusDataItemName::Recent => "RECENT 0".into(),
+                StatusDataItemName::UidNext => format!("UIDNEXT {}", folder.uidnext),
+                StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", folder.uidvalidity),
+                StatusDataItemName::Unseen => {
+                    let unseen = records
+                        .iter()
+                        .filter(|r| !r.flags.contains(Flags::SEEN))
+                        .count();
+                    format!("UNSEEN {unseen}")
+                }
+                other => {
+                    return Err(No(format!(
+                        "[CANNOT] STATUS item {other:?} is not supported"
+                    )));
+                }
+            };
+            parts.push(value);
+        }
+        let mut line = b"STATUS ".to_vec();
+        wire::astring(&mut line, &identity.display_name(&mailbox, &folder.name));
+        line.extend_from_slice(format!(" ({})", parts.join(" ")).as_bytes());
+        self.untagged(&String::from_utf8_lossy(&line));
+        Ok("STATUS completed".into())
+    }
+
+    fn append(
+        &mut self,
+        identity: &Identity,
+        name: &str,
+        flags: &[Flag<'_>],
+        date: Option<Millis>,
+        data: &[u8],
+    ) -> Result<String, No> {
+        let (mailbox, folder, rights) = match self.folder(identity, name) {
+            Err(No(text)) if text.starts_with("[NONEXISTENT]") => {
+                // RFC 3501 §6.3.11: tell the client it may create the folder first.
+                return Err(No(format!(
+                    "[TRYCREATE] {}",
+                    &text["[NONEXISTENT] ".len()..]
+                )));
+            }
+            other => other?,
+        };
+        if !rights.contains(Right::Insert) {
+            return Err(noperm(Right::Insert, "add messages to this folder"));
+        }
+        let (flags, keywords) = store_flags(flags);
+        let meta = AppendMessage {
+            flags,
+            keywords,
+            internal_date: date,
+        };
+        let record = self
+            .services
+            .store
+            .append(mailbox.id, folder.id, data, meta)?;
+        if let Err(e) = self.services.store.flush_blocking() {
+            tracing::error!(error = %e, "flush after APPEND failed");
+            return Err(No(
+                "[SERVERBUG] The message could not be made durable".into()
+            ));
+        }
+        self.sync_selection(false);
+        Ok(format!(
+            "[APPENDUID {} {}] APPEND completed",
+            folder.uidvalidity, record.uid
+        ))
+    }
+}
+
+/// A name LIST shows: the name, its attributes, whether the session subscribed to it.
+type Listed = (String, Vec<&'static str>, bool);
+
+/// The PERMANENTFLAGS a session may set, by its rights (RFC 4314 §4).
+fn permanent_flags(rights: Rights, read_only: bool) -> String {
+    if read_only {
+        return String::new();
+    }
+    let mut flags = Vec::new();
+    if rights.contains(Right::KeepSeen) {
+        flags.push("\\Seen");
+    }
+    if rights.contains(Right::Write) {
+        flags.extend(["\\Answered", "\\Flagged", "\\Draft", "\\*"]);
+    }
+    if rights.contains(Right::DeleteMessages) {
+        flags.push("\\Deleted");
+    }
+    flags.join(" ")
+}
+
+/// Flags as the store keeps them: system flags as bits, the rest as keywords.
+pub(super) fn store_flags(flags: &[Flag<'_>]) -> (Flags, Vec<String>) {
+    let mut bits = Flags::default();
+    let mut keywords: Vec<String> = Vec::new();
+    for flag in flags {
+        match flag {
+            Flag::Seen => bits = bits.with(Flags::SEEN, true),
+            Flag::Answered => bits = bits.with(Flags::ANSWERED, true),
+            Flag::Flagged => bits = bits.with(Flags::FLAGGED, true),
+            Flag::Deleted => bits = bits.with(Flags::DELETED, true),
+            Flag::Draft => bits = bits.with(Flags::DRAFT, true),
+            other => {
+                let k = other.to_string();
+                if !keywords.iter().any(|x| x.eq_ignore_ascii_case(&k)) {
+                    keywords.push(k);
+                }
+            }
+        }
+    }
+    (bits, keywords)
+}
+
+fn pattern(m: &ListMailbox<'_>) -> String {
+    match m {
+        ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
+        ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
+    }
+}
+
+/// LIST wildcards (RFC 3501 §6.3.8): `*` matches anything, `%` anything but the separator.
+/// `INBOX` matches case-insensitively.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
+            Some(('%', rest)) => (0..=n.len())
+                .take_while(|i| *i == 0 || n[i - 1] != SEP)
+                .any(|i| go(rest, &n[i..])),
+            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+        }
+    }
+    let norm = |s: &str| {
+        if s.len() >= 5 && s[..5].eq_ignore_ascii_case("INBOX") {
+            format!("INBOX{}", &s[5..])
+        } else {
+            s.to_string()
+        }
+    };
+    let p: Vec<char> = norm(pattern).chars().collect();
+    let n: Vec<char> = norm(name).chars().collect();
+    go(&p, &n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn list_wildcards() {
+        assert!(wildcard_match("*", "Shared/a@b/INBOX"));
+        assert!(wildcard_match("%", "Sent"));
+        assert!(!wildcard_match("%", "Shared/a@b"));
+        assert!(wildcard_match("Shared/%", "Shared/a@b"));
+        assert!(wildcard_match("inbox", "INBOX"));
+        assert!(!wildcard_match("Sent", "Sent/2024"));
+    }
+}

@@ -1,0 +1,616 @@
+//! Commands of the selected state (RFC 3501 §6.4): FETCH, STORE, SEARCH, COPY, MOVE,
+//! EXPUNGE, CLOSE, UNSELECT, with their UID forms (RFC 4315, RFC 6851).
+
+use super::fetch;
+use super::folders::{No, noperm, store_flags};
+use super::identity::Identity;
+use super::search::{self, Candidate};
+use super::selection::Selection;
+use super::session::{Session, State};
+use super::wire;
+use crate::model::*;
+use crate::store::{AppendMessage, Flags, MessageRecord};
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::core::Tag;
+use imap_codec::imap_types::fetch::MessageDataItemName;
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+
+/// The indices (0-based) into the selection that a sequence set names. For message sequence
+/// numbers an unknown number is an error (RFC 9051 §6.4.1); for UIDs it is skipped.
+pub(super) fn resolve(set: &SequenceSet, uid: bool, sel: &Selection) -> Result<Vec<usize>, String> {
+    let n = sel.messages.len() as u32;
+    let largest = if uid {
+        sel.messages.last().map_or(0, |s| s.uid)
+    } else {
+        n
+    };
+    let value = |v: &SeqOrUid| match v {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    let mut out = Vec::new();
+    for seq in set.0.as_ref() {
+        let (a, b) = match seq {
+            Sequence::Single(v) => (value(v), value(v)),
+            Sequence::Range(a, b) => (value(a).min(value(b)), value(a).max(value(b))),
+        };
+        if uid {
+            let start = sel.messages.partition_point(|s| s.uid < a);
+            let end = sel.messages.partition_point(|s| s.uid <= b);
+            out.extend(start..end);
+        } else {
+            if a == 0 || b > n {
+                return Err(format!(
+                    "No message with sequence number {}",
+                    if a == 0 { a } else { b }
+                ));
+            }
+            out.extend((a - 1) as usize..b as usize);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+impl Session {
+    pub(super) async fn selected_command(&mut self, tag: Tag<'static>, body: CommandBody<'static>) {
+        let name = body.name();
+        let State::Selected(identity, _) = &self.state else {
+            let text = format!("{name} needs a selected folder");
+            self.tagged(&tag, "BAD", &text);
+            return;
+        };
+        let identity = identity.clone();
+        let result = match body {
+            CommandBody::Close => self.close(&identity, true),
+            CommandBody::Unselect => self.close(&identity, false),
+            CommandBody::Expunge => self.expunge(None),
+            CommandBody::ExpungeUid { sequence_set } => self.expunge(Some(&sequence_set)),
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => self.fetch(&sequence_set, uid, fetch::items(macro_or_item_names)),
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                ..
+            } => self.store(&sequence_set, uid, kind, response, &flags),
+            CommandBody::Search {
+                criteria,
+                uid,
+                charset,
+            } => {
+                let charset_ok = charset.as_ref().is_none_or(|c| {
+                    let c = c.as_ref().to_ascii_uppercase();
+                    c.contains("UTF-8") || c.contains("US-ASCII")
+                });
+                if charset_ok {
+                    self.search(criteria.as_ref(), uid)
+                } else {
+                    Err(No(
+                        "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into()
+                    ))
+                }
+            }
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(
+                &identity,
+                &sequence_set,
+                uid,
+                &super::folders::mailbox_name(&mailbox),
+                false,
+            ),
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => self.copy(
+                &identity,
+                &sequence_set,
+                uid,
+                &super::folders::mailbox_name(&mailbox),
+                true,
+            ),
+            other => {
+                let text = format!("{} is not supported", other.name());
+                self.tagged(&tag, "BAD", &text);
+                return;
+            }
+        };
+        match result {
+            Ok(text) => self.tagged(&tag, "OK", &text),
+            Err(No(text)) if text.starts_with("BAD ") => self.tagged(&tag, "BAD", &text[4..]),
+            Err(No(text)) => self.tagged(&tag, "NO", &text),
+        }
+    }
+
+    fn selection(&self) -> &Selection {
+        match &self.state {
+            State::Selected(_, sel) => sel,
+            _ => unreachable!("selected_command checked the state"),
+        }
+    }
+
+    fn selection_mut(&mut self) -> &mut Selection {
+        match &mut self.state {
+            State::Selected(_, sel) => sel,
+            _ => unreachable!("selected_command checked the state"),
+        }
+    }
+
+    fn indices(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, No> {
+        resolve(set, uid, self.selection()).map_err(|e| No(format!("BAD {e}")))
+    }
+
+    fn close(&mut self, identity: &Identity, expunge: bool) -> Result<String, No> {
+        let sel = self.selection();
+        // RFC 3501 §6.4.2: CLOSE expunges silently, when the session may.
+        if expunge && !sel.read_only && sel.rights.contains(Right::Expunge) {
+            let (m, f) = (sel.mailbox.id, sel.folder.id);
+            let deleted = self.deleted_uids(None)?;
+            self.services.store.expunge(m, f, &deleted)?;
+        }
+        self.state = State::Authenticated(identity.clone());
+        Ok(if expunge {
+            "CLOSE completed"
+        } else {
+            "UNSELECT completed"
+        }
+        .into())
+    }
+
+    /// UIDs flagged `\Deleted`, among `within` when given.
+    fn deleted_uids(&self, within: Option<&[usize]>) -> Result<Vec<u32>, No> {
+        let sel = self.selection();
+        let records = self
+            .services
+            .store
+            .messages(sel.mailbox.id, sel.folder.id)?;
+        let allowed: Option<std::collections::HashSet<u32>> =
+            within.map(|w| w.iter().map(|i| sel.messages[*i].uid).collect());
+        Ok(records
+            .iter()
+            .filter(|r| r.flags.contains(Flags::DELETED))
+            .filter(|r| allowed.as_ref().is_none_or(|a| a.contains(&r.uid)))
+            .map(|r| r.uid)
+            .collect())
+    }
+
+    fn expunge(&mut self, uids: Option<&SequenceSet>) -> Result<String, No> {
+        let sel = self.selection();
+        if sel.read_only {
+            return Err(No("[READ-ONLY] The folder is selected read-only".into()));
+        }
+        if !sel.rights.contains(Right::Expunge) {
+            return Err(noperm(Right::Expunge, "expunge"));
+        }
+        let within = uids.map(|set| self.indices(set, true)).transpose()?;
+        let deleted = self.deleted_uids(within.as_deref())?;
+        let (m, f) = (sel.mailbox.id, sel.folder.id);
+        self.services.store.expunge(m, f, &deleted)?;
+        self.sync_selection(true);
+        Ok("EXPUNGE completed".into())
+    }
+
+    fn fetch(
+        &mut self,
+        set: &SequenceSet,
+        uid: bool,
+        mut items: Vec<MessageDataItemName<'static>>,
+    ) -> Result<String, No> {
+        self.sync_selection(uid);
+        let indices = self.indices(set, uid)?;
+        if uid && !items.contains(&MessageDataItemName::Uid) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        let sel = self.selection();
+        let mark_seen =
+            fetch::sets_seen(&items) && !sel.read_only && sel.rights.contains(Right::KeepSeen);
+        let needs_bytes = fetch::needs_bytes(&items);
+        let needs_summary = needs_bytes
+            || items.iter().any(|i| {
+                matches!(
+                    i,
+                    MessageDataItemName::Envelope
+                        | MessageDataItemName::Body
+                        | MessageDataItemName::BodyStructure
+                )
+            });
+        for index in indices {
+            let sel = self.selection();
+            let slot = sel.messages[index];
+            let Some(mut record) =
+                self.services
+                    .store
+                    .message(sel.mailbox.id, sel.folder.id, slot.uid)?
+            else {
+                continue; // expunged by another session, not reported yet
+            };
+            if mark_seen && !slot.flags.contains(Flags::SEEN) {
+                self.set_seen(&mut record, true)?;
+            }
+            let line = self.fetch_line(index, &record, &items, needs_summary, needs_bytes)?;
+            self.out.extend_from_slice(&line);
+        }
+        Ok(if uid {
+            "UID FETCH completed"
+        } else {
+            "FETCH completed"
+        }
+        .into())
+    }
+
+    fn set_seen(&mut self, record: &mut MessageRecord, on: bool) -> Result<(), No> {
+        let sel = self.selection();
+        let (m, f) = (sel.mailbox.id, sel.folder.id);
+        match sel.seen_user {
+            Some(user) => self
+                .services
+                .store
+                .set_user_seen(m, f, record.uid, user, on)?,
+            None => {
+                let flags = record.flags.with(Flags::SEEN, on);
+                *record = self.services.store.set_flags(
+                    m,
+                    f,
+                    record.uid,
+                    flags,
+                    record.keywords.clone(),
+                )?;
+            }
+        }
+        let seq = self.selection().seq_of(record.uid);
+        if let Some(seq) = seq {
+            let sel = self.selection_mut();
+            let slot = &mut sel.messages[seq - 1];
+            slot.flags = slot.flags.with(Flags::SEEN, on);
+            slot.modseq = record.modseq;
+        }
+        Ok(())
+    }
+
+    fn fetch_line(
+        &self,
+        index: usize,
+        record: &MessageRecord,
+        items: &[MessageDataItemName<'static>],
+        needs_summary: bool,
+        needs_bytes: bool,
+    ) -> Result<Vec<u8>, No> {
+        let sel = self.selection();
+        let store = &self.services.store;
+        let summary = if needs_summary {
+            Some(store.summary(&record.blob)?)
+        } else {
+            None
+        };
+        let raw = if needs_bytes {
+            Some(store.read_message(&record.blob)?)
+        } else {
+            None
+        };
+        let flags = sel.messages[index].flags;
+        let mut out = format!("* {} FETCH (", index + 1).into_bytes();
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.push(b' ');
+            }
+            let summary = summary.as_ref();
+            let raw = raw.as_deref().unwrap_or_default();
+            match item {
+                MessageDataItemName::Uid => {
+                    out.extend_from_slice(format!("UID {}", record.uid).as_bytes())
+                }
+                MessageDataItemName::Flags => {
+                    out.extend_from_slice(b"FLAGS ");
+                    wire::flags(&mut out, flags, &record.keywords, false);
+                }
+                MessageDataItemName::InternalDate => {
+                    out.extend_from_slice(b"INTERNALDATE ");
+                    wire::internal_date(&mut out, record.internal_date);
+                }
+                MessageDataItemName::Rfc822Size => {
+                    out.extend_from_slice(format!("RFC822.SIZE {}", record.size).as_bytes())
+                }
+                MessageDataItemName::Envelope => {
+                    out.extend_from_slice(b"ENVELOPE ");
+                    wire::envelope(
+                        &mut out,
+                        &summary.map(|s| s.envelope.clone()).unwrap_or_default(),
+                    );
+                }
+                MessageDataItemName::Body | MessageDataItemName::BodyStructure => {
+                    let extended = matches!(item, MessageDataItemName::BodyStructure);
+                    out.extend_from_slice(if extended {
+                        b"BODYSTRUCTURE "
+                    } else {
+                        b"BODY "
+                    });
+                    wire::body_structure(
+                        &mut out,
+                        &summary.map(|s| s.body.clone()).unwrap_or_default(),
+                        extended,
+                    );
+                }
+                MessageDataItemName::BodyExt {
+                    section, partial, ..
+                } => {
+                    let bytes = fetch::section_bytes(
+                        raw,
+                        summary.unwrap_or(&Default::default()),
+                        section.as_ref(),
+                    );
+                    let (bytes, origin) = fetch::partial(bytes, *partial);
+                    out.extend_from_slice(
+                        format!("BODY[{}]{origin} ", fetch::section_name(section.as_ref()))
+                            .as_bytes(),
+                    );
+                    wire::literal(&mut out, &bytes);
+                }
+                MessageDataItemName::Rfc822 => {
+                    out.extend_from_slice(b"RFC822 ");
+                    wire::literal(&mut out, raw);
+                }
+                MessageDataItemName::Rfc822Header | MessageDataItemName::Rfc822Text => {
+                    let header = matches!(item, MessageDataItemName::Rfc822Header);
+                    let section = if header {
+                        imap_codec::imap_types::fetch::Section::Header(None)
+                    } else {
+                        imap_codec::imap_types::fetch::Section::Text(None)
+                    };
+                    let bytes = fetch::section_bytes(
+                        raw,
+                        summary.unwrap_or(&Default::default()),
+                        Some(&section),
+                    );
+                    out.extend_from_slice(if header {
+                        b"RFC822.HEADER "
+                    } else {
+                        b"RFC822.TEXT "
+                    });
+                    wire::literal(&mut out, &bytes);
+                }
+                other => return Err(No(format!("BAD FETCH item {other:?} is not supported"))),
+            }
+        }
+        out.extend_from_slice(b")\r\n");
+        Ok(out)
+    }
+
+    fn store(
+        &mut self,
+        set: &SequenceSet,
+        uid: bool,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[Flag<'_>],
+    ) -> Result<String, No> {
+        self.sync_selection(uid);
+        let indices = self.indices(set, uid)?;
+        let sel = self.selection();
+        if sel.read_only {
+            return Err(No("[READ-ONLY] The folder is selected read-only".into()));
+        }
+        let (bits, keywords) = store_flags(flags);
+        // RFC 4314 §4: \Seen needs s, \Deleted needs t, every other flag w.
+        let rights = sel.rights;
+        let needs = [
+            (bits.contains(Flags::SEEN), Right::KeepSeen),
+            (bits.contains(Flags::DELETED), Right::DeleteMessages),
+            (
+                bits.contains(Flags::ANSWERED)
+                    || bits.contains(Flags::FLAGGED)
+                    || bits.contains(Flags::DRAFT)
+                    || !keywords.is_empty()
+                    || kind == StoreType::Replace,
+                Right::Write,
+            ),
+        ];
+        for (needed, right) in needs {
+            if needed && !rights.contains(right) {
+                return Err(noperm(right, "change these flags"));
+            }
+        }
+        for index in indices {
+            let sel = self.selection();
+            let (m, f, slot) = (sel.mailbox.id, sel.folder.id, sel.messages[index]);
+            let Some(mut record) = self.services.store.message(m, f, slot.uid)? else {
+                continue;
+            };
+            let mut new_bits = record.flags;
+            let mut new_keywords = record.keywords.clone();
+            for flag in [
+                Flags::SEEN,
+                Flags::ANSWERED,
+                Flags::FLAGGED,
+                Flags::DELETED,
+                Flags::DRAFT,
+            ] {
+                let asked = bits.contains(flag);
+                new_bits = match kind {
+                    StoreType::Replace => new_bits.with(flag, asked),
+                    StoreType::Add if asked => new_bits.with(flag, true),
+                    StoreType::Remove if asked => new_bits.with(flag, false),
+                    _ => new_bits,
+                };
+            }
+            match kind {
+                StoreType::Replace => new_keywords = keywords.clone(),
+                StoreType::Add => {
+                    for k in &keywords {
+                        if !new_keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                            new_keywords.push(k.clone());
+                        }
+                    }
+                }
+                StoreType::Remove => {
+                    new_keywords.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)))
+                }
+            }
+            let seen_apart = self.selection().seen_user.is_some();
+            let want_seen = new_bits.contains(Flags::SEEN);
+            if seen_apart {
+                // The user's own \Seen; the shared flags keep theirs.
+                new_bits = new_bits.with(Flags::SEEN, record.flags.contains(Flags::SEEN));
+            }
+            if new_bits != record.flags || new_keywords != record.keywords {
+                record = self
+                    .services
+                    .store
+                    .set_flags(m, f, slot.uid, new_bits, new_keywords)?;
+            }
+            if seen_apart && want_seen != slot.flags.contains(Flags::SEEN) {
+                self.set_seen(&mut record, want_seen)?;
+            }
+            let seen = if seen_apart {
+                want_seen
+            } else {
+                record.flags.contains(Flags::SEEN)
+            };
+            let shown = record.flags.with(Flags::SEEN, seen);
+            let sel = self.selection_mut();
+            sel.messages[index].flags = shown;
+            sel.messages[index].modseq = record.modseq;
+            if response == StoreResponse::Answer {
+                let mut line = format!("* {} FETCH (", index + 1).into_bytes();
+                if uid {
+                    line.extend_from_slice(format!("UID {} ", slot.uid).as_bytes());
+                }
+                line.extend_from_slice(b"FLAGS ");
+                wire::flags(&mut line, shown, &record.keywords, false);
+                line.extend_from_slice(b")\r\n");
+                self.out.extend_from_slice(&line);
+            }
+        }
+        Ok(if uid {
+            "UID STORE completed"
+        } else {
+            "STORE completed"
+        }
+        .into())
+    }
+
+    fn search(
+        &mut self,
+        criteria: &[imap_codec::imap_types::search::SearchKey<'_>],
+        uid: bool,
+    ) -> Result<String, No> {
+        self.sync_selection(uid);
+        let sel = self.selection();
+        let store = &self.services.store;
+        let records = store.messages(sel.mailbox.id, sel.folder.id)?;
+        let by_uid: std::collections::HashMap<u32, &MessageRecord> =
+            records.iter().map(|r| (r.uid, r)).collect();
+        let mut hits = Vec::new();
+        for (i, slot) in sel.messages.iter().enumerate() {
+            let Some(record) = by_uid.get(&slot.uid) else {
+                continue;
+            };
+            let candidate = Candidate::new(store, sel, i, record, slot.flags);
+            if criteria.iter().all(|c| search::matches(c, &candidate)) {
+                hits.push(if uid { slot.uid } else { (i + 1) as u32 });
+            }
+        }
+        let list: String = hits.iter().map(|h| format!(" {h}")).collect();
+        self.untagged(&format!("SEARCH{list}"));
+        Ok(if uid {
+            "UID SEARCH completed"
+        } else {
+            "SEARCH completed"
+        }
+        .into())
+    }
+
+    fn copy(
+        &mut self,
+        identity: &Identity,
+        set: &SequenceSet,
+        uid: bool,
+        target: &str,
+        move_: bool,
+    ) -> Result<String, No> {
+        let indices = self.indices(set, uid)?;
+        let verb = if move_ { "MOVE" } else { "COPY" };
+        let (mailbox, folder) = match identity.resolve(&self.services, target)? {
+            Some(super::identity::Target::Folder { mailbox, name }) => {
+                let folder = self.services.store.folder_by_name(mailbox.id, &name)?;
+                let folder = folder.ok_or_else(|| No("[TRYCREATE] No such folder".into()))?;
+                (mailbox, folder)
+            }
+            _ => return Err(No("[TRYCREATE] No such folder".into())),
+        };
+        if !identity.access(&mailbox).may(Right::Insert) {
+            return Err(noperm(Right::Insert, "add messages to that folder"));
+        }
+        let sel = self.selection();
+        if move_
+            && (sel.read_only
+                || !sel.rights.contains(Right::DeleteMessages)
+                || !sel.rights.contains(Right::Expunge))
+        {
+            return Err(noperm(Right::Expunge, "move messages out of this folder"));
+        }
+        let (m, f) = (sel.mailbox.id, sel.folder.id);
+        let mut source_uids = Vec::new();
+        let mut target_uids = Vec::new();
+        for index in indices {
+            let slot = self.selection().messages[index];
+            let Some(record) = self.services.store.message(m, f, slot.uid)? else {
+                continue;
+            };
+            let raw = self.services.store.read_message(&record.blob)?;
+            let meta = AppendMessage {
+                flags: record.flags,
+                keywords: record.keywords.clone(),
+                internal_date: Some(record.internal_date),
+            };
+            let copied = self
+                .services
+                .store
+                .append(mailbox.id, folder.id, &raw, meta)?;
+            source_uids.push(slot.uid);
+            target_uids.push(copied.uid);
+        }
+        if let Err(e) = self.services.store.flush_blocking() {
+            tracing::error!(error = %e, "flush after COPY failed");
+            return Err(No("[SERVERBUG] The copy could not be made durable".into()));
+        }
+        let code = if source_uids.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[COPYUID {} {} {}] ",
+                folder.uidvalidity,
+                uid_list(&source_uids),
+                uid_list(&target_uids)
+            )
+        };
+        if move_ {
+            // RFC 6851 §4.3: COPYUID comes untagged before the EXPUNGEs.
+            if !code.is_empty() {
+                self.untagged(&format!("OK {}Moved", code));
+            }
+            self.services.store.expunge(m, f, &source_uids)?;
+            self.sync_selection(true);
+            return Ok(format!("{verb} completed"));
+        }
+        Ok(format!("{code}{verb} completed"))
+    }
+}
+
+fn uid_list(uids: &[u32]) -> String {
+    uids.iter()
+        .map(|u| u.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}

@@ -1,0 +1,84 @@
+//! IMAP4rev1 (RFC 3501) with the extensions Thunderbird and Outlook use, on imap-codec.
+//!
+//! `session` is the protocol as a state machine without sockets; this module drives it over a
+//! connection: reads, writes, STARTTLS, IDLE wake-ups, autologout and server shutdown.
+
+mod fetch;
+mod folders;
+mod identity;
+mod messages;
+mod search;
+mod selection;
+mod session;
+mod wire;
+
+pub use identity::{Identity, authenticate};
+pub use session::{Action, Output, Session};
+
+use crate::net::Connection;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Serves one IMAP connection until the client logs out, the connection drops, the session
+/// times out or the server shuts down.
+pub async fn serve(conn: Connection) -> std::io::Result<()> {
+    let Connection {
+        mut stream,
+        peer,
+        services,
+        shutdown,
+        ..
+    } = conn;
+    let autologout = Duration::from_secs(services.config.imap.autologout_seconds);
+    let mut session = Session::new(services.clone(), peer, stream.is_tls());
+    stream.write_all(&session.greeting()).await?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let mut folder_watch = session.idle_watch();
+        let mut access_watch = session.access_watch();
+        let idle = session.is_idle();
+        let event = async {
+            match (&mut folder_watch, idle) {
+                (Some(rx), true) => {
+                    tokio::select! {
+                        _ = rx.recv() => {}
+                        _ = access_watch.recv() => {}
+                    }
+                }
+                (None, true) => {
+                    let _ = access_watch.recv().await;
+                }
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        let output = tokio::select! {
+            read = tokio::time::timeout(autologout, stream.read(&mut buf)) => match read {
+                Err(_) => {
+                    stream.write_all(b"* BYE Autologout; idle for too long\r\n").await?;
+                    return Ok(());
+                }
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(n)) => session.feed(&buf[..n]).await,
+                Ok(Err(e)) => return Err(e),
+            },
+            _ = event => session.idle_update().await,
+            _ = shutdown.cancelled() => {
+                stream.write_all(b"* BYE Server shutting down\r\n").await?;
+                return Ok(());
+            }
+        };
+        stream.write_all(&output.bytes).await?;
+        match output.action {
+            Action::Continue => {}
+            Action::Close => {
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+            Action::StartTls => {
+                stream.flush().await?;
+                stream = stream.start_tls(&services.tls).await?;
+                session.tls_started();
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The selected folder as one session sees it: the sequence-number → UID map, the flags last
+//! reported, and the changes other sessions made since (RFC 3501 §7: EXISTS, EXPUNGE and
+//! FETCH FLAGS are reported at the next command, EXPUNGE only where it is allowed).
+
+use crate::model::*;
+use crate::store::{Flags, Folder, FolderEvent, MessageRecord, Store, StoreResult};
+use std::collections::HashSet;
+use tokio::sync::broadcast;
+
+/// What the session knows of one message: 16 bytes a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    pub uid: u32,
+    pub flags: Flags,
+    pub modseq: u64,
+}
+
+pub struct Selection {
+    pub mailbox: Mailbox,
+    pub folder: Folder,
+    /// The name the client selected it by.
+    pub display: String,
+    pub read_only: bool,
+    pub rights: Rights,
+    /// Sequence number n is `messages[n - 1]`.
+    pub messages: Vec<Slot>,
+    pub events: broadcast::Receiver<FolderEvent>,
+    /// The user whose own `\Seen` counts, in a mailbox that keeps `\Seen` per user.
+    pub seen_user: Option<UserId>,
+    /// Expunges seen but not yet reported (they wait for a command that may report them).
+    pending_expunge: bool,
+}
+
+impl Selection {
+    pub fn open(
+        store: &Store,
+        mailbox: Mailbox,
+        folder: Folder,
+        display: String,
+        read_only: bool,
+        rights: Rights,
+        seen_user: Option<UserId>,
+    ) -> StoreResult<Selection> {
+        let events = store.hub().subscribe_folder(mailbox.id, folder.id);
+        let mut sel = Selection {
+            mailbox,
+            folder,
+            display,
+            read_only,
+            rights,
+            messages: Vec::new(),
+            events,
+            seen_user,
+            pending_expunge: false,
+        };
+        sel.messages = sel.load(store)?;
+        Ok(sel)
+    }
+
+    /// The folder's messages as this session sees them now, with their records.
+    fn load_records(&self, store: &Store) -> StoreResult<Vec<(Slot, MessageRecord)>> {
+        let records = store.messages(self.mailbox.id, self.folder.id)?;
+        let seen: Option<HashSet<u32>> = match self.seen_user {
+            Some(user) => Some(
+                store
+                    .user_seen(self.mailbox.id, self.folder.id, user)?
+                    .into_iter()
+                    .collect(),
+            ),
+            None => None,
+        };
+        Ok(records
+            .into_iter()
+            .map(|r| (self.slot(&r, seen.as_ref()), r))
+            .collect())
+    }
+
+    fn load(&self, store: &Store) -> StoreResult<Vec<Slot>> {
+        Ok(self
+            .load_records(store)?
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect())
+    }
+
+    fn slot(&self, r: &MessageRecord, seen: Option<&HashSet<u32>>) -> Slot {
+        let flags = match seen {
+            Some(seen) => r.flags.with(Flags::SEEN, seen.contains(&r.uid)),
+            None => r.flags,
+        };
+        Slot {
+            uid: r.uid,
+            flags,
+            modseq: r.modseq,
+        }
+    }
+
+    pub fn seq_of(&self, uid: u32) -> Option<usize> {
+        self.messages
+            .binary_search_by_key(&uid, |s| s.uid)
+            .ok()
+            .map(|i| i + 1)
+    }
+
+    /// Brings the session up to date, returning the untagged responses to send. Expunges are
+    /// reported only when `allow_expunge` (RFC 3501 §7.4.1); until then the session keeps the
+    /// expunged messages' sequence numbers.
+    pub fn sync(&mut self, store: &Store, allow_expunge: bool) -> StoreResult<Vec<String>> {
+        let changed = crate::store::hub::drain(&mut self.events) || self.pending_expunge;
+        if !changed {
+            return Ok(Vec::new());
+        }
+        let now = self.load_records(store)?;
+        let mut out = Vec::new();
+        let present: HashSet<u32> = now.iter().map(|(s, _)| s.uid).collect();
+        if allow_expunge {
+            // Report from the highest sequence number down, so that each number is still
+            // valid when the client applies it.
+            for seq in (1..=self.messages.len()).rev() {
+                if !present.contains(&self.messages[seq - 1].uid) {
+                    out.push(format!("{seq} EXPUNGE"));
+                    self.messages.remove(seq - 1);
+                }
+            }
+            self.pending_expunge = false;
+        } else {
+            self.pending_expunge = self.messages.iter().any(|s| !present.contains(&s.uid));
+        }
+        let by_uid: std::collections::HashMap<u32, &(Slot, MessageRecord)> =
+            now.iter().map(|entry| (entry.0.uid, entry)).collect();
+        for (i, slot) in self.messages.iter_mut().enumerate() {
+            if let Some((fresh, record)) = by_uid.get(&slot.uid)
+                && fresh.modseq != slot.modseq
+            {
+                *slot = *fresh;
+                let flags = flag_list(slot.flags, &record.keywords);
+                out.push(format!("{} FETCH (UID {} FLAGS {flags})", i + 1, slot.uid));
+            }
+        }
+        let last = self.messages.last().map_or(0, |s| s.uid);
+        let before = self.messages.len();
+        self.messages
+            .extend(now.iter().map(|(s, _)| *s).filter(|s| s.uid > last));
+        if self.messages.len() != before {
+            out.push(format!("{} EXISTS", self.messages.len()));
+        }
+        if let Some(folder) = store.folder(self.mailbox.id, self.folder.id)? {
+            self.folder = folder;
+        }
+        Ok(out)
+    }
+}
+
+/// A FLAGS list as a string.
+pub fn flag_list(flags: Flags, keywords: &[String]) -> String {
+    let mut out = Vec::new();
+    super::wire::flags(&mut out, flags, keywords, false);
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,604 @@
+//! The IMAP session as a state machine without sockets: bytes in, bytes out
+//! (DESIGN.md §4). The network driver in `super` feeds it; tests and the fuzzer do the same.
+
+use super::identity::{self, Identity, LoginRefusal};
+use super::selection::Selection;
+use crate::model::*;
+use crate::net::Services;
+use crate::store::AccessChange;
+use bounded_static::IntoBoundedStatic;
+use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer};
+use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::{LiteralMode, Tag};
+use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// What the driver must do after writing the output.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    /// Run the TLS handshake now (after `OK Begin TLS negotiation`).
+    StartTls,
+    /// Close the connection.
+    Close,
+}
+
+pub struct Output {
+    pub bytes: Vec<u8>,
+    pub action: Action,
+}
+
+/// What the next complete message from the client is.
+enum Expect {
+    Command,
+    /// The client's answer in an AUTHENTICATE exchange.
+    AuthenticateData {
+        tag: Tag<'static>,
+        step: SaslStep,
+    },
+    /// `DONE`, ending IDLE.
+    IdleDone {
+        tag: Tag<'static>,
+    },
+}
+
+#[derive(Clone)]
+enum SaslStep {
+    Plain,
+    LoginUser,
+    LoginPassword { user: String },
+}
+
+pub(super) enum State {
+    NotAuthenticated,
+    Authenticated(Identity),
+    Selected(Identity, Box<Selection>),
+    Logout,
+}
+
+pub struct Session {
+    pub(super) services: Arc<Services>,
+    pub(super) peer: SocketAddr,
+    pub(super) tls: bool,
+    pub(super) state: State,
+    fragmentizer: Fragmentizer,
+    expect: Expect,
+    /// Whether the current message has announced a literal that is still being received.
+    in_literal: bool,
+    /// Literal bytes announced so far in the current message: what the line limit leaves out.
+    literal_bytes: usize,
+    /// The client's ID (RFC 2971), for the audit log.
+    client_id: Option<String>,
+    pub(super) out: Vec<u8>,
+    access_events: broadcast::Receiver<AccessChange>,
+}
+
+pub const CAPABILITIES: &str =
+    "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN";
+
+impl Session {
+    pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
+        let limit = services.config.imap.max_message_bytes + services.config.imap.max_line_bytes;
+        let access_events = services.store.hub().subscribe_access();
+        Session {
+            services,
+            peer,
+            tls,
+            state: State::NotAuthenticated,
+            fragmentizer: Fragmentizer::new(limit),
+            expect: Expect::Command,
+            in_literal: false,
+            literal_bytes: 0,
+            client_id: None,
+            out: Vec::new(),
+            access_events,
+        }
+    }
+
+    pub fn greeting(&self) -> Vec<u8> {
+        format!(
+            "* OK [CAPABILITY {}] {} mailgate ready\r\n",
+            self.capabilities(),
+            self.services.config.hostname
+        )
+        .into_bytes()
+    }
+
+    /// The capabilities for the current state (RFC 3501 §6.1.1, §7.2.1).
+    pub fn capabilities(&self) -> String {
+        let mut caps = CAPABILITIES.to_string();
+        if matches!(self.state, State::NotAuthenticated) {
+            if !self.tls {
+                caps.push_str(" STARTTLS");
+            }
+            if self.plaintext_refused() {
+                caps.push_str(" LOGINDISABLED");
+            } else {
+                caps.push_str(" AUTH=PLAIN AUTH=LOGIN");
+            }
+        }
+        caps
+    }
+
+    /// Passwords travel only over TLS, or over loopback when the configuration allows it.
+    fn plaintext_refused(&self) -> bool {
+        let loopback_allowed =
+            self.services.config.auth.allow_plaintext_on_loopback && self.peer.ip().is_loopback();
+        !(self.tls || loopback_allowed)
+    }
+
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+    }
+
+    pub fn is_idle(&self) -> bool {
+        matches!(self.expect, Expect::IdleDone { .. })
+    }
+
+    pub fn is_logged_out(&self) -> bool {
+        matches!(self.state, State::Logout)
+    }
+
+    /// Receivers the driver may wait on while the session idles: the selected folder's events.
+    pub fn idle_watch(&self) -> Option<broadcast::Receiver<crate::store::FolderEvent>> {
+        match &self.state {
+            State::Selected(_, sel) => Some(sel.events.resubscribe()),
+            _ => None,
+        }
+    }
+
+    pub fn access_watch(&self) -> broadcast::Receiver<AccessChange> {
+        self.access_events.resubscribe()
+    }
+
+    /// Feeds bytes from the client; returns what to send back and what to do next.
+    pub async fn feed(&mut self, input: &[u8]) -> Output {
+        self.fragmentizer.enqueue_bytes(input);
+        loop {
+            let Some(fragment) = self.fragmentizer.progress() else {
+                if !self.in_literal && self.partial_line_too_long() {
+                    self.out
+                        .extend_from_slice(b"* BYE Command line too long\r\n");
+                    return self.take(Action::Close);
+                }
+                return self.take(Action::Continue);
+            };
+            self.in_literal = false;
+            if let FragmentInfo::Line {
+                announcement: Some(literal),
+                ..
+            } = fragment
+            {
+                self.in_literal = true;
+                if !self.accept_literal(literal.mode, literal.length) {
+                    continue;
+                }
+            }
+            if !self.fragmentizer.is_message_complete() {
+                continue;
+            }
+            self.literal_bytes = 0;
+            let action = self.message().await;
+            if action != Action::Continue {
+                return self.take(action);
+            }
+        }
+    }
+
+    fn take(&mut self, action: Action) -> Output {
+        Output {
+            bytes: std::mem::take(&mut self.out),
+            action,
+        }
+    }
+
+    /// A line still without its end that is already longer than the limit: the client is
+    /// not speaking IMAP, and there is no safe point to resynchronize at.
+    fn partial_line_too_long(&self) -> bool {
+        let lines = self
+            .fragmentizer
+            .message_bytes()
+            .len()
+            .saturating_sub(self.literal_bytes);
+        lines > self.services.config.imap.max_line_bytes as usize
+    }
+
+    /// Answers a literal announcement: `+` for a synchronizing literal we take, a tagged
+    /// `NO [TOOBIG]` (and the message skipped) for one we do not (RFC 7888 §4, §5).
+    fn accept_literal(&mut self, mode: LiteralMode, length: u32) -> bool {
+        let limit = self.services.config.imap.max_message_bytes;
+        if length <= limit {
+            self.literal_bytes += length as usize;
+            if mode == LiteralMode::Sync {
+                self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+            }
+            return true;
+        }
+        let tag = self.fragmentizer.decode_tag().map(|t| t.into_static());
+        let text = format!("[TOOBIG] Literal of {length} bytes exceeds the limit of {limit}");
+        match (mode, tag) {
+            (LiteralMode::Sync, Some(tag)) => {
+                self.tagged(&tag, "NO", &text);
+                self.fragmentizer.skip_message();
+                self.in_literal = false;
+                false
+            }
+            // The client sends a non-synchronizing literal anyway: let the fragmentizer drop
+            // it and answer once the message ends.
+            _ => {
+                self.fragmentizer.poison_message();
+                true
+            }
+        }
+    }
+
+    /// Handles one complete client message.
+    async fn message(&mut self) -> Action {
+        match std::mem::replace(&mut self.expect, Expect::Command) {
+            Expect::Command => self.command_message().await,
+            Expect::AuthenticateData { tag, step } => self.authenticate_data(tag, step).await,
+            Expect::IdleDone { tag } => self.idle_done(tag),
+        }
+    }
+
+    async fn command_message(&mut self) -> Action {
+        let decoded = self
+            .fragmentizer
+            .decode_message(&CommandCodec::default())
+            .map(|c| c.into_static())
+            .map_err(|e| match e {
+                DecodeMessageError::MessageTooLong { .. } => "[TOOBIG] Message too large",
+                DecodeMessageError::MessagePoisoned { .. } => "[TOOBIG] Literal too large",
+                _ => "Syntax error in command",
+            });
+        match decoded {
+            Ok(command) => self.command(command).await,
+            Err(reason) => {
+                match self.fragmentizer.decode_tag().map(|t| t.into_static()) {
+                    Some(tag) if reason.starts_with("[TOOBIG]") => self.tagged(&tag, "NO", reason),
+                    Some(tag) => self.tagged(&tag, "BAD", reason),
+                    None => self.untagged("BAD Syntax error: no tag"),
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    pub(super) fn tagged(&mut self, tag: &Tag<'_>, status: &str, text: &str) {
+        self.out.extend_from_slice(tag.inner().as_bytes());
+        self.out.push(b' ');
+        self.out.extend_from_slice(status.as_bytes());
+        self.out.push(b' ');
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    pub(super) fn untagged(&mut self, text: &str) {
+        self.out.extend_from_slice(b"* ");
+        self.out.extend_from_slice(text.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    async fn command(&mut self, command: Command<'static>) -> Action {
+        let Command { tag, body } = command;
+        if let Err(bye) = self.check_access_changes() {
+            self.untagged(&format!("BYE {bye}"));
+            self.state = State::Logout;
+            return Action::Close;
+        }
+        match body {
+            CommandBody::Capability => {
+                let caps = self.capabilities();
+                self.untagged(&format!("CAPABILITY {caps}"));
+                self.tagged(&tag, "OK", "CAPABILITY completed");
+            }
+            CommandBody::Noop => {
+                self.sync_selection(true);
+                self.tagged(&tag, "OK", "NOOP completed");
+            }
+            CommandBody::Logout => {
+                self.untagged("BYE mailgate logging out");
+                self.tagged(&tag, "OK", "LOGOUT completed");
+                self.state = State::Logout;
+                return Action::Close;
+            }
+            CommandBody::Id { parameters } => {
+                self.client_id = parameters.map(|p| {
+                    p.iter()
+                        .map(|(k, v)| {
+                            let v =
+                                v.0.as_ref()
+                                    .map(|s| String::from_utf8_lossy(s.as_ref()).into_owned());
+                            format!(
+                                "{}={}",
+                                String::from_utf8_lossy(k.as_ref()),
+                                v.unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                });
+                self.untagged("ID (\"name\" \"mailgate\")");
+                self.tagged(&tag, "OK", "ID completed");
+            }
+            CommandBody::StartTLS => return self.starttls(&tag),
+            CommandBody::Login { username, password } => {
+                let login = String::from_utf8_lossy(username.as_ref()).into_owned();
+                let password = String::from_utf8_lossy(password.declassify().as_ref()).into_owned();
+                self.login(&tag, &login, &password, None, "LOGIN").await;
+            }
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                let initial = initial_response.map(|r| r.declassify().to_vec());
+                self.authenticate(tag, mechanism, initial).await;
+            }
+            CommandBody::Idle => self.idle(tag),
+            body => self.authenticated_command(tag, body).await,
+        }
+        Action::Continue
+    }
+
+    fn starttls(&mut self, tag: &Tag<'_>) -> Action {
+        if self.tls {
+            self.tagged(tag, "BAD", "TLS is already active");
+            return Action::Continue;
+        }
+        if !matches!(self.state, State::NotAuthenticated) {
+            self.tagged(tag, "BAD", "STARTTLS is only valid before login");
+            return Action::Continue;
+        }
+        self.tagged(tag, "OK", "Begin TLS negotiation now");
+        // RFC 3501 §6.2.1: nothing the client sent after STARTTLS may be used.
+        self.fragmentizer = Fragmentizer::new(
+            self.services.config.imap.max_message_bytes + self.services.config.imap.max_line_bytes,
+        );
+        Action::StartTls
+    }
+
+    async fn login(
+        &mut self,
+        tag: &Tag<'_>,
+        login: &str,
+        password: &str,
+        authzid: Option<&str>,
+        mechanism: &str,
+    ) {
+        if !matches!(self.state, State::NotAuthenticated) {
+            self.tagged(tag, "BAD", "Already logged in");
+            return;
+        }
+        if self.plaintext_refused() {
+            self.tagged(
+                tag,
+                "NO",
+                "[PRIVACYREQUIRED] Use STARTTLS (or port 993) before logging in",
+            );
+            return;
+        }
+        let result = identity::authenticate(&self.services, login, password, authzid).await;
+        self.audit_login(login, authzid, mechanism, &result);
+        match result {
+            Ok(identity) => {
+                self.state = State::Authenticated(identity);
+                let caps = self.capabilities();
+                self.tagged(tag, "OK", &format!("[CAPABILITY {caps}] Logged in"));
+            }
+            Err(refusal) => {
+                if refusal == LoginRefusal::Credentials {
+                    // Slow down guessing; a correct password is never delayed.
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                self.tagged(tag, "NO", refusal.response());
+            }
+        }
+    }
+
+    fn audit_login(
+        &self,
+        login: &str,
+        authzid: Option<&str>,
+        mechanism: &str,
+        result: &Result<Identity, LoginRefusal>,
+    ) {
+        let (actor, org, outcome) = match result {
+            Ok(identity) => (
+                identity.actor(),
+                identity.personal().map(|m| m.org),
+                Outcome::Success,
+            ),
+            Err(_) => (Actor::Anonymous, None, Outcome::Failure),
+        };
+        let detail = format!(
+            "mechanism={mechanism} tls={} authzid={} id={} {}",
+            self.tls,
+            authzid.unwrap_or("-"),
+            self.client_id.as_deref().unwrap_or("-"),
+            match result {
+                Ok(_) => String::new(),
+                Err(r) => format!("refused: {r:?}"),
+            }
+        );
+        let event = AuditEvent {
+            id: AuditId(0),
+            at: 0,
+            org,
+            actor,
+            action: "imap.login".into(),
+            target: login.to_string(),
+            client: Some(self.peer.ip().to_string()),
+            outcome,
+            detail,
+        };
+        if let Err(e) = self.services.store.record_audit(event) {
+            tracing::error!(error = %e, "could not record an IMAP login");
+        }
+    }
+
+    async fn authenticate(
+        &mut self,
+        tag: Tag<'static>,
+        mechanism: AuthMechanism<'static>,
+        initial: Option<Vec<u8>>,
+    ) {
+        let step = match mechanism {
+            AuthMechanism::Plain => SaslStep::Plain,
+            AuthMechanism::Login => SaslStep::LoginUser,
+            other => {
+                let text = format!("Unsupported mechanism {other}; use PLAIN or LOGIN");
+                self.tagged(&tag, "NO", &text);
+                return;
+            }
+        };
+        if !matches!(self.state, State::NotAuthenticated) {
+            self.tagged(&tag, "BAD", "Already logged in");
+            return;
+        }
+        if self.plaintext_refused() {
+            self.tagged(
+                &tag,
+                "NO",
+                "[PRIVACYREQUIRED] Use STARTTLS (or port 993) before logging in",
+            );
+            return;
+        }
+        match initial {
+            // SASL-IR (RFC 4959): the first response came with the command.
+            Some(data) => self.sasl_step(tag, step, data).await,
+            None => {
+                let prompt = match step {
+                    SaslStep::LoginUser => "+ VXNlcm5hbWU6\r\n",
+                    _ => "+ \r\n",
+                };
+                self.out.extend_from_slice(prompt.as_bytes());
+                self.expect = Expect::AuthenticateData { tag, step };
+            }
+        }
+    }
+
+    async fn authenticate_data(&mut self, tag: Tag<'static>, step: SaslStep) -> Action {
+        let data = self
+            .fragmentizer
+            .decode_message(&AuthenticateDataCodec::default())
+            .map(|d| d.into_static());
+        match data {
+            Ok(AuthenticateData::Continue(data)) => {
+                let bytes = data.declassify().to_vec();
+                self.sasl_step(tag, step, bytes).await;
+            }
+            Ok(AuthenticateData::Cancel) => self.tagged(&tag, "BAD", "Authentication cancelled"),
+            Err(_) => self.tagged(&tag, "BAD", "Invalid base64 in the authentication exchange"),
+        }
+        Action::Continue
+    }
+
+    async fn sasl_step(&mut self, tag: Tag<'static>, step: SaslStep, data: Vec<u8>) {
+        let text = String::from_utf8_lossy(&data).into_owned();
+        match step {
+            SaslStep::Plain => {
+                // RFC 4616: authzid NUL authcid NUL passwd
+                let mut parts = text.split('\0');
+                match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some(authzid), Some(authcid), Some(password), None) => {
+                        let authzid = (!authzid.is_empty()
+                            && !authzid.eq_ignore_ascii_case(authcid))
+                        .then_some(authzid);
+                        self.login(&tag, authcid, password, authzid, "PLAIN").await;
+                    }
+                    _ => self.tagged(&tag, "BAD", "Malformed PLAIN response"),
+                }
+            }
+            SaslStep::LoginUser => {
+                self.out.extend_from_slice(b"+ UGFzc3dvcmQ6\r\n");
+                self.expect = Expect::AuthenticateData {
+                    tag,
+                    step: SaslStep::LoginPassword { user: text },
+                };
+            }
+            SaslStep::LoginPassword { user } => self.login(&tag, &user, &text, None, "LOGIN").await,
+        }
+    }
+
+    fn idle(&mut self, tag: Tag<'static>) {
+        if matches!(self.state, State::NotAuthenticated) {
+            self.tagged(&tag, "BAD", "Log in first");
+            return;
+        }
+        self.sync_selection(true);
+        self.out.extend_from_slice(b"+ idling\r\n");
+        self.expect = Expect::IdleDone { tag };
+    }
+
+    fn idle_done(&mut self, tag: Tag<'static>) -> Action {
+        let done = self
+            .fragmentizer
+            .decode_message(&IdleDoneCodec::default())
+            .is_ok();
+        if done {
+            self.sync_selection(true);
+            self.tagged(&tag, "OK", "IDLE terminated");
+        } else {
+            self.tagged(&tag, "BAD", "Expected DONE");
+        }
+        Action::Continue
+    }
+
+    /// During IDLE: reports what changed (RFC 2177), or ends the session when access went.
+    pub async fn idle_update(&mut self) -> Output {
+        if let Err(bye) = self.check_access_changes() {
+            self.untagged(&format!("BYE {bye}"));
+            self.state = State::Logout;
+            return self.take(Action::Close);
+        }
+        self.sync_selection(true);
+        self.take(Action::Continue)
+    }
+
+    /// Applies access changes published since the last command: reloads the identity's
+    /// facts; when the identity or the selected mailbox's `r` right is gone, says why the
+    /// session must end.
+    fn check_access_changes(&mut self) -> Result<(), String> {
+        if !crate::store::hub::drain(&mut self.access_events) {
+            return Ok(());
+        }
+        let services = self.services.clone();
+        let identity = match &mut self.state {
+            State::Authenticated(identity) | State::Selected(identity, _) => identity,
+            _ => return Ok(()),
+        };
+        match identity.refresh(&services) {
+            Ok(true) => {}
+            Ok(false) => return Err("Your access was revoked".into()),
+            Err(e) => {
+                tracing::error!(error = %e, "reloading access failed");
+                return Err("Internal error while checking access".into());
+            }
+        }
+        if let State::Selected(identity, sel) = &mut self.state {
+            let access = identity.access(&sel.mailbox);
+            if !access.may(Right::Read) {
+                return Err(format!("[NOPERM] Access to {} was revoked", sel.display));
+            }
+            sel.rights = access.rights;
+        }
+        if let Some(personal) = self.identity().and_then(|i| i.personal()).cloned()
+            && self
+                .identity()
+                .is_some_and(|i| i.access(&personal).rights.is_empty())
+        {
+            return Err("[NOPERM] Access to this mailbox was revoked".into());
+        }
+        Ok(())
+    }
+
+    pub(super) fn identity(&self) -> Option<&Identity> {
+        match &self.state {
+            State::Authenticated(i) | State::Selected(i, _) => Some(i),
+            _ => None,
+        }
+    }
+}

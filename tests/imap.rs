@@ -1,0 +1,230 @@
+//! IMAP as mail clients use it, driven by Python's imaplib (a client we did not write) over
+//! TLS, STARTTLS and plain loopback: logins of every kind, folders, APPEND, FETCH, STORE,
+//! SEARCH, COPY/MOVE, EXPUNGE, IDLE, delegation and revocation.
+
+mod common;
+
+use common::*;
+
+/// Shared Python helpers: connect over implicit TLS, run a command, fail loudly.
+const PRELUDE: &str = r#"
+import imaplib, ssl, sys, time, base64
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def tls():
+    return imaplib.IMAP4_SSL(host, port, ssl_context=ctx)
+def ok(result, what=""):
+    typ, data = result
+    assert typ == "OK", (what, typ, data)
+    return data
+def no(call, expect):
+    try:
+        typ, data = call()
+    except imaplib.IMAP4.error as e:
+        assert expect in str(e), ("expected", expect, "got", str(e))
+        return
+    assert typ == "NO" and expect in str(data), ("expected NO", expect, "got", typ, data)
+"#;
+
+fn run(server: &TestServer, kind: &str, script: &str) -> String {
+    let addr = server.addr(kind);
+    python(
+        &format!("{PRELUDE}\n{script}"),
+        &[addr.ip().to_string(), addr.port().to_string()],
+    )
+}
+
+#[test]
+fn a_mailbox_login_reads_and_writes_its_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+typ, folders = m.list()
+names = [f.decode() for f in folders]
+assert any('\\Sent' in n and '"Sent"' in n or 'Sent' in n and '\\Sent' in n for n in names), names
+assert any('INBOX' in n for n in names), names
+msg = b"From: Lucie <lucie@gmail.example>\r\nTo: contact@acme.example\r\nSubject: Hello there\r\nMessage-ID: <1@test>\r\n\r\nFirst line\r\nSecond line\r\n"
+data = ok(m.append("INBOX", "(\\Flagged)", None, msg))
+assert b"APPENDUID" in data[0], data
+typ, data = m.select("INBOX")
+assert data == [b"1"], data
+data = ok(m.fetch("1", "(FLAGS RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+text = data[0][0].decode()
+assert "\\Flagged" in text and "\\Seen" not in text, text
+assert '"Hello there"' in text and '"lucie" "gmail.example"' in text, text
+assert '("TEXT" "PLAIN"' in text, text
+assert data[0][1] == b"Subject: Hello there\r\n\r\n", data
+data = ok(m.fetch("1", "(BODY[TEXT])"))
+assert data[0][1] == b"First line\r\nSecond line\r\n", data
+data = ok(m.fetch("1", "(FLAGS)"))
+assert b"\\Seen" in data[0], ("BODY[] sets \\Seen", data)
+data = ok(m.fetch("1", "(BODY[]<0.4>)"))
+assert data[0][1] == b"From", data
+assert ok(m.search(None, "FROM", "lucie")) == [b"1"]
+assert ok(m.search(None, "SUBJECT", "nothing")) == [b""]
+assert ok(m.uid("SEARCH", None, "ALL")) == [b"1"]
+ok(m.store("1", "+FLAGS", "(\\Deleted $Important)"))
+data = ok(m.fetch("1", "(FLAGS)"))
+assert b"$Important" in data[0] and b"\\Deleted" in data[0], data
+data = ok(m.copy("1", "Archive"))
+ok(m.create("Projects/2026"))
+typ, data = m.list('""', "Projects*")
+assert len(data) == 2, data
+assert ok(m.expunge()) == [b"1"]
+typ, data = m.select("Archive")
+assert data == [b"1"], data
+typ, data = m.uid("MOVE", "1:*", "Projects/2026")
+assert typ == "OK", data
+typ, data = m.status("Projects/2026", "(MESSAGES UIDNEXT)")
+assert b"MESSAGES 1" in data[0], data
+no(lambda: m.select("Nope"), "NONEXISTENT")
+ok(m.rename("Projects", "Done"))
+typ, data = m.list('""', "Done/*")
+assert b"Done/2026" in data[0], data
+m.logout()
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn plaintext_login_is_refused_until_starttls() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (STARTTLS)",
+        r#"
+m = imaplib.IMAP4(host, port)
+assert "LOGINDISABLED" in m.capabilities and "STARTTLS" in m.capabilities, m.capabilities
+no(lambda: m.login("contact@acme.example", "contact-password"), "PRIVACYREQUIRED")
+m.starttls(ssl_context=ctx)
+assert "LOGINDISABLED" not in m.capabilities, m.capabilities
+ok(m.login("contact@acme.example", "contact-password"))
+m.logout()
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn wrong_passwords_aliases_and_unknown_users_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+for login, password, expect in [
+    ("contact@acme.example", "wrong", "AUTHENTICATIONFAILED"),
+    ("hello@acme.example", "contact-password", "alias"),
+    ("nobody@acme.example", "x", "AUTHENTICATIONFAILED"),
+]:
+    m = tls()
+    no(lambda: m.login(login, password), expect)
+    m.logout()
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn a_delegate_sees_the_shared_namespace_with_only_the_granted_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lrs");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+owner = tls()
+ok(owner.login("contact@acme.example", "contact-password"))
+ok(owner.append("INBOX", None, None, b"Subject: for the team\r\n\r\nbody\r\n"))
+owner.logout()
+
+m = tls()
+ok(m.login("lucie@gmail.example", "lucie-password"))
+typ, data = m.namespace()
+assert b'"Shared/"' in data[0], data
+typ, folders = m.list()
+names = b"\n".join(folders).decode()
+assert "Shared/contact@acme.example/INBOX" in names, names
+assert "\\Noselect" in names, names
+typ, data = m.select("INBOX", readonly=True)
+assert data == [b"0"], ("a user's own INBOX is empty", data)
+typ, data = m.select('"Shared/contact@acme.example/INBOX"')
+assert typ == "OK" and data == [b"1"], data
+data = ok(m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))
+assert b"for the team" in data[0][1], data
+no(lambda: m.store("1", "+FLAGS", "(\\Flagged)"), "NOPERM")
+no(lambda: m.append('"Shared/contact@acme.example/Sent"', None, None, b"Subject: x\r\n\r\ny\r\n"), "NOPERM")
+ok(m.subscribe('"Shared/contact@acme.example/INBOX"'))
+typ, data = m.lsub()
+assert b"Shared/contact@acme.example/INBOX" in b"".join(data), data
+m.logout()
+
+# The same user reaches the mailbox itself, by separator or by SASL authzid.
+d = tls()
+# '*' is not an atom character (RFC 3501 §9): clients send the name quoted.
+ok(d.login('"contact@acme.example*lucie@gmail.example"', "lucie-password"))
+typ, data = d.select("INBOX")
+assert data == [b"1"], data
+d.logout()
+
+s = tls()
+payload = b"contact@acme.example\0lucie@gmail.example\0lucie-password"
+ok(s.authenticate("PLAIN", lambda _: payload))
+typ, data = s.select("INBOX")
+assert data == [b"1"], data
+no(lambda: s.store("1", "+FLAGS", "(\\Deleted)"), "NOPERM")
+s.logout()
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn idle_reports_new_mail_from_another_session_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+a = tls()
+ok(a.login("contact@acme.example", "contact-password"))
+a.select("INBOX")
+tag = a._new_tag().decode()
+a.send(f"{tag} IDLE\r\n".encode())
+assert a.readline().startswith(b"+"), "IDLE continuation"
+b = tls()
+ok(b.login("contact@acme.example", "contact-password"))
+start = time.time()
+ok(b.append("INBOX", None, None, b"Subject: new\r\n\r\nnew\r\n"))
+a.sock.settimeout(1.0)
+line = a.readline()
+assert line == b"* 1 EXISTS\r\n", line
+assert time.time() - start < 1.0
+a.send(b"DONE\r\n")
+line = a.readline()
+assert line.startswith(tag.encode() + b" OK"), line
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
