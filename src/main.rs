@@ -3,12 +3,10 @@
 use clap::{Parser, Subcommand};
 use mailgate::config::Config;
 use mailgate::net::{Server, Services};
-use mailgate::password::Verifier;
 use mailgate::store::Store;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -69,15 +67,7 @@ fn serve(config_path: Option<PathBuf>, data: Option<PathBuf>) -> Result<(), Stri
     {
         println!("{}", first.banner());
     }
-    let tls = mailgate::tls::acceptor(&config.tls, &config.hostname, &store)
-        .map_err(|e| e.to_string())?;
-    let passwords = Verifier::new(Duration::from_secs(config.auth.password_cache_seconds));
-    let services = Arc::new(Services {
-        config,
-        store,
-        tls,
-        passwords,
-    });
+    let services = Arc::new(Services::new(config, store).map_err(|e| e.to_string())?);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -37,3 +37,17 @@ fn config_parse_corpus() {
         }
     }
 }
+
+#[test]
+fn imap_session_corpus() {
+    let harness = mailgate::imap::harness::Harness::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, data) in corpus("imap_session") {
+        let mut session = harness.session();
+        let out = runtime.block_on(mailgate::imap::harness::feed_selected(&mut session, &data));
+        assert!(!out.is_empty(), "{name}: the session answered nothing");
+    }
+}

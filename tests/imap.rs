@@ -228,3 +228,82 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+/// Revoking a grant through the admin API ends the delegate's IDLE session with BYE within a
+/// second, and the next login sees nothing of the mailbox.
+#[tokio::test]
+async fn revoking_a_grant_ends_an_idle_delegate_session() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lrs");
+    let server = start(dir.path(), "");
+    let addr = server.addr("imap (TLS)");
+    let script = format!(
+        "{PRELUDE}\n{}",
+        r#"
+m = tls()
+ok(m.login("lucie@gmail.example", "lucie-password"))
+typ, data = m.select('"Shared/contact@acme.example/INBOX"')
+assert typ == "OK", data
+m.send(b"i1 IDLE\r\n")
+assert m.readline().startswith(b"+")
+print("idling", flush=True)
+m.sock.settimeout(10)
+line = m.readline()
+print("bye_at", time.time(), line.decode().strip(), flush=True)
+m2 = tls()
+ok(m2.login("lucie@gmail.example", "lucie-password"))
+typ, data = m2.list()
+assert b"contact@acme.example" not in b"".join(d for d in data if d), data
+print("done", flush=True)
+"#
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .args([addr.ip().to_string(), addr.port().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "idling");
+
+    let api = format!("http://{}/api/v1", server.addr("admin (HTTP)"));
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(format!("{api}/session"))
+        .json(&serde_json::json!({"login": OWNER, "password": OWNER_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap();
+    let revoked_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let status = client
+        .delete(format!("{api}/orgs/{}/grants/{}", seeded.org, seeded.grant))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+
+    let bye = lines.next().unwrap().unwrap();
+    let mut parts = bye.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("bye_at"));
+    let bye_at: f64 = parts.next().unwrap().parse().unwrap();
+    let text = parts.next().unwrap_or_default();
+    assert!(text.starts_with("* BYE"), "{text}");
+    assert!(
+        bye_at - revoked_at < 1.0,
+        "BYE came {:.3} s after the revocation",
+        bye_at - revoked_at
+    );
+    assert_eq!(lines.next().unwrap().unwrap(), "done");
+    assert!(child.wait().unwrap().success());
+}

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod domains;
 mod error;
+mod grants;
 mod mailboxes;
 mod page;
 mod session;
@@ -61,6 +62,19 @@ pub fn router(services: Arc<Services>) -> Router {
         .route(
             &format!("{org}/aliases/{{address}}"),
             axum::routing::delete(mailboxes::delete_alias),
+        )
+        .route(
+            &format!("{org}/grants"),
+            get(grants::list).post(grants::create),
+        )
+        .route(
+            &format!("{org}/grants/{{id}}"),
+            axum::routing::patch(grants::update).delete(grants::delete),
+        )
+        .route(&format!("{org}/members"), get(grants::members))
+        .route(
+            &format!("{org}/members/{{user}}"),
+            axum::routing::patch(grants::change_role).delete(grants::remove_member),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

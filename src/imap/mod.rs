@@ -5,12 +5,17 @@
 
 mod fetch;
 mod folders;
+#[doc(hidden)]
+pub mod harness;
 mod identity;
 mod messages;
 mod search;
 mod selection;
 mod session;
 mod wire;
+
+#[cfg(test)]
+mod tests;
 
 pub use identity::{Identity, authenticate};
 pub use session::{Action, Output, Session};

@@ -27,6 +27,20 @@ pub struct Services {
     pub passwords: Verifier,
 }
 
+impl Services {
+    /// Everything sessions share, from the configuration and the open store.
+    pub fn new(config: Config, store: Store) -> Result<Services, crate::tls::TlsError> {
+        let tls = crate::tls::acceptor(&config.tls, &config.hostname, &store)?;
+        let passwords = Verifier::new(Duration::from_secs(config.auth.password_cache_seconds));
+        Ok(Services {
+            config,
+            store,
+            tls,
+            passwords,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
     Imap,

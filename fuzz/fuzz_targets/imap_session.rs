@@ -1,0 +1,21 @@
+//! Arbitrary bytes from a logged-in client with INBOX selected: the session answers, never
+//! panics or hangs.
+#![no_main]
+
+use mailgate::imap::harness::{Harness, feed_selected};
+use std::sync::OnceLock;
+
+static HARNESS: OnceLock<(Harness, tokio::runtime::Runtime)> = OnceLock::new();
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let (harness, runtime) = HARNESS.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .expect("runtime");
+        (Harness::new(), runtime)
+    });
+    let mut session = harness.session();
+    runtime.block_on(feed_selected(&mut session, data));
+});

@@ -1,0 +1,290 @@
+//! `/api/v1/orgs/{org}/grants` and `/api/v1/orgs/{org}/members`: who may use which mailbox,
+//! and who belongs to the organization with which role.
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::page::{Page, PageQuery, paginate};
+use super::{ClientAddr, audit};
+use crate::access::{self, Action};
+use crate::model::*;
+use crate::net::Services;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+#[derive(Serialize)]
+pub struct GrantView {
+    pub id: GrantId,
+    pub grantee: Grantee,
+    pub target: GrantTarget,
+    /// RFC 4314 letters; `a` is the manage right.
+    pub rights: String,
+    pub send: Option<SendMode>,
+}
+
+impl From<Grant> for GrantView {
+    fn from(g: Grant) -> GrantView {
+        GrantView {
+            id: g.id,
+            grantee: g.grantee,
+            target: g.target,
+            rights: g.rights.letters(),
+            send: g.send,
+        }
+    }
+}
+
+/// The named presets of the API, as rights and send mode.
+fn preset(name: &str) -> Option<(Rights, Option<SendMode>)> {
+    let r = |letters| Rights::parse(letters).unwrap_or_default();
+    Some(match name {
+        "read" => (r("lrs"), None),
+        "read-write" => (r("lrswipkxte"), None),
+        "send-as" => (r("l"), Some(SendMode::As)),
+        "send-on-behalf" => (r("l"), Some(SendMode::OnBehalf)),
+        "manage" => (r("la"), None),
+        _ => return None,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    pub grantee: Grantee,
+    pub target: GrantTarget,
+    /// RFC 4314 letters, or leave out and name a `preset`.
+    pub rights: Option<String>,
+    pub preset: Option<String>,
+    pub send: Option<SendMode>,
+}
+
+fn rights_of(
+    rights: Option<&str>,
+    preset_name: Option<&str>,
+    send: Option<SendMode>,
+) -> ApiResult<(Rights, Option<SendMode>)> {
+    match (rights, preset_name) {
+        (Some(letters), None) => {
+            let rights = Rights::parse(letters).map_err(|e| ApiError::Invalid(e.to_string()))?;
+            Ok((rights, send))
+        }
+        (None, Some(name)) => {
+            let (rights, preset_send) = preset(name).ok_or_else(|| {
+                ApiError::Invalid(format!(
+                    "unknown preset {name:?}: read, read-write, send-as, send-on-behalf, manage"
+                ))
+            })?;
+            Ok((rights, send.or(preset_send)))
+        }
+        _ => Err(ApiError::Invalid("give either rights or preset".into())),
+    }
+}
+
+/// Whether the caller may see (and so list) this grant: whoever may manage its target.
+fn may_see(caller: &Caller, org: OrgId, grant: &Grant) -> bool {
+    let action = match grant.target {
+        GrantTarget::Mailbox(m) => Action::ManageMailbox(m),
+        GrantTarget::AllMailboxes => Action::CreateMailbox,
+    };
+    access::may(&caller.principal(), org, &action).is_ok()
+}
+
+pub async fn list(
+    State(services): State<Arc<Services>>,
+    caller: Caller,
+    ApiPath(org): ApiPath<OrgId>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<GrantView>>> {
+    caller.see_org(org)?;
+    let grants: Vec<GrantView> = services
+        .store
+        .grants(org)?
+        .into_iter()
+        .filter(|g| may_see(&caller, org, g))
+        .map(GrantView::from)
+        .collect();
+    Ok(Json(paginate(grants, |g| format!("{:020}", g.id.0), &page)))
+}
+
+pub async fn create(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath(org): ApiPath<OrgId>,
+    ApiJson(req): ApiJson<GrantRequest>,
+) -> ApiResult<(StatusCode, Json<GrantView>)> {
+    let (rights, send) = rights_of(req.rights.as_deref(), req.preset.as_deref(), req.send)?;
+    if let GrantTarget::Mailbox(m) = req.target {
+        match services.store.mailbox(m)? {
+            Some(mb) if mb.org == org => {}
+            _ => return Err(ApiError::NotFound(format!("mailbox {m} not found"))),
+        }
+    }
+    let action = Action::Grant {
+        target: req.target,
+        rights,
+        send,
+    };
+    caller.require(org, &action)?;
+    let grant = services.store.add_grant(NewGrant {
+        org,
+        grantee: req.grantee,
+        target: req.target,
+        rights,
+        send,
+    })?;
+    audit::entry("grant.create", format!("grant {}", grant.id))
+        .org(org)
+        .actor(caller.actor())
+        .detail(format!(
+            "{:?} on {:?}: {} send={:?}",
+            grant.grantee, grant.target, grant.rights, grant.send
+        ))
+        .record(&services, client);
+    Ok((StatusCode::CREATED, Json(grant.into())))
+}
+
+fn find(services: &Services, caller: &Caller, org: OrgId, id: GrantId) -> ApiResult<Grant> {
+    caller.see_org(org)?;
+    match services.store.grant(org, id)? {
+        Some(g) if may_see(caller, org, &g) => Ok(g),
+        _ => Err(ApiError::NotFound(format!("grant {id} not found"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantChange {
+    pub rights: Option<String>,
+    pub preset: Option<String>,
+    pub send: Option<SendMode>,
+}
+
+pub async fn update(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath((org, id)): ApiPath<(OrgId, GrantId)>,
+    ApiJson(req): ApiJson<GrantChange>,
+) -> ApiResult<Json<GrantView>> {
+    let grant = find(&services, &caller, org, id)?;
+    let (rights, send) = rights_of(req.rights.as_deref(), req.preset.as_deref(), req.send)?;
+    caller.require(
+        org,
+        &Action::Grant {
+            target: grant.target,
+            rights,
+            send,
+        },
+    )?;
+    let grant = services.store.update_grant(org, id, rights, send)?;
+    audit::entry("grant.update", format!("grant {id}"))
+        .org(org)
+        .actor(caller.actor())
+        .detail(format!("now {} send={:?}", grant.rights, grant.send))
+        .record(&services, client);
+    Ok(Json(grant.into()))
+}
+
+pub async fn delete(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath((org, id)): ApiPath<(OrgId, GrantId)>,
+) -> ApiResult<StatusCode> {
+    find(&services, &caller, org, id)?;
+    services.store.remove_grant(org, id)?;
+    audit::entry("grant.delete", format!("grant {id}"))
+        .org(org)
+        .actor(caller.actor())
+        .record(&services, client);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ----- members -----
+
+#[derive(Serialize)]
+pub struct MemberView {
+    pub user_id: UserId,
+    pub login: String,
+    pub display_name: String,
+    pub role: Role,
+    pub disabled: bool,
+}
+
+pub async fn members(
+    State(services): State<Arc<Services>>,
+    caller: Caller,
+    ApiPath(org): ApiPath<OrgId>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<MemberView>>> {
+    caller.see_org(org)?;
+    // External members do not see the directory: only themselves (DESIGN.md §2).
+    let whole = access::may(&caller.principal(), org, &Action::ListDirectory).is_ok();
+    let mut views = Vec::new();
+    for m in services.store.members(org)? {
+        if !whole && m.user != caller.user.id {
+            continue;
+        }
+        if let Some(user) = services.store.user(m.user)? {
+            views.push(MemberView {
+                user_id: user.id,
+                login: user.login,
+                display_name: user.display_name,
+                role: m.role,
+                disabled: user.disabled,
+            });
+        }
+    }
+    Ok(Json(paginate(views, |m| m.login.to_lowercase(), &page)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleChange {
+    pub role: Role,
+}
+
+fn member_role(services: &Services, caller: &Caller, org: OrgId, user: UserId) -> ApiResult<Role> {
+    caller.see_org(org)?;
+    services
+        .store
+        .role_in(org, user)?
+        .ok_or_else(|| ApiError::NotFound(format!("member {user} not found")))
+}
+
+pub async fn change_role(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath((org, user)): ApiPath<(OrgId, UserId)>,
+    ApiJson(req): ApiJson<RoleChange>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let from = member_role(&services, &caller, org, user)?;
+    caller.require(org, &Action::ChangeRole { from, to: req.role })?;
+    services.store.set_member(org, user, req.role)?;
+    audit::entry("member.role", format!("user {user}"))
+        .org(org)
+        .actor(caller.actor())
+        .detail(format!("{from} -> {}", req.role))
+        .record(&services, client);
+    Ok(Json(serde_json::json!({"user_id": user, "role": req.role})))
+}
+
+pub async fn remove_member(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath((org, user)): ApiPath<(OrgId, UserId)>,
+) -> ApiResult<StatusCode> {
+    let role = member_role(&services, &caller, org, user)?;
+    caller.require(org, &Action::RemoveMember { role })?;
+    services.store.remove_member(org, user)?;
+    audit::entry("member.remove", format!("user {user}"))
+        .org(org)
+        .actor(caller.actor())
+        .record(&services, client);
+    Ok(StatusCode::NO_CONTENT)
+}

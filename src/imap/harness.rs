@@ -1,0 +1,99 @@
+//! A session on a throw-away store with one mailbox, driven without sockets: for the unit
+//! tests and the fuzz target, which must exercise the same code the network does.
+
+use super::session::{Output, Session};
+use crate::config::Config;
+use crate::model::*;
+use crate::net::Services;
+use crate::store::{AppendMessage, NewMailbox, NewUser, Store};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const ADDRESS: &str = "box@harness.test";
+pub const PASSWORD: &str = "harness-password";
+
+/// A store in a temporary directory with `box@harness.test` (two messages in INBOX).
+pub struct Harness {
+    pub services: Arc<Services>,
+    dir: PathBuf,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("mailgate-harness-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir).expect("harness store");
+        seed(&store);
+        let mut config = Config::default();
+        config.imap.max_line_bytes = 4096;
+        config.imap.max_message_bytes = 64 * 1024;
+        let services = Arc::new(Services::new(config, store).expect("harness services"));
+        Harness { services, dir }
+    }
+
+    /// A session as if over TLS from 192.0.2.1.
+    pub fn session(&self) -> Session {
+        Session::new(
+            self.services.clone(),
+            "192.0.2.1:50000".parse().unwrap_or_else(|_| unreachable!()),
+            true,
+        )
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Harness {
+        Harness::new()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn seed(store: &Store) {
+    let hash = crate::password::hash(PASSWORD).expect("hash");
+    let owner = store
+        .create_user(NewUser {
+            login: "owner@harness.test".into(),
+            display_name: String::new(),
+            password: hash.clone(),
+            must_change_password: false,
+        })
+        .expect("user");
+    let org = store.create_organization("Harness", owner.id).expect("org");
+    store.add_domain(org.id, "harness.test").expect("domain");
+    let m = store
+        .create_mailbox(NewMailbox {
+            org: org.id,
+            address: ADDRESS.into(),
+            display_name: String::new(),
+            password: hash,
+            quota_bytes: 0,
+            seen: SeenPolicy::Shared,
+        })
+        .expect("mailbox");
+    let inbox = store
+        .folder_by_name(m.id, "INBOX")
+        .ok()
+        .flatten()
+        .expect("inbox");
+    for raw in [
+        &b"From: a@b.example\r\nSubject: one\r\n\r\nfirst\r\n"[..],
+        b"Content-Type: multipart/mixed; boundary=x\r\nSubject: two\r\n\r\n--x\r\nContent-Type: text/plain\r\n\r\nsecond\r\n--x--\r\n",
+    ] {
+        store.append(m.id, inbox.id, raw, AppendMessage::default()).expect("append");
+    }
+}
+
+/// Feeds `input` to a session that is logged in and has INBOX selected, as the fuzz target
+/// does; returns everything the session answered to `input`.
+pub async fn feed_selected(session: &mut Session, input: &[u8]) -> Vec<u8> {
+    let prelude = format!("p1 LOGIN {ADDRESS} {PASSWORD}\r\np2 SELECT INBOX\r\n");
+    let _: Output = session.feed(prelude.as_bytes()).await;
+    session.feed(input).await.bytes
+}

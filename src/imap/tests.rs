@@ -1,0 +1,140 @@
+//! The IMAP state machine without sockets: framing, literals, limits, states.
+
+use super::harness::{ADDRESS, Harness, PASSWORD, feed_selected};
+use super::session::Action;
+
+async fn talk(session: &mut super::Session, input: &str) -> (String, Action) {
+    let out = session.feed(input.as_bytes()).await;
+    (String::from_utf8_lossy(&out.bytes).into_owned(), out.action)
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_answered_in_order() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let (out, action) = talk(&mut s, "a NOOP\r\nb CAPABILITY\r\nc NOOP\r\n").await;
+    let tags: Vec<&str> = out.lines().filter(|l| !l.starts_with('*')).collect();
+    assert_eq!(
+        tags,
+        [
+            "a OK NOOP completed",
+            "b OK CAPABILITY completed",
+            "c OK NOOP completed"
+        ]
+    );
+    assert_eq!(action, Action::Continue);
+}
+
+#[tokio::test]
+async fn a_command_split_across_reads_is_reassembled() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let (out, _) = talk(&mut s, "a NO").await;
+    assert!(out.is_empty());
+    let (out, _) = talk(&mut s, "OP\r\n").await;
+    assert_eq!(out, "a OK NOOP completed\r\n");
+}
+
+#[tokio::test]
+async fn synchronizing_literals_get_a_continuation_and_non_synchronizing_ones_do_not() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let login = format!("a LOGIN {{{}}}\r\n", ADDRESS.len());
+    let (out, _) = talk(&mut s, &login).await;
+    assert!(out.starts_with("+ "), "{out}");
+    let (out, _) = talk(
+        &mut s,
+        &format!("{ADDRESS} {{{}+}}\r\n{PASSWORD}\r\n", PASSWORD.len()),
+    )
+    .await;
+    assert!(out.starts_with("a OK"), "{out}");
+}
+
+#[tokio::test]
+async fn an_oversized_literal_is_refused_and_the_session_goes_on() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let (out, _) = talk(&mut s, "a APPEND INBOX {999999999}\r\n").await;
+    assert!(out.starts_with("a NO [TOOBIG]"), "{out}");
+    let (out, _) = talk(&mut s, "b NOOP\r\n").await;
+    assert_eq!(out, "b OK NOOP completed\r\n");
+}
+
+#[tokio::test]
+async fn syntax_errors_get_bad_with_the_tag_when_there_is_one() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let (out, _) = talk(&mut s, "a FROBNICATE\r\n").await;
+    assert!(out.starts_with("a BAD"), "{out}");
+    let (out, _) = talk(&mut s, "\r\n").await;
+    assert!(out.starts_with("* BAD"), "{out}");
+}
+
+#[tokio::test]
+async fn an_endless_line_ends_the_session() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let (out, action) = talk(&mut s, &"x".repeat(5000)).await;
+    assert!(out.starts_with("* BYE"), "{out}");
+    assert_eq!(action, Action::Close);
+}
+
+#[tokio::test]
+async fn commands_need_the_right_state() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let (out, _) = talk(&mut s, "a SELECT INBOX\r\n").await;
+    assert!(out.starts_with("a BAD"), "{out}");
+    let (out, _) = talk(&mut s, &format!("b LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    assert!(out.starts_with("b OK"), "{out}");
+    let (out, _) = talk(&mut s, "c FETCH 1 FLAGS\r\n").await;
+    assert!(out.starts_with("c BAD"), "{out}");
+    let (out, _) = talk(&mut s, "d LOGIN x y\r\n").await;
+    assert!(out.starts_with("d BAD"), "{out}");
+}
+
+#[tokio::test]
+async fn plaintext_logins_are_refused_without_tls() {
+    let h = Harness::new();
+    let mut s = super::Session::new(h.services.clone(), "192.0.2.1:1".parse().unwrap(), false);
+    assert!(String::from_utf8_lossy(&s.greeting()).contains("LOGINDISABLED"));
+    let (out, _) = talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    assert!(out.starts_with("a NO [PRIVACYREQUIRED]"), "{out}");
+    let (out, action) = talk(&mut s, "b STARTTLS\r\nc NOOP\r\n").await;
+    assert_eq!(
+        out, "b OK Begin TLS negotiation now\r\n",
+        "nothing after STARTTLS is used"
+    );
+    assert_eq!(action, Action::StartTls);
+}
+
+#[tokio::test]
+async fn selected_state_fetches_by_sequence_and_uid() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let out = feed_selected(
+        &mut s,
+        b"f1 FETCH 1:* (UID FLAGS)\r\nf2 UID FETCH 2 (BODY.PEEK[1])\r\nf3 FETCH 9 FLAGS\r\n",
+    )
+    .await;
+    let out = String::from_utf8_lossy(&out);
+    assert!(out.contains("* 1 FETCH (UID 1 FLAGS ())"), "{out}");
+    // RFC 2046 §5.1.1: the CRLF before a boundary belongs to the boundary.
+    assert!(
+        out.contains("* 2 FETCH (UID 2 BODY[1] {6}\r\nsecond)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("f3 BAD"),
+        "an unknown sequence number is an error: {out}"
+    );
+}
+
+#[tokio::test]
+async fn logout_closes() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let (out, action) = talk(&mut s, "z LOGOUT\r\n").await;
+    assert!(out.starts_with("* BYE"));
+    assert_eq!(action, Action::Close);
+}
