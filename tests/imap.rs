@@ -307,3 +307,47 @@ print("done", flush=True)
     assert_eq!(lines.next().unwrap().unwrap(), "done");
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn acl_commands_read_and_change_the_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lrs");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+data = ok(m.myrights("INBOX"))
+assert data == [b"INBOX lrswipkxtea"], data
+data = ok(m.getacl("INBOX"))
+assert data == [b"INBOX contact@acme.example lrswipkxtea lucie@gmail.example lrs"], data
+imaplib.Commands["LISTRIGHTS"] = ("AUTH", "SELECTED")
+data = ok(m._untagged_response(*m._simple_command("LISTRIGHTS", "INBOX", "lucie@gmail.example"), "LISTRIGHTS"))
+assert b'"" l r s w i p k x t e a' in data[0], data
+ok(m.setacl("INBOX", "lucie@gmail.example", "+w"))
+data = ok(m.getacl("INBOX"))
+assert b"lucie@gmail.example lrsw" in data[0], data
+no(lambda: m.setacl("INBOX", "stranger@nowhere.example", "lr"), "NONEXISTENT")
+
+l = tls()
+ok(l.login("lucie@gmail.example", "lucie-password"))
+data = ok(l.myrights('"Shared/contact@acme.example/INBOX"'))
+assert data[0].endswith(b" lrsw"), data
+no(lambda: l.getacl('"Shared/contact@acme.example/INBOX"'), "NOPERM")
+no(lambda: l.setacl('"Shared/contact@acme.example/INBOX"', "lucie@gmail.example", "+a"), "NOPERM")
+l.logout()
+
+ok(m.deleteacl("INBOX", "lucie@gmail.example"))
+data = ok(m.getacl("INBOX"))
+assert data == [b"INBOX contact@acme.example lrswipkxtea"], data
+l = tls()
+ok(l.login("lucie@gmail.example", "lucie-password"))
+typ, data = l.list()
+assert b"contact@acme.example" not in b"".join(d for d in data if d), data
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}

@@ -3,6 +3,8 @@
 //! `session` is the protocol as a state machine without sockets; this module drives it over a
 //! connection: reads, writes, STARTTLS, IDLE wake-ups, autologout and server shutdown.
 
+mod acl;
+mod extension;
 mod fetch;
 mod folders;
 #[doc(hidden)]

@@ -76,8 +76,7 @@ pub struct Session {
     access_events: broadcast::Receiver<AccessChange>,
 }
 
-pub const CAPABILITIES: &str =
-    "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN";
+pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte";
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
@@ -245,6 +244,19 @@ impl Session {
     }
 
     async fn command_message(&mut self) -> Action {
+        if let Some((tag, command)) = super::extension::recognize(self.fragmentizer.message_bytes())
+        {
+            if let Err(bye) = self.check_access_changes() {
+                self.untagged(&format!("BYE {bye}"));
+                self.state = State::Logout;
+                return Action::Close;
+            }
+            match command {
+                Ok(command) => self.ext_command(&tag, command),
+                Err(reason) => self.tagged_text(&tag, "BAD", &reason),
+            }
+            return Action::Continue;
+        }
         let decoded = self
             .fragmentizer
             .decode_message(&CommandCodec::default())
@@ -268,7 +280,11 @@ impl Session {
     }
 
     pub(super) fn tagged(&mut self, tag: &Tag<'_>, status: &str, text: &str) {
-        self.out.extend_from_slice(tag.inner().as_bytes());
+        self.tagged_text(tag.inner(), status, text);
+    }
+
+    pub(super) fn tagged_text(&mut self, tag: &str, status: &str, text: &str) {
+        self.out.extend_from_slice(tag.as_bytes());
         self.out.push(b' ');
         self.out.extend_from_slice(status.as_bytes());
         self.out.push(b' ');
