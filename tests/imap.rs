@@ -351,3 +351,38 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+#[test]
+fn quota_is_reported_and_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    {
+        // Give contact@ a quota of 2 KiB before the server starts.
+        let store = mailgate::store::Store::open(&dir.path().join("data")).unwrap();
+        let m = store.mailbox_by_address(CONTACT).unwrap().unwrap();
+        store
+            .update_mailbox(m.id, |m| m.quota_bytes = 2048)
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+typ, data = m.getquotaroot("INBOX")
+assert typ == "OK", data
+assert data[0] == [b"INBOX contact@acme.example"], data
+assert data[1] == [b"contact@acme.example (STORAGE 0 2)"], data
+ok(m.append("INBOX", None, None, b"Subject: small\r\n\r\n" + b"x" * 1000 + b"\r\n"))
+no(lambda: m.append("INBOX", None, None, b"Subject: big\r\n\r\n" + b"y" * 1500 + b"\r\n"), "OVERQUOTA")
+typ, data = m.getquota("contact@acme.example")
+assert data == [b"contact@acme.example (STORAGE 1 2)"], data
+no(lambda: m.setquota("contact@acme.example", "(STORAGE 99999)"), "NOPERM")
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}

@@ -120,6 +120,15 @@ impl Session {
                 self.untagged(&format!("NAMESPACE ((\"\" \"{SEP}\")) NIL {shared}"));
                 Ok("NAMESPACE completed".into())
             }
+            CommandBody::GetQuotaRoot { mailbox } => {
+                self.quota_root(&identity, &mailbox_name(&mailbox))
+            }
+            CommandBody::GetQuota { root } => {
+                self.quota(&identity, &String::from_utf8_lossy(root.as_ref()))
+            }
+            CommandBody::SetQuota { .. } => Err(No(
+                "[NOPERM] Quotas are set by the organization's admins (admin API)".into(),
+            )),
             CommandBody::Check => {
                 self.sync_selection(true);
                 Ok("CHECK completed".into())
@@ -543,6 +552,55 @@ impl Session {
     }
 }
 
+impl Session {
+    /// RFC 9208 §4.3.2: the quota root of a folder is its mailbox, named by its address.
+    fn quota_root(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+        if matches!(
+            identity.resolve(&self.services, name)?,
+            Some(Target::UserInbox)
+        ) {
+            self.untagged("QUOTAROOT INBOX");
+            return Ok("GETQUOTAROOT completed".into());
+        }
+        let (mailbox, folder, _) = self.folder(identity, name)?;
+        let mut line = b"QUOTAROOT ".to_vec();
+        wire::astring(&mut line, &identity.display_name(&mailbox, &folder.name));
+        line.push(b' ');
+        wire::astring(&mut line, &mailbox.address);
+        self.untagged(&String::from_utf8_lossy(&line));
+        self.quota_line(&mailbox)?;
+        Ok("GETQUOTAROOT completed".into())
+    }
+
+    fn quota(&mut self, identity: &Identity, root: &str) -> Result<String, No> {
+        let missing = || No(format!("[NONEXISTENT] No quota root {root:?}"));
+        let mailbox = self
+            .services
+            .store
+            .mailbox_by_address(root)?
+            .ok_or_else(missing)?;
+        if identity.access(&mailbox).rights.is_empty() {
+            return Err(missing());
+        }
+        self.quota_line(&mailbox)?;
+        Ok("GETQUOTA completed".into())
+    }
+
+    /// `* QUOTA <root> (STORAGE <used> <limit>)` in KiB; no resource when unlimited.
+    fn quota_line(&mut self, mailbox: &Mailbox) -> Result<(), No> {
+        let used = self.services.store.usage(mailbox.id)?.div_ceil(1024);
+        let resources = match mailbox.quota_bytes {
+            0 => String::new(),
+            limit => format!("STORAGE {used} {}", limit / 1024),
+        };
+        let mut line = b"QUOTA ".to_vec();
+        wire::astring(&mut line, &mailbox.address);
+        line.extend_from_slice(format!(" ({resources})").as_bytes());
+        self.untagged(&String::from_utf8_lossy(&line));
+        Ok(())
+    }
+}
+
 /// A name LIST shows: the name, its attributes, whether the session subscribed to it.
 type Listed = (String, Vec<&'static str>, bool);
 
@@ -594,28 +652,32 @@ fn pattern(m: &ListMailbox<'_>) -> String {
 }
 
 /// LIST wildcards (RFC 3501 §6.3.8): `*` matches anything, `%` anything but the separator.
-/// `INBOX` matches case-insensitively.
+/// `INBOX` matches case-insensitively. Dynamic programming, not backtracking: a pattern of
+/// many wildcards (found by the fuzzer) costs pattern × name steps, not an exponential number.
 pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some(('*', rest)) => (0..=n.len()).any(|i| go(rest, &n[i..])),
-            Some(('%', rest)) => (0..=n.len())
-                .take_while(|i| *i == 0 || n[i - 1] != SEP)
-                .any(|i| go(rest, &n[i..])),
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
-        }
-    }
-    let norm = |s: &str| {
-        if s.len() >= 5 && s[..5].eq_ignore_ascii_case("INBOX") {
-            format!("INBOX{}", &s[5..])
+    let norm = |s: &str| -> Vec<char> {
+        if s.len() >= 5 && s.is_char_boundary(5) && s[..5].eq_ignore_ascii_case("INBOX") {
+            format!("INBOX{}", &s[5..]).chars().collect()
         } else {
-            s.to_string()
+            s.chars().collect()
         }
     };
-    let p: Vec<char> = norm(pattern).chars().collect();
-    let n: Vec<char> = norm(name).chars().collect();
-    go(&p, &n)
+    let (p, n) = (norm(pattern), norm(name));
+    // row[j]: the pattern so far matches the first j characters of the name.
+    let mut row = vec![false; n.len() + 1];
+    row[0] = true;
+    for pc in &p {
+        let mut next = vec![false; n.len() + 1];
+        for j in 0..=n.len() {
+            next[j] = match pc {
+                '*' => row[j] || (j > 0 && next[j - 1]),
+                '%' => row[j] || (j > 0 && next[j - 1] && n[j - 1] != SEP),
+                c => j > 0 && row[j - 1] && n[j - 1] == *c,
+            };
+        }
+        row = next;
+    }
+    row[n.len()]
 }
 
 #[cfg(test)]
@@ -630,5 +692,14 @@ mod tests {
         assert!(wildcard_match("Shared/%", "Shared/a@b"));
         assert!(wildcard_match("inbox", "INBOX"));
         assert!(!wildcard_match("Sent", "Sent/2024"));
+        assert!(wildcard_match("%/%", "Sent/2024"));
+        assert!(wildcard_match("S*4", "Sent/2024"));
+    }
+
+    #[test]
+    fn many_wildcards_finish() {
+        // Backtracking would take longer than the universe's age here.
+        let pattern = "%".repeat(2000) + "x";
+        assert!(!wildcard_match(&pattern, &"y".repeat(2000)));
     }
 }

@@ -15,6 +15,7 @@ use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::fetch::MessageDataItemName;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use std::collections::HashMap;
 
 /// The indices (0-based) into the selection that a sequence set names. For message sequence
 /// numbers an unknown number is an error (RFC 9051 §6.4.1); for UIDs it is skipped.
@@ -226,14 +227,10 @@ impl Session {
                         | MessageDataItemName::BodyStructure
                 )
             });
+        let records = self.records_of(&indices)?;
         for index in indices {
-            let sel = self.selection();
-            let slot = sel.messages[index];
-            let Some(mut record) =
-                self.services
-                    .store
-                    .message(sel.mailbox.id, sel.folder.id, slot.uid)?
-            else {
+            let slot = self.selection().messages[index];
+            let Some(mut record) = records.get(&slot.uid).cloned() else {
                 continue; // expunged by another session, not reported yet
             };
             if mark_seen && !slot.flags.contains(Flags::SEEN) {
@@ -248,6 +245,18 @@ impl Session {
             "FETCH completed"
         }
         .into())
+    }
+
+    /// The records of the messages at `indices` (sorted), read in one range scan.
+    fn records_of(&self, indices: &[usize]) -> Result<HashMap<u32, MessageRecord>, No> {
+        let sel = self.selection();
+        let (Some(first), Some(last)) = (indices.first(), indices.last()) else {
+            return Ok(HashMap::new());
+        };
+        let (first, last) = (sel.messages[*first].uid, sel.messages[*last].uid);
+        let store = &self.services.store;
+        let records = store.messages_between(sel.mailbox.id, sel.folder.id, first, last)?;
+        Ok(records.into_iter().map(|r| (r.uid, r)).collect())
     }
 
     fn set_seen(&mut self, record: &mut MessageRecord, on: bool) -> Result<(), No> {

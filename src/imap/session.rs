@@ -76,7 +76,7 @@ pub struct Session {
     access_events: broadcast::Receiver<AccessChange>,
 }
 
-pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte";
+pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE";
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {

@@ -373,6 +373,24 @@ impl Store {
             .collect()
     }
 
+    /// The messages of a folder whose UIDs lie in `first..=last`, in UID order: one range
+    /// scan, for FETCH and STORE over many messages.
+    pub fn messages_between(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        first: u32,
+        last: u32,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let start = key(codec::MESSAGE, &[mailbox.0, folder.0, first as u64]);
+        let end = key(codec::MESSAGE, &[mailbox.0, folder.0, last as u64]);
+        self.inner
+            .mail
+            .range(start..=end)
+            .map(|item| decode(&item?.1, "message"))
+            .collect()
+    }
+
     pub fn message(
         &self,
         mailbox: MailboxId,
