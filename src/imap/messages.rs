@@ -5,7 +5,7 @@ use super::fetch;
 use super::folders::{No, noperm, store_flags};
 use super::identity::Identity;
 use super::search::{self, Candidate};
-use super::selection::Selection;
+use super::selection::{Selection, Slot};
 use super::session::{Session, State};
 use super::wire;
 use crate::model::*;
@@ -227,9 +227,24 @@ impl Session {
                         | MessageDataItemName::BodyStructure
                 )
             });
-        let records = self.records_of(&indices)?;
+        // UID and FLAGS of a message without keywords come from the session's own map.
+        let only_slot = !mark_seen
+            && items
+                .iter()
+                .all(|i| matches!(i, MessageDataItemName::Uid | MessageDataItemName::Flags));
+        let slots = &self.selection().messages;
+        let wanted: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|i| !only_slot || slots[*i].keywords)
+            .collect();
+        let records = self.records_of(&wanted)?;
         for index in indices {
             let slot = self.selection().messages[index];
+            if only_slot && !slot.keywords {
+                self.out.extend_from_slice(&slot_line(index, slot, &items));
+                continue;
+            }
             let Some(mut record) = records.get(&slot.uid).cloned() else {
                 continue; // expunged by another session, not reported yet
             };
@@ -615,6 +630,26 @@ impl Session {
         }
         Ok(format!("{code}{verb} completed"))
     }
+}
+
+/// A FETCH line of only UID and FLAGS, for a message without keywords.
+fn slot_line(index: usize, slot: Slot, items: &[MessageDataItemName<'_>]) -> Vec<u8> {
+    use std::io::Write;
+    let mut out = Vec::with_capacity(48);
+    let _ = write!(out, "* {} FETCH (", index + 1);
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        if matches!(item, MessageDataItemName::Uid) {
+            let _ = write!(out, "UID {}", slot.uid);
+        } else {
+            out.extend_from_slice(b"FLAGS ");
+            wire::flags(&mut out, slot.flags, &[], false);
+        }
+    }
+    out.extend_from_slice(b")\r\n");
+    out
 }
 
 fn uid_list(uids: &[u32]) -> String {

@@ -39,7 +39,8 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
     let autologout = Duration::from_secs(services.config.imap.autologout_seconds);
     let mut session = Session::new(services.clone(), peer, stream.is_tls());
     stream.write_all(&session.greeting()).await?;
-    let mut buf = vec![0u8; 64 * 1024];
+    // Small on purpose: thousands of idle sessions each hold one (issue 3: 50 KiB each).
+    let mut buf = vec![0u8; 8 * 1024];
     loop {
         let mut folder_watch = session.idle_watch();
         let mut access_watch = session.access_watch();

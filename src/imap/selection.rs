@@ -12,6 +12,8 @@ use tokio::sync::broadcast;
 pub struct Slot {
     pub uid: u32,
     pub flags: Flags,
+    /// Whether the message has keywords: without, FETCH (UID FLAGS) needs no store access.
+    pub keywords: bool,
     pub modseq: u64,
 }
 
@@ -76,10 +78,19 @@ impl Selection {
     }
 
     fn load(&self, store: &Store) -> StoreResult<Vec<Slot>> {
-        Ok(self
-            .load_records(store)?
-            .into_iter()
-            .map(|(s, _)| s)
+        let records = store.messages(self.mailbox.id, self.folder.id)?;
+        let seen: Option<HashSet<u32>> = match self.seen_user {
+            Some(user) => Some(
+                store
+                    .user_seen(self.mailbox.id, self.folder.id, user)?
+                    .into_iter()
+                    .collect(),
+            ),
+            None => None,
+        };
+        Ok(records
+            .iter()
+            .map(|r| self.slot(r, seen.as_ref()))
             .collect())
     }
 
@@ -91,6 +102,7 @@ impl Selection {
         Slot {
             uid: r.uid,
             flags,
+            keywords: !r.keywords.is_empty(),
             modseq: r.modseq,
         }
     }
