@@ -1,0 +1,47 @@
+"""Helpers of the bench scripts: start a release mailgate on loopback, seed a mailbox."""
+import json, os, re, resource, subprocess, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARY = os.path.join(ROOT, "target", "release", "mailgate")
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
+
+def start_server(workdir, N=100):
+    config = os.path.join(workdir, "mailgate.toml")
+    with open(config, "w") as f:
+        f.write('hostname = "bench.test"\n[imap]\nlisten = []\nlisten_tls = ["127.0.0.1:0"]\n'
+                '[smtp]\nlisten = []\n[submission]\nlisten = []\nlisten_tls = []\n'
+                '[admin]\nlisten = ["127.0.0.1:0"]\n'
+                f'[limits]\nmax_connections = {N + 100}\nmax_connections_per_client = {N + 100}\n')
+    proc = subprocess.Popen([BINARY, "serve", "--config", config, "--data", os.path.join(workdir, "data")],
+                            stdout=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (N * 2 + 1000,) * 2))
+    ports, password = {}, None
+    for line in proc.stdout:
+        if "password:" in line:
+            password = line.split("password:")[1].strip()
+        m = re.match(r"mailgate: (.*) listening on (.*):(\d+)", line)
+        if m:
+            ports[m.group(1)] = int(m.group(3))
+        if line.startswith("mailgate: data in"):
+            break
+    return proc, ports, password
+
+def api(port, method, path, token=None, body=None):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"content-type": "application/json",
+                                          **({"authorization": f"Bearer {token}"} if token else {})})
+    with urllib.request.urlopen(req) as r:
+        text = r.read()
+        return json.loads(text) if text else None
+
+def seed(port, password):
+    token = api(port, "POST", "/session", body={"login": "owner@localhost", "password": password})["token"]
+    api(port, "POST", "/me/password", token, {"current_password": password, "new_password": "bench-owner-pw"})
+    org = api(port, "GET", "/me", token)["organizations"][0]["id"]
+    api(port, "POST", f"/orgs/{org}/domains", token, {"name": "bench.test"})
+    api(port, "POST", f"/orgs/{org}/mailboxes", token, {"address": "box@bench.test", "password": "bench-password"})
+
