@@ -505,6 +505,7 @@ impl Session {
             let sel = self.selection_mut();
             sel.messages[index].flags = shown;
             sel.messages[index].modseq = record.modseq;
+            sel.messages[index].keywords = !record.keywords.is_empty();
             if response == StoreResponse::Answer {
                 let mut line = format!("* {} FETCH (", index + 1).into_bytes();
                 if uid {

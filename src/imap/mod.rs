@@ -17,6 +17,8 @@ mod session;
 mod wire;
 
 #[cfg(test)]
+mod corpus_tests;
+#[cfg(test)]
 mod tests;
 
 pub use identity::{Identity, authenticate};

@@ -83,6 +83,40 @@ pub fn internal_date(out: &mut Vec<u8>, at: Millis) {
     );
 }
 
+/// A display name as ENVELOPE shows it: 7-bit as is, otherwise as an RFC 2047 encoded word,
+/// so that clients without UTF-8 support still read it.
+fn display_name(out: &mut Vec<u8>, name: Option<&str>) {
+    match name {
+        Some(n) if !n.is_ascii() => {
+            use base64::Engine;
+            let encoded = base64::engine::general_purpose::STANDARD.encode(n.as_bytes());
+            string(out, format!("=?UTF-8?B?{encoded}?=").as_bytes());
+        }
+        other => nstring(out, other),
+    }
+}
+
+/// RFC 2231 §4 for a parameter value that is not 7-bit: `name*` = `UTF-8''percent-encoded`.
+fn param(out: &mut Vec<u8>, key: &str, value: &str) {
+    if value.is_ascii() {
+        string(out, key.to_ascii_uppercase().as_bytes());
+        out.push(b' ');
+        string(out, value.as_bytes());
+        return;
+    }
+    let mut encoded = String::from("UTF-8''");
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    string(out, format!("{}*", key.to_ascii_uppercase()).as_bytes());
+    out.push(b' ');
+    string(out, encoded.as_bytes());
+}
+
 fn address_list(out: &mut Vec<u8>, list: &[EnvelopeAddress]) {
     if list.is_empty() {
         out.extend_from_slice(b"NIL");
@@ -91,7 +125,7 @@ fn address_list(out: &mut Vec<u8>, list: &[EnvelopeAddress]) {
     out.push(b'(');
     for a in list {
         out.push(b'(');
-        nstring(out, a.name.as_deref());
+        display_name(out, a.name.as_deref());
         out.extend_from_slice(b" NIL ");
         nstring(out, a.mailbox.as_deref());
         out.push(b' ');
@@ -128,9 +162,7 @@ fn params(out: &mut Vec<u8>, params: &[(String, String)]) {
         if i > 0 {
             out.push(b' ');
         }
-        string(out, k.to_ascii_uppercase().as_bytes());
-        out.push(b' ');
-        string(out, v.as_bytes());
+        param(out, k, v);
     }
     out.push(b')');
 }

@@ -180,9 +180,12 @@ fn decoded_text(value: &HeaderValue<'_>, raw: String) -> String {
 }
 
 fn header_raw(part: &MessagePart<'_>, raw: &[u8], name: HeaderName<'_>) -> Option<String> {
+    // Field names are case-insensitive (RFC 5322 §1.2.2); mail-parser keeps unknown ones as
+    // written.
+    let wanted = name.as_str();
     part.headers
         .iter()
-        .find(|h| h.name == name)
+        .find(|h| h.name.as_str().eq_ignore_ascii_case(wanted))
         .map(|h| raw_value(raw, h))
 }
 
