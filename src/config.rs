@@ -43,6 +43,9 @@ pub struct ImapConfig {
     pub max_message_bytes: u32,
     /// A session that sends nothing for this long is logged out (RFC 3501 §5.4: 30 min).
     pub autologout_seconds: u64,
+    /// Commands a session may send per second on average; bursts of ten seconds' worth pass.
+    /// Beyond, commands are answered `NO [LIMIT]`.
+    pub max_commands_per_second: u32,
 }
 
 impl Default for ImapConfig {
@@ -53,6 +56,7 @@ impl Default for ImapConfig {
             max_line_bytes: 64 * 1024,
             max_message_bytes: 50 * 1024 * 1024,
             autologout_seconds: 30 * 60,
+            max_commands_per_second: 200,
         }
     }
 }
@@ -230,6 +234,9 @@ impl Config {
                 "auth.delegation_separator",
                 "must be a non-empty string without @",
             );
+        }
+        if self.imap.max_commands_per_second == 0 {
+            return bad("imap.max_commands_per_second", "must be at least 1");
         }
         if self.imap.max_line_bytes < 1024 {
             return bad("imap.max_line_bytes", "must be at least 1024");

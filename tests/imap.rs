@@ -386,3 +386,48 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+#[test]
+fn seen_is_kept_per_user_when_the_mailbox_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lrs");
+    {
+        let store = mailgate::store::Store::open(&dir.path().join("data")).unwrap();
+        let m = store.mailbox_by_address(CONTACT).unwrap().unwrap();
+        store
+            .update_mailbox(m.id, |m| m.seen = mailgate::model::SeenPolicy::PerUser)
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+owner = tls()
+ok(owner.login("contact@acme.example", "contact-password"))
+ok(owner.append("INBOX", None, None, b"Subject: boss mail\r\n\r\nconfidential\r\n"))
+owner.select("INBOX")
+
+l = tls()
+ok(l.login("lucie@gmail.example", "lucie-password"))
+l.select('"Shared/contact@acme.example/INBOX"')
+data = ok(l.fetch("1", "(BODY[TEXT])"))
+data = ok(l.fetch("1", "(FLAGS)"))
+assert b"\\Seen" in data[0], ("the assistant has read it", data)
+
+data = ok(owner.fetch("1", "(FLAGS)"))
+assert b"\\Seen" not in data[0], ("the manager has not", data)
+ok(owner.store("1", "+FLAGS", "(\\Flagged)"))
+l.logout()
+
+l = tls()
+ok(l.login("lucie@gmail.example", "lucie-password"))
+l.select('"Shared/contact@acme.example/INBOX"')
+data = ok(l.fetch("1", "(FLAGS)"))
+assert b"\\Seen" in data[0] and b"\\Flagged" in data[0], ("her \\Seen stays, shared flags show", data)
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}

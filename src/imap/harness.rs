@@ -20,6 +20,11 @@ pub struct Harness {
 
 impl Harness {
     pub fn new() -> Harness {
+        Harness::with_config(|_| {})
+    }
+
+    /// A harness whose configuration `adjust` changes first.
+    pub fn with_config(adjust: impl FnOnce(&mut Config)) -> Harness {
         static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("mailgate-harness-{}-{n}", std::process::id()));
@@ -29,6 +34,7 @@ impl Harness {
         let mut config = Config::default();
         config.imap.max_line_bytes = 4096;
         config.imap.max_message_bytes = 64 * 1024;
+        adjust(&mut config);
         let services = Arc::new(Services::new(config, store).expect("harness services"));
         Harness { services, dir }
     }

@@ -74,6 +74,37 @@ pub struct Session {
     client_id: Option<String>,
     pub(super) out: Vec<u8>,
     access_events: broadcast::Receiver<AccessChange>,
+    rate: RateLimit,
+}
+
+/// A token bucket: `rate` commands a second, `10 × rate` at once.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> RateLimit {
+        RateLimit {
+            rate: f64::from(rate),
+            tokens: f64::from(rate) * 10.0,
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + refill).min(self.rate * 10.0);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE";
@@ -83,7 +114,6 @@ impl Session {
         let limit = services.config.imap.max_message_bytes + services.config.imap.max_line_bytes;
         let access_events = services.store.hub().subscribe_access();
         Session {
-            services,
             peer,
             tls,
             state: State::NotAuthenticated,
@@ -93,7 +123,9 @@ impl Session {
             literal_bytes: 0,
             client_id: None,
             out: Vec::new(),
+            rate: RateLimit::new(services.config.imap.max_commands_per_second),
             access_events,
+            services,
         }
     }
 
@@ -300,6 +332,14 @@ impl Session {
 
     async fn command(&mut self, command: Command<'static>) -> Action {
         let Command { tag, body } = command;
+        if !self.rate.allow() {
+            self.tagged(
+                &tag,
+                "NO",
+                "[LIMIT] Too many commands per second; slow down",
+            );
+            return Action::Continue;
+        }
         if let Err(bye) = self.check_access_changes() {
             self.untagged(&format!("BYE {bye}"));
             self.state = State::Logout;

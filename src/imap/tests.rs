@@ -138,3 +138,20 @@ async fn logout_closes() {
     assert!(out.starts_with("* BYE"));
     assert_eq!(action, Action::Close);
 }
+
+#[tokio::test]
+async fn too_many_commands_a_second_get_no_limit() {
+    let h = Harness::with_config(|c| c.imap.max_commands_per_second = 1);
+    let mut s = h.session();
+    let burst = "a NOOP\r\n".repeat(12);
+    let (out, action) = talk(&mut s, &burst).await;
+    let limited = out
+        .lines()
+        .filter(|l| l.starts_with("a NO [LIMIT]"))
+        .count();
+    assert_eq!(
+        limited, 2,
+        "ten pass as a burst, the rest are refused: {out}"
+    );
+    assert_eq!(action, Action::Continue);
+}
