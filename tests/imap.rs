@@ -19,6 +19,16 @@ def ok(result, what=""):
     typ, data = result
     assert typ == "OK", (what, typ, data)
     return data
+def raw(m, command):
+    """Sends one command as is; returns (untagged lines, tagged line) as text."""
+    tag = m._new_tag().decode()
+    m.send(f"{tag} {command}\r\n".encode())
+    lines = []
+    while True:
+        line = m.readline().decode()
+        if line.startswith(tag + " "):
+            return lines, line.strip()
+        lines.append(line.strip())
 def no(call, expect):
     try:
         typ, data = call()
@@ -426,6 +436,56 @@ ok(l.login("lucie@gmail.example", "lucie-password"))
 l.select('"Shared/contact@acme.example/INBOX"')
 data = ok(l.fetch("1", "(FLAGS)"))
 assert b"\\Seen" in data[0] and b"\\Flagged" in data[0], ("her \\Seen stays, shared flags show", data)
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn condstore_and_qresync_report_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+for i in range(4):
+    ok(m.append("INBOX", None, None, f"Subject: m{i}\r\n\r\nx\r\n".encode()))
+untagged, done = raw(m, "ENABLE QRESYNC")
+assert "* ENABLED QRESYNC" in untagged, untagged
+untagged, done = raw(m, "SELECT INBOX")
+highest = [l for l in untagged if "HIGHESTMODSEQ" in l]
+assert highest, untagged
+modseq = int(highest[0].split("HIGHESTMODSEQ ")[1].split("]")[0])
+typ, data = m.status("INBOX", "(UIDVALIDITY HIGHESTMODSEQ)")
+uidvalidity = int(data[0].decode().split("UIDVALIDITY ")[1].split()[0].strip(")"))
+# Another session changes a flag and expunges a message.
+o = tls()
+ok(o.login("contact@acme.example", "contact-password"))
+o.select("INBOX")
+ok(o.store("2", "+FLAGS", "(\\Flagged)"))
+ok(o.store("3", "+FLAGS", "(\\Deleted)"))
+ok(o.expunge())
+o.logout()
+untagged, done = raw(m, "NOOP")
+assert "* VANISHED 3" in untagged, ("QRESYNC reports UIDs", untagged)
+assert any("FETCH (UID 2 FLAGS (\\Flagged) MODSEQ" in l for l in untagged), untagged
+raw(m, "CLOSE")
+# A reconnecting client asks what changed since it last knew.
+untagged, done = raw(m, f"SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:4))")
+assert "OK" in done, done
+assert "* VANISHED (EARLIER) 3" in untagged, untagged
+assert any(l.startswith("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ") for l in untagged), untagged
+untagged, done = raw(m, f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
+assert "* VANISHED (EARLIER) 3" in untagged and len(untagged) == 2, untagged
+untagged, done = raw(m, f"STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)")
+assert "[MODIFIED 1]" in done, done
+untagged, done = raw(m, f"SEARCH MODSEQ {modseq + 1}")
+assert untagged[0].startswith("* SEARCH 2 (MODSEQ "), untagged
 print("done")
 "#,
     );

@@ -7,10 +7,12 @@ use super::wire;
 use crate::model::*;
 use crate::store::{AppendMessage, Flags, Folder, StoreError};
 use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
+use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::StatusDataItemName;
 
 /// A refusal with its response text, ready for a tagged `NO`.
@@ -60,12 +62,14 @@ impl Session {
             return;
         };
         let result = match body {
-            CommandBody::Select { mailbox, .. } => {
-                self.select(&identity, &mailbox_name(&mailbox), false)
-            }
-            CommandBody::Examine { mailbox, .. } => {
-                self.select(&identity, &mailbox_name(&mailbox), true)
-            }
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => self.select(&identity, &mailbox_name(&mailbox), false, &parameters),
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => self.select(&identity, &mailbox_name(&mailbox), true, &parameters),
             CommandBody::Create { mailbox } => self.create(&identity, &mailbox_name(&mailbox)),
             CommandBody::Delete { mailbox } => self.delete(&identity, &mailbox_name(&mailbox)),
             CommandBody::Rename { from, to } => {
@@ -138,19 +142,17 @@ impl Session {
                 return;
             }
         };
-        match result {
-            Ok(text) => self.tagged(&tag, "OK", &text),
-            Err(No(text)) => self.tagged(&tag, "NO", &text),
-        }
+        self.finish(&tag, result);
     }
 
     /// Sends what changed in the selected folder since the last command.
     pub(super) fn sync_selection(&mut self, allow_expunge: bool) {
         let store = self.services.store.clone();
+        let reporting = self.reporting;
         let State::Selected(_, sel) = &mut self.state else {
             return;
         };
-        match sel.sync(&store, allow_expunge) {
+        match sel.sync(&store, allow_expunge, reporting) {
             Ok(lines) => lines.iter().for_each(|l| self.untagged(l)),
             Err(e) => tracing::error!(error = %e, "syncing the selected folder failed"),
         }
@@ -180,9 +182,39 @@ impl Session {
         }
     }
 
-    fn select(&mut self, identity: &Identity, name: &str, examine: bool) -> Result<String, No> {
+    fn select(
+        &mut self,
+        identity: &Identity,
+        name: &str,
+        examine: bool,
+        parameters: &[SelectParameter],
+    ) -> Result<String, No> {
         // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1).
         self.state = State::Authenticated(identity.clone());
+        let mut qresync = None;
+        for p in parameters {
+            match p {
+                SelectParameter::CondStore => self.reporting.condstore = true,
+                // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC first.
+                SelectParameter::QResync { .. } if !self.reporting.qresync => {
+                    return Err(No(
+                        "BAD QRESYNC must be enabled first (ENABLE QRESYNC)".into()
+                    ));
+                }
+                SelectParameter::QResync {
+                    uid_validity,
+                    mod_sequence_value,
+                    known_uids,
+                    ..
+                } => {
+                    qresync = Some((
+                        uid_validity.get(),
+                        mod_sequence_value.get(),
+                        known_uids.clone(),
+                    ))
+                }
+            }
+        }
         if matches!(
             identity.resolve(&self.services, name)?,
             Some(Target::UserInbox)
@@ -241,10 +273,65 @@ impl Session {
             "OK [UIDNEXT {}] Predicted next UID",
             sel.folder.uidnext
         ));
+        if self.reporting.condstore {
+            self.untagged(&format!(
+                "OK [HIGHESTMODSEQ {}] Highest",
+                sel.folder.highestmodseq
+            ));
+        }
+        if let Some((uidvalidity, modseq, known)) = qresync
+            && uidvalidity == sel.folder.uidvalidity
+        {
+            self.resync(&sel, modseq, known.as_ref())?;
+        }
         let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
         let verb = if examine { "EXAMINE" } else { "SELECT" };
         self.state = State::Selected(identity.clone(), Box::new(sel));
         Ok(format!("[{mode}] {verb} completed"))
+    }
+
+    /// RFC 7162 §3.2.5.1: what changed since `modseq`: VANISHED (EARLIER) for the UIDs
+    /// expunged since (among `known` when given), FETCH for the messages changed since.
+    fn resync(
+        &mut self,
+        sel: &Selection,
+        modseq: u64,
+        known: Option<&SequenceSet>,
+    ) -> Result<(), No> {
+        let store = self.services.store.clone();
+        let mut vanished = store.expunged_since(sel.mailbox.id, sel.folder.id, modseq)?;
+        if let Some(known) = known {
+            vanished.retain(|uid| super::messages::set_contains(known, *uid));
+        }
+        if !vanished.is_empty() {
+            let set = super::selection::uid_set(&vanished);
+            self.untagged(&format!("VANISHED (EARLIER) {set}"));
+        }
+        let changed: Vec<(usize, super::selection::Slot)> = sel
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.modseq > modseq)
+            .map(|(i, s)| (i, *s))
+            .collect();
+        for (i, slot) in changed {
+            let keywords = if slot.keywords {
+                store
+                    .message(sel.mailbox.id, sel.folder.id, slot.uid)?
+                    .map(|r| r.keywords)
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let flags = super::selection::flag_list(slot.flags, &keywords);
+            self.untagged(&format!(
+                "{} FETCH (UID {} FLAGS {flags} MODSEQ ({}))",
+                i + 1,
+                slot.uid,
+                slot.modseq
+            ));
+        }
+        Ok(())
     }
 
     /// The mailbox and folder name `name` would be created as, with the right checked.
@@ -485,6 +572,9 @@ impl Session {
                 StatusDataItemName::Recent => "RECENT 0".into(),
                 StatusDataItemName::UidNext => format!("UIDNEXT {}", folder.uidnext),
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", folder.uidvalidity),
+                StatusDataItemName::HighestModSeq => {
+                    format!("HIGHESTMODSEQ {}", folder.highestmodseq)
+                }
                 StatusDataItemName::Unseen => {
                     let unseen = records
                         .iter()

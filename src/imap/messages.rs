@@ -10,7 +10,7 @@ use super::session::{Session, State};
 use super::wire;
 use crate::model::*;
 use crate::store::{AppendMessage, Flags, MessageRecord};
-use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::command::{CommandBody, FetchModifier, StoreModifier};
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::fetch::MessageDataItemName;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
@@ -73,16 +73,32 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
-            } => self.fetch(&sequence_set, uid, fetch::items(macro_or_item_names)),
+                modifiers,
+            } => self.fetch(
+                &sequence_set,
+                uid,
+                fetch::items(macro_or_item_names),
+                &modifiers,
+            ),
             CommandBody::Store {
                 sequence_set,
                 kind,
                 response,
                 flags,
                 uid,
-                ..
-            } => self.store(&sequence_set, uid, kind, response, &flags),
+                modifiers,
+            } => {
+                let unchanged_since = modifiers
+                    .iter()
+                    .map(|StoreModifier::UnchangedSince(n)| *n)
+                    .next();
+                let store = StoreRequest {
+                    kind,
+                    response,
+                    unchanged_since,
+                };
+                self.store(&sequence_set, uid, store, &flags)
+            }
             CommandBody::Search {
                 criteria,
                 uid,
@@ -128,11 +144,7 @@ impl Session {
                 return;
             }
         };
-        match result {
-            Ok(text) => self.tagged(&tag, "OK", &text),
-            Err(No(text)) if text.starts_with("BAD ") => self.tagged(&tag, "BAD", &text[4..]),
-            Err(No(text)) => self.tagged(&tag, "NO", &text),
-        }
+        self.finish(&tag, result);
     }
 
     fn selection(&self) -> &Selection {
@@ -208,9 +220,33 @@ impl Session {
         set: &SequenceSet,
         uid: bool,
         mut items: Vec<MessageDataItemName<'static>>,
+        modifiers: &[FetchModifier],
     ) -> Result<String, No> {
         self.sync_selection(uid);
-        let indices = self.indices(set, uid)?;
+        let mut indices = self.indices(set, uid)?;
+        let changed_since = modifiers.iter().find_map(|m| match m {
+            FetchModifier::ChangedSince(n) => Some(n.get()),
+            FetchModifier::Vanished => None,
+        });
+        let vanished = modifiers.contains(&FetchModifier::Vanished);
+        if items.contains(&MessageDataItemName::ModSeq) || changed_since.is_some() {
+            self.reporting.condstore = true;
+        }
+        if let Some(since) = changed_since {
+            // RFC 7162 §3.1.4: only what changed since, with MODSEQ.
+            let slots = &self.selection().messages;
+            indices.retain(|i| slots[*i].modseq > since);
+            if !items.contains(&MessageDataItemName::ModSeq) {
+                items.push(MessageDataItemName::ModSeq);
+            }
+            if vanished {
+                self.report_vanished(set, since)?;
+            }
+        } else if vanished {
+            return Err(No(
+                "BAD VANISHED needs CHANGEDSINCE (RFC 7162 §3.2.6)".into()
+            ));
+        }
         if uid && !items.contains(&MessageDataItemName::Uid) {
             items.insert(0, MessageDataItemName::Uid);
         }
@@ -229,9 +265,14 @@ impl Session {
             });
         // UID and FLAGS of a message without keywords come from the session's own map.
         let only_slot = !mark_seen
-            && items
-                .iter()
-                .all(|i| matches!(i, MessageDataItemName::Uid | MessageDataItemName::Flags));
+            && items.iter().all(|i| {
+                matches!(
+                    i,
+                    MessageDataItemName::Uid
+                        | MessageDataItemName::Flags
+                        | MessageDataItemName::ModSeq
+                )
+            });
         let slots = &self.selection().messages;
         let wanted: Vec<usize> = indices
             .iter()
@@ -343,6 +384,9 @@ impl Session {
                     out.extend_from_slice(b"INTERNALDATE ");
                     wire::internal_date(&mut out, record.internal_date);
                 }
+                MessageDataItemName::ModSeq => {
+                    out.extend_from_slice(format!("MODSEQ ({})", record.modseq).as_bytes())
+                }
                 MessageDataItemName::Rfc822Size => {
                     out.extend_from_slice(format!("RFC822.SIZE {}", record.size).as_bytes())
                 }
@@ -415,114 +459,115 @@ impl Session {
         &mut self,
         set: &SequenceSet,
         uid: bool,
-        kind: StoreType,
-        response: StoreResponse,
+        request: StoreRequest,
         flags: &[Flag<'_>],
     ) -> Result<String, No> {
         self.sync_selection(uid);
         let indices = self.indices(set, uid)?;
+        if request.unchanged_since.is_some() {
+            self.reporting.condstore = true;
+        }
         let sel = self.selection();
         if sel.read_only {
             return Err(No("[READ-ONLY] The folder is selected read-only".into()));
         }
         let (bits, keywords) = store_flags(flags);
-        // RFC 4314 §4: \Seen needs s, \Deleted needs t, every other flag w.
-        let rights = sel.rights;
-        let needs = [
-            (bits.contains(Flags::SEEN), Right::KeepSeen),
-            (bits.contains(Flags::DELETED), Right::DeleteMessages),
-            (
-                bits.contains(Flags::ANSWERED)
-                    || bits.contains(Flags::FLAGGED)
-                    || bits.contains(Flags::DRAFT)
-                    || !keywords.is_empty()
-                    || kind == StoreType::Replace,
-                Right::Write,
-            ),
-        ];
-        for (needed, right) in needs {
-            if needed && !rights.contains(right) {
-                return Err(noperm(right, "change these flags"));
-            }
-        }
+        check_flag_rights(sel.rights, bits, !keywords.is_empty(), request.kind)?;
+        let records = self.records_of(&indices)?;
+        let mut modified = Vec::new();
         for index in indices {
-            let sel = self.selection();
-            let (m, f, slot) = (sel.mailbox.id, sel.folder.id, sel.messages[index]);
-            let Some(mut record) = self.services.store.message(m, f, slot.uid)? else {
+            let slot = self.selection().messages[index];
+            let Some(record) = records.get(&slot.uid).cloned() else {
                 continue;
             };
-            let mut new_bits = record.flags;
-            let mut new_keywords = record.keywords.clone();
-            for flag in [
-                Flags::SEEN,
-                Flags::ANSWERED,
-                Flags::FLAGGED,
-                Flags::DELETED,
-                Flags::DRAFT,
-            ] {
-                let asked = bits.contains(flag);
-                new_bits = match kind {
-                    StoreType::Replace => new_bits.with(flag, asked),
-                    StoreType::Add if asked => new_bits.with(flag, true),
-                    StoreType::Remove if asked => new_bits.with(flag, false),
-                    _ => new_bits,
-                };
+            if request.unchanged_since.is_some_and(|n| record.modseq > n) {
+                modified.push(if uid { slot.uid } else { (index + 1) as u32 });
+                continue;
             }
-            match kind {
-                StoreType::Replace => new_keywords = keywords.clone(),
-                StoreType::Add => {
-                    for k in &keywords {
-                        if !new_keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
-                            new_keywords.push(k.clone());
-                        }
-                    }
-                }
-                StoreType::Remove => {
-                    new_keywords.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)))
-                }
-            }
-            let seen_apart = self.selection().seen_user.is_some();
-            let want_seen = new_bits.contains(Flags::SEEN);
-            if seen_apart {
-                // The user's own \Seen; the shared flags keep theirs.
-                new_bits = new_bits.with(Flags::SEEN, record.flags.contains(Flags::SEEN));
-            }
-            if new_bits != record.flags || new_keywords != record.keywords {
-                record = self
-                    .services
-                    .store
-                    .set_flags(m, f, slot.uid, new_bits, new_keywords)?;
-            }
-            if seen_apart && want_seen != slot.flags.contains(Flags::SEEN) {
-                self.set_seen(&mut record, want_seen)?;
-            }
-            let seen = if seen_apart {
-                want_seen
-            } else {
-                record.flags.contains(Flags::SEEN)
-            };
-            let shown = record.flags.with(Flags::SEEN, seen);
-            let sel = self.selection_mut();
-            sel.messages[index].flags = shown;
-            sel.messages[index].modseq = record.modseq;
-            sel.messages[index].keywords = !record.keywords.is_empty();
-            if response == StoreResponse::Answer {
-                let mut line = format!("* {} FETCH (", index + 1).into_bytes();
-                if uid {
-                    line.extend_from_slice(format!("UID {} ", slot.uid).as_bytes());
-                }
-                line.extend_from_slice(b"FLAGS ");
-                wire::flags(&mut line, shown, &record.keywords, false);
-                line.extend_from_slice(b")\r\n");
-                self.out.extend_from_slice(&line);
+            let (shown, record) = self.store_one(slot, record, request.kind, bits, &keywords)?;
+            if request.response == StoreResponse::Answer {
+                self.store_answer(index, uid, shown, &record);
             }
         }
-        Ok(if uid {
-            "UID STORE completed"
+        let verb = if uid { "UID STORE" } else { "STORE" };
+        if modified.is_empty() {
+            Ok(format!("{verb} completed"))
         } else {
-            "STORE completed"
+            let set = super::selection::uid_set(&modified);
+            Ok(format!(
+                "[MODIFIED {set}] {verb} completed for the unmodified messages"
+            ))
         }
-        .into())
+    }
+
+    /// Changes one message's flags; returns the flags this session sees and the new record.
+    fn store_one(
+        &mut self,
+        slot: Slot,
+        mut record: MessageRecord,
+        kind: StoreType,
+        bits: Flags,
+        keywords: &[String],
+    ) -> Result<(Flags, MessageRecord), No> {
+        let (m, f) = (self.selection().mailbox.id, self.selection().folder.id);
+        let (mut new_bits, new_keywords) = apply_store(&record, kind, bits, keywords);
+        let seen_apart = self.selection().seen_user.is_some();
+        let want_seen = new_bits.contains(Flags::SEEN);
+        if seen_apart {
+            // The user's own \Seen; the shared flags keep theirs.
+            new_bits = new_bits.with(Flags::SEEN, record.flags.contains(Flags::SEEN));
+        }
+        if new_bits != record.flags || new_keywords != record.keywords {
+            record = self
+                .services
+                .store
+                .set_flags(m, f, slot.uid, new_bits, new_keywords)?;
+        }
+        if seen_apart && want_seen != slot.flags.contains(Flags::SEEN) {
+            self.set_seen(&mut record, want_seen)?;
+        }
+        let seen = if seen_apart {
+            want_seen
+        } else {
+            record.flags.contains(Flags::SEEN)
+        };
+        let shown = record.flags.with(Flags::SEEN, seen);
+        if let Some(seq) = self.selection().seq_of(slot.uid) {
+            let sel = self.selection_mut();
+            sel.messages[seq - 1].flags = shown;
+            sel.messages[seq - 1].modseq = record.modseq;
+            sel.messages[seq - 1].keywords = !record.keywords.is_empty();
+        }
+        Ok((shown, record))
+    }
+
+    fn store_answer(&mut self, index: usize, uid: bool, shown: Flags, record: &MessageRecord) {
+        let mut line = format!("* {} FETCH (", index + 1).into_bytes();
+        if uid {
+            line.extend_from_slice(format!("UID {} ", record.uid).as_bytes());
+        }
+        line.extend_from_slice(b"FLAGS ");
+        wire::flags(&mut line, shown, &record.keywords, false);
+        if self.reporting.condstore {
+            line.extend_from_slice(format!(" MODSEQ ({})", record.modseq).as_bytes());
+        }
+        line.extend_from_slice(b")\r\n");
+        self.out.extend_from_slice(&line);
+    }
+
+    /// RFC 7162 §3.2.6: with VANISHED, the UIDs of the set expunged since `since`.
+    fn report_vanished(&mut self, set: &SequenceSet, since: u64) -> Result<(), No> {
+        let sel = self.selection();
+        let mut gone = self
+            .services
+            .store
+            .expunged_since(sel.mailbox.id, sel.folder.id, since)?;
+        gone.retain(|uid| set_contains(set, *uid));
+        if !gone.is_empty() {
+            let line = format!("VANISHED (EARLIER) {}", super::selection::uid_set(&gone));
+            self.untagged(&line);
+        }
+        Ok(())
     }
 
     fn search(
@@ -537,6 +582,7 @@ impl Session {
         let by_uid: std::collections::HashMap<u32, &MessageRecord> =
             records.iter().map(|r| (r.uid, r)).collect();
         let mut hits = Vec::new();
+        let mut highest = 0;
         for (i, slot) in sel.messages.iter().enumerate() {
             let Some(record) = by_uid.get(&slot.uid) else {
                 continue;
@@ -544,9 +590,16 @@ impl Session {
             let candidate = Candidate::new(store, sel, i, record, slot.flags);
             if criteria.iter().all(|c| search::matches(c, &candidate)) {
                 hits.push(if uid { slot.uid } else { (i + 1) as u32 });
+                highest = highest.max(record.modseq);
             }
         }
-        let list: String = hits.iter().map(|h| format!(" {h}")).collect();
+        let mut list: String = hits.iter().map(|h| format!(" {h}")).collect();
+        if criteria.iter().any(search::uses_modseq) {
+            self.reporting.condstore = true;
+            if !hits.is_empty() {
+                list.push_str(&format!(" (MODSEQ {highest})"));
+            }
+        }
         self.untagged(&format!("SEARCH{list}"));
         Ok(if uid {
             "UID SEARCH completed"
@@ -644,6 +697,8 @@ fn slot_line(index: usize, slot: Slot, items: &[MessageDataItemName<'_>]) -> Vec
         }
         if matches!(item, MessageDataItemName::Uid) {
             let _ = write!(out, "UID {}", slot.uid);
+        } else if matches!(item, MessageDataItemName::ModSeq) {
+            let _ = write!(out, "MODSEQ ({})", slot.modseq);
         } else {
             out.extend_from_slice(b"FLAGS ");
             wire::flags(&mut out, slot.flags, &[], false);
@@ -651,6 +706,91 @@ fn slot_line(index: usize, slot: Slot, items: &[MessageDataItemName<'_>]) -> Vec
     }
     out.extend_from_slice(b")\r\n");
     out
+}
+
+/// RFC 4314 §4: `\Seen` needs `s`, `\Deleted` needs `t`, every other flag `w`.
+fn check_flag_rights(
+    rights: Rights,
+    bits: Flags,
+    keywords: bool,
+    kind: StoreType,
+) -> Result<(), No> {
+    let other = bits.contains(Flags::ANSWERED)
+        || bits.contains(Flags::FLAGGED)
+        || bits.contains(Flags::DRAFT)
+        || keywords
+        || kind == StoreType::Replace;
+    let needs = [
+        (bits.contains(Flags::SEEN), Right::KeepSeen),
+        (bits.contains(Flags::DELETED), Right::DeleteMessages),
+        (other, Right::Write),
+    ];
+    for (needed, right) in needs {
+        if needed && !rights.contains(right) {
+            return Err(noperm(right, "change these flags"));
+        }
+    }
+    Ok(())
+}
+
+/// The flags and keywords a STORE leaves on a message.
+fn apply_store(
+    record: &MessageRecord,
+    kind: StoreType,
+    bits: Flags,
+    keywords: &[String],
+) -> (Flags, Vec<String>) {
+    let mut new_bits = record.flags;
+    for flag in [
+        Flags::SEEN,
+        Flags::ANSWERED,
+        Flags::FLAGGED,
+        Flags::DELETED,
+        Flags::DRAFT,
+    ] {
+        let asked = bits.contains(flag);
+        new_bits = match kind {
+            StoreType::Replace => new_bits.with(flag, asked),
+            StoreType::Add if asked => new_bits.with(flag, true),
+            StoreType::Remove if asked => new_bits.with(flag, false),
+            _ => new_bits,
+        };
+    }
+    let mut new_keywords = record.keywords.clone();
+    match kind {
+        StoreType::Replace => new_keywords = keywords.to_vec(),
+        StoreType::Add => {
+            for k in keywords {
+                if !new_keywords.iter().any(|x| x.eq_ignore_ascii_case(k)) {
+                    new_keywords.push(k.clone());
+                }
+            }
+        }
+        StoreType::Remove => {
+            new_keywords.retain(|x| !keywords.iter().any(|k| k.eq_ignore_ascii_case(x)))
+        }
+    }
+    (new_bits, new_keywords)
+}
+
+/// Whether a UID set (without `*`) holds `uid`.
+pub(super) fn set_contains(set: &SequenceSet, uid: u32) -> bool {
+    let value = |v: &SeqOrUid| match v {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => u32::MAX,
+    };
+    set.0.as_ref().iter().any(|seq| match seq {
+        Sequence::Single(v) => value(v) == uid,
+        Sequence::Range(a, b) => (value(a).min(value(b))..=value(a).max(value(b))).contains(&uid),
+    })
+}
+
+/// STORE's arguments besides the set and the flags.
+struct StoreRequest {
+    kind: StoreType,
+    response: StoreResponse,
+    /// RFC 7162 §3.1.3: change only messages not changed since.
+    unchanged_since: Option<u64>,
 }
 
 fn uid_list(uids: &[u32]) -> String {

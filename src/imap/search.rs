@@ -83,6 +83,18 @@ fn contains_ci(haystack: &[u8], needle: &str) -> bool {
     h.contains(&needle.to_lowercase())
 }
 
+/// Whether the criteria use MODSEQ: then SEARCH reports the highest MODSEQ it found
+/// (RFC 7162 §3.1.5).
+pub fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::Not(k) => uses_modseq(k),
+        _ => false,
+    }
+}
+
 /// Whether the message matches the key.
 pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
     use SearchKey::*;
@@ -136,5 +148,6 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
         SentBefore(d) => c.sent_date().is_some_and(|s| s < *d.as_ref()),
         SentOn(d) => c.sent_date().is_some_and(|s| s == *d.as_ref()),
         SentSince(d) => c.sent_date().is_some_and(|s| s >= *d.as_ref()),
+        ModSequence { modseq, .. } => c.record.modseq >= *modseq,
     }
 }

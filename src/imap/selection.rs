@@ -7,6 +7,15 @@ use crate::store::{Flags, Folder, FolderEvent, MessageRecord, Store, StoreResult
 use std::collections::HashSet;
 use tokio::sync::broadcast;
 
+/// How changes are reported: RFC 7162 once CONDSTORE or QRESYNC is enabled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reporting {
+    /// FETCH responses carry MODSEQ.
+    pub condstore: bool,
+    /// Expunges are reported as VANISHED (UIDs) instead of EXPUNGE (sequence numbers).
+    pub qresync: bool,
+}
+
 /// What the session knows of one message: 16 bytes a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot {
@@ -117,7 +126,12 @@ impl Selection {
     /// Brings the session up to date, returning the untagged responses to send. Expunges are
     /// reported only when `allow_expunge` (RFC 3501 §7.4.1); until then the session keeps the
     /// expunged messages' sequence numbers.
-    pub fn sync(&mut self, store: &Store, allow_expunge: bool) -> StoreResult<Vec<String>> {
+    pub fn sync(
+        &mut self,
+        store: &Store,
+        allow_expunge: bool,
+        reporting: Reporting,
+    ) -> StoreResult<Vec<String>> {
         let changed = crate::store::hub::drain(&mut self.events) || self.pending_expunge;
         if !changed {
             return Ok(Vec::new());
@@ -126,14 +140,18 @@ impl Selection {
         let mut out = Vec::new();
         let present: HashSet<u32> = now.iter().map(|(s, _)| s.uid).collect();
         if allow_expunge {
-            // Report from the highest sequence number down, so that each number is still
-            // valid when the client applies it.
-            for seq in (1..=self.messages.len()).rev() {
-                if !present.contains(&self.messages[seq - 1].uid) {
-                    out.push(format!("{seq} EXPUNGE"));
-                    self.messages.remove(seq - 1);
-                }
+            let gone: Vec<(usize, u32)> = (1..=self.messages.len())
+                .map(|seq| (seq, self.messages[seq - 1].uid))
+                .filter(|(_, uid)| !present.contains(uid))
+                .collect();
+            if reporting.qresync && !gone.is_empty() {
+                let uids: Vec<u32> = gone.iter().map(|(_, uid)| *uid).collect();
+                out.push(format!("VANISHED {}", uid_set(&uids)));
+            } else {
+                // Highest sequence number first, so that each is still valid when applied.
+                out.extend(gone.iter().rev().map(|(seq, _)| format!("{seq} EXPUNGE")));
             }
+            self.messages.retain(|s| present.contains(&s.uid));
             self.pending_expunge = false;
         } else {
             self.pending_expunge = self.messages.iter().any(|s| !present.contains(&s.uid));
@@ -146,7 +164,16 @@ impl Selection {
             {
                 *slot = *fresh;
                 let flags = flag_list(slot.flags, &record.keywords);
-                out.push(format!("{} FETCH (UID {} FLAGS {flags})", i + 1, slot.uid));
+                let modseq = if reporting.condstore {
+                    format!(" MODSEQ ({})", slot.modseq)
+                } else {
+                    String::new()
+                };
+                out.push(format!(
+                    "{} FETCH (UID {} FLAGS {flags}{modseq})",
+                    i + 1,
+                    slot.uid
+                ));
             }
         }
         let last = self.messages.last().map_or(0, |s| s.uid);
@@ -161,6 +188,30 @@ impl Selection {
         }
         Ok(out)
     }
+}
+
+/// UIDs as a compact set: `1:3,7`.
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut sorted = uids.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 /// A FLAGS list as a string.

@@ -75,6 +75,8 @@ pub struct Session {
     pub(super) out: Vec<u8>,
     access_events: broadcast::Receiver<AccessChange>,
     rate: RateLimit,
+    /// RFC 7162: CONDSTORE and QRESYNC as enabled in this session.
+    pub(super) reporting: super::selection::Reporting,
 }
 
 /// A token bucket: `rate` commands a second, `10 × rate` at once.
@@ -107,7 +109,7 @@ impl RateLimit {
     }
 }
 
-pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE";
+pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC";
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
@@ -124,6 +126,7 @@ impl Session {
             client_id: None,
             out: Vec::new(),
             rate: RateLimit::new(services.config.imap.max_commands_per_second),
+            reporting: Default::default(),
             access_events,
             services,
         }
@@ -394,9 +397,53 @@ impl Session {
                 self.authenticate(tag, mechanism, initial).await;
             }
             CommandBody::Idle => self.idle(tag),
+            CommandBody::Enable { capabilities } => self.enable(&tag, capabilities.as_ref()),
             body => self.authenticated_command(tag, body).await,
         }
         Action::Continue
+    }
+
+    /// RFC 5161 ENABLE, for CONDSTORE and QRESYNC (RFC 7162 §3.2.3: QRESYNC implies CONDSTORE).
+    fn enable(
+        &mut self,
+        tag: &Tag<'_>,
+        capabilities: &[imap_codec::imap_types::extensions::enable::CapabilityEnable<'_>],
+    ) {
+        use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+        if self.identity().is_none() {
+            self.tagged(tag, "BAD", "ENABLE needs a login first");
+            return;
+        }
+        let mut enabled = Vec::new();
+        for cap in capabilities {
+            match cap {
+                CapabilityEnable::CondStore => {
+                    self.reporting.condstore = true;
+                    enabled.push("CONDSTORE");
+                }
+                other @ CapabilityEnable::Other(_)
+                    if other.to_string().eq_ignore_ascii_case("QRESYNC") =>
+                {
+                    self.reporting.condstore = true;
+                    self.reporting.qresync = true;
+                    enabled.push("QRESYNC");
+                }
+                _ => {}
+            }
+        }
+        self.untagged(format!("ENABLED {}", enabled.join(" ")).trim_end());
+        self.tagged(tag, "OK", "ENABLE completed");
+    }
+
+    /// Answers a handler's result, `No` texts starting `BAD ` as BAD.
+    pub(super) fn finish(&mut self, tag: &Tag<'_>, result: Result<String, super::folders::No>) {
+        match result {
+            Ok(text) => self.tagged(tag, "OK", &text),
+            Err(super::folders::No(text)) => match text.strip_prefix("BAD ") {
+                Some(reason) => self.tagged(tag, "BAD", reason),
+                None => self.tagged(tag, "NO", &text),
+            },
+        }
     }
 
     fn starttls(&mut self, tag: &Tag<'_>) -> Action {

@@ -48,6 +48,8 @@ pub const USER_SEEN: u8 = b'W';
 pub const SUBSCRIPTION: u8 = b'R';
 /// mailbox → bytes used.
 pub const USAGE: u8 = b'Q';
+/// mailbox ++ folder ++ uid → MODSEQ of its expunge: what QRESYNC reports as VANISHED.
+pub const EXPUNGED: u8 = b'X';
 
 /// Builds a key from a prefix and big-endian ids.
 pub fn key(prefix: u8, ids: &[u64]) -> Vec<u8> {

@@ -258,6 +258,7 @@ impl Store {
             self.unlink_message(&mut changes, mailbox, id, &record, &mut freed)?;
         }
         self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
+        self.tombstone_removal(&mut changes, mailbox, id)?;
         self.commit(changes)?;
         self.remove_blobs(&freed);
         self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
@@ -461,6 +462,10 @@ impl Store {
             return Ok(gone);
         }
         f.highestmodseq += 1;
+        for uid in &gone {
+            let tombstone = key(codec::EXPUNGED, &[mailbox.0, folder.0, *uid as u64]);
+            changes.put_mail(tombstone, &f.highestmodseq)?;
+        }
         changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.0]), &f)?;
         self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
         self.commit(changes)?;
@@ -468,6 +473,27 @@ impl Store {
         let event = FolderEvent::Expunged { uids: gone.clone() };
         self.hub().publish_folder(mailbox, folder, event);
         Ok(gone)
+    }
+
+    /// UIDs expunged from a folder after `modseq` (RFC 7162 §3.2.5.2, VANISHED (EARLIER)).
+    pub fn expunged_since(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        modseq: u64,
+    ) -> StoreResult<Vec<u32>> {
+        let mut uids = Vec::new();
+        for item in self
+            .inner
+            .mail
+            .scan_prefix(key(codec::EXPUNGED, &[mailbox.0, folder.0]))
+        {
+            let (k, v) = item?;
+            if decode::<u64>(&v, "expunge record")? > modseq {
+                uids.push(id_at(&k, 2)? as u32);
+            }
+        }
+        Ok(uids)
     }
 
     /// Adds to `changes` the removal of one message record and its per-user state, and one
@@ -678,6 +704,7 @@ impl Store {
             }
             changes.del_mail(key(codec::FOLDER, &[mailbox.0, folder.id.0]));
             changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
+            self.tombstone_removal(changes, mailbox, folder.id)?;
         }
         changes.del_mail(key(codec::USAGE, &[mailbox.0]));
         for item in self.inner.mail.scan_prefix([codec::SUBSCRIPTION]) {
@@ -687,6 +714,24 @@ impl Store {
             }
         }
         Ok(freed)
+    }
+}
+
+impl Store {
+    fn tombstone_removal(
+        &self,
+        changes: &mut Changes,
+        mailbox: MailboxId,
+        folder: FolderId,
+    ) -> StoreResult<()> {
+        for item in self
+            .inner
+            .mail
+            .scan_prefix(key(codec::EXPUNGED, &[mailbox.0, folder.0]))
+        {
+            changes.del_mail(item?.0.to_vec());
+        }
+        Ok(())
     }
 }
 

@@ -65,10 +65,7 @@ impl Store {
     pub fn open(dir: &Path) -> StoreResult<Store> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let lock = lock_data_dir(dir)?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_db(&dir.join("db"))?;
         let store = Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -249,6 +246,26 @@ impl Changes {
 
     fn del_mail(&mut self, key: Vec<u8>) {
         self.mail.push((key, None));
+    }
+}
+
+/// Opens sled. With the data directory's lock held, a busy sled lock can only be this
+/// process's previous handle whose background thread has not ended yet: wait for it briefly.
+fn open_db(path: &Path) -> StoreResult<sled::Db> {
+    let config = sled::Config::new()
+        .path(path)
+        .mode(sled::Mode::HighThroughput);
+    let mut attempts = 0;
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 
