@@ -491,3 +491,43 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+#[test]
+fn list_extended_list_status_and_esearch() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+for i in range(3):
+    ok(m.append("INBOX", None, None, f"Subject: m{i}\r\n\r\nx\r\n".encode()))
+ok(m.unsubscribe("Junk"))
+untagged, done = raw(m, 'LIST (SPECIAL-USE) "" "*" RETURN (SUBSCRIBED)')
+assert "OK" in done, done
+names = [l.rsplit(" ", 1)[1] for l in untagged]
+assert sorted(names) == ["Archive", "Drafts", "Junk", "Sent", "Trash"], untagged
+assert any("\\Sent" in l and "\\Subscribed" in l for l in untagged), untagged
+assert any("Junk" in l and "\\Subscribed" not in l for l in untagged), untagged
+untagged, done = raw(m, 'LIST "" ("INBOX" "Sent") RETURN (STATUS (MESSAGES UNSEEN))')
+assert untagged[0].startswith("* LIST") and untagged[1] == "* STATUS INBOX (MESSAGES 3 UNSEEN 3)", untagged
+assert untagged[3] == "* STATUS Sent (MESSAGES 0 UNSEEN 0)", untagged
+untagged, done = raw(m, 'LIST (SUBSCRIBED) "" "%"')
+assert not any("Junk" in l for l in untagged), untagged
+m.select("INBOX")
+untagged, done = raw(m, "SEARCH RETURN (MIN MAX COUNT) ALL")
+assert untagged == ['* ESEARCH (TAG "' + done.split()[0] + '") MIN 1 MAX 3 COUNT 3'], untagged
+untagged, done = raw(m, "UID SEARCH RETURN () SUBJECT m1")
+assert untagged[0].endswith("UID ALL 2"), untagged
+untagged, done = raw(m, "SEARCH RETURN (COUNT) SUBJECT nothing")
+assert untagged[0].endswith("COUNT 0"), untagged
+untagged, done = raw(m, "SEARCH RETURN (BOGUS) ALL")
+assert " BAD " in done, done
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}

@@ -2,7 +2,6 @@
 //! the mailbox a folder belongs to, and SETACL/DELETEACL change the same grants the admin API
 //! changes, under the same rule (nobody grants what they do not hold).
 
-use super::extension::ExtCommand;
 use super::folders::{No, noperm};
 use super::identity::{Identity, Target};
 use super::session::Session;
@@ -14,37 +13,6 @@ use crate::model::*;
 const TEAM_PREFIX: &str = "team:";
 
 impl Session {
-    pub(super) fn ext_command(&mut self, tag: &str, command: ExtCommand) {
-        let Some(identity) = self.identity().cloned() else {
-            self.tagged_text(tag, "BAD", "Log in first");
-            return;
-        };
-        let result = match command {
-            ExtCommand::MyRights { mailbox } => self.myrights(&identity, &mailbox),
-            ExtCommand::GetAcl { mailbox } => self.getacl(&identity, &mailbox),
-            ExtCommand::ListRights {
-                mailbox,
-                identifier,
-            } => self.listrights(&identity, &mailbox, &identifier),
-            ExtCommand::SetAcl {
-                mailbox,
-                identifier,
-                rights,
-            } => self.setacl(&identity, &mailbox, &identifier, Some(&rights)),
-            ExtCommand::DeleteAcl {
-                mailbox,
-                identifier,
-            } => self.setacl(&identity, &mailbox, &identifier, None),
-        };
-        match result {
-            Ok(text) => self.tagged_text(tag, "OK", &text),
-            Err(No(text)) => match text.strip_prefix("BAD ") {
-                Some(reason) => self.tagged_text(tag, "BAD", reason),
-                None => self.tagged_text(tag, "NO", &text),
-            },
-        }
-    }
-
     /// The mailbox a folder name belongs to, with the folder checked to exist.
     fn acl_mailbox(&self, identity: &Identity, name: &str) -> Result<Mailbox, No> {
         match identity.resolve(&self.services, name)? {
@@ -69,7 +37,7 @@ impl Session {
         self.untagged(&String::from_utf8_lossy(&line));
     }
 
-    fn myrights(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+    pub(super) fn myrights(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
         let rights = match identity.resolve(&self.services, name)? {
             Some(Target::UserInbox) => "lr".to_string(),
             Some(Target::NamespaceRoot) => "l".to_string(),
@@ -82,7 +50,7 @@ impl Session {
         Ok("MYRIGHTS completed".into())
     }
 
-    fn getacl(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+    pub(super) fn getacl(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
         let mailbox = self.acl_mailbox(identity, name)?;
         if !identity.access(&mailbox).may(Right::Administer) {
             return Err(noperm(Right::Administer, "read the ACL"));
@@ -113,7 +81,12 @@ impl Session {
         Ok("GETACL completed".into())
     }
 
-    fn listrights(&mut self, identity: &Identity, name: &str, who: &str) -> Result<String, No> {
+    pub(super) fn listrights(
+        &mut self,
+        identity: &Identity,
+        name: &str,
+        who: &str,
+    ) -> Result<String, No> {
         let mailbox = self.acl_mailbox(identity, name)?;
         if !identity.access(&mailbox).may(Right::Administer) {
             return Err(noperm(Right::Administer, "read the ACL"));
@@ -175,7 +148,7 @@ impl Session {
 
     /// SETACL (`rights` given, with an optional `+`/`-`) or DELETEACL (`None`), on the grant
     /// that names this grantee and this mailbox.
-    fn setacl(
+    pub(super) fn setacl(
         &mut self,
         identity: &Identity,
         name: &str,

@@ -1,6 +1,8 @@
 //! The commands imap-codec does not parse, recognised around it: the ACL extension
-//! (RFC 4314 §3). A complete message (literals inline, as the fragmentizer delivers it) is
-//! checked here first; anything else goes to imap-codec unchanged.
+//! (RFC 4314 §3), LIST's selection and RETURN options (RFC 5258, 5819, 6154) and SEARCH
+//! RETURN (ESEARCH, RFC 4731). A complete message (literals inline, as the fragmentizer
+//! delivers it) is checked here first; anything else goes to imap-codec unchanged. For
+//! ESEARCH the RETURN clause is cut out and imap-codec parses the search criteria.
 
 /// A command of an extension imap-codec lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,25 @@ pub enum ExtCommand {
         mailbox: String,
         identifier: String,
     },
+    /// LIST with selection or RETURN options.
+    ListExtended(ListExtended),
+    /// SEARCH RETURN (…): the options, and the plain SEARCH for imap-codec to parse.
+    Esearch {
+        returns: Vec<String>,
+        plain: Vec<u8>,
+    },
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListExtended {
+    /// Selection options, upper case: SUBSCRIBED, REMOTE, RECURSIVEMATCH, SPECIAL-USE.
+    pub select: Vec<String>,
+    pub reference: String,
+    pub patterns: Vec<String>,
+    /// RETURN options, upper case: SUBSCRIBED, CHILDREN, SPECIAL-USE, STATUS.
+    pub returns: Vec<String>,
+    /// The items of RETURN (STATUS (…)), upper case.
+    pub status: Vec<String>,
 }
 
 /// `None` when the message is not one of ours; otherwise the tag and the command, or the tag
@@ -36,6 +57,19 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
     let tag = p.atom()?;
     p.space().ok()?;
     let name = p.atom()?.to_ascii_uppercase();
+    match name.as_str() {
+        "LIST" => return list_extended(&mut p).map(|r| (tag, r)),
+        "SEARCH" => return esearch(&mut p, &tag, message, false).map(|r| (tag, r)),
+        "UID" => {
+            p.space().ok()?;
+            let sub = p.atom()?;
+            if !sub.eq_ignore_ascii_case("SEARCH") {
+                return None;
+            }
+            return esearch(&mut p, &tag, message, true).map(|r| (tag, r));
+        }
+        _ => {}
+    }
     let arity = match name.as_str() {
         "MYRIGHTS" | "GETACL" => 1,
         "LISTRIGHTS" | "DELETEACL" => 2,
@@ -67,6 +101,100 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
         }
     });
     Some((tag, command.map_err(|e| format!("{name}: {e}"))))
+}
+
+/// `SEARCH RETURN (opts) criteria` → the options and `tag [UID] SEARCH criteria`; `None` for a
+/// SEARCH without RETURN, which imap-codec takes as it is.
+fn esearch(
+    p: &mut Parser<'_>,
+    tag: &str,
+    message: &[u8],
+    uid: bool,
+) -> Option<Result<ExtCommand, String>> {
+    let save = p.pos;
+    if p.space().is_err() || !p.atom().is_some_and(|w| w.eq_ignore_ascii_case("RETURN")) {
+        p.pos = save;
+        return None;
+    }
+    let result = (|| {
+        p.space()?;
+        let returns =
+            p.paren_list(|p| p.atom().ok_or_else(|| "expected a RETURN option".into()))?;
+        p.space()?;
+        let verb = if uid { "UID SEARCH" } else { "SEARCH" };
+        let mut plain = format!("{tag} {verb} ").into_bytes();
+        plain.extend_from_slice(&message[p.pos..]);
+        let returns = returns
+            .into_iter()
+            .map(|r| r.to_ascii_uppercase())
+            .collect();
+        Ok(ExtCommand::Esearch { returns, plain })
+    })();
+    Some(result.map_err(|e: String| format!("SEARCH: {e}")))
+}
+
+/// LIST with selection options (`LIST (SUBSCRIBED) …`), several patterns (`("a" "b")`) or
+/// RETURN options; `None` for a plain LIST, which imap-codec takes.
+fn list_extended(p: &mut Parser<'_>) -> Option<Result<ExtCommand, String>> {
+    let start = p.pos;
+    let extended = {
+        let rest = &p.input[start..];
+        rest.starts_with(b" (") || contains_ci(rest, b" RETURN (")
+    };
+    if !extended {
+        return None;
+    }
+    let result = (|| {
+        let mut list = ListExtended::default();
+        p.space()?;
+        if p.peek() == Some(b'(') {
+            list.select =
+                p.paren_list(|p| p.atom().ok_or_else(|| "expected a selection option".into()))?;
+            p.space()?;
+        }
+        list.reference = p.astring()?;
+        p.space()?;
+        list.patterns = if p.peek() == Some(b'(') {
+            p.paren_list(|p| p.list_mailbox())?
+        } else {
+            vec![p.list_mailbox()?]
+        };
+        if p.space().is_ok() {
+            if !p.atom().is_some_and(|w| w.eq_ignore_ascii_case("RETURN")) {
+                return Err("expected RETURN".into());
+            }
+            p.space()?;
+            p.expect(b'(')?;
+            while p.peek() != Some(b')') {
+                let option = p
+                    .atom()
+                    .ok_or("expected a RETURN option")?
+                    .to_ascii_uppercase();
+                if option == "STATUS" {
+                    p.space()?;
+                    list.status =
+                        p.paren_list(|p| p.atom().ok_or_else(|| "expected a STATUS item".into()))?;
+                }
+                list.returns.push(option);
+                if p.peek() == Some(b' ') {
+                    p.pos += 1;
+                }
+            }
+            p.pos += 1;
+        }
+        p.end()?;
+        for v in list.select.iter_mut().chain(list.status.iter_mut()) {
+            *v = v.to_ascii_uppercase();
+        }
+        Ok(ExtCommand::ListExtended(list))
+    })();
+    Some(result.map_err(|e: String| format!("LIST: {e}")))
+}
+
+fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 struct Parser<'a> {
@@ -107,6 +235,53 @@ impl Parser<'_> {
         match &self.input[self.pos..] {
             b"\r\n" | b"\n" => Ok(()),
             _ => Err("unexpected text after the arguments".into()),
+        }
+    }
+
+    fn expect(&mut self, byte: u8) -> Result<(), String> {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(format!("expected {:?}", byte as char))
+        }
+    }
+
+    /// `(item item …)`, items read by `item`.
+    fn paren_list(
+        &mut self,
+        item: impl Fn(&mut Self) -> Result<String, String>,
+    ) -> Result<Vec<String>, String> {
+        self.expect(b'(')?;
+        let mut items = Vec::new();
+        while self.peek() != Some(b')') {
+            if !items.is_empty() {
+                self.space()?;
+            }
+            items.push(item(self)?);
+        }
+        self.pos += 1;
+        Ok(items)
+    }
+
+    /// RFC 3501 list-mailbox: atom characters and the wildcards, or a string.
+    fn list_mailbox(&mut self) -> Result<String, String> {
+        match self.peek() {
+            Some(b'"') => self.quoted(),
+            Some(b'{') => self.literal(),
+            _ => {
+                let start = self.pos;
+                while self
+                    .peek()
+                    .is_some_and(|b| atom_char(b) || b"%*]".contains(&b))
+                {
+                    self.pos += 1;
+                }
+                if self.pos == start {
+                    return Err("expected a mailbox pattern".into());
+                }
+                Ok(String::from_utf8_lossy(&self.input[start..self.pos]).into_owned())
+            }
         }
     }
 
@@ -198,6 +373,36 @@ mod tests {
                 })
             ))
         );
+    }
+
+    #[test]
+    fn list_extended_forms() {
+        let (_, r) = recognize(b"a LIST (SUBSCRIBED) \"\" (\"INBOX\" %) RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n").unwrap();
+        let ExtCommand::ListExtended(l) = r.unwrap() else {
+            panic!()
+        };
+        assert_eq!(l.select, ["SUBSCRIBED"]);
+        assert_eq!(l.patterns, ["INBOX", "%"]);
+        assert_eq!(l.returns, ["CHILDREN", "STATUS"]);
+        assert_eq!(l.status, ["MESSAGES", "UNSEEN"]);
+        assert_eq!(
+            recognize(b"a LIST \"\" *\r\n"),
+            None,
+            "a plain LIST is imap-codec's"
+        );
+    }
+
+    #[test]
+    fn search_return_keeps_the_criteria_for_imap_codec() {
+        let (_, r) = recognize(b"t UID SEARCH RETURN (MIN COUNT) FROM \"x\"\r\n").unwrap();
+        assert_eq!(
+            r.unwrap(),
+            ExtCommand::Esearch {
+                returns: vec!["MIN".into(), "COUNT".into()],
+                plain: b"t UID SEARCH FROM \"x\"\r\n".to_vec()
+            }
+        );
+        assert_eq!(recognize(b"t SEARCH ALL\r\n"), None);
     }
 
     #[test]

@@ -473,7 +473,7 @@ impl Session {
     }
 
     /// Every name this session can see, with its LIST attributes.
-    fn visible_names(&self, identity: &Identity) -> Result<Vec<Listed>, No> {
+    pub(super) fn visible_names(&self, identity: &Identity) -> Result<Vec<Listed>, No> {
         let mut out = Vec::new();
         let mut add_mailbox = |mailbox: &Mailbox, this: &Session| -> Result<(), No> {
             let rights = identity.access(mailbox).rights;
@@ -547,7 +547,7 @@ impl Session {
         Ok(format!("{verb} completed"))
     }
 
-    fn status(
+    pub(super) fn status(
         &mut self,
         identity: &Identity,
         name: &str,

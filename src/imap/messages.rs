@@ -14,6 +14,7 @@ use imap_codec::imap_types::command::{CommandBody, FetchModifier, StoreModifier}
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::fetch::MessageDataItemName;
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::search::SearchKey;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 use std::collections::HashMap;
 
@@ -570,17 +571,33 @@ impl Session {
         Ok(())
     }
 
-    fn search(
+    fn search(&mut self, criteria: &[SearchKey<'_>], uid: bool) -> Result<String, No> {
+        let (hits, highest) = self.search_hits(criteria, uid)?;
+        let mut list: String = hits.iter().map(|h| format!(" {h}")).collect();
+        if let Some(highest) = highest {
+            list.push_str(&format!(" (MODSEQ {highest})"));
+        }
+        self.untagged(&format!("SEARCH{list}"));
+        Ok(if uid {
+            "UID SEARCH completed"
+        } else {
+            "SEARCH completed"
+        }
+        .into())
+    }
+
+    /// The sequence numbers (or UIDs) of the matching messages, and, when the criteria use
+    /// MODSEQ and something matched, the highest MODSEQ among them (RFC 7162 §3.1.5).
+    pub(super) fn search_hits(
         &mut self,
-        criteria: &[imap_codec::imap_types::search::SearchKey<'_>],
+        criteria: &[SearchKey<'_>],
         uid: bool,
-    ) -> Result<String, No> {
+    ) -> Result<(Vec<u32>, Option<u64>), No> {
         self.sync_selection(uid);
         let sel = self.selection();
         let store = &self.services.store;
         let records = store.messages(sel.mailbox.id, sel.folder.id)?;
-        let by_uid: std::collections::HashMap<u32, &MessageRecord> =
-            records.iter().map(|r| (r.uid, r)).collect();
+        let by_uid: HashMap<u32, &MessageRecord> = records.iter().map(|r| (r.uid, r)).collect();
         let mut hits = Vec::new();
         let mut highest = 0;
         for (i, slot) in sel.messages.iter().enumerate() {
@@ -593,20 +610,14 @@ impl Session {
                 highest = highest.max(record.modseq);
             }
         }
-        let mut list: String = hits.iter().map(|h| format!(" {h}")).collect();
-        if criteria.iter().any(search::uses_modseq) {
+        let modseq = criteria.iter().any(search::uses_modseq);
+        if modseq {
             self.reporting.condstore = true;
-            if !hits.is_empty() {
-                list.push_str(&format!(" (MODSEQ {highest})"));
-            }
         }
-        self.untagged(&format!("SEARCH{list}"));
-        Ok(if uid {
-            "UID SEARCH completed"
-        } else {
-            "SEARCH completed"
-        }
-        .into())
+        Ok((
+            hits.clone(),
+            (modseq && !hits.is_empty()).then_some(highest),
+        ))
     }
 
     fn copy(

@@ -4,6 +4,7 @@
 //! connection: reads, writes, STARTTLS, IDLE wake-ups, autologout and server shutdown.
 
 mod acl;
+mod extended;
 mod extension;
 mod fetch;
 mod folders;

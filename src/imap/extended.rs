@@ -1,0 +1,146 @@
+//! Answers to the commands `extension` recognises around imap-codec: ACL, LIST with options
+//! (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE) and ESEARCH.
+
+use super::extension::{ExtCommand, ListExtended};
+use super::folders::{No, wildcard_match};
+use super::identity::{Identity, SEP};
+use super::session::{Session, State};
+use super::wire;
+use bounded_static::IntoBoundedStatic;
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::imap_types::command::CommandBody;
+use imap_codec::imap_types::status::StatusDataItemName;
+
+impl Session {
+    pub(super) fn ext_command(&mut self, tag: &str, command: ExtCommand) {
+        let Some(identity) = self.identity().cloned() else {
+            self.tagged_text(tag, "BAD", "Log in first");
+            return;
+        };
+        let result = match command {
+            ExtCommand::MyRights { mailbox } => self.myrights(&identity, &mailbox),
+            ExtCommand::GetAcl { mailbox } => self.getacl(&identity, &mailbox),
+            ExtCommand::ListRights {
+                mailbox,
+                identifier,
+            } => self.listrights(&identity, &mailbox, &identifier),
+            ExtCommand::SetAcl {
+                mailbox,
+                identifier,
+                rights,
+            } => self.setacl(&identity, &mailbox, &identifier, Some(&rights)),
+            ExtCommand::DeleteAcl {
+                mailbox,
+                identifier,
+            } => self.setacl(&identity, &mailbox, &identifier, None),
+            ExtCommand::ListExtended(list) => self.list_extended(&identity, &list),
+            ExtCommand::Esearch { returns, plain } => self.esearch(tag, &returns, &plain),
+        };
+        match result {
+            Ok(text) => self.tagged_text(tag, "OK", &text),
+            Err(No(text)) => match text.strip_prefix("BAD ") {
+                Some(reason) => self.tagged_text(tag, "BAD", reason),
+                None => self.tagged_text(tag, "NO", &text),
+            },
+        }
+    }
+
+    /// RFC 5258 LIST with selection and RETURN options, RFC 5819 STATUS, RFC 6154 SPECIAL-USE.
+    fn list_extended(&mut self, identity: &Identity, list: &ListExtended) -> Result<String, No> {
+        let status_items = list
+            .status
+            .iter()
+            .map(|s| status_item(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let only_subscribed = list.select.iter().any(|s| s == "SUBSCRIBED");
+        let only_special = list.select.iter().any(|s| s == "SPECIAL-USE");
+        let show_subscribed = only_subscribed || list.returns.iter().any(|r| r == "SUBSCRIBED");
+        for (name, mut attrs, subscribed) in self.visible_names(identity)? {
+            let matched = list
+                .patterns
+                .iter()
+                .any(|p| wildcard_match(&format!("{}{p}", list.reference), &name));
+            let special = attrs
+                .iter()
+                .any(|a| ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"].contains(a));
+            if !matched || (only_subscribed && !subscribed) || (only_special && !special) {
+                continue;
+            }
+            if show_subscribed && subscribed {
+                attrs.push("\\Subscribed");
+            }
+            let mut line = format!("LIST ({}) \"{SEP}\" ", attrs.join(" ")).into_bytes();
+            wire::astring(&mut line, &name);
+            self.untagged(&String::from_utf8_lossy(&line));
+            if !status_items.is_empty() && !attrs.contains(&"\\Noselect") {
+                // RFC 5819 §2: a folder whose status cannot be had is listed without it.
+                let mark = self.out.len();
+                if self.status(identity, &name, &status_items).is_err() {
+                    self.out.truncate(mark);
+                }
+            }
+        }
+        Ok("LIST completed".into())
+    }
+
+    /// RFC 4731 SEARCH RETURN (MIN MAX COUNT ALL).
+    fn esearch(&mut self, tag: &str, returns: &[String], plain: &[u8]) -> Result<String, No> {
+        if !matches!(self.state, State::Selected(..)) {
+            return Err(No("BAD SEARCH needs a selected folder".into()));
+        }
+        let command = CommandCodec::default()
+            .decode(plain)
+            .map(|(_, c)| c.into_static())
+            .map_err(|_| No("BAD Syntax error in the search criteria".into()))?;
+        let CommandBody::Search { criteria, uid, .. } = command.body else {
+            return Err(No("BAD Syntax error in the search criteria".into()));
+        };
+        for r in returns {
+            if !["MIN", "MAX", "COUNT", "ALL"].contains(&r.as_str()) {
+                return Err(No(format!("BAD Unsupported RETURN option {r}")));
+            }
+        }
+        let all = returns.is_empty();
+        let want = |o: &str| all && o == "ALL" || returns.iter().any(|r| r == o);
+        let (hits, highest) = self.search_hits(criteria.as_ref(), uid)?;
+        let mut line = format!("ESEARCH (TAG \"{tag}\")");
+        if uid {
+            line.push_str(" UID");
+        }
+        if let (true, Some(min)) = (want("MIN"), hits.iter().min()) {
+            line.push_str(&format!(" MIN {min}"));
+        }
+        if let (true, Some(max)) = (want("MAX"), hits.iter().max()) {
+            line.push_str(&format!(" MAX {max}"));
+        }
+        if want("COUNT") {
+            line.push_str(&format!(" COUNT {}", hits.len()));
+        }
+        if want("ALL") && !hits.is_empty() {
+            line.push_str(&format!(" ALL {}", super::selection::uid_set(&hits)));
+        }
+        if let Some(highest) = highest {
+            line.push_str(&format!(" MODSEQ {highest}"));
+        }
+        self.untagged(&line);
+        Ok(if uid {
+            "UID SEARCH completed"
+        } else {
+            "SEARCH completed"
+        }
+        .into())
+    }
+}
+
+fn status_item(name: &str) -> Result<StatusDataItemName, No> {
+    Ok(match name {
+        "MESSAGES" => StatusDataItemName::Messages,
+        "RECENT" => StatusDataItemName::Recent,
+        "UIDNEXT" => StatusDataItemName::UidNext,
+        "UIDVALIDITY" => StatusDataItemName::UidValidity,
+        "UNSEEN" => StatusDataItemName::Unseen,
+        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        other => return Err(No(format!("BAD Unknown STATUS item {other}"))),
+    })
+}
