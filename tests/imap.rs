@@ -531,3 +531,36 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+/// RFC 3501 §7.4.1 and §5.2: another session's changes reach this one at its next command;
+/// EXPUNGE never during FETCH, STORE or SEARCH (their UID forms may report it).
+#[test]
+fn two_sessions_see_each_others_changes_by_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(&server, "imap (TLS)", r#"
+a = tls(); b = tls()
+for s in (a, b):
+    ok(s.login("contact@acme.example", "contact-password"))
+for i in range(3):
+    ok(a.append("INBOX", None, None, f"Subject: m{i}\r\n\r\nx\r\n".encode()))
+raw(a, "SELECT INBOX"); raw(b, "SELECT INBOX")
+raw(b, "STORE 2 +FLAGS (\\Deleted)")
+raw(b, "EXPUNGE")
+ok(b.append("INBOX", None, None, b"Subject: new\r\n\r\nx\r\n"))
+raw(b, "STORE 1 +FLAGS (\\Flagged)")
+untagged, done = raw(a, "FETCH 1:3 (FLAGS)")
+assert not any("EXPUNGE" in l for l in untagged), ("no EXPUNGE during FETCH", untagged)
+assert "* 1 FETCH (FLAGS (\\Flagged))" in untagged, untagged
+assert "* 4 EXISTS" in untagged, ("EXISTS may come at any time; the expunged one still counts", untagged)
+untagged, done = raw(a, "SEARCH ALL")
+assert not any("EXPUNGE" in l for l in untagged), ("no EXPUNGE during SEARCH", untagged)
+untagged, done = raw(a, "NOOP")
+assert untagged == ["* 2 EXPUNGE"], ("EXPUNGE at NOOP", untagged)
+untagged, done = raw(a, "FETCH 1:* (UID)")
+assert [l.split()[1] for l in untagged] == ["1", "2", "3"], untagged
+print("done")
+"#);
+    assert!(out.contains("done"), "{out}");
+}
