@@ -230,6 +230,7 @@ a.sock.settimeout(1.0)
 line = a.readline()
 assert line == b"* 1 EXISTS\r\n", line
 assert time.time() - start < 1.0
+assert a.readline() == b"* 1 RECENT\r\n"
 a.send(b"DONE\r\n")
 line = a.readline()
 assert line.startswith(tag.encode() + b" OK"), line
@@ -473,13 +474,13 @@ ok(o.expunge())
 o.logout()
 untagged, done = raw(m, "NOOP")
 assert "* VANISHED 3" in untagged, ("QRESYNC reports UIDs", untagged)
-assert any("FETCH (UID 2 FLAGS (\\Flagged) MODSEQ" in l for l in untagged), untagged
+assert any("FETCH (UID 2 FLAGS (\\Flagged \\Recent) MODSEQ" in l for l in untagged), untagged
 raw(m, "CLOSE")
 # A reconnecting client asks what changed since it last knew.
 untagged, done = raw(m, f"SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:4))")
 assert "OK" in done, done
 assert "* VANISHED (EARLIER) 3" in untagged, untagged
-assert any(l.startswith("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ") for l in untagged), untagged
+assert any(l.startswith("* 2 FETCH (UID 2 FLAGS (\\Flagged) MODSEQ") for l in untagged), untagged  # claimed by the first SELECT: no \\Recent now
 untagged, done = raw(m, f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
 assert "* VANISHED (EARLIER) 3" in untagged and len(untagged) == 2, untagged
 untagged, done = raw(m, f"STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)")
@@ -539,7 +540,10 @@ fn two_sessions_see_each_others_changes_by_the_rules() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "lr");
     let server = start(dir.path(), "");
-    let out = run(&server, "imap (TLS)", r#"
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
 a = tls(); b = tls()
 for s in (a, b):
     ok(s.login("contact@acme.example", "contact-password"))
@@ -552,7 +556,7 @@ ok(b.append("INBOX", None, None, b"Subject: new\r\n\r\nx\r\n"))
 raw(b, "STORE 1 +FLAGS (\\Flagged)")
 untagged, done = raw(a, "FETCH 1:3 (FLAGS)")
 assert not any("EXPUNGE" in l for l in untagged), ("no EXPUNGE during FETCH", untagged)
-assert "* 1 FETCH (FLAGS (\\Flagged))" in untagged, untagged
+assert "* 1 FETCH (FLAGS (\\Flagged \\Recent))" in untagged, untagged
 assert "* 4 EXISTS" in untagged, ("EXISTS may come at any time; the expunged one still counts", untagged)
 untagged, done = raw(a, "SEARCH ALL")
 assert not any("EXPUNGE" in l for l in untagged), ("no EXPUNGE during SEARCH", untagged)
@@ -561,6 +565,43 @@ assert untagged == ["* 2 EXPUNGE"], ("EXPUNGE at NOOP", untagged)
 untagged, done = raw(a, "FETCH 1:* (UID)")
 assert [l.split()[1] for l in untagged] == ["1", "2", "3"], untagged
 print("done")
-"#);
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+/// RFC 3501 §2.3.2: a message is \Recent in the first session that sees it, only there.
+#[test]
+fn recent_goes_to_the_first_session_only() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+a = tls(); b = tls(); c = tls()
+for s in (a, b, c):
+    ok(s.login("contact@acme.example", "contact-password"))
+ok(c.append("INBOX", None, None, b"Subject: one\r\n\r\nx\r\n"))
+raw(c, "EXAMINE INBOX")
+untagged, done = raw(a, "SELECT INBOX")
+assert "* 1 RECENT" in untagged, ("EXAMINE did not take it", untagged)
+untagged, done = raw(b, "SELECT INBOX")
+assert "* 0 RECENT" in untagged, untagged
+ok(c.append("INBOX", None, None, b"Subject: two\r\n\r\nx\r\n"))
+untagged, done = raw(a, "NOOP")
+assert "* 2 EXISTS" in untagged and "* 2 RECENT" in untagged, untagged
+untagged, done = raw(b, "NOOP")
+assert "* 2 EXISTS" in untagged and "* 0 RECENT" in untagged, untagged
+untagged, done = raw(a, "FETCH 2 (FLAGS)")
+assert untagged == ["* 2 FETCH (FLAGS (\\Recent))"], untagged
+untagged, done = raw(a, "SEARCH RECENT")
+assert untagged == ["* SEARCH 1 2"], untagged
+untagged, done = raw(b, "SEARCH NEW")
+assert untagged == ["* SEARCH"], untagged
+print("done")
+"#,
+    );
     assert!(out.contains("done"), "{out}");
 }

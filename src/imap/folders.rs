@@ -257,7 +257,8 @@ impl Session {
             permanent_flags(rights, read_only)
         ));
         self.untagged(&format!("{} EXISTS", sel.messages.len()));
-        self.untagged("0 RECENT");
+        let recent = sel.messages.iter().filter(|s| s.recent).count();
+        self.untagged(&format!("{recent} RECENT"));
         if let Some(first) = sel
             .messages
             .iter()
@@ -323,7 +324,7 @@ impl Session {
             } else {
                 Vec::new()
             };
-            let flags = super::selection::flag_list(slot.flags, &keywords);
+            let flags = super::selection::recent_flag_list(&slot, &keywords);
             self.untagged(&format!(
                 "{} FETCH (UID {} FLAGS {flags} MODSEQ ({}))",
                 i + 1,
@@ -569,7 +570,11 @@ impl Session {
         for item in items {
             let value = match item {
                 StatusDataItemName::Messages => format!("MESSAGES {}", records.len()),
-                StatusDataItemName::Recent => "RECENT 0".into(),
+                StatusDataItemName::Recent => {
+                    let floor = self.services.store.recent_floor(mailbox.id, folder.id)?;
+                    let recent = records.iter().filter(|r| r.uid >= floor).count();
+                    format!("RECENT {recent}")
+                }
                 StatusDataItemName::UidNext => format!("UIDNEXT {}", folder.uidnext),
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", folder.uidvalidity),
                 StatusDataItemName::HighestModSeq => {

@@ -365,7 +365,7 @@ impl Session {
         } else {
             None
         };
-        let flags = sel.messages[index].flags;
+        let (flags, recent) = (sel.messages[index].flags, sel.messages[index].recent);
         let mut out = format!("* {} FETCH (", index + 1).into_bytes();
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
@@ -379,7 +379,7 @@ impl Session {
                 }
                 MessageDataItemName::Flags => {
                     out.extend_from_slice(b"FLAGS ");
-                    wire::flags(&mut out, flags, &record.keywords, false);
+                    wire::flags(&mut out, flags, &record.keywords, recent);
                 }
                 MessageDataItemName::InternalDate => {
                     out.extend_from_slice(b"INTERNALDATE ");
@@ -543,12 +543,17 @@ impl Session {
     }
 
     fn store_answer(&mut self, index: usize, uid: bool, shown: Flags, record: &MessageRecord) {
+        let recent = self
+            .selection()
+            .messages
+            .get(index)
+            .is_some_and(|s| s.recent);
         let mut line = format!("* {} FETCH (", index + 1).into_bytes();
         if uid {
             line.extend_from_slice(format!("UID {} ", record.uid).as_bytes());
         }
         line.extend_from_slice(b"FLAGS ");
-        wire::flags(&mut line, shown, &record.keywords, false);
+        wire::flags(&mut line, shown, &record.keywords, recent);
         if self.reporting.condstore {
             line.extend_from_slice(format!(" MODSEQ ({})", record.modseq).as_bytes());
         }
@@ -604,7 +609,7 @@ impl Session {
             let Some(record) = by_uid.get(&slot.uid) else {
                 continue;
             };
-            let candidate = Candidate::new(store, sel, i, record, slot.flags);
+            let candidate = Candidate::new(store, sel, i, record, *slot);
             if criteria.iter().all(|c| search::matches(c, &candidate)) {
                 hits.push(if uid { slot.uid } else { (i + 1) as u32 });
                 highest = highest.max(record.modseq);
@@ -712,7 +717,7 @@ fn slot_line(index: usize, slot: Slot, items: &[MessageDataItemName<'_>]) -> Vec
             let _ = write!(out, "MODSEQ ({})", slot.modseq);
         } else {
             out.extend_from_slice(b"FLAGS ");
-            wire::flags(&mut out, slot.flags, &[], false);
+            wire::flags(&mut out, slot.flags, &[], slot.recent);
         }
     }
     out.extend_from_slice(b")\r\n");

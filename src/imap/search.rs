@@ -2,7 +2,7 @@
 //! the message's bytes, and only when asked.
 
 use super::messages::resolve;
-use super::selection::Selection;
+use super::selection::{Selection, Slot};
 use crate::mail::MessageSummary;
 use crate::store::{Flags, MessageRecord, Store};
 use chrono::NaiveDate;
@@ -16,6 +16,7 @@ pub struct Candidate<'a> {
     index: usize,
     record: &'a MessageRecord,
     flags: Flags,
+    recent: bool,
     summary: OnceCell<MessageSummary>,
     raw: OnceCell<Vec<u8>>,
 }
@@ -26,14 +27,15 @@ impl<'a> Candidate<'a> {
         sel: &'a Selection,
         index: usize,
         record: &'a MessageRecord,
-        flags: Flags,
+        slot: Slot,
     ) -> Candidate<'a> {
         Candidate {
             store,
             sel,
             index,
             record,
-            flags,
+            flags: slot.flags,
+            recent: slot.recent,
             summary: OnceCell::new(),
             raw: OnceCell::new(),
         }
@@ -117,9 +119,9 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
         Unflagged => !f.contains(Flags::FLAGGED),
         Seen => f.contains(Flags::SEEN),
         Unseen => !f.contains(Flags::SEEN),
-        // \Recent is not kept (see the selection): nothing is recent, everything old.
-        Recent | New => false,
-        Old => true,
+        Recent => c.recent,
+        New => c.recent && !f.contains(Flags::SEEN),
+        Old => !c.recent,
         Keyword(k) => kw(k.inner()),
         Unkeyword(k) => !kw(k.inner()),
         Larger(n) => c.record.size > u64::from(*n),

@@ -23,6 +23,8 @@ pub struct Slot {
     pub flags: Flags,
     /// Whether the message has keywords: without, FETCH (UID FLAGS) needs no store access.
     pub keywords: bool,
+    /// RFC 3501 §2.3.2: this session is the first to see the message.
+    pub recent: bool,
     pub modseq: u64,
 }
 
@@ -65,6 +67,14 @@ impl Selection {
             pending_expunge: false,
         };
         sel.messages = sel.load(store)?;
+        if !read_only {
+            // EXAMINE leaves \Recent to the next SELECT (RFC 3501 §6.3.2).
+            let floor = store.claim_recent(sel.mailbox.id, sel.folder.id, sel.folder.uidnext)?;
+            sel.messages
+                .iter_mut()
+                .filter(|s| s.uid >= floor)
+                .for_each(|s| s.recent = true);
+        }
         Ok(sel)
     }
 
@@ -112,6 +122,7 @@ impl Selection {
             uid: r.uid,
             flags,
             keywords: !r.keywords.is_empty(),
+            recent: false,
             modseq: r.modseq,
         }
     }
@@ -162,8 +173,11 @@ impl Selection {
             if let Some((fresh, record)) = by_uid.get(&slot.uid)
                 && fresh.modseq != slot.modseq
             {
-                *slot = *fresh;
-                let flags = flag_list(slot.flags, &record.keywords);
+                *slot = Slot {
+                    recent: slot.recent,
+                    ..*fresh
+                };
+                let flags = recent_flag_list(slot, &record.keywords);
                 let modseq = if reporting.condstore {
                     format!(" MODSEQ ({})", slot.modseq)
                 } else {
@@ -182,6 +196,17 @@ impl Selection {
             .extend(now.iter().map(|(s, _)| *s).filter(|s| s.uid > last));
         if self.messages.len() != before {
             out.push(format!("{} EXISTS", self.messages.len()));
+            let uidnext = self.messages.last().map_or(1, |s| s.uid + 1);
+            if !self.read_only {
+                let floor = store.claim_recent(self.mailbox.id, self.folder.id, uidnext)?;
+                let fresh = &mut self.messages[before..];
+                fresh
+                    .iter_mut()
+                    .filter(|s| s.uid >= floor)
+                    .for_each(|s| s.recent = true);
+            }
+            let recent = self.messages.iter().filter(|s| s.recent).count();
+            out.push(format!("{recent} RECENT"));
         }
         if let Some(folder) = store.folder(self.mailbox.id, self.folder.id)? {
             self.folder = folder;
@@ -214,9 +239,9 @@ pub fn uid_set(uids: &[u32]) -> String {
     parts.join(",")
 }
 
-/// A FLAGS list as a string.
-pub fn flag_list(flags: Flags, keywords: &[String]) -> String {
+/// A FLAGS list with `\Recent` where the slot is recent.
+pub fn recent_flag_list(slot: &Slot, keywords: &[String]) -> String {
     let mut out = Vec::new();
-    super::wire::flags(&mut out, flags, keywords, false);
+    super::wire::flags(&mut out, slot.flags, keywords, slot.recent);
     String::from_utf8_lossy(&out).into_owned()
 }

@@ -118,7 +118,8 @@ async fn selected_state_fetches_by_sequence_and_uid() {
     )
     .await;
     let out = String::from_utf8_lossy(&out);
-    assert!(out.contains("* 1 FETCH (UID 1 FLAGS ())"), "{out}");
+    // The first session to select the folder sees its messages as \\Recent.
+    assert!(out.contains("* 1 FETCH (UID 1 FLAGS (\\Recent))"), "{out}");
     // RFC 2046 §5.1.1: the CRLF before a boundary belongs to the boundary.
     assert!(
         out.contains("* 2 FETCH (UID 2 BODY[1] {6}\r\nsecond)"),

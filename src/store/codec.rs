@@ -50,6 +50,8 @@ pub const SUBSCRIPTION: u8 = b'R';
 pub const USAGE: u8 = b'Q';
 /// mailbox ++ folder ++ uid → MODSEQ of its expunge: what QRESYNC reports as VANISHED.
 pub const EXPUNGED: u8 = b'X';
+/// mailbox ++ folder → the lowest UID no session has seen yet (RFC 3501 \Recent).
+pub const RECENT: u8 = b'V';
 
 /// Builds a key from a prefix and big-endian ids.
 pub fn key(prefix: u8, ids: &[u64]) -> Vec<u8> {

@@ -475,6 +475,38 @@ impl Store {
         Ok(gone)
     }
 
+    /// RFC 3501 §2.3.2 \Recent: claims for the calling session every message below `uidnext`
+    /// that no session has claimed; returns the lowest UID it claimed (those at or above it
+    /// are recent for the caller alone).
+    pub fn claim_recent(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        uidnext: u32,
+    ) -> StoreResult<u32> {
+        let k = key(codec::RECENT, &[mailbox.0, folder.0]);
+        let mut old = 1;
+        self.inner.mail.update_and_fetch(&k, |current| {
+            old = current
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .unwrap_or(1);
+            Some(old.max(uidnext).to_be_bytes().to_vec())
+        })?;
+        Ok(old)
+    }
+
+    /// The lowest UID no session has claimed as recent, without claiming.
+    pub fn recent_floor(&self, mailbox: MailboxId, folder: FolderId) -> StoreResult<u32> {
+        Ok(self
+            .inner
+            .mail
+            .get(key(codec::RECENT, &[mailbox.0, folder.0]))?
+            .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
+            .map(u32::from_be_bytes)
+            .unwrap_or(1))
+    }
+
     /// UIDs expunged from a folder after `modseq` (RFC 7162 §3.2.5.2, VANISHED (EARLIER)).
     pub fn expunged_since(
         &self,
@@ -724,6 +756,7 @@ impl Store {
         mailbox: MailboxId,
         folder: FolderId,
     ) -> StoreResult<()> {
+        changes.del_mail(key(codec::RECENT, &[mailbox.0, folder.0]));
         for item in self
             .inner
             .mail
