@@ -200,7 +200,14 @@ fn header_addresses(part: &MessagePart<'_>, name: HeaderName<'_>) -> Vec<Envelop
 
 fn split_address(address: Option<&str>) -> (Option<String>, Option<String>) {
     match address.and_then(|a| a.rsplit_once('@')) {
-        Some((local, host)) => (Some(local.to_string()), Some(host.to_string())),
+        // A quoted local part (`"john.smith"@x`) is given without its quotes, as a string.
+        Some((local, host)) => {
+            let local = local
+                .strip_prefix('"')
+                .and_then(|l| l.strip_suffix('"'))
+                .unwrap_or(local);
+            (Some(local.to_string()), Some(host.to_string()))
+        }
         None => (address.map(str::to_string), None),
     }
 }
@@ -278,6 +285,8 @@ fn body_part(parts: &[MessagePart<'_>], id: usize, raw: &[u8], depth: usize) -> 
             c.subtype().unwrap_or("").to_ascii_lowercase(),
         ),
         None if part.is_multipart() => ("multipart".into(), "mixed".into()),
+        // RFC 2046 §5.1.5: in a multipart/digest a part without Content-Type is a message.
+        None if part.is_message() => ("message".into(), "rfc822".into()),
         None => ("text".into(), "plain".into()),
     };
     let body_bytes = raw
