@@ -258,8 +258,9 @@ fn open_db(path: &Path) -> StoreResult<sled::Db> {
     let mut attempts = 0;
     loop {
         match config.open() {
+            // sled reports its busy lock as `Other` with this text.
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && attempts < 100 =>
+                if e.to_string().contains("could not acquire lock") && attempts < 100 =>
             {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
