@@ -605,3 +605,175 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+/// Each RFC 4314 right, taken away in turn from a delegate who holds all the others, refuses
+/// exactly the command that needs it (and the command works again once it is given back).
+#[test]
+fn each_right_missing_in_turn_refuses_its_command() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lrswipkxte");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+owner = tls()
+ok(owner.login("contact@acme.example", "contact-password"))
+ok(owner.create("Work"))
+B = '"Shared/contact@acme.example/INBOX"'
+def setacl(rights):
+    ok(owner.setacl("INBOX", "lucie@gmail.example", rights))
+def lucie():
+    l = tls()
+    ok(l.login("lucie@gmail.example", "lucie-password"))
+    return l
+def fresh_message():
+    ok(owner.append("INBOX", None, None, b"Subject: t\r\n\r\nx\r\n"))
+def check(right, action):
+    """action(l) returns True when the command was allowed, False on NO [NOPERM]."""
+    setacl("lrswipkxte".replace(right, ""))
+    l = lucie()
+    allowed = action(l)
+    assert allowed is False, ("without", right, "it must be refused")
+    l.logout()
+    setacl("lrswipkxte")
+    l = lucie()
+    assert action(l) is True, ("with", right, "it must work")
+    l.logout()
+def refused(result):
+    typ, data = result
+    if typ == "OK":
+        return True
+    assert b"NOPERM" in b" ".join(d for d in data if isinstance(d, bytes)), data
+    return False
+def try_(call):
+    try:
+        return refused(call())
+    except imaplib.IMAP4.error as e:
+        assert "NOPERM" in str(e), e
+        return False
+def select(l):
+    typ, data = l.select(B)
+    return refused((typ, data))
+def listed(l):
+    typ, data = l.list('""', '"Shared/contact@acme.example/*"')
+    return any(d for d in data if d)
+def store(flag):
+    def go(l):
+        fresh_message()
+        l.select(B)
+        return try_(lambda: l.store("1", "+FLAGS", flag))
+    return go
+def append(l):
+    return try_(lambda: l.append(B, None, None, b"Subject: x\r\n\r\ny\r\n"))
+def create(l):
+    ok_ = try_(lambda: l.create('"Shared/contact@acme.example/Work/Sub"'))
+    if ok_:
+        owner.delete("Work/Sub")
+    return ok_
+def delete(l):
+    owner.create("Tmp")
+    return try_(lambda: l.delete('"Shared/contact@acme.example/Tmp"'))
+def expunge(l):
+    fresh_message()
+    l.select(B)
+    l.store("1", "+FLAGS", "(\\Deleted)")
+    return try_(lambda: l.expunge())
+def getacl(l):
+    return try_(lambda: l.getacl(B))
+check("l", listed)
+check("r", select)
+check("s", store("(\\Seen)"))
+check("w", store("(\\Flagged)"))
+check("i", append)
+check("k", create)
+check("x", delete)
+check("t", store("(\\Deleted)"))
+check("e", expunge)
+setacl("lrswipkxte")
+l = lucie()
+assert try_(lambda: l.getacl(B)) is False, "a is not held"
+setacl("lrswipkxtea")
+l = lucie()
+assert try_(lambda: l.getacl(B)) is True
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+/// Every login, success or failure, is audited with both identities, the client address,
+/// TLS, the mechanism and the client's ID (RFC 2971).
+#[test]
+fn logins_are_audited_with_identities_tls_mechanism_and_client_id() {
+    use mailgate::model::{Actor, Outcome};
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+raw(m, 'ID ("name" "interop-test")')
+ok(m.login('"contact@acme.example*lucie@gmail.example"', "lucie-password"))
+m.logout()
+m = tls()
+no(lambda: m.login("contact@acme.example", "wrong"), "AUTHENTICATIONFAILED")
+"#,
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let store = mailgate::store::Store::open(&dir.path().join("data")).unwrap();
+    let query = mailgate::store::AuditQuery {
+        action_prefix: Some("imap.login".into()),
+        ..Default::default()
+    };
+    let events = store.audit_events(&query).unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    let failure = &events[0];
+    assert_eq!(failure.outcome, Outcome::Failure);
+    assert_eq!(failure.target, CONTACT);
+    let success = &events[1];
+    assert_eq!(success.outcome, Outcome::Success);
+    assert_eq!(
+        success.actor,
+        Actor::Delegate {
+            user: mailgate::model::UserId(seeded.lucie),
+            mailbox: mailgate::model::MailboxId(seeded.contact),
+        }
+    );
+    assert_eq!(success.client.as_deref(), Some("127.0.0.1"));
+    for part in ["mechanism=LOGIN", "tls=true", "name=interop-test"] {
+        assert!(
+            success.detail.contains(part),
+            "{part} in {}",
+            success.detail
+        );
+    }
+}
+
+#[test]
+fn connections_over_the_per_client_limit_are_refused_with_bye() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "max_connections_per_client = 2\n");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+a = tls(); b = tls()
+try:
+    c = tls()
+    raise AssertionError("a third connection was accepted")
+except imaplib.IMAP4.error as e:
+    assert "Too many connections" in str(e), e
+b.logout()
+time.sleep(0.2)
+c = tls()
+ok(c.login("contact@acme.example", "contact-password"))
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}

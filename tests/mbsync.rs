@@ -27,7 +27,7 @@ def subjects(folder):
             out.append(subject + (" [flagged]" if b"\\Flagged" in item[0] else ""))
     return sorted(out)
 if action == "seed":
-    for s in ["one", "two", "three"]:
+    for s in ["one", "two", "three", "four", "five"]:
         m.append("INBOX", None, None, f"Subject: {s}\r\n\r\nbody {s}\r\n".encode())
 elif action == "remote-changes":
     m.create("Remote")
@@ -35,11 +35,14 @@ elif action == "remote-changes":
     m.select("INBOX")
     typ, data = m.search(None, "SUBJECT", "two")
     m.store(data[0].decode(), "+FLAGS", "(\\Flagged)")
+    typ, data = m.search(None, "SUBJECT", "four")
+    typ, _ = m.uid("MOVE", m.fetch(data[0].decode(), "(UID)")[1][0].split()[2].strip(b")").decode(), "Archive")
+    assert typ == "OK"
 elif action == "show":
     typ, data = m.list()
     names = sorted(d.decode().rsplit(" ", 1)[1].strip('"') for d in data)
     print("folders", names)
-    for f in ["INBOX", "Remote", "Local"]:
+    for f in ["INBOX", "Remote", "Local", "Archive", "Trash"]:
         if f in names:
             print(f, subjects(f))
 m.logout()
@@ -136,7 +139,7 @@ fn mbsync_two_way_sync_of_all_folders_converges() {
 
     mbsync(&config);
     let inbox = maildir(&local.join("INBOX"));
-    assert_eq!(inbox.len(), 3, "{inbox:?}");
+    assert_eq!(inbox.len(), 5, "{inbox:?}");
     for folder in ["Sent", "Drafts", "Trash", "Junk", "Archive"] {
         assert!(local.join(folder).exists(), "{folder} was not synced");
     }
@@ -159,6 +162,24 @@ fn mbsync_two_way_sync_of_all_folders_converges() {
         .find(|p| std::fs::read_to_string(p).unwrap().contains("Subject: one"))
         .expect("message one is local");
     std::fs::remove_file(&one).unwrap();
+    // A local move: the file goes to another folder, without its mbsync UID.
+    let five = ["cur", "new"]
+        .iter()
+        .flat_map(|sub| {
+            std::fs::read_dir(local.join("INBOX").join(sub))
+                .unwrap()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("Subject: five")
+        })
+        .expect("message five is local");
+    let name = five.file_name().unwrap().to_string_lossy().into_owned();
+    let bare = name.split(",U=").next().unwrap().to_string();
+    std::fs::rename(&five, local.join("Trash/cur").join(format!("{bare}:2,S"))).unwrap();
 
     mbsync(&config);
     let shown = client(&server, "show");
@@ -172,6 +193,12 @@ fn mbsync_two_way_sync_of_all_folders_converges() {
     );
     assert!(shown.contains("Local ['made locally']"), "{shown}");
     assert!(shown.contains("Remote ['made on the server']"), "{shown}");
+    assert!(
+        shown.contains("Archive ['four']"),
+        "moved on the server: {shown}"
+    );
+    assert!(shown.contains("Trash ['five']"), "moved locally: {shown}");
+    assert_eq!(maildir(&local.join("Archive")).len(), 1);
     let inbox = maildir(&local.join("INBOX"));
     assert_eq!(
         inbox,

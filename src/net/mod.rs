@@ -265,10 +265,6 @@ async fn accept_loop(
         tracker.spawn(async move {
             let _permit = permit;
             let mut stream = Stream::Plain(tcp);
-            let Some(_slot) = slot else {
-                let _ = stream.write_all(too_many(protocol).as_bytes()).await;
-                return;
-            };
             if security == Security::Implicit {
                 stream = match stream.start_tls(&services.tls).await {
                     Ok(s) => s,
@@ -278,6 +274,12 @@ async fn accept_loop(
                     }
                 };
             }
+            // Refused after the handshake, so that a TLS client can read why.
+            let Some(_slot) = slot else {
+                let _ = stream.write_all(too_many(protocol).as_bytes()).await;
+                let _ = stream.shutdown().await;
+                return;
+            };
             let session = Connection {
                 stream,
                 peer,
