@@ -99,6 +99,13 @@ no(lambda: m.select("Nope"), "NONEXISTENT")
 ok(m.rename("Projects", "Done"))
 typ, data = m.list('""', "Done/*")
 assert b"Done/2026" in data[0], data
+# RFC 3501 §6.3.5: renaming INBOX moves its messages and leaves INBOX, empty.
+ok(m.append("INBOX", None, None, b"Subject: keep\r\n\r\nx\r\n"))
+ok(m.rename("INBOX", "Old-Inbox"))
+typ, data = m.status("INBOX", "(MESSAGES)")
+assert b"MESSAGES 0" in data[0], data
+typ, data = m.status("Old-Inbox", "(MESSAGES)")
+assert b"MESSAGES 1" in data[0], data
 m.logout()
 print("done")
 "#,
@@ -240,10 +247,10 @@ print("done")
     assert!(out.contains("done"), "{out}");
 }
 
-/// Revoking a grant through the admin API ends the delegate's IDLE session with BYE within a
-/// second, and the next login sees nothing of the mailbox.
+/// Revoking a grant through the admin API ends the delegate's sessions that are IDLE in the
+/// mailbox or have it selected with BYE within a second, and the next login sees nothing of it.
 #[tokio::test]
-async fn revoking_a_grant_ends_an_idle_delegate_session() {
+async fn revoking_a_grant_ends_idle_and_selected_delegate_sessions() {
     use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().unwrap();
     let seeded = seed(dir.path(), "lrs");
@@ -256,12 +263,20 @@ m = tls()
 ok(m.login("lucie@gmail.example", "lucie-password"))
 typ, data = m.select('"Shared/contact@acme.example/INBOX"')
 assert typ == "OK", data
+# A second session has the folder selected but sends nothing.
+s = tls()
+ok(s.login("lucie@gmail.example", "lucie-password"))
+typ, data = s.select('"Shared/contact@acme.example/INBOX"')
+assert typ == "OK", data
 m.send(b"i1 IDLE\r\n")
 assert m.readline().startswith(b"+")
 print("idling", flush=True)
 m.sock.settimeout(10)
 line = m.readline()
 print("bye_at", time.time(), line.decode().strip(), flush=True)
+s.sock.settimeout(10)
+line = s.readline()
+print("selected_bye_at", time.time(), line.decode().strip(), flush=True)
 m2 = tls()
 ok(m2.login("lucie@gmail.example", "lucie-password"))
 typ, data = m2.list()
@@ -314,6 +329,19 @@ print("done", flush=True)
         bye_at - revoked_at < 1.0,
         "BYE came {:.3} s after the revocation",
         bye_at - revoked_at
+    );
+    let selected = lines.next().unwrap().unwrap();
+    let mut parts = selected.splitn(3, ' ');
+    assert_eq!(parts.next(), Some("selected_bye_at"));
+    let at: f64 = parts.next().unwrap().parse().unwrap();
+    assert!(
+        parts.next().unwrap_or_default().starts_with("* BYE"),
+        "{selected}"
+    );
+    assert!(
+        at - revoked_at < 1.0,
+        "the selected session's BYE came {:.3} s after",
+        at - revoked_at
     );
     assert_eq!(lines.next().unwrap().unwrap(), "done");
     assert!(child.wait().unwrap().success());

@@ -189,7 +189,11 @@ impl Session {
         examine: bool,
         parameters: &[SelectParameter],
     ) -> Result<String, No> {
-        // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1).
+        // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1); RFC 7162 §3.2.11
+        // says so with [CLOSED] when one was.
+        if matches!(self.state, State::Selected(..)) {
+            self.untagged("OK [CLOSED] Previous folder closed");
+        }
         self.state = State::Authenticated(identity.clone());
         let mut qresync = None;
         for p in parameters {

@@ -48,15 +48,19 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
         let mut folder_watch = session.idle_watch();
         let mut access_watch = session.access_watch();
         let idle = session.is_idle();
+        let logged_in = session.is_logged_in();
+        // While IDLE, folder changes and access changes wake the session; otherwise access
+        // changes alone, so that a revoked delegate is ended within a second, not at the
+        // next command (issue 3).
         let event = async {
-            match (&mut folder_watch, idle) {
-                (Some(rx), true) => {
+            match (&mut folder_watch, idle, logged_in) {
+                (Some(rx), true, _) => {
                     tokio::select! {
                         _ = rx.recv() => {}
                         _ = access_watch.recv() => {}
                     }
                 }
-                (None, true) => {
+                (None, true, _) | (_, false, true) => {
                     let _ = access_watch.recv().await;
                 }
                 _ => std::future::pending::<()>().await,
@@ -72,7 +76,7 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
                 Ok(Ok(n)) => session.feed(&buf[..n]).await,
                 Ok(Err(e)) => return Err(e),
             },
-            _ = event => session.idle_update().await,
+            _ = event => if idle { session.idle_update().await } else { session.access_update() },
             _ = shutdown.cancelled() => {
                 stream.write_all(b"* BYE Server shutting down\r\n").await?;
                 return Ok(());

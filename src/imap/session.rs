@@ -172,6 +172,10 @@ impl Session {
         matches!(self.expect, Expect::IdleDone { .. })
     }
 
+    pub fn is_logged_in(&self) -> bool {
+        matches!(self.state, State::Authenticated(_) | State::Selected(..))
+    }
+
     pub fn is_logged_out(&self) -> bool {
         matches!(self.state, State::Logout)
     }
@@ -658,6 +662,16 @@ impl Session {
             return self.take(Action::Close);
         }
         self.sync_selection(true);
+        self.take(Action::Continue)
+    }
+
+    /// Between commands: ends the session when its access went; says nothing otherwise.
+    pub fn access_update(&mut self) -> Output {
+        if let Err(bye) = self.check_access_changes() {
+            self.untagged(&format!("BYE {bye}"));
+            self.state = State::Logout;
+            return self.take(Action::Close);
+        }
         self.take(Action::Continue)
     }
 
