@@ -522,7 +522,7 @@ print("done")
 }
 
 #[test]
-fn list_extended_list_status_and_esearch() {
+fn list_extended_list_status_esearch_and_searchres() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "lr");
     let server = start(dir.path(), "");
@@ -555,6 +555,17 @@ untagged, done = raw(m, "SEARCH RETURN (COUNT) SUBJECT nothing")
 assert untagged[0].endswith("COUNT 0"), untagged
 untagged, done = raw(m, "SEARCH RETURN (BOGUS) ALL")
 assert " BAD " in done, done
+# SEARCHRES (RFC 5182): SAVE keeps the result, $ names it.
+untagged, done = raw(m, "SEARCH RETURN (SAVE) SUBJECT m1")
+assert untagged == [] and " OK " in done, (untagged, done)
+untagged, done = raw(m, "FETCH $ (UID)")
+assert untagged == ["* 2 FETCH (UID 2)"], untagged
+untagged, done = raw(m, "SEARCH NOT $")
+assert untagged == ["* SEARCH 1 3"], untagged
+untagged, done = raw(m, "UID SEARCH RETURN (SAVE MIN) ALL")
+assert untagged[0].endswith("UID MIN 1"), untagged
+untagged, done = raw(m, "UID FETCH $ (UID)")
+assert untagged == ["* 1 FETCH (UID 1)"], untagged
 print("done")
 "#,
     );

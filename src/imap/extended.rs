@@ -97,13 +97,20 @@ impl Session {
             return Err(No("BAD Syntax error in the search criteria".into()));
         };
         for r in returns {
-            if !["MIN", "MAX", "COUNT", "ALL"].contains(&r.as_str()) {
+            if !["MIN", "MAX", "COUNT", "ALL", "SAVE"].contains(&r.as_str()) {
                 return Err(No(format!("BAD Unsupported RETURN option {r}")));
             }
         }
         let all = returns.is_empty();
         let want = |o: &str| all && o == "ALL" || returns.iter().any(|r| r == o);
         let (hits, highest) = self.search_hits(criteria.as_ref(), uid)?;
+        if returns.iter().any(|r| r == "SAVE") {
+            self.save_result(&hits, uid, returns);
+            // RFC 5182 §2.1: SAVE alone returns no ESEARCH.
+            if returns.iter().all(|r| r == "SAVE") {
+                return Ok("SEARCH completed, result saved".into());
+            }
+        }
         let mut line = format!("ESEARCH (TAG \"{tag}\")");
         if uid {
             line.push_str(" UID");
@@ -130,6 +137,33 @@ impl Session {
             "SEARCH completed"
         }
         .into())
+    }
+}
+
+impl Session {
+    /// RFC 5182 §2.1: keeps the hits (as UIDs) for `$`; with MIN or MAX only those.
+    fn save_result(&mut self, hits: &[u32], uid: bool, returns: &[String]) {
+        let State::Selected(_, sel) = &mut self.state else {
+            return;
+        };
+        let mut uids: Vec<u32> = if uid {
+            hits.to_vec()
+        } else {
+            hits.iter()
+                .filter_map(|s| sel.messages.get(*s as usize - 1))
+                .map(|s| s.uid)
+                .collect()
+        };
+        let min = returns.iter().any(|r| r == "MIN");
+        let max = returns.iter().any(|r| r == "MAX");
+        if min || max {
+            let (lo, hi) = (uids.iter().min().copied(), uids.iter().max().copied());
+            uids = [lo.filter(|_| min), hi.filter(|_| max)]
+                .into_iter()
+                .flatten()
+                .collect();
+        }
+        sel.saved = uids;
     }
 }
 

@@ -191,6 +191,76 @@ fn list_extended(p: &mut Parser<'_>) -> Option<Result<ExtCommand, String>> {
     Some(result.map_err(|e: String| format!("LIST: {e}")))
 }
 
+/// RFC 5182 SEARCHRES: replaces every `$` that stands as a sequence set (outside quoted
+/// strings and literals) with `uids` in a UID command, `seqs` otherwise, so that imap-codec
+/// parses the command as if the client had written the set. `None` when there is no `$`.
+pub fn replace_saved(message: &[u8], uids: &str, seqs: &str) -> Option<Vec<u8>> {
+    if !message.contains(&b'$') {
+        return None;
+    }
+    let uid_command = message
+        .split(|b| *b == b' ')
+        .nth(1)
+        .is_some_and(|w| w.eq_ignore_ascii_case(b"UID"));
+    let set = if uid_command { uids } else { seqs };
+    let mut out = Vec::with_capacity(message.len() + set.len());
+    let (mut i, mut quoted, mut found) = (0, false, false);
+    while i < message.len() {
+        let b = message[i];
+        if quoted {
+            if b == b'\\' && i + 1 < message.len() {
+                out.extend_from_slice(&message[i..i + 2]);
+                i += 2;
+                continue;
+            }
+            quoted = b != b'"';
+        } else if b == b'"' {
+            quoted = true;
+        } else if b == b'{' {
+            // Copy a literal through untouched.
+            if let Some(len) = literal_length(&message[i..]) {
+                let (head, body) = len;
+                let end = (i + head + body).min(message.len());
+                out.extend_from_slice(&message[i..end]);
+                i = end;
+                continue;
+            }
+        } else if b == b'$' {
+            let before = i.checked_sub(1).map(|j| message[j]);
+            let after = message.get(i + 1).copied();
+            if matches!(before, Some(b' ' | b'('))
+                && matches!(after, Some(b' ' | b')' | b'\r' | b'\n'))
+            {
+                out.extend_from_slice(set.as_bytes());
+                found = true;
+                i += 1;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    found.then_some(out)
+}
+
+/// For `{n}\r\n…` at the start of `bytes`: the length of `{n}\r\n` and n.
+fn literal_length(bytes: &[u8]) -> Option<(usize, usize)> {
+    let close = bytes.iter().position(|b| *b == b'}')?;
+    let n: usize = std::str::from_utf8(&bytes[1..close])
+        .ok()?
+        .trim_end_matches('+')
+        .parse()
+        .ok()?;
+    let head = close
+        + 1
+        + if bytes.get(close + 1) == Some(&b'\r') {
+            2
+        } else {
+            1
+        };
+    Some((head, n))
+}
+
 fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
@@ -403,6 +473,19 @@ mod tests {
             }
         );
         assert_eq!(recognize(b"t SEARCH ALL\r\n"), None);
+    }
+
+    #[test]
+    fn saved_results_replace_dollar_where_a_set_stands() {
+        let got = replace_saved(b"a UID FETCH $ (FLAGS)\r\n", "4:6", "1:3").unwrap();
+        assert_eq!(got, b"a UID FETCH 4:6 (FLAGS)\r\n");
+        let got = replace_saved(b"b SEARCH NOT $ SUBJECT \"$\"\r\n", "9", "2").unwrap();
+        assert_eq!(got, b"b SEARCH NOT 2 SUBJECT \"$\"\r\n");
+        assert_eq!(
+            replace_saved(b"c SEARCH SUBJECT {1}\r\n$\r\n", "1", "1"),
+            None
+        );
+        assert_eq!(replace_saved(b"d FETCH 1 (FLAGS)\r\n", "1", "1"), None);
     }
 
     #[test]

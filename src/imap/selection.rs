@@ -42,6 +42,8 @@ pub struct Selection {
     pub seen_user: Option<UserId>,
     /// Expunges seen but not yet reported (they wait for a command that may report them).
     pending_expunge: bool,
+    /// RFC 5182: the UIDs a SEARCH RETURN (SAVE) kept, which `$` names.
+    pub saved: Vec<u32>,
 }
 
 impl Selection {
@@ -65,6 +67,7 @@ impl Selection {
             events,
             seen_user,
             pending_expunge: false,
+            saved: Vec::new(),
         };
         sel.messages = sel.load(store)?;
         if !read_only {

@@ -7,6 +7,7 @@ use crate::model::*;
 use crate::net::Services;
 use crate::store::AccessChange;
 use bounded_static::IntoBoundedStatic;
+use imap_codec::decode::Decoder;
 use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer};
 use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
 use imap_codec::imap_types::command::{Command, CommandBody};
@@ -109,7 +110,7 @@ impl RateLimit {
     }
 }
 
-pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH";
+pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES";
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
@@ -283,18 +284,12 @@ impl Session {
     }
 
     async fn command_message(&mut self) -> Action {
+        if let Some(rewritten) = self.replace_saved() {
+            return Box::pin(self.rewritten_message(rewritten)).await;
+        }
         if let Some((tag, command)) = super::extension::recognize(self.fragmentizer.message_bytes())
         {
-            if let Err(bye) = self.check_access_changes() {
-                self.untagged(&format!("BYE {bye}"));
-                self.state = State::Logout;
-                return Action::Close;
-            }
-            match command {
-                Ok(command) => self.ext_command(&tag, command),
-                Err(reason) => self.tagged_text(&tag, "BAD", &reason),
-            }
-            return Action::Continue;
+            return self.ext_message(&tag, command);
         }
         let decoded = self
             .fragmentizer
@@ -311,6 +306,72 @@ impl Session {
                 match self.fragmentizer.decode_tag().map(|t| t.into_static()) {
                     Some(tag) if reason.starts_with("[TOOBIG]") => self.tagged(&tag, "NO", reason),
                     Some(tag) => self.tagged(&tag, "BAD", reason),
+                    None => self.untagged("BAD Syntax error: no tag"),
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    /// The current message with `$` replaced by the saved search result (RFC 5182).
+    fn replace_saved(&self) -> Option<Vec<u8>> {
+        let State::Selected(_, sel) = &self.state else {
+            return None;
+        };
+        let uids: Vec<u32> = sel
+            .saved
+            .iter()
+            .copied()
+            .filter(|u| sel.seq_of(*u).is_some())
+            .collect();
+        let seqs: Vec<u32> = uids
+            .iter()
+            .filter_map(|u| sel.seq_of(*u))
+            .map(|s| s as u32)
+            .collect();
+        // An empty result names no message: a UID that cannot exist does the same.
+        let text = |set: &[u32]| match set {
+            [] => u32::MAX.to_string(),
+            set => super::selection::uid_set(set),
+        };
+        super::extension::replace_saved(
+            self.fragmentizer.message_bytes(),
+            &text(&uids),
+            &text(&seqs),
+        )
+    }
+
+    /// A command `extension` recognised: checked for revoked access like any other.
+    fn ext_message(
+        &mut self,
+        tag: &str,
+        command: Result<super::extension::ExtCommand, String>,
+    ) -> Action {
+        if let Err(bye) = self.check_access_changes() {
+            self.untagged(&format!("BYE {bye}"));
+            self.state = State::Logout;
+            return Action::Close;
+        }
+        match command {
+            Ok(command) => self.ext_command(tag, command),
+            Err(reason) => self.tagged_text(tag, "BAD", &reason),
+        }
+        Action::Continue
+    }
+
+    /// Handles a message rewritten around imap-codec (`$` replaced).
+    async fn rewritten_message(&mut self, message: Vec<u8>) -> Action {
+        if let Some((tag, command)) = super::extension::recognize(&message) {
+            return self.ext_message(&tag, command);
+        }
+        match CommandCodec::default()
+            .decode(&message)
+            .map(|(_, c)| c.into_static())
+        {
+            Ok(command) => self.command(command).await,
+            Err(_) => {
+                match self.fragmentizer.decode_tag().map(|t| t.into_static()) {
+                    Some(tag) => self.tagged(&tag, "BAD", "Syntax error in command"),
                     None => self.untagged("BAD Syntax error: no tag"),
                 }
                 Action::Continue
