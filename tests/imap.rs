@@ -395,15 +395,7 @@ print("done")
 fn quota_is_reported_and_enforced() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "lr");
-    {
-        // Give contact@ a quota of 2 KiB before the server starts.
-        let store = mailgate::store::Store::open(&dir.path().join("data")).unwrap();
-        let m = store.mailbox_by_address(CONTACT).unwrap().unwrap();
-        store
-            .update_mailbox(m.id, |m| m.quota_bytes = 2048)
-            .unwrap();
-        store.flush_blocking().unwrap();
-    }
+    adjust_mailbox(dir.path(), CONTACT, |m| m.quota_bytes = 2048);
     let server = start(dir.path(), "");
     let out = run(
         &server,
@@ -430,14 +422,9 @@ print("done")
 fn seen_is_kept_per_user_when_the_mailbox_says_so() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "lrs");
-    {
-        let store = mailgate::store::Store::open(&dir.path().join("data")).unwrap();
-        let m = store.mailbox_by_address(CONTACT).unwrap().unwrap();
-        store
-            .update_mailbox(m.id, |m| m.seen = mailgate::model::SeenPolicy::PerUser)
-            .unwrap();
-        store.flush_blocking().unwrap();
-    }
+    adjust_mailbox(dir.path(), CONTACT, |m| {
+        m.seen = mailgate::model::SeenPolicy::PerUser
+    });
     let server = start(dir.path(), "");
     let out = run(
         &server,

@@ -84,15 +84,7 @@ impl Selection {
     /// The folder's messages as this session sees them now, with their records.
     fn load_records(&self, store: &Store) -> StoreResult<Vec<(Slot, MessageRecord)>> {
         let records = store.messages(self.mailbox.id, self.folder.id)?;
-        let seen: Option<HashSet<u32>> = match self.seen_user {
-            Some(user) => Some(
-                store
-                    .user_seen(self.mailbox.id, self.folder.id, user)?
-                    .into_iter()
-                    .collect(),
-            ),
-            None => None,
-        };
+        let seen = self.seen_set(store)?;
         Ok(records
             .into_iter()
             .map(|r| (self.slot(&r, seen.as_ref()), r))
@@ -101,19 +93,22 @@ impl Selection {
 
     fn load(&self, store: &Store) -> StoreResult<Vec<Slot>> {
         let records = store.messages(self.mailbox.id, self.folder.id)?;
-        let seen: Option<HashSet<u32>> = match self.seen_user {
-            Some(user) => Some(
-                store
-                    .user_seen(self.mailbox.id, self.folder.id, user)?
-                    .into_iter()
-                    .collect(),
-            ),
-            None => None,
-        };
+        let seen = self.seen_set(store)?;
         Ok(records
             .iter()
             .map(|r| self.slot(r, seen.as_ref()))
             .collect())
+    }
+
+    /// The UIDs the session's user has seen, where the mailbox keeps `\Seen` per user.
+    fn seen_set(&self, store: &Store) -> StoreResult<Option<HashSet<u32>>> {
+        match self.seen_user {
+            Some(user) => {
+                let seen = store.user_seen(self.mailbox.id, self.folder.id, user)?;
+                Ok(Some(seen.into_iter().collect()))
+            }
+            None => Ok(None),
+        }
     }
 
     fn slot(&self, r: &MessageRecord, seen: Option<&HashSet<u32>>) -> Slot {

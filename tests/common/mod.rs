@@ -245,3 +245,20 @@ pub fn seed(dir: &Path, rights: &str) -> Seeded {
         grant: grant.id.0,
     }
 }
+
+/// Changes a seeded mailbox in the data directory before the server starts.
+pub fn adjust_mailbox(
+    dir: &Path,
+    address: &str,
+    change: impl FnOnce(&mut mailgate::model::Mailbox),
+) {
+    let store = mailgate::store::Store::open(&dir.join("data")).expect("open store");
+    let mailbox = store
+        .mailbox_by_address(address)
+        .expect("read store")
+        .expect("the mailbox exists");
+    store
+        .update_mailbox(mailbox.id, change)
+        .expect("update mailbox");
+    store.flush_blocking().expect("flush");
+}
