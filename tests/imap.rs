@@ -803,3 +803,26 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+#[test]
+fn an_idle_session_is_logged_out_after_the_autologout_time() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let config = EPHEMERAL.replace("[imap]\n", "[imap]\nautologout_seconds = 1\n");
+    let server = start_with(dir.path(), &config);
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+m.sock.settimeout(10)
+started = time.time()
+line = m.readline()
+assert line.startswith(b"* BYE Autologout"), line
+assert 0.9 < time.time() - started < 5, time.time() - started
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}

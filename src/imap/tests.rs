@@ -156,3 +156,75 @@ async fn too_many_commands_a_second_get_no_limit() {
     );
     assert_eq!(action, Action::Continue);
 }
+
+/// A delegate reaching the harness mailbox through a team; returns the session logged in as
+/// her with the shared INBOX selected, and the ids needed to take the access away.
+async fn delegate_through_team(
+    h: &Harness,
+) -> (
+    super::Session,
+    crate::model::OrgId,
+    crate::model::TeamId,
+    crate::model::UserId,
+) {
+    use crate::model::*;
+    let store = &h.services.store;
+    let mailbox = store.mailbox_by_address(ADDRESS).unwrap().unwrap();
+    let lucie = store
+        .create_user(crate::store::NewUser {
+            login: "lucie@gmail.example".into(),
+            display_name: String::new(),
+            password: crate::password::hash(PASSWORD).unwrap(),
+            must_change_password: false,
+        })
+        .unwrap();
+    store
+        .set_member(mailbox.org, lucie.id, Role::Collaborator)
+        .unwrap();
+    let team = store.create_team(mailbox.org, "Support").unwrap();
+    store
+        .add_team_member(mailbox.org, team.id, lucie.id)
+        .unwrap();
+    store
+        .add_grant(NewGrant {
+            org: mailbox.org,
+            grantee: Grantee::Team(team.id),
+            target: GrantTarget::Mailbox(mailbox.id),
+            rights: Rights::parse("lrs").unwrap(),
+            send: None,
+        })
+        .unwrap();
+    let mut s = h.session();
+    let login = format!(
+        "a LOGIN lucie@gmail.example {PASSWORD}\r\nb SELECT \"Shared/{ADDRESS}/INBOX\"\r\n"
+    );
+    let (out, _) = talk(&mut s, &login).await;
+    assert!(out.contains("b OK"), "{out}");
+    (s, mailbox.org, team.id, lucie.id)
+}
+
+#[tokio::test]
+async fn leaving_the_team_that_carried_the_grant_ends_the_session() {
+    let h = Harness::new();
+    let (mut s, org, team, lucie) = delegate_through_team(&h).await;
+    h.services
+        .store
+        .remove_team_member(org, team, lucie)
+        .unwrap();
+    let out = s.access_update();
+    assert!(String::from_utf8_lossy(&out.bytes).starts_with("* BYE [NOPERM]"));
+    assert_eq!(out.action, Action::Close);
+}
+
+#[tokio::test]
+async fn disabling_the_user_ends_the_session() {
+    let h = Harness::new();
+    let (mut s, _, _, lucie) = delegate_through_team(&h).await;
+    h.services
+        .store
+        .update_user(lucie, |u| u.disabled = true)
+        .unwrap();
+    let (out, action) = talk(&mut s, "c NOOP\r\n").await;
+    assert!(out.starts_with("* BYE"), "{out}");
+    assert_eq!(action, Action::Close);
+}

@@ -40,8 +40,13 @@ pub struct TestServer {
 
 /// Starts a server with `EPHEMERAL` plus `extra` configuration, data in `dir/data`.
 pub fn start(dir: &Path, extra: &str) -> TestServer {
+    start_with(dir, &format!("{EPHEMERAL}\n{extra}"))
+}
+
+/// Starts a server with exactly this configuration, data in `dir/data`.
+pub fn start_with(dir: &Path, text: &str) -> TestServer {
     let config = dir.join("mailgate.toml");
-    std::fs::write(&config, format!("{EPHEMERAL}\n{extra}")).expect("write config");
+    std::fs::write(&config, text).expect("write config");
     let data = dir.join("data");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailgate"))
         .args(["serve", "--config"])
