@@ -88,6 +88,10 @@ data = ok(m.copy("1", "Archive"))
 ok(m.create("Projects/2026"))
 typ, data = m.list('""', "Projects*")
 assert len(data) == 2, data
+ok(m.create("Old/Child"))
+ok(m.delete("Old"))
+typ, data = m.list('""', "Old*")
+assert any(b"\\Noselect" in d and d.endswith(b" Old") for d in data), ("a deleted parent stays \\Noselect", data)
 assert ok(m.expunge()) == [b"1"]
 typ, data = m.select("Archive")
 assert data == [b"1"], data

@@ -500,6 +500,23 @@ impl Session {
                 let subscribed = this.subscribed(identity, mailbox, f);
                 out.push((identity.display_name(mailbox, &f.name), attrs, subscribed));
             }
+            // RFC 3501 §6.3.4: a deleted folder that had children stays as a \Noselect name.
+            let names: std::collections::HashSet<&str> =
+                folders.iter().map(|f| f.name.as_str()).collect();
+            let mut placeholders = std::collections::BTreeSet::new();
+            for f in &folders {
+                let mut path = f.name.as_str();
+                while let Some((parent, _)) = path.rsplit_once(SEP) {
+                    if !names.contains(parent) {
+                        placeholders.insert(parent.to_string());
+                    }
+                    path = parent;
+                }
+            }
+            for name in placeholders {
+                let attrs = vec!["\\Noselect", "\\HasChildren"];
+                out.push((identity.display_name(mailbox, &name), attrs, false));
+            }
             Ok(())
         };
         match identity.personal() {
