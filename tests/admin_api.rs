@@ -253,3 +253,57 @@ async fn errors_are_json_with_precise_statuses() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"], "unauthorized");
 }
+
+#[tokio::test]
+async fn teams_carry_grants_and_take_them_along_when_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = common::start(dir.path(), "");
+    let (api, org) = owner_session(&server).await;
+    let base = format!("/api/v1/orgs/{org}");
+    let (_, me) = api.get("/api/v1/me").await;
+    let owner = me["id"].as_u64().unwrap();
+    api.post(&format!("{base}/domains"), json!({"name": "acme.example"}))
+        .await;
+    let (_, mailbox) = api
+        .post(
+            &format!("{base}/mailboxes"),
+            json!({"address": "team@acme.example"}),
+        )
+        .await;
+    let mailbox = mailbox["id"].as_u64().unwrap();
+
+    let (status, team) = api
+        .post(&format!("{base}/teams"), json!({"name": "Support"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{team}");
+    let team = team["id"].as_u64().unwrap();
+    let (status, body) = api
+        .call(
+            Method::PUT,
+            &format!("{base}/teams/{team}/members/{owner}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, grant) = api
+        .post(
+            &format!("{base}/grants"),
+            json!({"grantee": {"team": team}, "target": {"mailbox": mailbox}, "preset": "read"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{grant}");
+    assert_eq!(grant["rights"], "lrs");
+    let (_, teams) = api.get(&format!("{base}/teams")).await;
+    assert_eq!(teams["items"][0]["members"], json!([owner]));
+
+    let (status, _) = api
+        .call(Method::DELETE, &format!("{base}/teams/{team}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (_, grants) = api.get(&format!("{base}/grants")).await;
+    assert_eq!(grants["items"], json!([]), "the team's grants went with it");
+    let (status, _) = api
+        .call(Method::DELETE, &format!("{base}/teams/{team}"), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

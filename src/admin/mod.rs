@@ -9,6 +9,7 @@ mod grants;
 mod mailboxes;
 mod page;
 mod session;
+mod teams;
 
 pub use error::ApiError;
 
@@ -75,6 +76,18 @@ pub fn router(services: Arc<Services>) -> Router {
         .route(
             &format!("{org}/members/{{user}}"),
             axum::routing::patch(grants::change_role).delete(grants::remove_member),
+        )
+        .route(
+            &format!("{org}/teams"),
+            get(teams::list).post(teams::create),
+        )
+        .route(
+            &format!("{org}/teams/{{id}}"),
+            axum::routing::patch(teams::rename).delete(teams::delete),
+        )
+        .route(
+            &format!("{org}/teams/{{id}}/members/{{user}}"),
+            axum::routing::put(teams::add_member).delete(teams::remove_member),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
