@@ -645,6 +645,7 @@ impl Session {
             return Err(noperm(Right::Insert, "add messages to this folder"));
         }
         let (flags, keywords) = store_flags(flags);
+        let (flags, keywords) = super::messages::permitted(rights, flags, keywords);
         let meta = AppendMessage {
             flags,
             keywords,

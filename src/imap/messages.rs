@@ -42,6 +42,10 @@ pub(super) fn resolve(set: &SequenceSet, uid: bool, sel: &Selection) -> Result<V
             let end = sel.messages.partition_point(|s| s.uid <= b);
             out.extend(start..end);
         } else {
+            // An empty saved result ($, RFC 5182) arrives as this sentinel and names nothing.
+            if a == u32::MAX && b == u32::MAX {
+                continue;
+            }
             if a == 0 || b > n {
                 return Err(format!(
                     "No message with sequence number {}",
@@ -230,6 +234,10 @@ impl Session {
             FetchModifier::Vanished => None,
         });
         let vanished = modifiers.contains(&FetchModifier::Vanished);
+        if vanished && !(uid && self.reporting.qresync) {
+            // RFC 7162 §3.2.6: only in UID FETCH, once QRESYNC is enabled.
+            return Err(No("BAD VANISHED needs UID FETCH and ENABLE QRESYNC".into()));
+        }
         if items.contains(&MessageDataItemName::ModSeq) || changed_since.is_some() {
             self.reporting.condstore = true;
         }
@@ -511,7 +519,8 @@ impl Session {
         keywords: &[String],
     ) -> Result<(Flags, MessageRecord), No> {
         let (m, f) = (self.selection().mailbox.id, self.selection().folder.id);
-        let (mut new_bits, new_keywords) = apply_store(&record, kind, bits, keywords);
+        let rights = self.selection().rights;
+        let (mut new_bits, new_keywords) = apply_store(&record, kind, bits, keywords, rights);
         let seen_apart = self.selection().seen_user.is_some();
         let want_seen = new_bits.contains(Flags::SEEN);
         if seen_apart {
@@ -643,7 +652,8 @@ impl Session {
             }
             _ => return Err(No("[TRYCREATE] No such folder".into())),
         };
-        if !identity.access(&mailbox).may(Right::Insert) {
+        let target_rights = identity.access(&mailbox).rights;
+        if !target_rights.contains(Right::Insert) {
             return Err(noperm(Right::Insert, "add messages to that folder"));
         }
         let sel = self.selection();
@@ -663,9 +673,10 @@ impl Session {
                 continue;
             };
             let raw = self.services.store.read_message(&record.blob)?;
+            let (flags, keywords) = permitted(target_rights, record.flags, record.keywords.clone());
             let meta = AppendMessage {
-                flags: record.flags,
-                keywords: record.keywords.clone(),
+                flags,
+                keywords,
                 internal_date: Some(record.internal_date),
             };
             let copied = self
@@ -751,6 +762,71 @@ fn check_flag_rights(
 
 /// The flags and keywords a STORE leaves on a message.
 fn apply_store(
+    record: &MessageRecord,
+    kind: StoreType,
+    bits: Flags,
+    keywords: &[String],
+    rights: Rights,
+) -> (Flags, Vec<String>) {
+    let (new, kept) = apply_unmasked(record, kind, bits, keywords);
+    // RFC 4314 §4: a flag the session may not change keeps its value, also under FLAGS (…).
+    let mut masked = record.flags;
+    for flag in [
+        Flags::SEEN,
+        Flags::ANSWERED,
+        Flags::FLAGGED,
+        Flags::DELETED,
+        Flags::DRAFT,
+    ] {
+        if may_change(rights, flag) {
+            masked = masked.with(flag, new.contains(flag));
+        }
+    }
+    let keywords = if rights.contains(Right::Write) {
+        kept
+    } else {
+        record.keywords.clone()
+    };
+    (masked, keywords)
+}
+
+/// Which right changing `flag` needs: `s` for \Seen, `t` for \Deleted, `w` for the rest.
+fn may_change(rights: Rights, flag: Flags) -> bool {
+    let needed = if flag == Flags::SEEN {
+        Right::KeepSeen
+    } else if flag == Flags::DELETED {
+        Right::DeleteMessages
+    } else {
+        Right::Write
+    };
+    rights.contains(needed)
+}
+
+/// The flags a session may set on a message it adds (APPEND, COPY, MOVE): the others dropped.
+pub(super) fn permitted(
+    rights: Rights,
+    flags: Flags,
+    keywords: Vec<String>,
+) -> (Flags, Vec<String>) {
+    let mut out = Flags::default();
+    for flag in [
+        Flags::SEEN,
+        Flags::ANSWERED,
+        Flags::FLAGGED,
+        Flags::DELETED,
+        Flags::DRAFT,
+    ] {
+        out = out.with(flag, flags.contains(flag) && may_change(rights, flag));
+    }
+    let keywords = if rights.contains(Right::Write) {
+        keywords
+    } else {
+        Vec::new()
+    };
+    (out, keywords)
+}
+
+fn apply_unmasked(
     record: &MessageRecord,
     kind: StoreType,
     bits: Flags,

@@ -299,15 +299,27 @@ impl Store {
         raw: &[u8],
         meta: AppendMessage,
     ) -> StoreResult<Vec<MessageRecord>> {
-        let blob = self.inner.blobs.write(raw)?;
-        let summary_key = blob_key(codec::SUMMARY, &blob);
-        let summary = if self.inner.mail.contains_key(&summary_key)? {
+        let summary_key = blob_key(codec::SUMMARY, &BlobId::of(raw));
+        // Parsing is the slow part: done before taking the lock, when it looks needed.
+        let parsed = if self.inner.mail.contains_key(&summary_key)? {
             None
         } else {
             Some(codec::encode(&MessageSummary::parse(raw))?)
         };
         let internal_date = meta.internal_date.unwrap_or_else(now_millis);
+        // Under the lock: an expunge that drops the last reference to this same content
+        // removes the file and summary under the lock too, so what is checked here holds
+        // until the commit.
         let _guard = self.lock();
+        let blob = self.inner.blobs.write(raw)?;
+        let summary = if self.inner.mail.contains_key(&summary_key)? {
+            None
+        } else {
+            match parsed {
+                Some(p) => Some(p),
+                None => Some(codec::encode(&MessageSummary::parse(raw))?),
+            }
+        };
         let mut changes = Changes::default();
         let mut records = Vec::with_capacity(targets.len());
         for (mailbox, folder_id) in targets {
