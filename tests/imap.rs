@@ -186,6 +186,9 @@ assert "Shared/contact@acme.example/INBOX" in names, names
 assert "\\Noselect" in names, names
 typ, data = m.select("INBOX", readonly=True)
 assert data == [b"0"], ("a user's own INBOX is empty", data)
+typ, data = m.uid("FETCH", "1:*", "(FLAGS)")
+assert typ == "OK", ("the empty INBOX is selected: clients fetch from it at start-up", data)
+assert ok(m.search(None, "ALL")) == [b""]
 typ, data = m.select('"Shared/contact@acme.example/INBOX"')
 assert typ == "OK" and data == [b"1"], data
 data = ok(m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])"))

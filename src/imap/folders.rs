@@ -191,7 +191,7 @@ impl Session {
     ) -> Result<String, No> {
         // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1); RFC 7162 §3.2.11
         // says so with [CLOSED] when one was.
-        if matches!(self.state, State::Selected(..)) {
+        if matches!(self.state, State::Selected(..) | State::EmptyInbox(_)) {
             self.untagged("OK [CLOSED] Previous folder closed");
         }
         self.state = State::Authenticated(identity.clone());
@@ -228,6 +228,7 @@ impl Session {
             self.untagged("0 RECENT");
             self.untagged("OK [UIDVALIDITY 1] UIDs valid");
             self.untagged("OK [UIDNEXT 1] Predicted next UID");
+            self.state = State::EmptyInbox(identity.clone());
             return Ok(
                 "[READ-ONLY] Your own INBOX is empty; shared mailboxes are under Shared/".into(),
             );

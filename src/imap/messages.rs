@@ -63,6 +63,11 @@ pub(super) fn resolve(set: &SequenceSet, uid: bool, sel: &Selection) -> Result<V
 impl Session {
     pub(super) async fn selected_command(&mut self, tag: Tag<'static>, body: CommandBody<'static>) {
         let name = body.name();
+        if let State::EmptyInbox(identity) = &self.state {
+            let identity = identity.clone();
+            self.empty_inbox_command(&tag, body, identity);
+            return;
+        }
         let State::Selected(identity, _) = &self.state else {
             let text = format!("{name} needs a selected folder");
             self.tagged(&tag, "BAD", &text);
@@ -150,6 +155,46 @@ impl Session {
             }
         };
         self.finish(&tag, result);
+    }
+
+    /// A user's own, always empty INBOX: commands succeed on nothing; a message sequence
+    /// number names no message there (RFC 9051 §6.4.1).
+    fn empty_inbox_command(
+        &mut self,
+        tag: &Tag<'static>,
+        body: CommandBody<'static>,
+        identity: Identity,
+    ) {
+        let name = body.name();
+        match body {
+            CommandBody::Close | CommandBody::Unselect => {
+                self.state = State::Authenticated(identity);
+                self.tagged(tag, "OK", &format!("{name} completed"));
+            }
+            CommandBody::Search { .. } => {
+                self.untagged("SEARCH");
+                self.tagged(tag, "OK", "SEARCH completed");
+            }
+            CommandBody::Fetch { uid: true, .. }
+            | CommandBody::Store { uid: true, .. }
+            | CommandBody::Copy { uid: true, .. }
+            | CommandBody::Move { uid: true, .. }
+            | CommandBody::ExpungeUid { .. } => {
+                self.tagged(tag, "OK", &format!("{name} completed"))
+            }
+            CommandBody::Expunge => {
+                self.tagged(tag, "NO", "[READ-ONLY] Your own INBOX is read-only")
+            }
+            CommandBody::Fetch { .. }
+            | CommandBody::Store { .. }
+            | CommandBody::Copy { .. }
+            | CommandBody::Move { .. } => self.tagged(
+                tag,
+                "BAD",
+                "No message with that sequence number: the folder is empty",
+            ),
+            other => self.tagged(tag, "BAD", &format!("{} is not supported", other.name())),
+        }
     }
 
     fn selection(&self) -> &Selection {

@@ -57,6 +57,8 @@ pub(super) enum State {
     NotAuthenticated,
     Authenticated(Identity),
     Selected(Identity, Box<Selection>),
+    /// A user's own INBOX is selected: it exists and is always empty (DESIGN.md §3).
+    EmptyInbox(Identity),
     Logout,
 }
 
@@ -174,7 +176,10 @@ impl Session {
     }
 
     pub fn is_logged_in(&self) -> bool {
-        matches!(self.state, State::Authenticated(_) | State::Selected(..))
+        matches!(
+            self.state,
+            State::Authenticated(_) | State::Selected(..) | State::EmptyInbox(_)
+        )
     }
 
     pub fn is_logged_out(&self) -> bool {
@@ -745,7 +750,9 @@ impl Session {
         }
         let services = self.services.clone();
         let identity = match &mut self.state {
-            State::Authenticated(identity) | State::Selected(identity, _) => identity,
+            State::Authenticated(identity)
+            | State::Selected(identity, _)
+            | State::EmptyInbox(identity) => identity,
             _ => return Ok(()),
         };
         match identity.refresh(&services) {
@@ -775,7 +782,7 @@ impl Session {
 
     pub(super) fn identity(&self) -> Option<&Identity> {
         match &self.state {
-            State::Authenticated(i) | State::Selected(i, _) => Some(i),
+            State::Authenticated(i) | State::Selected(i, _) | State::EmptyInbox(i) => Some(i),
             _ => None,
         }
     }
