@@ -451,6 +451,10 @@ assert b"\\Seen" in data[0], ("the assistant has read it", data)
 
 data = ok(owner.fetch("1", "(FLAGS)"))
 assert b"\\Seen" not in data[0], ("the manager has not", data)
+typ, data = l.status('"Shared/contact@acme.example/INBOX"', "(UNSEEN)")
+assert b"UNSEEN 0" in data[0], ("her own count", data)
+typ, data = owner.status("INBOX", "(UNSEEN)")
+assert b"UNSEEN 1" in data[0], ("his own count", data)
 ok(owner.store("1", "+FLAGS", "(\\Flagged)"))
 l.logout()
 

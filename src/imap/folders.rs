@@ -603,10 +603,23 @@ impl Session {
                     format!("HIGHESTMODSEQ {}", folder.highestmodseq)
                 }
                 StatusDataItemName::Unseen => {
-                    let unseen = records
-                        .iter()
-                        .filter(|r| !r.flags.contains(Flags::SEEN))
-                        .count();
+                    // Where \\Seen is kept per user, the user's own count.
+                    let own_seen: Option<std::collections::HashSet<u32>> =
+                        match (mailbox.seen, identity.user()) {
+                            (SeenPolicy::PerUser, Some(user)) => Some(
+                                self.services
+                                    .store
+                                    .user_seen(mailbox.id, folder.id, user.id)?
+                                    .into_iter()
+                                    .collect(),
+                            ),
+                            _ => None,
+                        };
+                    let seen = |r: &crate::store::MessageRecord| match &own_seen {
+                        Some(set) => set.contains(&r.uid),
+                        None => r.flags.contains(Flags::SEEN),
+                    };
+                    let unseen = records.iter().filter(|r| !seen(r)).count();
                     format!("UNSEEN {unseen}")
                 }
                 other => {

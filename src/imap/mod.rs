@@ -52,7 +52,12 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
         // While IDLE, folder changes and access changes wake the session; otherwise access
         // changes alone, so that a revoked delegate is ended within a second, not at the
         // next command (issue 3).
+        // Changes that came between the last look and these subscriptions wake at once.
+        let pending = (idle || logged_in) && session.has_pending_changes();
         let event = async {
+            if pending {
+                return;
+            }
             match (&mut folder_watch, idle, logged_in) {
                 (Some(rx), true, _) => {
                     tokio::select! {

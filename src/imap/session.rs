@@ -194,6 +194,16 @@ impl Session {
         }
     }
 
+    /// Whether changes arrived that the session has not looked at yet, and that the driver's
+    /// fresh receivers would not wake for: folder changes while IDLE, access changes always.
+    pub fn has_pending_changes(&self) -> bool {
+        let folder = match (&self.state, self.is_idle()) {
+            (State::Selected(_, sel), true) => !sel.events.is_empty(),
+            _ => false,
+        };
+        folder || !self.access_events.is_empty()
+    }
+
     pub fn access_watch(&self) -> broadcast::Receiver<AccessChange> {
         self.access_events.resubscribe()
     }
