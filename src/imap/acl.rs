@@ -175,17 +175,38 @@ impl Session {
             .find(|g| g.grantee == grantee && g.target == GrantTarget::Mailbox(mailbox.id));
         let current = existing.as_ref().map_or(Rights::NONE, |g| g.rights);
         let send = existing.as_ref().and_then(|g| g.send);
-        let wanted = match rights {
-            None => Rights::NONE,
+        // `removed`: the rights the client asks to be gone afterwards.
+        let (wanted, removed) = match rights {
+            None => (Rights::NONE, Rights::ALL),
             Some(spec) => {
                 let parse = |s: &str| Rights::parse(s).map_err(|e| No(format!("BAD {e}")));
                 match spec.as_bytes().first() {
-                    Some(b'+') => current | parse(&spec[1..])?,
-                    Some(b'-') => current.without(parse(&spec[1..])?),
-                    _ => parse(spec)?,
+                    Some(b'+') => (current | parse(&spec[1..])?, Rights::NONE),
+                    Some(b'-') => {
+                        let minus = parse(&spec[1..])?;
+                        (current.without(minus), minus)
+                    }
+                    _ => {
+                        let exact = parse(spec)?;
+                        (exact, Rights::ALL.without(exact))
+                    }
                 }
             }
         };
+        // Rights an org-wide grant gives the same grantee stay whatever this ACL says: refuse
+        // rather than answer OK to a removal that would not happen.
+        let org_wide = store
+            .grants(mailbox.org)?
+            .into_iter()
+            .filter(|g| g.grantee == grantee && g.target == GrantTarget::AllMailboxes)
+            .fold(Rights::NONE, |acc, g| acc | g.rights);
+        let kept = org_wide & removed;
+        if !kept.is_empty() {
+            return Err(No(format!(
+                "[CANNOT] {who} holds {} on every mailbox of the organization; change that grant in the admin API",
+                kept.letters()
+            )));
+        }
         let action = Action::Grant {
             target: GrantTarget::Mailbox(mailbox.id),
             rights: wanted,

@@ -228,3 +228,39 @@ async fn disabling_the_user_ends_the_session() {
     assert!(out.starts_with("* BYE"), "{out}");
     assert_eq!(action, Action::Close);
 }
+
+#[tokio::test]
+async fn setacl_refuses_to_remove_what_an_org_wide_grant_gives() {
+    use crate::model::*;
+    let h = Harness::new();
+    let store = &h.services.store;
+    let mailbox = store.mailbox_by_address(ADDRESS).unwrap().unwrap();
+    let lucie = store
+        .create_user(crate::store::NewUser {
+            login: "lucie@gmail.example".into(),
+            display_name: String::new(),
+            password: crate::password::hash(PASSWORD).unwrap(),
+            must_change_password: false,
+        })
+        .unwrap();
+    store
+        .set_member(mailbox.org, lucie.id, Role::Collaborator)
+        .unwrap();
+    store
+        .add_grant(NewGrant {
+            org: mailbox.org,
+            grantee: Grantee::User(lucie.id),
+            target: GrantTarget::AllMailboxes,
+            rights: Rights::parse("lr").unwrap(),
+            send: None,
+        })
+        .unwrap();
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let (out, _) = talk(&mut s, "b SETACL INBOX lucie@gmail.example -r\r\n").await;
+    assert!(out.starts_with("b NO [CANNOT]"), "{out}");
+    let (out, _) = talk(&mut s, "c SETACL INBOX lucie@gmail.example +w\r\n").await;
+    assert!(out.starts_with("c OK"), "{out}");
+    let (out, _) = talk(&mut s, "d DELETEACL INBOX lucie@gmail.example\r\n").await;
+    assert!(out.starts_with("d NO [CANNOT]"), "{out}");
+}
