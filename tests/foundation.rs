@@ -113,15 +113,7 @@ fn first_start_prints_the_owner_once_and_data_survives_a_restart() {
 fn a_second_server_on_the_same_data_directory_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let _first = start(dir.path(), "");
-    let out = Command::new(env!("CARGO_BIN_EXE_mailgate"))
-        .args(["serve", "--config"])
-        .arg(dir.path().join("mailgate.toml"))
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&dir.path().join("mailgate.toml"), dir.path());
     assert!(
         err.contains("is in use by another mailgate process"),
         "{err}"
@@ -133,15 +125,7 @@ fn a_bad_configuration_stops_start_up_naming_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "hostname = \"x\"\n[limits]\nmax_conections = 5\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&config, dir.path());
     let expected = format!("{}:3: `limits.max_conections`", config.display());
     assert!(err.contains(&expected), "{err}");
     assert!(
@@ -161,17 +145,22 @@ fn a_port_in_use_is_named() {
         &format!("[admin]\nlisten = [\"127.0.0.1:{port}\"]"),
     );
     std::fs::write(&config, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mailgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&config, dir.path());
     assert!(
         err.contains(&format!("cannot listen for admin on 127.0.0.1:{port}")),
         "{err}"
     );
+}
+
+/// Runs `mailgate serve` expecting it to refuse to start (exit 2); returns its standard error.
+fn refused_start(config: &std::path::Path, dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailgate"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(dir.join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

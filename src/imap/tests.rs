@@ -170,17 +170,7 @@ async fn delegate_through_team(
     use crate::model::*;
     let store = &h.services.store;
     let mailbox = store.mailbox_by_address(ADDRESS).unwrap().unwrap();
-    let lucie = store
-        .create_user(crate::store::NewUser {
-            login: "lucie@gmail.example".into(),
-            display_name: String::new(),
-            password: crate::password::hash(PASSWORD).unwrap(),
-            must_change_password: false,
-        })
-        .unwrap();
-    store
-        .set_member(mailbox.org, lucie.id, Role::Collaborator)
-        .unwrap();
+    let lucie = add_collaborator(store, mailbox.org);
     let team = store.create_team(mailbox.org, "Support").unwrap();
     store
         .add_team_member(mailbox.org, team.id, lucie.id)
@@ -235,17 +225,7 @@ async fn setacl_refuses_to_remove_what_an_org_wide_grant_gives() {
     let h = Harness::new();
     let store = &h.services.store;
     let mailbox = store.mailbox_by_address(ADDRESS).unwrap().unwrap();
-    let lucie = store
-        .create_user(crate::store::NewUser {
-            login: "lucie@gmail.example".into(),
-            display_name: String::new(),
-            password: crate::password::hash(PASSWORD).unwrap(),
-            must_change_password: false,
-        })
-        .unwrap();
-    store
-        .set_member(mailbox.org, lucie.id, Role::Collaborator)
-        .unwrap();
+    let lucie = add_collaborator(store, mailbox.org);
     store
         .add_grant(NewGrant {
             org: mailbox.org,
@@ -263,4 +243,20 @@ async fn setacl_refuses_to_remove_what_an_org_wide_grant_gives() {
     assert!(out.starts_with("c OK"), "{out}");
     let (out, _) = talk(&mut s, "d DELETEACL INBOX lucie@gmail.example\r\n").await;
     assert!(out.starts_with("d NO [CANNOT]"), "{out}");
+}
+
+/// Lucie, a collaborator of `org` with the harness password.
+fn add_collaborator(store: &crate::store::Store, org: crate::model::OrgId) -> crate::model::User {
+    let lucie = store
+        .create_user(crate::store::NewUser {
+            login: "lucie@gmail.example".into(),
+            display_name: String::new(),
+            password: crate::password::hash(PASSWORD).unwrap(),
+            must_change_password: false,
+        })
+        .unwrap();
+    store
+        .set_member(org, lucie.id, crate::model::Role::Collaborator)
+        .unwrap();
+    lucie
 }

@@ -250,7 +250,7 @@ impl Changes {
 }
 
 /// Opens sled. With the data directory's lock held, a busy sled lock can only be this
-/// process's previous handle whose background thread has not ended yet: wait for it briefly.
+/// process's previous handle whose background thread has not ended yet: wait for it (up to 10 s: under load sled's thread can be slow to let go).
 fn open_db(path: &Path) -> StoreResult<sled::Db> {
     let config = sled::Config::new()
         .path(path)
@@ -260,7 +260,7 @@ fn open_db(path: &Path) -> StoreResult<sled::Db> {
         match config.open() {
             // sled reports its busy lock as `Other` with this text.
             Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock") && attempts < 100 =>
+                if e.to_string().contains("could not acquire lock") && attempts < 500 =>
             {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
