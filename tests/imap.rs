@@ -426,9 +426,38 @@ print("done")
 }
 
 #[test]
+fn a_copy_that_would_exceed_the_quota_copies_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    adjust_mailbox(dir.path(), CONTACT, |m| m.quota_bytes = 2048);
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+for i in range(3):
+    ok(m.append("INBOX", None, None, b"Subject: %d\r\n\r\n" % i + b"x" * 480 + b"\r\n"))
+m.select("INBOX")
+# The first copy alone would fit; all three do not. RFC 3501 6.4.7: nothing is copied.
+no(lambda: m.copy("1:3", "Archive"), "OVERQUOTA")
+typ, data = m.status("Archive", "(MESSAGES)")
+assert b"MESSAGES 0" in data[0], ("no partial copy", data)
+data = ok(m.copy("1", "Archive"))
+assert b"COPYUID" in data[0], data
+typ, data = m.status("Archive", "(MESSAGES)")
+assert b"MESSAGES 1" in data[0], data
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
 fn seen_is_kept_per_user_when_the_mailbox_says_so() {
     let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lrs");
+    seed(dir.path(), "lrsi");
     adjust_mailbox(dir.path(), CONTACT, |m| {
         m.seen = mailgate::model::SeenPolicy::PerUser
     });
@@ -445,16 +474,36 @@ owner.select("INBOX")
 l = tls()
 ok(l.login("lucie@gmail.example", "lucie-password"))
 l.select('"Shared/contact@acme.example/INBOX"')
+phone = tls()
+ok(phone.login("lucie@gmail.example", "lucie-password"))
+typ, data = phone.select('"Shared/contact@acme.example/INBOX"')
+data = ok(phone.fetch("1", "(MODSEQ)"))
+before = int(data[0].decode().split("MODSEQ (")[1].split(")")[0])
 data = ok(l.fetch("1", "(BODY[TEXT])"))
 data = ok(l.fetch("1", "(FLAGS)"))
 assert b"\\Seen" in data[0], ("the assistant has read it", data)
+# Her phone hears of it at its next command, and CONDSTORE counts it as a change.
+lines, tagged = raw(phone, "NOOP")
+assert any("FETCH" in x and "\\Seen" in x for x in lines), ("her other device is told", lines)
+lines, tagged = raw(phone, f"FETCH 1 (FLAGS) (CHANGEDSINCE {before})")
+assert any("\\Seen" in x for x in lines), ("a CONDSTORE client resyncs it", lines)
+phone.logout()
+# Her copy to Archive carries her own \Seen; an APPEND of hers with \Seen marks it for her.
+ok(l.copy("1", '"Shared/contact@acme.example/Archive"'))
+ok(l.append('"Shared/contact@acme.example/INBOX"', "(\\Seen)", None, b"Subject: note\r\n\r\nnote\r\n"))
+l.select('"Shared/contact@acme.example/Archive"')
+data = ok(l.fetch("1", "(FLAGS)"))
+assert b"\\Seen" in data[0], ("her copy is seen for her", data)
+l.select('"Shared/contact@acme.example/INBOX"')
 
 data = ok(owner.fetch("1", "(FLAGS)"))
 assert b"\\Seen" not in data[0], ("the manager has not", data)
 typ, data = l.status('"Shared/contact@acme.example/INBOX"', "(UNSEEN)")
 assert b"UNSEEN 0" in data[0], ("her own count", data)
 typ, data = owner.status("INBOX", "(UNSEEN)")
-assert b"UNSEEN 1" in data[0], ("his own count", data)
+assert b"UNSEEN 2" in data[0], ("his own count: her reading and her note are hers", data)
+typ, data = owner.status("Archive", "(UNSEEN)")
+assert b"UNSEEN 1" in data[0], ("her copy is unseen for him", data)
 ok(owner.store("1", "+FLAGS", "(\\Flagged)"))
 l.logout()
 

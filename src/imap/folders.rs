@@ -5,7 +5,7 @@ use super::selection::Selection;
 use super::session::{Session, State};
 use super::wire;
 use crate::model::*;
-use crate::store::{AppendMessage, Flags, Folder, StoreError};
+use crate::store::{AppendMessage, Flags, Folder, FolderView, StoreError, Transfer};
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::core::Tag;
@@ -242,10 +242,7 @@ impl Session {
                 || rights.contains(Right::Write)
                 || rights.contains(Right::DeleteMessages)
                 || rights.contains(Right::Expunge));
-        let seen_user = match (mailbox.seen, identity.user()) {
-            (SeenPolicy::PerUser, Some(user)) => Some(user.id),
-            _ => None,
-        };
+        let seen_user = identity.seen_user(&mailbox);
         let display = identity.display_name(&mailbox, &folder.name);
         let sel = Selection::open(
             &self.services.store,
@@ -418,20 +415,22 @@ impl Session {
             // RFC 3501 §6.3.5: renaming INBOX moves its messages to the new folder and leaves
             // INBOX empty.
             let target = self.services.store.create_folder(mailbox.id, &to, None)?;
-            let records = self.services.store.messages(mailbox.id, folder.id)?;
-            for r in &records {
-                let raw = self.services.store.read_message(&r.blob)?;
-                let meta = AppendMessage {
-                    flags: r.flags,
-                    keywords: r.keywords.clone(),
-                    internal_date: Some(r.internal_date),
-                };
-                self.services
-                    .store
-                    .append(mailbox.id, target.id, &raw, meta)?;
-            }
-            let uids: Vec<u32> = records.iter().map(|r| r.uid).collect();
-            self.services.store.expunge(mailbox.id, folder.id, &uids)?;
+            let uids: Vec<u32> = (self.services.store.messages(mailbox.id, folder.id)?)
+                .iter()
+                .map(|r| r.uid)
+                .collect();
+            let view = |folder: FolderId| FolderView {
+                mailbox: mailbox.id,
+                folder,
+                seen_user: identity.seen_user(&mailbox),
+            };
+            self.services.store.transfer(Transfer {
+                from: view(folder.id),
+                to: view(target.id),
+                uids: &uids,
+                permit: &|flags, keywords| (flags, keywords),
+                remove_source: true,
+            })?;
         } else {
             self.services
                 .store
@@ -605,15 +604,15 @@ impl Session {
                 StatusDataItemName::Unseen => {
                     // Where \\Seen is kept per user, the user's own count.
                     let own_seen: Option<std::collections::HashSet<u32>> =
-                        match (mailbox.seen, identity.user()) {
-                            (SeenPolicy::PerUser, Some(user)) => Some(
+                        match identity.seen_user(&mailbox) {
+                            Some(user) => Some(
                                 self.services
                                     .store
-                                    .user_seen(mailbox.id, folder.id, user.id)?
+                                    .user_seen(mailbox.id, folder.id, user)?
                                     .into_iter()
                                     .collect(),
                             ),
-                            _ => None,
+                            None => None,
                         };
                     let seen = |r: &crate::store::MessageRecord| match &own_seen {
                         Some(set) => set.contains(&r.uid),
@@ -664,6 +663,7 @@ impl Session {
             flags,
             keywords,
             internal_date: date,
+            seen_by: identity.seen_user(&mailbox),
         };
         let record = self
             .services

@@ -56,6 +56,15 @@ impl Identity {
         }
     }
 
+    /// The user whose own `\Seen` counts in `mailbox`: set where the mailbox keeps `\Seen` per
+    /// user and a user is logged in.
+    pub fn seen_user(&self, mailbox: &Mailbox) -> Option<UserId> {
+        match (mailbox.seen, self.user()) {
+            (SeenPolicy::PerUser, Some(user)) => Some(user.id),
+            _ => None,
+        }
+    }
+
     /// The mailbox whose folders form the personal namespace, if any.
     pub fn personal(&self) -> Option<&Mailbox> {
         match self {

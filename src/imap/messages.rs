@@ -9,7 +9,9 @@ use super::selection::{Selection, Slot};
 use super::session::{Session, State};
 use super::wire;
 use crate::model::*;
-use crate::store::{AppendMessage, Flags, MessageRecord};
+use crate::store::{
+    FlagChange, FlagOutcome, Flags, FolderView, MessageRecord, SeenFlags, Transfer,
+};
 use imap_codec::imap_types::command::{CommandBody, FetchModifier, StoreModifier};
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::fetch::MessageDataItemName;
@@ -221,7 +223,7 @@ impl Session {
         if expunge && !sel.read_only && sel.rights.contains(Right::Expunge) {
             let (m, f) = (sel.mailbox.id, sel.folder.id);
             let deleted = self.deleted_uids(None)?;
-            self.services.store.expunge(m, f, &deleted)?;
+            self.services.store.expunge_deleted(m, f, &deleted)?;
         }
         self.state = State::Authenticated(identity.clone());
         Ok(if expunge {
@@ -260,7 +262,7 @@ impl Session {
         let within = uids.map(|set| self.indices(set, true)).transpose()?;
         let deleted = self.deleted_uids(within.as_deref())?;
         let (m, f) = (sel.mailbox.id, sel.folder.id);
-        self.services.store.expunge(m, f, &deleted)?;
+        self.services.store.expunge_deleted(m, f, &deleted)?;
         self.sync_selection(true);
         Ok("EXPUNGE completed".into())
     }
@@ -344,7 +346,10 @@ impl Session {
                 continue; // expunged by another session, not reported yet
             };
             if mark_seen && !slot.flags.contains(Flags::SEEN) {
-                self.set_seen(&mut record, true)?;
+                match self.mark_seen(slot.uid)? {
+                    Some(now) => record = now,
+                    None => continue,
+                }
             }
             let line = self.fetch_line(index, &record, &items, needs_summary, needs_bytes)?;
             self.out.extend_from_slice(&line);
@@ -369,33 +374,46 @@ impl Session {
         Ok(records.into_iter().map(|r| (r.uid, r)).collect())
     }
 
-    fn set_seen(&mut self, record: &mut MessageRecord, on: bool) -> Result<(), No> {
+    /// Sets `\Seen` on one message for FETCH of its body (RFC 3501 §6.4.5); returns its record.
+    fn mark_seen(&mut self, uid: u32) -> Result<Option<MessageRecord>, No> {
+        let set_seen = |now: &SeenFlags| SeenFlags {
+            flags: now.flags.with(Flags::SEEN, true),
+            keywords: now.keywords.clone(),
+        };
+        let outcome = self.change_flags(&[uid], None, &set_seen)?;
+        Ok(outcome
+            .messages
+            .into_iter()
+            .next()
+            .map(|(record, _)| record))
+    }
+
+    /// Changes flags in the store (under its lock, from the current record) and brings this
+    /// session's view of the changed messages up to date.
+    fn change_flags(
+        &mut self,
+        uids: &[u32],
+        unchanged_since: Option<u64>,
+        apply: &dyn Fn(&SeenFlags) -> SeenFlags,
+    ) -> Result<FlagOutcome, No> {
         let sel = self.selection();
+        let change = FlagChange {
+            seen_user: sel.seen_user,
+            unchanged_since,
+            apply,
+        };
         let (m, f) = (sel.mailbox.id, sel.folder.id);
-        match sel.seen_user {
-            Some(user) => self
-                .services
-                .store
-                .set_user_seen(m, f, record.uid, user, on)?,
-            None => {
-                let flags = record.flags.with(Flags::SEEN, on);
-                *record = self.services.store.set_flags(
-                    m,
-                    f,
-                    record.uid,
-                    flags,
-                    record.keywords.clone(),
-                )?;
+        let outcome = self.services.store.change_flags(m, f, uids, change)?;
+        let sel = self.selection_mut();
+        for (record, shown) in &outcome.messages {
+            if let Some(seq) = sel.seq_of(record.uid) {
+                let slot = &mut sel.messages[seq - 1];
+                slot.flags = *shown;
+                slot.modseq = record.modseq;
+                slot.keywords = !record.keywords.is_empty();
             }
         }
-        let seq = self.selection().seq_of(record.uid);
-        if let Some(seq) = seq {
-            let sel = self.selection_mut();
-            let slot = &mut sel.messages[seq - 1];
-            slot.flags = slot.flags.with(Flags::SEEN, on);
-            slot.modseq = record.modseq;
-        }
-        Ok(())
+        Ok(outcome)
     }
 
     fn fetch_line(
@@ -527,73 +545,36 @@ impl Session {
         }
         let (bits, keywords) = store_flags(flags);
         check_flag_rights(sel.rights, bits, !keywords.is_empty(), request.kind)?;
-        let records = self.records_of(&indices)?;
-        let mut modified = Vec::new();
-        for index in indices {
-            let slot = self.selection().messages[index];
-            let Some(record) = records.get(&slot.uid).cloned() else {
-                continue;
-            };
-            if request.unchanged_since.is_some_and(|n| record.modseq > n) {
-                modified.push(if uid { slot.uid } else { (index + 1) as u32 });
-                continue;
-            }
-            let (shown, record) = self.store_one(slot, record, request.kind, bits, &keywords)?;
-            if request.response == StoreResponse::Answer {
-                self.store_answer(index, uid, shown, &record);
+        let rights = sel.rights;
+        let uids: Vec<u32> = indices.iter().map(|i| sel.messages[*i].uid).collect();
+        let apply = |now: &SeenFlags| apply_store(now, request.kind, bits, &keywords, rights);
+        let outcome = self.change_flags(&uids, request.unchanged_since, &apply)?;
+        if request.response == StoreResponse::Answer {
+            for (record, shown) in &outcome.messages {
+                if let Some(seq) = self.selection().seq_of(record.uid) {
+                    self.store_answer(seq - 1, uid, *shown, record);
+                }
             }
         }
         let verb = if uid { "UID STORE" } else { "STORE" };
-        if modified.is_empty() {
-            Ok(format!("{verb} completed"))
+        if outcome.modified.is_empty() {
+            return Ok(format!("{verb} completed"));
+        }
+        // RFC 7162 §3.1.3: MODIFIED names UIDs after UID STORE, sequence numbers after STORE.
+        let modified: Vec<u32> = if uid {
+            outcome.modified
         } else {
-            let set = super::selection::uid_set(&modified);
-            Ok(format!(
-                "[MODIFIED {set}] {verb} completed for the unmodified messages"
-            ))
-        }
-    }
-
-    /// Changes one message's flags; returns the flags this session sees and the new record.
-    fn store_one(
-        &mut self,
-        slot: Slot,
-        mut record: MessageRecord,
-        kind: StoreType,
-        bits: Flags,
-        keywords: &[String],
-    ) -> Result<(Flags, MessageRecord), No> {
-        let (m, f) = (self.selection().mailbox.id, self.selection().folder.id);
-        let rights = self.selection().rights;
-        let (mut new_bits, new_keywords) = apply_store(&record, kind, bits, keywords, rights);
-        let seen_apart = self.selection().seen_user.is_some();
-        let want_seen = new_bits.contains(Flags::SEEN);
-        if seen_apart {
-            // The user's own \Seen; the shared flags keep theirs.
-            new_bits = new_bits.with(Flags::SEEN, record.flags.contains(Flags::SEEN));
-        }
-        if new_bits != record.flags || new_keywords != record.keywords {
-            record = self
-                .services
-                .store
-                .set_flags(m, f, slot.uid, new_bits, new_keywords)?;
-        }
-        if seen_apart && want_seen != slot.flags.contains(Flags::SEEN) {
-            self.set_seen(&mut record, want_seen)?;
-        }
-        let seen = if seen_apart {
-            want_seen
-        } else {
-            record.flags.contains(Flags::SEEN)
+            let sel = self.selection();
+            outcome
+                .modified
+                .iter()
+                .filter_map(|u| sel.seq_of(*u).map(|s| s as u32))
+                .collect()
         };
-        let shown = record.flags.with(Flags::SEEN, seen);
-        if let Some(seq) = self.selection().seq_of(slot.uid) {
-            let sel = self.selection_mut();
-            sel.messages[seq - 1].flags = shown;
-            sel.messages[seq - 1].modseq = record.modseq;
-            sel.messages[seq - 1].keywords = !record.keywords.is_empty();
-        }
-        Ok((shown, record))
+        let set = super::selection::uid_set(&modified);
+        Ok(format!(
+            "[MODIFIED {set}] {verb} completed for the unmodified messages"
+        ))
     }
 
     fn store_answer(&mut self, index: usize, uid: bool, shown: Flags, record: &MessageRecord) {
@@ -709,32 +690,29 @@ impl Session {
         {
             return Err(noperm(Right::Expunge, "move messages out of this folder"));
         }
-        let (m, f) = (sel.mailbox.id, sel.folder.id);
-        let mut source_uids = Vec::new();
-        let mut target_uids = Vec::new();
-        for index in indices {
-            let slot = self.selection().messages[index];
-            let Some(record) = self.services.store.message(m, f, slot.uid)? else {
-                continue;
-            };
-            let raw = self.services.store.read_message(&record.blob)?;
-            let (flags, keywords) = permitted(target_rights, record.flags, record.keywords.clone());
-            let meta = AppendMessage {
-                flags,
-                keywords,
-                internal_date: Some(record.internal_date),
-            };
-            let copied = self
-                .services
-                .store
-                .append(mailbox.id, folder.id, &raw, meta)?;
-            source_uids.push(slot.uid);
-            target_uids.push(copied.uid);
-        }
+        let uids: Vec<u32> = indices.iter().map(|i| sel.messages[*i].uid).collect();
+        let transfer = Transfer {
+            from: FolderView {
+                mailbox: sel.mailbox.id,
+                folder: sel.folder.id,
+                seen_user: sel.seen_user,
+            },
+            to: FolderView {
+                mailbox: mailbox.id,
+                folder: folder.id,
+                seen_user: identity.seen_user(&mailbox),
+            },
+            uids: &uids,
+            permit: &|flags, keywords| permitted(target_rights, flags, keywords),
+            remove_source: move_,
+        };
+        let pairs = self.services.store.transfer(transfer)?;
         if let Err(e) = self.services.store.flush_blocking() {
-            tracing::error!(error = %e, "flush after COPY failed");
+            tracing::error!(error = %e, "flush after {verb} failed");
             return Err(No("[SERVERBUG] The copy could not be made durable".into()));
         }
+        let source_uids: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let target_uids: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         let code = if source_uids.is_empty() {
             String::new()
         } else {
@@ -750,7 +728,6 @@ impl Session {
             if !code.is_empty() {
                 self.untagged(&format!("OK {}Moved", code));
             }
-            self.services.store.expunge(m, f, &source_uids)?;
             self.sync_selection(true);
             return Ok(format!("{verb} completed"));
         }
@@ -807,22 +784,16 @@ fn check_flag_rights(
 
 /// The flags and keywords a STORE leaves on a message.
 fn apply_store(
-    record: &MessageRecord,
+    now: &SeenFlags,
     kind: StoreType,
     bits: Flags,
     keywords: &[String],
     rights: Rights,
-) -> (Flags, Vec<String>) {
-    let (new, kept) = apply_unmasked(record, kind, bits, keywords);
+) -> SeenFlags {
+    let (new, kept) = apply_unmasked(now, kind, bits, keywords);
     // RFC 4314 §4: a flag the session may not change keeps its value, also under FLAGS (…).
-    let mut masked = record.flags;
-    for flag in [
-        Flags::SEEN,
-        Flags::ANSWERED,
-        Flags::FLAGGED,
-        Flags::DELETED,
-        Flags::DRAFT,
-    ] {
+    let mut masked = now.flags;
+    for flag in SYSTEM_FLAGS {
         if may_change(rights, flag) {
             masked = masked.with(flag, new.contains(flag));
         }
@@ -830,10 +801,21 @@ fn apply_store(
     let keywords = if rights.contains(Right::Write) {
         kept
     } else {
-        record.keywords.clone()
+        now.keywords.clone()
     };
-    (masked, keywords)
+    SeenFlags {
+        flags: masked,
+        keywords,
+    }
 }
+
+const SYSTEM_FLAGS: [Flags; 5] = [
+    Flags::SEEN,
+    Flags::ANSWERED,
+    Flags::FLAGGED,
+    Flags::DELETED,
+    Flags::DRAFT,
+];
 
 /// Which right changing `flag` needs: `s` for \Seen, `t` for \Deleted, `w` for the rest.
 fn may_change(rights: Rights, flag: Flags) -> bool {
@@ -854,13 +836,7 @@ pub(super) fn permitted(
     keywords: Vec<String>,
 ) -> (Flags, Vec<String>) {
     let mut out = Flags::default();
-    for flag in [
-        Flags::SEEN,
-        Flags::ANSWERED,
-        Flags::FLAGGED,
-        Flags::DELETED,
-        Flags::DRAFT,
-    ] {
+    for flag in SYSTEM_FLAGS {
         out = out.with(flag, flags.contains(flag) && may_change(rights, flag));
     }
     let keywords = if rights.contains(Right::Write) {
@@ -872,19 +848,13 @@ pub(super) fn permitted(
 }
 
 fn apply_unmasked(
-    record: &MessageRecord,
+    now: &SeenFlags,
     kind: StoreType,
     bits: Flags,
     keywords: &[String],
 ) -> (Flags, Vec<String>) {
-    let mut new_bits = record.flags;
-    for flag in [
-        Flags::SEEN,
-        Flags::ANSWERED,
-        Flags::FLAGGED,
-        Flags::DELETED,
-        Flags::DRAFT,
-    ] {
+    let mut new_bits = now.flags;
+    for flag in SYSTEM_FLAGS {
         let asked = bits.contains(flag);
         new_bits = match kind {
             StoreType::Replace => new_bits.with(flag, asked),
@@ -893,7 +863,7 @@ fn apply_unmasked(
             _ => new_bits,
         };
     }
-    let mut new_keywords = record.keywords.clone();
+    let mut new_keywords = now.keywords.clone();
     match kind {
         StoreType::Replace => new_keywords = keywords.to_vec(),
         StoreType::Add => {

@@ -105,6 +105,8 @@ pub struct AppendMessage {
     pub keywords: Vec<String>,
     /// `None`: now.
     pub internal_date: Option<Millis>,
+    /// In a mailbox that keeps `\Seen` per user, the user whose own `\Seen` the flags carry.
+    pub seen_by: Option<UserId>,
 }
 
 impl Store {
@@ -200,7 +202,7 @@ impl Store {
             .collect()
     }
 
-    fn require_folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<Folder> {
+    pub(super) fn require_folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<Folder> {
         self.folder(mailbox, id)?
             .ok_or_else(|| StoreError::not_found(format!("folder {id}")))
     }
@@ -326,9 +328,18 @@ impl Store {
             let mailbox = self.require_mailbox(*mailbox)?;
             self.check_quota(&mailbox, raw.len() as u64)?;
             let mut folder = self.require_folder(mailbox.id, *folder_id)?;
+            let flags = match meta.seen_by {
+                Some(user) if meta.flags.contains(Flags::SEEN) => {
+                    let uid = folder.uidnext as u64;
+                    let k = key(codec::USER_SEEN, &[mailbox.id.0, folder.id.0, uid, user.0]);
+                    changes.put_mail(k, &())?;
+                    meta.flags.with(Flags::SEEN, false)
+                }
+                _ => meta.flags,
+            };
             let record = MessageRecord {
                 uid: folder.uidnext,
-                flags: meta.flags,
+                flags,
                 keywords: meta.keywords.clone(),
                 internal_date,
                 size: raw.len() as u64,
@@ -364,7 +375,7 @@ impl Store {
         Ok(records)
     }
 
-    fn check_quota(&self, mailbox: &Mailbox, adding: u64) -> StoreResult<()> {
+    pub(super) fn check_quota(&self, mailbox: &Mailbox, adding: u64) -> StoreResult<()> {
         if mailbox.quota_bytes > 0 && self.usage(mailbox.id)? + adding > mailbox.quota_bytes {
             return Err(StoreError::OverQuota {
                 quota: mailbox.quota_bytes,
@@ -417,45 +428,33 @@ impl Store {
             .transpose()
     }
 
-    /// Sets a message's flags and keywords; returns the record with its new MODSEQ.
-    pub fn set_flags(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        uid: u32,
-        flags: Flags,
-        keywords: Vec<String>,
-    ) -> StoreResult<MessageRecord> {
-        let _guard = self.lock();
-        let mut f = self.require_folder(mailbox, folder)?;
-        let mut record = self
-            .message(mailbox, folder, uid)?
-            .ok_or_else(|| StoreError::not_found(format!("message UID {uid}")))?;
-        f.highestmodseq += 1;
-        record.flags = flags;
-        record.keywords = keywords;
-        record.modseq = f.highestmodseq;
-        let mut changes = Changes::default();
-        changes.put_mail(
-            key(codec::MESSAGE, &[mailbox.0, folder.0, uid as u64]),
-            &record,
-        )?;
-        changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.0]), &f)?;
-        self.commit(changes)?;
-        let event = FolderEvent::FlagsChanged {
-            uid,
-            modseq: record.modseq,
-        };
-        self.hub().publish_folder(mailbox, folder, event);
-        Ok(record)
-    }
-
     /// Removes messages for good; returns the UIDs that were there.
     pub fn expunge(
         &self,
         mailbox: MailboxId,
         folder: FolderId,
         uids: &[u32],
+    ) -> StoreResult<Vec<u32>> {
+        self.expunge_where(mailbox, folder, uids, |_| true)
+    }
+
+    /// EXPUNGE: removes those of `uids` still flagged `\Deleted` when the lock is taken (another
+    /// session may have cleared the flag since the caller looked).
+    pub fn expunge_deleted(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        uids: &[u32],
+    ) -> StoreResult<Vec<u32>> {
+        self.expunge_where(mailbox, folder, uids, |r| r.flags.contains(Flags::DELETED))
+    }
+
+    fn expunge_where(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        uids: &[u32],
+        wanted: impl Fn(&MessageRecord) -> bool,
     ) -> StoreResult<Vec<u32>> {
         let _guard = self.lock();
         let mut f = self.require_folder(mailbox, folder)?;
@@ -464,7 +463,9 @@ impl Store {
         let mut gone = Vec::new();
         let mut bytes = 0;
         for uid in uids {
-            if let Some(record) = self.message(mailbox, folder, *uid)? {
+            if let Some(record) = self.message(mailbox, folder, *uid)?
+                && wanted(&record)
+            {
                 bytes += record.size;
                 self.unlink_message(&mut changes, mailbox, folder, &record, &mut freed)?;
                 gone.push(*uid);
@@ -586,7 +587,7 @@ impl Store {
         Ok(())
     }
 
-    fn blob_refs(&self, blob: &BlobId) -> StoreResult<u64> {
+    pub(super) fn blob_refs(&self, blob: &BlobId) -> StoreResult<u64> {
         Ok(self
             .inner
             .mail
@@ -630,7 +631,7 @@ impl Store {
             .unwrap_or(0))
     }
 
-    fn adjust_usage(
+    pub(super) fn adjust_usage(
         &self,
         changes: &mut Changes,
         mailbox: MailboxId,
@@ -655,26 +656,6 @@ impl Store {
     }
 
     // ----- per-user state -----
-
-    /// Sets a user's own `\Seen` on a message of a mailbox that keeps `\Seen` per user.
-    pub fn set_user_seen(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        uid: u32,
-        user: UserId,
-        seen: bool,
-    ) -> StoreResult<()> {
-        let k = key(codec::USER_SEEN, &[mailbox.0, folder.0, uid as u64, user.0]);
-        let _guard = self.lock();
-        let mut changes = Changes::default();
-        if seen {
-            changes.put_mail(k, &())?;
-        } else {
-            changes.del_mail(k);
-        }
-        self.commit(changes)
-    }
 
     /// The UIDs `user` has seen in a folder of a mailbox that keeps `\Seen` per user.
     pub fn user_seen(
@@ -780,7 +761,7 @@ impl Store {
     }
 }
 
-fn blob_key(prefix: u8, blob: &BlobId) -> Vec<u8> {
+pub(super) fn blob_key(prefix: u8, blob: &BlobId) -> Vec<u8> {
     let mut k = vec![prefix];
     k.extend_from_slice(&blob.0);
     k

@@ -16,18 +16,22 @@ mod blobs;
 mod codec;
 mod directory;
 mod error;
+mod flags;
 mod folders;
 mod grants;
 pub mod hub;
 mod tokens;
+mod transfer;
 
 pub use audit::AuditQuery;
 pub use blobs::BlobId;
 pub use directory::{AddressEntry, NewMailbox, NewUser};
 pub use error::{StoreError, StoreResult};
+pub use flags::{FlagChange, FlagOutcome, SeenFlags};
 pub use folders::{AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse};
 pub use hub::{AccessChange, FolderEvent, Hub};
 pub use tokens::{ApiToken, TokenKind};
+pub use transfer::{FolderView, Transfer, Transferred};
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;

@@ -421,9 +421,7 @@ fn uids_modseqs_and_uidvalidity_only_grow() {
         .unwrap();
     assert_eq!((a.uid, b.uid), (1, 2));
     assert!(b.modseq > a.modseq);
-    let flagged = store
-        .set_flags(m.id, f.id, 1, Flags::SEEN, vec!["$Important".into()])
-        .unwrap();
+    let flagged = set_flags(&store, m.id, f.id, 1, None, Flags::SEEN);
     assert!(flagged.modseq > b.modseq);
     store.expunge(m.id, f.id, &[2]).unwrap();
     let c = store
@@ -475,8 +473,17 @@ fn per_user_seen_and_subscriptions() {
         .append(m.id, f, b"x", AppendMessage::default())
         .unwrap();
     let lucie = new_user(&store, "lucie@gmail.example");
-    store.set_user_seen(m.id, f, 1, lucie.id, true).unwrap();
+    let before = store.message(m.id, f, 1).unwrap().unwrap();
+    let after = set_flags(&store, m.id, f, 1, Some(lucie.id), Flags::SEEN);
     assert_eq!(store.user_seen(m.id, f, lucie.id).unwrap(), vec![1]);
+    assert!(
+        !after.flags.contains(Flags::SEEN),
+        "the shared \\Seen stays as it was"
+    );
+    assert!(
+        after.modseq > before.modseq,
+        "a user's own \\Seen is a change the user's other devices must hear of"
+    );
     assert!(store.user_seen(m.id, f, w.owner.id).unwrap().is_empty());
     store
         .set_user_subscription(lucie.id, m.id, "Sent", true)
@@ -654,4 +661,164 @@ fn audit_queries_filter_and_order_newest_first() {
         ..Default::default()
     };
     assert_eq!(store.audit_events(&q).unwrap().len(), 1);
+}
+
+/// Adds `flags` to one message, as STORE +FLAGS does; returns its record.
+fn set_flags(
+    store: &Store,
+    m: MailboxId,
+    f: FolderId,
+    uid: u32,
+    seen_user: Option<UserId>,
+    flags: Flags,
+) -> MessageRecord {
+    let add = |now: &SeenFlags| SeenFlags {
+        flags: Flags(now.flags.0 | flags.0),
+        keywords: now.keywords.clone(),
+    };
+    let change = FlagChange {
+        seen_user,
+        unchanged_since: None,
+        apply: &add,
+    };
+    let outcome = store.change_flags(m, f, &[uid], change).unwrap();
+    outcome.messages[0].0.clone()
+}
+
+#[test]
+fn concurrent_flag_changes_all_land() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "c@acme.example");
+    let f = inbox(&store, m.id).id;
+    store
+        .append(m.id, f, b"x", AppendMessage::default())
+        .unwrap();
+    // Two sessions each add their own flag, many times over: neither may undo the other's.
+    std::thread::scope(|scope| {
+        for flag in [Flags::FLAGGED, Flags::ANSWERED] {
+            let store = &store;
+            scope.spawn(move || {
+                for _ in 0..200 {
+                    set_flags(store, m.id, f, 1, None, flag);
+                }
+            });
+        }
+    });
+    let record = store.message(m.id, f, 1).unwrap().unwrap();
+    assert!(record.flags.contains(Flags::FLAGGED) && record.flags.contains(Flags::ANSWERED));
+}
+
+#[test]
+fn unchanged_since_is_checked_against_the_record_written() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "c@acme.example");
+    let f = inbox(&store, m.id).id;
+    let first = store
+        .append(m.id, f, b"x", AppendMessage::default())
+        .unwrap();
+    set_flags(&store, m.id, f, 1, None, Flags::FLAGGED);
+    let keep = |now: &SeenFlags| now.clone();
+    let change = FlagChange {
+        seen_user: None,
+        unchanged_since: Some(first.modseq),
+        apply: &keep,
+    };
+    let outcome = store.change_flags(m.id, f, &[1], change).unwrap();
+    assert_eq!(outcome.modified, vec![1]);
+    assert!(outcome.messages.is_empty());
+}
+
+#[test]
+fn expunge_deleted_spares_a_message_undeleted_meanwhile() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "c@acme.example");
+    let f = inbox(&store, m.id).id;
+    store
+        .append(m.id, f, b"x", AppendMessage::default())
+        .unwrap();
+    store
+        .append(m.id, f, b"y", AppendMessage::default())
+        .unwrap();
+    set_flags(&store, m.id, f, 2, None, Flags::DELETED);
+    // A session saw both flagged \Deleted; one was cleared since.
+    assert_eq!(store.expunge_deleted(m.id, f, &[1, 2]).unwrap(), vec![2]);
+    assert!(store.message(m.id, f, 1).unwrap().is_some());
+}
+
+fn transfer_between(
+    store: &Store,
+    from: (MailboxId, FolderId),
+    to: (MailboxId, FolderId),
+    uids: &[u32],
+    remove_source: bool,
+) -> StoreResult<Transferred> {
+    let view = |(mailbox, folder)| FolderView {
+        mailbox,
+        folder,
+        seen_user: None,
+    };
+    store.transfer(Transfer {
+        from: view(from),
+        to: view(to),
+        uids,
+        permit: &|flags, keywords| (flags, keywords),
+        remove_source,
+    })
+}
+
+#[test]
+fn copy_over_quota_leaves_no_partial_copy() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let source = new_mailbox(&store, w.acme.id, "a@acme.example");
+    let target = new_mailbox(&store, w.acme.id, "b@acme.example");
+    store
+        .update_mailbox(target.id, |m| m.quota_bytes = 150)
+        .unwrap();
+    let (fs, ft) = (inbox(&store, source.id).id, inbox(&store, target.id).id);
+    for body in [&b"1"[..], b"2", b"3"] {
+        let raw = [body, &[b'x'; 59][..]].concat();
+        store
+            .append(source.id, fs, &raw, AppendMessage::default())
+            .unwrap();
+    }
+    refused!(
+        store,
+        transfer_between(&store, (source.id, fs), (target.id, ft), &[1, 2, 3], false),
+        StoreError::OverQuota { .. }
+    );
+    assert!(store.messages(target.id, ft).unwrap().is_empty());
+    assert_eq!(store.usage(target.id).unwrap(), 0);
+    let pairs = transfer_between(&store, (source.id, fs), (target.id, ft), &[1, 2], false).unwrap();
+    assert_eq!(pairs, vec![(1, 1), (2, 2)]);
+    // The copies share the bytes: expunging the originals keeps them readable.
+    store.expunge(source.id, fs, &[1, 2, 3]).unwrap();
+    let copy = store.message(target.id, ft, 1).unwrap().unwrap();
+    assert_eq!(&store.read_message(&copy.blob).unwrap()[..1], b"1");
+}
+
+#[test]
+fn move_within_a_mailbox_keeps_usage_and_leaves_tombstones() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "a@acme.example");
+    let f = inbox(&store, m.id).id;
+    let archive = store.folder_by_name(m.id, "Archive").unwrap().unwrap().id;
+    let first = store
+        .append(m.id, f, b"hello", AppendMessage::default())
+        .unwrap();
+    let usage = store.usage(m.id).unwrap();
+    let pairs = transfer_between(&store, (m.id, f), (m.id, archive), &[1], true).unwrap();
+    assert_eq!(pairs, vec![(1, 1)]);
+    assert_eq!(store.usage(m.id).unwrap(), usage);
+    assert!(store.messages(m.id, f).unwrap().is_empty());
+    assert_eq!(
+        store.expunged_since(m.id, f, first.modseq).unwrap(),
+        vec![1]
+    );
+    let moved = store.message(m.id, archive, 1).unwrap().unwrap();
+    assert_eq!(store.read_message(&moved.blob).unwrap(), b"hello");
 }
