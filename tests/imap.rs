@@ -560,6 +560,10 @@ untagged, done = raw(m, f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)
 assert "* VANISHED (EARLIER) 3" in untagged and len(untagged) == 2, untagged
 untagged, done = raw(m, f"STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)")
 assert "[MODIFIED 1]" in done, done
+# RFC 7162 3.1.3: a .SILENT STORE still tells a CONDSTORE client the new MODSEQ.
+untagged, done = raw(m, "UID STORE 2 (UNCHANGEDSINCE 999999999) +FLAGS.SILENT (\\Answered)")
+assert "OK" in done and len(untagged) == 1, (done, untagged)
+assert "FETCH (UID 2 MODSEQ (" in untagged[0] and "FLAGS" not in untagged[0], untagged
 untagged, done = raw(m, f"SEARCH MODSEQ {modseq + 1}")
 assert untagged[0].startswith("* SEARCH 2 (MODSEQ "), untagged
 print("done")

@@ -71,7 +71,7 @@ impl Session {
                 attrs.push("\\Subscribed");
             }
             let mut line = format!("LIST ({}) \"{SEP}\" ", attrs.join(" ")).into_bytes();
-            wire::astring(&mut line, &name);
+            wire::folder_name(&mut line, &name);
             self.untagged(&String::from_utf8_lossy(&line));
             if !status_items.is_empty() && !attrs.contains(&"\\Noselect") {
                 // RFC 5819 §2: a folder whose status cannot be had is listed without it.

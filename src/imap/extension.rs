@@ -47,6 +47,8 @@ pub struct ListExtended {
     pub status: Vec<String>,
 }
 
+const NOT_UTF7: &str = "folder names must be modified UTF-7 (RFC 3501 §5.1.3)";
+
 /// `None` when the message is not one of ours; otherwise the tag and the command, or the tag
 /// and why its arguments are wrong.
 pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)> {
@@ -80,6 +82,11 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
         .map(|_| p.space().and_then(|_| p.astring()))
         .collect::<Result<Vec<_>, _>>()
         .and_then(|args| p.end().map(|_| args));
+    // The first argument is a folder name, in modified UTF-7 on the wire.
+    let args = args.and_then(|mut a| {
+        a[0] = super::utf7::decode(&a[0]).ok_or(NOT_UTF7)?;
+        Ok(a)
+    });
     let command = args.map(|mut a| {
         let mut next = || a.remove(0);
         match name.as_str() {
@@ -152,13 +159,17 @@ fn list_extended(p: &mut Parser<'_>) -> Option<Result<ExtCommand, String>> {
                 p.paren_list(|p| p.atom().ok_or_else(|| "expected a selection option".into()))?;
             p.space()?;
         }
-        list.reference = p.astring()?;
+        list.reference = super::utf7::decode(&p.astring()?).ok_or(NOT_UTF7)?;
         p.space()?;
-        list.patterns = if p.peek() == Some(b'(') {
+        let patterns = if p.peek() == Some(b'(') {
             p.paren_list(|p| p.list_mailbox())?
         } else {
             vec![p.list_mailbox()?]
         };
+        list.patterns = patterns
+            .iter()
+            .map(|p| super::utf7::decode(p).ok_or(NOT_UTF7))
+            .collect::<Result<_, _>>()?;
         if p.space().is_ok() {
             if !p.atom().is_some_and(|w| w.eq_ignore_ascii_case("RETURN")) {
                 return Err("expected RETURN".into());

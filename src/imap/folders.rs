@@ -42,12 +42,20 @@ pub(super) fn noperm(right: Right, what: &str) -> No {
     ))
 }
 
-/// The folder name a client gave, as text (modified UTF-7 is kept as is).
-pub(super) fn mailbox_name(m: &WireMailbox<'_>) -> String {
+/// The folder name a client gave, decoded from modified UTF-7 (RFC 3501 §5.1.3).
+pub(super) fn mailbox_name(m: &WireMailbox<'_>) -> Result<String, No> {
     match m {
-        WireMailbox::Inbox => "INBOX".into(),
-        WireMailbox::Other(other) => String::from_utf8_lossy(other.as_ref()).into_owned(),
+        WireMailbox::Inbox => Ok("INBOX".into()),
+        WireMailbox::Other(other) => from_wire(&String::from_utf8_lossy(other.as_ref())),
     }
+}
+
+fn from_wire(name: &str) -> Result<String, No> {
+    super::utf7::decode(name).ok_or_else(|| {
+        No(format!(
+            "BAD {name:?} is not a valid modified UTF-7 folder name (RFC 3501 §5.1.3)"
+        ))
+    })
 }
 
 impl Session {
@@ -65,44 +73,44 @@ impl Session {
             CommandBody::Select {
                 mailbox,
                 parameters,
-            } => self.select(&identity, &mailbox_name(&mailbox), false, &parameters),
+            } => mailbox_name(&mailbox)
+                .and_then(|name| self.select(&identity, &name, false, &parameters)),
             CommandBody::Examine {
                 mailbox,
                 parameters,
-            } => self.select(&identity, &mailbox_name(&mailbox), true, &parameters),
-            CommandBody::Create { mailbox } => self.create(&identity, &mailbox_name(&mailbox)),
-            CommandBody::Delete { mailbox } => self.delete(&identity, &mailbox_name(&mailbox)),
-            CommandBody::Rename { from, to } => {
-                self.rename(&identity, &mailbox_name(&from), &mailbox_name(&to))
+            } => mailbox_name(&mailbox)
+                .and_then(|name| self.select(&identity, &name, true, &parameters)),
+            CommandBody::Create { mailbox } => {
+                mailbox_name(&mailbox).and_then(|name| self.create(&identity, &name))
             }
+            CommandBody::Delete { mailbox } => {
+                mailbox_name(&mailbox).and_then(|name| self.delete(&identity, &name))
+            }
+            CommandBody::Rename { from, to } => mailbox_name(&from)
+                .and_then(|from| Ok((from, mailbox_name(&to)?)))
+                .and_then(|(from, to)| self.rename(&identity, &from, &to)),
             CommandBody::Subscribe { mailbox } => {
-                self.subscribe(&identity, &mailbox_name(&mailbox), true)
+                mailbox_name(&mailbox).and_then(|name| self.subscribe(&identity, &name, true))
             }
             CommandBody::Unsubscribe { mailbox } => {
-                self.subscribe(&identity, &mailbox_name(&mailbox), false)
+                mailbox_name(&mailbox).and_then(|name| self.subscribe(&identity, &name, false))
             }
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(
-                &identity,
-                &mailbox_name(&reference),
-                &pattern(&mailbox_wildcard),
-                false,
-            ),
+            } => mailbox_name(&reference)
+                .and_then(|r| Ok((r, pattern(&mailbox_wildcard)?)))
+                .and_then(|(r, p)| self.list(&identity, &r, &p, false)),
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(
-                &identity,
-                &mailbox_name(&reference),
-                &pattern(&mailbox_wildcard),
-                true,
-            ),
+            } => mailbox_name(&reference)
+                .and_then(|r| Ok((r, pattern(&mailbox_wildcard)?)))
+                .and_then(|(r, p)| self.list(&identity, &r, &p, true)),
             CommandBody::Status {
                 mailbox,
                 item_names,
-            } => self.status(&identity, &mailbox_name(&mailbox), &item_names),
+            } => mailbox_name(&mailbox).and_then(|name| self.status(&identity, &name, &item_names)),
             CommandBody::Append {
                 mailbox,
                 flags,
@@ -114,7 +122,8 @@ impl Session {
                     LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
                 };
                 let date = date.map(|d| d.as_ref().timestamp_millis());
-                self.append(&identity, &mailbox_name(&mailbox), &flags, date, &data)
+                mailbox_name(&mailbox)
+                    .and_then(|name| self.append(&identity, &name, &flags, date, &data))
             }
             CommandBody::Namespace => {
                 let shared = match identity {
@@ -125,7 +134,7 @@ impl Session {
                 Ok("NAMESPACE completed".into())
             }
             CommandBody::GetQuotaRoot { mailbox } => {
-                self.quota_root(&identity, &mailbox_name(&mailbox))
+                mailbox_name(&mailbox).and_then(|name| self.quota_root(&identity, &name))
             }
             CommandBody::GetQuota { root } => {
                 self.quota(&identity, &String::from_utf8_lossy(root.as_ref()))
@@ -563,7 +572,7 @@ impl Session {
                 continue;
             }
             let mut line = format!("{verb} ({}) \"{SEP}\" ", attrs.join(" ")).into_bytes();
-            wire::astring(&mut line, &name);
+            wire::folder_name(&mut line, &name);
             self.untagged(&String::from_utf8_lossy(&line));
         }
         Ok(format!("{verb} completed"))
@@ -630,7 +639,7 @@ impl Session {
             parts.push(value);
         }
         let mut line = b"STATUS ".to_vec();
-        wire::astring(&mut line, &identity.display_name(&mailbox, &folder.name));
+        wire::folder_name(&mut line, &identity.display_name(&mailbox, &folder.name));
         line.extend_from_slice(format!(" ({})", parts.join(" ")).as_bytes());
         self.untagged(&String::from_utf8_lossy(&line));
         Ok("STATUS completed".into())
@@ -695,7 +704,7 @@ impl Session {
         }
         let (mailbox, folder, _) = self.folder(identity, name)?;
         let mut line = b"QUOTAROOT ".to_vec();
-        wire::astring(&mut line, &identity.display_name(&mailbox, &folder.name));
+        wire::folder_name(&mut line, &identity.display_name(&mailbox, &folder.name));
         line.push(b' ');
         wire::astring(&mut line, &mailbox.address);
         self.untagged(&String::from_utf8_lossy(&line));
@@ -775,11 +784,11 @@ pub(super) fn store_flags(flags: &[Flag<'_>]) -> (Flags, Vec<String>) {
     (bits, keywords)
 }
 
-fn pattern(m: &ListMailbox<'_>) -> String {
-    match m {
+fn pattern(m: &ListMailbox<'_>) -> Result<String, No> {
+    from_wire(&match m {
         ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
         ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
-    }
+    })
 }
 
 /// LIST wildcards (RFC 3501 §6.3.8): `*` matches anything, `%` anything but the separator.

@@ -132,24 +132,14 @@ impl Session {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(
-                &identity,
-                &sequence_set,
-                uid,
-                &super::folders::mailbox_name(&mailbox),
-                false,
-            ),
+            } => super::folders::mailbox_name(&mailbox)
+                .and_then(|name| self.copy(&identity, &sequence_set, uid, &name, false)),
             CommandBody::Move {
                 sequence_set,
                 mailbox,
                 uid,
-            } => self.copy(
-                &identity,
-                &sequence_set,
-                uid,
-                &super::folders::mailbox_name(&mailbox),
-                true,
-            ),
+            } => super::folders::mailbox_name(&mailbox)
+                .and_then(|name| self.copy(&identity, &sequence_set, uid, &name, true)),
             other => {
                 let text = format!("{} is not supported", other.name());
                 self.tagged(&tag, "BAD", &text);
@@ -549,10 +539,14 @@ impl Session {
         let uids: Vec<u32> = indices.iter().map(|i| sel.messages[*i].uid).collect();
         let apply = |now: &SeenFlags| apply_store(now, request.kind, bits, &keywords, rights);
         let outcome = self.change_flags(&uids, request.unchanged_since, &apply)?;
-        if request.response == StoreResponse::Answer {
+        // RFC 7162 §3.1.3: once CONDSTORE is on, even .SILENT gets FETCH responses with
+        // MODSEQ ("required to update the client's cache"), without FLAGS.
+        let with_flags = request.response == StoreResponse::Answer;
+        if with_flags || self.reporting.condstore {
             for (record, shown) in &outcome.messages {
                 if let Some(seq) = self.selection().seq_of(record.uid) {
-                    self.store_answer(seq - 1, uid, *shown, record);
+                    let flags = with_flags.then_some(*shown);
+                    self.store_answer(seq - 1, uid, flags, record);
                 }
             }
         }
@@ -577,21 +571,34 @@ impl Session {
         ))
     }
 
-    fn store_answer(&mut self, index: usize, uid: bool, shown: Flags, record: &MessageRecord) {
+    /// The FETCH response of a STORE: UID (after UID STORE), FLAGS (unless .SILENT), MODSEQ
+    /// (with CONDSTORE).
+    fn store_answer(
+        &mut self,
+        index: usize,
+        uid: bool,
+        shown: Option<Flags>,
+        record: &MessageRecord,
+    ) {
         let recent = self
             .selection()
             .messages
             .get(index)
             .is_some_and(|s| s.recent);
-        let mut line = format!("* {} FETCH (", index + 1).into_bytes();
+        let mut items = Vec::new();
         if uid {
-            line.extend_from_slice(format!("UID {} ", record.uid).as_bytes());
+            items.push(format!("UID {}", record.uid).into_bytes());
         }
-        line.extend_from_slice(b"FLAGS ");
-        wire::flags(&mut line, shown, &record.keywords, recent);
+        if let Some(shown) = shown {
+            let mut flags = b"FLAGS ".to_vec();
+            wire::flags(&mut flags, shown, &record.keywords, recent);
+            items.push(flags);
+        }
         if self.reporting.condstore {
-            line.extend_from_slice(format!(" MODSEQ ({})", record.modseq).as_bytes());
+            items.push(format!("MODSEQ ({})", record.modseq).into_bytes());
         }
+        let mut line = format!("* {} FETCH (", index + 1).into_bytes();
+        line.extend_from_slice(&items.join(&b' '));
         line.extend_from_slice(b")\r\n");
         self.out.extend_from_slice(&line);
     }

@@ -15,6 +15,7 @@ mod messages;
 mod search;
 mod selection;
 mod session;
+mod utf7;
 mod wire;
 
 #[cfg(test)]

@@ -68,6 +68,9 @@ pub struct Session {
     pub(super) tls: bool,
     pub(super) state: State,
     fragmentizer: Fragmentizer,
+    /// Bytes fed but not yet part of a complete message (an upper bound: a message cut at the
+    /// size limit counts in full), to know when the fragmentizer holds nothing.
+    unconsumed: usize,
     expect: Expect,
     /// Whether the current message has announced a literal that is still being received.
     in_literal: bool,
@@ -80,6 +83,12 @@ pub struct Session {
     rate: RateLimit,
     /// RFC 7162: CONDSTORE and QRESYNC as enabled in this session.
     pub(super) reporting: super::selection::Reporting,
+}
+
+/// Messages up to the largest APPEND plus its command line.
+fn new_fragmentizer(services: &Services) -> Fragmentizer {
+    let imap = &services.config.imap;
+    Fragmentizer::new(imap.max_message_bytes + imap.max_line_bytes)
 }
 
 /// A token bucket: `rate` commands a second, `10 × rate` at once.
@@ -116,13 +125,13 @@ pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNS
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
-        let limit = services.config.imap.max_message_bytes + services.config.imap.max_line_bytes;
         let access_events = services.store.hub().subscribe_access();
         Session {
             peer,
             tls,
             state: State::NotAuthenticated,
-            fragmentizer: Fragmentizer::new(limit),
+            fragmentizer: new_fragmentizer(&services),
+            unconsumed: 0,
             expect: Expect::Command,
             in_literal: false,
             literal_bytes: 0,
@@ -211,6 +220,7 @@ impl Session {
     /// Feeds bytes from the client; returns what to send back and what to do next.
     pub async fn feed(&mut self, input: &[u8]) -> Output {
         self.fragmentizer.enqueue_bytes(input);
+        self.unconsumed += input.len();
         loop {
             let Some(fragment) = self.fragmentizer.progress() else {
                 if !self.in_literal && self.partial_line_too_long() {
@@ -235,10 +245,22 @@ impl Session {
                 continue;
             }
             self.literal_bytes = 0;
+            let size = self.fragmentizer.message_bytes().len();
+            self.unconsumed = self.unconsumed.saturating_sub(size);
             let action = self.message().await;
             if action != Action::Continue {
                 return self.take(action);
             }
+            self.shrink_after(size);
+        }
+    }
+
+    /// After a large message (an APPEND of megabytes), a fresh fragmentizer: its buffer would
+    /// otherwise keep that capacity for the rest of the session. Only when nothing else is
+    /// queued in it, so no byte of the client's is lost.
+    fn shrink_after(&mut self, size: usize) {
+        if size > 64 * 1024 && self.unconsumed == 0 {
+            self.fragmentizer = new_fragmentizer(&self.services);
         }
     }
 
@@ -537,9 +559,8 @@ impl Session {
         }
         self.tagged(tag, "OK", "Begin TLS negotiation now");
         // RFC 3501 §6.2.1: nothing the client sent after STARTTLS may be used.
-        self.fragmentizer = Fragmentizer::new(
-            self.services.config.imap.max_message_bytes + self.services.config.imap.max_line_bytes,
-        );
+        self.unconsumed = 0;
+        self.fragmentizer = new_fragmentizer(&self.services);
         Action::StartTls
     }
 

@@ -260,3 +260,53 @@ fn add_collaborator(store: &crate::store::Store, org: crate::model::OrgId) -> cr
         .unwrap();
     lucie
 }
+
+#[tokio::test]
+async fn folder_names_are_modified_utf7_on_the_wire_and_utf8_in_the_store() {
+    let h = Harness::new();
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let (out, _) = talk(&mut s, "b CREATE \"Entw&APw-rfe\"\r\n").await;
+    assert!(out.starts_with("b OK"), "{out}");
+    let store = &h.services.store;
+    let m = store.mailbox_by_address(ADDRESS).ok().flatten();
+    let m = m.expect("the harness mailbox");
+    assert!(
+        store
+            .folder_by_name(m.id, "Entwürfe")
+            .ok()
+            .flatten()
+            .is_some()
+    );
+    let (out, _) = talk(&mut s, "c LIST \"\" \"Entw*\"\r\n").await;
+    assert!(out.contains("\"/\" Entw&APw-rfe\r\n"), "{out}");
+    let (out, _) = talk(&mut s, "d CREATE \"&Zé-\"\r\n").await;
+    assert!(out.starts_with("d BAD"), "{out}");
+    let (out, _) = talk(&mut s, "e MYRIGHTS \"Entw&APw-rfe\"\r\n").await;
+    assert!(out.starts_with("* MYRIGHTS Entw&APw-rfe "), "{out}");
+}
+
+#[tokio::test]
+async fn commands_pipelined_after_a_large_append_are_all_answered() {
+    let h = Harness::with_config(|c| c.imap.max_message_bytes = 1024 * 1024);
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let body = format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(200 * 1024));
+    // The fragmentizer is replaced after a large message only when nothing follows it.
+    let pipelined = format!(
+        "b APPEND INBOX {{{}+}}\r\n{body}\r\nc NOOP\r\nd NO",
+        body.len()
+    );
+    let (out, _) = talk(&mut s, &pipelined).await;
+    assert!(
+        out.contains("b OK [APPENDUID") && out.contains("c OK NOOP"),
+        "{out}"
+    );
+    let (out, _) = talk(&mut s, "OP\r\n").await;
+    assert_eq!(out, "d OK NOOP completed\r\n");
+    let alone = format!("e APPEND INBOX {{{}+}}\r\n{body}\r\n", body.len());
+    let (out, _) = talk(&mut s, &alone).await;
+    assert!(out.contains("e OK [APPENDUID"), "{out}");
+    let (out, _) = talk(&mut s, "f NOOP\r\n").await;
+    assert_eq!(out, "f OK NOOP completed\r\n");
+}

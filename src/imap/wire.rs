@@ -50,6 +50,11 @@ pub fn astring(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// A folder name, in modified UTF-7 (RFC 3501 §5.1.3).
+pub fn folder_name(out: &mut Vec<u8>, name: &str) {
+    astring(out, &super::utf7::encode(name));
+}
+
 /// The flags as FETCH FLAGS shows them.
 pub fn flags(out: &mut Vec<u8>, flags: Flags, keywords: &[String], recent: bool) {
     let mut names: Vec<&str> = Vec::new();
