@@ -15,8 +15,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub tls: TlsConfig,
     pub imap: ImapConfig,
-    pub smtp: Listener,
+    pub smtp: SmtpConfig,
     pub submission: DualListener,
+    pub queue: QueueConfig,
     pub admin: Listener,
     pub limits: Limits,
     pub auth: AuthConfig,
@@ -57,6 +58,85 @@ impl Default for ImapConfig {
             max_message_bytes: 50 * 1024 * 1024,
             autologout_seconds: 30 * 60,
             max_commands_per_second: 200,
+        }
+    }
+}
+
+/// SMTP, inbound and submission: listeners and the limits of a session.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Inbound SMTP (port 25's role).
+    pub listen: Vec<SocketAddr>,
+    /// The largest message taken (SIZE, RFC 1870).
+    pub max_message_bytes: usize,
+    /// Recipients per message; beyond, RCPT gets `452 4.5.3`.
+    pub max_recipients: usize,
+    /// Commands answered with an error before the connection is dropped.
+    pub max_errors: u32,
+    /// Commands a submission client may send before it authenticates.
+    pub max_commands_before_auth: u32,
+    /// How long the server waits for a command, or for more of a message (RFC 5321
+    /// §4.5.3.2.7: at least 5 minutes).
+    pub timeout_seconds: u64,
+    /// Whether `Contact@` and `contact@` are different addresses. Domains never are.
+    pub local_part_case_sensitive: bool,
+    /// `contact+news@acme.example` is delivered to `contact@acme.example`; empty turns it off.
+    pub subaddress_separator: String,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> SmtpConfig {
+        SmtpConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            max_message_bytes: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_errors: 10,
+            max_commands_before_auth: 20,
+            timeout_seconds: 300,
+            local_part_case_sensitive: false,
+            subaddress_separator: "+".into(),
+        }
+    }
+}
+
+/// The outbound queue: where mail for other servers goes, and how long it is retried.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueueConfig {
+    /// `host:port` of a relay that takes all outbound mail; empty: the recipient domain's MX.
+    pub smarthost: String,
+    /// How to speak TLS to the smarthost: `starttls` (when offered), `implicit`, or `none`.
+    pub smarthost_tls: SmarthostTls,
+    /// AUTH PLAIN credentials for the smarthost; empty: no AUTH.
+    pub smarthost_user: String,
+    pub smarthost_password: String,
+    /// The wait before the first retry; it doubles after each failure.
+    pub first_retry_seconds: u64,
+    /// The longest wait between two attempts.
+    pub max_retry_seconds: u64,
+    /// How long temporary failures are retried before the message bounces (5 days).
+    pub give_up_after_seconds: u64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmarthostTls {
+    Starttls,
+    Implicit,
+    None,
+}
+
+impl Default for QueueConfig {
+    fn default() -> QueueConfig {
+        QueueConfig {
+            smarthost: String::new(),
+            smarthost_tls: SmarthostTls::Starttls,
+            smarthost_user: String::new(),
+            smarthost_password: String::new(),
+            first_retry_seconds: 60,
+            max_retry_seconds: 4 * 3600,
+            give_up_after_seconds: 5 * 24 * 3600,
         }
     }
 }
@@ -117,13 +197,12 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             tls: TlsConfig::default(),
             imap: ImapConfig::default(),
-            smtp: Listener {
-                listen: local(2525),
-            },
+            smtp: SmtpConfig::default(),
             submission: DualListener {
                 listen: local(1587),
                 listen_tls: local(1465),
             },
+            queue: QueueConfig::default(),
             admin: Listener {
                 listen: local(8080),
             },

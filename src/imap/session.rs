@@ -1,7 +1,7 @@
 //! The IMAP session as a state machine without sockets: bytes in, bytes out
 //! (DESIGN.md §4). The network driver in `super` feeds it; tests and the fuzzer do the same.
 
-use super::identity::{self, Identity, LoginRefusal};
+use super::identity::{self, Identity};
 use super::selection::Selection;
 use crate::model::*;
 use crate::net::Services;
@@ -171,9 +171,7 @@ impl Session {
 
     /// Passwords travel only over TLS, or over loopback when the configuration allows it.
     fn plaintext_refused(&self) -> bool {
-        let loopback_allowed =
-            self.services.config.auth.allow_plaintext_on_loopback && self.peer.ip().is_loopback();
-        !(self.tls || loopback_allowed)
+        crate::login::plaintext_refused(&self.services, self.peer, self.tls)
     }
 
     pub fn tls_started(&mut self) {
@@ -585,7 +583,16 @@ impl Session {
             return;
         }
         let result = identity::authenticate(&self.services, login, password, authzid).await;
-        self.audit_login(login, authzid, mechanism, &result);
+        let attempt = crate::login::Attempt {
+            action: "imap.login",
+            peer: self.peer,
+            tls: self.tls,
+            login,
+            authzid,
+            mechanism,
+            client_id: self.client_id.as_deref(),
+        };
+        crate::login::record(&self.services, &attempt, &result);
         match result {
             Ok(identity) => {
                 self.state = State::Authenticated(identity);
@@ -593,53 +600,9 @@ impl Session {
                 self.tagged(tag, "OK", &format!("[CAPABILITY {caps}] Logged in"));
             }
             Err(refusal) => {
-                if refusal == LoginRefusal::Credentials {
-                    // Slow down guessing; a correct password is never delayed.
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
+                crate::login::pause_after(&refusal).await;
                 self.tagged(tag, "NO", refusal.response());
             }
-        }
-    }
-
-    fn audit_login(
-        &self,
-        login: &str,
-        authzid: Option<&str>,
-        mechanism: &str,
-        result: &Result<Identity, LoginRefusal>,
-    ) {
-        let (actor, org, outcome) = match result {
-            Ok(identity) => (
-                identity.actor(),
-                identity.personal().map(|m| m.org),
-                Outcome::Success,
-            ),
-            Err(_) => (Actor::Anonymous, None, Outcome::Failure),
-        };
-        let detail = format!(
-            "mechanism={mechanism} tls={} authzid={} id={} {}",
-            self.tls,
-            authzid.unwrap_or("-"),
-            self.client_id.as_deref().unwrap_or("-"),
-            match result {
-                Ok(_) => String::new(),
-                Err(r) => format!("refused: {r:?}"),
-            }
-        );
-        let event = AuditEvent {
-            id: AuditId(0),
-            at: 0,
-            org,
-            actor,
-            action: "imap.login".into(),
-            target: login.to_string(),
-            client: Some(self.peer.ip().to_string()),
-            outcome,
-            detail,
-        };
-        if let Err(e) = self.services.store.record_audit(event) {
-            tracing::error!(error = %e, "could not record an IMAP login");
         }
     }
 
@@ -703,19 +666,14 @@ impl Session {
     async fn sasl_step(&mut self, tag: Tag<'static>, step: SaslStep, data: Vec<u8>) {
         let text = String::from_utf8_lossy(&data).into_owned();
         match step {
-            SaslStep::Plain => {
-                // RFC 4616: authzid NUL authcid NUL passwd
-                let mut parts = text.split('\0');
-                match (parts.next(), parts.next(), parts.next(), parts.next()) {
-                    (Some(authzid), Some(authcid), Some(password), None) => {
-                        let authzid = (!authzid.is_empty()
-                            && !authzid.eq_ignore_ascii_case(authcid))
-                        .then_some(authzid);
-                        self.login(&tag, authcid, password, authzid, "PLAIN").await;
-                    }
-                    _ => self.tagged(&tag, "BAD", "Malformed PLAIN response"),
+            SaslStep::Plain => match crate::login::plain_credentials(&data) {
+                Some((authzid, authcid, password)) => {
+                    let authzid = authzid.as_deref();
+                    self.login(&tag, &authcid, &password, authzid, "PLAIN")
+                        .await;
                 }
-            }
+                None => self.tagged(&tag, "BAD", "Malformed PLAIN response"),
+            },
             SaslStep::LoginUser => {
                 self.out.extend_from_slice(b"+ UGFzc3dvcmQ6\r\n");
                 self.expect = Expect::AuthenticateData {

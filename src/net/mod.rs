@@ -25,6 +25,8 @@ pub struct Services {
     pub store: Store,
     pub tls: TlsAcceptor,
     pub passwords: Verifier,
+    /// Wakes the outbound queue's worker when mail is queued.
+    pub queue_wake: tokio::sync::Notify,
 }
 
 impl Services {
@@ -37,6 +39,7 @@ impl Services {
             store,
             tls,
             passwords,
+            queue_wake: tokio::sync::Notify::new(),
         })
     }
 }
@@ -167,6 +170,8 @@ impl Server {
                 }
             });
         }
+        let queue = (self.services.clone(), token.clone());
+        tracker.spawn(crate::smtp::outbound::run(queue.0, queue.1));
         shutdown.await;
         tracing::info!("shutting down: no new connections; waiting for open sessions");
         token.cancel();
@@ -312,17 +317,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    async fn serve(mut self) -> std::io::Result<()> {
-        if self.protocol == Protocol::Imap {
-            return crate::imap::serve(self).await;
+    async fn serve(self) -> std::io::Result<()> {
+        match self.protocol {
+            Protocol::Imap => crate::imap::serve(self).await,
+            Protocol::Smtp => crate::smtp::serve(self, crate::smtp::Mode::Inbound).await,
+            Protocol::Submission => crate::smtp::serve(self, crate::smtp::Mode::Submission).await,
+            // The admin API has its own server (axum) and never gets here.
+            Protocol::Admin => Ok(()),
         }
-        // SMTP sessions arrive with their own issue; until then the listeners say plainly that
-        // the service is not there rather than pretend to work (RFC 5321 §3.1 allows a 554
-        // greeting).
-        let host = &self.services.config.hostname;
-        let greeting =
-            format!("554 5.3.2 {host} mailgate: SMTP is not available in this build yet\r\n");
-        self.stream.write_all(greeting.as_bytes()).await?;
-        self.stream.shutdown().await
     }
 }

@@ -50,6 +50,8 @@ pub const SUBSCRIPTION: u8 = b'R';
 pub const USAGE: u8 = b'Q';
 /// mailbox ++ folder ++ uid → MODSEQ of its expunge: what QRESYNC reports as VANISHED.
 pub const EXPUNGED: u8 = b'X';
+/// queue id → an outbound message for one domain.
+pub const QUEUE: u8 = b'q';
 /// mailbox ++ folder → the lowest UID no session has seen yet (RFC 3501 \Recent).
 pub const RECENT: u8 = b'V';
 

@@ -20,6 +20,7 @@ mod flags;
 mod folders;
 mod grants;
 pub mod hub;
+mod queue;
 mod tokens;
 mod transfer;
 
@@ -30,6 +31,7 @@ pub use error::{StoreError, StoreResult};
 pub use flags::{FlagChange, FlagOutcome, SeenFlags};
 pub use folders::{AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse};
 pub use hub::{AccessChange, FolderEvent, Hub};
+pub use queue::{QueueEntry, QueueId};
 pub use tokens::{ApiToken, TokenKind};
 pub use transfer::{FolderView, Transfer, Transferred};
 

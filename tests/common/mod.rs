@@ -200,6 +200,11 @@ pub const OWNER_PASSWORD: &str = "owner-password";
 /// Fills `dir/data` before the server starts: acme.example with `contact@` (alias `hello@`),
 /// its owner, and Lucie, a collaborator granted `rights` (and `send`) on `contact@`.
 pub fn seed(dir: &Path, rights: &str) -> Seeded {
+    seed_with_send(dir, rights, None)
+}
+
+/// As `seed`, with Lucie's grant also letting her send as `contact@` (or on its behalf).
+pub fn seed_with_send(dir: &Path, rights: &str, send: Option<mailgate::model::SendMode>) -> Seeded {
     use mailgate::model::*;
     use mailgate::store::{NewMailbox, NewUser, Store};
     let store = Store::open(&dir.join("data")).expect("open store");
@@ -239,7 +244,7 @@ pub fn seed(dir: &Path, rights: &str) -> Seeded {
             grantee: Grantee::User(lucie.id),
             target: GrantTarget::Mailbox(contact.id),
             rights: Rights::parse(rights).unwrap(),
-            send: None,
+            send,
         })
         .unwrap();
     store.flush_blocking().unwrap();

@@ -1,0 +1,275 @@
+//! Who a client session acts as (DESIGN.md §3), for IMAP and SMTP alike: a mailbox (its own
+//! password), a user (their password), or a user acting as one mailbox (`mailbox*user`, SASL
+//! authzid). What each may do is `access`'s to say.
+
+use crate::access::{self, MailboxAccess, MailboxRef, Principal, UserFacts};
+use crate::model::*;
+use crate::net::Services;
+use crate::store::StoreResult;
+
+#[derive(Clone, Debug)]
+pub enum Identity {
+    /// Logged in with the mailbox's own password: that mailbox, every right.
+    Mailbox(Mailbox),
+    /// A user: an empty INBOX of their own, and every mailbox granted to them under `Shared/`.
+    User { user: User, facts: UserFacts },
+    /// A user acting as one mailbox (`mailbox*user`, SASL authzid): the mailbox's folders,
+    /// limited to the user's rights on it.
+    Delegate {
+        user: User,
+        facts: UserFacts,
+        mailbox: Mailbox,
+    },
+}
+
+impl Identity {
+    pub fn principal(&self) -> Principal {
+        match self {
+            Identity::Mailbox(m) => Principal::Mailbox {
+                mailbox: m.id,
+                org: m.org,
+            },
+            Identity::User { facts, .. } | Identity::Delegate { facts, .. } => {
+                Principal::User(facts.clone())
+            }
+        }
+    }
+
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Identity::Mailbox(_) => None,
+            Identity::User { user, .. } | Identity::Delegate { user, .. } => Some(user),
+        }
+    }
+
+    /// The user whose own `\Seen` counts in `mailbox`: set where the mailbox keeps `\Seen` per
+    /// user and a user is logged in.
+    pub fn seen_user(&self, mailbox: &Mailbox) -> Option<UserId> {
+        match (mailbox.seen, self.user()) {
+            (SeenPolicy::PerUser, Some(user)) => Some(user.id),
+            _ => None,
+        }
+    }
+
+    /// The mailbox whose folders form the personal namespace, if any.
+    pub fn personal(&self) -> Option<&Mailbox> {
+        match self {
+            Identity::Mailbox(m) | Identity::Delegate { mailbox: m, .. } => Some(m),
+            Identity::User { .. } => None,
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        match self {
+            Identity::Mailbox(m) => Actor::Mailbox(m.id),
+            Identity::User { user, .. } => Actor::User(user.id),
+            Identity::Delegate { user, mailbox, .. } => Actor::Delegate {
+                user: user.id,
+                mailbox: mailbox.id,
+            },
+        }
+    }
+
+    /// What this session may do with `mailbox`.
+    pub fn access(&self, mailbox: &Mailbox) -> MailboxAccess {
+        access::mailbox_access(
+            &self.principal(),
+            MailboxRef {
+                id: mailbox.id,
+                org: mailbox.org,
+            },
+        )
+    }
+
+    /// Reloads the user's facts (after a grant, team or user change); `false` when the
+    /// identity is no longer valid (user disabled or gone, mailbox deleted).
+    pub fn refresh(&mut self, services: &Services) -> StoreResult<bool> {
+        match self {
+            Identity::Mailbox(m) => Ok(services.store.mailbox(m.id)?.is_some()),
+            Identity::User { user, facts } => refresh_user(services, user, facts),
+            Identity::Delegate {
+                user,
+                facts,
+                mailbox,
+            } => Ok(refresh_user(services, user, facts)?
+                && services.store.mailbox(mailbox.id)?.is_some()),
+        }
+    }
+}
+
+fn refresh_user(services: &Services, user: &mut User, facts: &mut UserFacts) -> StoreResult<bool> {
+    match services.store.user(user.id)? {
+        Some(u) if !u.disabled => {
+            *facts = services.store.user_facts(u.id)?;
+            *user = u;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Why a login was refused; each protocol words it for its clients.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LoginRefusal {
+    /// Unknown name or wrong password (one answer for both, so as not to reveal which).
+    Credentials,
+    /// An alias is not a box (DESIGN.md §1).
+    Alias,
+    Disabled,
+    MustChangePassword,
+    /// The user holds no right on the mailbox asked for.
+    NoAccess,
+}
+
+/// Checks a login: `login` is a mailbox address, a user login, or `mailbox<sep>user`;
+/// `authzid` (SASL) names a mailbox to act as.
+pub async fn authenticate(
+    services: &Services,
+    login: &str,
+    password: &str,
+    authzid: Option<&str>,
+) -> Result<Identity, LoginRefusal> {
+    let sep = services.config.auth.delegation_separator.as_str();
+    let (target, who) = match (authzid.filter(|a| !a.is_empty()), login.split_once(sep)) {
+        (Some(mailbox), _) => (Some(mailbox), login),
+        (None, Some((mailbox, user))) => (Some(mailbox), user),
+        (None, None) => (None, login),
+    };
+    let store = &services.store;
+    let lookup_failed = |_| LoginRefusal::Credentials;
+    if target.is_none()
+        && let Some(entry) = store.resolve_address(who).map_err(lookup_failed)?
+    {
+        return match entry {
+            crate::store::AddressEntry::Alias(_) => Err(LoginRefusal::Alias),
+            crate::store::AddressEntry::Mailbox(id) => {
+                let m = store
+                    .mailbox(id)
+                    .map_err(lookup_failed)?
+                    .ok_or(LoginRefusal::Credentials)?;
+                if services.passwords.verify(&m.password, password).await {
+                    Ok(Identity::Mailbox(m))
+                } else {
+                    Err(LoginRefusal::Credentials)
+                }
+            }
+        };
+    }
+    let user = store
+        .user_by_login(who)
+        .map_err(lookup_failed)?
+        .ok_or(LoginRefusal::Credentials)?;
+    if !services.passwords.verify(&user.password, password).await {
+        return Err(LoginRefusal::Credentials);
+    }
+    if user.disabled {
+        return Err(LoginRefusal::Disabled);
+    }
+    if user.must_change_password {
+        return Err(LoginRefusal::MustChangePassword);
+    }
+    let facts = store.user_facts(user.id).map_err(lookup_failed)?;
+    let Some(address) = target else {
+        return Ok(Identity::User { user, facts });
+    };
+    let mailbox = match store.resolve_address(address).map_err(lookup_failed)? {
+        Some(crate::store::AddressEntry::Mailbox(id)) => {
+            store.mailbox(id).map_err(lookup_failed)?
+        }
+        Some(crate::store::AddressEntry::Alias(_)) => return Err(LoginRefusal::Alias),
+        None => None,
+    }
+    .ok_or(LoginRefusal::NoAccess)?;
+    let identity = Identity::Delegate {
+        user,
+        facts,
+        mailbox,
+    };
+    let mailbox = identity.personal().cloned().ok_or(LoginRefusal::NoAccess)?;
+    if identity.access(&mailbox).rights.is_empty() {
+        return Err(LoginRefusal::NoAccess);
+    }
+    Ok(identity)
+}
+
+/// Whether a password may not be taken on this connection: only over TLS, or from loopback
+/// when the configuration allows it (RFC 3501 §6.2.3, RFC 4954 §4 advise against
+/// plaintext passwords).
+pub fn plaintext_refused(services: &Services, peer: std::net::SocketAddr, tls: bool) -> bool {
+    let loopback_allowed =
+        services.config.auth.allow_plaintext_on_loopback && peer.ip().is_loopback();
+    !(tls || loopback_allowed)
+}
+
+/// The identities of a SASL PLAIN response (RFC 4616: `authzid NUL authcid NUL passwd`); an
+/// authzid equal to the authcid asks for nothing more than the authcid.
+pub fn plain_credentials(data: &[u8]) -> Option<(Option<String>, String, String)> {
+    let text = std::str::from_utf8(data).ok()?;
+    let mut parts = text.split('\0');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(authzid), Some(authcid), Some(password), None) => {
+            let authzid = (!authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid))
+                .then(|| authzid.to_string());
+            Some((authzid, authcid.to_string(), password.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// One login attempt, as the audit log records it.
+pub struct Attempt<'a> {
+    /// `imap.login`, `smtp.login`.
+    pub action: &'static str,
+    pub peer: std::net::SocketAddr,
+    pub tls: bool,
+    pub login: &'a str,
+    pub authzid: Option<&'a str>,
+    pub mechanism: &'a str,
+    /// The client's ID (RFC 2971), when it sent one.
+    pub client_id: Option<&'a str>,
+}
+
+/// Records a login, successful or not, with both identities (issue 3).
+pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identity, LoginRefusal>) {
+    let (actor, org, outcome) = match result {
+        Ok(identity) => (
+            identity.actor(),
+            identity.personal().map(|m| m.org),
+            Outcome::Success,
+        ),
+        Err(_) => (Actor::Anonymous, None, Outcome::Failure),
+    };
+    let detail = format!(
+        "mechanism={} tls={} authzid={} id={} {}",
+        attempt.mechanism,
+        attempt.tls,
+        attempt.authzid.unwrap_or("-"),
+        attempt.client_id.unwrap_or("-"),
+        match result {
+            Ok(_) => String::new(),
+            Err(r) => format!("refused: {r:?}"),
+        }
+    );
+    let event = AuditEvent {
+        id: AuditId(0),
+        at: 0,
+        org,
+        actor,
+        action: attempt.action.into(),
+        target: attempt.login.to_string(),
+        client: Some(attempt.peer.ip().to_string()),
+        outcome,
+        detail,
+    };
+    if let Err(e) = services.store.record_audit(event) {
+        tracing::error!(error = %e, action = attempt.action, "could not record a login");
+    }
+}
+
+/// A refused password is answered after a pause, to slow down guessing; a correct one never
+/// waits.
+pub async fn pause_after(refusal: &LoginRefusal) {
+    if *refusal == LoginRefusal::Credentials {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}

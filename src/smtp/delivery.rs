@@ -1,0 +1,82 @@
+//! Local delivery: one message into the INBOX of several mailboxes, its bytes stored once,
+//! durable before the caller acknowledges it. Used by inbound SMTP, submission, delivery
+//! status notifications and the server's own mail (invitations).
+
+use crate::model::*;
+use crate::net::Services;
+use crate::store::{AppendMessage, StoreError};
+
+/// Why a message could not be delivered locally.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("a mailbox is over its quota")]
+    OverQuota,
+    #[error("the store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the delivery task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// Delivers `raw` to the INBOX of every mailbox of `mailboxes` (duplicates once), in one
+/// transaction, and returns once it is on disk.
+pub async fn deliver(
+    services: &Services,
+    mailboxes: &[MailboxId],
+    raw: Vec<u8>,
+) -> Result<(), DeliveryError> {
+    let mut unique = mailboxes.to_vec();
+    unique.sort();
+    unique.dedup();
+    let store = services.store.clone();
+    // Parsing, the blob's fsync and the transaction block: off the async threads.
+    tokio::task::spawn_blocking(move || {
+        let mut targets = Vec::with_capacity(unique.len());
+        for mailbox in unique {
+            let inbox = store
+                .folder_by_name(mailbox, "INBOX")?
+                .ok_or_else(|| StoreError::not_found(format!("INBOX of mailbox {mailbox}")))?;
+            targets.push((mailbox, inbox.id));
+        }
+        match store.deliver(&targets, &raw, AppendMessage::default()) {
+            Err(StoreError::OverQuota { .. }) => Err(DeliveryError::OverQuota),
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok(store.flush_blocking()?),
+        }
+    })
+    .await?
+}
+
+/// Whether `mailbox` can take `size` more bytes now.
+pub fn has_room(services: &Services, mailbox: MailboxId, size: u64) -> bool {
+    let store = &services.store;
+    match (store.mailbox(mailbox), store.usage(mailbox)) {
+        (Ok(Some(m)), Ok(used)) => m.quota_bytes == 0 || used + size <= m.quota_bytes,
+        _ => true,
+    }
+}
+
+/// The trace field every accepted message gets first (RFC 5321 §4.4), with the protocol
+/// names of RFC 3848 (ESMTPSA: TLS and authenticated).
+pub fn received_header(
+    services: &Services,
+    helo: &str,
+    peer: std::net::IpAddr,
+    protocol: &str,
+    recipient: Option<&str>,
+) -> String {
+    let host = &services.config.hostname;
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    let date = chrono::Utc::now().to_rfc2822();
+    let helo = sanitize(helo);
+    let rcpt = recipient
+        .map(|r| format!("\r\n\tfor <{}>", sanitize(r)))
+        .unwrap_or_default();
+    format!(
+        "Received: from {helo} ([{peer}])\r\n\tby {host} (mailgate) with {protocol} id {id}{rcpt};\r\n\t{date}\r\n"
+    )
+}
+
+/// Client-given text in a header: no line breaks, no control characters.
+fn sanitize(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(255).collect()
+}

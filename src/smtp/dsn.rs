@@ -1,0 +1,126 @@
+//! Delivery status notifications (RFC 3464): what the sender gets when mail bounces.
+
+use super::address::{self, Destination};
+use crate::net::Services;
+use crate::store::QueueEntry;
+
+/// Tells the sender of `entry` that `failed` recipients will not get it. A bounce of a
+/// bounce (empty sender) is dropped (RFC 5321 §6.1 forbids it).
+pub async fn bounce(
+    services: &Services,
+    entry: &QueueEntry,
+    raw: &[u8],
+    failed: &[(String, String)],
+) {
+    if entry.sender.is_empty() {
+        tracing::warn!(queue = %entry.id, "a bounce could not be delivered; dropped");
+        return;
+    }
+    let report = build(&services.config.hostname, entry, raw, failed);
+    let result = match address::destination(services, &entry.sender) {
+        Ok(Destination::Local { mailbox }) => {
+            super::delivery::deliver(services, &[mailbox], report)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        Ok(Destination::Remote { .. }) => {
+            let outgoing = super::outbound::Outgoing {
+                sender: "",
+                recipients: std::slice::from_ref(&entry.sender),
+            };
+            super::outbound::enqueue(services, &report, outgoing)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        _ => Err(format!("the sender <{}> is not an address", entry.sender)),
+    };
+    match result {
+        Ok(()) => tracing::info!(queue = %entry.id, sender = %entry.sender, "bounced"),
+        Err(e) => tracing::error!(queue = %entry.id, error = %e, "the bounce could not be sent"),
+    }
+}
+
+/// The multipart/report message: a human explanation, the machine-readable status per
+/// recipient, and the original header.
+pub fn build(
+    hostname: &str,
+    entry: &QueueEntry,
+    raw: &[u8],
+    failed: &[(String, String)],
+) -> Vec<u8> {
+    let boundary = format!("mailgate-dsn-{}", entry.id);
+    let date = chrono::Utc::now().to_rfc2822();
+    let arrival = chrono::DateTime::from_timestamp_millis(entry.created)
+        .map(|d| d.to_rfc2822())
+        .unwrap_or_else(|| date.clone());
+    let id = hex::encode(rand::random::<[u8; 12]>());
+    let list: String = failed
+        .iter()
+        .map(|(r, why)| format!("  <{r}>: {why}\r\n"))
+        .collect();
+    let mut out = format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n\
+         To: <{sender}>\r\n\
+         Subject: Undelivered Mail Returned to Sender\r\n\
+         Date: {date}\r\n\
+         Message-ID: <{id}@{hostname}>\r\n\
+         Auto-Submitted: auto-replied\r\n\
+         MIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status;\r\n\
+         \tboundary=\"{boundary}\"\r\n\
+         \r\n\
+         --{boundary}\r\n\
+         Content-Type: text/plain; charset=utf-8\r\n\
+         \r\n\
+         Your message could not be delivered to these recipients:\r\n\
+         \r\n{list}\r\n\
+         --{boundary}\r\n\
+         Content-Type: message/delivery-status\r\n\
+         \r\n\
+         Reporting-MTA: dns; {hostname}\r\n\
+         Arrival-Date: {arrival}\r\n",
+        sender = entry.sender,
+    );
+    for (recipient, why) in failed {
+        let status = status_of(why);
+        let diagnostic = why.replace(['\r', '\n'], " ");
+        out.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {recipient}\r\n\
+             Action: failed\r\n\
+             Status: {status}\r\n\
+             Diagnostic-Code: smtp; {diagnostic}\r\n"
+        ));
+    }
+    out.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+    ));
+    let header_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 2);
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(&raw[..header_end]);
+    bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    bytes
+}
+
+/// The enhanced status code of a remote reply ("550 5.1.1 ..."), else a generic one: 5.0.0
+/// for a refusal, 4.4.7 (delivery time expired) for a temporary failure that ran out of time
+/// (RFC 3463; Postfix words expiry the same way).
+fn status_of(why: &str) -> String {
+    let mut words = why.split_whitespace();
+    let code = words.next().unwrap_or("");
+    let enhanced = words.next().unwrap_or("");
+    let looks_enhanced = enhanced.split('.').count() == 3
+        && enhanced
+            .split('.')
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    if looks_enhanced && (enhanced.starts_with('5') || enhanced.starts_with('4')) {
+        return enhanced.to_string();
+    }
+    if code.starts_with('5') {
+        "5.0.0".into()
+    } else {
+        "4.4.7".into()
+    }
+}

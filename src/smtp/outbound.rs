@@ -1,0 +1,158 @@
+//! The outbound queue's worker: delivers queued mail to the smarthost or to each domain's MX
+//! hosts, retries temporary failures with exponential backoff, and bounces permanent
+//! failures and expired mail with a delivery status notification (RFC 3464).
+
+use super::client::{self, Attempt, RecipientResult};
+use crate::model::*;
+use crate::net::Services;
+use crate::store::{QueueEntry, QueueId, StoreError};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Deliveries in flight at once.
+const PARALLEL: usize = 8;
+
+/// An envelope as the queue takes it.
+pub struct Outgoing<'a> {
+    /// The reverse-path; empty for a bounce.
+    pub sender: &'a str,
+    pub recipients: &'a [String],
+}
+
+/// Queues a message for its remote recipients; returns once it is on disk.
+pub async fn enqueue(
+    services: &Services,
+    raw: &[u8],
+    outgoing: Outgoing<'_>,
+) -> Result<(), StoreError> {
+    let store = services.store.clone();
+    let (raw, sender, recipients) = (
+        raw.to_vec(),
+        outgoing.sender.to_string(),
+        outgoing.recipients.to_vec(),
+    );
+    tokio::task::spawn_blocking(move || {
+        store.enqueue(&raw, &sender, &recipients)?;
+        store.flush_blocking()
+    })
+    .await
+    .map_err(|e| StoreError::Corrupt(format!("queueing task failed: {e}")))??;
+    services.queue_wake.notify_one();
+    Ok(())
+}
+
+/// Runs until `shutdown`: picks due entries and delivers them.
+pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
+    let in_flight: Arc<Mutex<HashSet<QueueId>>> = Arc::default();
+    loop {
+        for entry in due(&services, &in_flight) {
+            let (services, in_flight) = (services.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                let id = entry.id;
+                attempt(&services, entry).await;
+                lock(&in_flight).remove(&id);
+                services.queue_wake.notify_one();
+            });
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = services.queue_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+fn lock(set: &Mutex<HashSet<QueueId>>) -> std::sync::MutexGuard<'_, HashSet<QueueId>> {
+    set.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Entries whose time has come and that no task is working on, claimed for this round.
+fn due(services: &Services, in_flight: &Mutex<HashSet<QueueId>>) -> Vec<QueueEntry> {
+    let entries = match services.store.queue() {
+        Ok(entries) => entries,
+        Err(e) => {
+            tracing::error!(error = %e, "reading the queue failed");
+            return Vec::new();
+        }
+    };
+    let now = now_millis();
+    let mut busy = lock(in_flight);
+    let mut out = Vec::new();
+    for entry in entries {
+        if busy.len() >= PARALLEL {
+            break;
+        }
+        if entry.next_attempt <= now && busy.insert(entry.id) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+/// One delivery attempt of one entry, and what follows from it.
+async fn attempt(services: &Services, mut entry: QueueEntry) {
+    let raw = match services.store.read_message(&entry.blob) {
+        Ok(raw) => raw,
+        Err(e) => {
+            tracing::error!(queue = %entry.id, error = %e, "queued message unreadable");
+            return;
+        }
+    };
+    let job = Attempt {
+        sender: &entry.sender,
+        domain: &entry.domain,
+        recipients: &entry.recipients,
+        raw: &raw,
+    };
+    let results = client::deliver(services, &job).await;
+    let mut failed = Vec::new();
+    let mut retry = Vec::new();
+    let mut last_error = None;
+    for (recipient, result) in entry.recipients.iter().zip(results) {
+        match result {
+            RecipientResult::Delivered => {
+                tracing::info!(queue = %entry.id, %recipient, "delivered");
+            }
+            RecipientResult::Permanent(why) => failed.push((recipient.clone(), why)),
+            RecipientResult::Temporary(why) => {
+                last_error = Some(why.clone());
+                retry.push((recipient.clone(), why));
+            }
+        }
+    }
+    entry.attempts += 1;
+    let config = &services.config.queue;
+    let expired = now_millis() - entry.created >= config.give_up_after_seconds as i64 * 1000;
+    if expired {
+        failed.append(&mut retry);
+    }
+    if !failed.is_empty() {
+        super::dsn::bounce(services, &entry, &raw, &failed).await;
+    }
+    let outcome = if retry.is_empty() {
+        services.store.dequeue(entry.id)
+    } else {
+        entry.recipients = retry.into_iter().map(|(r, _)| r).collect();
+        entry.last_error = last_error;
+        entry.next_attempt = now_millis() + backoff(services, entry.attempts).as_millis() as i64;
+        tracing::info!(queue = %entry.id, attempts = entry.attempts, error = ?entry.last_error, "deferred");
+        services.store.defer(&entry)
+    };
+    if let Err(e) = outcome.and_then(|_| services.store.flush_blocking()) {
+        tracing::error!(queue = %entry.id, error = %e, "updating the queue failed");
+    }
+}
+
+/// The wait after the `attempts`-th failure: the first retry delay, doubled each time.
+fn backoff(services: &Services, attempts: u32) -> Duration {
+    let config = &services.config.queue;
+    let first = config.first_retry_seconds.max(1);
+    let factor = 1u64 << attempts.saturating_sub(1).min(20);
+    Duration::from_secs(
+        first
+            .saturating_mul(factor)
+            .min(config.max_retry_seconds.max(first)),
+    )
+}

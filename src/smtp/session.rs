@@ -1,0 +1,783 @@
+//! One SMTP session as a state machine without sockets: bytes in, replies out. smtp-proto
+//! parses commands (and the DATA and BDAT bodies); this module decides.
+//!
+//! Two kinds of listener share it. Inbound (port 25's role) takes mail for this server's
+//! addresses from anyone and relays nothing. Submission (RFC 6409, ports 587/465) takes mail
+//! from authenticated clients to anywhere, under the send-as rules.
+
+use super::address::{self, Destination, Malformed};
+use super::delivery::{self, DeliveryError};
+use super::outbound::Outgoing;
+use super::submission::{self, Additions, SendAs};
+use crate::login::{self, Identity, LoginRefusal};
+use crate::model::*;
+use crate::net::Services;
+use base64::Engine;
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
+use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Inbound,
+    Submission,
+}
+
+/// What the connection should do after sending the output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Continue,
+    Close,
+    StartTls,
+}
+
+pub struct Output {
+    pub bytes: Vec<u8>,
+    pub action: Action,
+}
+
+/// What the next bytes are.
+enum Phase {
+    Command,
+    Data(DataReceiver),
+    Bdat(BdatReceiver),
+    /// A response line of an AUTH exchange (RFC 4954 §4).
+    Auth(AuthStep),
+}
+
+enum AuthStep {
+    Plain,
+    LoginUser,
+    LoginPassword { user: String },
+}
+
+/// A transaction from MAIL FROM on.
+struct Envelope {
+    sender: String,
+    smtputf8: bool,
+    local: Vec<(String, MailboxId)>,
+    remote: Vec<String>,
+}
+
+impl Envelope {
+    fn recipients(&self) -> usize {
+        self.local.len() + self.remote.len()
+    }
+}
+
+pub struct Session {
+    services: Arc<Services>,
+    peer: SocketAddr,
+    tls: bool,
+    mode: Mode,
+    phase: Phase,
+    requests: RequestReceiver,
+    helo: Option<String>,
+    esmtp: bool,
+    identity: Option<Identity>,
+    send_as: SendAs,
+    envelope: Option<Envelope>,
+    message: Vec<u8>,
+    /// The message grew past the size limit: what follows is read and dropped.
+    too_big: bool,
+    /// An AUTH response line being collected.
+    line: Vec<u8>,
+    errors: u32,
+    commands: u32,
+    out: Vec<u8>,
+}
+
+const MAX_AUTH_LINE: usize = 12 * 1024;
+
+impl Session {
+    pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool, mode: Mode) -> Session {
+        Session {
+            services,
+            peer,
+            tls,
+            mode,
+            phase: Phase::Command,
+            requests: RequestReceiver::default(),
+            helo: None,
+            esmtp: false,
+            identity: None,
+            send_as: SendAs::default(),
+            envelope: None,
+            message: Vec::new(),
+            too_big: false,
+            line: Vec::new(),
+            errors: 0,
+            commands: 0,
+            out: Vec::new(),
+        }
+    }
+
+    pub fn greeting(&self) -> Vec<u8> {
+        let host = &self.services.config.hostname;
+        format!("220 {host} ESMTP mailgate\r\n").into_bytes()
+    }
+
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+        // RFC 3207 §4.2: the session starts over; nothing learned before TLS is kept.
+        self.helo = None;
+        self.esmtp = false;
+        self.envelope = None;
+        self.requests = RequestReceiver::default();
+    }
+
+    /// The client is told the session is over because it took too long.
+    pub fn timeout_reply(&self) -> &'static [u8] {
+        b"421 4.4.2 Timeout: closing the connection\r\n"
+    }
+
+    /// Feeds bytes from the client; returns the replies and what to do next.
+    pub async fn feed(&mut self, input: &[u8]) -> Output {
+        let mut bytes = input.iter();
+        loop {
+            let action = match &mut self.phase {
+                Phase::Command => {
+                    let before = bytes.len();
+                    match self.requests.ingest(&mut bytes) {
+                        Ok(request) => {
+                            let request = request.into_owned();
+                            self.command(request).await
+                        }
+                        Err(ParseError::NeedsMoreData { .. }) => break,
+                        Err(e) => {
+                            let action = self.parse_error(e);
+                            if bytes.len() == before && action == Action::Continue {
+                                break;
+                            }
+                            action
+                        }
+                    }
+                }
+                Phase::Data(receiver) => {
+                    let done = receiver.ingest(&mut bytes, &mut self.message);
+                    self.check_size();
+                    if !done {
+                        break;
+                    }
+                    self.phase = Phase::Command;
+                    self.end_of_message().await
+                }
+                Phase::Bdat(receiver) => {
+                    let done = receiver.ingest(&mut bytes, &mut self.message);
+                    let last = receiver.is_last;
+                    self.check_size();
+                    if !done {
+                        break;
+                    }
+                    self.phase = Phase::Command;
+                    self.end_of_chunk(last).await
+                }
+                Phase::Auth(_) => match self.auth_line(&mut bytes) {
+                    Some(line) => self.auth_response(line).await,
+                    None => break,
+                },
+            };
+            match action {
+                Action::Continue => {}
+                // RFC 3207 §4.2: whatever was pipelined after STARTTLS is dropped.
+                other => return self.take(other),
+            }
+            if bytes.len() == 0 {
+                break;
+            }
+        }
+        self.take(Action::Continue)
+    }
+
+    fn take(&mut self, action: Action) -> Output {
+        Output {
+            bytes: std::mem::take(&mut self.out),
+            action,
+        }
+    }
+
+    fn line(&mut self, line: &str) {
+        self.out.extend_from_slice(line.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    fn reply(&mut self, code: u16, status: &str, text: &str) {
+        self.out
+            .extend_from_slice(format!("{code} {status} {text}\r\n").as_bytes());
+    }
+
+    /// An error reply; too many of them end the session (a client that is not speaking SMTP).
+    fn error(&mut self, code: u16, status: &str, text: &str) -> Action {
+        self.reply(code, status, text);
+        self.errors += 1;
+        if self.errors >= self.services.config.smtp.max_errors {
+            self.reply(421, "4.7.0", "Too many errors; closing the connection");
+            return Action::Close;
+        }
+        Action::Continue
+    }
+
+    fn parse_error(&mut self, e: ParseError) -> Action {
+        match e {
+            ParseError::UnknownCommand => self.error(500, "5.5.1", "Unknown command"),
+            ParseError::InvalidSenderAddress => self.error(501, "5.1.7", "Invalid sender address"),
+            ParseError::InvalidRecipientAddress => {
+                self.error(501, "5.1.3", "Invalid recipient address")
+            }
+            ParseError::SyntaxError { syntax } => {
+                self.error(501, "5.5.4", &format!("Syntax: {syntax}"))
+            }
+            ParseError::InvalidParameter { param } => {
+                self.error(501, "5.5.4", &format!("Invalid parameter {param}"))
+            }
+            ParseError::UnsupportedParameter { param } => {
+                self.error(504, "5.5.4", &format!("Unsupported parameter {param}"))
+            }
+            ParseError::ResponseTooLong => self.error(500, "5.5.2", "Line too long"),
+            ParseError::NeedsMoreData { .. } | ParseError::InvalidResponse { .. } => {
+                self.error(500, "5.5.2", "Syntax error")
+            }
+        }
+    }
+
+    async fn command(&mut self, request: Request<String>) -> Action {
+        self.commands += 1;
+        let limit = self.services.config.smtp.max_commands_before_auth;
+        if self.mode == Mode::Submission && self.identity.is_none() && self.commands > limit {
+            self.reply(421, "4.7.0", "Too many commands without authentication");
+            return Action::Close;
+        }
+        match request {
+            Request::Ehlo { host } => self.ehlo(host, true),
+            Request::Helo { host } => self.ehlo(host, false),
+            Request::Lhlo { .. } => self.error(500, "5.5.1", "LHLO is for LMTP"),
+            Request::StartTls => self.starttls(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response).await,
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to),
+            Request::Data => self.data(),
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => self.bdat(chunk_size, is_last),
+            Request::Rset => {
+                self.reset();
+                self.reply(250, "2.0.0", "Reset");
+                Action::Continue
+            }
+            Request::Noop { .. } => {
+                self.reply(250, "2.0.0", "OK");
+                Action::Continue
+            }
+            Request::Quit => {
+                let host = self.services.config.hostname.clone();
+                self.reply(221, "2.0.0", &format!("{host} closing the connection"));
+                Action::Close
+            }
+            // RFC 5321 §3.5.3: VRFY may answer 252 without saying whether the user exists.
+            Request::Vrfy { .. } => {
+                self.reply(
+                    252,
+                    "2.5.0",
+                    "Cannot verify; send mail and it will be tried",
+                );
+                Action::Continue
+            }
+            Request::Expn { .. } => self.error(502, "5.5.1", "EXPN is not offered"),
+            Request::Help { .. } => {
+                self.reply(214, "2.0.0", "See RFC 5321; this server speaks ESMTP");
+                Action::Continue
+            }
+            other => self.error(502, "5.5.1", &format!("{} is not offered", other.name())),
+        }
+    }
+
+    fn reset(&mut self) {
+        self.envelope = None;
+        self.message.clear();
+        self.too_big = false;
+    }
+
+    fn ehlo(&mut self, host: String, extended: bool) -> Action {
+        self.reset();
+        self.helo = Some(host);
+        self.esmtp = extended;
+        let name = self.services.config.hostname.clone();
+        if !extended {
+            // No enhanced status code: RFC 2034 applies once EHLO has shown the extension.
+            self.line(&format!("250 {name}"));
+            return Action::Continue;
+        }
+        let mut lines = vec![
+            format!("{name} at your service"),
+            "PIPELINING".into(),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            format!("SIZE {}", self.services.config.smtp.max_message_bytes),
+            "CHUNKING".into(),
+        ];
+        if !self.tls {
+            lines.push("STARTTLS".into());
+        }
+        if self.mode == Mode::Submission && self.offers_auth() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
+        let last = lines.len() - 1;
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            self.line(&format!("250{sep}{line}"));
+        }
+        Action::Continue
+    }
+
+    fn offers_auth(&self) -> bool {
+        self.identity.is_none() && !login::plaintext_refused(&self.services, self.peer, self.tls)
+    }
+
+    fn starttls(&mut self) -> Action {
+        if self.tls {
+            return self.error(503, "5.5.1", "TLS is already active");
+        }
+        self.reply(220, "2.0.0", "Ready to start TLS");
+        Action::StartTls
+    }
+
+    // ----- AUTH (RFC 4954) -----
+
+    async fn auth(&mut self, mechanism: u64, initial: String) -> Action {
+        if self.mode != Mode::Submission {
+            return self.error(503, "5.5.1", "AUTH is offered on the submission ports only");
+        }
+        if self.identity.is_some() {
+            return self.error(503, "5.5.1", "Already authenticated");
+        }
+        if self.envelope.is_some() {
+            return self.error(
+                503,
+                "5.5.1",
+                "AUTH is not allowed during a mail transaction",
+            );
+        }
+        if login::plaintext_refused(&self.services, self.peer, self.tls) {
+            return self.error(538, "5.7.11", "Encryption required: use STARTTLS first");
+        }
+        let step = match mechanism {
+            smtp_proto::AUTH_PLAIN => AuthStep::Plain,
+            smtp_proto::AUTH_LOGIN => AuthStep::LoginUser,
+            _ => return self.error(504, "5.5.4", "Unsupported mechanism; use PLAIN or LOGIN"),
+        };
+        if initial.is_empty() {
+            let prompt = match step {
+                AuthStep::LoginUser => "334 VXNlcm5hbWU6\r\n",
+                _ => "334 \r\n",
+            };
+            self.out.extend_from_slice(prompt.as_bytes());
+            self.phase = Phase::Auth(step);
+            return Action::Continue;
+        }
+        // "=" is an empty initial response (RFC 4954 §4).
+        let initial = if initial == "=" {
+            String::new()
+        } else {
+            initial
+        };
+        self.auth_step(step, initial.into_bytes()).await
+    }
+
+    /// Collects one line of an AUTH exchange; `None` until it is complete.
+    fn auth_line(&mut self, bytes: &mut std::slice::Iter<'_, u8>) -> Option<Vec<u8>> {
+        let rest = bytes.as_slice();
+        match rest.iter().position(|b| *b == b'\n') {
+            Some(p) => {
+                self.line.extend_from_slice(&rest[..p]);
+                *bytes = rest[p + 1..].iter();
+                let mut line = std::mem::take(&mut self.line);
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                Some(line)
+            }
+            None => {
+                self.line.extend_from_slice(rest);
+                *bytes = [].iter();
+                if self.line.len() > MAX_AUTH_LINE {
+                    self.line.clear();
+                    // Treated as a cancelled exchange with an over-long line.
+                    return Some(b"*".to_vec());
+                }
+                None
+            }
+        }
+    }
+
+    async fn auth_response(&mut self, line: Vec<u8>) -> Action {
+        let Phase::Auth(step) = std::mem::replace(&mut self.phase, Phase::Command) else {
+            return Action::Continue;
+        };
+        if line == b"*" {
+            return self.error(501, "5.0.0", "Authentication cancelled");
+        }
+        self.auth_step(step, line).await
+    }
+
+    async fn auth_step(&mut self, step: AuthStep, encoded: Vec<u8>) -> Action {
+        let Ok(data) = base64::engine::general_purpose::STANDARD.decode(&encoded) else {
+            return self.error(
+                501,
+                "5.5.2",
+                "Invalid base64 in the authentication exchange",
+            );
+        };
+        match step {
+            AuthStep::Plain => match login::plain_credentials(&data) {
+                Some((authzid, authcid, password)) => {
+                    self.login(&authcid, &password, authzid.as_deref(), "PLAIN")
+                        .await
+                }
+                None => self.error(501, "5.5.2", "Malformed PLAIN response"),
+            },
+            AuthStep::LoginUser => {
+                let user = String::from_utf8_lossy(&data).into_owned();
+                self.out.extend_from_slice(b"334 UGFzc3dvcmQ6\r\n");
+                self.phase = Phase::Auth(AuthStep::LoginPassword { user });
+                Action::Continue
+            }
+            AuthStep::LoginPassword { user } => {
+                let password = String::from_utf8_lossy(&data).into_owned();
+                self.login(&user, &password, None, "LOGIN").await
+            }
+        }
+    }
+
+    async fn login(
+        &mut self,
+        user: &str,
+        password: &str,
+        authzid: Option<&str>,
+        mechanism: &str,
+    ) -> Action {
+        let result = login::authenticate(&self.services, user, password, authzid).await;
+        let attempt = login::Attempt {
+            action: "smtp.login",
+            peer: self.peer,
+            tls: self.tls,
+            login: user,
+            authzid,
+            mechanism,
+            client_id: None,
+        };
+        login::record(&self.services, &attempt, &result);
+        match result {
+            Ok(identity) => match SendAs::of(&self.services, &identity) {
+                Ok(send_as) => {
+                    self.send_as = send_as;
+                    self.identity = Some(identity);
+                    self.reply(235, "2.7.0", "Authentication successful");
+                    Action::Continue
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "loading send-as addresses failed");
+                    self.reply(454, "4.7.0", "Temporary authentication failure");
+                    Action::Continue
+                }
+            },
+            Err(refusal) => {
+                login::pause_after(&refusal).await;
+                let text = match refusal {
+                    LoginRefusal::MustChangePassword => {
+                        "The password must be changed first (admin API: POST /api/v1/me/password)"
+                    }
+                    LoginRefusal::Disabled => "This user is disabled",
+                    LoginRefusal::Alias => "That address is an alias; log in with its mailbox",
+                    LoginRefusal::NoAccess => "No access to that mailbox",
+                    LoginRefusal::Credentials => "Invalid credentials",
+                };
+                self.error(535, "5.7.8", text)
+            }
+        }
+    }
+
+    // ----- the transaction -----
+
+    fn mail(&mut self, from: MailFrom<String>) -> Action {
+        if self.helo.is_none() {
+            return self.error(503, "5.5.1", "Say EHLO first");
+        }
+        if self.envelope.is_some() {
+            return self.error(503, "5.5.1", "A transaction is already open; RSET first");
+        }
+        if self.mode == Mode::Submission && self.identity.is_none() {
+            return self.error(530, "5.7.0", "Authentication required");
+        }
+        let max = self.services.config.smtp.max_message_bytes;
+        if from.size > max {
+            return self.error(
+                552,
+                "5.3.4",
+                &format!("Messages are limited to {max} bytes"),
+            );
+        }
+        let sender = from.address;
+        if self.mode == Mode::Submission {
+            if sender.is_empty() {
+                return self.error(550, "5.7.1", "A null sender is not taken on submission");
+            }
+            if self.send_as.mode(&sender).is_none() {
+                return self.error(550, "5.7.1", &format!("You may not send as <{sender}>"));
+            }
+        } else if !sender.is_empty() && address::split(&sender).is_err() {
+            return self.error(553, "5.1.7", "Invalid sender address");
+        }
+        self.envelope = Some(Envelope {
+            sender,
+            smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
+            local: Vec::new(),
+            remote: Vec::new(),
+        });
+        self.reply(250, "2.1.0", "Sender OK");
+        Action::Continue
+    }
+
+    fn rcpt(&mut self, to: RcptTo<String>) -> Action {
+        let Some(envelope) = &self.envelope else {
+            return self.error(503, "5.5.1", "MAIL FROM first");
+        };
+        if envelope.recipients() >= self.services.config.smtp.max_recipients {
+            // RFC 5321 §4.5.3.1.10: 452, and the client sends the rest in another transaction.
+            self.reply(452, "4.5.3", "Too many recipients");
+            return Action::Continue;
+        }
+        let address = to.address;
+        if !envelope.smtputf8 && !address.is_ascii() {
+            return self.error(553, "5.6.7", "A non-ASCII address needs SMTPUTF8");
+        }
+        match address::destination(&self.services, &address) {
+            Err(Malformed::Routing) => self.error(
+                554,
+                "5.7.1",
+                &format!("<{address}>: relay forms are refused"),
+            ),
+            Err(Malformed::NotAnAddress) => {
+                self.error(501, "5.1.3", &format!("<{address}> is not an address"))
+            }
+            Ok(Destination::UnknownLocal) => {
+                self.error(550, "5.1.1", &format!("<{address}>: no such mailbox here"))
+            }
+            Ok(Destination::Remote { .. }) if self.mode == Mode::Inbound => {
+                self.error(554, "5.7.1", &format!("<{address}>: relay access denied"))
+            }
+            Ok(Destination::Remote { .. }) => {
+                self.accept_recipient(address, None);
+                Action::Continue
+            }
+            Ok(Destination::Local { mailbox }) => {
+                if !delivery::has_room(&self.services, mailbox, 0) {
+                    self.reply(452, "4.2.2", &format!("<{address}>: mailbox full"));
+                    return Action::Continue;
+                }
+                self.accept_recipient(address, Some(mailbox));
+                Action::Continue
+            }
+        }
+    }
+
+    fn accept_recipient(&mut self, address: String, local: Option<MailboxId>) {
+        if let Some(envelope) = &mut self.envelope {
+            match local {
+                Some(mailbox) => envelope.local.push((address, mailbox)),
+                None => envelope.remote.push(address),
+            }
+        }
+        self.reply(250, "2.1.5", "Recipient OK");
+    }
+
+    fn ready_for_body(&mut self) -> Result<(), Action> {
+        match &self.envelope {
+            None => Err(self.error(503, "5.5.1", "MAIL FROM first")),
+            Some(e) if e.recipients() == 0 => Err(self.error(554, "5.5.1", "No valid recipients")),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn data(&mut self) -> Action {
+        if let Err(action) = self.ready_for_body() {
+            return action;
+        }
+        self.message.clear();
+        self.too_big = false;
+        // 354 carries no enhanced status code (RFC 2034 §4: only 2xx, 4xx and 5xx do).
+        self.line("354 End data with <CR><LF>.<CR><LF>");
+        self.phase = Phase::Data(DataReceiver::new());
+        Action::Continue
+    }
+
+    fn bdat(&mut self, size: usize, last: bool) -> Action {
+        // The chunk's bytes follow whatever the answer: they are read (and maybe dropped).
+        self.phase = Phase::Bdat(BdatReceiver::new(size, last));
+        Action::Continue
+    }
+
+    fn check_size(&mut self) {
+        if self.message.len() > self.services.config.smtp.max_message_bytes {
+            self.too_big = true;
+            self.message.clear();
+        }
+    }
+
+    async fn end_of_chunk(&mut self, last: bool) -> Action {
+        if self.envelope.is_none() || self.envelope.as_ref().is_some_and(|e| e.recipients() == 0) {
+            self.message.clear();
+            if let Err(action) = self.ready_for_body() {
+                return action;
+            }
+        }
+        if !last {
+            if self.too_big {
+                self.reply(552, "5.3.4", "Message too big");
+                self.reset();
+                return Action::Continue;
+            }
+            let n = self.message.len();
+            self.reply(250, "2.0.0", &format!("{n} octets received"));
+            return Action::Continue;
+        }
+        self.end_of_message().await
+    }
+
+    async fn end_of_message(&mut self) -> Action {
+        let Some(envelope) = self.envelope.take() else {
+            return self.error(503, "5.5.1", "MAIL FROM first");
+        };
+        let raw = std::mem::take(&mut self.message);
+        if std::mem::take(&mut self.too_big) {
+            let max = self.services.config.smtp.max_message_bytes;
+            return self.error(
+                552,
+                "5.3.4",
+                &format!("Messages are limited to {max} bytes"),
+            );
+        }
+        let raw = match self.mode {
+            Mode::Inbound => raw,
+            Mode::Submission => match self.prepare_submission(&raw) {
+                Ok(raw) => raw,
+                Err(action) => return action,
+            },
+        };
+        let (code, status, text) = self.store_message(&envelope, raw).await;
+        self.reply(code, status, &text);
+        Action::Continue
+    }
+
+    /// Checks `From:` against the send-as rules and adds what the server adds.
+    fn prepare_submission(&mut self, raw: &[u8]) -> Result<Vec<u8>, Action> {
+        let mut on_behalf = false;
+        for from in submission::from_addresses(raw) {
+            match self.send_as.mode(&from) {
+                Some(SendMode::As) => {}
+                Some(SendMode::OnBehalf) => on_behalf = true,
+                None => {
+                    return Err(self.error(550, "5.7.1", &format!("You may not send as <{from}>")));
+                }
+            }
+        }
+        let sender = match (&self.identity, on_behalf) {
+            (Some(Identity::User { user, .. } | Identity::Delegate { user, .. }), true) => {
+                Some(if user.display_name.is_empty() {
+                    format!("<{}>", user.login)
+                } else {
+                    format!("{} <{}>", user.display_name, user.login)
+                })
+            }
+            _ => None,
+        };
+        let additions = Additions {
+            sender,
+            message_id: !submission::has_field(raw, "message-id"),
+            date: !submission::has_field(raw, "date"),
+        };
+        Ok(submission::complete(
+            raw,
+            &self.services.config.hostname,
+            &additions,
+        ))
+    }
+
+    /// Delivers locally and queues the rest; the reply says whether all of it is on disk.
+    async fn store_message(
+        &self,
+        envelope: &Envelope,
+        raw: Vec<u8>,
+    ) -> (u16, &'static str, String) {
+        let received = self.received(envelope);
+        let mut full = received.into_bytes();
+        full.extend_from_slice(&raw);
+        let mailboxes: Vec<MailboxId> = envelope.local.iter().map(|(_, m)| *m).collect();
+        if !mailboxes.is_empty() {
+            match delivery::deliver(&self.services, &mailboxes, full.clone()).await {
+                Ok(()) => {}
+                Err(DeliveryError::OverQuota) => {
+                    return (452, "4.2.2", "A mailbox is full; try again later".into());
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "local delivery failed");
+                    return (
+                        451,
+                        "4.3.0",
+                        "Local delivery failed; try again later".into(),
+                    );
+                }
+            }
+        }
+        if !envelope.remote.is_empty()
+            && let Err(e) =
+                super::outbound::enqueue(&self.services, &full, envelope.outgoing()).await
+        {
+            tracing::error!(error = %e, "queueing failed");
+            // The local copies are on disk already: a retry would deliver them twice. Only
+            // the queue failed, which is the server's to report.
+            return (451, "4.3.0", "Queueing failed; try again later".into());
+        }
+        (250, "2.0.0", "Message accepted".into())
+    }
+
+    fn received(&self, envelope: &Envelope) -> String {
+        // RFC 3848: ESMTP, then S for TLS and A for authenticated; UTF8 variants (RFC 6531).
+        let mut protocol = String::from(if self.esmtp { "ESMTP" } else { "SMTP" });
+        if envelope.smtputf8 {
+            protocol = format!("UTF8{protocol}");
+        }
+        if self.tls {
+            protocol.push('S');
+        }
+        if self.identity.is_some() {
+            protocol.push('A');
+        }
+        let single = match (envelope.local.as_slice(), envelope.remote.as_slice()) {
+            ([(only, _)], []) => Some(only.as_str()),
+            ([], [only]) => Some(only.as_str()),
+            _ => None,
+        };
+        delivery::received_header(
+            &self.services,
+            self.helo.as_deref().unwrap_or("unknown"),
+            self.peer.ip(),
+            &protocol,
+            single,
+        )
+    }
+}
+
+impl Envelope {
+    pub(super) fn outgoing(&self) -> Outgoing<'_> {
+        Outgoing {
+            sender: &self.sender,
+            recipients: &self.remote,
+        }
+    }
+}

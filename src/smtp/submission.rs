@@ -1,0 +1,198 @@
+//! Submission rules (RFC 6409): whom a session may send as, and what the server adds to a
+//! message before it leaves. Which mailboxes an identity may send for is `access`'s answer
+//! (through `Identity::access`); this module only lists their addresses.
+
+use crate::login::Identity;
+use crate::model::*;
+use crate::net::Services;
+use crate::store::StoreResult;
+
+/// The addresses a session may put in the envelope sender and in `From:`, each with how.
+#[derive(Clone, Debug, Default)]
+pub struct SendAs {
+    addresses: Vec<(String, SendMode)>,
+}
+
+impl SendAs {
+    /// A mailbox login sends as its mailbox and aliases; a user (or a delegate) as every
+    /// mailbox a grant lets them send for, with that grant's mode.
+    pub fn of(services: &Services, identity: &Identity) -> StoreResult<SendAs> {
+        let mut addresses = Vec::new();
+        for mailbox in candidate_mailboxes(services, identity)? {
+            let Some(mode) = identity.access(&mailbox).send else {
+                continue;
+            };
+            for alias in services.store.aliases_of(mailbox.id)? {
+                addresses.push((normalize_address(&alias.address), mode));
+            }
+            addresses.push((normalize_address(&mailbox.address), mode));
+        }
+        Ok(SendAs { addresses })
+    }
+
+    /// How the session may send as `address`, if at all.
+    pub fn mode(&self, address: &str) -> Option<SendMode> {
+        let address = normalize_address(address);
+        self.addresses
+            .iter()
+            .find(|(a, _)| *a == address)
+            .map(|(_, mode)| *mode)
+    }
+}
+
+fn candidate_mailboxes(services: &Services, identity: &Identity) -> StoreResult<Vec<Mailbox>> {
+    match identity {
+        Identity::Mailbox(m) | Identity::Delegate { mailbox: m, .. } => Ok(vec![m.clone()]),
+        Identity::User { facts, .. } => {
+            let mut out = Vec::new();
+            for membership in &facts.memberships {
+                out.extend(services.store.mailboxes(membership.org)?);
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// The addresses of the `From:` field of a message's header (RFC 5322 §3.6.2), lower case.
+pub fn from_addresses(raw: &[u8]) -> Vec<String> {
+    let Some(message) = mail_parser::MessageParser::new().parse_headers(raw) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(from) = message.from() {
+        for addr in from.iter() {
+            if let Some(a) = addr.address() {
+                out.push(normalize_address(a));
+            }
+        }
+    }
+    out
+}
+
+/// The header fields the server adds on submission (RFC 6409 §8): `Sender:` for a message
+/// sent on behalf of a mailbox, `Message-ID:` and `Date:` when missing.
+pub struct Additions {
+    pub sender: Option<String>,
+    pub message_id: bool,
+    pub date: bool,
+}
+
+/// `raw` with `additions` applied: a `Sender:` replaces any the client gave.
+pub fn complete(raw: &[u8], hostname: &str, additions: &Additions) -> Vec<u8> {
+    let header_end = header_end(raw);
+    let (header, body) = raw.split_at(header_end);
+    let mut out = Vec::with_capacity(raw.len() + 200);
+    if let Some(sender) = &additions.sender {
+        out.extend_from_slice(format!("Sender: {sender}\r\n").as_bytes());
+    }
+    if additions.message_id {
+        let id = hex::encode(rand::random::<[u8; 12]>());
+        out.extend_from_slice(format!("Message-ID: <{id}@{hostname}>\r\n").as_bytes());
+    }
+    if additions.date {
+        out.extend_from_slice(format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()).as_bytes());
+    }
+    if additions.sender.is_some() {
+        out.extend_from_slice(&without_field(header, "sender"));
+    } else {
+        out.extend_from_slice(header);
+    }
+    out.extend_from_slice(body);
+    out
+}
+
+/// Whether the header has a field `name` (case-insensitive).
+pub fn has_field(raw: &[u8], name: &str) -> bool {
+    fields(&raw[..header_end(raw)]).any(|f| field_name_is(f, name))
+}
+
+/// Where the header ends: after the empty line, or the whole message when there is none.
+fn header_end(raw: &[u8]) -> usize {
+    if raw.starts_with(b"\r\n") {
+        return 0;
+    }
+    raw.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 2)
+}
+
+/// The header's fields, each with its folded continuation lines and its CRLF.
+fn fields(header: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = header;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = 0;
+        loop {
+            match rest[end..].iter().position(|b| *b == b'\n') {
+                Some(p) => end += p + 1,
+                None => end = rest.len(),
+            }
+            if end >= rest.len() || !matches!(rest[end], b' ' | b'\t') {
+                break;
+            }
+        }
+        let (field, tail) = rest.split_at(end);
+        rest = tail;
+        Some(field)
+    })
+}
+
+fn field_name_is(field: &[u8], name: &str) -> bool {
+    field.iter().position(|b| *b == b':').is_some_and(|colon| {
+        field[..colon]
+            .trim_ascii()
+            .eq_ignore_ascii_case(name.as_bytes())
+    })
+}
+
+fn without_field(header: &[u8], name: &str) -> Vec<u8> {
+    fields(header)
+        .filter(|f| !field_name_is(f, name))
+        .flatten()
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_replaces_the_clients_and_missing_fields_are_added() {
+        let raw = b"From: a@acme.example\r\nSender: forged@x.example\r\n\tcontinued\r\nSubject: hi\r\n\r\nbody\r\n";
+        let additions = Additions {
+            sender: Some("Lucie <lucie@gmail.example>".into()),
+            message_id: !has_field(raw, "message-id"),
+            date: !has_field(raw, "date"),
+        };
+        let out = String::from_utf8(complete(raw, "mx.acme.example", &additions)).unwrap();
+        assert!(
+            out.starts_with("Sender: Lucie <lucie@gmail.example>\r\nMessage-ID: <"),
+            "{out}"
+        );
+        assert!(out.contains("@mx.acme.example>\r\nDate: "), "{out}");
+        assert!(
+            !out.contains("forged") && !out.contains("continued"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("From: a@acme.example\r\nSubject: hi\r\n\r\nbody\r\n"),
+            "{out}"
+        );
+        assert_eq!(from_addresses(raw), vec!["a@acme.example".to_string()]);
+    }
+
+    #[test]
+    fn a_message_without_a_body_keeps_its_header() {
+        let raw = b"Subject: only\r\n";
+        assert!(has_field(raw, "SUBJECT"));
+        let none = Additions {
+            sender: None,
+            message_id: false,
+            date: false,
+        };
+        assert_eq!(complete(raw, "h", &none), raw.to_vec());
+    }
+}

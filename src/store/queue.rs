@@ -1,0 +1,133 @@
+//! The outbound queue: mail for other servers, one entry per message and recipient domain,
+//! kept until delivered or bounced. An entry holds a reference on its message's blob, so the
+//! bytes stay until the last attempt.
+
+use super::codec::{self, decode, key};
+use super::error::{StoreError, StoreResult};
+use super::folders::blob_key;
+use super::{BlobId, Changes, Store};
+use crate::model::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QueueId(pub u64);
+
+impl std::fmt::Display for QueueId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A message waiting for one domain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueEntry {
+    pub id: QueueId,
+    pub blob: BlobId,
+    /// The envelope sender (reverse-path); empty for a bounce, which never bounces again.
+    pub sender: String,
+    pub domain: String,
+    pub recipients: Vec<String>,
+    pub created: Millis,
+    pub attempts: u32,
+    pub next_attempt: Millis,
+    /// Why the last attempt failed, for admins and for the bounce.
+    pub last_error: Option<String>,
+}
+
+impl Store {
+    /// Queues `raw` from `sender` for remote `recipients`, one entry per domain, in one
+    /// transaction with its blob. The caller flushes before acknowledging.
+    pub fn enqueue(
+        &self,
+        raw: &[u8],
+        sender: &str,
+        recipients: &[String],
+    ) -> StoreResult<Vec<QueueEntry>> {
+        let mut by_domain: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for r in recipients {
+            let domain = domain_of(r)
+                .ok_or_else(|| StoreError::Invalid {
+                    what: "recipient",
+                    why: format!("{r:?} has no domain"),
+                })?
+                .to_ascii_lowercase();
+            by_domain.entry(domain).or_default().push(r.clone());
+        }
+        let _guard = self.lock();
+        let blob = self.inner.blobs.write(raw)?;
+        let now = now_millis();
+        let mut changes = Changes::default();
+        let mut entries = Vec::new();
+        for (domain, recipients) in by_domain {
+            let entry = QueueEntry {
+                id: QueueId(self.next_id()?),
+                blob,
+                sender: sender.to_string(),
+                domain,
+                recipients,
+                created: now,
+                attempts: 0,
+                next_attempt: now,
+                last_error: None,
+            };
+            changes.put_mail(key(codec::QUEUE, &[entry.id.0]), &entry)?;
+            entries.push(entry);
+        }
+        let refs = self.blob_refs(&blob)? + entries.len() as u64;
+        changes.put_mail_raw(
+            blob_key(codec::BLOB_REFS, &blob),
+            refs.to_be_bytes().to_vec(),
+        );
+        self.commit(changes)?;
+        Ok(entries)
+    }
+
+    /// Every queued entry, oldest first.
+    pub fn queue(&self) -> StoreResult<Vec<QueueEntry>> {
+        self.inner
+            .mail
+            .scan_prefix([codec::QUEUE])
+            .map(|item| decode(&item?.1, "queue entry"))
+            .collect()
+    }
+
+    /// Records a failed attempt: the entry waits until `next_attempt`, with only the
+    /// recipients still to do.
+    pub fn defer(&self, entry: &QueueEntry) -> StoreResult<()> {
+        let _guard = self.lock();
+        let k = key(codec::QUEUE, &[entry.id.0]);
+        if !self.inner.mail.contains_key(&k)? {
+            return Err(StoreError::not_found(format!("queue entry {}", entry.id)));
+        }
+        let mut changes = Changes::default();
+        changes.put_mail(k, entry)?;
+        self.commit(changes)
+    }
+
+    /// Removes a finished entry (delivered, or bounced) and its reference on the blob.
+    pub fn dequeue(&self, id: QueueId) -> StoreResult<()> {
+        let _guard = self.lock();
+        let k = key(codec::QUEUE, &[id.0]);
+        let Some(v) = self.inner.mail.get(&k)? else {
+            return Ok(());
+        };
+        let entry: QueueEntry = decode(&v, "queue entry")?;
+        let mut changes = Changes::default();
+        changes.del_mail(k);
+        let refs = self.blob_refs(&entry.blob)?.saturating_sub(1);
+        let freed = if refs == 0 {
+            changes.del_mail(blob_key(codec::BLOB_REFS, &entry.blob));
+            changes.del_mail(blob_key(codec::SUMMARY, &entry.blob));
+            vec![entry.blob]
+        } else {
+            changes.put_mail_raw(
+                blob_key(codec::BLOB_REFS, &entry.blob),
+                refs.to_be_bytes().to_vec(),
+            );
+            Vec::new()
+        };
+        self.commit(changes)?;
+        self.remove_blobs(&freed);
+        Ok(())
+    }
+}

@@ -1,0 +1,558 @@
+//! SMTP as clients and other servers use it, driven by Python's smtplib, swaks and curl
+//! (clients we did not write): inbound delivery, submission with send-as rules, relay
+//! refusals, and what arrives over IMAP afterwards.
+
+mod common;
+
+use common::*;
+use mailgate::model::SendMode;
+
+/// Python helpers: an SMTP connection of each kind, IMAP to look at the result.
+const PRELUDE: &str = r#"
+import smtplib, imaplib, ssl, sys, time, base64, socket
+host = sys.argv[1]
+ports = dict(zip(["smtp", "sub", "subtls", "imaps"], map(int, sys.argv[2:6])))
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+def inbound():
+    return smtplib.SMTP(host, ports["smtp"], local_hostname="client.test")
+def submission():
+    s = smtplib.SMTP(host, ports["sub"], local_hostname="client.test")
+    s.starttls(context=ctx)
+    s.ehlo("client.test")
+    return s
+def submission_tls():
+    return smtplib.SMTP_SSL(host, ports["subtls"], local_hostname="client.test", context=ctx)
+def imap(user, password):
+    m = imaplib.IMAP4_SSL(host, ports["imaps"], ssl_context=ctx)
+    m.login(user, password)
+    return m
+def inbox(user, password, folder="INBOX"):
+    """Every message of a folder, as bytes, waiting a little for deliveries in flight."""
+    m = imap(user, password)
+    m.select(folder)
+    typ, data = m.uid("SEARCH", None, "ALL")
+    out = []
+    for uid in data[0].split():
+        typ, msg = m.uid("FETCH", uid, "(BODY.PEEK[])")
+        out.append(msg[0][1])
+    m.logout()
+    return out
+def refused(call, code, text=""):
+    try:
+        call()
+    except smtplib.SMTPRecipientsRefused as e:
+        (c, msg), = e.recipients.values()
+        assert c == code and text.encode() in msg, (code, text, c, msg)
+        return
+    except smtplib.SMTPResponseException as e:
+        assert e.smtp_code == code and text.encode() in e.smtp_error, (code, text, e.smtp_code, e.smtp_error)
+        return
+    raise AssertionError(f"expected {code}")
+"#;
+
+fn run(server: &TestServer, script: &str) -> String {
+    let port = |kind: &str| server.addr(kind).port().to_string();
+    python(
+        &format!("{PRELUDE}\n{script}"),
+        &[
+            "127.0.0.1".into(),
+            port("smtp (STARTTLS)"),
+            port("submission (STARTTLS)"),
+            port("submission (TLS)"),
+            port("imap (TLS)"),
+        ],
+    )
+}
+
+#[test]
+fn inbound_mail_reaches_mailboxes_and_aliases_and_nothing_is_relayed() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+s = inbound()
+code, caps = s.ehlo("client.test")
+for cap in [b"PIPELINING", b"8BITMIME", b"SMTPUTF8", b"ENHANCEDSTATUSCODES", b"SIZE", b"CHUNKING", b"STARTTLS"]:
+    assert cap in caps, (cap, caps)
+assert b"AUTH" not in caps, "no AUTH on the inbound port"
+msg = b"From: someone@remote.example\r\nTo: hello@acme.example\r\nSubject: for the alias\r\nMessage-ID: <in-1@remote.example>\r\n\r\nhi\r\n"
+# One message to the mailbox, its alias and a +tag: stored once, delivered once.
+s.sendmail("someone@remote.example", ["contact@acme.example", "HELLO@ACME.EXAMPLE", "contact+news@acme.example"], msg)
+refused(lambda: s.sendmail("a@remote.example", ["nobody@acme.example"], msg), 550, "5.1.1")
+refused(lambda: s.sendmail("a@remote.example", ["victim@elsewhere.example"], msg), 554, "5.7.1")
+for trick in ["victim%elsewhere.example@acme.example", '"victim@elsewhere.example"@acme.example',
+              "@acme.example:victim@elsewhere.example", "elsewhere.example!victim@acme.example"]:
+    code, text = s.docmd("RSET")
+    code, text = s.docmd("MAIL FROM:<a@remote.example>")
+    assert code == 250, (code, text)
+    code, text = s.docmd(f"RCPT TO:<{trick}>")
+    assert code >= 500 and code != 250, (trick, code, text)
+s.quit()
+msgs = inbox("contact@acme.example", "contact-password")
+assert len(msgs) == 1, len(msgs)
+assert msgs[0].startswith(b"Received: from client.test ([127.0.0.1])"), msgs[0][:200]
+assert msgs[0].endswith(msg), msgs[0]
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn submission_sends_as_the_mailbox_and_its_alias_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+s = submission()
+code, caps = s.ehlo("client.test")
+assert b"AUTH PLAIN LOGIN" in caps, caps
+refused(lambda: s.sendmail("contact@acme.example", ["contact@acme.example"], b"Subject: x\r\n\r\nx\r\n"), 530, "5.7.0")
+s.login("contact@acme.example", "contact-password")
+# Byte for byte: sent to the alias, fetched over IMAP (only the trace field is added).
+msg = b"From: Contact <hello@acme.example>\r\nTo: hello@acme.example\r\nSubject: note to self\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <sub-1@acme.example>\r\n\r\nline one\r\n..dotted line\r\n"
+s.sendmail("hello@acme.example", ["hello@acme.example"], msg)
+refused(lambda: s.sendmail("boss@acme.example", ["contact@acme.example"], msg), 550, "5.7.1")
+forged = msg.replace(b"From: Contact <hello@acme.example>", b"From: The Boss <boss@acme.example>")
+refused(lambda: s.sendmail("contact@acme.example", ["contact@acme.example"], forged), 550, "boss@acme.example")
+s.quit()
+# AUTH LOGIN over implicit TLS, as older Outlook does.
+t = submission_tls()
+t.ehlo("client.test")
+t.user, t.password = "contact@acme.example", "contact-password"
+code, text = t.auth("LOGIN", t.auth_login, initial_response_ok=False)
+assert code == 235, (code, text)
+t.sendmail("contact@acme.example", ["contact@acme.example"], b"From: contact@acme.example\r\nSubject: no id\r\n\r\nbody\r\n")
+t.quit()
+msgs = inbox("contact@acme.example", "contact-password")
+assert len(msgs) == 2, msgs
+assert msgs[0].startswith(b"Received: ") and msgs[0].endswith(msg), msgs[0]
+assert b"ESMTPSA" in msgs[0], msgs[0][:300]
+assert b"\r\nMessage-ID: <" in msgs[1] and b"\r\nDate: " in msgs[1], ("added when missing", msgs[1])
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn a_delegate_sends_as_or_on_behalf_as_the_grant_says() {
+    for (send, expect_sender) in [(SendMode::As, false), (SendMode::OnBehalf, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        seed_with_send(dir.path(), "lr", Some(send));
+        let server = start(dir.path(), "");
+        let script = format!(
+            r#"
+expect_sender = {expect}
+s = submission()
+s.login("lucie@gmail.example", "lucie-password")
+msg = b"From: Contact <contact@acme.example>\r\nSender: forged@x.example\r\nTo: contact@acme.example\r\nSubject: from the assistant\r\n\r\nhello\r\n"
+s.sendmail("contact@acme.example", ["contact@acme.example"], msg)
+refused(lambda: s.sendmail("lucie@gmail.example", ["contact@acme.example"], msg), 550, "5.7.1")
+s.quit()
+# mailbox*user and SASL authzid act as the mailbox with the same rule.
+s = submission()
+s.login("contact@acme.example*lucie@gmail.example", "lucie-password")
+s.sendmail("hello@acme.example", ["contact@acme.example"], msg.replace(b"From: Contact <contact@acme.example>", b"From: hello@acme.example"))
+s.quit()
+s = submission()
+plain = base64.b64encode(b"contact@acme.example\0lucie@gmail.example\0lucie-password").decode()
+code, text = s.docmd("AUTH", "PLAIN " + plain)
+assert code == 235, (code, text)
+s.quit()
+msgs = inbox("contact@acme.example", "contact-password")
+assert len(msgs) == 2, msgs
+for m in msgs:
+    # On behalf: the server's Sender names the delegate and replaces the client's.
+    assert (b"\r\nSender: <lucie@gmail.example>\r\n" in m) == expect_sender, m
+    assert (b"forged@x.example" in m) != expect_sender, m
+print("done")
+"#,
+            expect = if expect_sender { "True" } else { "False" }
+        );
+        let out = run(&server, &script);
+        assert!(out.contains("done"), "{send:?}: {out}");
+    }
+}
+
+#[test]
+fn a_user_without_send_rights_may_not_send_as_the_mailbox() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lrswi");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+s = submission()
+s.login("lucie@gmail.example", "lucie-password")
+refused(lambda: s.sendmail("contact@acme.example", ["contact@acme.example"], b"From: contact@acme.example\r\n\r\nx\r\n"), 550, "5.7.1")
+s.quit()
+s = submission()
+refused(lambda: s.login("lucie@gmail.example", "wrong"), 535, "5.7.8")
+s.quit()
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn pipelining_bdat_and_smtputf8_work_as_smtplib_and_raw_clients_send_them() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+# A pipelined transaction in one write (RFC 2920), then BDAT in two chunks (RFC 3030).
+sock = socket.create_connection((host, ports["smtp"]))
+f = sock.makefile("rb")
+def reply():
+    lines = []
+    while True:
+        line = f.readline().decode()
+        lines.append(line)
+        if line[3] == " ":
+            return lines
+reply()
+body = b"Subject: piped\r\n\r\n.leading dot stays\r\n"
+sock.sendall(b"EHLO client.test\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<contact@acme.example>\r\nDATA\r\n")
+assert reply()[-1].startswith("250 "), "EHLO"
+assert reply()[0].startswith("250 2.1.0"), "MAIL"
+assert reply()[0].startswith("250 2.1.5"), "RCPT"
+assert reply()[0].startswith("354"), "DATA"
+sock.sendall(b"Subject: piped\r\n\r\n..leading dot stays\r\n.\r\n")
+assert reply()[0].startswith("250 2.0.0"), "end of data"
+chunk1 = b"Subject: chunked\r\n\r\nfirst part, "
+chunk2 = b"second part\r\n"
+sock.sendall(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<contact@acme.example>\r\n")
+reply(); reply()
+sock.sendall(b"BDAT %d\r\n" % len(chunk1) + chunk1 + b"BDAT %d LAST\r\n" % len(chunk2) + chunk2)
+assert reply()[0].startswith("250 2.0.0 %d octets" % len(chunk1)), "first chunk"
+assert reply()[0].startswith("250 2.0.0"), "last chunk"
+sock.sendall(b"QUIT\r\n")
+sock.close()
+s = inbound()
+s.ehlo("client.test")
+s.sendmail("jörg@remote.example", ["contact@acme.example"], "Subject: utf8\r\nFrom: jörg@remote.example\r\n\r\nGrüße\r\n".encode(), mail_options=["SMTPUTF8"])
+s.quit()
+msgs = inbox("contact@acme.example", "contact-password")
+assert len(msgs) == 3, msgs
+assert msgs[0].endswith(body), msgs[0]
+assert msgs[1].endswith(chunk1 + chunk2), msgs[1]
+assert b"with UTF8ESMTP" in msgs[2] and "Grüße".encode() in msgs[2], msgs[2]
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn swaks_and_curl_deliver_and_submit() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let inbound = server.addr("smtp (STARTTLS)");
+    let submission = server.addr("submission (STARTTLS)");
+    let swaks = std::process::Command::new("swaks")
+        .args(["--server", &inbound.ip().to_string(), "--port"])
+        .arg(inbound.port().to_string())
+        .args(["--to", "hello@acme.example", "--from", "x@remote.example"])
+        .args(["--tls", "--header", "Subject: by swaks"])
+        .output()
+        .expect("swaks must be installed (.ci/run installs it)");
+    assert!(
+        swaks.status.success(),
+        "{}",
+        String::from_utf8_lossy(&swaks.stdout)
+    );
+    let swaks_auth = std::process::Command::new("swaks")
+        .args(["--server", &submission.ip().to_string(), "--port"])
+        .arg(submission.port().to_string())
+        .args(["--to", "contact@acme.example", "--from", CONTACT])
+        .args(["--tls", "--auth", "PLAIN", "--auth-user", CONTACT])
+        .args(["--auth-password", CONTACT_PASSWORD])
+        .args([
+            "--header",
+            "From: contact@acme.example",
+            "--header",
+            "Subject: swaks submission",
+        ])
+        .output()
+        .expect("swaks");
+    assert!(
+        swaks_auth.status.success(),
+        "{}",
+        String::from_utf8_lossy(&swaks_auth.stdout)
+    );
+    let mail = dir.path().join("curl.eml");
+    std::fs::write(
+        &mail,
+        "From: x@remote.example\r\nSubject: by curl\r\n\r\ncurl body\r\n",
+    )
+    .unwrap();
+    let curl = std::process::Command::new("curl")
+        .arg(format!("smtp://{inbound}"))
+        .args(["--mail-from", "x@remote.example", "--mail-rcpt", CONTACT])
+        .args(["--ssl-reqd", "--insecure", "--upload-file"])
+        .arg(&mail)
+        .output()
+        .expect("curl must be installed");
+    assert!(
+        curl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&curl.stderr)
+    );
+    let out = run(
+        &server,
+        r#"
+msgs = inbox("contact@acme.example", "contact-password")
+subjects = sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in msgs)
+assert subjects == [b"by curl", b"by swaks", b"swaks submission"], subjects
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
+fn limits_get_specific_replies() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let limits = "[smtp]\nmax_message_bytes = 2000\nmax_recipients = 2\nmax_errors = 4\n";
+    let server = start_with(dir.path(), &EPHEMERAL.replace("[smtp]\n", limits));
+    let out = run(
+        &server,
+        r#"
+s = inbound()
+s.ehlo("client.test")
+refused(lambda: s.sendmail("a@remote.example", ["contact@acme.example"], b"Subject: big\r\n\r\n" + b"x" * 3000 + b"\r\n"), 552, "5.3.4")
+s.rset()
+s.docmd("MAIL FROM:<a@remote.example>")
+assert s.docmd("RCPT TO:<contact@acme.example>")[0] == 250
+assert s.docmd("RCPT TO:<hello@acme.example>")[0] == 250
+code, text = s.docmd("RCPT TO:<contact+x@acme.example>")
+assert (code, text[:5]) == (452, b"4.5.3"), (code, text)
+s.rset()
+# The fourth error (the 552 was the first) ends the session.
+for i in range(3):
+    assert s.docmd("BOGUS")[0] == 500
+code, text = s.getreply()
+assert (code, text[:5]) == (421, b"4.7.0"), (code, text)
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+/// Sends numbered messages over two connections until it is cut off, printing `ACK n` for
+/// every message answered 250.
+const STREAM: &str = r#"
+import smtplib, sys, threading
+host, port = sys.argv[1], int(sys.argv[2])
+def stream(first):
+    try:
+        s = smtplib.SMTP(host, port, local_hostname="client.test")
+        for n in range(first, first + 100000, 2):
+            msg = b"Message-ID: <%d@stream.test>\r\nSubject: %d\r\n\r\n" % (n, n) + b"y" * (n * 131 % 9000) + b"\r\n"
+            s.sendmail("load@remote.example", ["contact@acme.example"], msg)
+            print("ACK", n, flush=True)
+    except Exception as e:
+        print("CUT", first, repr(e), flush=True)
+threads = [threading.Thread(target=stream, args=(i,)) for i in (0, 1)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+"#;
+
+#[test]
+fn sigkill_mid_stream_loses_no_acknowledged_message() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let smtp = server.addr("smtp (STARTTLS)");
+    let mut client = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(STREAM)
+        .args([smtp.ip().to_string(), smtp.port().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let mut acked = std::collections::BTreeSet::new();
+    let mut server = Some(server);
+    for line in lines.map_while(Result::ok) {
+        if let Some(n) = line.strip_prefix("ACK ") {
+            acked.insert(n.parse::<u64>().unwrap());
+        }
+        if acked.len() == 60
+            && let Some(s) = server.take()
+        {
+            s.kill(); // mid-stream: both connections have a message in flight
+        }
+    }
+    client.wait().unwrap();
+    assert!(acked.len() >= 60, "the stream should have run: {acked:?}");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+import re, collections
+msgs = inbox("contact@acme.example", "contact-password")
+ids = collections.Counter(int(re.search(rb"Message-ID: <(\d+)@stream.test>", m).group(1)) for m in msgs)
+print("IDS", " ".join(f"{k}:{v}" for k, v in sorted(ids.items())))
+"#,
+    );
+    let stored: std::collections::HashMap<u64, u32> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("IDS "))
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once(':').unwrap();
+            (k.parse().unwrap(), v.parse().unwrap())
+        })
+        .collect();
+    for n in &acked {
+        assert_eq!(
+            stored.get(n),
+            Some(&1),
+            "message {n} was acknowledged: stored once"
+        );
+    }
+    assert!(
+        stored.values().all(|v| *v == 1),
+        "nothing is stored twice: {stored:?}"
+    );
+}
+
+/// A smarthost that refuses the first delivery to friend@ temporarily, refuses bad@ for good,
+/// and writes what it accepts to the file given.
+const SINK: &str = r#"
+import socket, sys, threading
+out = sys.argv[1]
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+print(srv.getsockname()[1], flush=True)
+attempts = {"friend": 0}
+def serve(conn):
+    f = conn.makefile("rb")
+    send = lambda s: conn.sendall(s.encode() + b"\r\n")
+    send("220 sink.test ESMTP")
+    rcpts = []
+    while True:
+        line = f.readline().decode().strip()
+        if not line:
+            return
+        verb = line.split(" ")[0].upper()
+        if verb == "EHLO":
+            send("250-sink.test\r\n250 8BITMIME")
+        elif verb == "MAIL":
+            send("250 2.1.0 ok")
+        elif verb == "RCPT":
+            if "bad@" in line:
+                send("550 5.1.1 no such user here")
+            elif "friend@" in line:
+                attempts["friend"] += 1
+                if attempts["friend"] == 1:
+                    send("451 4.3.0 come back later")
+                else:
+                    rcpts.append(line)
+                    send("250 2.1.5 ok")
+        elif verb == "DATA":
+            send("354 go on")
+            data = b""
+            while True:
+                l = f.readline()
+                if l == b".\r\n":
+                    break
+                data += l
+            with open(out, "ab") as o:
+                o.write(b"ATTEMPT %d\n" % attempts["friend"] + data)
+            send("250 2.0.0 stored")
+        elif verb == "QUIT":
+            send("221 bye")
+            return
+        else:
+            send("250 ok")
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+
+#[test]
+fn outbound_mail_is_retried_until_delivered_and_a_refusal_bounces() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let received = dir.path().join("sink.eml");
+    let mut sink = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(SINK)
+        .arg(&received)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut port = String::new();
+    std::io::BufReader::new(sink.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let queue = format!(
+        "[queue]\nsmarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\nfirst_retry_seconds = 1\n",
+        port.trim()
+    );
+    let server = start(dir.path(), &queue);
+    let out = run(
+        &server,
+        r#"
+s = submission()
+s.login("contact@acme.example", "contact-password")
+msg = b"From: contact@acme.example\r\nTo: friend@remote.example\r\nSubject: outbound\r\n\r\n.dot line\r\n"
+s.sendmail("contact@acme.example", ["friend@remote.example", "bad@remote.example"], msg)
+s.quit()
+for _ in range(100):
+    msgs = inbox("contact@acme.example", "contact-password")
+    if msgs:
+        break
+    time.sleep(0.2)
+assert len(msgs) == 1, msgs
+dsn = msgs[0]
+assert b"multipart/report; report-type=delivery-status" in dsn, dsn
+assert b"Final-Recipient: rfc822; bad@remote.example\r\nAction: failed\r\nStatus: 5.1.1" in dsn, dsn
+assert b"friend@remote.example" not in dsn.split(b"message/delivery-status")[1].split(b"text/rfc822-headers")[0], dsn
+assert b"Subject: outbound" in dsn, "the original header comes back"
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let delivered = loop {
+        let text = std::fs::read_to_string(&received).unwrap_or_default();
+        if text.contains("Subject: outbound") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert!(
+        delivered.starts_with("ATTEMPT 2\n"),
+        "delivered on the retry after a 451: {delivered}"
+    );
+    assert!(
+        delivered.contains("\r\n..dot line\r\n"),
+        "dot-stuffed on the wire: {delivered}"
+    );
+    assert_eq!(
+        delivered.matches("Subject: outbound").count(),
+        1,
+        "{delivered}"
+    );
+}
