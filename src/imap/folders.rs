@@ -440,6 +440,7 @@ impl Session {
                 permit: &|flags, keywords| (flags, keywords),
                 remove_source: true,
             })?;
+            self.services.store.flush_blocking()?;
         } else {
             self.services
                 .store

@@ -335,13 +335,18 @@ impl Session {
             let Some(mut record) = records.get(&slot.uid).cloned() else {
                 continue; // expunged by another session, not reported yet
             };
+            let mut line_items = std::borrow::Cow::Borrowed(&items);
             if mark_seen && !slot.flags.contains(Flags::SEEN) {
                 match self.mark_seen(slot.uid)? {
                     Some(now) => record = now,
                     None => continue,
                 }
+                // RFC 3501 §6.4.5: flags set implicitly SHOULD be part of the FETCH response.
+                if !items.contains(&MessageDataItemName::Flags) {
+                    line_items.to_mut().push(MessageDataItemName::Flags);
+                }
             }
-            let line = self.fetch_line(index, &record, &items, needs_summary, needs_bytes)?;
+            let line = self.fetch_line(index, &record, &line_items, needs_summary, needs_bytes)?;
             self.out.extend_from_slice(&line);
         }
         Ok(if uid {

@@ -755,7 +755,10 @@ impl Session {
         if let State::Selected(identity, sel) = &mut self.state {
             let access = identity.access(&sel.mailbox);
             if !access.may(Right::Read) {
-                return Err(format!("[NOPERM] Access to {} was revoked", sel.display));
+                return Err(format!(
+                    "[NOPERM] Access to {} was revoked",
+                    super::utf7::encode(&sel.display)
+                ));
             }
             sel.rights = access.rights;
         }

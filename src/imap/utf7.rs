@@ -51,7 +51,11 @@ fn flush(out: &mut String, pending: &mut Vec<u16>) {
 pub fn decode(wire: &str) -> Option<String> {
     let mut out = String::with_capacity(wire.len());
     let mut rest = wire;
+    let printable = |s: &str| s.chars().all(|c| (' '..='~').contains(&c));
     while let Some(start) = rest.find('&') {
+        if !printable(&rest[..start]) {
+            return None;
+        }
         out.push_str(&rest[..start]);
         let after = &rest[start + 1..];
         let end = after.find('-')?;
@@ -76,7 +80,7 @@ pub fn decode(wire: &str) -> Option<String> {
         }
         rest = &after[end + 1..];
     }
-    if rest.chars().any(|c| !(' '..='~').contains(&c)) {
+    if !printable(rest) {
         return None;
     }
     out.push_str(rest);
@@ -108,7 +112,16 @@ mod tests {
 
     #[test]
     fn invalid_forms_are_refused() {
-        for bad in ["&", "&AAA", "a&ZeVnLIqe", "&AGE-", "&Zé-", "naïve"] {
+        for bad in [
+            "&",
+            "&AAA",
+            "a&ZeVnLIqe",
+            "&AGE-",
+            "&Zé-",
+            "naïve",
+            "naïve&-",
+            "tab\t&-",
+        ] {
             assert_eq!(decode(bad), None, "{bad}");
         }
     }

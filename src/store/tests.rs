@@ -822,3 +822,39 @@ fn move_within_a_mailbox_keeps_usage_and_leaves_tombstones() {
     let moved = store.message(m.id, archive, 1).unwrap().unwrap();
     assert_eq!(store.read_message(&moved.blob).unwrap(), b"hello");
 }
+
+#[test]
+fn a_move_inside_a_mailbox_keeps_every_users_own_seen() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "team@acme.example");
+    let f = inbox(&store, m.id).id;
+    let archive = store.folder_by_name(m.id, "Archive").unwrap().unwrap().id;
+    store
+        .append(m.id, f, b"x", AppendMessage::default())
+        .unwrap();
+    let lucie = new_user(&store, "lucie@gmail.example");
+    set_flags(&store, m.id, f, 1, Some(lucie.id), Flags::SEEN);
+    set_flags(&store, m.id, f, 1, Some(w.owner.id), Flags::SEEN);
+    let view = |folder| FolderView {
+        mailbox: m.id,
+        folder,
+        seen_user: Some(lucie.id),
+    };
+    store
+        .transfer(Transfer {
+            from: view(f),
+            to: view(archive),
+            uids: &[1, 1],
+            permit: &|flags, keywords| (flags, keywords),
+            remove_source: true,
+        })
+        .unwrap();
+    assert_eq!(store.user_seen(m.id, archive, lucie.id).unwrap(), vec![1]);
+    assert_eq!(store.user_seen(m.id, archive, w.owner.id).unwrap(), vec![1]);
+    assert_eq!(
+        store.messages(m.id, archive).unwrap().len(),
+        1,
+        "a UID named twice moves once"
+    );
+}

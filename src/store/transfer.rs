@@ -45,7 +45,11 @@ impl Store {
         let mut moved = Vec::new();
         let mut bytes = 0u64;
         let target_modseq = target.highestmodseq + 1;
-        for &uid in t.uids {
+        // A UID named twice is one message: copying it twice would count its blob once.
+        let mut uids = t.uids.to_vec();
+        uids.sort_unstable();
+        uids.dedup();
+        for uid in uids {
             let Some(record) = self.message(t.from.mailbox, t.from.folder, uid)? else {
                 continue;
             };
@@ -102,31 +106,53 @@ impl Store {
         target: &mut Folder,
         modseq: u64,
     ) -> StoreResult<MessageRecord> {
-        let seen = match t.from.seen_user {
-            Some(user) => self.has_user_seen(t.from.mailbox, t.from.folder, record.uid, user)?,
-            None => record.flags.contains(Flags::SEEN),
-        };
-        let (flags, keywords) = (t.permit)(
-            record.flags.with(Flags::SEEN, seen),
-            record.keywords.clone(),
-        );
-        let copy = MessageRecord {
-            uid: target.uidnext,
+        let (m, f) = (t.to.mailbox.0, t.to.folder.0);
+        let uid = target.uidnext;
+        target.uidnext += 1;
+        let relocation = t.remove_source && t.from.mailbox == t.to.mailbox;
+        let (flags, keywords) = if relocation {
+            // A move inside one mailbox keeps everyone's \Seen: the shared flag, and each
+            // user's own, re-keyed to the new UID.
+            let (m0, f0) = (t.from.mailbox.0, t.from.folder.0);
+            for item in self
+                .inner
+                .mail
+                .scan_prefix(key(codec::USER_SEEN, &[m0, f0, record.uid as u64]))
+            {
+                let user = super::codec::id_at(&item?.0, 3)?;
+                changes.put_mail(key(codec::USER_SEEN, &[m, f, uid as u64, user]), &())?;
+            }
+            let (flags, keywords) = (t.permit)(record.flags, record.keywords.clone());
+            (
+                flags.with(Flags::SEEN, record.flags.contains(Flags::SEEN)),
+                keywords,
+            )
+        } else {
+            let seen = match t.from.seen_user {
+                Some(user) => {
+                    self.has_user_seen(t.from.mailbox, t.from.folder, record.uid, user)?
+                }
+                None => record.flags.contains(Flags::SEEN),
+            };
+            let (flags, keywords) = (t.permit)(
+                record.flags.with(Flags::SEEN, seen),
+                record.keywords.clone(),
+            );
+            if let (Some(user), true) = (t.to.seen_user, flags.contains(Flags::SEEN)) {
+                changes.put_mail(key(codec::USER_SEEN, &[m, f, uid as u64, user.0]), &())?;
+            }
             // Where the target keeps \Seen per user, the copy is unseen for everyone else.
-            flags: flags.with(
-                Flags::SEEN,
-                flags.contains(Flags::SEEN) && t.to.seen_user.is_none(),
-            ),
+            let shared_seen = flags.contains(Flags::SEEN) && t.to.seen_user.is_none();
+            (flags.with(Flags::SEEN, shared_seen), keywords)
+        };
+        let copy = MessageRecord {
+            uid,
+            flags,
             keywords,
             modseq,
             ..record.clone()
         };
-        target.uidnext += 1;
-        let (m, f) = (t.to.mailbox.0, t.to.folder.0);
-        if let (Some(user), true) = (t.to.seen_user, flags.contains(Flags::SEEN)) {
-            changes.put_mail(key(codec::USER_SEEN, &[m, f, copy.uid as u64, user.0]), &())?;
-        }
-        changes.put_mail(key(codec::MESSAGE, &[m, f, copy.uid as u64]), &copy)?;
+        changes.put_mail(key(codec::MESSAGE, &[m, f, uid as u64]), &copy)?;
         Ok(copy)
     }
 
