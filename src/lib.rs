@@ -5,6 +5,8 @@ pub mod access;
 pub mod admin;
 pub mod bootstrap;
 pub mod config;
+#[doc(hidden)]
+pub mod harness;
 pub mod imap;
 pub mod login;
 pub mod mail;

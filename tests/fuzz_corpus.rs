@@ -40,7 +40,7 @@ fn config_parse_corpus() {
 
 #[test]
 fn imap_session_corpus() {
-    let harness = mailgate::imap::harness::Harness::new();
+    let harness = mailgate::harness::Harness::new();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,7 +49,23 @@ fn imap_session_corpus() {
     // panic, and returns (a hang would stop the test).
     for (name, data) in corpus("imap_session") {
         let mut session = harness.session();
-        let feed = mailgate::imap::harness::feed_selected(&mut session, &data);
+        let feed = mailgate::harness::feed_selected(&mut session, &data);
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(feed)));
+        assert!(result.is_ok(), "{name}");
+    }
+}
+
+#[test]
+fn smtp_session_corpus() {
+    let harness = mailgate::harness::Harness::new();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, data) in corpus("smtp_session") {
+        let mut session = harness.smtp_session_for(&data);
+        let feed = mailgate::harness::feed_smtp_transaction(&mut session, &data);
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(feed)));
         assert!(result.is_ok(), "{name}");

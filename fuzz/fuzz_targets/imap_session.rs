@@ -2,7 +2,7 @@
 //! panics or hangs.
 #![no_main]
 
-use mailgate::imap::harness::{Harness, feed_selected};
+use mailgate::harness::{Harness, feed_selected};
 use std::sync::OnceLock;
 
 static HARNESS: OnceLock<(Harness, tokio::runtime::Runtime)> = OnceLock::new();

@@ -8,8 +8,6 @@ mod extended;
 mod extension;
 mod fetch;
 mod folders;
-#[doc(hidden)]
-pub mod harness;
 mod identity;
 mod messages;
 mod search;

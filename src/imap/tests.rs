@@ -1,7 +1,7 @@
 //! The IMAP state machine without sockets: framing, literals, limits, states.
 
-use super::harness::{ADDRESS, Harness, PASSWORD, feed_selected};
 use super::session::Action;
+use crate::harness::{ADDRESS, Harness, PASSWORD, feed_selected};
 
 async fn talk(session: &mut super::Session, input: &str) -> (String, Action) {
     let out = session.feed(input.as_bytes()).await;

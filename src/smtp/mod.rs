@@ -12,6 +12,9 @@ pub mod outbound;
 mod session;
 mod submission;
 
+#[cfg(test)]
+mod tests;
+
 pub use session::{Action, Mode, Output, Session};
 
 use crate::net::Connection;

@@ -90,6 +90,17 @@ pub struct Session {
 
 const MAX_AUTH_LINE: usize = 12 * 1024;
 
+/// RFC 5321 §4.5.3.1.4 sets 512 octets for a command line; extensions make them longer, and
+/// smtp-proto refuses partial lines beyond 4096. A whole line in one read is held to the same.
+fn over_long_line(rest: &[u8]) -> bool {
+    let limit = smtp_proto::request::receiver::MAX_LINE_LENGTH;
+    rest.iter()
+        .take(limit + 1)
+        .position(|b| *b == b'\n')
+        .is_none()
+        && rest.len() > limit
+}
+
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool, mode: Mode) -> Session {
         Session {
@@ -137,6 +148,15 @@ impl Session {
         let mut bytes = input.iter();
         loop {
             let action = match &mut self.phase {
+                Phase::Command if over_long_line(bytes.as_slice()) => {
+                    let rest = bytes.as_slice();
+                    let end = rest
+                        .iter()
+                        .position(|b| *b == b'\n')
+                        .map_or(rest.len(), |p| p + 1);
+                    bytes = rest[end..].iter();
+                    self.error(500, "5.5.2", "Line too long")
+                }
                 Phase::Command => {
                     let before = bytes.len();
                     match self.requests.ingest(&mut bytes) {

@@ -1,8 +1,8 @@
-//! A session on a throw-away store with one mailbox, driven without sockets: for the unit
-//! tests and the fuzz target, which must exercise the same code the network does.
+//! Sessions (IMAP and SMTP) on a throw-away store with one mailbox, driven without sockets:
+//! for the unit tests and the fuzz targets, which must exercise the same code the network does.
 
-use super::session::{Output, Session};
 use crate::config::Config;
+use crate::imap::{Output, Session};
 use crate::model::*;
 use crate::net::Services;
 use crate::store::{AppendMessage, NewMailbox, NewUser, Store};
@@ -47,6 +47,34 @@ impl Harness {
             true,
         )
     }
+}
+
+impl Harness {
+    /// For the fuzz target and its corpus: the first input byte picks the listener (odd:
+    /// submission), so that one corpus covers both.
+    pub fn smtp_session_for(&self, data: &[u8]) -> crate::smtp::Session {
+        let submission = data.first().is_some_and(|b| b & 1 == 1);
+        let mode = if submission {
+            crate::smtp::Mode::Submission
+        } else {
+            crate::smtp::Mode::Inbound
+        };
+        self.smtp_session(mode)
+    }
+
+    /// An SMTP session of `mode`, as if over TLS from 192.0.2.1.
+    pub fn smtp_session(&self, mode: crate::smtp::Mode) -> crate::smtp::Session {
+        let peer = "192.0.2.1:50000".parse().unwrap_or_else(|_| unreachable!());
+        crate::smtp::Session::new(self.services.clone(), peer, true, mode)
+    }
+}
+
+/// Feeds `input` to an inbound SMTP session after a greeting and an open transaction to the
+/// harness mailbox, as the fuzz target does; returns what the session answered to `input`.
+pub async fn feed_smtp_transaction(session: &mut crate::smtp::Session, input: &[u8]) -> Vec<u8> {
+    let prelude = format!("EHLO fuzz.test\r\nMAIL FROM:<a@fuzz.test>\r\nRCPT TO:<{ADDRESS}>\r\n");
+    let _ = session.feed(prelude.as_bytes()).await;
+    session.feed(input).await.bytes
 }
 
 impl Default for Harness {
