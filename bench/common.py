@@ -8,11 +8,12 @@ def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
 
-def start_server(workdir, N=100):
+def start_server(workdir, N=100, smtp=False):
     config = os.path.join(workdir, "mailgate.toml")
     with open(config, "w") as f:
         f.write('hostname = "bench.test"\n[imap]\nlisten = []\nlisten_tls = ["127.0.0.1:0"]\n'
-                '[smtp]\nlisten = []\n[submission]\nlisten = []\nlisten_tls = []\n'
+                f'[smtp]\nlisten = {["127.0.0.1:0"] if smtp else []}\n'.replace("'", '"') +
+                '[submission]\nlisten = []\nlisten_tls = []\n'
                 '[admin]\nlisten = ["127.0.0.1:0"]\n'
                 f'[limits]\nmax_connections = {N + 100}\nmax_connections_per_client = {N + 100}\n')
     proc = subprocess.Popen([BINARY, "serve", "--config", config, "--data", os.path.join(workdir, "data")],
@@ -44,4 +45,5 @@ def seed(port, password):
     org = api(port, "GET", "/me", token)["organizations"][0]["id"]
     api(port, "POST", f"/orgs/{org}/domains", token, {"name": "bench.test"})
     api(port, "POST", f"/orgs/{org}/mailboxes", token, {"address": "box@bench.test", "password": "bench-password"})
+    return token, org
 

@@ -18,6 +18,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub submission: DualListener,
     pub queue: QueueConfig,
+    pub public: PublicConfig,
     pub admin: Listener,
     pub limits: Limits,
     pub auth: AuthConfig,
@@ -141,6 +142,19 @@ impl Default for QueueConfig {
     }
 }
 
+/// What clients are told to connect to (autoconfiguration), when it differs from what the
+/// server listens on (a proxy, a NAT, port 993 forwarded to 1993).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublicConfig {
+    /// Default: `hostname`.
+    pub hostname: Option<String>,
+    /// Default: the port of the first `imap.listen_tls` address.
+    pub imap_port: Option<u16>,
+    /// Default: the port of the first `submission.listen_tls` address.
+    pub submission_port: Option<u16>,
+}
+
 /// A protocol with a STARTTLS port and an implicit-TLS port. An empty list disables one.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -203,6 +217,7 @@ impl Default for Config {
                 listen_tls: local(1465),
             },
             queue: QueueConfig::default(),
+            public: PublicConfig::default(),
             admin: Listener {
                 listen: local(8080),
             },

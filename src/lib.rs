@@ -10,6 +10,7 @@ pub mod harness;
 pub mod imap;
 pub mod login;
 pub mod mail;
+pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod password;

@@ -261,6 +261,7 @@ pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identi
         outcome,
         detail,
     };
+    services.metrics.login(attempt.action, result.is_ok());
     if let Err(e) = services.store.record_audit(event) {
         tracing::error!(error = %e, action = attempt.action, "could not record a login");
     }

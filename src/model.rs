@@ -87,6 +87,16 @@ impl Role {
         matches!(self, Role::Owner | Role::Admin)
     }
 
+    /// Higher is more: owner 3, admin 2, collaborator 1, external 0.
+    pub fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Collaborator => 1,
+            Role::External => 0,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Owner => "owner",
@@ -434,7 +444,7 @@ pub struct Invitation {
 }
 
 /// Who did something.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Actor {
     System,

@@ -322,6 +322,34 @@ print("done")
 }
 
 #[test]
+fn a_full_mailbox_answers_452_and_the_client_keeps_the_message() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    adjust_mailbox(dir.path(), CONTACT, |m| m.quota_bytes = 1000);
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+s = inbound()
+s.ehlo("client.test")
+s.sendmail("a@remote.example", ["contact@acme.example"], b"Subject: fits\r\n\r\n" + b"x" * 400 + b"\r\n")
+big = b"Subject: too big\r\n\r\n" + b"y" * 700 + b"\r\n"
+# Announced with SIZE: refused at RCPT.
+s.docmd("MAIL FROM:<a@remote.example> SIZE=%d" % len(big))
+code, text = s.docmd("RCPT TO:<contact@acme.example>")
+assert (code, text[:5]) == (452, b"4.2.2"), (code, text)
+s.rset()
+# Unannounced: refused at the end of DATA, temporarily (the sender's server keeps it).
+refused(lambda: s.sendmail("a@remote.example", ["contact@acme.example"], big), 452, "4.2.2")
+s.quit()
+assert len(inbox("contact@acme.example", "contact-password")) == 1
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
+#[test]
 fn limits_get_specific_replies() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "lr");
@@ -555,4 +583,33 @@ print("done")
         1,
         "{delivered}"
     );
+}
+
+#[test]
+fn delivered_mail_reaches_an_idle_session_within_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+m = imap("contact@acme.example", "contact-password")
+m.select("INBOX")
+tag = m._new_tag().decode()
+m.send(f"{tag} IDLE\r\n".encode())
+assert m.readline().startswith(b"+"), "idling"
+s = inbound()
+s.sendmail("a@remote.example", ["hello@acme.example"], b"Subject: ping\r\n\r\nping\r\n")
+sent = time.time()
+m.sock.settimeout(5)
+line = m.readline()
+waited = time.time() - sent
+assert line.strip() == b"* 1 EXISTS", line
+assert waited < 1.0, waited
+m.send(b"DONE\r\n")
+s.quit()
+print("done", waited)
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
 }

@@ -213,6 +213,48 @@ pub fn mailbox_access(principal: &Principal, mailbox: MailboxRef) -> MailboxAcce
     }
 }
 
+/// The grants through which a user holds rights on `mailbox`'s mail: what a least-privilege
+/// review shows as the path (direct, a team, every mailbox of the organization).
+pub fn granting(facts: &UserFacts, mailbox: MailboxRef) -> Vec<Grant> {
+    if facts.disabled {
+        return Vec::new();
+    }
+    facts
+        .grants
+        .iter()
+        .filter(|grant| {
+            grant.org == mailbox.org
+                && match grant.target {
+                    GrantTarget::Mailbox(id) => id == mailbox.id,
+                    GrantTarget::AllMailboxes => true,
+                }
+                && grant_reaches(facts, grant)
+        })
+        .cloned()
+        .collect()
+}
+
+/// How a user manages `mailbox` (may reset its password, and so read it): by role in its
+/// organization, or as a manager of a partner organization.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManagedThrough {
+    Role(Role),
+    Partnership(OrgId),
+}
+
+pub fn manages(facts: &UserFacts, mailbox: MailboxRef) -> Option<ManagedThrough> {
+    let principal = Principal::User(facts.clone());
+    may(&principal, mailbox.org, &Action::ManageMailbox(mailbox.id)).ok()?;
+    match facts.role_in(mailbox.org) {
+        Some(role) if role.is_manager() => Some(ManagedThrough::Role(role)),
+        _ => facts
+            .partnerships
+            .iter()
+            .find(|p| p.client == mailbox.org && p.status == PartnershipStatus::Accepted)
+            .map(|p| ManagedThrough::Partnership(p.partner)),
+    }
+}
+
 /// `As` includes `OnBehalf`: whoever may send as the mailbox may also sign as themselves.
 fn widest_send(a: Option<SendMode>, b: Option<SendMode>) -> Option<SendMode> {
     match (a, b) {

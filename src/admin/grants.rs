@@ -60,7 +60,7 @@ pub struct GrantRequest {
     pub send: Option<SendMode>,
 }
 
-fn rights_of(
+pub(super) fn rights_of(
     rights: Option<&str>,
     preset_name: Option<&str>,
     send: Option<SendMode>,
@@ -270,7 +270,35 @@ pub async fn change_role(
         .actor(caller.actor())
         .detail(format!("{from} -> {}", req.role))
         .record(&services, client);
+    if from != req.role {
+        role_change_notice(&services, org, user, from, req.role).await;
+    }
     Ok(Json(serde_json::json!({"user_id": user, "role": req.role})))
+}
+
+/// Tells the user, by email, what their new role lets them do. A notice that cannot be sent
+/// is logged: the change itself stands.
+async fn role_change_notice(services: &Services, org: OrgId, user: UserId, from: Role, to: Role) {
+    let (Ok(Some(account)), Ok(Some(organization))) =
+        (services.store.user(user), services.store.organization(org))
+    else {
+        return;
+    };
+    let can = match to {
+        Role::Owner => "run the organization, including its owners and its partnerships",
+        Role::Admin => "manage members, mailboxes, aliases, grants and teams",
+        Role::Collaborator => "see the directory and use the mailboxes granted to you",
+        Role::External => "use only the mailboxes granted to you by name",
+    };
+    let text = format!(
+        "Your role in {name} changed from {from} to {to}.\n\nAs {to} you can {can}.\n\n\
+         Your access to mailboxes is listed in the admin API: GET /api/v1/me.\n",
+        name = organization.name,
+    );
+    let subject = format!("Your role in {} is now {to}", organization.name);
+    if let Err(e) = crate::smtp::notice::send(services, &account.login, &subject, &text).await {
+        tracing::warn!(%user, error = %e, "the role change notice could not be sent");
+    }
 }
 
 pub async fn remove_member(

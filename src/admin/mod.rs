@@ -2,12 +2,16 @@
 //! `access` before it acts and records what it changed in the audit log.
 
 mod audit;
+mod audit_log;
 mod auth;
+mod autoconfig;
 mod domains;
 mod error;
 mod grants;
+mod invitations;
 mod mailboxes;
 mod page;
+mod review;
 mod session;
 mod teams;
 
@@ -32,12 +36,33 @@ pub fn router(services: Arc<Services>) -> Router {
     let org = "/api/v1/orgs/{org}";
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+            get(autoconfig::thunderbird),
+        )
+        .route("/mail/config-v1.1.xml", get(autoconfig::thunderbird))
+        .route(
+            "/autodiscover/autodiscover.xml",
+            post(autoconfig::outlook_v1),
+        )
+        .route(
+            "/Autodiscover/Autodiscover.xml",
+            post(autoconfig::outlook_v1),
+        )
+        .route(
+            "/autodiscover/autodiscover.json",
+            get(autoconfig::outlook_v2),
+        )
+        .route("/apple/mobileconfig", get(autoconfig::apple))
         .route(
             "/api/v1/session",
             post(session::login).delete(session::logout),
         )
         .route("/api/v1/me", get(session::me))
         .route("/api/v1/me/password", post(session::change_password))
+        .route("/api/v1/me/audit", get(audit_log::own_log))
+        .route(&format!("{org}/audit"), get(audit_log::org_log))
         .route(
             &format!("{org}/domains"),
             get(domains::list).post(domains::create),
@@ -73,6 +98,27 @@ pub fn router(services: Arc<Services>) -> Router {
             axum::routing::patch(grants::update).delete(grants::delete),
         )
         .route(&format!("{org}/members"), get(grants::members))
+        .route(
+            &format!("{org}/invitations"),
+            get(invitations::list).post(invitations::create),
+        )
+        .route(
+            &format!("{org}/invitations/{{id}}"),
+            axum::routing::delete(invitations::withdraw),
+        )
+        .route(
+            &format!("{org}/invitations/{{id}}/resend"),
+            post(invitations::resend),
+        )
+        .route(
+            "/api/v1/invitations/{token}/accept",
+            post(invitations::accept),
+        )
+        .route(&format!("{org}/members/{{user}}/access"), get(review::user))
+        .route(
+            &format!("{org}/mailboxes/{{id}}/access"),
+            get(review::mailbox),
+        )
         .route(
             &format!("{org}/members/{{user}}"),
             axum::routing::patch(grants::change_role).delete(grants::remove_member),
@@ -126,6 +172,20 @@ async fn healthz(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     services.store.is_empty()?;
     Ok(Json(json!({"status": "ok"})))
+}
+
+/// Prometheus text; like /healthz, it tells nothing about any organization.
+async fn metrics(
+    axum::extract::State(services): axum::extract::State<Arc<Services>>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let queue = services.store.queue()?.len();
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        services.metrics.render(queue),
+    ))
 }
 
 async fn not_found() -> ApiError {

@@ -27,6 +27,7 @@ pub struct Services {
     pub passwords: Verifier,
     /// Wakes the outbound queue's worker when mail is queued.
     pub queue_wake: tokio::sync::Notify,
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Services {
@@ -40,6 +41,7 @@ impl Services {
             tls,
             passwords,
             queue_wake: tokio::sync::Notify::new(),
+            metrics: crate::metrics::Metrics::default(),
         })
     }
 }
@@ -285,6 +287,8 @@ async fn accept_loop(
                 let _ = stream.shutdown().await;
                 return;
             };
+            let counting = services.clone();
+            let _counted = counting.metrics.connection(protocol.name());
             let session = Connection {
                 stream,
                 peer,

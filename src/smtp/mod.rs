@@ -8,6 +8,7 @@ pub mod address;
 mod client;
 pub mod delivery;
 mod dsn;
+pub mod notice;
 pub mod outbound;
 mod session;
 mod submission;

@@ -55,6 +55,8 @@ enum AuthStep {
 /// A transaction from MAIL FROM on.
 struct Envelope {
     sender: String,
+    /// The size MAIL FROM announced (RFC 1870), 0 when none.
+    size: usize,
     smtputf8: bool,
     local: Vec<(String, MailboxId)>,
     remote: Vec<String>,
@@ -555,6 +557,7 @@ impl Session {
         }
         self.envelope = Some(Envelope {
             sender,
+            size: from.size,
             smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
             local: Vec::new(),
             remote: Vec::new(),
@@ -573,6 +576,7 @@ impl Session {
             return Action::Continue;
         }
         let address = to.address;
+        let size = envelope.size as u64;
         if !envelope.smtputf8 && !address.is_ascii() {
             return self.error(553, "5.6.7", "A non-ASCII address needs SMTPUTF8");
         }
@@ -596,7 +600,8 @@ impl Session {
                 Action::Continue
             }
             Ok(Destination::Local { mailbox }) => {
-                if !delivery::has_room(&self.services, mailbox, 0) {
+                // With SIZE, a mailbox that cannot take the message says so here (RFC 1870 §6.3).
+                if !delivery::has_room(&self.services, mailbox, size) {
                     self.reply(452, "4.2.2", &format!("<{address}>: mailbox full"));
                     return Action::Continue;
                 }
@@ -763,6 +768,8 @@ impl Session {
             // the queue failed, which is the server's to report.
             return (451, "4.3.0", "Queueing failed; try again later".into());
         }
+        let metrics = &self.services.metrics;
+        metrics.delivery(envelope.local.len(), envelope.remote.len());
         (250, "2.0.0", "Message accepted".into())
     }
 

@@ -323,6 +323,11 @@ impl Store {
         Ok(all.into_iter().filter(|i| i.org == org).collect())
     }
 
+    /// Every pending invitation of every organization (an acceptance names none).
+    pub fn all_invitations(&self) -> StoreResult<Vec<Invitation>> {
+        self.scan_model(&[codec::INVITATION], "invitation")
+    }
+
     /// Takes an invitation out of the store: it can be used once, and not after it expired.
     pub fn take_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Invitation> {
         let _guard = self.lock();

@@ -1,0 +1,193 @@
+//! Reading the audit log: `GET /api/v1/orgs/{org}/audit` for those who may (owners and
+//! admins), `GET /api/v1/me/audit` for anyone's own activity; JSON pages, or CSV.
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiPath, ApiQuery, ApiResult};
+use super::page::{PageQuery, paginate};
+use crate::access::Action;
+use crate::model::*;
+use crate::net::Services;
+use crate::store::AuditQuery;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+
+/// The filters of an audit query; times are RFC 3339 or milliseconds since the epoch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    /// A user id: events that user did, on their own or as a delegate.
+    pub actor: Option<u64>,
+    /// An action or a prefix of one: `imap.` for every IMAP event.
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `json` (the default) or `csv`.
+    pub format: Option<String>,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+pub async fn org_log(
+    State(services): State<Arc<Services>>,
+    caller: Caller,
+    ApiPath(org): ApiPath<OrgId>,
+    ApiQuery(filter): ApiQuery<AuditFilter>,
+) -> ApiResult<Response> {
+    caller.require(org, &Action::ViewAudit)?;
+    respond(&services, &filter, Some(org), filter.actor.map(UserId))
+}
+
+pub async fn own_log(
+    State(services): State<Arc<Services>>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<AuditFilter>,
+) -> ApiResult<Response> {
+    if filter.actor.is_some_and(|a| a != caller.user.id.0) {
+        return Err(ApiError::BadRequest(
+            "`actor` is always yourself here; use the organization's audit log".into(),
+        ));
+    }
+    respond(&services, &filter, None, Some(caller.user.id))
+}
+
+fn respond(
+    services: &Services,
+    filter: &AuditFilter,
+    org: Option<OrgId>,
+    actor: Option<UserId>,
+) -> ApiResult<Response> {
+    let query = AuditQuery {
+        org,
+        actor: None,
+        action_prefix: filter.action.clone(),
+        target: filter.target.clone(),
+        since: filter
+            .since
+            .as_deref()
+            .map(|t| time(t, "since"))
+            .transpose()?,
+        until: filter
+            .until
+            .as_deref()
+            .map(|t| time(t, "until"))
+            .transpose()?,
+        limit: 0,
+    };
+    let events: Vec<AuditEvent> = services
+        .store
+        .audit_events(&query)?
+        .into_iter()
+        .filter(|e| actor.is_none_or(|u| acted_by(&e.actor, u)))
+        .collect();
+    let page = PageQuery {
+        limit: filter.limit,
+        cursor: filter.cursor.clone(),
+    };
+    // Newest first: the key runs down with time.
+    let page = paginate(
+        events,
+        |e| format!("{:020}-{:020}", i64::MAX - e.at, u64::MAX - e.id.0),
+        &page,
+    );
+    match filter.format.as_deref() {
+        None | Some("json") => Ok(Json(page).into_response()),
+        Some("csv") => Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv(&page.items),
+        )
+            .into_response()),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "format {other:?}: use json or csv"
+        ))),
+    }
+}
+
+fn acted_by(actor: &Actor, user: UserId) -> bool {
+    match actor {
+        Actor::User(u) | Actor::Delegate { user: u, .. } | Actor::Partner { user: u, .. } => {
+            *u == user
+        }
+        _ => false,
+    }
+}
+
+fn time(text: &str, what: &str) -> ApiResult<Millis> {
+    if let Ok(ms) = text.parse::<Millis>() {
+        return Ok(ms);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "`{what}` must be RFC 3339 (2026-11-25T10:00:00Z) or milliseconds"
+            ))
+        })
+}
+
+/// RFC 4180 CSV with a header row.
+fn csv(events: &[AuditEvent]) -> String {
+    let mut out = String::from("at,org,actor,action,target,client,outcome,detail\r\n");
+    for e in events {
+        let at = chrono::DateTime::from_timestamp_millis(e.at)
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+        let fields = [
+            at,
+            e.org.map(|o| o.0.to_string()).unwrap_or_default(),
+            actor_text(&e.actor),
+            e.action.clone(),
+            e.target.clone(),
+            e.client.clone().unwrap_or_default(),
+            format!("{:?}", e.outcome).to_lowercase(),
+            e.detail.clone(),
+        ];
+        let row: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn actor_text(actor: &Actor) -> String {
+    match actor {
+        Actor::System => "system".into(),
+        Actor::Anonymous => "anonymous".into(),
+        Actor::User(u) => format!("user:{}", u.0),
+        Actor::Mailbox(m) => format!("mailbox:{}", m.0),
+        Actor::Delegate { user, mailbox } => format!("user:{} as mailbox:{}", user.0, mailbox.0),
+        Actor::Partner { user, .. } => format!("partner user:{}", user.0),
+    }
+}
+
+/// A field quoted when it needs to be; a leading `=`, `+`, `-` or `@` is prefixed with `'` so
+/// that a spreadsheet never runs client-supplied text as a formula.
+fn csv_field(text: &str) -> String {
+    let safe = if text.starts_with(['=', '+', '-', '@']) {
+        format!("'{text}")
+    } else {
+        text.to_string()
+    };
+    if safe.contains([',', '"', '\r', '\n']) {
+        format!("\"{}\"", safe.replace('"', "\"\""))
+    } else {
+        safe
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_are_quoted_and_formulas_defused() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+    }
+}

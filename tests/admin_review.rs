@@ -1,0 +1,251 @@
+//! The admin API's read-outs: the audit log (JSON and CSV), who can read a mailbox and why,
+//! metrics, and client autoconfiguration, checked the way their consumers read them.
+
+mod common;
+
+use common::api::Api;
+use common::*;
+use reqwest::{Method, StatusCode};
+
+#[tokio::test]
+async fn the_audit_log_filters_and_exports_csv_for_managers_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = python(
+        "import imaplib, ssl, sys\nctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+         m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)\n\
+         m.login('contact@acme.example', 'contact-password')\nm.logout()\nprint('logged in')\n",
+        &[
+            "127.0.0.1".into(),
+            server.addr("imap (TLS)").port().to_string(),
+        ],
+    );
+    assert!(out.contains("logged in"));
+    let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let org = seeded.org;
+    let (status, page) = owner
+        .get(&format!("/api/v1/orgs/{org}/audit?action=imap."))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let items = page["items"].as_array().unwrap();
+    assert!(
+        !items.is_empty()
+            && items
+                .iter()
+                .all(|e| e["action"].as_str().unwrap().starts_with("imap.")),
+        "{page}"
+    );
+    let (status, csv) = owner
+        .text(
+            Method::GET,
+            &format!("/api/v1/orgs/{org}/audit?format=csv"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        csv.starts_with("at,org,actor,action,target,client,outcome,detail\r\n"),
+        "{csv}"
+    );
+    let (status, body) = owner
+        .get(&format!("/api/v1/orgs/{org}/audit?since=yesterday"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let lucie = Api::login(&server, LUCIE, LUCIE_PASSWORD).await;
+    let (status, _) = lucie.get(&format!("/api/v1/orgs/{org}/audit")).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a collaborator does not read the log"
+    );
+    let (status, _) = lucie
+        .get(&format!("/api/v1/orgs/{}/audit", org + 1000))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another organization is not there"
+    );
+    let (status, own) = lucie.get("/api/v1/me/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    let own = own["items"].as_array().unwrap();
+    assert!(
+        own.iter().all(|e| e["actor"]["user"] == seeded.lucie) && !own.is_empty(),
+        "her own activity only: {own:?}"
+    );
+}
+
+#[tokio::test]
+async fn who_can_read_a_mailbox_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lrs");
+    let server = start(dir.path(), "");
+    let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let (org, contact) = (seeded.org, seeded.contact);
+    let (status, review) = owner
+        .get(&format!("/api/v1/orgs/{org}/mailboxes/{contact}/access"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{review}");
+    let principals = review["principals"].as_array().unwrap();
+    let lucie = principals
+        .iter()
+        .find(|p| p["login"] == LUCIE)
+        .expect("Lucie holds a grant");
+    assert_eq!(lucie["rights"], "lrs");
+    assert_eq!(lucie["through"][0]["type"], "direct_grant");
+    assert_eq!(lucie["through"][0]["grant"], seeded.grant);
+    let boss = principals
+        .iter()
+        .find(|p| p["login"] == OWNER)
+        .expect("the owner manages it");
+    assert_eq!(boss["through"][0]["type"], "role");
+    assert!(principals.iter().any(|p| p["kind"] == "mailbox_password"));
+    let (status, reach) = owner
+        .get(&format!(
+            "/api/v1/orgs/{org}/members/{}/access",
+            seeded.lucie
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reach}");
+    assert_eq!(reach["mailboxes"][0]["address"], CONTACT);
+}
+
+#[tokio::test]
+async fn metrics_count_connections_and_logins() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    python(
+        "import imaplib, ssl, sys\nctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+         m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)\nm.login('contact@acme.example', 'contact-password')\nm.logout()\n",
+        &[
+            "127.0.0.1".into(),
+            server.addr("imap (TLS)").port().to_string(),
+        ],
+    );
+    let anonymous = Api {
+        client: reqwest::Client::new(),
+        base: format!("http://{}", server.addr("admin (HTTP)")),
+        token: None,
+    };
+    let (status, text) = anonymous.text(Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        text.contains("mailgate_logins_total{protocol=\"imap\",outcome=\"success\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mailgate_connections_total{protocol=\"imap\"} 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE mailgate_queue_entries gauge\nmailgate_queue_entries 0\n"),
+        "{text}"
+    );
+}
+
+/// Parses each answer with Python's XML and plist readers and checks the element names the
+/// clients look for (Thunderbird's config-v1.1, Outlook's 2006a response schema, Apple's
+/// com.apple.mail.managed payload).
+#[tokio::test]
+async fn autoconfiguration_answers_what_thunderbird_outlook_and_apple_read() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let public =
+        "[public]\nhostname = \"mail.acme.example\"\nimap_port = 993\nsubmission_port = 465\n";
+    let server = start(dir.path(), public);
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: format!("http://{}", server.addr("admin (HTTP)")),
+        token: None,
+    };
+    let submission_port = 465;
+    let (status, thunderbird) = api
+        .text(
+            Method::GET,
+            "/.well-known/autoconfig/mail/config-v1.1.xml?emailaddress=contact@acme.example",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{thunderbird}");
+    let (status, legacy) = api
+        .text(
+            Method::GET,
+            "/mail/config-v1.1.xml?emailaddress=contact@acme.example",
+            None,
+        )
+        .await;
+    assert_eq!((status, &legacy), (StatusCode::OK, &thunderbird));
+    let request = "<?xml version=\"1.0\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\"><Request><EMailAddress>contact@acme.example</EMailAddress><AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema></Request></Autodiscover>";
+    let (status, outlook) = api
+        .text(
+            Method::POST,
+            "/autodiscover/autodiscover.xml",
+            Some(request.into()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{outlook}");
+    let (status, v2) = api
+        .text(
+            Method::GET,
+            "/autodiscover/autodiscover.json?Email=contact@acme.example&Protocol=AutodiscoverV1",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v2}");
+    let (status, apple) = api
+        .text(
+            Method::GET,
+            "/apple/mobileconfig?emailaddress=contact@acme.example",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{apple}");
+    let (status, _) = api
+        .text(
+            Method::GET,
+            "/mail/config-v1.1.xml?emailaddress=someone@elsewhere.example",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "only domains hosted here");
+    let script = r#"
+import sys, json, plistlib, xml.etree.ElementTree as ET
+tb, ol, v2, apple, smtp_port = sys.argv[1:6]
+root = ET.fromstring(tb)
+assert root.tag == "clientConfig" and root.get("version") == "1.1"
+provider = root.find("emailProvider")
+assert provider.find("domain").text == "acme.example"
+imap = provider.find("incomingServer[@type='imap']")
+got = [imap.find(k).text for k in ("hostname", "port", "socketType", "authentication", "username")]
+assert got == ["mail.acme.example", "993", "SSL", "password-cleartext", "%EMAILADDRESS%"], got
+smtp = provider.find("outgoingServer[@type='smtp']")
+assert smtp.find("port").text == smtp_port and smtp.find("socketType").text == "SSL"
+ns = {"a": "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006",
+      "o": "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"}
+root = ET.fromstring(ol)
+account = root.find("o:Response/o:Account", ns)
+assert account.find("o:AccountType", ns).text == "email" and account.find("o:Action", ns).text == "settings"
+protocols = {p.find("o:Type", ns).text: p for p in account.findall("o:Protocol", ns)}
+assert set(protocols) == {"IMAP", "SMTP"}
+assert protocols["IMAP"].find("o:Server", ns).text == "mail.acme.example"
+assert protocols["IMAP"].find("o:Port", ns).text == "993" and protocols["IMAP"].find("o:SSL", ns).text == "on"
+assert protocols["SMTP"].find("o:Port", ns).text == smtp_port
+assert protocols["SMTP"].find("o:LoginName", ns).text == "contact@acme.example"
+redirect = json.loads(v2)
+assert redirect == {"Protocol": "AutodiscoverV1", "Url": "https://mail.acme.example/autodiscover/autodiscover.xml"}, redirect
+profile = plistlib.loads(apple.encode())
+assert profile["PayloadType"] == "Configuration"
+mail = profile["PayloadContent"][0]
+assert mail["PayloadType"] == "com.apple.mail.managed" and mail["EmailAccountType"] == "EmailTypeIMAP"
+assert mail["IncomingMailServerHostName"] == "mail.acme.example" and mail["IncomingMailServerPortNumber"] == 993
+assert mail["OutgoingMailServerPortNumber"] == int(smtp_port) and mail["IncomingMailServerUseSSL"] is True
+print("valid")
+"#;
+    let out = python(
+        script,
+        &[thunderbird, outlook, v2, apple, submission_port.to_string()],
+    );
+    assert!(out.contains("valid"), "{out}");
+}
