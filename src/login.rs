@@ -262,15 +262,91 @@ pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identi
         detail,
     };
     services.metrics.login(attempt.action, result.is_ok());
+    if result.is_ok() {
+        services.throttle.succeeded(attempt.login);
+    }
     if let Err(e) = services.store.record_audit(event) {
         tracing::error!(error = %e, action = attempt.action, "could not record a login");
     }
 }
 
-/// A refused password is answered after a pause, to slow down guessing; a correct one never
-/// waits.
-pub async fn pause_after(refusal: &LoginRefusal) {
+/// A refused password is answered after a pause that grows with the failures from the same
+/// address and for the same login, to slow down guessing; a correct one never waits.
+pub async fn pause_after(
+    services: &Services,
+    peer: std::net::IpAddr,
+    login: &str,
+    refusal: &LoginRefusal,
+) {
     if *refusal == LoginRefusal::Credentials {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        tokio::time::sleep(services.throttle.failed(peer, login)).await;
+    }
+}
+
+/// Failed logins, per client address and per login, over IMAP, SMTP and the admin API: the
+/// n-th failure in a row waits 2^(n-1) seconds (1, 2, 4 … at most 30); a quarter of an hour
+/// without a failure forgets them. A success clears the login's count, not the address's.
+#[derive(Default)]
+pub struct Throttle {
+    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
+}
+
+const FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+const MAX_TRACKED: usize = 100_000;
+
+impl Throttle {
+    /// Counts a failure; returns how long to wait before answering it.
+    pub fn failed(&self, peer: std::net::IpAddr, login: &str) -> std::time::Duration {
+        let now = std::time::Instant::now();
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > MAX_TRACKED {
+            map.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
+        }
+        let mut worst = 0;
+        for key in [
+            format!("ip:{peer}"),
+            format!("login:{}", login.to_lowercase()),
+        ] {
+            let entry = map.entry(key).or_insert((0, now));
+            if now.duration_since(entry.1) >= FORGET_AFTER {
+                entry.0 = 0;
+            }
+            entry.0 = entry.0.saturating_add(1);
+            entry.1 = now;
+            worst = worst.max(entry.0);
+        }
+        std::time::Duration::from_secs(1u64 << worst.saturating_sub(1).min(5))
+            .min(std::time::Duration::from_secs(30))
+    }
+
+    pub fn succeeded(&self, login: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&format!("login:{}", login.to_lowercase()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_double_the_wait_per_address_and_per_login() {
+        let t = Throttle::default();
+        let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap_or_else(|_| unreachable!());
+        let other: std::net::IpAddr = "192.0.2.8".parse().unwrap_or_else(|_| unreachable!());
+        let secs = |d: std::time::Duration| d.as_secs();
+        assert_eq!(secs(t.failed(ip, "a@x.example")), 1);
+        assert_eq!(secs(t.failed(ip, "b@x.example")), 2, "the same address");
+        assert_eq!(secs(t.failed(other, "A@X.example")), 2, "the same login");
+        for _ in 0..10 {
+            t.failed(ip, "a@x.example");
+        }
+        assert_eq!(secs(t.failed(ip, "a@x.example")), 30, "capped");
+        t.succeeded("a@x.example");
+        assert_eq!(
+            secs(t.failed(other, "a@x.example")),
+            2,
+            "the login forgot; not the address"
+        );
     }
 }

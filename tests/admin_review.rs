@@ -249,3 +249,151 @@ print("valid")
     );
     assert!(out.contains("valid"), "{out}");
 }
+
+#[tokio::test]
+async fn personal_tokens_are_named_listed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let (status, made) = owner
+        .post(
+            "/api/v1/me/tokens",
+            serde_json::json!({"name": "backup script"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let (status, _) = owner
+        .post(
+            "/api/v1/me/tokens",
+            serde_json::json!({"name": "backup script"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let script = Api {
+        client: reqwest::Client::new(),
+        base: owner.base.clone(),
+        token: Some(made["token"].as_str().unwrap().to_string()),
+    };
+    let (status, me) = script.get("/api/v1/me").await;
+    assert_eq!(
+        (status, me["login"].as_str()),
+        (StatusCode::OK, Some(OWNER))
+    );
+    let (_, list) = owner.get("/api/v1/me/tokens").await;
+    assert_eq!(list[0]["name"], "backup script");
+    assert!(list[0].get("token").is_none(), "the secret is shown once");
+    let (status, _) = owner
+        .call(Method::DELETE, "/api/v1/me/tokens/backup%20script", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = script.get("/api/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn a_mailbox_exports_as_mbox_to_readers_only_and_users_export_their_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    python(
+        "import imaplib, ssl, sys\nctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+         m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)\nm.login('contact@acme.example', 'contact-password')\n\
+         m.append('INBOX', None, None, b'Subject: one\\r\\n\\r\\nFrom the start\\r\\n')\nm.append('Sent', None, None, b'Subject: two\\r\\n\\r\\nbody\\r\\n')\nm.logout()\n",
+        &[
+            "127.0.0.1".into(),
+            server.addr("imap (TLS)").port().to_string(),
+        ],
+    );
+    let (org, contact) = (seeded.org, seeded.contact);
+    let lucie = Api::login(&server, LUCIE, LUCIE_PASSWORD).await;
+    let (status, mbox) = lucie
+        .text(
+            Method::GET,
+            &format!("/api/v1/orgs/{org}/mailboxes/{contact}/export"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{mbox}");
+    assert_eq!(
+        mbox.matches("\nFrom contact@acme.example ").count()
+            + usize::from(mbox.starts_with("From ")),
+        2,
+        "{mbox}"
+    );
+    assert!(
+        mbox.contains("X-Mailgate-Folder: Sent\n") && mbox.contains("\r\n>From the start\r\n"),
+        "{mbox}"
+    );
+    let (status, inbox) = lucie
+        .text(
+            Method::GET,
+            &format!("/api/v1/orgs/{org}/mailboxes/{contact}/export?folder=INBOX"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        inbox.contains("Subject: one") && !inbox.contains("Subject: two"),
+        "{inbox}"
+    );
+    let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let (status, body) = owner
+        .get(&format!("/api/v1/orgs/{org}/mailboxes/{contact}/export"))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "managing is not reading: {body}"
+    );
+    let (status, mine) = lucie.get("/api/v1/me/export").await;
+    assert_eq!(status, StatusCode::OK, "{mine}");
+    assert_eq!(mine["user"]["login"], LUCIE);
+    assert_eq!(mine["grants"][0]["id"], seeded.grant);
+    assert!(mine.get("password").is_none() && !mine.to_string().contains("argon2"));
+}
+
+#[tokio::test]
+async fn the_queue_shows_deferred_mail_with_its_last_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    // Nothing listens on port 1: every attempt fails at once, temporarily.
+    let server = start(
+        dir.path(),
+        "[queue]\nsmarthost = \"127.0.0.1:1\"\nsmarthost_tls = \"none\"\n",
+    );
+    python(
+        "import smtplib, ssl, sys\nctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
+         s = smtplib.SMTP_SSL(sys.argv[1], int(sys.argv[2]), context=ctx)\ns.login('contact@acme.example', 'contact-password')\n\
+         s.sendmail('contact@acme.example', ['far@away.example'], b'From: contact@acme.example\\r\\nSubject: q\\r\\n\\r\\nq\\r\\n')\ns.quit()\n",
+        &[
+            "127.0.0.1".into(),
+            server.addr("submission (TLS)").port().to_string(),
+        ],
+    );
+    let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let org = seeded.org;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, page) = owner.get(&format!("/api/v1/orgs/{org}/queue")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let entry = &page["items"][0];
+        if entry["state"] == "deferred" {
+            assert_eq!(entry["domain"], "away.example");
+            assert_eq!(entry["recipients"][0], "far@away.example");
+            assert!(
+                entry["last_error"].as_str().unwrap().contains("connection"),
+                "{entry}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never deferred: {page}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let lucie = Api::login(&server, LUCIE, LUCIE_PASSWORD).await;
+    let (status, _) = lucie.get(&format!("/api/v1/orgs/{org}/queue")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}

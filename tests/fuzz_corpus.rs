@@ -43,6 +43,7 @@ fn imap_session_corpus() {
     let harness = mailgate::harness::Harness::new();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .start_paused(true)
         .build()
         .unwrap();
     // The oracle is the fuzzer's: every input is answered (or waits for more) without a
@@ -59,8 +60,10 @@ fn imap_session_corpus() {
 #[test]
 fn smtp_session_corpus() {
     let harness = mailgate::harness::Harness::new();
+    // Paused time, as in the fuzz target: the pauses after failed logins pass at once.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .start_paused(true)
         .build()
         .unwrap();
     for (name, data) in corpus("smtp_session") {

@@ -121,6 +121,8 @@ pub enum Denied {
     MailboxLogin,
     #[error("cannot grant rights one does not hold: {missing}")]
     NotHeld { missing: String },
+    #[error("this needs the right '{}' on the mailbox, through a grant", .0.letter())]
+    MissingRight(Right),
 }
 
 /// The standing a user has in one organization.

@@ -280,7 +280,7 @@ pub async fn accept(
                 .verify(&user.password, &req.password)
                 .await
             {
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                super::session::slow_down(&services, client, &user.login).await;
                 return Err(ApiError::Unauthorized(
                     "an account with this address exists: give its current password",
                 ));

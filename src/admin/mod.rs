@@ -7,13 +7,16 @@ mod auth;
 mod autoconfig;
 mod domains;
 mod error;
+mod export;
 mod grants;
 mod invitations;
 mod mailboxes;
 mod page;
+mod queue;
 mod review;
 mod session;
 mod teams;
+mod tokens;
 
 pub use error::ApiError;
 
@@ -62,7 +65,18 @@ pub fn router(services: Arc<Services>) -> Router {
         .route("/api/v1/me", get(session::me))
         .route("/api/v1/me/password", post(session::change_password))
         .route("/api/v1/me/audit", get(audit_log::own_log))
+        .route("/api/v1/me/export", get(export::me))
+        .route(
+            &format!("{org}/mailboxes/{{id}}/export"),
+            get(export::mailbox),
+        )
+        .route("/api/v1/me/tokens", get(tokens::list).post(tokens::create))
+        .route(
+            "/api/v1/me/tokens/{name}",
+            axum::routing::delete(tokens::revoke),
+        )
         .route(&format!("{org}/audit"), get(audit_log::org_log))
+        .route(&format!("{org}/queue"), get(queue::list))
         .route(
             &format!("{org}/domains"),
             get(domains::list).post(domains::create),

@@ -14,12 +14,9 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How long a login session lasts.
 const SESSION_HOURS: i64 = 12;
-/// A failed login is answered only after this long, to slow down guessing.
-const FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// The shortest password a user may choose.
 pub const MIN_PASSWORD_LEN: usize = 10;
 
@@ -62,7 +59,7 @@ pub async fn login(
             .actor(actor)
             .failure("wrong login or password")
             .record(&services, client);
-        tokio::time::sleep(FAILURE_DELAY).await;
+        slow_down(&services, client, &req.login).await;
         return Err(ApiError::Unauthorized("wrong login or password"));
     };
     let token = new_token();
@@ -78,6 +75,7 @@ pub async fn login(
     audit::entry("admin.login", &user.login)
         .actor(actor)
         .record(&services, client);
+    services.throttle.succeeded(&req.login);
     Ok((
         StatusCode::CREATED,
         Json(LoginResponse {
@@ -156,7 +154,7 @@ pub async fn change_password(
             .actor(caller.actor())
             .failure("wrong current password")
             .record(&services, client);
-        tokio::time::sleep(FAILURE_DELAY).await;
+        slow_down(&services, client, &caller.user.login).await;
         return Err(ApiError::Unauthorized("the current password is wrong"));
     }
     check_new_password(&req.new_password, &req.current_password)?;
@@ -166,6 +164,13 @@ pub async fn change_password(
         .actor(caller.actor())
         .record(&services, client);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A wrong password is answered after the pause the throttle gives (growing per address and
+/// per login), as on IMAP and SMTP.
+pub async fn slow_down(services: &Services, client: Option<std::net::SocketAddr>, login: &str) {
+    let ip = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.ip());
+    tokio::time::sleep(services.throttle.failed(ip, login)).await;
 }
 
 /// A password a user chooses: long enough, and not the one it replaces.

@@ -600,7 +600,7 @@ impl Session {
                 self.tagged(tag, "OK", &format!("[CAPABILITY {caps}] Logged in"));
             }
             Err(refusal) => {
-                crate::login::pause_after(&refusal).await;
+                crate::login::pause_after(&self.services, self.peer.ip(), login, &refusal).await;
                 self.tagged(tag, "NO", refusal.response());
             }
         }

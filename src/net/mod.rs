@@ -28,6 +28,8 @@ pub struct Services {
     /// Wakes the outbound queue's worker when mail is queued.
     pub queue_wake: tokio::sync::Notify,
     pub metrics: crate::metrics::Metrics,
+    /// Slows down password guessing on every protocol.
+    pub throttle: crate::login::Throttle,
 }
 
 impl Services {
@@ -42,6 +44,7 @@ impl Services {
             passwords,
             queue_wake: tokio::sync::Notify::new(),
             metrics: crate::metrics::Metrics::default(),
+            throttle: crate::login::Throttle::default(),
         })
     }
 }

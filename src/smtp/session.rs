@@ -509,7 +509,7 @@ impl Session {
                 }
             },
             Err(refusal) => {
-                login::pause_after(&refusal).await;
+                login::pause_after(&self.services, self.peer.ip(), user, &refusal).await;
                 let text = match refusal {
                     LoginRefusal::MustChangePassword => {
                         "The password must be changed first (admin API: POST /api/v1/me/password)"

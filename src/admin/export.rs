@@ -1,0 +1,180 @@
+//! Data export: a mailbox as mbox (for whoever may read its mail), and a user's own data as
+//! JSON (what the store holds about them).
+
+use super::auth::Caller;
+use super::error::{ApiError, ApiPath, ApiQuery, ApiResult};
+use crate::access::{self, MailboxRef};
+use crate::model::*;
+use crate::net::Services;
+use crate::store::AuditQuery;
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    /// One folder; all of them when left out (each message then says its folder in an
+    /// `X-Mailgate-Folder:` line before its own header).
+    pub folder: Option<String>,
+}
+
+/// `GET /api/v1/orgs/{org}/mailboxes/{id}/export`: mboxrd (RFC 4155). Reading mail takes the
+/// `r` right, as over IMAP: owners and admins manage mailboxes but read them only through a
+/// grant (DESIGN.md §2).
+pub async fn mailbox(
+    State(services): State<Arc<Services>>,
+    caller: Caller,
+    ApiPath((org, id)): ApiPath<(OrgId, MailboxId)>,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> ApiResult<Response> {
+    caller.see_org(org)?;
+    let mailbox = match services.store.mailbox(id)? {
+        Some(m) if m.org == org => m,
+        _ => return Err(ApiError::NotFound(format!("mailbox {id} not found"))),
+    };
+    let rights = access::mailbox_access(&caller.principal(), MailboxRef { id, org }).rights;
+    if !rights.contains(Right::Read) {
+        return Err(ApiError::Forbidden(access::Denied::MissingRight(
+            Right::Read,
+        )));
+    }
+    let store = services.store.clone();
+    let folder = query.folder;
+    let body = tokio::task::spawn_blocking(move || mbox(&store, &mailbox, folder.as_deref()))
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "export task failed");
+            ApiError::Internal
+        })??;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/mbox".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{id}.mbox\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn mbox(store: &crate::store::Store, mailbox: &Mailbox, only: Option<&str>) -> ApiResult<Vec<u8>> {
+    let mut folders = store.folders(mailbox.id)?;
+    if let Some(name) = only {
+        folders.retain(|f| f.name == name);
+        if folders.is_empty() {
+            return Err(ApiError::NotFound(format!("folder {name:?} not found")));
+        }
+    }
+    let mut out = Vec::new();
+    for folder in folders {
+        for record in store.messages(mailbox.id, folder.id)? {
+            let raw = store.read_message(&record.blob)?;
+            let date = chrono::DateTime::from_timestamp_millis(record.internal_date)
+                .unwrap_or_default()
+                .format("%a %b %e %H:%M:%S %Y");
+            out.extend_from_slice(format!("From {} {date}\n", mailbox.address).as_bytes());
+            if only.is_none() {
+                out.extend_from_slice(format!("X-Mailgate-Folder: {}\n", folder.name).as_bytes());
+            }
+            append_quoted(&mut out, &raw);
+            out.push(b'\n');
+        }
+    }
+    Ok(out)
+}
+
+/// mboxrd: a line that starts with `From ` after any number of `>` gets one more `>`.
+fn append_quoted(out: &mut Vec<u8>, raw: &[u8]) {
+    for line in raw.split_inclusive(|b| *b == b'\n') {
+        let body = line.trim_ascii_start();
+        let quoted = line.iter().take_while(|b| **b == b'>').count();
+        if line[quoted..].starts_with(b"From ") && body.len() == line.len() {
+            out.push(b'>');
+        }
+        out.extend_from_slice(line);
+    }
+    if !raw.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+}
+
+#[derive(Serialize)]
+pub struct MyData {
+    pub user: UserExport,
+    pub memberships: Vec<Membership>,
+    pub teams: Vec<Team>,
+    pub grants: Vec<Grant>,
+    pub tokens: Vec<String>,
+    pub activity: Vec<AuditEvent>,
+}
+
+#[derive(Serialize)]
+pub struct UserExport {
+    pub id: UserId,
+    pub login: String,
+    pub display_name: String,
+    pub disabled: bool,
+}
+
+/// `GET /api/v1/me/export`: everything the store holds about the caller, the password hash
+/// and token secrets excepted.
+pub async fn me(State(services): State<Arc<Services>>, caller: Caller) -> ApiResult<Json<MyData>> {
+    let user = &caller.user;
+    let tokens = services
+        .store
+        .api_tokens_of(user.id)?
+        .into_iter()
+        .filter_map(|t| match t.kind {
+            crate::store::TokenKind::Personal { name } => Some(name),
+            crate::store::TokenKind::Session => None,
+        })
+        .collect();
+    let activity = services
+        .store
+        .audit_events(&AuditQuery::default())?
+        .into_iter()
+        .filter(|e| match e.actor {
+            Actor::User(u) | Actor::Delegate { user: u, .. } | Actor::Partner { user: u, .. } => {
+                u == user.id
+            }
+            _ => false,
+        })
+        .collect();
+    Ok(Json(MyData {
+        user: UserExport {
+            id: user.id,
+            login: user.login.clone(),
+            display_name: user.display_name.clone(),
+            disabled: user.disabled,
+        },
+        memberships: services.store.memberships_of(user.id)?,
+        teams: services.store.teams_of(user.id)?,
+        grants: caller.facts.grants.clone(),
+        tokens,
+        activity,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_lines_are_quoted_mboxrd_style() {
+        let mut out = Vec::new();
+        append_quoted(
+            &mut out,
+            b"Subject: x\r\n\r\nFrom here\r\n>From there\r\n From not\r\nend",
+        );
+        assert_eq!(
+            out,
+            b"Subject: x\r\n\r\n>From here\r\n>>From there\r\n From not\r\nend\n".to_vec()
+        );
+    }
+}
