@@ -166,7 +166,7 @@ fn actor_text(actor: &Actor) -> String {
 
 /// A field quoted when it needs to be; a leading `=`, `+`, `-` or `@` is prefixed with `'` so
 /// that a spreadsheet never runs client-supplied text as a formula.
-fn csv_field(text: &str) -> String {
+pub(super) fn csv_field(text: &str) -> String {
     let safe = if text.starts_with(['=', '+', '-', '@']) {
         format!("'{text}")
     } else {

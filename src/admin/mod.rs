@@ -12,6 +12,7 @@ mod grants;
 mod invitations;
 mod mailboxes;
 mod page;
+mod partnerships;
 mod queue;
 mod review;
 mod session;
@@ -77,6 +78,27 @@ pub fn router(services: Arc<Services>) -> Router {
         )
         .route(&format!("{org}/audit"), get(audit_log::org_log))
         .route(&format!("{org}/queue"), get(queue::list))
+        .route(
+            &format!("{org}/partnerships"),
+            get(partnerships::list).post(partnerships::invite),
+        )
+        .route(
+            &format!("{org}/partnerships/{{id}}"),
+            axum::routing::patch(partnerships::rescope),
+        )
+        .route(
+            &format!("{org}/partnerships/{{id}}/accept"),
+            post(partnerships::accept),
+        )
+        .route(
+            &format!("{org}/partnerships/{{id}}/refuse"),
+            post(partnerships::refuse),
+        )
+        .route(
+            &format!("{org}/partnerships/{{id}}/end"),
+            post(partnerships::end),
+        )
+        .route(&format!("{org}/clients"), get(partnerships::clients))
         .route(
             &format!("{org}/domains"),
             get(domains::list).post(domains::create),

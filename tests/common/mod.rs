@@ -274,3 +274,36 @@ pub fn adjust_mailbox(
         .expect("update mailbox");
     store.flush_blocking().expect("flush");
 }
+
+pub const BETA_OWNER: &str = "boss@beta.example";
+pub const BETA_OWNER_PASSWORD: &str = "beta-owner-password";
+
+/// A second organization, Beta (beta.example, mailbox info@, owner boss@beta.example), for
+/// tenant isolation and partnerships. Returns (org id, mailbox id).
+pub fn seed_beta(dir: &Path) -> (u64, u64) {
+    use mailgate::model::*;
+    use mailgate::store::{NewMailbox, NewUser, Store};
+    let store = Store::open(&dir.join("data")).expect("open store");
+    let owner = store
+        .create_user(NewUser {
+            login: BETA_OWNER.into(),
+            display_name: String::new(),
+            password: mailgate::password::hash(BETA_OWNER_PASSWORD).unwrap(),
+            must_change_password: false,
+        })
+        .unwrap();
+    let org = store.create_organization("Beta", owner.id).unwrap();
+    store.add_domain(org.id, "beta.example").unwrap();
+    let mailbox = store
+        .create_mailbox(NewMailbox {
+            org: org.id,
+            address: "info@beta.example".into(),
+            display_name: String::new(),
+            password: mailgate::password::hash("info-password").unwrap(),
+            quota_bytes: 0,
+            seen: SeenPolicy::Shared,
+        })
+        .unwrap();
+    store.flush_blocking().unwrap();
+    (org.id.0, mailbox.id.0)
+}
