@@ -4,6 +4,7 @@
 pub mod access;
 pub mod admin;
 pub mod bootstrap;
+pub mod cli;
 pub mod config;
 #[doc(hidden)]
 pub mod harness;

@@ -30,6 +30,12 @@ enum Command {
         #[arg(long, env = "MAILGATE_DATA")]
         data: Option<PathBuf>,
     },
+    /// Manage organizations through the admin HTTP API of a running server (log in once with
+    /// `mailgate admin login <login>`; MAILGATE_ORG picks the organization).
+    Admin {
+        #[command(subcommand)]
+        command: mailgate::cli::Admin,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve { config, data } => serve(config, data),
+        Command::Admin { command } => admin(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -51,6 +58,14 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn admin(command: mailgate::cli::Admin) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(mailgate::cli::run(command))
 }
 
 fn serve(config_path: Option<PathBuf>, data: Option<PathBuf>) -> Result<(), String> {

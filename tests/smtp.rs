@@ -121,6 +121,9 @@ s.sendmail("hello@acme.example", ["hello@acme.example"], msg)
 refused(lambda: s.sendmail("boss@acme.example", ["contact@acme.example"], msg), 550, "5.7.1")
 forged = msg.replace(b"From: Contact <hello@acme.example>", b"From: The Boss <boss@acme.example>")
 refused(lambda: s.sendmail("contact@acme.example", ["contact@acme.example"], forged), 550, "boss@acme.example")
+# A second From: field must not hide the forged one.
+doubled = b"From: The Boss <boss@acme.example>\r\n" + msg
+refused(lambda: s.sendmail("contact@acme.example", ["contact@acme.example"], doubled), 550, "5.6.0")
 s.quit()
 # AUTH LOGIN over implicit TLS, as older Outlook does.
 t = submission_tls()
@@ -246,7 +249,7 @@ msgs = inbox("contact@acme.example", "contact-password")
 assert len(msgs) == 3, msgs
 assert msgs[0].endswith(body), msgs[0]
 assert msgs[1].endswith(chunk1 + chunk2), msgs[1]
-assert b"with UTF8ESMTP" in msgs[2] and "Grüße".encode() in msgs[2], msgs[2]
+assert b"with UTF8SMTP " in msgs[2] and "Grüße".encode() in msgs[2], msgs[2]
 print("done")
 "#,
     );

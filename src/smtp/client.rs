@@ -39,7 +39,10 @@ impl From<std::io::Error> for Failure {
     }
 }
 
-const TIMEOUT: Duration = Duration::from_secs(120);
+/// RFC 5321 §4.5.3.2: 5 minutes for the greeting and MAIL/RCPT replies, 2 for DATA's 354,
+/// 3 per block sent, 10 for the end of data. One 5-minute limit serves all but the last.
+const TIMEOUT: Duration = Duration::from_secs(300);
+const DATA_END_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Tries every host in turn until one takes the message; returns a result per recipient.
 pub async fn deliver(services: &Services, job: &Attempt<'_>) -> Vec<RecipientResult> {
@@ -49,7 +52,8 @@ pub async fn deliver(services: &Services, job: &Attempt<'_>) -> Vec<RecipientRes
     };
     let mut last = Failure::Temporary(format!("no host to deliver to for {}", job.domain));
     for (host, port, tls) in hosts {
-        match tokio::time::timeout(TIMEOUT * 5, session(services, &host, port, tls, job)).await {
+        // Each step has its own limit; this only stops a host that trickles forever.
+        match tokio::time::timeout(TIMEOUT * 12, session(services, &host, port, tls, job)).await {
             Ok(Ok(results)) => return results,
             Ok(Err(f @ Failure::Permanent(_))) => return all(job, f),
             Ok(Err(f)) => last = f,
@@ -127,7 +131,7 @@ async fn session(
         .map_err(|_| Failure::Temporary(format!("{host}:{port}: connection timed out")))??;
     if tls == SmarthostTls::Implicit {
         let stream = start_tls(services, host, tcp).await?;
-        return converse(services, Conversation::new(stream), host, true, job).await;
+        return converse(services, Conversation::new(stream), true, job).await;
     }
     let mut conv = Conversation::new(tcp);
     conv.expect(220).await?;
@@ -136,7 +140,14 @@ async fn session(
     if tls != SmarthostTls::None && offers_tls {
         conv.command("STARTTLS", 220).await?;
         let stream = start_tls(services, host, conv.into_inner()).await?;
-        return converse(services, Conversation::new(stream), host, false, job).await;
+        return converse(services, Conversation::new(stream), false, job).await;
+    }
+    // A password goes only over TLS, unless the configuration says the smarthost has none.
+    let auth = !services.config.queue.smarthost_user.is_empty();
+    if auth && tls != SmarthostTls::None {
+        return Err(Failure::Temporary(format!(
+            "{host} offers no STARTTLS; the smarthost password is not sent in clear"
+        )));
     }
     deliver_on(services, &mut conv, &ehlo, job).await
 }
@@ -145,7 +156,6 @@ async fn session(
 async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
     services: &Services,
     mut conv: Conversation<S>,
-    _host: &str,
     greeting: bool,
     job: &Attempt<'_>,
 ) -> Result<Vec<RecipientResult>, Failure> {
@@ -168,10 +178,22 @@ async fn deliver_on<S: AsyncRead + AsyncWrite + Unpin>(
         let encoded = base64::engine::general_purpose::STANDARD.encode(plain);
         conv.command(&format!("AUTH PLAIN {encoded}"), 235).await?;
     }
-    let utf8 = ehlo.iter().any(|l| l.eq_ignore_ascii_case("SMTPUTF8"))
-        && !(job.sender.is_ascii() && job.recipients.iter().all(|r| r.is_ascii()));
+    let offers = |ext: &str| ehlo.iter().any(|l| l.eq_ignore_ascii_case(ext));
+    let utf8 = !(job.sender.is_ascii() && job.recipients.iter().all(|r| r.is_ascii()));
+    let eight_bit = !job.raw.is_ascii();
+    // RFC 6531 §3.4 and RFC 6152 §3: what the server cannot take is not sent (no downgrade).
+    if utf8 && !offers("SMTPUTF8") {
+        return Err(Failure::Permanent(
+            "550 5.6.7 the receiving server does not take UTF-8 addresses (SMTPUTF8)".into(),
+        ));
+    }
+    if eight_bit && !offers("8BITMIME") {
+        return Err(Failure::Permanent(
+            "554 5.6.3 the receiving server does not take 8-bit content (8BITMIME)".into(),
+        ));
+    }
     let mut mail = format!("MAIL FROM:<{}>", job.sender);
-    if ehlo.iter().any(|l| l.eq_ignore_ascii_case("8BITMIME")) {
+    if eight_bit {
         mail.push_str(" BODY=8BITMIME");
     }
     if utf8 {
@@ -193,7 +215,12 @@ async fn deliver_on<S: AsyncRead + AsyncWrite + Unpin>(
     }
     conv.command("DATA", 354).await?;
     conv.write(&dot_stuff(job.raw)).await?;
-    let (code, text) = conv.send(".").await?;
+    // RFC 5321 §4.5.3.2.6: up to 10 minutes for the answer to the final dot.
+    conv.write(b".\r\n").await?;
+    let (code, text) = conv
+        .reply_within(DATA_END_TIMEOUT)
+        .await
+        .map(|(code, lines)| (code, lines.join(" ")))?;
     let _ = conv.send("QUIT").await;
     let whole = match code {
         200..=299 => return Ok(results),
@@ -373,25 +400,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
         }
     }
 
+    /// EHLO, or HELO when the server does not know EHLO (RFC 5321 §3.2); the extensions.
     async fn ehlo(&mut self, hostname: &str) -> Result<Vec<String>, Failure> {
-        let lines = self.command(&format!("EHLO {hostname}"), 250).await?;
-        Ok(lines.into_iter().skip(1).collect())
+        self.write(format!("EHLO {hostname}\r\n").as_bytes())
+            .await?;
+        let (code, lines) = self.reply().await?;
+        match code {
+            250 => Ok(lines.into_iter().skip(1).collect()),
+            500..=599 => {
+                self.command(&format!("HELO {hostname}"), 250).await?;
+                Ok(Vec::new())
+            }
+            _ => Err(Failure::Temporary(format!("{code} {}", lines.join(" ")))),
+        }
+    }
+
+    async fn reply(&mut self) -> Result<(u16, Vec<String>), Failure> {
+        self.reply_within(TIMEOUT).await
     }
 
     /// One reply, possibly multiline (RFC 5321 §4.2.1).
-    async fn reply(&mut self) -> Result<(u16, Vec<String>), Failure> {
+    async fn reply_within(&mut self, limit: Duration) -> Result<(u16, Vec<String>), Failure> {
         let mut lines = Vec::new();
         loop {
             let mut line = String::new();
-            let n = tokio::time::timeout(TIMEOUT, self.stream.read_line(&mut line))
+            let n = tokio::time::timeout(limit, self.stream.read_line(&mut line))
                 .await
                 .map_err(|_| Failure::Temporary("reply timed out".into()))??;
-            if n == 0 || line.len() < 3 || line.len() > 4096 {
+            if n == 0 || line.len() > 4096 {
                 return Err(Failure::Temporary(format!("bad reply {line:?}")));
             }
-            let code: u16 = line[..3]
-                .parse()
-                .map_err(|_| Failure::Temporary(format!("bad reply {line:?}")))?;
+            let code: u16 = line
+                .get(..3)
+                .and_then(|c| c.parse().ok())
+                .ok_or_else(|| Failure::Temporary(format!("bad reply {line:?}")))?;
             let more = line.as_bytes().get(3) == Some(&b'-');
             lines.push(line.get(4..).unwrap_or("").trim_end().to_string());
             if !more {

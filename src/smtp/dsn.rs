@@ -30,6 +30,7 @@ pub async fn bounce(
             };
             super::outbound::enqueue(services, &report, outgoing)
                 .await
+                .map(|_| ())
                 .map_err(|e| e.to_string())
         }
         _ => Err(format!("the sender <{}> is not an address", entry.sender)),

@@ -51,7 +51,10 @@ pub async fn serve(conn: Connection, mode: Mode) -> std::io::Result<()> {
                 return Ok(());
             }
         };
-        stream.write_all(&output.bytes).await?;
+        // A client that stops reading must not hold the session forever.
+        tokio::time::timeout(timeout, stream.write_all(&output.bytes))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
         match output.action {
             Action::Continue => {}
             Action::Close => {

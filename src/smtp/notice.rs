@@ -34,6 +34,7 @@ pub async fn send(
             };
             super::outbound::enqueue(services, &raw, outgoing)
                 .await
+                .map(|_| ())
                 .map_err(|e| NoticeError::Delivery(e.to_string()))
         }
         _ => Err(NoticeError::BadAddress(to.to_string())),

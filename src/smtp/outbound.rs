@@ -21,26 +21,37 @@ pub struct Outgoing<'a> {
     pub recipients: &'a [String],
 }
 
-/// Queues a message for its remote recipients; returns once it is on disk.
+/// Queues a message for its remote recipients; returns once it is on disk, with the entries'
+/// ids.
 pub async fn enqueue(
     services: &Services,
     raw: &[u8],
     outgoing: Outgoing<'_>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<QueueId>, StoreError> {
     let store = services.store.clone();
     let (raw, sender, recipients) = (
         raw.to_vec(),
         outgoing.sender.to_string(),
         outgoing.recipients.to_vec(),
     );
-    tokio::task::spawn_blocking(move || {
-        store.enqueue(&raw, &sender, &recipients)?;
-        store.flush_blocking()
+    let entries = tokio::task::spawn_blocking(move || {
+        let entries = store.enqueue(&raw, &sender, &recipients)?;
+        store.flush_blocking()?;
+        Ok::<_, StoreError>(entries)
     })
     .await
     .map_err(|e| StoreError::Corrupt(format!("queueing task failed: {e}")))??;
     services.queue_wake.notify_one();
-    Ok(())
+    Ok(entries.into_iter().map(|e| e.id).collect())
+}
+
+/// Takes back entries just queued for a message the client will send again.
+pub fn withdraw(services: &Services, ids: &[QueueId]) {
+    for id in ids {
+        if let Err(e) = services.store.dequeue(*id) {
+            tracing::error!(queue = %id, error = %e, "withdrawing a queue entry failed");
+        }
+    }
 }
 
 /// Runs until `shutdown`: picks due entries and delivers them.
@@ -50,9 +61,12 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
         for entry in due(&services, &in_flight) {
             let (services, in_flight) = (services.clone(), in_flight.clone());
             tokio::spawn(async move {
-                let id = entry.id;
+                // Released however the attempt ends, a panic included.
+                let _claim = Claim {
+                    id: entry.id,
+                    in_flight,
+                };
                 attempt(&services, entry).await;
-                lock(&in_flight).remove(&id);
                 services.queue_wake.notify_one();
             });
         }
@@ -61,6 +75,18 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
             _ = services.queue_wake.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
+    }
+}
+
+/// An entry being worked on; dropping it lets the next round pick the entry again.
+struct Claim {
+    id: QueueId,
+    in_flight: Arc<Mutex<HashSet<QueueId>>>,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.in_flight).remove(&self.id);
     }
 }
 

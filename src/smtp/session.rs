@@ -137,6 +137,9 @@ impl Session {
         self.helo = None;
         self.esmtp = false;
         self.envelope = None;
+        self.identity = None;
+        self.send_as = SendAs::default();
+        self.commands = 0;
         self.requests = RequestReceiver::default();
     }
 
@@ -552,9 +555,9 @@ impl Session {
             if self.send_as.mode(&sender).is_none() {
                 return self.error(550, "5.7.1", &format!("You may not send as <{sender}>"));
             }
-        } else if !sender.is_empty() && address::split(&sender).is_err() {
-            return self.error(553, "5.1.7", "Invalid sender address");
         }
+        // Inbound, the reverse-path is only where bounces go: smtp-proto checked its syntax,
+        // and odd but valid forms (quoted local parts) must not lose the mail.
         self.envelope = Some(Envelope {
             sender,
             size: from.size,
@@ -580,7 +583,13 @@ impl Session {
         if !envelope.smtputf8 && !address.is_ascii() {
             return self.error(553, "5.6.7", "A non-ASCII address needs SMTPUTF8");
         }
-        match address::destination(&self.services, &address) {
+        // RFC 5321 §4.5.1: <Postmaster> without a domain must be taken.
+        let lookup = if address.eq_ignore_ascii_case("postmaster") {
+            format!("postmaster@{}", self.services.config.hostname)
+        } else {
+            address.clone()
+        };
+        match address::destination(&self.services, &lookup) {
             Err(Malformed::Routing) => self.error(
                 554,
                 "5.7.1",
@@ -702,7 +711,17 @@ impl Session {
     /// Checks `From:` against the send-as rules and adds what the server adds.
     fn prepare_submission(&mut self, raw: &[u8]) -> Result<Vec<u8>, Action> {
         let mut on_behalf = false;
-        for from in submission::from_addresses(raw) {
+        let addresses = match submission::from_addresses(raw) {
+            Ok(addresses) => addresses,
+            Err(submission::FromProblem::NotOne(n)) => {
+                let text = format!("A message needs exactly one From: field, not {n}");
+                return Err(self.error(550, "5.6.0", &text));
+            }
+            Err(submission::FromProblem::NoAddress) => {
+                return Err(self.error(550, "5.6.0", "Every From: mailbox needs an address"));
+            }
+        };
+        for from in addresses {
             match self.send_as.mode(&from) {
                 Some(SendMode::As) => {}
                 Some(SendMode::OnBehalf) => on_behalf = true,
@@ -742,31 +761,33 @@ impl Session {
         let received = self.received(envelope);
         let mut full = received.into_bytes();
         full.extend_from_slice(&raw);
-        let mailboxes: Vec<MailboxId> = envelope.local.iter().map(|(_, m)| *m).collect();
-        if !mailboxes.is_empty() {
-            match delivery::deliver(&self.services, &mailboxes, full.clone()).await {
-                Ok(()) => {}
-                Err(DeliveryError::OverQuota) => {
-                    return (452, "4.2.2", "A mailbox is full; try again later".into());
-                }
+        // Queued first, and taken back if the local copies fail: a 4xx then leaves nothing
+        // behind, and the client's retry delivers everything once.
+        let queued = if envelope.remote.is_empty() {
+            Vec::new()
+        } else {
+            match super::outbound::enqueue(&self.services, &full, envelope.outgoing()).await {
+                Ok(ids) => ids,
                 Err(e) => {
-                    tracing::error!(error = %e, "local delivery failed");
-                    return (
-                        451,
-                        "4.3.0",
-                        "Local delivery failed; try again later".into(),
-                    );
+                    tracing::error!(error = %e, "queueing failed");
+                    return (451, "4.3.0", "Queueing failed; try again later".into());
                 }
             }
-        }
-        if !envelope.remote.is_empty()
-            && let Err(e) =
-                super::outbound::enqueue(&self.services, &full, envelope.outgoing()).await
+        };
+        let mailboxes: Vec<MailboxId> = envelope.local.iter().map(|(_, m)| *m).collect();
+        if !mailboxes.is_empty()
+            && let Err(e) = delivery::deliver(&self.services, &mailboxes, full).await
         {
-            tracing::error!(error = %e, "queueing failed");
-            // The local copies are on disk already: a retry would deliver them twice. Only
-            // the queue failed, which is the server's to report.
-            return (451, "4.3.0", "Queueing failed; try again later".into());
+            super::outbound::withdraw(&self.services, &queued);
+            if let DeliveryError::OverQuota = e {
+                return (452, "4.2.2", "A mailbox is full; try again later".into());
+            }
+            tracing::error!(error = %e, "local delivery failed");
+            return (
+                451,
+                "4.3.0",
+                "Local delivery failed; try again later".into(),
+            );
         }
         let metrics = &self.services.metrics;
         metrics.delivery(envelope.local.len(), envelope.remote.len());
@@ -774,11 +795,13 @@ impl Session {
     }
 
     fn received(&self, envelope: &Envelope) -> String {
-        // RFC 3848: ESMTP, then S for TLS and A for authenticated; UTF8 variants (RFC 6531).
-        let mut protocol = String::from(if self.esmtp { "ESMTP" } else { "SMTP" });
-        if envelope.smtputf8 {
-            protocol = format!("UTF8{protocol}");
-        }
+        // RFC 3848: ESMTP, then S for TLS and A for authenticated; RFC 6531 §4.3 names the
+        // SMTPUTF8 ones UTF8SMTP, UTF8SMTPS, UTF8SMTPA, UTF8SMTPSA.
+        let mut protocol = String::from(match (envelope.smtputf8, self.esmtp) {
+            (true, _) => "UTF8SMTP",
+            (false, true) => "ESMTP",
+            (false, false) => "SMTP",
+        });
         if self.tls {
             protocol.push('S');
         }

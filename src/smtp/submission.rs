@@ -53,20 +53,37 @@ fn candidate_mailboxes(services: &Services, identity: &Identity) -> StoreResult<
     }
 }
 
+/// Why a message's `From:` cannot be checked.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FromProblem {
+    /// RFC 5322 §3.6: exactly one `From:` field.
+    NotOne(usize),
+    /// A mailbox of the field has no address (a bare display name, a broken group).
+    NoAddress,
+}
+
 /// The addresses of the `From:` field of a message's header (RFC 5322 §3.6.2), lower case.
-pub fn from_addresses(raw: &[u8]) -> Vec<String> {
-    let Some(message) = mail_parser::MessageParser::new().parse_headers(raw) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    if let Some(from) = message.from() {
-        for addr in from.iter() {
-            if let Some(a) = addr.address() {
-                out.push(normalize_address(a));
-            }
-        }
+/// A second `From:` field could otherwise hide a forged one (mail-parser keeps the last).
+pub fn from_addresses(raw: &[u8]) -> Result<Vec<String>, FromProblem> {
+    let header = &raw[..header_end(raw)];
+    let count = fields(header).filter(|f| field_name_is(f, "from")).count();
+    if count != 1 {
+        return Err(FromProblem::NotOne(count));
     }
-    out
+    let message = mail_parser::MessageParser::new()
+        .parse_headers(raw)
+        .ok_or(FromProblem::NoAddress)?;
+    let from = message.from().ok_or(FromProblem::NoAddress)?;
+    let mut out = Vec::new();
+    for addr in from.iter() {
+        out.push(normalize_address(
+            addr.address().ok_or(FromProblem::NoAddress)?,
+        ));
+    }
+    if out.is_empty() {
+        return Err(FromProblem::NoAddress);
+    }
+    Ok(out)
 }
 
 /// The header fields the server adds on submission (RFC 6409 §8): `Sender:` for a message
@@ -181,7 +198,17 @@ mod tests {
             out.ends_with("From: a@acme.example\r\nSubject: hi\r\n\r\nbody\r\n"),
             "{out}"
         );
-        assert_eq!(from_addresses(raw), vec!["a@acme.example".to_string()]);
+        assert_eq!(from_addresses(raw), Ok(vec!["a@acme.example".to_string()]));
+        let two = b"From: boss@acme.example\r\nFrom: me@acme.example\r\n\r\nx\r\n";
+        assert_eq!(from_addresses(two), Err(FromProblem::NotOne(2)));
+        assert_eq!(
+            from_addresses(b"Subject: none\r\n\r\nx\r\n"),
+            Err(FromProblem::NotOne(0))
+        );
+        assert_eq!(
+            from_addresses(b"From: Just A Name\r\n\r\nx\r\n"),
+            Err(FromProblem::NoAddress)
+        );
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! `mailgate admin …` against a running server, as the README's first steps use it: log in
+//! once, then one command per change; the token lives in the user's configuration directory.
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn admin(config_home: &std::path::Path, args: &[&str], password: Option<&str>) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailgate"));
+    cmd.arg("admin")
+        .args(args)
+        .env("XDG_CONFIG_HOME", config_home);
+    cmd.env_remove("MAILGATE_PASSWORD")
+        .env_remove("MAILGATE_ORG");
+    if let Some(p) = password {
+        cmd.env("MAILGATE_PASSWORD", p);
+    }
+    let out = cmd.output().expect("run mailgate admin");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn an_owner_sets_up_a_domain_mailbox_alias_and_grant_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let home = dir.path().join("home");
+    let url = format!("http://{}", server.addr("admin (HTTP)"));
+    let (ok, out) = admin(&home, &["me"], None);
+    assert!(!ok && out.contains("not logged in"), "{out}");
+    let (ok, out) = admin(
+        &home,
+        &["login", OWNER, "--server", &url],
+        Some(OWNER_PASSWORD),
+    );
+    assert!(ok, "{out}");
+    let saved = std::fs::read_to_string(home.join("mailgate/admin.json")).unwrap();
+    assert!(saved.contains("token"), "{saved}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.join("mailgate/admin.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the token file is private");
+    }
+    let (ok, out) = admin(&home, &["domains", "add", "sales.example"], None);
+    assert!(ok && out.contains("sales.example"), "{out}");
+    let (ok, out) = admin(
+        &home,
+        &[
+            "mailboxes",
+            "create",
+            "team@sales.example",
+            "--password",
+            "team-password-1",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let created: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let id = created["id"].as_u64().unwrap().to_string();
+    let (ok, out) = admin(&home, &["aliases", "add", "hi@sales.example", &id], None);
+    assert!(ok, "{out}");
+    let lucie = seeded.lucie.to_string();
+    let (ok, out) = admin(
+        &home,
+        &["grants", "add", "--user", &lucie, "--mailbox", &id, "read"],
+        None,
+    );
+    assert!(ok && out.contains("\"rights\": \"lrs\""), "{out}");
+    let (ok, out) = admin(&home, &["mailboxes", "access", &id], None);
+    assert!(ok && out.contains(LUCIE), "{out}");
+    let (ok, out) = admin(&home, &["domains", "add", "sales.example"], None);
+    assert!(
+        !ok && out.contains("409"),
+        "errors say what went wrong: {out}"
+    );
+    let (ok, out) = admin(&home, &["audit", "--action", "mailbox."], None);
+    assert!(ok && out.contains("mailbox.create"), "{out}");
+    let (ok, out) = admin(&home, &["logout"], None);
+    assert!(ok, "{out}");
+    let (ok, _) = admin(&home, &["me"], None);
+    assert!(!ok, "logged out");
+}
