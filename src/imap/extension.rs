@@ -231,7 +231,10 @@ pub fn replace_saved(message: &[u8], uids: &str, seqs: &str) -> Option<Vec<u8>> 
             // Copy a literal through untouched.
             if let Some(len) = literal_length(&message[i..]) {
                 let (head, body) = len;
-                let end = (i + head + body).min(message.len());
+                let end = i
+                    .saturating_add(head)
+                    .saturating_add(body)
+                    .min(message.len());
                 out.extend_from_slice(&message[i..end]);
                 i = end;
                 continue;
@@ -419,11 +422,14 @@ impl Parser<'_> {
             [b'\n', ..] => 1,
             _ => return Err("a literal's length must end its line".into()),
         };
+        let end = start
+            .checked_add(length)
+            .ok_or("literal longer than anything a client can send")?;
         let data = self
             .input
-            .get(start..start + length)
+            .get(start..end)
             .ok_or("literal shorter than announced")?;
-        self.pos = start + length;
+        self.pos = end;
         Ok(String::from_utf8_lossy(data).into_owned())
     }
 }

@@ -667,7 +667,7 @@ impl Session {
         if !rights.contains(Right::Insert) {
             return Err(noperm(Right::Insert, "add messages to this folder"));
         }
-        let (flags, keywords) = store_flags(flags);
+        let (flags, keywords) = store_flags(flags)?;
         let (flags, keywords) = super::messages::permitted(rights, flags, keywords);
         let meta = AppendMessage {
             flags,
@@ -764,7 +764,9 @@ fn permanent_flags(rights: Rights, read_only: bool) -> String {
 }
 
 /// Flags as the store keeps them: system flags as bits, the rest as keywords.
-pub(super) fn store_flags(flags: &[Flag<'_>]) -> (Flags, Vec<String>) {
+/// The system flags and keywords of a flag list. `\Recent` and other backslash flags are
+/// not keywords: RFC 3501 §2.3.2 makes \Recent the server's, and no other is defined.
+pub(super) fn store_flags(flags: &[Flag<'_>]) -> Result<(Flags, Vec<String>), No> {
     let mut bits = Flags::default();
     let mut keywords: Vec<String> = Vec::new();
     for flag in flags {
@@ -774,6 +776,10 @@ pub(super) fn store_flags(flags: &[Flag<'_>]) -> (Flags, Vec<String>) {
             Flag::Flagged => bits = bits.with(Flags::FLAGGED, true),
             Flag::Deleted => bits = bits.with(Flags::DELETED, true),
             Flag::Draft => bits = bits.with(Flags::DRAFT, true),
+            Flag::Extension(_) => {
+                let text = format!("BAD {flag} cannot be stored (RFC 3501 §2.3.2)");
+                return Err(No(text));
+            }
             other => {
                 let k = other.to_string();
                 if !keywords.iter().any(|x| x.eq_ignore_ascii_case(&k)) {
@@ -782,7 +788,7 @@ pub(super) fn store_flags(flags: &[Flag<'_>]) -> (Flags, Vec<String>) {
             }
         }
     }
-    (bits, keywords)
+    Ok((bits, keywords))
 }
 
 fn pattern(m: &ListMailbox<'_>) -> Result<String, No> {

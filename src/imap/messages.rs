@@ -341,9 +341,13 @@ impl Session {
                     Some(now) => record = now,
                     None => continue,
                 }
-                // RFC 3501 §6.4.5: flags set implicitly SHOULD be part of the FETCH response.
+                // RFC 3501 §6.4.5: flags set implicitly SHOULD be part of the FETCH response;
+                // RFC 7162 §3.1.4.1: with CONDSTORE, so is the new MODSEQ.
                 if !items.contains(&MessageDataItemName::Flags) {
                     line_items.to_mut().push(MessageDataItemName::Flags);
+                }
+                if self.reporting.condstore && !items.contains(&MessageDataItemName::ModSeq) {
+                    line_items.to_mut().push(MessageDataItemName::ModSeq);
                 }
             }
             let line = self.fetch_line(index, &record, &line_items, needs_summary, needs_bytes)?;
@@ -538,7 +542,7 @@ impl Session {
         if sel.read_only {
             return Err(No("[READ-ONLY] The folder is selected read-only".into()));
         }
-        let (bits, keywords) = store_flags(flags);
+        let (bits, keywords) = store_flags(flags)?;
         check_flag_rights(sel.rights, bits, !keywords.is_empty(), request.kind)?;
         let rights = sel.rights;
         let uids: Vec<u32> = indices.iter().map(|i| sel.messages[*i].uid).collect();
@@ -591,7 +595,8 @@ impl Session {
             .get(index)
             .is_some_and(|s| s.recent);
         let mut items = Vec::new();
-        if uid {
+        // RFC 7162 §3.2.4: once QRESYNC is on, every untagged FETCH carries the UID.
+        if uid || self.reporting.qresync {
             items.push(format!("UID {}", record.uid).into_bytes());
         }
         if let Some(shown) = shown {
@@ -695,12 +700,16 @@ impl Session {
             return Err(noperm(Right::Insert, "add messages to that folder"));
         }
         let sel = self.selection();
-        if move_
-            && (sel.read_only
-                || !sel.rights.contains(Right::DeleteMessages)
-                || !sel.rights.contains(Right::Expunge))
+        if move_ && sel.read_only {
+            return Err(No("[READ-ONLY] The folder is selected read-only".into()));
+        }
+        // RFC 6851 §3.3: MOVE needs what STORE \Deleted and EXPUNGE need; name the missing one.
+        let needed = [Right::DeleteMessages, Right::Expunge];
+        if let Some(missing) = needed
+            .into_iter()
+            .find(|r| move_ && !sel.rights.contains(*r))
         {
-            return Err(noperm(Right::Expunge, "move messages out of this folder"));
+            return Err(noperm(missing, "move messages out of this folder"));
         }
         let uids: Vec<u32> = indices.iter().map(|i| sel.messages[*i].uid).collect();
         let transfer = Transfer {
@@ -894,9 +903,16 @@ fn apply_unmasked(
 
 /// Whether a UID set (without `*`) holds `uid`.
 pub(super) fn set_contains(set: &SequenceSet, uid: u32) -> bool {
+    set_holds(set, uid, u32::MAX)
+}
+
+/// Whether a sequence or UID set holds `n`, `*` standing for `star` (RFC 3501 §9: `n:*`
+/// with n above `star` still holds `star`).
+pub(super) fn set_holds(set: &SequenceSet, n: u32, star: u32) -> bool {
+    let uid = n;
     let value = |v: &SeqOrUid| match v {
         SeqOrUid::Value(v) => v.get(),
-        SeqOrUid::Asterisk => u32::MAX,
+        SeqOrUid::Asterisk => star,
     };
     set.0.as_ref().iter().any(|seq| match seq {
         Sequence::Single(v) => value(v) == uid,

@@ -1,7 +1,7 @@
 //! SEARCH criteria (RFC 3501 §6.4.4), evaluated on the stored summary; only BODY and TEXT read
 //! the message's bytes, and only when asked.
 
-use super::messages::resolve;
+use super::messages::set_holds;
 use super::selection::{Selection, Slot};
 use crate::mail::MessageSummary;
 use crate::store::{Flags, MessageRecord, Store};
@@ -107,8 +107,14 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
         And(keys) => keys.as_ref().iter().all(|k| matches(k, c)),
         Or(a, b) => matches(a, c) || matches(b, c),
         Not(k) => !matches(k, c),
-        SequenceSet(set) => resolve(set, false, c.sel).is_ok_and(|i| i.contains(&c.index)),
-        Uid(set) => resolve(set, true, c.sel).is_ok_and(|i| i.contains(&c.index)),
+        // Tested per message without resolving the set each time: `SEARCH 1:*` over 100,000
+        // messages stays linear. `*` is the last sequence number, or the highest UID.
+        SequenceSet(set) => set_holds(set, c.index as u32 + 1, c.sel.messages.len() as u32),
+        Uid(set) => set_holds(
+            set,
+            c.record.uid,
+            c.sel.messages.last().map_or(0, |s| s.uid),
+        ),
         Answered => f.contains(Flags::ANSWERED),
         Unanswered => !f.contains(Flags::ANSWERED),
         Deleted => f.contains(Flags::DELETED),

@@ -72,10 +72,13 @@ impl Selection {
         sel.messages = sel.load(store)?;
         if !read_only {
             // EXAMINE leaves \Recent to the next SELECT (RFC 3501 §6.3.2).
-            let floor = store.claim_recent(sel.mailbox.id, sel.folder.id, sel.folder.uidnext)?;
+            // Only what this session claimed: a message that arrived while loading is claimed
+            // (or not) by the next sync, so two sessions never both see it \Recent.
+            let uidnext = sel.folder.uidnext;
+            let floor = store.claim_recent(sel.mailbox.id, sel.folder.id, uidnext)?;
             sel.messages
                 .iter_mut()
-                .filter(|s| s.uid >= floor)
+                .filter(|s| (floor..uidnext).contains(&s.uid))
                 .for_each(|s| s.recent = true);
         }
         Ok(sel)

@@ -387,6 +387,11 @@ impl Session {
             self.state = State::Logout;
             return Action::Close;
         }
+        if !self.rate.allow() {
+            let text = "[LIMIT] Too many commands per second; slow down";
+            self.tagged_text(tag, "NO", text);
+            return Action::Continue;
+        }
         match command {
             Ok(command) => self.ext_command(tag, command),
             Err(reason) => self.tagged_text(tag, "BAD", &reason),

@@ -310,3 +310,44 @@ async fn commands_pipelined_after_a_large_append_are_all_answered() {
     let (out, _) = talk(&mut s, "f NOOP\r\n").await;
     assert_eq!(out, "f OK NOOP completed\r\n");
 }
+
+#[tokio::test]
+async fn recent_and_unknown_backslash_flags_cannot_be_stored() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let out =
+        String::from_utf8_lossy(&feed_selected(&mut s, b"a STORE 1 +FLAGS (\\Recent)\r\n").await)
+            .into_owned();
+    assert!(out.starts_with("a BAD"), "{out}");
+    let (out, _) = talk(
+        &mut s,
+        "b STORE 1 +FLAGS ($Label1)\r\nc FETCH 1 (FLAGS)\r\n",
+    )
+    .await;
+    assert!(out.contains("b OK") && out.contains("$Label1"), "{out}");
+}
+
+#[tokio::test]
+async fn an_absurd_literal_length_in_an_extension_command_is_refused_not_a_panic() {
+    let h = Harness::new();
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let (out, _) = talk(&mut s, "b MYRIGHTS {18446744073709551615}\r\n").await;
+    assert!(!out.contains("b OK"), "{out}");
+    let (out, _) = talk(&mut s, "c NOOP\r\n").await;
+    assert!(out.contains("c OK"), "{out}");
+}
+
+#[tokio::test]
+async fn a_sequence_set_search_is_answered_over_the_whole_folder() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let out = String::from_utf8_lossy(
+        &feed_selected(&mut s, b"a SEARCH 2:* NOT 1\r\nb UID SEARCH UID 1:*\r\n").await,
+    )
+    .into_owned();
+    assert!(
+        out.contains("* SEARCH 2\r\n") && out.contains("* SEARCH 1 2\r\n"),
+        "{out}"
+    );
+}

@@ -227,6 +227,10 @@ impl Store {
             } else {
                 continue;
             };
+            // A child may not land on a folder that exists (`to/x` made before).
+            if new_name != to && self.folder_id(mailbox, &new_name)?.is_some() {
+                return Err(StoreError::FolderExists(new_name));
+            }
             changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
             changes.put_mail(
                 key_str(codec::FOLDER_NAME, &[mailbox.0], &new_name),
