@@ -41,8 +41,11 @@ pub struct ImapConfig {
     pub listen_tls: Vec<SocketAddr>,
     /// The longest command line, in bytes, literals not counted.
     pub max_line_bytes: u32,
-    /// The largest message APPEND takes (and so the largest literal).
+    /// The largest message APPEND takes.
     pub max_message_bytes: u32,
+    /// The largest literal of any other command (a folder name, a password, a search
+    /// string).
+    pub max_literal_bytes: u32,
     /// A session that sends nothing for this long is logged out (RFC 3501 §5.4: 30 min).
     pub autologout_seconds: u64,
     /// Commands a session may send per second on average; bursts of ten seconds' worth pass.
@@ -57,6 +60,7 @@ impl Default for ImapConfig {
             listen_tls: vec![SocketAddr::from(([127, 0, 0, 1], 1993))],
             max_line_bytes: 64 * 1024,
             max_message_bytes: 50 * 1024 * 1024,
+            max_literal_bytes: 64 * 1024,
             autologout_seconds: 30 * 60,
             max_commands_per_second: 200,
         }

@@ -50,7 +50,7 @@ fn imap_session_corpus() {
     // panic, and returns (a hang would stop the test).
     for (name, data) in corpus("imap_session") {
         let mut session = harness.session();
-        let feed = mailgate::harness::feed_selected(&mut session, &data);
+        let feed = mailgate::harness::feed_from_state(&mut session, &data);
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(feed)));
         assert!(result.is_ok(), "{name}");

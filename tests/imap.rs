@@ -288,6 +288,8 @@ m2 = tls()
 ok(m2.login("lucie@gmail.example", "lucie-password"))
 typ, data = m2.list()
 assert b"contact@acme.example" not in b"".join(d for d in data if d), data
+# The next command on that mailbox says why it fails.
+no(lambda: m2.select('"Shared/contact@acme.example/INBOX"'), "NOPERM")
 print("done", flush=True)
 "#
     );

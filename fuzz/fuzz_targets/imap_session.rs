@@ -1,8 +1,8 @@
-//! Arbitrary bytes from a logged-in client with INBOX selected: the session answers, never
-//! panics or hangs.
+//! Arbitrary bytes from a logged-in client, with INBOX selected or not (the first byte
+//! says): the session answers, never panics or hangs.
 #![no_main]
 
-use mailgate::harness::{Harness, feed_selected};
+use mailgate::harness::{Harness, feed_from_state};
 use std::sync::OnceLock;
 
 static HARNESS: OnceLock<(Harness, tokio::runtime::Runtime)> = OnceLock::new();
@@ -17,5 +17,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         (Harness::new(), runtime)
     });
     let mut session = harness.session();
-    runtime.block_on(feed_selected(&mut session, data));
+    runtime.block_on(feed_from_state(&mut session, data));
 });

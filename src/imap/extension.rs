@@ -140,14 +140,21 @@ fn esearch(
     Some(result.map_err(|e: String| format!("SEARCH: {e}")))
 }
 
+/// Whether a parenthesized list of patterns follows the reference (RFC 5258 §3: `LIST ""
+/// ("a" "b")`), which imap-codec does not take.
+fn pattern_list_follows(p: &mut Parser<'_>) -> bool {
+    p.space().is_ok() && p.astring().is_ok() && p.space().is_ok() && p.peek() == Some(b'(')
+}
+
 /// LIST with selection options (`LIST (SUBSCRIBED) …`), several patterns (`("a" "b")`) or
 /// RETURN options; `None` for a plain LIST, which imap-codec takes.
 fn list_extended(p: &mut Parser<'_>) -> Option<Result<ExtCommand, String>> {
     let start = p.pos;
     let extended = {
         let rest = &p.input[start..];
-        rest.starts_with(b" (") || contains_ci(rest, b" RETURN (")
+        rest.starts_with(b" (") || contains_ci(rest, b" RETURN (") || pattern_list_follows(p)
     };
+    p.pos = start;
     if !extended {
         return None;
     }

@@ -151,6 +151,9 @@ impl Session {
                 return;
             }
         };
+        // RFC 3501 §7: what other sessions changed reaches this one at any command; EXPUNGE
+        // may go with all but FETCH, STORE and SEARCH (§7.4.1).
+        self.sync_selection(true);
         self.finish(&tag, result);
     }
 
@@ -187,6 +190,10 @@ impl Session {
                 "[CANNOT] Your own INBOX holds no mail: your mailboxes are under Shared/".into(),
             )),
             Some(Target::NamespaceRoot) => Err(No("[CANNOT] That name only groups folders".into())),
+            None if identity.names_own_org_mailbox(&self.services, name)? => Err(noperm(
+                Right::Lookup,
+                "see this mailbox (no grant gives access to it)",
+            )),
             None => Err(missing()),
         }
     }

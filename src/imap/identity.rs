@@ -76,6 +76,27 @@ impl Identity {
         }))
     }
 
+    /// For a name under `Shared/` that designates nothing now: whether it names a mailbox of
+    /// one of the user's organizations, where the user is not external (so the directory
+    /// shows it anyway). Such a name answers NOPERM, not NONEXISTENT: access was taken away.
+    pub fn names_own_org_mailbox(&self, services: &Services, name: &str) -> StoreResult<bool> {
+        let Identity::User { facts, .. } = self else {
+            return Ok(false);
+        };
+        let prefix = format!("{SHARED}{SEP}");
+        let Some(rest) = name.strip_prefix(&prefix) else {
+            return Ok(false);
+        };
+        let address = rest.split(SEP).next().unwrap_or(rest);
+        let Some(mailbox) = services.store.mailbox_by_address(address)? else {
+            return Ok(false);
+        };
+        Ok(facts
+            .memberships
+            .iter()
+            .any(|m| m.org == mailbox.org && m.role != Role::External))
+    }
+
     /// The name a session shows for folder `name` of `mailbox`.
     pub fn display_name(&self, mailbox: &Mailbox, name: &str) -> String {
         match self.personal() {

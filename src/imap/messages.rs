@@ -76,6 +76,8 @@ impl Session {
             return;
         };
         let identity = identity.clone();
+        // COPY may carry other sessions' changes, EXPUNGE included (RFC 3501 §7.4.1).
+        let sync_after = matches!(body, CommandBody::Copy { .. });
         let result = match body {
             CommandBody::Close => self.close(&identity, true),
             CommandBody::Unselect => self.close(&identity, false),
@@ -146,6 +148,9 @@ impl Session {
                 return;
             }
         };
+        if sync_after {
+            self.sync_selection(true);
+        }
         self.finish(&tag, result);
     }
 

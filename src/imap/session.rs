@@ -283,7 +283,19 @@ impl Session {
     /// Answers a literal announcement: `+` for a synchronizing literal we take, a tagged
     /// `NO [TOOBIG]` (and the message skipped) for one we do not (RFC 7888 §4, §5).
     fn accept_literal(&mut self, mode: LiteralMode, length: u32) -> bool {
-        let limit = self.services.config.imap.max_message_bytes;
+        // A message (APPEND) may be large; a name, a password or a search string may not.
+        let appending = self
+            .fragmentizer
+            .message_bytes()
+            .split(|b| *b == b' ')
+            .nth(1)
+            .is_some_and(|verb| verb.eq_ignore_ascii_case(b"APPEND"));
+        let imap = &self.services.config.imap;
+        let limit = if appending {
+            imap.max_message_bytes
+        } else {
+            imap.max_literal_bytes
+        };
         if length <= limit {
             self.literal_bytes += length as usize;
             if mode == LiteralMode::Sync {
@@ -457,6 +469,7 @@ impl Session {
             CommandBody::Capability => {
                 let caps = self.capabilities();
                 self.untagged(&format!("CAPABILITY {caps}"));
+                self.sync_selection(true);
                 self.tagged(&tag, "OK", "CAPABILITY completed");
             }
             CommandBody::Noop => {

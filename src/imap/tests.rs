@@ -351,3 +351,27 @@ async fn a_sequence_set_search_is_answered_over_the_whole_folder() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn list_takes_several_patterns_without_selection_options() {
+    let h = Harness::new();
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let (out, _) = talk(&mut s, "b LIST \"\" (\"INBOX\" \"Sent\")\r\n").await;
+    assert!(
+        out.contains(" INBOX\r\n") && out.contains(" Sent\r\n") && out.contains("b OK"),
+        "{out}"
+    );
+    assert!(!out.contains("Drafts"), "{out}");
+}
+
+#[tokio::test]
+async fn literals_outside_append_have_their_own_smaller_limit() {
+    let h = Harness::with_config(|c| c.imap.max_literal_bytes = 100);
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let (out, _) = talk(&mut s, "b SEARCH TEXT {500}\r\n").await;
+    assert!(out.starts_with("b NO [TOOBIG]"), "{out}");
+    let (out, _) = talk(&mut s, "c APPEND INBOX {500}\r\n").await;
+    assert!(out.starts_with("+ "), "a message may be larger: {out}");
+}
