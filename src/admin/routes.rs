@@ -1,0 +1,521 @@
+//! Every endpoint of the API in one table: the router is built from it, and so is the OpenAPI
+//! document (`GET /api/v1/openapi.json`), so the two cannot drift apart.
+
+use super::*;
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
+use serde_json::{Map, Value, json};
+
+/// One method on one path.
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: String,
+    pub summary: &'static str,
+    /// Whether a bearer token is required.
+    pub auth: bool,
+    /// Whether the request has a JSON body.
+    pub body: bool,
+    /// The status of success.
+    pub ok: u16,
+    handler: MethodRouter<Arc<Services>>,
+}
+
+type Handler = MethodRouter<Arc<Services>>;
+
+fn ep(method: &'static str, path: &str, summary: &'static str, handler: Handler) -> Endpoint {
+    let body = matches!(method, "post" | "patch" | "put");
+    Endpoint {
+        method,
+        path: path.to_string(),
+        summary,
+        auth: true,
+        body,
+        ok: match method {
+            "delete" => 204,
+            _ => 200,
+        },
+        handler,
+    }
+}
+
+impl Endpoint {
+    fn public(mut self) -> Endpoint {
+        self.auth = false;
+        self
+    }
+
+    fn created(mut self) -> Endpoint {
+        self.ok = 201;
+        self
+    }
+
+    fn no_body(mut self) -> Endpoint {
+        self.body = false;
+        self
+    }
+
+    fn empty(mut self) -> Endpoint {
+        self.ok = 204;
+        self
+    }
+}
+
+/// The whole API.
+pub fn endpoints() -> Vec<Endpoint> {
+    let o = "/api/v1/orgs/{org}";
+    let at = |rest: &str| format!("{o}{rest}");
+    vec![
+        ep(
+            "get",
+            "/healthz",
+            "Whether the server and its store answer",
+            get(healthz),
+        )
+        .public(),
+        ep(
+            "get",
+            "/metrics",
+            "Counters in Prometheus text format",
+            get(metrics),
+        )
+        .public(),
+        ep(
+            "get",
+            "/api/v1/openapi.json",
+            "This document",
+            get(openapi_json),
+        )
+        .public(),
+        ep(
+            "get",
+            "/.well-known/autoconfig/mail/config-v1.1.xml",
+            "Thunderbird autoconfig",
+            get(autoconfig::thunderbird),
+        )
+        .public(),
+        ep(
+            "get",
+            "/mail/config-v1.1.xml",
+            "Thunderbird autoconfig (ISP location)",
+            get(autoconfig::thunderbird),
+        )
+        .public(),
+        ep(
+            "post",
+            "/autodiscover/autodiscover.xml",
+            "Outlook Autodiscover v1 (POX)",
+            post(autoconfig::outlook_v1),
+        )
+        .public(),
+        ep(
+            "post",
+            "/Autodiscover/Autodiscover.xml",
+            "Outlook Autodiscover v1, as Outlook spells it",
+            post(autoconfig::outlook_v1),
+        )
+        .public(),
+        ep(
+            "get",
+            "/autodiscover/autodiscover.json",
+            "Outlook Autodiscover v2",
+            get(autoconfig::outlook_v2),
+        )
+        .public(),
+        ep(
+            "get",
+            "/apple/mobileconfig",
+            "Apple configuration profile",
+            get(autoconfig::apple),
+        )
+        .public(),
+        ep(
+            "post",
+            "/api/v1/session",
+            "Log in: a bearer token",
+            post(session::login),
+        )
+        .public()
+        .created(),
+        ep(
+            "delete",
+            "/api/v1/session",
+            "Log out: the token stops working",
+            delete(session::logout),
+        ),
+        ep(
+            "post",
+            "/api/v1/invitations/{token}/accept",
+            "Accept an invitation",
+            post(invitations::accept),
+        )
+        .public()
+        .created(),
+        ep(
+            "get",
+            "/api/v1/me",
+            "Who you are and your organizations",
+            get(session::me),
+        ),
+        ep(
+            "post",
+            "/api/v1/me/password",
+            "Change your password",
+            post(session::change_password),
+        )
+        .empty(),
+        ep(
+            "get",
+            "/api/v1/me/audit",
+            "Your own activity",
+            get(audit_log::own_log),
+        ),
+        ep(
+            "get",
+            "/api/v1/me/export",
+            "Your data as JSON",
+            get(export::me),
+        ),
+        ep(
+            "get",
+            "/api/v1/me/tokens",
+            "Your personal API tokens",
+            get(tokens::list),
+        ),
+        ep(
+            "post",
+            "/api/v1/me/tokens",
+            "Make a personal API token",
+            post(tokens::create),
+        )
+        .created(),
+        ep(
+            "delete",
+            "/api/v1/me/tokens/{name}",
+            "Revoke a personal API token",
+            delete(tokens::revoke),
+        ),
+        ep("get", &at("/domains"), "List domains", get(domains::list)),
+        ep(
+            "post",
+            &at("/domains"),
+            "Add a domain",
+            post(domains::create),
+        )
+        .created(),
+        ep(
+            "delete",
+            &at("/domains/{name}"),
+            "Remove a domain",
+            delete(domains::delete),
+        ),
+        ep(
+            "get",
+            &at("/mailboxes"),
+            "List mailboxes with usage",
+            get(mailboxes::list),
+        ),
+        ep(
+            "post",
+            &at("/mailboxes"),
+            "Create a mailbox",
+            post(mailboxes::create),
+        )
+        .created(),
+        ep(
+            "get",
+            &at("/mailboxes/{id}"),
+            "One mailbox",
+            get(mailboxes::get),
+        ),
+        ep(
+            "patch",
+            &at("/mailboxes/{id}"),
+            "Change password, quota or display name",
+            patch(mailboxes::update),
+        ),
+        ep(
+            "delete",
+            &at("/mailboxes/{id}"),
+            "Delete a mailbox with its aliases and grants",
+            delete(mailboxes::delete),
+        ),
+        ep(
+            "get",
+            &at("/mailboxes/{id}/access"),
+            "Who can read this mailbox, and why",
+            get(review::mailbox),
+        ),
+        ep(
+            "get",
+            &at("/mailboxes/{id}/export"),
+            "The mailbox as mbox",
+            get(export::mailbox),
+        ),
+        ep(
+            "get",
+            &at("/aliases"),
+            "List aliases",
+            get(mailboxes::list_aliases),
+        ),
+        ep(
+            "post",
+            &at("/aliases"),
+            "Create an alias",
+            post(mailboxes::create_alias),
+        )
+        .created(),
+        ep(
+            "delete",
+            &at("/aliases/{address}"),
+            "Remove an alias",
+            delete(mailboxes::delete_alias),
+        ),
+        ep("get", &at("/grants"), "List grants", get(grants::list)),
+        ep(
+            "post",
+            &at("/grants"),
+            "Grant rights on a mailbox or on all",
+            post(grants::create),
+        )
+        .created(),
+        ep(
+            "patch",
+            &at("/grants/{id}"),
+            "Change a grant",
+            patch(grants::update),
+        ),
+        ep(
+            "delete",
+            &at("/grants/{id}"),
+            "Remove a grant",
+            delete(grants::delete),
+        ),
+        ep("get", &at("/members"), "List members", get(grants::members)),
+        ep(
+            "patch",
+            &at("/members/{user}"),
+            "Change a member's role",
+            patch(grants::change_role),
+        ),
+        ep(
+            "delete",
+            &at("/members/{user}"),
+            "Remove a member",
+            delete(grants::remove_member),
+        ),
+        ep(
+            "get",
+            &at("/members/{user}/access"),
+            "Everything a member can reach",
+            get(review::user),
+        ),
+        ep(
+            "get",
+            &at("/invitations"),
+            "Pending invitations",
+            get(invitations::list),
+        ),
+        ep(
+            "post",
+            &at("/invitations"),
+            "Invite by email",
+            post(invitations::create),
+        )
+        .created(),
+        ep(
+            "delete",
+            &at("/invitations/{id}"),
+            "Withdraw an invitation",
+            delete(invitations::withdraw),
+        ),
+        ep(
+            "post",
+            &at("/invitations/{id}/resend"),
+            "Send a new link",
+            post(invitations::resend),
+        )
+        .no_body(),
+        ep("get", &at("/teams"), "List teams", get(teams::list)),
+        ep("post", &at("/teams"), "Create a team", post(teams::create)).created(),
+        ep(
+            "patch",
+            &at("/teams/{id}"),
+            "Rename a team",
+            patch(teams::rename),
+        ),
+        ep(
+            "delete",
+            &at("/teams/{id}"),
+            "Delete a team with its grants",
+            delete(teams::delete),
+        ),
+        ep(
+            "put",
+            &at("/teams/{id}/members/{user}"),
+            "Add a member to a team",
+            put(teams::add_member),
+        )
+        .no_body()
+        .empty(),
+        ep(
+            "delete",
+            &at("/teams/{id}/members/{user}"),
+            "Remove a member from a team",
+            delete(teams::remove_member),
+        ),
+        ep(
+            "get",
+            &at("/audit"),
+            "The audit log (JSON or CSV)",
+            get(audit_log::org_log),
+        ),
+        ep(
+            "get",
+            &at("/queue"),
+            "Outbound mail not yet delivered",
+            get(queue::list),
+        ),
+        ep(
+            "get",
+            &at("/partnerships"),
+            "Partnerships as client or partner",
+            get(partnerships::list),
+        ),
+        ep(
+            "post",
+            &at("/partnerships"),
+            "Invite a partner organization",
+            post(partnerships::invite),
+        )
+        .created(),
+        ep(
+            "patch",
+            &at("/partnerships/{id}"),
+            "Change a partnership's scope",
+            patch(partnerships::rescope),
+        ),
+        ep(
+            "post",
+            &at("/partnerships/{id}/accept"),
+            "Accept as the partner",
+            post(partnerships::accept),
+        )
+        .no_body(),
+        ep(
+            "post",
+            &at("/partnerships/{id}/refuse"),
+            "Refuse as the partner",
+            post(partnerships::refuse),
+        )
+        .no_body(),
+        ep(
+            "post",
+            &at("/partnerships/{id}/end"),
+            "End it, with your password",
+            post(partnerships::end),
+        ),
+        ep(
+            "get",
+            &at("/clients"),
+            "Organizations managed as a partner (JSON or CSV)",
+            get(partnerships::clients),
+        ),
+    ]
+}
+
+/// The router of `endpoints()`: paths with several methods are merged by axum.
+pub fn build(services: Arc<Services>) -> Router {
+    endpoints()
+        .into_iter()
+        .fold(Router::new(), |router, e| router.route(&e.path, e.handler))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(services)
+}
+
+async fn openapi_json() -> Json<Value> {
+    Json(openapi())
+}
+
+/// The OpenAPI 3.1 document of `endpoints()`.
+pub fn openapi() -> Value {
+    let mut paths: Map<String, Value> = Map::new();
+    for e in endpoints() {
+        let item = paths.entry(e.path.clone()).or_insert_with(|| json!({}));
+        item[e.method] = operation(&e);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mailgate admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Organizations, members, mailboxes, aliases, grants, teams, partnerships, invitations, audit. JSON in and out; errors are {\"error\": code, \"message\": text}.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {
+                "type": "object",
+                "required": ["error", "message"],
+                "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+            }},
+        },
+        "paths": paths,
+    })
+}
+
+fn operation(e: &Endpoint) -> Value {
+    let parameters: Vec<Value> = path_params(&e.path)
+        .into_iter()
+        .map(|name| {
+            let textual = matches!(name, "name" | "address" | "token")
+                || (name == "id" && e.path.contains("/invitations/"));
+            let schema = if textual {
+                json!({"type": "string"})
+            } else {
+                json!({"type": "integer", "format": "int64"})
+            };
+            json!({"name": name, "in": "path", "required": true, "schema": schema})
+        })
+        .collect();
+    let error = json!({"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let mut op = json!({
+        "operationId": format!("{}{}", e.method, e.path.replace(['/', '{', '}', '.', '-'], "_")),
+        "summary": e.summary,
+        "tags": [tag(&e.path)],
+        "parameters": parameters,
+        "responses": {
+            e.ok.to_string(): {"description": "Success"},
+            "4XX": error,
+        },
+    });
+    if e.auth {
+        op["security"] = json!([{"bearer": []}]);
+    }
+    if e.body {
+        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+    }
+    op
+}
+
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .collect()
+}
+
+/// The resource an endpoint belongs to: the segment after the organization, or after `v1`.
+fn tag(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let after = |word: &str| {
+        parts
+            .iter()
+            .position(|p| *p == word)
+            .and_then(|i| parts.get(i + 2).or(parts.get(i + 1)))
+    };
+    if path.starts_with("/api/v1/orgs/") {
+        after("orgs").map_or("orgs".into(), |s| s.to_string())
+    } else if path.starts_with("/api/v1/") {
+        parts.get(2).map_or("api".into(), |s| s.to_string())
+    } else {
+        "server".into()
+    }
+}

@@ -1,0 +1,72 @@
+//! The OpenAPI document and the router come from one table: every documented operation is
+//! served (never the "no such endpoint" fallback, never 405), and what is not documented is
+//! not served.
+
+mod common;
+
+use common::api::Api;
+use common::*;
+use reqwest::{Method, StatusCode};
+use std::collections::HashSet;
+
+#[tokio::test]
+async fn every_documented_operation_is_served_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let api = Api {
+        client: reqwest::Client::new(),
+        base: format!("http://{}", server.addr("admin (HTTP)")),
+        token: None,
+    };
+    let (status, doc) = api.get("/api/v1/openapi.json").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut ids = HashSet::new();
+    let mut operations = 0;
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            assert!(
+                ids.insert(op["operationId"].as_str().unwrap().to_string()),
+                "unique ids"
+            );
+            assert!(
+                op["responses"].as_object().is_some_and(|r| !r.is_empty()),
+                "{path}"
+            );
+            let concrete = path
+                .split('/')
+                .map(|s| if s.starts_with('{') { "1" } else { s })
+                .collect::<Vec<_>>()
+                .join("/");
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body = op.get("requestBody").map(|_| serde_json::json!({}));
+            let (status, text) = api
+                .text(method.clone(), &concrete, body.map(|b| b.to_string()))
+                .await;
+            assert_ne!(
+                status,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}: {text}"
+            );
+            assert!(
+                !text.contains("no such endpoint"),
+                "{method} {path} is documented but not served: {status} {text}"
+            );
+        }
+    }
+    assert!(operations >= 50, "{operations}");
+    for (method, path) in [
+        (Method::GET, "/api/v1/orgs/1/nothing"),
+        (Method::GET, "/api/v1/secret"),
+        (Method::PUT, "/api/v1/me"),
+    ] {
+        let (status, text) = api.text(method.clone(), path, None).await;
+        assert!(
+            status == StatusCode::METHOD_NOT_ALLOWED || text.contains("no such endpoint"),
+            "{method} {path} is served but not documented: {status} {text}"
+        );
+    }
+}
