@@ -82,10 +82,14 @@ impl Identity {
     }
 
     /// Reloads the user's facts (after a grant, team or user change); `false` when the
-    /// identity is no longer valid (user disabled or gone, mailbox deleted).
+    /// identity is no longer valid (user disabled or gone, mailbox deleted, password changed).
     pub fn refresh(&mut self, services: &Services) -> StoreResult<bool> {
         match self {
-            Identity::Mailbox(m) => Ok(services.store.mailbox(m.id)?.is_some()),
+            // A new password ends what the old one opened.
+            Identity::Mailbox(m) => Ok(services
+                .store
+                .mailbox(m.id)?
+                .is_some_and(|now| now.password == m.password)),
             Identity::User { user, facts } => refresh_user(services, user, facts),
             Identity::Delegate {
                 user,
@@ -99,7 +103,7 @@ impl Identity {
 
 fn refresh_user(services: &Services, user: &mut User, facts: &mut UserFacts) -> StoreResult<bool> {
     match services.store.user(user.id)? {
-        Some(u) if !u.disabled => {
+        Some(u) if !u.disabled && u.password == user.password => {
             *facts = services.store.user_facts(u.id)?;
             *user = u;
             Ok(true)

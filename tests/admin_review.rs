@@ -281,8 +281,11 @@ async fn personal_tokens_are_named_listed_and_revoked() {
         (StatusCode::OK, Some(OWNER))
     );
     let (_, list) = owner.get("/api/v1/me/tokens").await;
-    assert_eq!(list[0]["name"], "backup script");
-    assert!(list[0].get("token").is_none(), "the secret is shown once");
+    assert_eq!(list["items"][0]["name"], "backup script");
+    assert!(
+        list["items"][0].get("token").is_none(),
+        "the secret is shown once"
+    );
     let (status, _) = owner
         .call(Method::DELETE, "/api/v1/me/tokens/backup%20script", None)
         .await;

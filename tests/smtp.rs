@@ -616,3 +616,51 @@ print("done", waited)
     );
     assert!(out.contains("done"), "{out}");
 }
+
+#[tokio::test]
+async fn a_revoked_send_grant_stops_an_open_submission_session_at_the_next_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed_with_send(dir.path(), "lr", Some(SendMode::As));
+    let server = start(dir.path(), "");
+    let sub = server.addr("submission (TLS)");
+    let mut client = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL(sys.argv[1], int(sys.argv[2]), context=ctx)
+s.login("lucie@gmail.example", "lucie-password")
+msg = b"From: contact@acme.example\r\nSubject: x\r\n\r\nx\r\n"
+s.sendmail("contact@acme.example", ["contact@acme.example"], msg)
+print("first sent", flush=True)
+sys.stdin.readline()
+try:
+    s.sendmail("contact@acme.example", ["contact@acme.example"], msg)
+    print("second sent", flush=True)
+except smtplib.SMTPException as e:
+    print("refused", e, flush=True)
+"#,
+        )
+        .args([sub.ip().to_string(), sub.port().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, Write};
+    let mut lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "first sent");
+    let owner = common::api::Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let (status, _) = owner
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/orgs/{}/grants/{}", seeded.org, seeded.grant),
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let answer = lines.next().unwrap().unwrap();
+    assert!(answer.starts_with("refused"), "{answer}");
+    client.wait().unwrap();
+}

@@ -2,7 +2,8 @@
 //! The secret is shown once, when made; the store keeps its hash.
 
 use super::auth::{Caller, token_hash};
-use super::error::{ApiError, ApiJson, ApiPath, ApiResult};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::page::{Page, PageQuery, paginate};
 use super::{ClientAddr, audit};
 use crate::model::*;
 use crate::net::Services;
@@ -49,8 +50,9 @@ fn personal(tokens: Vec<ApiToken>) -> Vec<(String, ApiToken)> {
 pub async fn list(
     State(services): State<Arc<Services>>,
     caller: Caller,
-) -> ApiResult<Json<Vec<TokenView>>> {
-    let mut views: Vec<TokenView> = personal(services.store.api_tokens_of(caller.user.id)?)
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<TokenView>>> {
+    let views: Vec<TokenView> = personal(services.store.api_tokens_of(caller.user.id)?)
         .into_iter()
         .map(|(name, t)| TokenView {
             name,
@@ -58,8 +60,7 @@ pub async fn list(
             expires: t.expires,
         })
         .collect();
-    views.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(Json(views))
+    Ok(Json(paginate(views, |t| t.name.clone(), &page)))
 }
 
 pub async fn create(

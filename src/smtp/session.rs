@@ -321,6 +321,27 @@ impl Session {
         }
     }
 
+    fn refresh_identity(&mut self) -> Result<(), Action> {
+        let Some(identity) = &mut self.identity else {
+            return Ok(());
+        };
+        let still_valid = identity.refresh(&self.services).unwrap_or(false);
+        let send_as = still_valid
+            .then(|| SendAs::of(&self.services, identity).ok())
+            .flatten();
+        match send_as {
+            Some(send_as) => {
+                self.send_as = send_as;
+                Ok(())
+            }
+            None => {
+                self.identity = None;
+                self.reply(421, "4.7.0", "Your access has changed; log in again");
+                Err(Action::Close)
+            }
+        }
+    }
+
     fn reset(&mut self) {
         self.envelope = None;
         self.message.clear();
@@ -538,6 +559,11 @@ impl Session {
         }
         if self.mode == Mode::Submission && self.identity.is_none() {
             return self.error(530, "5.7.0", "Authentication required");
+        }
+        // A revoked grant, a disabled user or a changed password count from the next message
+        // on, not from the next login (issue 5: changes reach open sessions at once).
+        if let Err(action) = self.refresh_identity() {
+            return action;
         }
         let max = self.services.config.smtp.max_message_bytes;
         if from.size > max {
