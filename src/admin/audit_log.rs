@@ -16,7 +16,7 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// The filters of an audit query; times are RFC 3339 or milliseconds since the epoch.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditFilter {
     /// A user id: events that user did, on their own or as a delegate.

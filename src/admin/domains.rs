@@ -24,7 +24,7 @@ pub async fn list(
     Ok(Json(paginate(domains, |d| d.name.clone(), &page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDomain {
     pub name: String,

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// One folder; all of them when left out (each message then says its folder in an
@@ -104,7 +104,7 @@ fn append_quoted(out: &mut Vec<u8>, raw: &[u8]) {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MyData {
     pub user: UserExport,
     pub memberships: Vec<Membership>,
@@ -114,7 +114,7 @@ pub struct MyData {
     pub activity: Vec<AuditEvent>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserExport {
     pub id: UserId,
     pub login: String,

@@ -14,7 +14,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct GrantView {
     pub id: GrantId,
     pub grantee: Grantee,
@@ -49,7 +49,7 @@ fn preset(name: &str) -> Option<(Rights, Option<SendMode>)> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantRequest {
     pub grantee: Grantee,
@@ -154,7 +154,7 @@ fn find(services: &Services, caller: &Caller, org: OrgId, id: GrantId) -> ApiRes
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GrantChange {
     pub rights: Option<String>,
@@ -205,7 +205,7 @@ pub async fn delete(
 
 // ----- members -----
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MemberView {
     pub user_id: UserId,
     pub login: String,
@@ -241,7 +241,7 @@ pub async fn members(
     Ok(Json(paginate(views, |m| m.login.to_lowercase(), &page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
     pub role: Role,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// How long an invitation link works.
 const VALID_FOR_MS: Millis = 7 * 24 * 3600 * 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvitationRequest {
     pub email: String,
@@ -31,7 +31,7 @@ pub struct InvitationRequest {
 }
 
 /// A grant the invited person gets on acceptance.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InvitedGrant {
     pub target: GrantTarget,
@@ -40,7 +40,7 @@ pub struct InvitedGrant {
     pub send: Option<SendMode>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct InvitationView {
     /// Names the invitation in this API (not the secret of the link).
     pub id: String,
@@ -242,13 +242,13 @@ pub async fn withdraw(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Acceptance {
     pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub user_id: UserId,
     pub login: String,

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// A mailbox as the API shows it: never its password hash.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MailboxView {
     pub id: MailboxId,
     pub address: String,
@@ -98,7 +98,7 @@ pub async fn get(
     Ok(Json(view(&services, m)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMailbox {
     pub address: String,
@@ -144,7 +144,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(shown)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMailbox {
     pub display_name: Option<String>,
@@ -209,7 +209,7 @@ pub async fn delete(
 
 // ----- aliases -----
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct AliasView {
     pub address: String,
     pub mailbox_id: MailboxId,
@@ -238,7 +238,7 @@ pub async fn list_aliases(
     Ok(Json(paginate(views, |a| a.address.clone(), &page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAlias {
     pub address: String,

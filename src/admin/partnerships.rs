@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PartnershipView {
     pub id: PartnershipId,
     pub client: OrgId,
@@ -71,7 +71,7 @@ pub async fn list(
     Ok(Json(paginate(views, |v| format!("{:020}", v.id.0), &page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerInvitation {
     /// The partner organization's id, as its owner gives it.
@@ -172,7 +172,7 @@ async fn answer(
     Ok(Json(view(services, p)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeChange {
     pub scope: PartnerScope,
@@ -209,7 +209,7 @@ pub async fn rescope(
     Ok(Json(view(&services, p)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Confirmation {
     pub password: String,
@@ -248,7 +248,7 @@ pub async fn end(
     Ok(Json(view(&services, p)?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClientsQuery {
     pub format: Option<String>,

@@ -12,7 +12,7 @@ use axum::extract::State;
 use serde::Serialize;
 use std::sync::Arc;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct QueuedView {
     pub id: String,
     pub sender: String,

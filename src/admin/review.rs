@@ -14,7 +14,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MailboxAccessReview {
     pub mailbox: MailboxId,
     pub address: String,
@@ -22,7 +22,7 @@ pub struct MailboxAccessReview {
 }
 
 /// One principal with effective access to a mailbox.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Holder {
     /// `mailbox_password` (whoever knows the mailbox's own password) or `user`.
     pub kind: &'static str,
@@ -37,7 +37,7 @@ pub struct Holder {
     pub last_login: Option<Millis>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Path {
     Password,
@@ -97,14 +97,14 @@ pub async fn mailbox(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct UserReach {
     pub user: UserId,
     pub login: String,
     pub mailboxes: Vec<Reached>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Reached {
     pub mailbox: MailboxId,
     pub address: String,

@@ -2,8 +2,40 @@
 //! document (`GET /api/v1/openapi.json`), so the two cannot drift apart.
 
 use super::*;
+use crate::model::{AuditEvent, Domain};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::Schema;
+
+/// A body type, as the document names and describes it (from its `ToSchema` derive, so a
+/// field added to the type appears in the document).
+#[derive(Clone, Copy)]
+struct Body {
+    name: fn() -> String,
+    collect: fn(&mut Vec<(String, RefOr<Schema>)>),
+    /// A page of these (`{items, next_cursor}`).
+    page: bool,
+}
+
+fn body<T: ToSchema>() -> Body {
+    Body {
+        name: || T::name().into_owned(),
+        collect: |out| {
+            T::schemas(out);
+            out.push((T::name().into_owned(), T::schema()));
+        },
+        page: false,
+    }
+}
+
+fn page<T: ToSchema>() -> Body {
+    Body {
+        page: true,
+        ..body::<T>()
+    }
+}
 
 /// One method on one path.
 pub struct Endpoint {
@@ -16,6 +48,8 @@ pub struct Endpoint {
     pub body: bool,
     /// The status of success.
     pub ok: u16,
+    request: Option<Body>,
+    response: Option<Body>,
     handler: MethodRouter<Arc<Services>>,
 }
 
@@ -33,6 +67,8 @@ fn ep(method: &'static str, path: &str, summary: &'static str, handler: Handler)
             "delete" => 204,
             _ => 200,
         },
+        request: None,
+        response: None,
         handler,
     }
 }
@@ -55,6 +91,16 @@ impl Endpoint {
 
     fn empty(mut self) -> Endpoint {
         self.ok = 204;
+        self
+    }
+
+    fn takes(mut self, request: Body) -> Endpoint {
+        self.request = Some(request);
+        self
+    }
+
+    fn gives(mut self, response: Body) -> Endpoint {
+        self.response = Some(response);
         self
     }
 }
@@ -133,6 +179,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Log in: a bearer token",
             post(session::login),
         )
+        .takes(body::<session::LoginRequest>())
+        .gives(body::<session::LoginResponse>())
         .public()
         .created(),
         ep(
@@ -147,6 +195,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Accept an invitation",
             post(invitations::accept),
         )
+        .takes(body::<invitations::Acceptance>())
+        .gives(body::<invitations::Accepted>())
         .public()
         .created(),
         ep(
@@ -154,38 +204,45 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/api/v1/me",
             "Who you are and your organizations",
             get(session::me),
-        ),
+        )
+        .gives(body::<session::Me>()),
         ep(
             "post",
             "/api/v1/me/password",
             "Change your password",
             post(session::change_password),
         )
+        .takes(body::<session::PasswordChange>())
         .empty(),
         ep(
             "get",
             "/api/v1/me/audit",
             "Your own activity",
             get(audit_log::own_log),
-        ),
+        )
+        .gives(page::<AuditEvent>()),
         ep(
             "get",
             "/api/v1/me/export",
             "Your data as JSON",
             get(export::me),
-        ),
+        )
+        .gives(body::<export::MyData>()),
         ep(
             "get",
             "/api/v1/me/tokens",
             "Your personal API tokens",
             get(tokens::list),
-        ),
+        )
+        .gives(page::<tokens::TokenView>()),
         ep(
             "post",
             "/api/v1/me/tokens",
             "Make a personal API token",
             post(tokens::create),
         )
+        .takes(body::<tokens::NewToken>())
+        .gives(body::<tokens::CreatedToken>())
         .created(),
         ep(
             "delete",
@@ -193,13 +250,15 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Revoke a personal API token",
             delete(tokens::revoke),
         ),
-        ep("get", &at("/domains"), "List domains", get(domains::list)),
+        ep("get", &at("/domains"), "List domains", get(domains::list)).gives(page::<Domain>()),
         ep(
             "post",
             &at("/domains"),
             "Add a domain",
             post(domains::create),
         )
+        .takes(body::<domains::NewDomain>())
+        .gives(body::<Domain>())
         .created(),
         ep(
             "delete",
@@ -212,26 +271,32 @@ pub fn endpoints() -> Vec<Endpoint> {
             &at("/mailboxes"),
             "List mailboxes with usage",
             get(mailboxes::list),
-        ),
+        )
+        .gives(page::<mailboxes::MailboxView>()),
         ep(
             "post",
             &at("/mailboxes"),
             "Create a mailbox",
             post(mailboxes::create),
         )
+        .takes(body::<mailboxes::CreateMailbox>())
+        .gives(body::<mailboxes::MailboxView>())
         .created(),
         ep(
             "get",
             &at("/mailboxes/{id}"),
             "One mailbox",
             get(mailboxes::get),
-        ),
+        )
+        .gives(body::<mailboxes::MailboxView>()),
         ep(
             "patch",
             &at("/mailboxes/{id}"),
             "Change password, quota or display name",
             patch(mailboxes::update),
-        ),
+        )
+        .takes(body::<mailboxes::UpdateMailbox>())
+        .gives(body::<mailboxes::MailboxView>()),
         ep(
             "delete",
             &at("/mailboxes/{id}"),
@@ -243,7 +308,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             &at("/mailboxes/{id}/access"),
             "Who can read this mailbox, and why",
             get(review::mailbox),
-        ),
+        )
+        .gives(body::<review::MailboxAccessReview>()),
         ep(
             "get",
             &at("/mailboxes/{id}/export"),
@@ -255,13 +321,16 @@ pub fn endpoints() -> Vec<Endpoint> {
             &at("/aliases"),
             "List aliases",
             get(mailboxes::list_aliases),
-        ),
+        )
+        .gives(page::<mailboxes::AliasView>()),
         ep(
             "post",
             &at("/aliases"),
             "Create an alias",
             post(mailboxes::create_alias),
         )
+        .takes(body::<mailboxes::CreateAlias>())
+        .gives(body::<mailboxes::AliasView>())
         .created(),
         ep(
             "delete",
@@ -269,33 +338,40 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Remove an alias",
             delete(mailboxes::delete_alias),
         ),
-        ep("get", &at("/grants"), "List grants", get(grants::list)),
+        ep("get", &at("/grants"), "List grants", get(grants::list))
+            .gives(page::<grants::GrantView>()),
         ep(
             "post",
             &at("/grants"),
             "Grant rights on a mailbox or on all",
             post(grants::create),
         )
+        .takes(body::<grants::GrantRequest>())
+        .gives(body::<grants::GrantView>())
         .created(),
         ep(
             "patch",
             &at("/grants/{id}"),
             "Change a grant",
             patch(grants::update),
-        ),
+        )
+        .takes(body::<grants::GrantChange>())
+        .gives(body::<grants::GrantView>()),
         ep(
             "delete",
             &at("/grants/{id}"),
             "Remove a grant",
             delete(grants::delete),
         ),
-        ep("get", &at("/members"), "List members", get(grants::members)),
+        ep("get", &at("/members"), "List members", get(grants::members))
+            .gives(page::<grants::MemberView>()),
         ep(
             "patch",
             &at("/members/{user}"),
             "Change a member's role",
             patch(grants::change_role),
-        ),
+        )
+        .takes(body::<grants::RoleChange>()),
         ep(
             "delete",
             &at("/members/{user}"),
@@ -307,19 +383,23 @@ pub fn endpoints() -> Vec<Endpoint> {
             &at("/members/{user}/access"),
             "Everything a member can reach",
             get(review::user),
-        ),
+        )
+        .gives(body::<review::UserReach>()),
         ep(
             "get",
             &at("/invitations"),
             "Pending invitations",
             get(invitations::list),
-        ),
+        )
+        .gives(page::<invitations::InvitationView>()),
         ep(
             "post",
             &at("/invitations"),
             "Invite by email",
             post(invitations::create),
         )
+        .takes(body::<invitations::InvitationRequest>())
+        .gives(body::<invitations::InvitationView>())
         .created(),
         ep(
             "delete",
@@ -333,15 +413,21 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Send a new link",
             post(invitations::resend),
         )
+        .gives(body::<invitations::InvitationView>())
         .no_body(),
-        ep("get", &at("/teams"), "List teams", get(teams::list)),
-        ep("post", &at("/teams"), "Create a team", post(teams::create)).created(),
+        ep("get", &at("/teams"), "List teams", get(teams::list)).gives(page::<teams::TeamView>()),
+        ep("post", &at("/teams"), "Create a team", post(teams::create))
+            .takes(body::<teams::TeamName>())
+            .gives(body::<teams::TeamView>())
+            .created(),
         ep(
             "patch",
             &at("/teams/{id}"),
             "Rename a team",
             patch(teams::rename),
-        ),
+        )
+        .takes(body::<teams::TeamName>())
+        .gives(body::<teams::TeamView>()),
         ep(
             "delete",
             &at("/teams/{id}"),
@@ -367,38 +453,46 @@ pub fn endpoints() -> Vec<Endpoint> {
             &at("/audit"),
             "The audit log (JSON or CSV)",
             get(audit_log::org_log),
-        ),
+        )
+        .gives(page::<AuditEvent>()),
         ep(
             "get",
             &at("/queue"),
             "Outbound mail not yet delivered",
             get(queue::list),
-        ),
+        )
+        .gives(page::<queue::QueuedView>()),
         ep(
             "get",
             &at("/partnerships"),
             "Partnerships as client or partner",
             get(partnerships::list),
-        ),
+        )
+        .gives(page::<partnerships::PartnershipView>()),
         ep(
             "post",
             &at("/partnerships"),
             "Invite a partner organization",
             post(partnerships::invite),
         )
+        .takes(body::<partnerships::PartnerInvitation>())
+        .gives(body::<partnerships::PartnershipView>())
         .created(),
         ep(
             "patch",
             &at("/partnerships/{id}"),
             "Change a partnership's scope",
             patch(partnerships::rescope),
-        ),
+        )
+        .takes(body::<partnerships::ScopeChange>())
+        .gives(body::<partnerships::PartnershipView>()),
         ep(
             "post",
             &at("/partnerships/{id}/accept"),
             "Accept as the partner",
             post(partnerships::accept),
         )
+        .gives(body::<partnerships::PartnershipView>())
         .no_body(),
         ep(
             "post",
@@ -406,19 +500,23 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Refuse as the partner",
             post(partnerships::refuse),
         )
+        .gives(body::<partnerships::PartnershipView>())
         .no_body(),
         ep(
             "post",
             &at("/partnerships/{id}/end"),
             "End it, with your password",
             post(partnerships::end),
-        ),
+        )
+        .takes(body::<partnerships::Confirmation>())
+        .gives(body::<partnerships::PartnershipView>()),
         ep(
             "get",
             &at("/clients"),
             "Organizations managed as a partner (JSON or CSV)",
             get(partnerships::clients),
-        ),
+        )
+        .gives(page::<partnerships::PartnershipView>()),
     ]
 }
 
@@ -439,9 +537,25 @@ async fn openapi_json() -> Json<Value> {
 /// The OpenAPI 3.1 document of `endpoints()`.
 pub fn openapi() -> Value {
     let mut paths: Map<String, Value> = Map::new();
+    let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
     for e in endpoints() {
+        for b in [e.request, e.response].into_iter().flatten() {
+            (b.collect)(&mut schemas);
+        }
         let item = paths.entry(e.path.clone()).or_insert_with(|| json!({}));
         item[e.method] = operation(&e);
+    }
+    let mut components: Map<String, Value> = Map::new();
+    components.insert(
+        "Error".into(),
+        json!({
+            "type": "object",
+            "required": ["error", "message"],
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        }),
+    );
+    for (name, schema) in schemas {
+        components.insert(name, serde_json::to_value(schema).unwrap_or(Value::Null));
     }
     json!({
         "openapi": "3.1.0",
@@ -452,11 +566,7 @@ pub fn openapi() -> Value {
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {
-                "type": "object",
-                "required": ["error", "message"],
-                "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-            }},
+            "schemas": components,
         },
         "paths": paths,
     })
@@ -483,7 +593,7 @@ fn operation(e: &Endpoint) -> Value {
         "tags": [tag(&e.path)],
         "parameters": parameters,
         "responses": {
-            e.ok.to_string(): {"description": "Success"},
+            e.ok.to_string(): success(e.response),
             "4XX": error,
         },
     });
@@ -491,9 +601,36 @@ fn operation(e: &Endpoint) -> Value {
         op["security"] = json!([{"bearer": []}]);
     }
     if e.body {
-        op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+        let schema = e.request.map_or(json!({"type": "object"}), schema_ref);
+        op["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": schema}}});
     }
     op
+}
+
+fn schema_ref(b: Body) -> Value {
+    let item = json!({"$ref": format!("#/components/schemas/{}", (b.name)())});
+    if b.page {
+        json!({
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "items": {"type": "array", "items": item},
+                "next_cursor": {"type": ["string", "null"], "description": "Pass as ?cursor= for the next page"},
+            },
+        })
+    } else {
+        item
+    }
+}
+
+fn success(response: Option<Body>) -> Value {
+    match response {
+        Some(b) => {
+            json!({"description": "Success", "content": {"application/json": {"schema": schema_ref(b)}}})
+        }
+        None => json!({"description": "Success"}),
+    }
 }
 
 fn path_params(path: &str) -> Vec<&str> {

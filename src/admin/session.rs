@@ -20,13 +20,13 @@ const SESSION_HOURS: i64 = 12;
 /// The shortest password a user may choose.
 pub const MIN_PASSWORD_LEN: usize = 10;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     pub login: String,
     pub password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LoginResponse {
     pub token: String,
     pub expires_at: Millis,
@@ -94,7 +94,7 @@ pub async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Me {
     pub id: UserId,
     pub login: String,
@@ -103,7 +103,7 @@ pub struct Me {
     pub organizations: Vec<MyOrganization>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct MyOrganization {
     pub id: OrgId,
     pub name: String,
@@ -133,7 +133,7 @@ pub async fn me(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
     pub current_password: String,
     pub new_password: String,

@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TeamView {
     pub id: TeamId,
     pub name: String,
@@ -43,7 +43,7 @@ pub async fn list(
     Ok(Json(paginate(views, |t| t.name.to_lowercase(), &page)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TeamName {
     pub name: String,
