@@ -323,6 +323,27 @@ impl Throttle {
             .min(std::time::Duration::from_secs(30))
     }
 
+    /// What is left of the current penalty for this address or login: an attempt waits it
+    /// out before its password is even checked, so parallel guesses gain nothing.
+    pub fn pending(&self, peer: std::net::IpAddr, login: &str) -> std::time::Duration {
+        let now = std::time::Instant::now();
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        [
+            format!("ip:{peer}"),
+            format!("login:{}", login.to_lowercase()),
+        ]
+        .iter()
+        .filter_map(|k| map.get(k))
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, last)| {
+            let penalty = std::time::Duration::from_secs(1u64 << n.saturating_sub(1).min(5))
+                .min(std::time::Duration::from_secs(30));
+            (*last + penalty).saturating_duration_since(now)
+        })
+        .max()
+        .unwrap_or_default()
+    }
+
     pub fn succeeded(&self, login: &str) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.remove(&format!("login:{}", login.to_lowercase()));

@@ -400,3 +400,49 @@ async fn the_queue_shows_deferred_mail_with_its_last_error() {
     let (status, _) = lucie.get(&format!("/api/v1/orgs/{org}/queue")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_manage_right_does_not_reset_a_mailbox_password_and_a_new_password_ends_other_sessions()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "la");
+    let server = start(dir.path(), "");
+    let (org, contact) = (seeded.org, seeded.contact);
+    let lucie = Api::login(&server, LUCIE, LUCIE_PASSWORD).await;
+    let path = format!("/api/v1/orgs/{org}/mailboxes/{contact}");
+    let (status, body) = lucie
+        .call(
+            Method::PATCH,
+            &path,
+            Some(serde_json::json!({"display_name": "Front desk"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "managing by grant: {body}");
+    let (status, body) = lucie
+        .call(
+            Method::PATCH,
+            &path,
+            Some(serde_json::json!({"password": "taken-over-123"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a password opens every right: {body}"
+    );
+    // Two sessions of the owner; a password change through one ends the other.
+    let first = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let second = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let change =
+        serde_json::json!({"current_password": OWNER_PASSWORD, "new_password": "a brand new one"});
+    let (status, _) = first.post("/api/v1/me/password", change).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = first.get("/api/v1/me").await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the session that changed it goes on"
+    );
+    let (status, _) = second.get("/api/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the other one ends");
+}

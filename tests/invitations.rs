@@ -86,26 +86,11 @@ fn imap(server: &TestServer, login: &str, password: &str, what: &str) -> String 
 
 #[tokio::test]
 async fn an_invitation_by_email_ends_in_an_imap_login_with_the_granted_access() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let seeded = seed(dir.path(), "lr");
     let outbox = dir.path().join("sink.eml");
-    let mut sink = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(SINK)
-        .arg(&outbox)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut port = String::new();
-    std::io::BufReader::new(sink.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let queue = format!(
-        "[queue]\nsmarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\n",
-        port.trim()
-    );
-    let server = start(dir.path(), &queue);
+    let smarthost = sink(SINK, &outbox);
+    let server = start(dir.path(), &smarthost.queue_config());
     let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
     let org = seeded.org;
     let invite = json!({
@@ -147,8 +132,7 @@ async fn an_invitation_by_email_ends_in_an_imap_login_with_the_granted_access() 
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let _ = sink.kill();
-    let _ = sink.wait();
+    drop(smarthost);
     let accept = format!("/api/v1/invitations/{token}/accept");
     let (status, body) = owner.post(&accept, json!({"password": "short"})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");

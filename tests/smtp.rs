@@ -520,25 +520,11 @@ while True:
 
 #[test]
 fn outbound_mail_is_retried_until_delivered_and_a_refusal_bounces() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "lr");
     let received = dir.path().join("sink.eml");
-    let mut sink = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(SINK)
-        .arg(&received)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3");
-    let mut port = String::new();
-    std::io::BufReader::new(sink.stdout.take().unwrap())
-        .read_line(&mut port)
-        .unwrap();
-    let queue = format!(
-        "[queue]\nsmarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\nfirst_retry_seconds = 1\n",
-        port.trim()
-    );
+    let smarthost = sink(SINK, &received);
+    let queue = format!("{}first_retry_seconds = 1\n", smarthost.queue_config());
     let server = start(dir.path(), &queue);
     let out = run(
         &server,
@@ -571,8 +557,7 @@ print("done")
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let _ = sink.kill();
-    let _ = sink.wait();
+    drop(smarthost);
     assert!(
         delivered.starts_with("ATTEMPT 2\n"),
         "delivered on the retry after a 451: {delivered}"

@@ -168,7 +168,7 @@ async fn a_partnership_opens_its_scope_and_nothing_more_until_it_ends() {
         .await;
     assert_eq!(
         status,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::FORBIDDEN,
         "the client cannot accept for the partner"
     );
     let (status, body) = partner

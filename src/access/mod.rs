@@ -123,6 +123,8 @@ pub enum Denied {
     NotHeld { missing: String },
     #[error("this needs the right '{}' on the mailbox, through a grant", .0.letter())]
     MissingRight(Right),
+    #[error("this belongs to the other side of the partnership: {0}")]
+    OtherSide(&'static str),
 }
 
 /// The standing a user has in one organization.

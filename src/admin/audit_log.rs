@@ -84,6 +84,15 @@ fn respond(
         .into_iter()
         .filter(|e| actor.is_none_or(|u| acted_by(&e.actor, u)))
         .collect();
+    let csv_wanted = filter.format.as_deref() == Some("csv");
+    if csv_wanted {
+        // A CSV export is the whole selection, not one page of it.
+        return Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            csv(&events),
+        )
+            .into_response());
+    }
     let page = PageQuery {
         limit: filter.limit,
         cursor: filter.cursor.clone(),

@@ -169,9 +169,14 @@ async fn issue(services: &Services, mut invitation: Invitation) -> ApiResult<Inv
         role = invitation.role,
     );
     let subject = format!("Invitation to {org_name}");
-    crate::smtp::notice::send(services, &invitation.email, &subject, &text)
-        .await
-        .map_err(|e| ApiError::Invalid(format!("the invitation email could not be sent: {e}")))?;
+    if let Err(e) = crate::smtp::notice::send(services, &invitation.email, &subject, &text).await {
+        // No mail, no invitation: a pending one nobody can accept would only mislead.
+        services
+            .store
+            .delete_invitation(invitation.org, &invitation.token_hash)?;
+        tracing::error!(error = %e, "the invitation email could not be sent");
+        return Err(ApiError::Internal);
+    }
     Ok(invitation)
 }
 

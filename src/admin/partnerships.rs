@@ -37,10 +37,16 @@ fn view(services: &Services, p: Partnership) -> ApiResult<PartnershipView> {
             .map(|o| o.name)
             .unwrap_or_default())
     };
+    // An organization's name is told to the other side only once the partner accepted: an
+    // invitation to a guessed id must not reveal whose it is.
+    let partner_name = match p.status {
+        PartnershipStatus::Accepted | PartnershipStatus::Ended => name(p.partner)?,
+        PartnershipStatus::Invited | PartnershipStatus::Refused => String::new(),
+    };
     Ok(PartnershipView {
         id: p.id,
         client_name: name(p.client)?,
-        partner_name: name(p.partner)?,
+        partner_name,
         client: p.client,
         partner: p.partner,
         scope: p.scope,
@@ -154,9 +160,8 @@ async fn answer(
         "refuse"
     };
     if p.partner != org {
-        return Err(ApiError::Invalid(
-            "only the invited partner answers an invitation".into(),
-        ));
+        let why = "only the invited partner answers an invitation";
+        return Err(ApiError::Forbidden(crate::access::Denied::OtherSide(why)));
     }
     if p.status != PartnershipStatus::Invited {
         return Err(ApiError::Conflict(format!(
@@ -189,9 +194,8 @@ pub async fn rescope(
     caller.require(org, &Action::ManagePartnerships)?;
     let p = find(&services, org, id)?;
     if p.client != org {
-        return Err(ApiError::Invalid(
-            "only the client changes the scope".into(),
-        ));
+        let why = "only the client changes the scope";
+        return Err(ApiError::Forbidden(crate::access::Denied::OtherSide(why)));
     }
     if matches!(
         p.status,
@@ -270,33 +274,40 @@ pub async fn clients(
             views.push(view(&services, p)?);
         }
     }
-    let page = PageQuery {
-        limit: q.limit,
-        cursor: q.cursor,
-    };
-    let page = paginate(views, |v| format!("{:020}", v.client.0), &page);
+    views.sort_by_key(|v| (v.client.0, v.id.0));
     match q.format.as_deref() {
-        None | Some("json") => Ok(Json(page).into_response()),
-        Some("csv") => {
-            let mut csv = String::from("client_id,client_name,scope,since\r\n");
-            for v in &page.items {
-                let scope = match &v.scope {
-                    PartnerScope::Full => "full".to_string(),
-                    PartnerScope::Limited(m) => format!(
-                        "limited:{}",
-                        m.iter()
-                            .map(|id| id.0.to_string())
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                    ),
-                };
-                let name = super::audit_log::csv_field(&v.client_name);
-                csv.push_str(&format!("{},{name},{scope},{}\r\n", v.client.0, v.created));
-            }
-            Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], csv).into_response())
+        None | Some("json") => {
+            let page = PageQuery {
+                limit: q.limit,
+                cursor: q.cursor,
+            };
+            let key = |v: &PartnershipView| format!("{:020}-{:020}", v.client.0, v.id.0);
+            Ok(Json(paginate(views, key, &page)).into_response())
         }
+        // A CSV export is the whole list, not one page of it.
+        Some("csv") => Ok((
+            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+            clients_csv(&views),
+        )
+            .into_response()),
         Some(other) => Err(ApiError::BadRequest(format!(
             "format {other:?}: use json or csv"
         ))),
     }
+}
+
+fn clients_csv(views: &[PartnershipView]) -> String {
+    let mut csv = String::from("client_id,client_name,scope,since\r\n");
+    for v in views {
+        let scope = match &v.scope {
+            PartnerScope::Full => "full".to_string(),
+            PartnerScope::Limited(m) => {
+                let ids: Vec<String> = m.iter().map(|id| id.0.to_string()).collect();
+                format!("limited:{}", ids.join(" "))
+            }
+        };
+        let name = super::audit_log::csv_field(&v.client_name);
+        csv.push_str(&format!("{},{name},{scope},{}\r\n", v.client.0, v.created));
+    }
+    csv
 }

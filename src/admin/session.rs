@@ -46,6 +46,8 @@ pub async fn login(
     ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<(StatusCode, Json<LoginResponse>)> {
+    let ip = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.ip());
+    tokio::time::sleep(services.throttle.pending(ip, &req.login)).await;
     let user = services.store.user_by_login(&req.login)?;
     let verified = match &user {
         Some(u) if !u.disabled => services.passwords.verify(&u.password, &req.password).await,
@@ -160,6 +162,12 @@ pub async fn change_password(
     check_new_password(&req.new_password, &req.current_password)?;
     let hash = password::hash(&req.new_password)?;
     services.store.change_user_password(caller.user.id, hash)?;
+    // Whoever held another session or token of this user held it with the old password.
+    for token in services.store.api_tokens_of(caller.user.id)? {
+        if token.token_hash != caller.token.token_hash {
+            services.store.delete_api_token(&token.token_hash)?;
+        }
+    }
     audit::entry("user.password", &caller.user.login)
         .actor(caller.actor())
         .record(&services, client);

@@ -40,7 +40,9 @@ pub async fn list(
     for team in services.store.teams(org)? {
         views.push(view(&services, team)?);
     }
-    Ok(Json(paginate(views, |t| t.name.to_lowercase(), &page)))
+    // Names may repeat: the id makes the cursor exact.
+    let key = |t: &TeamView| format!("{}\u{0}{:020}", t.name.to_lowercase(), t.id.0);
+    Ok(Json(paginate(views, key, &page)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

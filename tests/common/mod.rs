@@ -307,3 +307,43 @@ pub fn seed_beta(dir: &Path) -> (u64, u64) {
     store.flush_blocking().unwrap();
     (org.id.0, mailbox.id.0)
 }
+
+/// A smarthost written in Python (`script` prints its port, then serves), writing what it
+/// accepts to `out`; stopped when dropped.
+pub struct Sink {
+    child: Child,
+    pub port: u16,
+}
+
+pub fn sink(script: &str, out: &Path) -> Sink {
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(out)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 must be installed (.ci/run installs it)");
+    let mut port = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut port)
+        .expect("the sink prints its port");
+    let port = port.trim().parse().expect("a port number");
+    Sink { child, port }
+}
+
+impl Sink {
+    /// The `[queue]` configuration that sends all outbound mail here, in clear.
+    pub fn queue_config(&self) -> String {
+        format!(
+            "[queue]\nsmarthost = \"127.0.0.1:{}\"\nsmarthost_tls = \"none\"\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
