@@ -112,8 +112,20 @@ pub enum Aliases {
 #[derive(Subcommand)]
 pub enum Members {
     List,
-    Role { user: u64, role: String },
-    Remove { user: u64 },
+    Role {
+        user: u64,
+        role: String,
+    },
+    /// Stop the user's logins everywhere (and end their open sessions).
+    Disable {
+        user: u64,
+    },
+    Enable {
+        user: u64,
+    },
+    Remove {
+        user: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -476,6 +488,16 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
                     M::PATCH,
                     format!("{o}/members/{user}"),
                     Some(json!({"role": role})),
+                ),
+                Members::Disable { user } => (
+                    M::PATCH,
+                    format!("{o}/members/{user}"),
+                    Some(json!({"disabled": true})),
+                ),
+                Members::Enable { user } => (
+                    M::PATCH,
+                    format!("{o}/members/{user}"),
+                    Some(json!({"disabled": false})),
                 ),
                 Members::Remove { user } => (M::DELETE, format!("{o}/members/{user}"), None),
             }

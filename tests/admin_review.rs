@@ -446,3 +446,66 @@ async fn the_manage_right_does_not_reset_a_mailbox_password_and_a_new_password_e
     let (status, _) = second.get("/api/v1/me").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the other one ends");
 }
+
+#[tokio::test]
+async fn disabling_a_member_through_the_api_ends_her_imap_session_at_once() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lrs");
+    let server = start(dir.path(), "");
+    let imap = server.addr("imap (TLS)");
+    let mut client = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            r#"
+import imaplib, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)
+m.login("lucie@gmail.example", "lucie-password")
+m.select('"Shared/contact@acme.example/INBOX"')
+m.send(b"i1 IDLE\r\n")
+assert m.readline().startswith(b"+")
+print("idling", flush=True)
+started = time.time()
+m.sock.settimeout(5)
+try:
+    line = m.readline().decode().strip()
+except Exception as e:
+    line = "error " + repr(e)
+print("after", round(time.time() - started, 2), line, flush=True)
+sys.stdin.readline()
+"#,
+        )
+        .args([imap.ip().to_string(), imap.port().to_string()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "idling");
+    let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let path = format!("/api/v1/orgs/{}/members/{}", seeded.org, seeded.lucie);
+    let (status, body) = owner
+        .call(
+            Method::PATCH,
+            &path,
+            Some(serde_json::json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["disabled"], true);
+    // The session was waiting in IDLE: the BYE must come within a second of the change.
+    let after = lines.next().unwrap().unwrap();
+    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let parts: Vec<&str> = after.splitn(3, ' ').collect();
+    assert!(parts[2].starts_with("* BYE"), "{after}");
+    assert!(parts[1].parse::<f64>().unwrap() < 1.0, "{after}");
+    client.wait().unwrap();
+    let (status, _) = owner
+        .post(
+            "/api/v1/session",
+            serde_json::json!({"login": LUCIE, "password": LUCIE_PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}

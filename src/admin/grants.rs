@@ -244,7 +244,10 @@ pub async fn members(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RoleChange {
-    pub role: Role,
+    pub role: Option<Role>,
+    /// Disables (or enables again) the user's logins everywhere: only for a user who belongs
+    /// to this organization alone.
+    pub disabled: Option<bool>,
 }
 
 fn member_role(services: &Services, caller: &Caller, org: OrgId, user: UserId) -> ApiResult<Role> {
@@ -263,17 +266,65 @@ pub async fn change_role(
     ApiJson(req): ApiJson<RoleChange>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let from = member_role(&services, &caller, org, user)?;
-    caller.require(org, &Action::ChangeRole { from, to: req.role })?;
-    services.store.set_member(org, user, req.role)?;
-    audit::entry("member.role", format!("user {user}"))
+    let to = req.role.unwrap_or(from);
+    caller.require(org, &Action::ChangeRole { from, to })?;
+    if let Some(disabled) = req.disabled {
+        set_disabled(&services, &caller, client, org, user, from, disabled)?;
+    }
+    if req.role.is_some() {
+        services.store.set_member(org, user, to)?;
+        audit::entry("member.role", format!("user {user}"))
+            .org(org)
+            .actor(caller.actor())
+            .detail(format!("{from} -> {to}"))
+            .record(&services, client);
+    }
+    if from != to {
+        role_change_notice(&services, org, user, from, to).await;
+    }
+    let disabled = services.store.user(user)?.is_some_and(|u| u.disabled);
+    Ok(Json(
+        serde_json::json!({"user_id": user, "role": to, "disabled": disabled}),
+    ))
+}
+
+/// Disabling ends the user's open IMAP and SMTP sessions at once (the store tells them).
+fn set_disabled(
+    services: &Services,
+    caller: &Caller,
+    client: Option<std::net::SocketAddr>,
+    org: OrgId,
+    user: UserId,
+    role: Role,
+    disabled: bool,
+) -> ApiResult<()> {
+    caller.require(org, &Action::RemoveMember { role })?;
+    if user == caller.user.id {
+        return Err(ApiError::Invalid("you cannot disable yourself".into()));
+    }
+    if services
+        .store
+        .memberships_of(user)?
+        .iter()
+        .any(|m| m.org != org)
+    {
+        return Err(ApiError::Conflict(
+            "the user belongs to other organizations too: remove them from this one instead".into(),
+        ));
+    }
+    services
+        .store
+        .update_user(user, |u| u.disabled = disabled)?;
+    let action = if disabled {
+        "member.disable"
+    } else {
+        "member.enable"
+    };
+    audit::entry(action, format!("user {user}"))
         .org(org)
         .actor(caller.actor())
-        .detail(format!("{from} -> {}", req.role))
-        .record(&services, client);
-    if from != req.role {
-        role_change_notice(&services, org, user, from, req.role).await;
-    }
-    Ok(Json(serde_json::json!({"user_id": user, "role": req.role})))
+        .record(services, client);
+    Ok(())
 }
 
 /// Tells the user, by email, what their new role lets them do. A notice that cannot be sent
