@@ -26,7 +26,7 @@ try:
     for i in range(N):
         message = b"Subject: message %d\r\nMessage-ID: <%d@bench.test>\r\n\r\n" % (i, i) + body
         typ, _ = m.append("INBOX", None, None, message)
-        assert typ == "OK"
+        assert typ == "OK", (i, typ, _)
     appended = time.time() - started
     m.select("INBOX")
     started = time.time()

@@ -62,7 +62,7 @@ impl Default for ImapConfig {
             max_message_bytes: 50 * 1024 * 1024,
             max_literal_bytes: 64 * 1024,
             autologout_seconds: 30 * 60,
-            max_commands_per_second: 200,
+            max_commands_per_second: 1000,
         }
     }
 }
