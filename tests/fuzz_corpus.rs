@@ -38,39 +38,47 @@ fn config_parse_corpus() {
     }
 }
 
-#[test]
-fn imap_session_corpus() {
-    let harness = mailgate::harness::Harness::new();
-    let runtime = tokio::runtime::Builder::new_current_thread()
+/// A runtime on paused time, as in the fuzz targets: the pauses after failed logins pass at
+/// once.
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
-        .unwrap();
-    // The oracle is the fuzzer's: every input is answered (or waits for more) without a
-    // panic, and returns (a hang would stop the test).
+        .unwrap()
+}
+
+/// Runs `feed` for one corpus input; the oracle is the fuzzer's: every input is answered (or
+/// waits for more) without a panic, and returns (a hang would stop the test).
+fn survives(runtime: &tokio::runtime::Runtime, name: &str, feed: impl std::future::Future) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(feed)));
+    assert!(result.is_ok(), "{name}");
+}
+
+#[test]
+fn imap_session_corpus() {
+    let harness = mailgate::harness::Harness::new();
+    let runtime = paused_runtime();
     for (name, data) in corpus("imap_session") {
         let mut session = harness.session();
-        let feed = mailgate::harness::feed_from_state(&mut session, &data);
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(feed)));
-        assert!(result.is_ok(), "{name}");
+        survives(
+            &runtime,
+            &name,
+            mailgate::harness::feed_from_state(&mut session, &data),
+        );
     }
 }
 
 #[test]
 fn smtp_session_corpus() {
     let harness = mailgate::harness::Harness::new();
-    // Paused time, as in the fuzz target: the pauses after failed logins pass at once.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .start_paused(true)
-        .build()
-        .unwrap();
+    let runtime = paused_runtime();
     for (name, data) in corpus("smtp_session") {
         let mut session = harness.smtp_session_for(&data);
-        let feed = mailgate::harness::feed_smtp_transaction(&mut session, &data);
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runtime.block_on(feed)));
-        assert!(result.is_ok(), "{name}");
+        survives(
+            &runtime,
+            &name,
+            mailgate::harness::feed_smtp_transaction(&mut session, &data),
+        );
     }
 }

@@ -892,3 +892,50 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+#[test]
+fn the_rest_of_rfc_3501_as_imaplib_sends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+# AUTHENTICATE LOGIN, answering each challenge.
+answers = {b"Username:": b"contact@acme.example", b"Password:": b"contact-password"}
+ok(m.authenticate("LOGIN", lambda challenge: answers[challenge]))
+when = imaplib.Time2Internaldate(time.mktime((2024, 2, 29, 12, 30, 0, 0, 0, -1)))
+mixed = (b"From: a@b.example\r\nSubject: parts\r\nMIME-Version: 1.0\r\n"
+         b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n--XX\r\n"
+         b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+         + base64.b64encode("Grüße aus Köln\r\n".encode()) + b"\r\n--XX--\r\n")
+ok(m.append("INBOX", "(\\Deleted)", when, mixed))
+ok(m.append("INBOX", None, None, b"Subject: two\r\nX-Drop: me\r\n\r\nsecond\r\n"))
+m.select("INBOX")
+data = ok(m.fetch("1", "(INTERNALDATE RFC822.HEADER BODY.PEEK[1.MIME])"))
+text = b"".join(d if isinstance(d, bytes) else d[0] + d[1] for d in data)
+assert b'INTERNALDATE "29-Feb-2024 12:30:00' in text, text
+assert b"Subject: parts\r\n" in text and b"Content-Transfer-Encoding: base64\r\n" in text, text
+data = ok(m.fetch("2", "(BODY.PEEK[HEADER.FIELDS.NOT (X-DROP)])"))
+assert data[0][1] == b"Subject: two\r\n\r\n", data
+# SEARCH looks in the decoded text, with a UTF-8 literal.
+m.literal = "Köln".encode()
+typ, data = m.search("UTF-8", "BODY")
+assert typ == "OK" and data == [b"1"], data
+ok(m.check())
+# UID EXPUNGE removes only the UIDs named, and only if \Deleted.
+ok(m.uid("STORE", "2", "+FLAGS", "(\\Deleted)"))
+typ, data = m.uid("EXPUNGE", "1")
+assert typ == "OK", data
+typ, data = m.search(None, "ALL")
+assert data == [b"1"], ("UID 2 stays", data)
+ok(m.unselect())
+typ, data = m.status("INBOX", "(MESSAGES)")
+assert b"MESSAGES 1" in data[0], ("UNSELECT does not expunge", data)
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}

@@ -27,7 +27,7 @@ def subjects(folder):
             out.append(subject + (" [flagged]" if b"\\Flagged" in item[0] else ""))
     return sorted(out)
 if action == "seed":
-    for s in ["one", "two", "three", "four", "five"]:
+    for s in ["one", "two", "three", "four", "five", "six"]:
         m.append("INBOX", None, None, f"Subject: {s}\r\n\r\nbody {s}\r\n".encode())
 elif action == "remote-changes":
     m.create("Remote")
@@ -38,6 +38,10 @@ elif action == "remote-changes":
     typ, data = m.search(None, "SUBJECT", "four")
     typ, _ = m.uid("MOVE", m.fetch(data[0].decode(), "(UID)")[1][0].split()[2].strip(b")").decode(), "Archive")
     assert typ == "OK"
+    # A delete on the server.
+    typ, data = m.search(None, "SUBJECT", "six")
+    m.store(data[0].decode(), "+FLAGS", "(\\Deleted)")
+    m.expunge()
 elif action == "show":
     typ, data = m.list()
     names = sorted(d.decode().rsplit(" ", 1)[1].strip('"') for d in data)
@@ -139,7 +143,7 @@ fn mbsync_two_way_sync_of_all_folders_converges() {
 
     mbsync(&config);
     let inbox = maildir(&local.join("INBOX"));
-    assert_eq!(inbox.len(), 5, "{inbox:?}");
+    assert_eq!(inbox.len(), 6, "{inbox:?}");
     for folder in ["Sent", "Drafts", "Trash", "Junk", "Archive"] {
         assert!(local.join(folder).exists(), "{folder} was not synced");
     }
@@ -180,6 +184,29 @@ fn mbsync_two_way_sync_of_all_folders_converges() {
     let name = five.file_name().unwrap().to_string_lossy().into_owned();
     let bare = name.split(",U=").next().unwrap().to_string();
     std::fs::rename(&five, local.join("Trash/cur").join(format!("{bare}:2,S"))).unwrap();
+    // A local flag: the maildir name says F.
+    let three = ["cur", "new"]
+        .iter()
+        .flat_map(|sub| {
+            std::fs::read_dir(local.join("INBOX").join(sub))
+                .unwrap()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains("Subject: three")
+        })
+        .expect("message three is local");
+    let flagged = three.to_string_lossy().replace(":2,", ":2,F");
+    std::fs::rename(
+        &three,
+        local
+            .join("INBOX/cur")
+            .join(Path::new(&flagged).file_name().unwrap()),
+    )
+    .unwrap();
 
     mbsync(&config);
     let shown = client(&server, "show");
@@ -188,7 +215,7 @@ fn mbsync_two_way_sync_of_all_folders_converges() {
         "{shown}"
     );
     assert!(
-        shown.contains("INBOX ['three', 'two [flagged]']"),
+        shown.contains("INBOX ['three [flagged]', 'two [flagged]']"),
         "{shown}"
     );
     assert!(shown.contains("Local ['made locally']"), "{shown}");
@@ -203,7 +230,7 @@ fn mbsync_two_way_sync_of_all_folders_converges() {
     assert_eq!(
         inbox,
         vec![
-            ("three".to_string(), String::new()),
+            ("three".to_string(), "F".to_string()),
             ("two".to_string(), "F".to_string())
         ],
         "{inbox:?}"

@@ -19,6 +19,7 @@ pub struct Candidate<'a> {
     recent: bool,
     summary: OnceCell<MessageSummary>,
     raw: OnceCell<Vec<u8>>,
+    decoded: OnceCell<String>,
 }
 
 impl<'a> Candidate<'a> {
@@ -38,6 +39,7 @@ impl<'a> Candidate<'a> {
             recent: slot.recent,
             summary: OnceCell::new(),
             raw: OnceCell::new(),
+            decoded: OnceCell::new(),
         }
     }
 
@@ -52,6 +54,11 @@ impl<'a> Candidate<'a> {
                 .read_message(&self.record.blob)
                 .unwrap_or_default()
         })
+    }
+
+    fn decoded(&self) -> &str {
+        self.decoded
+            .get_or_init(|| crate::mail::text_of_parts(self.raw()))
     }
 
     fn header_contains(&self, name: &str, needle: &str) -> bool {
@@ -147,9 +154,14 @@ pub fn matches(key: &SearchKey<'_>, c: &Candidate<'_>) -> bool {
         Body(s) => {
             let body = &c.summary().body.offsets;
             let raw = c.raw();
-            contains_ci(raw.get(body.body as usize..).unwrap_or_default(), &text(s))
+            let needle = text(s);
+            contains_ci(raw.get(body.body as usize..).unwrap_or_default(), &needle)
+                || contains_ci(c.decoded().as_bytes(), &needle)
         }
-        Text(s) => contains_ci(c.raw(), &text(s)),
+        Text(s) => {
+            let needle = text(s);
+            contains_ci(c.raw(), &needle) || contains_ci(c.decoded().as_bytes(), &needle)
+        }
         Before(d) => c.internal_date() < *d.as_ref(),
         On(d) => c.internal_date() == *d.as_ref(),
         Since(d) => c.internal_date() >= *d.as_ref(),

@@ -390,6 +390,27 @@ pub fn check_summary_invariants(raw: &[u8]) {
     }
 }
 
+/// The text of a message's text parts, decoded (quoted-printable, base64, charsets): what
+/// SEARCH BODY and TEXT look in besides the raw bytes (RFC 3501 §6.4.4 searches the
+/// message's text, not its transfer encoding).
+pub fn text_of_parts(raw: &[u8]) -> String {
+    let parsed = std::panic::catch_unwind(|| {
+        let message = mail_parser::MessageParser::default().parse(raw)?;
+        let mut out = String::new();
+        for part in &message.parts {
+            match &part.body {
+                mail_parser::PartType::Text(text) | mail_parser::PartType::Html(text) => {
+                    out.push_str(text);
+                    out.push('\n');
+                }
+                _ => {}
+            }
+        }
+        Some(out)
+    });
+    parsed.ok().flatten().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
