@@ -105,6 +105,20 @@ fn maildir(dir: &Path) -> Vec<(String, String)> {
     out
 }
 
+/// The maildir file of the message with this subject in a local folder.
+fn local_file(folder: &Path, subject: &str) -> std::path::PathBuf {
+    ["cur", "new"]
+        .iter()
+        .flat_map(|sub| std::fs::read_dir(folder.join(sub)).unwrap().flatten())
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .contains(&format!("Subject: {subject}"))
+        })
+        .unwrap_or_else(|| panic!("message {subject} is local"))
+}
+
 fn write_message(dir: &Path, name: &str, text: &str) {
     for sub in ["cur", "new", "tmp"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
@@ -155,50 +169,15 @@ fn mbsync_two_way_sync_of_all_folders_converges() {
         "1.local:2,",
         "Subject: made locally\r\n\r\ny\r\n",
     );
-    let one = ["cur", "new"]
-        .iter()
-        .flat_map(|sub| {
-            std::fs::read_dir(local.join("INBOX").join(sub))
-                .unwrap()
-                .flatten()
-        })
-        .map(|e| e.path())
-        .find(|p| std::fs::read_to_string(p).unwrap().contains("Subject: one"))
-        .expect("message one is local");
+    let one = local_file(&local.join("INBOX"), "one");
     std::fs::remove_file(&one).unwrap();
     // A local move: the file goes to another folder, without its mbsync UID.
-    let five = ["cur", "new"]
-        .iter()
-        .flat_map(|sub| {
-            std::fs::read_dir(local.join("INBOX").join(sub))
-                .unwrap()
-                .flatten()
-        })
-        .map(|e| e.path())
-        .find(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .contains("Subject: five")
-        })
-        .expect("message five is local");
+    let five = local_file(&local.join("INBOX"), "five");
     let name = five.file_name().unwrap().to_string_lossy().into_owned();
     let bare = name.split(",U=").next().unwrap().to_string();
     std::fs::rename(&five, local.join("Trash/cur").join(format!("{bare}:2,S"))).unwrap();
     // A local flag: the maildir name says F.
-    let three = ["cur", "new"]
-        .iter()
-        .flat_map(|sub| {
-            std::fs::read_dir(local.join("INBOX").join(sub))
-                .unwrap()
-                .flatten()
-        })
-        .map(|e| e.path())
-        .find(|p| {
-            std::fs::read_to_string(p)
-                .unwrap()
-                .contains("Subject: three")
-        })
-        .expect("message three is local");
+    let three = local_file(&local.join("INBOX"), "three");
     let flagged = three.to_string_lossy().replace(":2,", ":2,F");
     std::fs::rename(
         &three,

@@ -87,6 +87,30 @@ fn world(store: &Store) -> World {
     World { acme, beta, owner }
 }
 
+/// A store with one mailbox of Acme: the store, its directory, the world, the mailbox and
+/// its INBOX.
+struct OneMailbox {
+    store: Store,
+    _dir: tempfile::TempDir,
+    w: World,
+    m: Mailbox,
+    f: FolderId,
+}
+
+fn one_mailbox(address: &str) -> OneMailbox {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, address);
+    let f = inbox(&store, m.id).id;
+    OneMailbox {
+        store,
+        _dir,
+        w,
+        m,
+        f,
+    }
+}
+
 fn inbox(store: &Store, mailbox: MailboxId) -> Folder {
     store.folder_by_name(mailbox, "inbox").unwrap().unwrap()
 }
@@ -687,10 +711,13 @@ fn set_flags(
 
 #[test]
 fn concurrent_flag_changes_all_land() {
-    let (store, _dir) = temp_store();
-    let w = world(&store);
-    let m = new_mailbox(&store, w.acme.id, "c@acme.example");
-    let f = inbox(&store, m.id).id;
+    let OneMailbox {
+        store,
+        _dir,
+        w: _,
+        m,
+        f,
+    } = one_mailbox("c@acme.example");
     store
         .append(m.id, f, b"x", AppendMessage::default())
         .unwrap();
@@ -711,10 +738,13 @@ fn concurrent_flag_changes_all_land() {
 
 #[test]
 fn unchanged_since_is_checked_against_the_record_written() {
-    let (store, _dir) = temp_store();
-    let w = world(&store);
-    let m = new_mailbox(&store, w.acme.id, "c@acme.example");
-    let f = inbox(&store, m.id).id;
+    let OneMailbox {
+        store,
+        _dir,
+        w: _,
+        m,
+        f,
+    } = one_mailbox("c@acme.example");
     let first = store
         .append(m.id, f, b"x", AppendMessage::default())
         .unwrap();
@@ -732,10 +762,13 @@ fn unchanged_since_is_checked_against_the_record_written() {
 
 #[test]
 fn expunge_deleted_spares_a_message_undeleted_meanwhile() {
-    let (store, _dir) = temp_store();
-    let w = world(&store);
-    let m = new_mailbox(&store, w.acme.id, "c@acme.example");
-    let f = inbox(&store, m.id).id;
+    let OneMailbox {
+        store,
+        _dir,
+        w: _,
+        m,
+        f,
+    } = one_mailbox("c@acme.example");
     store
         .append(m.id, f, b"x", AppendMessage::default())
         .unwrap();
@@ -802,10 +835,13 @@ fn copy_over_quota_leaves_no_partial_copy() {
 
 #[test]
 fn move_within_a_mailbox_keeps_usage_and_leaves_tombstones() {
-    let (store, _dir) = temp_store();
-    let w = world(&store);
-    let m = new_mailbox(&store, w.acme.id, "a@acme.example");
-    let f = inbox(&store, m.id).id;
+    let OneMailbox {
+        store,
+        _dir,
+        w: _,
+        m,
+        f,
+    } = one_mailbox("a@acme.example");
     let archive = store.folder_by_name(m.id, "Archive").unwrap().unwrap().id;
     let first = store
         .append(m.id, f, b"hello", AppendMessage::default())
@@ -825,10 +861,13 @@ fn move_within_a_mailbox_keeps_usage_and_leaves_tombstones() {
 
 #[test]
 fn a_move_inside_a_mailbox_keeps_every_users_own_seen() {
-    let (store, _dir) = temp_store();
-    let w = world(&store);
-    let m = new_mailbox(&store, w.acme.id, "team@acme.example");
-    let f = inbox(&store, m.id).id;
+    let OneMailbox {
+        store,
+        _dir,
+        w,
+        m,
+        f,
+    } = one_mailbox("team@acme.example");
     let archive = store.folder_by_name(m.id, "Archive").unwrap().unwrap().id;
     store
         .append(m.id, f, b"x", AppendMessage::default())
