@@ -87,6 +87,25 @@ async fn every_documented_operation_is_served_and_nothing_else() {
             .ends_with("/GrantView"),
         "{list}"
     );
+    let query_names = |path: &str| -> Vec<String> {
+        doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let grants = query_names("/api/v1/orgs/{org}/grants");
+    assert!(
+        grants.contains(&"limit".into()) && grants.contains(&"cursor".into()),
+        "{grants:?}"
+    );
+    let audit = query_names("/api/v1/orgs/{org}/audit");
+    assert!(
+        audit.contains(&"since".into()) && audit.contains(&"format".into()),
+        "{audit:?}"
+    );
     for (method, path) in [
         (Method::GET, "/api/v1/orgs/1/nothing"),
         (Method::GET, "/api/v1/secret"),

@@ -50,6 +50,8 @@ pub struct Endpoint {
     pub ok: u16,
     request: Option<Body>,
     response: Option<Body>,
+    /// Query parameters besides a page's `limit` and `cursor`.
+    query: &'static [&'static str],
     handler: MethodRouter<Arc<Services>>,
 }
 
@@ -69,6 +71,7 @@ fn ep(method: &'static str, path: &str, summary: &'static str, handler: Handler)
         },
         request: None,
         response: None,
+        query: &[],
         handler,
     }
 }
@@ -101,6 +104,11 @@ impl Endpoint {
 
     fn gives(mut self, response: Body) -> Endpoint {
         self.response = Some(response);
+        self
+    }
+
+    fn query(mut self, names: &'static [&'static str]) -> Endpoint {
+        self.query = names;
         self
     }
 }
@@ -137,6 +145,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Thunderbird autoconfig",
             get(autoconfig::thunderbird),
         )
+        .query(&["emailaddress"])
         .public(),
         ep(
             "get",
@@ -144,6 +153,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Thunderbird autoconfig (ISP location)",
             get(autoconfig::thunderbird),
         )
+        .query(&["emailaddress"])
         .public(),
         ep(
             "post",
@@ -165,6 +175,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Outlook Autodiscover v2",
             get(autoconfig::outlook_v2),
         )
+        .query(&["Email", "Protocol"])
         .public(),
         ep(
             "get",
@@ -172,6 +183,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Apple configuration profile",
             get(autoconfig::apple),
         )
+        .query(&["emailaddress"])
         .public(),
         ep(
             "post",
@@ -220,6 +232,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Your own activity",
             get(audit_log::own_log),
         )
+        .query(&["action", "target", "since", "until", "format"])
         .gives(page::<AuditEvent>()),
         ep(
             "get",
@@ -315,7 +328,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             &at("/mailboxes/{id}/export"),
             "The mailbox as mbox",
             get(export::mailbox),
-        ),
+        )
+        .query(&["folder"]),
         ep(
             "get",
             &at("/aliases"),
@@ -454,6 +468,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "The audit log (JSON or CSV)",
             get(audit_log::org_log),
         )
+        .query(&["actor", "action", "target", "since", "until", "format"])
         .gives(page::<AuditEvent>()),
         ep(
             "get",
@@ -516,6 +531,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Organizations managed as a partner (JSON or CSV)",
             get(partnerships::clients),
         )
+        .query(&["format"])
         .gives(page::<partnerships::PartnershipView>()),
     ]
 }
@@ -573,6 +589,16 @@ pub fn openapi() -> Value {
 }
 
 fn operation(e: &Endpoint) -> Value {
+    let paged = e.response.is_some_and(|b| b.page);
+    let page_params: &[&str] = if paged { &["limit", "cursor"] } else { &[] };
+    let queries = e.query.iter().chain(page_params).map(|name| {
+        let schema = if *name == "limit" {
+            json!({"type": "integer", "minimum": 1, "maximum": 1000})
+        } else {
+            json!({"type": "string"})
+        };
+        json!({"name": name, "in": "query", "required": false, "schema": schema})
+    });
     let parameters: Vec<Value> = path_params(&e.path)
         .into_iter()
         .map(|name| {
@@ -585,6 +611,7 @@ fn operation(e: &Endpoint) -> Value {
             };
             json!({"name": name, "in": "path", "required": true, "schema": schema})
         })
+        .chain(queries)
         .collect();
     let error = json!({"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let mut op = json!({
