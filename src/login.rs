@@ -283,8 +283,19 @@ pub async fn pause_after(
     refusal: &LoginRefusal,
 ) {
     if *refusal == LoginRefusal::Credentials {
-        tokio::time::sleep(services.throttle.failed(peer, login)).await;
+        penalize(services, peer, login).await;
     }
+}
+
+/// Counts a wrong password for `peer` and `login` and waits the penalty it earns.
+pub async fn penalize(services: &Services, peer: std::net::IpAddr, login: &str) {
+    tokio::time::sleep(services.throttle.failed(peer, login)).await;
+}
+
+/// Waits out what is left of a penalty before a password is checked, so that guesses sent
+/// in parallel gain nothing.
+pub async fn wait_out_penalty(services: &Services, peer: std::net::IpAddr, login: &str) {
+    tokio::time::sleep(services.throttle.pending(peer, login)).await;
 }
 
 /// Failed logins, per client address and per login, over IMAP, SMTP and the admin API: the

@@ -25,6 +25,8 @@ const ROLES: [&str; 7] = [
 struct World {
     acme: u64,
     beta: u64,
+    /// Beta's (limited) partnership with Acme.
+    partnership: u64,
     contact: u64,
     other: u64,
     spare: u64,
@@ -115,10 +117,10 @@ fn seed_world(dir: &std::path::Path) -> World {
         store
             .update_partnership(p.id, PartnershipStatus::Accepted, None)
             .unwrap();
-        org
+        (org, p)
     };
     let limited = PartnerScope::Limited([contact.id].into_iter().collect());
-    let beta = partner("Beta", "boss@beta.example", limited);
+    let (beta, partnership) = partner("Beta", "boss@beta.example", limited);
     partner("Gamma", "boss@gamma.example", PartnerScope::Full);
     for (byte, email) in [(7u8, "a@x.example"), (8, "b@x.example")] {
         store
@@ -138,6 +140,7 @@ fn seed_world(dir: &std::path::Path) -> World {
     World {
         acme: acme.id.0,
         beta: beta.id.0,
+        partnership: partnership.id.0,
         contact: contact.id.0,
         other: other.id.0,
         spare: spare.id.0,
@@ -398,6 +401,42 @@ fn table(w: &World) -> Vec<(Method, String, Option<Value>, [u16; 7])> {
             format!("{o}/domains/spare.example"),
             None,
             [204, 204, 403, 403, 403, 204, 401],
+        ),
+        (
+            M::GET,
+            "/api/v1/me".into(),
+            None,
+            [200, 200, 200, 200, 200, 200, 401],
+        ),
+        (
+            M::GET,
+            "/api/v1/me/tokens".into(),
+            None,
+            [200, 200, 200, 200, 200, 200, 401],
+        ),
+        (
+            M::GET,
+            "/api/v1/me/audit".into(),
+            None,
+            [200, 200, 200, 200, 200, 200, 401],
+        ),
+        (
+            M::GET,
+            "/api/v1/me/export".into(),
+            None,
+            [200, 200, 200, 200, 200, 200, 401],
+        ),
+        (
+            M::PATCH,
+            format!("{o}/partnerships/{}", w.partnership),
+            Some(json!({"scope": "full"})),
+            [200, 403, 403, 403, 403, 403, 401],
+        ),
+        (
+            M::POST,
+            format!("{o}/partnerships/{}/end", w.partnership),
+            Some(json!({"password": "role-password"})),
+            [200, 403, 403, 403, 403, 403, 401],
         ),
     ]
 }

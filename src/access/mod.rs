@@ -88,8 +88,11 @@ pub enum Action {
     },
     ManageDomains,
     CreateMailbox,
-    /// Change a mailbox's password, quota, aliases; delete it.
+    /// Change a mailbox's quota, aliases, grants.
     ManageMailbox(MailboxId),
+    /// Set a mailbox's password: that opens every right, sending included, so it is for those
+    /// who manage the mailbox by role or partnership, not for holders of `a` by a grant.
+    SetMailboxPassword(MailboxId),
     /// Create, change or remove a grant giving these rights on this target.
     Grant {
         target: GrantTarget,
@@ -248,7 +251,12 @@ pub enum ManagedThrough {
 
 pub fn manages(facts: &UserFacts, mailbox: MailboxRef) -> Option<ManagedThrough> {
     let principal = Principal::User(facts.clone());
-    may(&principal, mailbox.org, &Action::ManageMailbox(mailbox.id)).ok()?;
+    may(
+        &principal,
+        mailbox.org,
+        &Action::SetMailboxPassword(mailbox.id),
+    )
+    .ok()?;
     match facts.role_in(mailbox.org) {
         Some(role) if role.is_manager() => Some(ManagedThrough::Role(role)),
         _ => facts
@@ -282,7 +290,9 @@ pub fn may(principal: &Principal, org: OrgId, action: &Action) -> Result<(), Den
 fn mailbox_may(mailbox: MailboxId, own: OrgId, org: OrgId, action: &Action) -> Result<(), Denied> {
     let itself = own == org;
     match action {
-        Action::ManageMailbox(m) if itself && *m == mailbox => Ok(()),
+        Action::ManageMailbox(m) | Action::SetMailboxPassword(m) if itself && *m == mailbox => {
+            Ok(())
+        }
         Action::Grant {
             target: GrantTarget::Mailbox(m),
             ..
@@ -316,11 +326,25 @@ fn user_may(facts: &UserFacts, org: OrgId, action: &Action) -> Result<(), Denied
         Action::ManageTeams | Action::ViewAudit => members_only(&standing, Role::Admin),
         Action::ManagePartnerships => members_only(&standing, Role::Owner),
         Action::ManageMailbox(m) => manage_mailbox(facts, &standing, org, *m),
+        Action::SetMailboxPassword(m) => manager_of(&standing, *m),
         Action::Grant {
             target,
             rights,
             send,
         } => grant(facts, &standing, org, *target, *rights, *send),
+    }
+}
+
+/// Whoever runs the mailbox by standing: an owner or admin, or a partner whose scope holds it.
+fn manager_of(standing: &Standing, mailbox: MailboxId) -> Result<(), Denied> {
+    match standing {
+        Standing::Member(role) if role.is_manager() => Ok(()),
+        Standing::Partner(PartnerScope::Full) => Ok(()),
+        Standing::Partner(PartnerScope::Limited(set)) if set.contains(&mailbox) => Ok(()),
+        Standing::Partner(_) => Err(Denied::OutsidePartnerScope),
+        _ => Err(Denied::RoleTooLow {
+            needed: Role::Admin,
+        }),
     }
 }
 

@@ -179,6 +179,8 @@ fn management_table() -> Vec<(&'static str, Action, &'static str)> {
         ("create mailbox",            Action::CreateMailbox,                      "Y Y . . . Y . . . . . . ."),
         ("manage mailbox M",          Action::ManageMailbox(M),                   "Y Y . . Y Y Y . Y . . . ."),
         ("manage mailbox N",          Action::ManageMailbox(N),                   "Y Y . . . Y . . . Y . . ."),
+        ("set password of M",         Action::SetMailboxPassword(M),              "Y Y . . . Y Y . Y . . . ."),
+        ("set password of N",         Action::SetMailboxPassword(N),              "Y Y . . . Y . . . Y . . ."),
         ("grant lr on M",             grant_action(m, "lr", None),                "Y Y . . Y Y Y . Y . . . ."),
         ("grant lrsa on M",           grant_action(m, "lrsa", None),              "Y Y . . Y Y Y . Y . . . ."),
         ("grant lrswi on M",          grant_action(m, "lrswi", None),             "Y Y . . . Y Y . Y . . . ."),

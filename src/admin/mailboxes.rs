@@ -162,13 +162,8 @@ pub async fn update(
 ) -> ApiResult<Json<MailboxView>> {
     find(&services, &caller, org, id)?;
     caller.require(org, &Action::ManageMailbox(id))?;
-    // A new password opens the whole mailbox, sending included: only those who manage it by
-    // role or partnership set one, not whoever holds `a` through a grant (no escalation).
-    let target = MailboxRef { id, org };
-    if req.password.is_some() && access::manages(&caller.facts, target).is_none() {
-        return Err(ApiError::Forbidden(access::Denied::NotHeld {
-            missing: "owner or admin role (a password opens every right)".into(),
-        }));
+    if req.password.is_some() {
+        caller.require(org, &Action::SetMailboxPassword(id))?;
     }
     let hash = req.password.as_deref().map(password::hash).transpose()?;
     let changed_password = hash.is_some();

@@ -46,8 +46,7 @@ pub async fn login(
     ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<(StatusCode, Json<LoginResponse>)> {
-    let ip = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.ip());
-    tokio::time::sleep(services.throttle.pending(ip, &req.login)).await;
+    crate::login::wait_out_penalty(&services, client_ip(client), &req.login).await;
     let user = services.store.user_by_login(&req.login)?;
     let verified = match &user {
         Some(u) if !u.disabled => services.passwords.verify(&u.password, &req.password).await,
@@ -177,8 +176,12 @@ pub async fn change_password(
 /// A wrong password is answered after the pause the throttle gives (growing per address and
 /// per login), as on IMAP and SMTP.
 pub async fn slow_down(services: &Services, client: Option<std::net::SocketAddr>, login: &str) {
-    let ip = client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.ip());
-    tokio::time::sleep(services.throttle.failed(ip, login)).await;
+    crate::login::penalize(services, client_ip(client), login).await;
+}
+
+/// The client's address for the throttle; unknown clients share one.
+fn client_ip(client: Option<std::net::SocketAddr>) -> std::net::IpAddr {
+    client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.ip())
 }
 
 /// A password a user chooses: long enough, and not the one it replaces.

@@ -600,7 +600,7 @@ impl Session {
             );
             return;
         }
-        tokio::time::sleep(self.services.throttle.pending(self.peer.ip(), login)).await;
+        crate::login::wait_out_penalty(&self.services, self.peer.ip(), login).await;
         let result = identity::authenticate(&self.services, login, password, authzid).await;
         let attempt = crate::login::Attempt {
             action: "imap.login",

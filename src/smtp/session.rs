@@ -507,7 +507,7 @@ impl Session {
         authzid: Option<&str>,
         mechanism: &str,
     ) -> Action {
-        tokio::time::sleep(self.services.throttle.pending(self.peer.ip(), user)).await;
+        login::wait_out_penalty(&self.services, self.peer.ip(), user).await;
         let result = login::authenticate(&self.services, user, password, authzid).await;
         let attempt = login::Attempt {
             action: "smtp.login",
