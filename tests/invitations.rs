@@ -9,41 +9,6 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::json;
 
-/// A smarthost that takes everything and appends it to the file given.
-const SINK: &str = r#"
-import socket, sys, threading
-out = sys.argv[1]
-srv = socket.socket()
-srv.bind(("127.0.0.1", 0))
-srv.listen()
-print(srv.getsockname()[1], flush=True)
-def serve(conn):
-    f = conn.makefile("rb")
-    send = lambda s: conn.sendall(s.encode() + b"\r\n")
-    send("220 sink.test ESMTP")
-    while True:
-        line = f.readline().decode().strip()
-        if not line:
-            return
-        verb = line.split(" ")[0].upper()
-        if verb == "DATA":
-            send("354 go on")
-            data = b""
-            while (l := f.readline()) != b".\r\n":
-                data += l
-            with open(out, "ab") as o:
-                o.write(data)
-            send("250 2.0.0 stored")
-        elif verb == "QUIT":
-            send("221 bye")
-            return
-        else:
-            send("250 ok")
-while True:
-    conn, _ = srv.accept()
-    threading.Thread(target=serve, args=(conn,), daemon=True).start()
-"#;
-
 fn token_in(text: &str) -> Option<String> {
     let start = text.rfind("/api/v1/invitations/")? + "/api/v1/invitations/".len();
     let token: String = text[start..]
@@ -89,7 +54,7 @@ async fn an_invitation_by_email_ends_in_an_imap_login_with_the_granted_access() 
     let dir = tempfile::tempdir().unwrap();
     let seeded = seed(dir.path(), "lr");
     let outbox = dir.path().join("sink.eml");
-    let smarthost = sink(SINK, &outbox);
+    let smarthost = sink(ACCEPTING_SINK, &outbox);
     let server = start(dir.path(), &smarthost.queue_config());
     let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
     let org = seeded.org;

@@ -649,3 +649,40 @@ except smtplib.SMTPException as e:
     assert!(answer.starts_with("refused"), "{answer}");
     client.wait().unwrap();
 }
+
+#[test]
+fn queued_mail_survives_a_crash_and_goes_out_after_the_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    // Nothing listens on port 1: the first attempts fail and the message waits in the queue.
+    let down =
+        "[queue]\nsmarthost = \"127.0.0.1:1\"\nsmarthost_tls = \"none\"\nfirst_retry_seconds = 1\n";
+    let server = start(dir.path(), down);
+    run(
+        &server,
+        r#"
+s = submission()
+s.login("contact@acme.example", "contact-password")
+s.sendmail("contact@acme.example", ["far@away.example"], b"From: contact@acme.example\r\nSubject: survivor\r\n\r\nx\r\n")
+s.quit()
+time.sleep(1.5)
+"#,
+    );
+    server.kill(); // SIGKILL: no flush, no goodbye
+    let received = dir.path().join("sink.eml");
+    let smarthost = sink(ACCEPTING_SINK, &received);
+    let _server = start(dir.path(), &smarthost.queue_config());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&received).unwrap_or_default();
+        if text.contains("Subject: survivor") {
+            assert_eq!(text.matches("Subject: survivor").count(), 1, "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queued message never left"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}

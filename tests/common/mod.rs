@@ -308,6 +308,41 @@ pub fn seed_beta(dir: &Path) -> (u64, u64) {
     (org.id.0, mailbox.id.0)
 }
 
+/// A smarthost that takes everything and appends it to the file given.
+pub const ACCEPTING_SINK: &str = r#"
+import socket, sys, threading
+out = sys.argv[1]
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+print(srv.getsockname()[1], flush=True)
+def serve(conn):
+    f = conn.makefile("rb")
+    send = lambda s: conn.sendall(s.encode() + b"\r\n")
+    send("220 sink.test ESMTP")
+    while True:
+        line = f.readline().decode().strip()
+        if not line:
+            return
+        verb = line.split(" ")[0].upper()
+        if verb == "DATA":
+            send("354 go on")
+            data = b""
+            while (l := f.readline()) != b".\r\n":
+                data += l
+            with open(out, "ab") as o:
+                o.write(data)
+            send("250 2.0.0 stored")
+        elif verb == "QUIT":
+            send("221 bye")
+            return
+        else:
+            send("250 ok")
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+
 /// A smarthost written in Python (`script` prints its port, then serves), writing what it
 /// accepts to `out`; stopped when dropped.
 pub struct Sink {
