@@ -1,6 +1,11 @@
 //! Message bodies on disk, named by their SHA-256: one message delivered to fifty mailboxes is
 //! stored once. A blob is written to a temporary file, fsynced, renamed into place and its
 //! directory fsynced, so a blob that is referenced is always whole.
+//!
+//! Writing is the slow part of a delivery (two fsyncs), so it runs outside the store's write
+//! lock, where concurrent deliveries share the file system's journal commits. Under the lock,
+//! [`BlobDir::ensure`] then checks the file is still there: an expunge of the last message
+//! with the same content removes it under the lock, and may have done so in between.
 
 use super::error::{StoreError, StoreResult};
 use serde::{Deserialize, Serialize};
@@ -46,6 +51,7 @@ impl BlobDir {
                 let _ = fs::remove_file(entry.path());
             }
         }
+        Self::create_fan_out(root)?;
         Ok(BlobDir {
             root: root.to_path_buf(),
             tmp,
@@ -53,34 +59,71 @@ impl BlobDir {
         })
     }
 
+    /// The 256 directories blobs go into, made once and made durable (the root fsynced), so
+    /// no delivery creates a directory whose entry a crash could lose.
+    fn create_fan_out(root: &Path) -> StoreResult<()> {
+        let mut created = false;
+        for byte in 0..=255u8 {
+            let dir = root.join(hex::encode([byte]));
+            if !dir.is_dir() {
+                fs::create_dir_all(&dir).map_err(|e| StoreError::io(&dir, e))?;
+                created = true;
+            }
+        }
+        if created {
+            sync_dir(root)?;
+        }
+        Ok(())
+    }
+
     fn path(&self, id: &BlobId) -> PathBuf {
         let hex = id.hex();
         self.root.join(&hex[..2]).join(&hex[2..])
     }
 
-    /// Writes `bytes` durably unless a blob with the same content is already there.
+    /// Writes `bytes` durably unless a blob with the same content is already there. Call it
+    /// without the store lock, then [`BlobDir::ensure`] under it before referencing the blob.
     pub fn write(&self, bytes: &[u8]) -> StoreResult<BlobId> {
         let id = BlobId::of(bytes);
         let path = self.path(&id);
         if path.exists() {
+            // Another delivery may have renamed it into place and not yet synced the
+            // directory: syncing costs nothing when that is done already.
+            sync_dir(self.dir_of(&path))?;
             return Ok(id);
         }
-        let dir = path.parent().unwrap_or(&self.root);
-        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        self.write_new(bytes, &path)?;
+        Ok(id)
+    }
+
+    /// Under the store lock: the blob `write` stored is still there, or is written again.
+    pub fn ensure(&self, id: &BlobId, bytes: &[u8]) -> StoreResult<()> {
+        let path = self.path(id);
+        if path.exists() {
+            return Ok(());
+        }
+        self.write_new(bytes, &path)
+    }
+
+    fn dir_of<'p>(&'p self, path: &'p Path) -> &'p Path {
+        path.parent().unwrap_or(&self.root)
+    }
+
+    fn write_new(&self, bytes: &[u8], path: &Path) -> StoreResult<()> {
+        let dir = self.dir_of(path);
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{}-{n}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(bytes)?;
             f.sync_all()?;
-            fs::rename(&tmp, &path)?;
+            fs::rename(&tmp, path)?;
             File::open(dir)?.sync_all()
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            StoreError::io(&path, e)
-        })?;
-        Ok(id)
+            StoreError::io(path, e)
+        })
     }
 
     pub fn read(&self, id: &BlobId) -> StoreResult<Vec<u8>> {
@@ -95,5 +138,46 @@ impl BlobDir {
         if let Err(e) = fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "could not remove an unreferenced blob");
         }
+    }
+}
+
+fn sync_dir(dir: &Path) -> StoreResult<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_removed_between_write_and_ensure_is_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(dir.path()).unwrap();
+        let id = blobs.write(b"body").unwrap();
+        // An expunge of the last message with the same content, between the two steps.
+        blobs.remove(&id);
+        assert!(blobs.read(&id).is_err());
+        blobs.ensure(&id, b"body").unwrap();
+        assert_eq!(blobs.read(&id).unwrap(), b"body");
+    }
+
+    #[test]
+    fn same_content_is_one_file_and_the_fan_out_exists_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(dir.path()).unwrap();
+        assert!(dir.path().join("00").is_dir() && dir.path().join("ff").is_dir());
+        let a = blobs.write(b"same").unwrap();
+        let b = blobs.write(b"same").unwrap();
+        assert_eq!(a, b);
+        let files: usize = (0..=255u8)
+            .map(|n| {
+                fs::read_dir(dir.path().join(hex::encode([n])))
+                    .unwrap()
+                    .count()
+            })
+            .sum();
+        assert_eq!(files, 1);
     }
 }

@@ -313,11 +313,12 @@ impl Store {
             Some(codec::encode(&MessageSummary::parse(raw))?)
         };
         let internal_date = meta.internal_date.unwrap_or_else(now_millis);
+        let blob = self.inner.blobs.write(raw)?;
         // Under the lock: an expunge that drops the last reference to this same content
         // removes the file and summary under the lock too, so what is checked here holds
         // until the commit.
         let _guard = self.lock();
-        let blob = self.inner.blobs.write(raw)?;
+        self.inner.blobs.ensure(&blob, raw)?;
         let summary = if self.inner.mail.contains_key(&summary_key)? {
             None
         } else {

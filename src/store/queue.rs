@@ -53,8 +53,9 @@ impl Store {
                 .to_ascii_lowercase();
             by_domain.entry(domain).or_default().push(r.clone());
         }
-        let _guard = self.lock();
         let blob = self.inner.blobs.write(raw)?;
+        let _guard = self.lock();
+        self.inner.blobs.ensure(&blob, raw)?;
         let now = now_millis();
         let mut changes = Changes::default();
         let mut entries = Vec::new();
