@@ -116,12 +116,35 @@ pub struct QueueConfig {
     /// AUTH PLAIN credentials for the smarthost; empty: no AUTH.
     pub smarthost_user: String,
     pub smarthost_password: String,
+    /// PEM certificates trusted for the smarthost besides the web's roots: a private CA, or
+    /// the smarthost's own self-signed certificate.
+    pub smarthost_ca: Option<PathBuf>,
+    /// Name servers asked for MX and address records; empty: the system's (resolv.conf).
+    pub nameservers: Vec<NameServer>,
+    /// The port MX hosts are reached on (Postfix's `smtp_tcp_port`).
+    pub mx_port: u16,
     /// The wait before the first retry; it doubles after each failure.
     pub first_retry_seconds: u64,
     /// The longest wait between two attempts.
     pub max_retry_seconds: u64,
     /// How long temporary failures are retried before the message bounces (5 days).
     pub give_up_after_seconds: u64,
+}
+
+/// A DNS server: `192.0.2.53` (port 53) or `192.0.2.53:5353`, `[2001:db8::53]:53`.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub struct NameServer(pub SocketAddr);
+
+impl TryFrom<String> for NameServer {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<NameServer, String> {
+        text.parse::<SocketAddr>()
+            .or_else(|_| text.parse().map(|ip| SocketAddr::new(ip, 53)))
+            .map(NameServer)
+            .map_err(|_| format!("{text:?} is not an IP address, with or without a port"))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -139,6 +162,9 @@ impl Default for QueueConfig {
             smarthost_tls: SmarthostTls::Starttls,
             smarthost_user: String::new(),
             smarthost_password: String::new(),
+            smarthost_ca: None,
+            nameservers: Vec::new(),
+            mx_port: 25,
             first_retry_seconds: 60,
             max_retry_seconds: 4 * 3600,
             give_up_after_seconds: 5 * 24 * 3600,
@@ -443,6 +469,21 @@ mod tests {
             err.starts_with("test.toml:3: `limits.max_connections`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn name_servers_take_an_address_with_or_without_a_port() {
+        let c = parse("[queue]\nnameservers = [\"192.0.2.53\", \"[2001:db8::1]:5353\"]\n").unwrap();
+        let ports: Vec<u16> = c.queue.nameservers.iter().map(|n| n.0.port()).collect();
+        assert_eq!(ports, [53, 5353]);
+        let err = parse("[queue]\nnameservers = [\"dns.example\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("test.toml:2: `queue.nameservers[0]`"),
+            "{err}"
+        );
+        assert!(err.contains("not an IP address"), "{err}");
     }
 
     #[test]

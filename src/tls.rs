@@ -1,13 +1,14 @@
-//! TLS: one acceptor for STARTTLS and implicit TLS alike, TLS 1.2 and 1.3 only, on ring.
+//! TLS: one acceptor for STARTTLS and implicit TLS alike, TLS 1.2 and 1.3 only, on ring;
+//! and the client side of the outbound queue.
 
-use crate::config::TlsConfig;
+use crate::config::{QueueConfig, TlsConfig};
 use crate::store::Store;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::rustls::{self, ClientConfig, ServerConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -42,6 +43,86 @@ pub fn acceptor(
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// The outbound queue's TLS: the smarthost, which is sent a password, is authenticated
+/// against the web's roots and `queue.smarthost_ca`; MX hosts are not authenticated, since
+/// private CAs and mismatched names are common among them and RFC 3207 §4.1 lets a client
+/// deliver over an unauthenticated channel rather than not at all.
+pub struct OutboundTls {
+    pub smarthost: Arc<ClientConfig>,
+    pub mx: Arc<ClientConfig>,
+}
+
+pub fn outbound(queue: &QueueConfig) -> Result<OutboundTls, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = || {
+        ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+    };
+    let mut roots =
+        rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = &queue.smarthost_ca {
+        for cert in read_certs(path)? {
+            roots.add(cert).map_err(|e| TlsError::Pem {
+                path: path.clone(),
+                message: format!("not a usable CA certificate: {e}"),
+            })?;
+        }
+    }
+    let smarthost = builder()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mx = builder()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider.clone())))
+        .with_no_client_auth();
+    Ok(OutboundTls {
+        smarthost: Arc::new(smarthost),
+        mx: Arc::new(mx),
+    })
+}
+
+/// Encrypts without authenticating the peer: the signatures are checked, the name and the
+/// issuer are not.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &rustls_pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        let algorithms = &self.0.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -382,6 +382,42 @@ print("done")
     assert!(out.contains("done"), "{out}");
 }
 
+/// RFC 5321 §4.5.3.2.7: a server waits at least 5 minutes for the next command (default 300
+/// s); set to one second here, a silent client is told why and dropped, mid-message too.
+#[test]
+fn a_silent_client_gets_421_after_the_timeout_and_a_half_message_is_not_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let server = start_with(
+        dir.path(),
+        &EPHEMERAL.replace("[smtp]\n", "[smtp]\ntimeout_seconds = 1\n"),
+    );
+    let out = run(
+        &server,
+        r#"
+def dropped(s):
+    code, text = s.getreply()
+    assert (code, text[:5]) == (421, b"4.4.2"), (code, text)
+    assert s.sock.recv(1) == b"", "the connection is closed"
+s = inbound()
+s.ehlo("client.test")
+time.sleep(1.5)
+dropped(s)
+s = inbound()
+s.ehlo("client.test")
+assert s.docmd("MAIL FROM:<a@remote.example>")[0] == 250
+assert s.docmd("RCPT TO:<contact@acme.example>")[0] == 250
+assert s.docmd("DATA")[0] == 354
+s.send(b"Subject: half\r\n\r\nthe rest never comes\r\n")
+time.sleep(1.5)
+dropped(s)
+assert inbox("contact@acme.example", "contact-password") == []
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}
+
 /// Sends numbered messages over two connections until it is cut off, printing `ACK n` for
 /// every message answered 250.
 const STREAM: &str = r#"

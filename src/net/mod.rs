@@ -24,6 +24,8 @@ pub struct Services {
     pub config: Config,
     pub store: Store,
     pub tls: TlsAcceptor,
+    /// The outbound queue's TLS client configurations.
+    pub outbound_tls: crate::tls::OutboundTls,
     pub passwords: Verifier,
     /// Wakes the outbound queue's worker when mail is queued.
     pub queue_wake: tokio::sync::Notify,
@@ -36,11 +38,13 @@ impl Services {
     /// Everything sessions share, from the configuration and the open store.
     pub fn new(config: Config, store: Store) -> Result<Services, crate::tls::TlsError> {
         let tls = crate::tls::acceptor(&config.tls, &config.hostname, &store)?;
+        let outbound_tls = crate::tls::outbound(&config.queue)?;
         let passwords = Verifier::new(Duration::from_secs(config.auth.password_cache_seconds));
         Ok(Services {
             config,
             store,
             tls,
+            outbound_tls,
             passwords,
             queue_wake: tokio::sync::Notify::new(),
             metrics: crate::metrics::Metrics::default(),

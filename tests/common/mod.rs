@@ -351,10 +351,16 @@ pub struct Sink {
 }
 
 pub fn sink(script: &str, out: &Path) -> Sink {
+    sink_with(script, out, &[])
+}
+
+/// A sink given more arguments after `out`.
+pub fn sink_with(script: &str, out: &Path, args: &[&std::ffi::OsStr]) -> Sink {
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
         .arg(out)
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 must be installed (.ci/run installs it)");

@@ -1,0 +1,344 @@
+//! The outbound queue's client against servers we did not write: a Python smarthost with
+//! STARTTLS or implicit TLS and AUTH, its certificate checked (or refused), and MX hosts
+//! found through a Python DNS server (preference order, a dead host skipped, a domain
+//! without MX, a null MX), reached with opportunistic STARTTLS.
+
+mod common;
+
+use common::api::Api;
+use common::*;
+use reqwest::StatusCode;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A smarthost or MX host: `mode` is `starttls` (offered), `implicit` or `plain` (AUTH
+/// offered, STARTTLS not). It logs, one line each, the TLS server name it was asked for
+/// (SNI), AUTH credentials and whether TLS was on, MAIL/RCPT, and the message.
+const TLS_SINK: &str = r#"
+import base64, socket, ssl, sys, threading
+out, cert, key, mode = sys.argv[1:5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+local = threading.local()
+ctx.sni_callback = lambda sock, name, _: setattr(local, "sni", name)
+lock = threading.Lock()
+def log(text):
+    with lock, open(out, "a") as o:
+        o.write(text + "\n")
+def secure(conn):
+    local.sni = None
+    conn = ctx.wrap_socket(conn, server_side=True)
+    log(f"TLS {local.sni}")
+    return conn
+def serve(conn):
+    try:
+        converse(conn)
+    except (ssl.SSLError, OSError) as e:
+        log(f"FAILED {e.__class__.__name__}")
+def converse(conn):
+    if mode == "implicit":
+        conn = secure(conn)
+    f = conn.makefile("rb")
+    send = lambda s: conn.sendall(s.encode() + b"\r\n")
+    send("220 sink.test ESMTP")
+    while True:
+        line = f.readline().decode().strip()
+        if not line:
+            return
+        verb = line.split(" ")[0].upper()
+        tls = isinstance(conn, ssl.SSLSocket)
+        if verb == "EHLO":
+            ext = ["sink.test", "8BITMIME", "AUTH PLAIN"] + (["STARTTLS"] if mode == "starttls" and not tls else [])
+            send("\r\n".join(("250 " if i == len(ext) - 1 else "250-") + e for i, e in enumerate(ext)))
+        elif verb == "STARTTLS":
+            send("220 2.0.0 go ahead")
+            conn = secure(conn)
+            f = conn.makefile("rb")
+        elif verb == "AUTH":
+            who = base64.b64decode(line.split(" ")[2]).decode().replace("\0", "|")
+            log(f"AUTH {who} {'over TLS' if tls else 'in clear'}")
+            send("235 2.7.0 ok")
+        elif verb == "DATA":
+            send("354 go on")
+            data = b""
+            while (l := f.readline()) != b".\r\n":
+                data += l
+            log(data.decode(errors="replace"))
+            send("250 2.0.0 stored")
+        elif verb == "QUIT":
+            send("221 bye")
+            return
+        else:
+            log(line)
+            send("250 ok")
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+print(srv.getsockname()[1], flush=True)
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+
+/// An authoritative DNS server over UDP and TCP for the test's domains, logging each
+/// question ("MX remote.test", "A mx1.remote.test") to the file given.
+const DNS: &str = r#"
+import socket, struct, sys, threading
+out = sys.argv[1]
+MX, A = 15, 1
+zone = {
+    ("remote.test", MX): [(10, "mx1.remote.test"), (5, "dead.remote.test")],
+    ("mx1.remote.test", A): ["127.0.0.1"],
+    ("dead.remote.test", A): ["127.0.0.2"],
+    ("plain.test", A): ["127.0.0.1"],
+    ("nomail.test", MX): [(0, "")],
+}
+names = {name for name, _ in zone}
+def encode(name):
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
+def answer(query):
+    qid, flags = struct.unpack(">HH", query[:4])
+    i, labels = 12, []
+    while query[i]:
+        labels.append(query[i + 1:i + 1 + query[i]].decode())
+        i += 1 + query[i]
+    qtype = struct.unpack(">H", query[i + 1:i + 3])[0]
+    name = ".".join(labels).lower()
+    with open(out, "a") as o:
+        o.write(f"{ {MX: 'MX', A: 'A'}.get(qtype, qtype)} {name}\n")
+    records = zone.get((name, qtype), [])
+    body = b""
+    for r in records:
+        rdata = struct.pack(">H", r[0]) + encode(r[1]) if qtype == MX else socket.inet_aton(r)
+        body += b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 60, len(rdata)) + rdata
+    rcode = 0 if name in names else 3
+    header = struct.pack(">HHHHHH", qid, 0x8480 | (flags & 0x0100) | rcode, 1, len(records), 0, 0)
+    return header + query[12:i + 5] + body
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+udp.bind(("127.0.0.1", 0))
+port = udp.getsockname()[1]
+tcp = socket.socket()
+tcp.bind(("127.0.0.1", port))
+tcp.listen()
+def serve_tcp():
+    while True:
+        conn, _ = tcp.accept()
+        f = conn.makefile("rb")
+        while len(head := f.read(2)) == 2:
+            reply = answer(f.read(struct.unpack(">H", head)[0]))
+            conn.sendall(struct.pack(">H", len(reply)) + reply)
+        conn.close()
+threading.Thread(target=serve_tcp, daemon=True).start()
+print(port, flush=True)
+while True:
+    query, peer = udp.recvfrom(4096)
+    udp.sendto(answer(query), peer)
+"#;
+
+/// A self-signed certificate for `names`, as PEM files in `dir`.
+fn certificate(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf) {
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let generated = rcgen::generate_simple_self_signed(names).unwrap();
+    let (cert, key) = (dir.join("sink-cert.pem"), dir.join("sink-key.pem"));
+    std::fs::write(&cert, generated.cert.pem()).unwrap();
+    std::fs::write(&key, generated.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+fn tls_sink(dir: &Path, mode: &str, names: &[&str]) -> (Sink, PathBuf) {
+    let (cert, key) = certificate(dir, names);
+    let log = dir.join("sink.log");
+    let args = [cert.as_os_str(), key.as_os_str(), OsStr::new(mode)];
+    (sink_with(TLS_SINK, &log, &args), log)
+}
+
+/// Submits one message from contact@ to `recipients` over implicit TLS.
+fn submit(server: &TestServer, recipients: &[&str], subject: &str) {
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL(sys.argv[1], int(sys.argv[2]), context=ctx)
+s.login("contact@acme.example", "contact-password")
+msg = f"From: contact@acme.example\r\nSubject: {sys.argv[3]}\r\n\r\nhello\r\n".encode()
+s.sendmail("contact@acme.example", sys.argv[4:], msg)
+s.quit()
+"#;
+    let mut args = vec![
+        "127.0.0.1".to_string(),
+        server.addr("submission (TLS)").port().to_string(),
+        subject.to_string(),
+    ];
+    args.extend(recipients.iter().map(|r| r.to_string()));
+    python(script, &args);
+}
+
+/// The file's text once it holds every one of `needles`; fails after 20 seconds.
+fn wait_for(path: &Path, needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if needles.iter().all(|n| text.contains(n)) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "never got {needles:?}: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn smarthost_config(port: u16, tls: &str, ca: Option<&Path>) -> String {
+    let ca = ca
+        .map(|p| format!("smarthost_ca = {:?}\n", p.display().to_string()))
+        .unwrap_or_default();
+    format!(
+        "[queue]\nsmarthost = \"localhost:{port}\"\nsmarthost_tls = \"{tls}\"\n\
+         smarthost_user = \"relay-user\"\nsmarthost_password = \"relay-secret\"\n\
+         first_retry_seconds = 1\n{ca}"
+    )
+}
+
+#[test]
+fn a_smarthost_gets_auth_only_over_tls_it_trusts_with_starttls_or_implicit_tls() {
+    for mode in ["starttls", "implicit"] {
+        let dir = tempfile::tempdir().unwrap();
+        seed(dir.path(), "lr");
+        let (smarthost, log) = tls_sink(dir.path(), mode, &["localhost"]);
+        let cert = dir.path().join("sink-cert.pem");
+        let server = start(
+            dir.path(),
+            &smarthost_config(smarthost.port, mode, Some(&cert)),
+        );
+        submit(&server, &["far@away.example"], "relayed");
+        let text = wait_for(&log, &["Subject: relayed"]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "TLS localhost", "{mode}: {text}");
+        assert_eq!(
+            lines[1], "AUTH |relay-user|relay-secret over TLS",
+            "{mode}: {text}"
+        );
+        assert!(lines[2].starts_with("MAIL FROM:<contact@acme.example>"));
+        assert_eq!(lines[3], "RCPT TO:<far@away.example>", "{mode}: {text}");
+    }
+}
+
+/// The queue entry's state once it is deferred, as an admin sees it.
+async fn deferred_error(server: &TestServer, org: u64) -> String {
+    let owner = Api::login(server, OWNER, OWNER_PASSWORD).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, page) = owner.get(&format!("/api/v1/orgs/{org}/queue")).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let entry = &page["items"][0];
+        if entry["state"] == "deferred" {
+            return entry["last_error"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(Instant::now() < deadline, "never deferred: {page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn no_password_goes_to_a_smarthost_that_is_not_trusted_or_offers_no_tls() {
+    // A certificate nobody vouches for: no CA configured.
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    let (smarthost, log) = tls_sink(dir.path(), "starttls", &["localhost"]);
+    let server = start(
+        dir.path(),
+        &smarthost_config(smarthost.port, "starttls", None),
+    );
+    submit(&server, &["far@away.example"], "untrusted");
+    let error = deferred_error(&server, seeded.org).await;
+    assert!(error.contains("certificate"), "{error}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("AUTH") && !text.contains("MAIL"), "{text}");
+
+    // A smarthost that offers AUTH but no STARTTLS.
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    let (smarthost, log) = tls_sink(dir.path(), "plain", &["localhost"]);
+    let server = start(
+        dir.path(),
+        &smarthost_config(smarthost.port, "starttls", None),
+    );
+    submit(&server, &["far@away.example"], "in clear");
+    let error = deferred_error(&server, seeded.org).await;
+    assert!(error.contains("not sent in clear"), "{error}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("AUTH") && !text.contains("MAIL"), "{text}");
+}
+
+#[test]
+fn mx_hosts_come_from_the_dns_in_order_of_preference_with_opportunistic_starttls() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let (mx, log) = tls_sink(dir.path(), "starttls", &["mx1.remote.test", "plain.test"]);
+    let questions = dir.path().join("dns.log");
+    let dns = sink(DNS, &questions);
+    let server = start(
+        dir.path(),
+        &format!(
+            "[queue]\nnameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\nfirst_retry_seconds = 1\n",
+            dns.port, mx.port
+        ),
+    );
+    submit(
+        &server,
+        &[
+            "friend@remote.test",
+            "someone@plain.test",
+            "nobody@nomail.test",
+        ],
+        "via mx",
+    );
+    let text = wait_for(
+        &log,
+        &[
+            "TLS mx1.remote.test",
+            "RCPT TO:<friend@remote.test>",
+            "TLS plain.test",
+            "RCPT TO:<someone@plain.test>",
+        ],
+    );
+    assert_eq!(text.matches("Subject: via mx").count(), 2, "{text}");
+    let asked = std::fs::read_to_string(&questions).unwrap();
+    // The preferred host (5) has no server: it was looked up first, then the next one.
+    let dead = asked.find("A dead.remote.test").expect(&asked);
+    let live = asked.find("A mx1.remote.test").expect(&asked);
+    assert!(dead < live, "{asked}");
+    // No MX: the domain's own address (RFC 5321 §5.1).
+    assert!(
+        asked.contains("MX plain.test") && asked.contains("A plain.test"),
+        "{asked}"
+    );
+    // A null MX (RFC 7505) bounces at once, with a DSN to the sender.
+    let dsn = python(
+        r#"
+import imaplib, ssl, sys, time
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+for _ in range(100):
+    m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)
+    m.login("contact@acme.example", "contact-password")
+    m.select("INBOX")
+    typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+    m.logout()
+    if typ == "OK" and data and data[0]:
+        print(data[0][1].decode())
+        break
+    time.sleep(0.2)
+"#,
+        &[
+            "127.0.0.1".into(),
+            server.addr("imap (TLS)").port().to_string(),
+        ],
+    );
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; nobody@nomail.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("null MX"), "{dsn}");
+}
