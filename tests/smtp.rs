@@ -206,41 +206,39 @@ print("done")
 }
 
 #[test]
-fn pipelining_bdat_and_smtputf8_work_as_smtplib_and_raw_clients_send_them() {
+fn pipelining_bdat_and_smtputf8_work_as_smtplib_sends_them() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "lr");
     let server = start(dir.path(), "");
     let out = run(
         &server,
         r#"
-# A pipelined transaction in one write (RFC 2920), then BDAT in two chunks (RFC 3030).
-sock = socket.create_connection((host, ports["smtp"]))
-f = sock.makefile("rb")
-def reply():
-    lines = []
-    while True:
-        line = f.readline().decode()
-        lines.append(line)
-        if line[3] == " ":
-            return lines
-reply()
+# smtplib has no pipelining or BDAT of its own: its connection sends the commands as a
+# client that has them would, and its reply parser reads the answers.
+s = inbound()
+s.ehlo("client.test")
+assert s.has_extn("pipelining") and s.has_extn("chunking"), s.esmtp_features
+# A pipelined transaction in one write (RFC 2920).
 body = b"Subject: piped\r\n\r\n.leading dot stays\r\n"
-sock.sendall(b"EHLO client.test\r\nMAIL FROM:<a@remote.example>\r\nRCPT TO:<contact@acme.example>\r\nDATA\r\n")
-assert reply()[-1].startswith("250 "), "EHLO"
-assert reply()[0].startswith("250 2.1.0"), "MAIL"
-assert reply()[0].startswith("250 2.1.5"), "RCPT"
-assert reply()[0].startswith("354"), "DATA"
-sock.sendall(b"Subject: piped\r\n\r\n..leading dot stays\r\n.\r\n")
-assert reply()[0].startswith("250 2.0.0"), "end of data"
+s.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<contact@acme.example>\r\nDATA\r\n")
+assert s.getreply()[1].startswith(b"2.1.0"), "MAIL"
+assert s.getreply()[1].startswith(b"2.1.5"), "RCPT"
+assert s.getreply()[0] == 354, "DATA"
+s.send(b"Subject: piped\r\n\r\n..leading dot stays\r\n.\r\n")
+assert s.getreply()[1].startswith(b"2.0.0"), "end of data"
+# BDAT in two chunks (RFC 3030), pipelined behind MAIL and RCPT, after STARTTLS.
+s.starttls(context=ctx)
+s.ehlo("client.test")
+assert s.has_extn("chunking"), "CHUNKING is offered again after STARTTLS"
 chunk1 = b"Subject: chunked\r\n\r\nfirst part, "
 chunk2 = b"second part\r\n"
-sock.sendall(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<contact@acme.example>\r\n")
-reply(); reply()
-sock.sendall(b"BDAT %d\r\n" % len(chunk1) + chunk1 + b"BDAT %d LAST\r\n" % len(chunk2) + chunk2)
-assert reply()[0].startswith("250 2.0.0 %d octets" % len(chunk1)), "first chunk"
-assert reply()[0].startswith("250 2.0.0"), "last chunk"
-sock.sendall(b"QUIT\r\n")
-sock.close()
+s.send(b"MAIL FROM:<a@remote.example>\r\nRCPT TO:<contact@acme.example>\r\n"
+       + b"BDAT %d\r\n" % len(chunk1) + chunk1 + b"BDAT %d LAST\r\n" % len(chunk2) + chunk2)
+assert [s.getreply()[0] for _ in range(2)] == [250, 250], "MAIL, RCPT"
+code, text = s.getreply()
+assert (code, text) == (250, b"2.0.0 %d octets received" % len(chunk1)), (code, text)
+assert s.getreply()[1].startswith(b"2.0.0"), "last chunk"
+s.quit()
 s = inbound()
 s.ehlo("client.test")
 s.sendmail("jörg@remote.example", ["contact@acme.example"], "Subject: utf8\r\nFrom: jörg@remote.example\r\n\r\nGrüße\r\n".encode(), mail_options=["SMTPUTF8"])
@@ -294,6 +292,19 @@ fn swaks_and_curl_deliver_and_submit() {
         "{}",
         String::from_utf8_lossy(&swaks_auth.stdout)
     );
+    // swaks pipelines MAIL, RCPT and DATA in one write when PIPELINING is offered.
+    let swaks_pipelined = std::process::Command::new("swaks")
+        .args(["--server", &inbound.ip().to_string(), "--port"])
+        .arg(inbound.port().to_string())
+        .args(["--to", "contact@acme.example", "--from", "x@remote.example"])
+        .args(["--pipeline", "--header", "Subject: swaks pipelined"])
+        .output()
+        .expect("swaks");
+    let transcript = String::from_utf8_lossy(&swaks_pipelined.stdout);
+    assert!(swaks_pipelined.status.success(), "{transcript}");
+    let sent_data = transcript.find(" -> DATA").expect(&transcript);
+    let mail_answered = transcript.find("<-  250 2.1.0").expect(&transcript);
+    assert!(sent_data < mail_answered, "not pipelined: {transcript}");
     let mail = dir.path().join("curl.eml");
     std::fs::write(
         &mail,
@@ -317,7 +328,7 @@ fn swaks_and_curl_deliver_and_submit() {
         r#"
 msgs = inbox("contact@acme.example", "contact-password")
 subjects = sorted(m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in msgs)
-assert subjects == [b"by curl", b"by swaks", b"swaks submission"], subjects
+assert subjects == [b"by curl", b"by swaks", b"swaks pipelined", b"swaks submission"], subjects
 print("done")
 "#,
     );
