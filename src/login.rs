@@ -125,6 +125,46 @@ pub enum LoginRefusal {
     NoAccess,
 }
 
+/// The mailbox a login acts as, if it names one, and who logs in.
+fn split_login<'a>(
+    services: &Services,
+    login: &'a str,
+    authzid: Option<&'a str>,
+) -> (Option<&'a str>, &'a str) {
+    let sep = services.config.auth.delegation_separator.as_str();
+    match (authzid.filter(|a| !a.is_empty()), login.split_once(sep)) {
+        (Some(mailbox), _) => (Some(mailbox), login),
+        (None, Some((mailbox, user))) => (Some(mailbox), user),
+        (None, None) => (None, login),
+    }
+}
+
+/// The organizations whose audit log shows a failed login: the one holding the mailbox or
+/// alias it names, and those the user it names belongs to. None for a name nobody has.
+pub fn orgs_concerned(services: &Services, login: &str, authzid: Option<&str>) -> Vec<OrgId> {
+    let store = &services.store;
+    let (target, who) = split_login(services, login, authzid);
+    let org_of_address = |address: &str| {
+        let mailbox = match store.resolve_address(address).ok()?? {
+            crate::store::AddressEntry::Mailbox(id) => id,
+            crate::store::AddressEntry::Alias(alias) => alias.mailbox,
+        };
+        Some(store.mailbox(mailbox).ok()??.org)
+    };
+    let mut orgs: Vec<OrgId> = target
+        .into_iter()
+        .chain([who])
+        .filter_map(org_of_address)
+        .collect();
+    if let Ok(Some(user)) = store.user_by_login(who) {
+        let memberships = store.memberships_of(user.id).unwrap_or_default();
+        orgs.extend(memberships.into_iter().map(|m| m.org));
+    }
+    orgs.sort();
+    orgs.dedup();
+    orgs
+}
+
 /// Checks a login: `login` is a mailbox address, a user login, or `mailbox<sep>user`;
 /// `authzid` (SASL) names a mailbox to act as.
 pub async fn authenticate(
@@ -133,12 +173,7 @@ pub async fn authenticate(
     password: &str,
     authzid: Option<&str>,
 ) -> Result<Identity, LoginRefusal> {
-    let sep = services.config.auth.delegation_separator.as_str();
-    let (target, who) = match (authzid.filter(|a| !a.is_empty()), login.split_once(sep)) {
-        (Some(mailbox), _) => (Some(mailbox), login),
-        (None, Some((mailbox, user))) => (Some(mailbox), user),
-        (None, None) => (None, login),
-    };
+    let (target, who) = split_login(services, login, authzid);
     let store = &services.store;
     let lookup_failed = |_| LoginRefusal::Credentials;
     if target.is_none()
@@ -235,13 +270,21 @@ pub struct Attempt<'a> {
 
 /// Records a login, successful or not, with both identities (issue 3).
 pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identity, LoginRefusal>) {
-    let (actor, org, outcome) = match result {
+    let (actor, orgs, outcome) = match result {
         Ok(identity) => (
             identity.actor(),
-            identity.personal().map(|m| m.org),
+            vec![identity.personal().map(|m| m.org)],
             Outcome::Success,
         ),
-        Err(_) => (Actor::Anonymous, None, Outcome::Failure),
+        Err(_) => {
+            let orgs = orgs_concerned(services, attempt.login, attempt.authzid);
+            let orgs = if orgs.is_empty() {
+                vec![None]
+            } else {
+                orgs.into_iter().map(Some).collect()
+            };
+            (Actor::Anonymous, orgs, Outcome::Failure)
+        }
     };
     let detail = format!(
         "mechanism={} tls={} authzid={} id={} {}",
@@ -254,23 +297,25 @@ pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identi
             Err(r) => format!("refused: {r:?}"),
         }
     );
-    let event = AuditEvent {
-        id: AuditId(0),
-        at: 0,
-        org,
-        actor,
-        action: attempt.action.into(),
-        target: attempt.login.to_string(),
-        client: Some(attempt.peer.ip().to_string()),
-        outcome,
-        detail,
-    };
     services.metrics.login(attempt.action, result.is_ok());
     if result.is_ok() {
         services.throttle.succeeded(attempt.login);
     }
-    if let Err(e) = services.store.record_audit(event) {
-        tracing::error!(error = %e, action = attempt.action, "could not record a login");
+    for org in orgs {
+        let event = AuditEvent {
+            id: AuditId(0),
+            at: 0,
+            org,
+            actor: actor.clone(),
+            action: attempt.action.into(),
+            target: attempt.login.to_string(),
+            client: Some(attempt.peer.ip().to_string()),
+            outcome,
+            detail: detail.clone(),
+        };
+        if let Err(e) = services.store.record_audit(event) {
+            tracing::error!(error = %e, action = attempt.action, "could not record a login");
+        }
     }
 }
 
@@ -364,6 +409,22 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_login_concerns_the_org_of_the_mailbox_or_of_the_user_it_names() {
+        let h = crate::harness::Harness::new();
+        let org = h.services.store.organizations().unwrap()[0].id;
+        let orgs = |login: &str, authzid: Option<&str>| orgs_concerned(&h.services, login, authzid);
+        assert_eq!(orgs(crate::harness::ADDRESS, None), [org]);
+        assert_eq!(orgs("owner@harness.test", None), [org], "a member");
+        let delegated = format!("{}*owner@harness.test", crate::harness::ADDRESS);
+        assert_eq!(orgs(&delegated, None), [org], "counted once");
+        assert_eq!(
+            orgs("owner@harness.test", Some("nobody@else.example")),
+            [org]
+        );
+        assert!(orgs("nobody@else.example", None).is_empty());
+    }
 
     #[test]
     fn failures_double_the_wait_per_address_and_per_login() {

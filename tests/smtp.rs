@@ -393,6 +393,72 @@ print("done")
     assert!(out.contains("done"), "{out}");
 }
 
+/// RFC 4954 §4 as Outlook uses it (AUTH LOGIN with the user name as initial response);
+/// wrong passwords are slowed down (1 s, then 2 s) and show in the organization's audit log;
+/// a client that never authenticates is cut off after `smtp.max_commands_before_auth`.
+#[tokio::test]
+async fn submission_auth_failures_are_slowed_down_and_audited_and_idlers_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+s = submission()
+def plain(password):
+    # One AUTH each: smtplib's login() would try PLAIN, then LOGIN.
+    s.user, s.password = "contact@acme.example", password
+    return s.auth("PLAIN", s.auth_plain)
+started = time.time()
+refused(lambda: plain("wrong"), 535, "5.7.8")
+first = time.time() - started
+refused(lambda: plain("wrong again"), 535, "5.7.8")
+second = time.time() - started - first
+assert first >= 1 and second >= 2, (first, second)
+s.close()
+t = submission_tls()
+t.ehlo("client.test")
+t.user, t.password = "contact@acme.example", "contact-password"
+code, text = t.auth("LOGIN", t.auth_login, initial_response_ok=True)
+assert code == 235, (code, text)
+t.quit()
+u = submission()
+# The count starts over with TLS (RFC 3207 §4.2): the EHLO after it was one; the limit is 20.
+for n in range(19):
+    assert u.docmd("NOOP")[0] == 250, n
+code, text = u.docmd("NOOP")
+assert (code, text[:5]) == (421, b"4.7.0"), (code, text)
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+    let owner = api::Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let (status, page) = owner
+        .get(&format!(
+            "/api/v1/orgs/{}/audit?action=smtp.login",
+            seeded.org
+        ))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{page}");
+    let outcomes: Vec<(&str, &str)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["target"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|(_, o)| *o == "failure").count(),
+        2,
+        "{page}"
+    );
+    assert!(outcomes.iter().all(|(t, _)| *t == CONTACT), "{page}");
+}
+
 /// RFC 5321 §4.5.3.2.7: a server waits at least 5 minutes for the next command (default 300
 /// s); set to one second here, a silent client is told why and dropped, mid-message too.
 #[test]

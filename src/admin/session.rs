@@ -56,10 +56,18 @@ pub async fn login(
         .as_ref()
         .map_or(Actor::Anonymous, |u| Actor::User(u.id));
     let Some(user) = user.filter(|_| verified) else {
-        audit::entry("admin.login", &req.login)
-            .actor(actor)
-            .failure("wrong login or password")
-            .record(&services, client);
+        let orgs = crate::login::orgs_concerned(&services, &req.login, None);
+        let failure = || {
+            audit::entry("admin.login", &req.login)
+                .actor(actor.clone())
+                .failure("wrong login or password")
+        };
+        if orgs.is_empty() {
+            failure().record(&services, client);
+        }
+        for org in orgs {
+            failure().org(org).record(&services, client);
+        }
         slow_down(&services, client, &req.login).await;
         return Err(ApiError::Unauthorized("wrong login or password"));
     };
