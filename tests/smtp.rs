@@ -658,6 +658,8 @@ assert b"multipart/report; report-type=delivery-status" in dsn, dsn
 assert b"Final-Recipient: rfc822; bad@remote.example\r\nAction: failed\r\nStatus: 5.1.1" in dsn, dsn
 assert b"friend@remote.example" not in dsn.split(b"message/delivery-status")[1].split(b"text/rfc822-headers")[0], dsn
 assert b"Subject: outbound" in dsn, "the original header comes back"
+# The client keeps its Sent copy (APPEND); the server stores none of its own.
+assert inbox("contact@acme.example", "contact-password", "Sent") == []
 print("done")
 "#,
     );
