@@ -139,27 +139,42 @@ fn split_login<'a>(
     }
 }
 
-/// The organizations whose audit log shows a failed login: the one holding the mailbox or
-/// alias it names, and those the user it names belongs to. None for a name nobody has.
+/// The organizations whose audit log shows a failed login, following `authenticate`: the one
+/// holding the mailbox it acts as or logs in to, else those the user it names belongs to.
+/// None for a name nobody has; never the user's organizations for another's mailbox, which
+/// would tell them about it.
 pub fn orgs_concerned(services: &Services, login: &str, authzid: Option<&str>) -> Vec<OrgId> {
-    let store = &services.store;
-    let (target, who) = split_login(services, login, authzid);
-    let org_of_address = |address: &str| {
-        let mailbox = match store.resolve_address(address).ok()?? {
-            crate::store::AddressEntry::Mailbox(id) => id,
-            crate::store::AddressEntry::Alias(alias) => alias.mailbox,
-        };
-        Some(store.mailbox(mailbox).ok()??.org)
-    };
-    let mut orgs: Vec<OrgId> = target
-        .into_iter()
-        .chain([who])
-        .filter_map(org_of_address)
-        .collect();
-    if let Ok(Some(user)) = store.user_by_login(who) {
-        let memberships = store.memberships_of(user.id).unwrap_or_default();
-        orgs.extend(memberships.into_iter().map(|m| m.org));
+    match split_login(services, login, authzid) {
+        (Some(mailbox), _) => org_of_address(services, mailbox).into_iter().collect(),
+        (None, who) => match org_of_address(services, who) {
+            Some(org) => vec![org],
+            None => orgs_of_user(services, who),
+        },
     }
+}
+
+/// The organization of the mailbox (or alias) `address`.
+fn org_of_address(services: &Services, address: &str) -> Option<OrgId> {
+    let store = &services.store;
+    let mailbox = match store.resolve_address(address).ok()?? {
+        crate::store::AddressEntry::Mailbox(id) => id,
+        crate::store::AddressEntry::Alias(alias) => alias.mailbox,
+    };
+    Some(store.mailbox(mailbox).ok()??.org)
+}
+
+/// The organizations the user whose login is `login` belongs to.
+pub fn orgs_of_user(services: &Services, login: &str) -> Vec<OrgId> {
+    let store = &services.store;
+    let Ok(Some(user)) = store.user_by_login(login) else {
+        return Vec::new();
+    };
+    let mut orgs: Vec<OrgId> = store
+        .memberships_of(user.id)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| m.org)
+        .collect();
     orgs.sort();
     orgs.dedup();
     orgs
@@ -419,9 +434,10 @@ mod tests {
         assert_eq!(orgs("owner@harness.test", None), [org], "a member");
         let delegated = format!("{}*owner@harness.test", crate::harness::ADDRESS);
         assert_eq!(orgs(&delegated, None), [org], "counted once");
-        assert_eq!(
-            orgs("owner@harness.test", Some("nobody@else.example")),
-            [org]
+        let unknown_target = orgs("owner@harness.test", Some("nobody@else.example"));
+        assert!(
+            unknown_target.is_empty(),
+            "not the user's own organizations"
         );
         assert!(orgs("nobody@else.example", None).is_empty());
     }

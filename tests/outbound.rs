@@ -12,8 +12,8 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// A smarthost or MX host: `mode` is `starttls` (offered), `implicit` or `plain` (AUTH
-/// offered, STARTTLS not). It logs, one line each, the TLS server name it was asked for
+/// A smarthost or MX host: `mode` is `starttls` (offered), `implicit`, `plain` (AUTH
+/// offered, STARTTLS not) or `badtls` (STARTTLS offered, then garbage instead of TLS). It logs, one line each, the TLS server name it was asked for
 /// (SNI), AUTH credentials and whether TLS was on, MAIL/RCPT, and the message.
 const TLS_SINK: &str = r#"
 import base64, socket, ssl, sys, threading
@@ -49,8 +49,14 @@ def converse(conn):
         verb = line.split(" ")[0].upper()
         tls = isinstance(conn, ssl.SSLSocket)
         if verb == "EHLO":
-            ext = ["sink.test", "8BITMIME", "AUTH PLAIN"] + (["STARTTLS"] if mode == "starttls" and not tls else [])
+            ext = ["sink.test", "8BITMIME", "AUTH PLAIN"] + (["STARTTLS"] if mode in ("starttls", "badtls") and not tls else [])
             send("\r\n".join(("250 " if i == len(ext) - 1 else "250-") + e for i, e in enumerate(ext)))
+        elif verb == "STARTTLS" and mode == "badtls":
+            # A legacy host: says yes, then cannot speak any TLS the client knows.
+            send("220 2.0.0 go ahead")
+            conn.sendall(b"this is not a TLS record\r\n")
+            log("TLS BROKEN")
+            return
         elif verb == "STARTTLS":
             send("220 2.0.0 go ahead")
             conn = secure(conn)
@@ -115,11 +121,17 @@ def answer(query):
     rcode = 0 if name in names else 3
     header = struct.pack(">HHHHHH", qid, 0x8480 | (flags & 0x0100) | rcode, 1, len(records), 0, 0)
     return header + query[12:i + 5] + body
-udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-udp.bind(("127.0.0.1", 0))
-port = udp.getsockname()[1]
-tcp = socket.socket()
-tcp.bind(("127.0.0.1", port))
+while True:  # one port number free for both UDP and TCP
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    port = udp.getsockname()[1]
+    tcp = socket.socket()
+    try:
+        tcp.bind(("127.0.0.1", port))
+        break
+    except OSError:
+        udp.close()
+        tcp.close()
 tcp.listen()
 def serve_tcp():
     while True:
@@ -177,13 +189,18 @@ s.quit()
 
 /// The file's text once it holds every one of `needles`; fails after 20 seconds.
 fn wait_for(path: &Path, needles: &[&str]) -> String {
+    wait_until(path, |text| needles.iter().all(|n| text.contains(n)))
+}
+
+/// The file's text once `done` says so; fails after 20 seconds.
+fn wait_until(path: &Path, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
-        if needles.iter().all(|n| text.contains(n)) {
+        if done(&text) {
             return text;
         }
-        assert!(Instant::now() < deadline, "never got {needles:?}: {text}");
+        assert!(Instant::now() < deadline, "never done: {text}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -284,25 +301,22 @@ fn mx_hosts_come_from_the_dns_in_order_of_preference_with_opportunistic_starttls
             dns.port, mx.port
         ),
     );
-    submit(
-        &server,
-        &[
-            "friend@remote.test",
-            "someone@plain.test",
-            "nobody@nomail.test",
-        ],
-        "via mx",
-    );
-    let text = wait_for(
-        &log,
-        &[
-            "TLS mx1.remote.test",
-            "RCPT TO:<friend@remote.test>",
-            "TLS plain.test",
-            "RCPT TO:<someone@plain.test>",
-        ],
-    );
-    assert_eq!(text.matches("Subject: via mx").count(), 2, "{text}");
+    let recipients = [
+        "friend@remote.test",
+        "someone@plain.test",
+        "nobody@nomail.test",
+        "lost@gone.test",
+    ];
+    submit(&server, &recipients, "via mx");
+    let text = wait_until(&log, |text| text.matches("Subject: via mx").count() == 2);
+    for line in [
+        "TLS mx1.remote.test",
+        "RCPT TO:<friend@remote.test>",
+        "TLS plain.test",
+        "RCPT TO:<someone@plain.test>",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
     let asked = std::fs::read_to_string(&questions).unwrap();
     // The preferred host (5) has no server: it was looked up first, then the next one.
     let dead = asked.find("A dead.remote.test").expect(&asked);
@@ -313,8 +327,47 @@ fn mx_hosts_come_from_the_dns_in_order_of_preference_with_opportunistic_starttls
         asked.contains("MX plain.test") && asked.contains("A plain.test"),
         "{asked}"
     );
-    // A null MX (RFC 7505) bounces at once, with a DSN to the sender.
-    let dsn = python(
+    // A null MX (RFC 7505 §4.2) and a domain that does not exist bounce at once: a DSN
+    // each to the sender, with no address looked up for them.
+    let dsns = inbox(&server, 2);
+    for (recipient, status) in [
+        ("nobody@nomail.test", "5.1.10"),
+        ("lost@gone.test", "5.1.2"),
+    ] {
+        let needle =
+            format!("Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}");
+        assert!(dsns.contains(&needle), "{needle}: {dsns}");
+    }
+    assert!(
+        !asked.contains("A nomail.test") && !asked.contains("A gone.test"),
+        "{asked}"
+    );
+}
+
+#[test]
+fn an_mx_host_whose_tls_fails_gets_the_mail_in_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let (mx, log) = tls_sink(dir.path(), "badtls", &["plain.test"]);
+    let dns = sink(DNS, &dir.path().join("dns.log"));
+    let server = start(
+        dir.path(),
+        &format!(
+            "[queue]\nnameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\nfirst_retry_seconds = 1\n",
+            dns.port, mx.port
+        ),
+    );
+    submit(&server, &["someone@plain.test"], "legacy");
+    let text = wait_for(&log, &["Subject: legacy"]);
+    let broken = text.find("TLS BROKEN").expect(&text);
+    let mail = text.find("MAIL FROM:<contact@acme.example>").expect(&text);
+    assert!(broken < mail, "TLS was tried first: {text}");
+    assert_eq!(text.matches("Subject: legacy").count(), 1, "{text}");
+}
+
+/// Every message in contact@'s INBOX once there are at least `count`, as one text.
+fn inbox(server: &TestServer, count: usize) -> String {
+    python(
         r#"
 import imaplib, ssl, sys, time
 ctx = ssl.create_default_context()
@@ -323,22 +376,18 @@ ctx.verify_mode = ssl.CERT_NONE
 for _ in range(100):
     m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)
     m.login("contact@acme.example", "contact-password")
-    m.select("INBOX")
-    typ, data = m.fetch("1:*", "(BODY.PEEK[])")
-    m.logout()
-    if typ == "OK" and data and data[0]:
-        print(data[0][1].decode())
+    typ, data = m.select("INBOX")
+    if int(data[0]) >= int(sys.argv[3]):
+        typ, data = m.fetch("1:*", "(BODY.PEEK[])")
+        print("\n".join(part[1].decode() for part in data if isinstance(part, tuple)))
         break
+    m.logout()
     time.sleep(0.2)
 "#,
         &[
             "127.0.0.1".into(),
             server.addr("imap (TLS)").port().to_string(),
+            count.to_string(),
         ],
-    );
-    assert!(
-        dsn.contains("Final-Recipient: rfc822; nobody@nomail.test"),
-        "{dsn}"
-    );
-    assert!(dsn.contains("null MX"), "{dsn}");
+    )
 }

@@ -478,8 +478,10 @@ def dropped(s):
     assert s.sock.recv(1) == b"", "the connection is closed"
 s = inbound()
 s.ehlo("client.test")
-time.sleep(1.5)
+started = time.time()
 dropped(s)
+waited = time.time() - started
+assert 0.9 < waited < 5, ("the configured second, not the default 300", waited)
 s = inbound()
 s.ehlo("client.test")
 assert s.docmd("MAIL FROM:<a@remote.example>")[0] == 250

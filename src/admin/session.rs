@@ -52,14 +52,13 @@ pub async fn login(
         Some(u) if !u.disabled => services.passwords.verify(&u.password, &req.password).await,
         _ => false,
     };
-    let actor = user
-        .as_ref()
-        .map_or(Actor::Anonymous, |u| Actor::User(u.id));
     let Some(user) = user.filter(|_| verified) else {
-        let orgs = crate::login::orgs_concerned(&services, &req.login, None);
+        // Whoever failed is nobody yet (as over IMAP and SMTP); the organizations of the user
+        // named see it. The API's logins are users' logins, never delegations.
+        let orgs = crate::login::orgs_of_user(&services, &req.login);
         let failure = || {
             audit::entry("admin.login", &req.login)
-                .actor(actor.clone())
+                .actor(Actor::Anonymous)
                 .failure("wrong login or password")
         };
         if orgs.is_empty() {
@@ -82,7 +81,7 @@ pub async fn login(
         password_change_only: user.must_change_password,
     })?;
     audit::entry("admin.login", &user.login)
-        .actor(actor)
+        .actor(Actor::User(user.id))
         .record(&services, client);
     services.throttle.succeeded(&req.login);
     Ok((

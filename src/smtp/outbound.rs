@@ -121,10 +121,7 @@ fn due(services: &Services, in_flight: &Mutex<HashSet<QueueId>>) -> Vec<QueueEnt
 async fn attempt(services: &Services, mut entry: QueueEntry) {
     let raw = match services.store.read_message(&entry.blob) {
         Ok(raw) => raw,
-        Err(e) => {
-            tracing::error!(queue = %entry.id, error = %e, "queued message unreadable");
-            return;
-        }
+        Err(e) => return lost(services, &entry, &e.to_string()).await,
     };
     let job = Attempt {
         sender: &entry.sender,
@@ -171,6 +168,27 @@ async fn attempt(services: &Services, mut entry: QueueEntry) {
     }
 }
 
+/// A queued message whose bytes cannot be read (damage to the store) will never leave:
+/// its sender is told, without the content, and the entry goes, rather than being tried
+/// every second for ever.
+async fn lost(services: &Services, entry: &QueueEntry, error: &str) {
+    tracing::error!(queue = %entry.id, error, "queued message unreadable; bounced");
+    let why = "554 5.3.0 the queued copy of the message could not be read";
+    let failed: Vec<(String, String)> = entry
+        .recipients
+        .iter()
+        .map(|r| (r.clone(), why.to_string()))
+        .collect();
+    super::dsn::bounce(services, entry, b"", &failed).await;
+    if let Err(e) = services
+        .store
+        .dequeue(entry.id)
+        .and_then(|_| services.store.flush_blocking())
+    {
+        tracing::error!(queue = %entry.id, error = %e, "removing a lost queue entry failed");
+    }
+}
+
 /// The wait after the `attempts`-th failure: the first retry delay, doubled each time.
 fn backoff(services: &Services, attempts: u32) -> Duration {
     let config = &services.config.queue;
@@ -181,4 +199,34 @@ fn backoff(services: &Services, attempts: u32) -> Duration {
             .saturating_mul(factor)
             .min(config.max_retry_seconds.max(first)),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::{ADDRESS, Harness};
+
+    #[tokio::test]
+    async fn a_queued_message_whose_bytes_are_gone_bounces_and_leaves_the_queue() {
+        let h = Harness::new();
+        let store = &h.services.store;
+        let far = ["far@away.example".to_string()];
+        let entry = store
+            .enqueue(b"Subject: x\r\n\r\nx\r\n", ADDRESS, &far)
+            .unwrap()[0]
+            .clone();
+        std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
+        attempt(&h.services, entry).await;
+        assert!(store.queue().unwrap().is_empty(), "no longer tried");
+        let Some(crate::store::AddressEntry::Mailbox(mailbox)) =
+            store.resolve_address(ADDRESS).unwrap()
+        else {
+            panic!("the harness mailbox");
+        };
+        let inbox = store.folder_by_name(mailbox, "INBOX").unwrap().unwrap();
+        let messages = store.messages(mailbox, inbox.id).unwrap();
+        let dsn = store.read_message(&messages.last().unwrap().blob).unwrap();
+        let dsn = String::from_utf8_lossy(&dsn);
+        assert!(dsn.contains("Status: 5.3.0"), "{dsn}");
+    }
 }

@@ -72,11 +72,15 @@ impl BlobDir {
         }
         if created {
             sync_dir(root)?;
+            // The store's own directory holds the new `blobs` entry.
+            if let Some(parent) = root.parent() {
+                sync_dir(parent)?;
+            }
         }
         Ok(())
     }
 
-    fn path(&self, id: &BlobId) -> PathBuf {
+    pub(super) fn path(&self, id: &BlobId) -> PathBuf {
         let hex = id.hex();
         self.root.join(&hex[..2]).join(&hex[2..])
     }
@@ -97,10 +101,12 @@ impl BlobDir {
     }
 
     /// Under the store lock: the blob `write` stored is still there, or is written again.
+    /// What is there may have been renamed into place by another delivery since: its
+    /// directory is synced again, which costs nothing when that is done already.
     pub fn ensure(&self, id: &BlobId, bytes: &[u8]) -> StoreResult<()> {
         let path = self.path(id);
         if path.exists() {
-            return Ok(());
+            return sync_dir(self.dir_of(&path));
         }
         self.write_new(bytes, &path)
     }

@@ -602,10 +602,25 @@ impl Store {
             .unwrap_or(0))
     }
 
+    /// Removes the files of blobs the committed change stopped referencing. The change is
+    /// flushed first: a crash must not bring back records whose bodies are gone.
     pub(super) fn remove_blobs(&self, freed: &[BlobId]) {
+        if freed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.inner.db.flush() {
+            tracing::warn!(error = %e, "flush failed; unreferenced blobs kept");
+            return;
+        }
         for blob in freed {
             self.inner.blobs.remove(blob);
         }
+    }
+
+    /// Where a blob's file is, for tests that damage the store on purpose.
+    #[cfg(test)]
+    pub fn blob_path(&self, blob: &BlobId) -> std::path::PathBuf {
+        self.inner.blobs.path(blob)
     }
 
     /// The message's bytes.

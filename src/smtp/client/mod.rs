@@ -1,0 +1,351 @@
+//! The SMTP client of the outbound queue: one connection per attempt, to the smarthost or
+//! to the domain's MX hosts in order of preference, STARTTLS when offered.
+//!
+//! What a refusal means depends on when it comes. Before MAIL (greeting, EHLO, STARTTLS,
+//! AUTH) it is the host's, not the message's: the next host is tried and the message kept
+//! (RFC 5321 §3.1, §5.1). From MAIL on, a 5xx is the message's or the recipient's.
+
+mod conversation;
+mod route;
+#[cfg(test)]
+mod tests;
+
+use crate::config::{QueueConfig, SmarthostTls};
+use crate::net::Services;
+use base64::Engine;
+use conversation::{Conversation, dot_stuff};
+use route::Route;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+/// What one attempt carries.
+pub struct Attempt<'a> {
+    pub sender: &'a str,
+    pub domain: &'a str,
+    pub recipients: &'a [String],
+    pub raw: &'a [u8],
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecipientResult {
+    Delivered,
+    /// 4xx, a connection failure, no host answering: tried again later.
+    Temporary(String),
+    /// 5xx: bounced.
+    Permanent(String),
+}
+
+/// A whole-attempt failure, before recipients were answered one by one.
+#[derive(Debug)]
+enum Failure {
+    Temporary(String),
+    Permanent(String),
+    /// TLS could not be set up; an MX host may still take the mail in clear.
+    Tls(String),
+}
+
+impl Failure {
+    fn text(&self) -> &str {
+        match self {
+            Failure::Temporary(why) | Failure::Permanent(why) | Failure::Tls(why) => why,
+        }
+    }
+
+    /// The same failure, as a verdict on the host rather than on the message.
+    fn of_host(self) -> Failure {
+        match self {
+            Failure::Permanent(why) => Failure::Temporary(why),
+            other => other,
+        }
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Temporary(format!("connection: {e}"))
+    }
+}
+
+/// RFC 5321 §4.5.3.2: how long the client waits at each step. Steps the RFC does not name
+/// (EHLO, STARTTLS, AUTH) get the 5 minutes of the greeting.
+mod wait {
+    use std::time::Duration;
+    /// RFC 5321 names none; Postfix's `smtp_connect_timeout`.
+    pub const CONNECT: Duration = Duration::from_secs(30);
+    /// §4.5.3.2.1.
+    pub const GREETING: Duration = Duration::from_secs(5 * 60);
+    /// §4.5.3.2.2 and §4.5.3.2.3.
+    pub const MAIL_RCPT: Duration = Duration::from_secs(5 * 60);
+    /// §4.5.3.2.4: the 354 after DATA.
+    pub const DATA_INIT: Duration = Duration::from_secs(2 * 60);
+    /// §4.5.3.2.5: each block of the message.
+    pub const DATA_BLOCK: Duration = Duration::from_secs(3 * 60);
+    /// §4.5.3.2.6: the reply to the final dot.
+    pub const DATA_END: Duration = Duration::from_secs(10 * 60);
+    /// After delivery, QUIT's answer changes nothing: not worth a long wait.
+    pub const QUIT: Duration = Duration::from_secs(10);
+    /// Stops a host that answers every step just in time, forever.
+    pub const WHOLE_ATTEMPT: Duration = Duration::from_secs(60 * 60);
+}
+
+/// The size of one block written under [`wait::DATA_BLOCK`].
+const BLOCK: usize = 64 * 1024;
+
+/// One host to try.
+#[derive(Clone, Debug)]
+struct Target {
+    host: String,
+    port: u16,
+    tls: SmarthostTls,
+    route: Route,
+}
+
+/// Tries every host in turn until one takes the message; returns a result per recipient.
+pub async fn deliver(services: &Services, job: &Attempt<'_>) -> Vec<RecipientResult> {
+    let config = &services.config.queue;
+    let resolver = match route::resolver(config) {
+        Ok(resolver) => resolver,
+        Err(f) => return all(job, f),
+    };
+    let targets = match route::targets(config, &resolver, job.domain).await {
+        Ok(targets) => targets,
+        Err(f) => return all(job, f),
+    };
+    let mut last = Failure::Temporary(format!("no host to deliver to for {}", job.domain));
+    for target in targets {
+        let mut result = attempt(services, &resolver, &target, job).await;
+        if let (Route::Mx, Err(Failure::Tls(why))) = (target.route, &result) {
+            // RFC 3207 §4.1, RFC 7435: opportunistic TLS that fails is no reason not to
+            // deliver; the smarthost, which gets a password, is never tried in clear.
+            tracing::info!(host = %target.host, error = %why, "TLS failed; delivering without it");
+            let clear = Target {
+                tls: SmarthostTls::None,
+                ..target.clone()
+            };
+            result = attempt(services, &resolver, &clear, job).await;
+        }
+        match result {
+            Ok(results) => return results,
+            Err(f @ Failure::Permanent(_)) => return all(job, f),
+            Err(f) => last = f,
+        }
+    }
+    all(job, last)
+}
+
+fn all(job: &Attempt<'_>, failure: Failure) -> Vec<RecipientResult> {
+    let result = match failure {
+        Failure::Temporary(why) | Failure::Tls(why) => RecipientResult::Temporary(why),
+        Failure::Permanent(why) => RecipientResult::Permanent(why),
+    };
+    vec![result; job.recipients.len()]
+}
+
+async fn attempt(
+    services: &Services,
+    resolver: &hickory_resolver::TokioResolver,
+    target: &Target,
+    job: &Attempt<'_>,
+) -> Result<Vec<RecipientResult>, Failure> {
+    let session = session(services, resolver, target, job);
+    tokio::time::timeout(wait::WHOLE_ATTEMPT, session)
+        .await
+        .unwrap_or_else(|_| Err(Failure::Temporary(format!("{}: timed out", target.host))))
+}
+
+async fn session(
+    services: &Services,
+    resolver: &hickory_resolver::TokioResolver,
+    target: &Target,
+    job: &Attempt<'_>,
+) -> Result<Vec<RecipientResult>, Failure> {
+    let tcp = route::connect(resolver, target).await?;
+    let hostname = &services.config.hostname;
+    let config = &services.config.queue;
+    if target.tls == SmarthostTls::Implicit {
+        let mut conv = Conversation::new(start_tls(services, target, tcp).await?);
+        let ehlo = open(&mut conv, hostname, true).await?;
+        return transaction(config, target.route, &mut conv, &ehlo, job).await;
+    }
+    let mut conv = Conversation::new(tcp);
+    let ehlo = open(&mut conv, hostname, true).await?;
+    if target.tls != SmarthostTls::None && offers(&ehlo, "STARTTLS") {
+        conv.command("STARTTLS", 220, wait::GREETING)
+            .await
+            .map_err(|f| Failure::Tls(format!("STARTTLS refused: {}", f.text())))?;
+        let stream = start_tls(services, target, conv.into_inner()).await?;
+        let mut conv = Conversation::new(stream);
+        // RFC 3207 §4.2: what was learnt before TLS is forgotten; EHLO again.
+        let ehlo = open(&mut conv, hostname, false).await?;
+        return transaction(config, target.route, &mut conv, &ehlo, job).await;
+    }
+    // A password goes only over TLS, unless the configuration says the smarthost has none.
+    let auth = target.route == Route::Smarthost && !config.smarthost_user.is_empty();
+    if auth && target.tls != SmarthostTls::None {
+        return Err(Failure::Temporary(format!(
+            "{} offers no STARTTLS; the smarthost password is not sent in clear",
+            target.host
+        )));
+    }
+    transaction(config, target.route, &mut conv, &ehlo, job).await
+}
+
+/// The greeting (unless TLS just started) and EHLO; the extensions offered.
+async fn open<S: AsyncRead + AsyncWrite + Unpin>(
+    conv: &mut Conversation<S>,
+    hostname: &str,
+    greeting: bool,
+) -> Result<Vec<String>, Failure> {
+    if greeting {
+        conv.expect(220, wait::GREETING)
+            .await
+            .map_err(Failure::of_host)?;
+    }
+    conv.ehlo(hostname).await.map_err(Failure::of_host)
+}
+
+/// Whether EHLO offered `extension` (its first word, RFC 5321 §4.1.1.1).
+fn offers(ehlo: &[String], extension: &str) -> bool {
+    ehlo.iter().any(|line| {
+        line.split([' ', '='])
+            .next()
+            .is_some_and(|word| word.eq_ignore_ascii_case(extension))
+    })
+}
+
+/// Whether EHLO offered AUTH with `mechanism` (RFC 4954 §3).
+fn offers_auth(ehlo: &[String], mechanism: &str) -> bool {
+    ehlo.iter().any(|line| {
+        let mut words = line.split([' ', '=']);
+        words.next().is_some_and(|w| w.eq_ignore_ascii_case("AUTH"))
+            && words.any(|w| w.eq_ignore_ascii_case(mechanism))
+    })
+}
+
+/// AUTH to the smarthost when configured, then MAIL, RCPT and DATA.
+async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+    config: &QueueConfig,
+    route: Route,
+    conv: &mut Conversation<S>,
+    ehlo: &[String],
+    job: &Attempt<'_>,
+) -> Result<Vec<RecipientResult>, Failure> {
+    if route == Route::Smarthost && !config.smarthost_user.is_empty() {
+        authenticate(config, conv, ehlo).await?;
+    }
+    let utf8 = !(job.sender.is_ascii() && job.recipients.iter().all(|r| r.is_ascii()));
+    let eight_bit = !job.raw.is_ascii();
+    // RFC 6531 §3.4 and RFC 6152 §3: what the server cannot take is not sent (no downgrade).
+    if utf8 && !offers(ehlo, "SMTPUTF8") {
+        return Err(Failure::Permanent(
+            "550 5.6.7 the receiving server does not take UTF-8 addresses (SMTPUTF8)".into(),
+        ));
+    }
+    if eight_bit && !offers(ehlo, "8BITMIME") {
+        return Err(Failure::Permanent(
+            "554 5.6.3 the receiving server does not take 8-bit content (8BITMIME)".into(),
+        ));
+    }
+    let mut mail = format!("MAIL FROM:<{}>", job.sender);
+    if eight_bit {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    if utf8 {
+        mail.push_str(" SMTPUTF8");
+    }
+    conv.command(&mail, 250, wait::MAIL_RCPT).await?;
+    let mut results = Vec::new();
+    for rcpt in job.recipients {
+        let (code, text) = conv
+            .send(&format!("RCPT TO:<{rcpt}>"), wait::MAIL_RCPT)
+            .await?;
+        results.push(match code {
+            200..=299 => RecipientResult::Delivered,
+            _ => refusal(code, &text),
+        });
+    }
+    if !results.contains(&RecipientResult::Delivered) {
+        quit(conv).await;
+        return Ok(results);
+    }
+    let (code, text) = conv.send("DATA", wait::DATA_INIT).await?;
+    if code != 354 {
+        quit(conv).await;
+        return Ok(settle(results, refusal(code, &text)));
+    }
+    for block in dot_stuff(job.raw).chunks(BLOCK) {
+        conv.write(block, wait::DATA_BLOCK).await?;
+    }
+    conv.write(b".\r\n", wait::DATA_BLOCK).await?;
+    let (code, lines) = conv.reply(wait::DATA_END).await?;
+    quit(conv).await;
+    Ok(match code {
+        200..=299 => results,
+        _ => settle(results, refusal(code, &lines.join(" "))),
+    })
+}
+
+/// AUTH PLAIN (RFC 4954, RFC 4616). A refusal is the smarthost's (a password changed on one
+/// side): the mail waits until it is fixed or the queue gives up, like Postfix's
+/// `smtp_sasl_auth_soft_bounce`.
+async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+    config: &QueueConfig,
+    conv: &mut Conversation<S>,
+    ehlo: &[String],
+) -> Result<(), Failure> {
+    if !offers_auth(ehlo, "PLAIN") {
+        return Err(Failure::Temporary(
+            "the smarthost offers no AUTH PLAIN for the configured user".into(),
+        ));
+    }
+    let plain = format!("\0{}\0{}", config.smarthost_user, config.smarthost_password);
+    let encoded = base64::engine::general_purpose::STANDARD.encode(plain);
+    conv.command(&format!("AUTH PLAIN {encoded}"), 235, wait::GREETING)
+        .await
+        .map_err(Failure::of_host)?;
+    Ok(())
+}
+
+/// A reply that is not a success: 5xx for good, anything else for now.
+fn refusal(code: u16, text: &str) -> RecipientResult {
+    match code {
+        500..=599 => RecipientResult::Permanent(format!("{code} {text}")),
+        _ => RecipientResult::Temporary(format!("{code} {text}")),
+    }
+}
+
+/// The message as a whole was refused: every recipient RCPT accepted shares that fate; the
+/// others keep their own.
+fn settle(results: Vec<RecipientResult>, whole: RecipientResult) -> Vec<RecipientResult> {
+    results
+        .into_iter()
+        .map(|r| match r {
+            RecipientResult::Delivered => whole.clone(),
+            other => other,
+        })
+        .collect()
+}
+
+async fn quit<S: AsyncRead + AsyncWrite + Unpin>(conv: &mut Conversation<S>) {
+    let _ = tokio::time::timeout(wait::QUIT, conv.send("QUIT", wait::QUIT)).await;
+}
+
+async fn start_tls(
+    services: &Services,
+    target: &Target,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
+    let host = &target.host;
+    let name = rustls_pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| Failure::Temporary(format!("{host}: {e}")))?;
+    let config = match target.route {
+        Route::Smarthost => services.outbound_tls.smarthost.clone(),
+        Route::Mx => services.outbound_tls.mx.clone(),
+    };
+    let handshake = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
+    match tokio::time::timeout(wait::GREETING, handshake).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(Failure::Tls(format!("{host}: TLS: {e}"))),
+        Err(_) => Err(Failure::Tls(format!("{host}: TLS handshake timed out"))),
+    }
+}

@@ -1,0 +1,182 @@
+//! The client's waits and verdicts against scripted servers, on paused time.
+
+use super::*;
+
+use crate::config::QueueConfig;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
+
+/// A server that answers each command line with the next reply, reads the message after
+/// a 354, and after its last reply goes silent; with `354 stall` it stops reading too.
+async fn scripted(stream: DuplexStream, replies: Vec<&'static str>) {
+    let mut stream = BufReader::new(stream);
+    for reply in replies {
+        let mut line = String::new();
+        if stream.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        stream
+            .write_all(format!("{reply}\r\n").as_bytes())
+            .await
+            .unwrap();
+        if reply == "354 stall" {
+            break;
+        }
+        if reply.starts_with("354") {
+            while line != ".\r\n" {
+                line.clear();
+                stream.read_line(&mut line).await.unwrap();
+            }
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+/// A transaction against `replies` (see `scripted`) for `recipients`, smarthost settings
+/// from `config`, EHLO having offered `ehlo`: its result and how long it took.
+async fn run(
+    replies: Vec<&'static str>,
+    capacity: usize,
+    recipients: &[&str],
+    config: &QueueConfig,
+    ehlo: &[&str],
+) -> (Result<Vec<RecipientResult>, Failure>, Duration) {
+    let (client, server) = tokio::io::duplex(capacity);
+    tokio::spawn(scripted(server, replies));
+    let raw = vec![b'x'; 300 * 1024];
+    let recipients: Vec<String> = recipients.iter().map(|r| r.to_string()).collect();
+    let ehlo: Vec<String> = ehlo.iter().map(|e| e.to_string()).collect();
+    let job = Attempt {
+        sender: "s@local.example",
+        domain: "remote.example",
+        recipients: &recipients,
+        raw: &raw,
+    };
+    let route = if config.smarthost.is_empty() {
+        Route::Mx
+    } else {
+        Route::Smarthost
+    };
+    let started = tokio::time::Instant::now();
+    let mut conv = Conversation::new(client);
+    let result = transaction(config, route, &mut conv, &ehlo, &job).await;
+    (result, started.elapsed())
+}
+
+/// How long `transaction` waits before it gives up on a server that stops answering
+/// after `replies`, with a connection of `capacity` bytes in flight.
+async fn gives_up_after(replies: Vec<&'static str>, capacity: usize) -> Duration {
+    let config = QueueConfig::default();
+    let (result, elapsed) = run(replies, capacity, &["a@remote.example"], &config, &[]).await;
+    assert!(matches!(result, Err(Failure::Temporary(_))), "{result:?}");
+    elapsed
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_step_waits_as_long_as_rfc_5321_section_4_5_3_2_says() {
+    let big = 1024 * 1024;
+    assert_eq!(gives_up_after(vec![], big).await, wait::MAIL_RCPT);
+    assert_eq!(gives_up_after(vec!["250 ok"], big).await, wait::MAIL_RCPT);
+    let data = vec!["250 ok", "250 ok"];
+    assert_eq!(gives_up_after(data, big).await, wait::DATA_INIT);
+    let end = vec!["250 ok", "250 ok", "354 go on"];
+    assert_eq!(gives_up_after(end, big).await, wait::DATA_END);
+    // A server that stops reading: the first block that cannot be written fails.
+    let stall = vec!["250 ok", "250 ok", "354 stall"];
+    assert_eq!(gives_up_after(stall, 1024).await, wait::DATA_BLOCK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_greeting_is_waited_for_five_minutes() {
+    let (client, _server) = tokio::io::duplex(1024);
+    let started = tokio::time::Instant::now();
+    let result = Conversation::new(client).expect(220, wait::GREETING).await;
+    assert!(matches!(result, Err(Failure::Temporary(_))));
+    assert_eq!(started.elapsed(), Duration::from_secs(300));
+}
+
+#[test]
+fn lines_starting_with_a_dot_are_stuffed() {
+    assert_eq!(dot_stuff(b".a\r\nb\r\n.\r\n"), b"..a\r\nb\r\n..\r\n");
+    assert_eq!(dot_stuff(b"no newline"), b"no newline\r\n");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_data_bounces_the_accepted_recipients_and_keeps_the_deferred() {
+    let replies = vec![
+        "250 ok",
+        "250 ok",
+        "450 4.2.1 try later",
+        "554 5.7.1 no thanks",
+    ];
+    let config = QueueConfig::default();
+    let (result, _) = run(
+        replies,
+        1 << 20,
+        &["a@r.example", "b@r.example"],
+        &config,
+        &[],
+    )
+    .await;
+    let results = result.unwrap();
+    assert_eq!(
+        results,
+        [
+            RecipientResult::Permanent("554 5.7.1 no thanks".into()),
+            RecipientResult::Temporary("450 4.2.1 try later".into()),
+        ]
+    );
+}
+
+fn smarthost_with_user() -> QueueConfig {
+    QueueConfig {
+        smarthost: "relay.example:587".into(),
+        smarthost_user: "u".into(),
+        smarthost_password: "p".into(),
+        ..QueueConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_smarthost_login_keeps_the_mail_for_later() {
+    let config = smarthost_with_user();
+    let replies = vec!["535 5.7.8 bad credentials"];
+    let (result, _) = run(
+        replies,
+        1 << 20,
+        &["a@r.example"],
+        &config,
+        &["AUTH LOGIN PLAIN"],
+    )
+    .await;
+    assert!(
+        matches!(&result, Err(Failure::Temporary(why)) if why.contains("535")),
+        "{result:?}"
+    );
+    // Not offered at all: nothing is sent, and the mail waits too.
+    let (result, _) = run(vec![], 1 << 20, &["a@r.example"], &config, &["8BITMIME"]).await;
+    assert!(
+        matches!(&result, Err(Failure::Temporary(why)) if why.contains("no AUTH PLAIN")),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reply_line_that_never_ends_is_refused_without_growing() {
+    let (client, mut server) = tokio::io::duplex(1 << 20);
+    server.write_all(&[b'2'; 100_000]).await.unwrap();
+    let result = Conversation::new(client).reply(wait::GREETING).await;
+    assert!(matches!(result, Err(Failure::Temporary(why)) if why.starts_with("bad reply")));
+}
+
+#[test]
+fn extensions_are_recognised_by_their_first_word() {
+    let ehlo = [
+        "SIZE 1000".to_string(),
+        "AUTH=LOGIN PLAIN".into(),
+        "STARTTLS".into(),
+    ];
+    assert!(offers(&ehlo, "size") && offers(&ehlo, "STARTTLS"));
+    assert!(!offers(&ehlo, "SMTPUTF8"));
+    assert!(offers_auth(&ehlo, "PLAIN") && !offers_auth(&ehlo, "CRAM-MD5"));
+}
