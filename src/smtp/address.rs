@@ -108,4 +108,31 @@ mod tests {
         assert_eq!(split("nobody"), Err(Malformed::NotAnAddress));
         assert_eq!(split("a@b.example"), Ok(("a", "b.example")));
     }
+
+    #[test]
+    fn domains_never_care_about_case_and_local_parts_only_when_configured() {
+        let is_local = |h: &crate::harness::Harness, address: &str| {
+            matches!(
+                destination(&h.services, address),
+                Ok(Destination::Local { .. })
+            )
+        };
+        let relaxed = crate::harness::Harness::new();
+        for address in [
+            "box@harness.test",
+            "BOX@HARNESS.TEST",
+            "Box+tag@Harness.Test",
+        ] {
+            assert!(is_local(&relaxed, address), "{address}");
+        }
+        let strict =
+            crate::harness::Harness::with_config(|c| c.smtp.local_part_case_sensitive = true);
+        assert!(is_local(&strict, "box@HARNESS.test"));
+        assert!(is_local(&strict, "box+tag@harness.test"));
+        assert!(!is_local(&strict, "BOX@harness.test"));
+        let plus_off =
+            crate::harness::Harness::with_config(|c| c.smtp.subaddress_separator = "-".into());
+        assert!(!is_local(&plus_off, "box+tag@harness.test"));
+        assert!(is_local(&plus_off, "box-tag@harness.test"));
+    }
 }
