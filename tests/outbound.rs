@@ -258,33 +258,26 @@ async fn deferred_error(server: &TestServer, org: u64) -> String {
 
 #[tokio::test]
 async fn no_password_goes_to_a_smarthost_that_is_not_trusted_or_offers_no_tls() {
-    // A certificate nobody vouches for: no CA configured.
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lr");
-    let (smarthost, log) = tls_sink(dir.path(), "starttls", &["localhost"]);
-    let server = start(
-        dir.path(),
-        &smarthost_config(smarthost.port, "starttls", None),
-    );
-    submit(&server, &["far@away.example"], "untrusted");
-    let error = deferred_error(&server, seeded.org).await;
-    assert!(error.contains("certificate"), "{error}");
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(!text.contains("AUTH") && !text.contains("MAIL"), "{text}");
-
-    // A smarthost that offers AUTH but no STARTTLS.
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lr");
-    let (smarthost, log) = tls_sink(dir.path(), "plain", &["localhost"]);
-    let server = start(
-        dir.path(),
-        &smarthost_config(smarthost.port, "starttls", None),
-    );
-    submit(&server, &["far@away.example"], "in clear");
-    let error = deferred_error(&server, seeded.org).await;
-    assert!(error.contains("not sent in clear"), "{error}");
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(!text.contains("AUTH") && !text.contains("MAIL"), "{text}");
+    for (mode, why) in [
+        // A certificate nobody vouches for: no CA configured.
+        ("starttls", "certificate"),
+        // A smarthost that offers AUTH but no STARTTLS.
+        ("plain", "not sent in clear"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let seeded = seed(dir.path(), "lr");
+        let (smarthost, log) = tls_sink(dir.path(), mode, &["localhost"]);
+        let config = smarthost_config(smarthost.port, "starttls", None);
+        let server = start(dir.path(), &config);
+        submit(&server, &["far@away.example"], "kept back");
+        let error = deferred_error(&server, seeded.org).await;
+        assert!(error.contains(why), "{mode}: {error}");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !text.contains("AUTH") && !text.contains("MAIL"),
+            "{mode}: {text}"
+        );
+    }
 }
 
 #[test]
