@@ -153,6 +153,15 @@ pub fn orgs_concerned(services: &Services, login: &str, authzid: Option<&str>) -
     }
 }
 
+/// The audit logs an event about `orgs` goes to: each of theirs, or the server's alone.
+pub fn audit_logs(orgs: Vec<OrgId>) -> Vec<Option<OrgId>> {
+    if orgs.is_empty() {
+        vec![None]
+    } else {
+        orgs.into_iter().map(Some).collect()
+    }
+}
+
 /// The organization of the mailbox (or alias) `address`.
 fn org_of_address(services: &Services, address: &str) -> Option<OrgId> {
     let store = &services.store;
@@ -293,12 +302,7 @@ pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identi
         ),
         Err(_) => {
             let orgs = orgs_concerned(services, attempt.login, attempt.authzid);
-            let orgs = if orgs.is_empty() {
-                vec![None]
-            } else {
-                orgs.into_iter().map(Some).collect()
-            };
-            (Actor::Anonymous, orgs, Outcome::Failure)
+            (Actor::Anonymous, audit_logs(orgs), Outcome::Failure)
         }
     };
     let detail = format!(

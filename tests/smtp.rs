@@ -502,15 +502,20 @@ print("done")
 const STREAM: &str = r#"
 import smtplib, sys, threading
 host, port = sys.argv[1], int(sys.argv[2])
+lock = threading.Lock()
+def say(*words):
+    # One thread at a time: two prints at once can share a line.
+    with lock:
+        print(*words, flush=True)
 def stream(first):
     try:
         s = smtplib.SMTP(host, port, local_hostname="client.test")
         for n in range(first, first + 100000, 2):
             msg = b"Message-ID: <%d@stream.test>\r\nSubject: %d\r\n\r\n" % (n, n) + b"y" * (n * 131 % 9000) + b"\r\n"
             s.sendmail("load@remote.example", ["contact@acme.example"], msg)
-            print("ACK", n, flush=True)
+            say("ACK", n)
     except Exception as e:
-        print("CUT", first, repr(e), flush=True)
+        say("CUT", first, repr(e))
 threads = [threading.Thread(target=stream, args=(i,)) for i in (0, 1)]
 [t.start() for t in threads]
 [t.join() for t in threads]

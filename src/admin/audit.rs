@@ -34,6 +34,12 @@ impl Entry {
         self
     }
 
+    /// In `org`'s audit log, or the server's alone for None.
+    pub fn in_org(mut self, org: Option<OrgId>) -> Entry {
+        self.event.org = org;
+        self
+    }
+
     pub fn actor(mut self, actor: Actor) -> Entry {
         self.event.actor = actor;
         self

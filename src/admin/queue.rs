@@ -21,7 +21,8 @@ pub struct QueuedView {
     pub created: Millis,
     pub attempts: u32,
     pub next_attempt: Millis,
-    /// `pending` before the first attempt, `deferred` after a temporary failure.
+    /// `held` while the message is still being accepted, `pending` before the first
+    /// attempt, `deferred` after a temporary failure.
     pub state: &'static str,
     pub last_error: Option<String>,
 }
@@ -50,7 +51,9 @@ pub async fn list(
         })
         .map(|e| QueuedView {
             id: e.id.to_string(),
-            state: if e.attempts == 0 {
+            state: if e.is_held() {
+                "held"
+            } else if e.attempts == 0 {
                 "pending"
             } else {
                 "deferred"

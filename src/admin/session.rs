@@ -56,16 +56,11 @@ pub async fn login(
         // Whoever failed is nobody yet (as over IMAP and SMTP); the organizations of the user
         // named see it. The API's logins are users' logins, never delegations.
         let orgs = crate::login::orgs_of_user(&services, &req.login);
-        let failure = || {
-            audit::entry("admin.login", &req.login)
+        for org in crate::login::audit_logs(orgs) {
+            let failure = audit::entry("admin.login", &req.login)
                 .actor(Actor::Anonymous)
-                .failure("wrong login or password")
-        };
-        if orgs.is_empty() {
-            failure().record(&services, client);
-        }
-        for org in orgs {
-            failure().org(org).record(&services, client);
+                .failure("wrong login or password");
+            failure.in_org(org).record(&services, client);
         }
         slow_down(&services, client, &req.login).await;
         return Err(ApiError::Unauthorized("wrong login or password"));

@@ -4,17 +4,18 @@ use super::address::{self, Destination};
 use crate::net::Services;
 use crate::store::QueueEntry;
 
-/// Tells the sender of `entry` that `failed` recipients will not get it. A bounce of a
-/// bounce (empty sender) is dropped (RFC 5321 §6.1 forbids it).
+/// Tells the sender of `entry` that `failed` recipients will not get it; an error when the
+/// notice could not be stored. A bounce of a bounce (empty sender) is dropped (RFC 5321
+/// §6.1 forbids it).
 pub async fn bounce(
     services: &Services,
     entry: &QueueEntry,
     raw: &[u8],
     failed: &[(String, String)],
-) {
+) -> Result<(), String> {
     if entry.sender.is_empty() {
         tracing::warn!(queue = %entry.id, "a bounce could not be delivered; dropped");
-        return;
+        return Ok(());
     }
     let report = build(&services.config.hostname, entry, raw, failed);
     let result = match address::destination(services, &entry.sender) {
@@ -27,6 +28,7 @@ pub async fn bounce(
             let outgoing = super::outbound::Outgoing {
                 sender: "",
                 recipients: std::slice::from_ref(&entry.sender),
+                hold: crate::store::Hold::No,
             };
             super::outbound::enqueue(services, &report, outgoing)
                 .await
@@ -35,10 +37,10 @@ pub async fn bounce(
         }
         _ => Err(format!("the sender <{}> is not an address", entry.sender)),
     };
-    match result {
-        Ok(()) => tracing::info!(queue = %entry.id, sender = %entry.sender, "bounced"),
-        Err(e) => tracing::error!(queue = %entry.id, error = %e, "the bounce could not be sent"),
+    if result.is_ok() {
+        tracing::info!(queue = %entry.id, sender = %entry.sender, "bounced");
     }
+    result
 }
 
 /// The multipart/report message: a human explanation, the machine-readable status per
@@ -92,15 +94,18 @@ pub fn build(
              Diagnostic-Code: smtp; {diagnostic}\r\n"
         ));
     }
-    out.push_str(&format!(
-        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-    ));
-    let header_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map_or(raw.len(), |p| p + 2);
     let mut bytes = out.into_bytes();
-    bytes.extend_from_slice(&raw[..header_end]);
+    // The original header, when there is one to return (RFC 3462 §3).
+    if !raw.is_empty() {
+        let header_end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(raw.len(), |p| p + 2);
+        bytes.extend_from_slice(
+            format!("\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n").as_bytes(),
+        );
+        bytes.extend_from_slice(&raw[..header_end]);
+    }
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     bytes
 }

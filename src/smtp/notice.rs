@@ -31,6 +31,7 @@ pub async fn send(
             let outgoing = Outgoing {
                 sender: "",
                 recipients: &recipients,
+                hold: crate::store::Hold::No,
             };
             super::outbound::enqueue(services, &raw, outgoing)
                 .await

@@ -5,7 +5,7 @@
 use super::client::{self, Attempt, RecipientResult};
 use crate::model::*;
 use crate::net::Services;
-use crate::store::{QueueEntry, QueueId, StoreError};
+use crate::store::{Hold, QueueEntry, QueueId, StoreError};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,6 +19,7 @@ pub struct Outgoing<'a> {
     /// The reverse-path; empty for a bounce.
     pub sender: &'a str,
     pub recipients: &'a [String],
+    pub hold: Hold,
 }
 
 /// Queues a message for its remote recipients; returns once it is on disk, with the entries'
@@ -29,20 +30,42 @@ pub async fn enqueue(
     outgoing: Outgoing<'_>,
 ) -> Result<Vec<QueueId>, StoreError> {
     let store = services.store.clone();
-    let (raw, sender, recipients) = (
+    let (raw, sender, recipients, hold) = (
         raw.to_vec(),
         outgoing.sender.to_string(),
         outgoing.recipients.to_vec(),
+        outgoing.hold,
     );
-    let entries = tokio::task::spawn_blocking(move || {
-        let entries = store.enqueue(&raw, &sender, &recipients)?;
+    let entries = blocking(move || {
+        let entries = store.enqueue(&raw, &sender, &recipients, hold)?;
         store.flush_blocking()?;
-        Ok::<_, StoreError>(entries)
+        Ok(entries)
     })
-    .await
-    .map_err(|e| StoreError::Corrupt(format!("queueing task failed: {e}")))??;
+    .await?;
     services.queue_wake.notify_one();
     Ok(entries.into_iter().map(|e| e.id).collect())
+}
+
+/// Lets entries queued with [`Hold::UntilReleased`] leave; returns once that is on disk, so
+/// that the message can be acknowledged.
+pub async fn release(services: &Services, ids: &[QueueId]) -> Result<(), StoreError> {
+    let (store, ids) = (services.store.clone(), ids.to_vec());
+    blocking(move || {
+        store.release(&ids)?;
+        store.flush_blocking()
+    })
+    .await?;
+    services.queue_wake.notify_one();
+    Ok(())
+}
+
+/// Store work that waits for the disk, off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("store task failed: {e}")))?
 }
 
 /// Takes back entries just queued for a message the client will send again.
@@ -56,6 +79,14 @@ pub fn withdraw(services: &Services, ids: &[QueueId]) {
 
 /// Runs until `shutdown`: picks due entries and delivers them.
 pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
+    match services.store.drop_held() {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            entries = n,
+            "dropped queue entries of messages never acknowledged"
+        ),
+        Err(e) => tracing::error!(error = %e, "dropping held queue entries failed"),
+    }
     let in_flight: Arc<Mutex<HashSet<QueueId>>> = Arc::default();
     loop {
         for entry in due(&services, &in_flight) {
@@ -119,30 +150,28 @@ fn due(services: &Services, in_flight: &Mutex<HashSet<QueueId>>) -> Vec<QueueEnt
 
 /// One delivery attempt of one entry, and what follows from it.
 async fn attempt(services: &Services, mut entry: QueueEntry) {
-    let raw = match services.store.read_message(&entry.blob) {
-        Ok(raw) => raw,
-        Err(e) => return lost(services, &entry, &e.to_string()).await,
+    let (raw, results) = match services.store.read_message(&entry.blob) {
+        Ok(raw) => {
+            let job = Attempt {
+                sender: &entry.sender,
+                domain: &entry.domain,
+                recipients: &entry.recipients,
+                raw: &raw,
+            };
+            let results = client::deliver(services, &job).await;
+            (raw, results)
+        }
+        Err(e) => (Vec::new(), unreadable(&entry, &e)),
     };
-    let job = Attempt {
-        sender: &entry.sender,
-        domain: &entry.domain,
-        recipients: &entry.recipients,
-        raw: &raw,
-    };
-    let results = client::deliver(services, &job).await;
     let mut failed = Vec::new();
     let mut retry = Vec::new();
-    let mut last_error = None;
     for (recipient, result) in entry.recipients.iter().zip(results) {
         match result {
             RecipientResult::Delivered => {
                 tracing::info!(queue = %entry.id, %recipient, "delivered");
             }
             RecipientResult::Permanent(why) => failed.push((recipient.clone(), why)),
-            RecipientResult::Temporary(why) => {
-                last_error = Some(why.clone());
-                retry.push((recipient.clone(), why));
-            }
+            RecipientResult::Temporary(why) => retry.push((recipient.clone(), why)),
         }
     }
     entry.attempts += 1;
@@ -151,41 +180,47 @@ async fn attempt(services: &Services, mut entry: QueueEntry) {
     if expired {
         failed.append(&mut retry);
     }
-    if !failed.is_empty() {
-        super::dsn::bounce(services, &entry, &raw, &failed).await;
+    if !failed.is_empty()
+        && let Err(e) = super::dsn::bounce(services, &entry, &raw, &failed).await
+    {
+        // Without the notice nobody would know: the recipients wait for the next attempt,
+        // which refuses them again.
+        tracing::error!(queue = %entry.id, error = %e, "the bounce could not be sent; retried");
+        retry.append(&mut failed);
     }
-    let outcome = if retry.is_empty() {
-        services.store.dequeue(entry.id)
-    } else {
-        entry.recipients = retry.into_iter().map(|(r, _)| r).collect();
-        entry.last_error = last_error;
-        entry.next_attempt = now_millis() + backoff(services, entry.attempts).as_millis() as i64;
-        tracing::info!(queue = %entry.id, attempts = entry.attempts, error = ?entry.last_error, "deferred");
-        services.store.defer(&entry)
-    };
-    if let Err(e) = outcome.and_then(|_| services.store.flush_blocking()) {
-        tracing::error!(queue = %entry.id, error = %e, "updating the queue failed");
-    }
+    finish(services, entry, retry).await;
 }
 
-/// A queued message whose bytes cannot be read (damage to the store) will never leave:
-/// its sender is told, without the content, and the entry goes, rather than being tried
-/// every second for ever.
-async fn lost(services: &Services, entry: &QueueEntry, error: &str) {
-    tracing::error!(queue = %entry.id, error, "queued message unreadable; bounced");
-    let why = "554 5.3.0 the queued copy of the message could not be read";
-    let failed: Vec<(String, String)> = entry
-        .recipients
-        .iter()
-        .map(|r| (r.clone(), why.to_string()))
-        .collect();
-    super::dsn::bounce(services, entry, b"", &failed).await;
-    if let Err(e) = services
-        .store
-        .dequeue(entry.id)
-        .and_then(|_| services.store.flush_blocking())
-    {
-        tracing::error!(queue = %entry.id, error = %e, "removing a lost queue entry failed");
+/// A queued message whose file is gone (damage to the store) will never leave: it bounces,
+/// without its content. Any other read error (too many open files, a permission) is waited
+/// out like a refusal.
+fn unreadable(entry: &QueueEntry, error: &StoreError) -> Vec<RecipientResult> {
+    tracing::error!(queue = %entry.id, %error, "queued message unreadable");
+    let result = if error.is_missing_file() {
+        RecipientResult::Permanent("554 5.3.0 the queued copy of the message is missing".into())
+    } else {
+        RecipientResult::Temporary(format!(
+            "451 4.3.0 the queued copy of the message could not be read: {error}"
+        ))
+    };
+    vec![result; entry.recipients.len()]
+}
+
+/// Removes the entry when nobody is left to try, else defers it with those who are.
+async fn finish(services: &Services, mut entry: QueueEntry, retry: Vec<(String, String)>) {
+    let store = services.store.clone();
+    let id = entry.id;
+    let outcome = if retry.is_empty() {
+        blocking(move || store.dequeue(id).and_then(|_| store.flush_blocking())).await
+    } else {
+        entry.last_error = retry.last().map(|(_, why)| why.clone());
+        entry.recipients = retry.into_iter().map(|(r, _)| r).collect();
+        entry.next_attempt = now_millis() + backoff(services, entry.attempts).as_millis() as i64;
+        tracing::info!(queue = %id, attempts = entry.attempts, error = ?entry.last_error, "deferred");
+        blocking(move || store.defer(&entry).and_then(|_| store.flush_blocking())).await
+    };
+    if let Err(e) = outcome {
+        tracing::error!(queue = %id, error = %e, "updating the queue failed");
     }
 }
 
@@ -205,19 +240,16 @@ fn backoff(services: &Services, attempts: u32) -> Duration {
 mod tests {
     use super::*;
     use crate::harness::{ADDRESS, Harness};
+    use crate::store::Hold;
 
-    #[tokio::test]
-    async fn a_queued_message_whose_bytes_are_gone_bounces_and_leaves_the_queue() {
-        let h = Harness::new();
-        let store = &h.services.store;
+    fn queued(h: &Harness, hold: Hold) -> QueueEntry {
         let far = ["far@away.example".to_string()];
-        let entry = store
-            .enqueue(b"Subject: x\r\n\r\nx\r\n", ADDRESS, &far)
-            .unwrap()[0]
-            .clone();
-        std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
-        attempt(&h.services, entry).await;
-        assert!(store.queue().unwrap().is_empty(), "no longer tried");
+        let raw = b"Subject: x\r\n\r\nx\r\n";
+        h.services.store.enqueue(raw, ADDRESS, &far, hold).unwrap()[0].clone()
+    }
+
+    fn last_in_inbox(h: &Harness) -> String {
+        let store = &h.services.store;
         let Some(crate::store::AddressEntry::Mailbox(mailbox)) =
             store.resolve_address(ADDRESS).unwrap()
         else {
@@ -225,8 +257,68 @@ mod tests {
         };
         let inbox = store.folder_by_name(mailbox, "INBOX").unwrap().unwrap();
         let messages = store.messages(mailbox, inbox.id).unwrap();
-        let dsn = store.read_message(&messages.last().unwrap().blob).unwrap();
-        let dsn = String::from_utf8_lossy(&dsn);
+        let raw = store.read_message(&messages.last().unwrap().blob).unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_queued_message_whose_file_is_gone_bounces_and_leaves_the_queue() {
+        let h = Harness::new();
+        let store = &h.services.store;
+        let entry = queued(&h, Hold::No);
+        std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
+        attempt(&h.services, entry).await;
+        assert!(store.queue().unwrap().is_empty(), "no longer tried");
+        let dsn = last_in_inbox(&h);
         assert!(dsn.contains("Status: 5.3.0"), "{dsn}");
+        assert!(
+            !dsn.contains("text/rfc822-headers"),
+            "no header to return: {dsn}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_queued_message_that_cannot_be_read_now_waits() {
+        let h = Harness::new();
+        let store = &h.services.store;
+        let entry = queued(&h, Hold::No);
+        // Reading a directory fails as a passing error would, not as a missing file.
+        let path = store.blob_path(&entry.blob);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        attempt(&h.services, entry).await;
+        let queue = store.queue().unwrap();
+        assert_eq!(queue.len(), 1, "kept");
+        assert!(
+            queue[0]
+                .last_error
+                .as_deref()
+                .unwrap_or("")
+                .starts_with("451 4.3.0")
+        );
+        assert!(!last_in_inbox(&h).contains("delivery-status"), "no bounce");
+    }
+
+    #[test]
+    fn held_entries_wait_for_their_release_and_are_dropped_at_start() {
+        let h = Harness::new();
+        let store = &h.services.store;
+        let held = queued(&h, Hold::UntilReleased);
+        let released = queued(&h, Hold::UntilReleased);
+        let free = queued(&h, Hold::No);
+        let in_flight = Mutex::default();
+        let due_ids = |in_flight: &Mutex<HashSet<QueueId>>| {
+            due(&h.services, in_flight)
+                .into_iter()
+                .map(|e| e.id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(due_ids(&in_flight), [free.id], "held ones are not due");
+        store.release(&[released.id]).unwrap();
+        assert_eq!(due_ids(&Mutex::default()), [released.id, free.id]);
+        assert_eq!(store.drop_held().unwrap(), 1);
+        let left: Vec<QueueId> = store.queue().unwrap().into_iter().map(|e| e.id).collect();
+        assert_eq!(left, [released.id, free.id]);
+        assert!(!left.contains(&held.id));
     }
 }

@@ -12,6 +12,7 @@ use super::submission::{self, Additions, SendAs};
 use crate::login::{self, Identity, LoginRefusal};
 use crate::model::*;
 use crate::net::Services;
+use crate::store::Hold;
 use base64::Engine;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
@@ -788,12 +789,19 @@ impl Session {
         let received = self.received(envelope);
         let mut full = received.into_bytes();
         full.extend_from_slice(&raw);
-        // Queued first, and taken back if the local copies fail: a 4xx then leaves nothing
-        // behind, and the client's retry delivers everything once.
+        let mailboxes: Vec<MailboxId> = envelope.local.iter().map(|(_, m)| *m).collect();
+        // With local copies to write, queued first but held: released once they are written,
+        // taken back if they fail. A 4xx then leaves nothing behind, nothing has left yet,
+        // and the client's retry delivers everything once.
+        let hold = if mailboxes.is_empty() {
+            Hold::No
+        } else {
+            Hold::UntilReleased
+        };
         let queued = if envelope.remote.is_empty() {
             Vec::new()
         } else {
-            match super::outbound::enqueue(&self.services, &full, envelope.outgoing()).await {
+            match super::outbound::enqueue(&self.services, &full, envelope.outgoing(hold)).await {
                 Ok(ids) => ids,
                 Err(e) => {
                     tracing::error!(error = %e, "queueing failed");
@@ -801,10 +809,10 @@ impl Session {
                 }
             }
         };
-        let mailboxes: Vec<MailboxId> = envelope.local.iter().map(|(_, m)| *m).collect();
-        if !mailboxes.is_empty()
-            && let Err(e) = delivery::deliver(&self.services, &mailboxes, full).await
-        {
+        if mailboxes.is_empty() {
+            return self.accepted(envelope);
+        }
+        if let Err(e) = delivery::deliver(&self.services, &mailboxes, full).await {
             super::outbound::withdraw(&self.services, &queued);
             if let DeliveryError::OverQuota = e {
                 return (452, "4.2.2", "A mailbox is full; try again later".into());
@@ -816,6 +824,17 @@ impl Session {
                 "Local delivery failed; try again later".into(),
             );
         }
+        if let Err(e) = super::outbound::release(&self.services, &queued).await {
+            // The local copies stay: the client's retry may deliver them twice, which beats
+            // a 250 for remote copies that a restart would drop.
+            tracing::error!(error = %e, "releasing queued mail failed");
+            super::outbound::withdraw(&self.services, &queued);
+            return (451, "4.3.0", "Queueing failed; try again later".into());
+        }
+        self.accepted(envelope)
+    }
+
+    fn accepted(&self, envelope: &Envelope) -> (u16, &'static str, String) {
         let metrics = &self.services.metrics;
         metrics.delivery(envelope.local.len(), envelope.remote.len());
         (250, "2.0.0", "Message accepted".into())
@@ -851,10 +870,11 @@ impl Session {
 }
 
 impl Envelope {
-    pub(super) fn outgoing(&self) -> Outgoing<'_> {
+    pub(super) fn outgoing(&self, hold: Hold) -> Outgoing<'_> {
         Outgoing {
             sender: &self.sender,
             recipients: &self.remote,
+            hold,
         }
     }
 }

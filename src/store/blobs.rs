@@ -89,20 +89,14 @@ impl BlobDir {
     /// without the store lock, then [`BlobDir::ensure`] under it before referencing the blob.
     pub fn write(&self, bytes: &[u8]) -> StoreResult<BlobId> {
         let id = BlobId::of(bytes);
-        let path = self.path(&id);
-        if path.exists() {
-            // Another delivery may have renamed it into place and not yet synced the
-            // directory: syncing costs nothing when that is done already.
-            sync_dir(self.dir_of(&path))?;
-            return Ok(id);
-        }
-        self.write_new(bytes, &path)?;
+        self.ensure(&id, bytes)?;
         Ok(id)
     }
 
-    /// Under the store lock: the blob `write` stored is still there, or is written again.
-    /// What is there may have been renamed into place by another delivery since: its
-    /// directory is synced again, which costs nothing when that is done already.
+    /// Makes sure the blob `id` of `bytes` is on disk, durably: under the store lock, after
+    /// `write`, it is written again if an expunge removed it in between. What is there may
+    /// have been renamed into place by another delivery whose directory sync is still to
+    /// come: the directory is synced again, which costs nothing when that is done.
     pub fn ensure(&self, id: &BlobId, bytes: &[u8]) -> StoreResult<()> {
         let path = self.path(id);
         if path.exists() {

@@ -239,7 +239,7 @@ impl Store {
     /// Deletes a mailbox with its aliases, the grants on it, its folders and messages, and the
     /// blobs no other message references.
     pub fn delete_mailbox(&self, id: MailboxId) -> StoreResult<()> {
-        let _guard = self.lock();
+        let guard = self.lock();
         let mailbox = self.require_mailbox(id)?;
         let mut changes = Changes::default();
         changes.del_model(key(codec::MAILBOX, &[id.0]));
@@ -260,6 +260,7 @@ impl Store {
         self.drop_from_partner_scopes(&mut changes, id)?;
         let freed = self.mailbox_mail_removal(&mut changes, id)?;
         self.commit(changes)?;
+        drop(guard);
         self.remove_blobs(&freed);
         self.hub().publish_access(AccessChange::Mailbox(id));
         Ok(())

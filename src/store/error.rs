@@ -48,6 +48,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A file the store refers to is not there (as opposed to one it could not read now).
+    pub fn is_missing_file(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+    }
+
     pub(crate) fn io(path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io {
             path: path.to_path_buf(),

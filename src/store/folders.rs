@@ -252,7 +252,7 @@ impl Store {
 
     /// Deletes one folder with its messages (children stay, RFC 3501 §6.3.4).
     pub fn delete_folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<()> {
-        let _guard = self.lock();
+        let guard = self.lock();
         let folder = self.require_folder(mailbox, id)?;
         let mut changes = Changes::default();
         changes.del_mail(key(codec::FOLDER, &[mailbox.0, id.0]));
@@ -266,6 +266,7 @@ impl Store {
         self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
         self.tombstone_removal(&mut changes, mailbox, id)?;
         self.commit(changes)?;
+        drop(guard);
         self.remove_blobs(&freed);
         self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
         Ok(())
@@ -461,7 +462,7 @@ impl Store {
         uids: &[u32],
         wanted: impl Fn(&MessageRecord) -> bool,
     ) -> StoreResult<Vec<u32>> {
-        let _guard = self.lock();
+        let guard = self.lock();
         let mut f = self.require_folder(mailbox, folder)?;
         let mut changes = Changes::default();
         let mut freed = Vec::new();
@@ -487,6 +488,7 @@ impl Store {
         changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.0]), &f)?;
         self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
         self.commit(changes)?;
+        drop(guard);
         self.remove_blobs(&freed);
         let event = FolderEvent::Expunged { uids: gone.clone() };
         self.hub().publish_folder(mailbox, folder, event);
@@ -602,8 +604,10 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Removes the files of blobs the committed change stopped referencing. The change is
-    /// flushed first: a crash must not bring back records whose bodies are gone.
+    /// Removes the files of blobs a committed change stopped referencing; called without the
+    /// lock, so that its flush holds up no delivery. The change is flushed first (a crash
+    /// must not bring back records whose bodies are gone); then, under the lock, a blob goes
+    /// only if nothing took it up again meanwhile (a delivery of the same content).
     pub(super) fn remove_blobs(&self, freed: &[BlobId]) {
         if freed.is_empty() {
             return;
@@ -612,8 +616,13 @@ impl Store {
             tracing::warn!(error = %e, "flush failed; unreferenced blobs kept");
             return;
         }
+        let _guard = self.lock();
         for blob in freed {
-            self.inner.blobs.remove(blob);
+            match self.blob_refs(blob) {
+                Ok(0) => self.inner.blobs.remove(blob),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "unreferenced blob kept"),
+            }
         }
     }
 

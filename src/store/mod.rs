@@ -31,7 +31,7 @@ pub use error::{StoreError, StoreResult};
 pub use flags::{FlagChange, FlagOutcome, SeenFlags};
 pub use folders::{AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse};
 pub use hub::{AccessChange, FolderEvent, Hub};
-pub use queue::{QueueEntry, QueueId};
+pub use queue::{Hold, QueueEntry, QueueId};
 pub use tokens::{ApiToken, TokenKind};
 pub use transfer::{FolderView, Transfer, Transferred};
 

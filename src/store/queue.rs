@@ -12,6 +12,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct QueueId(pub u64);
 
+/// When a queued entry may leave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// At once: the message is already accepted (a bounce, the server's own mail).
+    No,
+    /// Only once [`Store::release`]d: the message is still being accepted (its local copies
+    /// are being written). An entry still held when the server starts belongs to an answer
+    /// never given, and is dropped: the client sends the message again.
+    UntilReleased,
+}
+
+/// The `next_attempt` of a held entry: never, until released.
+const HELD: Millis = Millis::MAX;
+
 impl std::fmt::Display for QueueId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:016x}", self.0)
@@ -34,6 +48,13 @@ pub struct QueueEntry {
     pub last_error: Option<String>,
 }
 
+impl QueueEntry {
+    /// Whether the entry waits for a release rather than for a time.
+    pub fn is_held(&self) -> bool {
+        self.next_attempt == HELD
+    }
+}
+
 impl Store {
     /// Queues `raw` from `sender` for remote `recipients`, one entry per domain, in one
     /// transaction with its blob. The caller flushes before acknowledging.
@@ -42,6 +63,7 @@ impl Store {
         raw: &[u8],
         sender: &str,
         recipients: &[String],
+        hold: Hold,
     ) -> StoreResult<Vec<QueueEntry>> {
         let mut by_domain: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for r in recipients {
@@ -68,7 +90,7 @@ impl Store {
                 recipients,
                 created: now,
                 attempts: 0,
-                next_attempt: now,
+                next_attempt: if hold == Hold::No { now } else { HELD },
                 last_error: None,
             };
             changes.put_mail(key(codec::QUEUE, &[entry.id.0]), &entry)?;
@@ -81,6 +103,35 @@ impl Store {
         );
         self.commit(changes)?;
         Ok(entries)
+    }
+
+    /// Lets held entries leave: the message they belong to is accepted.
+    pub fn release(&self, ids: &[QueueId]) -> StoreResult<()> {
+        let _guard = self.lock();
+        let mut changes = Changes::default();
+        for id in ids {
+            let k = key(codec::QUEUE, &[id.0]);
+            if let Some(v) = self.inner.mail.get(&k)? {
+                let mut entry: QueueEntry = decode(&v, "queue entry")?;
+                entry.next_attempt = now_millis();
+                changes.put_mail(k, &entry)?;
+            }
+        }
+        self.commit(changes)
+    }
+
+    /// Drops the entries still held: at start, they belong to messages never acknowledged.
+    pub fn drop_held(&self) -> StoreResult<usize> {
+        let held: Vec<QueueId> = self
+            .queue()?
+            .into_iter()
+            .filter(QueueEntry::is_held)
+            .map(|e| e.id)
+            .collect();
+        for id in &held {
+            self.dequeue(*id)?;
+        }
+        Ok(held.len())
     }
 
     /// Every queued entry, oldest first.
@@ -107,7 +158,7 @@ impl Store {
 
     /// Removes a finished entry (delivered, or bounced) and its reference on the blob.
     pub fn dequeue(&self, id: QueueId) -> StoreResult<()> {
-        let _guard = self.lock();
+        let guard = self.lock();
         let k = key(codec::QUEUE, &[id.0]);
         let Some(v) = self.inner.mail.get(&k)? else {
             return Ok(());
@@ -128,6 +179,7 @@ impl Store {
             Vec::new()
         };
         self.commit(changes)?;
+        drop(guard);
         self.remove_blobs(&freed);
         Ok(())
     }

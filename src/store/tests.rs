@@ -377,6 +377,12 @@ fn one_message_to_many_mailboxes_is_stored_once() {
     assert_eq!(store.read_message(&records[0].blob).unwrap(), raw);
     store.expunge(targets[4].0, targets[4].1, &[1]).unwrap();
     assert!(store.read_message(&records[0].blob).is_err());
+    // Freed, then delivered again before the files are swept: the sweep keeps it.
+    let again = store
+        .deliver(&targets[..1], raw, AppendMessage::default())
+        .unwrap();
+    store.remove_blobs(&[again[0].blob]);
+    assert_eq!(store.read_message(&again[0].blob).unwrap(), raw);
 }
 
 fn walk(dir: &std::path::Path) -> usize {

@@ -7,6 +7,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 /// The longest reply line taken (RFC 5321 §4.5.3.1.5 sets 512 octets; some servers are
 /// wordier).
 const MAX_REPLY_LINE: u64 = 4096;
+/// The most lines of one reply taken (EHLO answers run to a dozen or two).
+const MAX_REPLY_LINES: usize = 100;
 
 pub(super) struct Conversation<S> {
     stream: BufReader<S>,
@@ -90,13 +92,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
 
     async fn reply_lines(&mut self) -> Result<(u16, Vec<String>), Failure> {
         let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
+        while lines.len() < MAX_REPLY_LINES {
+            let mut bytes = Vec::new();
             // Bounded: a server that never ends its line gets no more memory than this.
             let n = (&mut self.stream)
                 .take(MAX_REPLY_LINE + 1)
-                .read_line(&mut line)
+                .read_until(b'\n', &mut bytes)
                 .await?;
+            // Not always UTF-8 (a Latin-1 refusal is still a refusal).
+            let line = String::from_utf8_lossy(&bytes);
             if n == 0 || !line.ends_with('\n') {
                 return Err(Failure::Temporary(format!(
                     "bad reply {:?}",
@@ -113,6 +117,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
                 return Ok((code, lines));
             }
         }
+        Err(Failure::Temporary(format!(
+            "a reply of more than {MAX_REPLY_LINES} lines"
+        )))
     }
 }
 

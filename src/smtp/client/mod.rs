@@ -14,7 +14,7 @@ use crate::config::{QueueConfig, SmarthostTls};
 use crate::net::Services;
 use base64::Engine;
 use conversation::{Conversation, dot_stuff};
-use route::Route;
+use route::{Lookup, Route};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
@@ -38,16 +38,29 @@ pub enum RecipientResult {
 /// A whole-attempt failure, before recipients were answered one by one.
 #[derive(Debug)]
 enum Failure {
+    /// Another host, or a later attempt, may do.
     Temporary(String),
+    /// The message is refused, whichever host is asked.
     Permanent(String),
     /// TLS could not be set up; an MX host may still take the mail in clear.
     Tls(String),
+    /// The host cannot take this message (SMTPUTF8, 8BITMIME); another may. Bounces when no
+    /// host can.
+    Unsupported(String),
+    /// The connection failed after the whole message was sent, before its answer: the
+    /// host may have it. Tried again later, never at once elsewhere (RFC 5321 §4.5.3.2.6
+    /// and §6.1: better late than twice).
+    AfterData(String),
 }
 
 impl Failure {
     fn text(&self) -> &str {
         match self {
-            Failure::Temporary(why) | Failure::Permanent(why) | Failure::Tls(why) => why,
+            Failure::Temporary(why)
+            | Failure::Permanent(why)
+            | Failure::Tls(why)
+            | Failure::Unsupported(why)
+            | Failure::AfterData(why) => why,
         }
     }
 
@@ -84,7 +97,7 @@ mod wait {
     pub const DATA_END: Duration = Duration::from_secs(10 * 60);
     /// After delivery, QUIT's answer changes nothing: not worth a long wait.
     pub const QUIT: Duration = Duration::from_secs(10);
-    /// Stops a host that answers every step just in time, forever.
+    /// Stops hosts that answer every step just in time, forever.
     pub const WHOLE_ATTEMPT: Duration = Duration::from_secs(60 * 60);
 }
 
@@ -92,29 +105,50 @@ mod wait {
 const BLOCK: usize = 64 * 1024;
 
 /// One host to try.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Target {
     host: String,
     port: u16,
     tls: SmarthostTls,
-    route: Route,
+    lookup: Lookup,
+}
+
+impl Target {
+    fn route(&self) -> Route {
+        self.lookup.route()
+    }
 }
 
 /// Tries every host in turn until one takes the message; returns a result per recipient.
 pub async fn deliver(services: &Services, job: &Attempt<'_>) -> Vec<RecipientResult> {
-    let config = &services.config.queue;
-    let resolver = match route::resolver(config) {
-        Ok(resolver) => resolver,
-        Err(f) => return all(job, f),
-    };
-    let targets = match route::targets(config, &resolver, job.domain).await {
-        Ok(targets) => targets,
-        Err(f) => return all(job, f),
-    };
+    let result = tokio::time::timeout(wait::WHOLE_ATTEMPT, try_hosts(services, job))
+        .await
+        .unwrap_or_else(|_| Err(Failure::Temporary("the attempt timed out".into())));
+    match result {
+        Ok(results) => results,
+        Err(failure) => {
+            let result = match failure {
+                Failure::Permanent(why) | Failure::Unsupported(why) => {
+                    RecipientResult::Permanent(why)
+                }
+                Failure::Temporary(why) | Failure::Tls(why) | Failure::AfterData(why) => {
+                    RecipientResult::Temporary(why)
+                }
+            };
+            vec![result; job.recipients.len()]
+        }
+    }
+}
+
+async fn try_hosts(
+    services: &Services,
+    job: &Attempt<'_>,
+) -> Result<Vec<RecipientResult>, Failure> {
+    let targets = route::targets(&services.config.queue, job.domain).await?;
     let mut last = Failure::Temporary(format!("no host to deliver to for {}", job.domain));
     for target in targets {
-        let mut result = attempt(services, &resolver, &target, job).await;
-        if let (Route::Mx, Err(Failure::Tls(why))) = (target.route, &result) {
+        let mut result = session(services, &target, job).await;
+        if let (Route::Mx, Err(Failure::Tls(why))) = (target.route(), &result) {
             // RFC 3207 §4.1, RFC 7435: opportunistic TLS that fails is no reason not to
             // deliver; the smarthost, which gets a password, is never tried in clear.
             tracing::info!(host = %target.host, error = %why, "TLS failed; delivering without it");
@@ -122,50 +156,29 @@ pub async fn deliver(services: &Services, job: &Attempt<'_>) -> Vec<RecipientRes
                 tls: SmarthostTls::None,
                 ..target.clone()
             };
-            result = attempt(services, &resolver, &clear, job).await;
+            result = session(services, &clear, job).await;
         }
         match result {
-            Ok(results) => return results,
-            Err(f @ Failure::Permanent(_)) => return all(job, f),
+            Ok(results) => return Ok(results),
+            Err(f @ (Failure::Permanent(_) | Failure::AfterData(_))) => return Err(f),
             Err(f) => last = f,
         }
     }
-    all(job, last)
-}
-
-fn all(job: &Attempt<'_>, failure: Failure) -> Vec<RecipientResult> {
-    let result = match failure {
-        Failure::Temporary(why) | Failure::Tls(why) => RecipientResult::Temporary(why),
-        Failure::Permanent(why) => RecipientResult::Permanent(why),
-    };
-    vec![result; job.recipients.len()]
-}
-
-async fn attempt(
-    services: &Services,
-    resolver: &hickory_resolver::TokioResolver,
-    target: &Target,
-    job: &Attempt<'_>,
-) -> Result<Vec<RecipientResult>, Failure> {
-    let session = session(services, resolver, target, job);
-    tokio::time::timeout(wait::WHOLE_ATTEMPT, session)
-        .await
-        .unwrap_or_else(|_| Err(Failure::Temporary(format!("{}: timed out", target.host))))
+    Err(last)
 }
 
 async fn session(
     services: &Services,
-    resolver: &hickory_resolver::TokioResolver,
     target: &Target,
     job: &Attempt<'_>,
 ) -> Result<Vec<RecipientResult>, Failure> {
-    let tcp = route::connect(resolver, target).await?;
+    let tcp = route::connect(target).await?;
     let hostname = &services.config.hostname;
     let config = &services.config.queue;
     if target.tls == SmarthostTls::Implicit {
         let mut conv = Conversation::new(start_tls(services, target, tcp).await?);
         let ehlo = open(&mut conv, hostname, true).await?;
-        return transaction(config, target.route, &mut conv, &ehlo, job).await;
+        return transaction(config, target.route(), &mut conv, &ehlo, job).await;
     }
     let mut conv = Conversation::new(tcp);
     let ehlo = open(&mut conv, hostname, true).await?;
@@ -177,17 +190,17 @@ async fn session(
         let mut conv = Conversation::new(stream);
         // RFC 3207 §4.2: what was learnt before TLS is forgotten; EHLO again.
         let ehlo = open(&mut conv, hostname, false).await?;
-        return transaction(config, target.route, &mut conv, &ehlo, job).await;
+        return transaction(config, target.route(), &mut conv, &ehlo, job).await;
     }
     // A password goes only over TLS, unless the configuration says the smarthost has none.
-    let auth = target.route == Route::Smarthost && !config.smarthost_user.is_empty();
+    let auth = target.route() == Route::Smarthost && !config.smarthost_user.is_empty();
     if auth && target.tls != SmarthostTls::None {
         return Err(Failure::Temporary(format!(
             "{} offers no STARTTLS; the smarthost password is not sent in clear",
             target.host
         )));
     }
-    transaction(config, target.route, &mut conv, &ehlo, job).await
+    transaction(config, target.route(), &mut conv, &ehlo, job).await
 }
 
 /// The greeting (unless TLS just started) and EHLO; the extensions offered.
@@ -237,12 +250,12 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     let eight_bit = !job.raw.is_ascii();
     // RFC 6531 §3.4 and RFC 6152 §3: what the server cannot take is not sent (no downgrade).
     if utf8 && !offers(ehlo, "SMTPUTF8") {
-        return Err(Failure::Permanent(
+        return Err(Failure::Unsupported(
             "550 5.6.7 the receiving server does not take UTF-8 addresses (SMTPUTF8)".into(),
         ));
     }
     if eight_bit && !offers(ehlo, "8BITMIME") {
-        return Err(Failure::Permanent(
+        return Err(Failure::Unsupported(
             "554 5.6.3 the receiving server does not take 8-bit content (8BITMIME)".into(),
         ));
     }
@@ -277,7 +290,10 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         conv.write(block, wait::DATA_BLOCK).await?;
     }
     conv.write(b".\r\n", wait::DATA_BLOCK).await?;
-    let (code, lines) = conv.reply(wait::DATA_END).await?;
+    let (code, lines) = conv
+        .reply(wait::DATA_END)
+        .await
+        .map_err(|f| Failure::AfterData(f.text().to_string()))?;
     quit(conv).await;
     Ok(match code {
         200..=299 => results,
@@ -337,8 +353,8 @@ async fn start_tls(
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, Failure> {
     let host = &target.host;
     let name = rustls_pki_types::ServerName::try_from(host.clone())
-        .map_err(|e| Failure::Temporary(format!("{host}: {e}")))?;
-    let config = match target.route {
+        .map_err(|e| Failure::Tls(format!("{host}: {e}")))?;
+    let config = match target.route() {
         Route::Smarthost => services.outbound_tls.smarthost.clone(),
         Route::Mx => services.outbound_tls.mx.clone(),
     };

@@ -3,26 +3,119 @@
 
 use super::{Failure, Target, wait};
 use crate::config::{QueueConfig, SmarthostTls};
-use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::xfer::Protocol;
+use hickory_resolver::{Name, TokioResolver};
 use rand::seq::SliceRandom;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpStream;
+
+/// MX hosts tried in one attempt, and addresses of each (Postfix tries 5 in all): a domain
+/// with a hundred dead hosts must not hold a delivery slot for hours.
+const MAX_MX_HOSTS: usize = 5;
+const MAX_ADDRESSES: usize = 4;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Route {
-    /// Reached by its name as the system resolves it; authenticated, may be sent a password.
+    /// Authenticated, may be sent a password, never spoken to in clear unless configured.
     Smarthost,
-    /// Found in the DNS, its addresses too; TLS when offered, without authentication.
+    /// TLS when offered, without authentication; in clear if TLS fails.
     Mx,
 }
 
+/// How a target's addresses are found.
+#[derive(Clone)]
+pub(super) enum Lookup {
+    /// The smarthost's name, as the system resolves it (`/etc/hosts` included).
+    System,
+    /// An MX host's name, from the same DNS as the MX records.
+    Dns(Arc<TokioResolver>),
+}
+
+impl Lookup {
+    pub fn route(&self) -> Route {
+        match self {
+            Lookup::System => Route::Smarthost,
+            Lookup::Dns(_) => Route::Mx,
+        }
+    }
+}
+
+/// Where to connect: the smarthost, else the MX hosts by preference, else the domain itself
+/// when it has no MX (RFC 5321 §5.1).
+pub(super) async fn targets(config: &QueueConfig, domain: &str) -> Result<Vec<Target>, Failure> {
+    if !config.smarthost.is_empty() {
+        let (host, port) = host_and_port(&config.smarthost);
+        let (tls, lookup) = (config.smarthost_tls, Lookup::System);
+        return Ok(vec![Target {
+            host,
+            port,
+            tls,
+            lookup,
+        }]);
+    }
+    let resolver = Arc::new(resolver(config)?);
+    let mx = |host: String| Target {
+        host,
+        port: config.mx_port,
+        tls: SmarthostTls::Starttls,
+        lookup: Lookup::Dns(resolver.clone()),
+    };
+    // The A-label form (IDNA), as a name never completed with resolv.conf's search list.
+    let mut name = Name::from_utf8(domain)
+        .map_err(|e| Failure::Permanent(format!("553 5.1.2 {domain} is not a domain: {e}")))?;
+    name.set_fqdn(true);
+    let ascii = name.to_ascii().trim_end_matches('.').to_string();
+    match resolver.mx_lookup(name).await {
+        Ok(answer) => {
+            let records: Vec<(u16, String)> = answer
+                .iter()
+                .map(|r| {
+                    let host = r.exchange().to_ascii();
+                    (r.preference(), host.trim_end_matches('.').to_string())
+                })
+                .collect();
+            // RFC 7505 §4.2: a "null MX" says the domain takes no mail.
+            if records.iter().any(|(_, host)| host.is_empty()) {
+                return Err(Failure::Permanent(format!(
+                    "556 5.1.10 {domain} accepts no mail (null MX)"
+                )));
+            }
+            let hosts = by_preference(records).into_iter().take(MAX_MX_HOSTS);
+            Ok(hosts.map(mx).collect())
+        }
+        Err(e) => match response_code(&e) {
+            Some(ResponseCode::NoError) => Ok(vec![mx(ascii)]),
+            Some(ResponseCode::NXDomain) => Err(Failure::Permanent(format!(
+                "550 5.1.2 the domain {domain} does not exist"
+            ))),
+            _ => Err(Failure::Temporary(format!(
+                "451 4.4.3 DNS lookup of {domain} failed: {e}"
+            ))),
+        },
+    }
+}
+
+/// `host:port`, `[v6]:port`, or a host alone (port 25).
+fn host_and_port(text: &str) -> (String, u16) {
+    let split = match text.strip_prefix('[') {
+        Some(rest) => rest
+            .split_once("]:")
+            .or(rest.strip_suffix(']').map(|h| (h, "25"))),
+        None if text.matches(':').count() == 1 => text.split_once(':'),
+        None => None,
+    };
+    split
+        .and_then(|(host, port)| Some((host.to_string(), port.parse().ok()?)))
+        .unwrap_or_else(|| (text.to_string(), 25))
+}
+
 /// The configured name servers, else the system's; IPv4 and IPv6 addresses alike.
-pub(super) fn resolver(config: &QueueConfig) -> Result<TokioResolver, Failure> {
+fn resolver(config: &QueueConfig) -> Result<TokioResolver, Failure> {
     let mut builder = if config.nameservers.is_empty() {
         TokioResolver::builder_tokio()
             .map_err(|e| Failure::Temporary(format!("DNS resolver: {e}")))?
@@ -37,63 +130,6 @@ pub(super) fn resolver(config: &QueueConfig) -> Result<TokioResolver, Failure> {
     };
     builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     Ok(builder.build())
-}
-
-/// Where to connect: the smarthost, else the MX hosts by preference, else the domain itself
-/// when it has no MX (RFC 5321 §5.1).
-pub(super) async fn targets(
-    config: &QueueConfig,
-    resolver: &TokioResolver,
-    domain: &str,
-) -> Result<Vec<Target>, Failure> {
-    if !config.smarthost.is_empty() {
-        let (host, port) = config
-            .smarthost
-            .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)))
-            .unwrap_or((config.smarthost.clone(), 25));
-        let (tls, route) = (config.smarthost_tls, Route::Smarthost);
-        return Ok(vec![Target {
-            host,
-            port,
-            tls,
-            route,
-        }]);
-    }
-    let mx = |host: String| Target {
-        host,
-        port: config.mx_port,
-        tls: SmarthostTls::Starttls,
-        route: Route::Mx,
-    };
-    // A trailing dot: the name as it is, never completed with resolv.conf's search list.
-    match resolver.mx_lookup(format!("{domain}.")).await {
-        Ok(answer) => {
-            let records: Vec<(u16, String)> = answer
-                .iter()
-                .map(|r| {
-                    let host = r.exchange().to_utf8();
-                    (r.preference(), host.trim_end_matches('.').to_string())
-                })
-                .collect();
-            // RFC 7505 §4.2: a "null MX" says the domain takes no mail.
-            if records.iter().any(|(_, host)| host.is_empty()) {
-                return Err(Failure::Permanent(format!(
-                    "550 5.1.10 {domain} accepts no mail (null MX)"
-                )));
-            }
-            Ok(by_preference(records).into_iter().map(mx).collect())
-        }
-        Err(e) => match response_code(&e) {
-            Some(ResponseCode::NoError) => Ok(vec![mx(domain.to_string())]),
-            Some(ResponseCode::NXDomain) => Err(Failure::Permanent(format!(
-                "550 5.1.2 the domain {domain} does not exist"
-            ))),
-            _ => Err(Failure::Temporary(format!(
-                "451 4.4.3 DNS lookup of {domain} failed: {e}"
-            ))),
-        },
-    }
 }
 
 /// The DNS answer's code when it had no records; None for a failure to get an answer.
@@ -112,19 +148,15 @@ fn by_preference(mut records: Vec<(u16, String)>) -> Vec<String> {
     records.into_iter().map(|(_, host)| host).collect()
 }
 
-/// A connection to the target: an MX host's addresses come from the same resolver as its
-/// name, and each is tried in turn (RFC 5321 §5.1).
-pub(super) async fn connect(
-    resolver: &TokioResolver,
-    target: &Target,
-) -> Result<TcpStream, Failure> {
+/// A connection to one of the target's addresses, each tried in turn (RFC 5321 §5.1).
+pub(super) async fn connect(target: &Target) -> Result<TcpStream, Failure> {
     let Target { host, port, .. } = target;
-    let addrs: Vec<SocketAddr> = match target.route {
-        Route::Smarthost => tokio::net::lookup_host((host.as_str(), *port))
+    let addrs: Vec<SocketAddr> = match &target.lookup {
+        Lookup::System => tokio::net::lookup_host((host.as_str(), *port))
             .await
             .map_err(|e| Failure::Temporary(format!("{host}: {e}")))?
             .collect(),
-        Route::Mx => resolver
+        Lookup::Dns(resolver) => resolver
             .lookup_ip(format!("{host}."))
             .await
             .map_err(|e| Failure::Temporary(format!("{host}: {e}")))?
@@ -133,7 +165,7 @@ pub(super) async fn connect(
             .collect(),
     };
     let mut last = format!("{host} has no address");
-    for addr in addrs {
+    for addr in addrs.into_iter().take(MAX_ADDRESSES) {
         match tokio::time::timeout(wait::CONNECT, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => return Ok(tcp),
             Ok(Err(e)) => last = format!("connection to {host} ({addr}) failed: {e}"),
@@ -157,5 +189,16 @@ mod tests {
             seen.insert(order);
         }
         assert_eq!(seen.len(), 2, "both orders of a and b: {seen:?}");
+    }
+
+    #[test]
+    fn a_smarthost_is_a_name_or_an_address_with_or_without_a_port() {
+        let hp = |t: &str| host_and_port(t);
+        assert_eq!(hp("relay.example:587"), ("relay.example".into(), 587));
+        assert_eq!(hp("relay.example"), ("relay.example".into(), 25));
+        assert_eq!(hp("[2001:db8::1]:465"), ("2001:db8::1".into(), 465));
+        assert_eq!(hp("[2001:db8::1]"), ("2001:db8::1".into(), 25));
+        assert_eq!(hp("2001:db8::1"), ("2001:db8::1".into(), 25));
+        assert_eq!(hp("192.0.2.1:2525"), ("192.0.2.1".into(), 2525));
     }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream};
 
 /// A server that answers each command line with the next reply, reads the message after
-/// a 354, and after its last reply goes silent; with `354 stall` it stops reading too.
+/// a 354, and after its last reply goes silent; with `354 stall` it stops reading too, and
+/// `CLOSE` (instead of a reply) hangs up.
 async fn scripted(stream: DuplexStream, replies: Vec<&'static str>) {
     let mut stream = BufReader::new(stream);
     for reply in replies {
@@ -21,6 +22,9 @@ async fn scripted(stream: DuplexStream, replies: Vec<&'static str>) {
             .unwrap();
         if reply == "354 stall" {
             break;
+        }
+        if reply == "CLOSE" {
+            return;
         }
         if reply.starts_with("354") {
             while line != ".\r\n" {
@@ -68,7 +72,10 @@ async fn run(
 async fn gives_up_after(replies: Vec<&'static str>, capacity: usize) -> Duration {
     let config = QueueConfig::default();
     let (result, elapsed) = run(replies, capacity, &["a@remote.example"], &config, &[]).await;
-    assert!(matches!(result, Err(Failure::Temporary(_))), "{result:?}");
+    assert!(
+        matches!(result, Err(Failure::Temporary(_) | Failure::AfterData(_))),
+        "{result:?}"
+    );
     elapsed
 }
 
@@ -179,4 +186,59 @@ fn extensions_are_recognised_by_their_first_word() {
     assert!(offers(&ehlo, "size") && offers(&ehlo, "STARTTLS"));
     assert!(!offers(&ehlo, "SMTPUTF8"));
     assert!(offers_auth(&ehlo, "PLAIN") && !offers_auth(&ehlo, "CRAM-MD5"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_lost_after_the_final_dot_is_not_taken_elsewhere_at_once() {
+    let config = QueueConfig::default();
+    for replies in [
+        vec!["250 ok", "250 ok", "354 go on", "CLOSE"],
+        vec!["250 ok", "250 ok", "354 go on"],
+    ] {
+        let (result, _) = run(replies, 1 << 20, &["a@r.example"], &config, &[]).await;
+        assert!(matches!(result, Err(Failure::AfterData(_))), "{result:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn content_a_host_cannot_take_is_for_another_host() {
+    let (client, _server) = tokio::io::duplex(1024);
+    let raw = "Subject: caf\u{e9}\r\n\r\n8 bits\r\n".as_bytes().to_vec();
+    let recipients = ["a@r.example".to_string()];
+    let job = Attempt {
+        sender: "s@local.example",
+        domain: "r.example",
+        recipients: &recipients,
+        raw: &raw,
+    };
+    let mut conv = Conversation::new(client);
+    let result = transaction(&QueueConfig::default(), Route::Mx, &mut conv, &[], &job).await;
+    assert!(
+        matches!(&result, Err(Failure::Unsupported(why)) if why.contains("5.6.3")),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn replies_in_latin_1_count_and_endless_replies_do_not() {
+    let (client, mut server) = tokio::io::duplex(1 << 20);
+    server
+        .write_all(b"550 5.1.1 M\xfcller unknown\r\n")
+        .await
+        .unwrap();
+    let mut conv = Conversation::new(client);
+    let (code, lines) = conv.reply(wait::GREETING).await.unwrap();
+    assert_eq!(
+        (code, lines[0].as_str()),
+        (550, "5.1.1 M\u{fffd}ller unknown")
+    );
+    server
+        .write_all(&b"250-more\r\n".repeat(150))
+        .await
+        .unwrap();
+    let result = conv.reply(wait::GREETING).await;
+    assert!(
+        matches!(&result, Err(Failure::Temporary(why)) if why.contains("100 lines")),
+        "{result:?}"
+    );
 }
