@@ -351,7 +351,11 @@ fn an_mx_host_whose_tls_fails_gets_the_mail_in_clear() {
         ),
     );
     // A local recipient too: the remote copy is held until the local one is written.
-    submit(&server, &["someone@plain.test", "contact@acme.example"], "legacy");
+    submit(
+        &server,
+        &["someone@plain.test", "contact@acme.example"],
+        "legacy",
+    );
     assert!(inbox(&server, 1).contains("Subject: legacy"));
     let text = wait_for(&log, &["Subject: legacy"]);
     let broken = text.find("TLS BROKEN").expect(&text);

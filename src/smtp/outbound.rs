@@ -183,10 +183,14 @@ async fn attempt(services: &Services, mut entry: QueueEntry) {
     if !failed.is_empty()
         && let Err(e) = super::dsn::bounce(services, &entry, &raw, &failed).await
     {
-        // Without the notice nobody would know: the recipients wait for the next attempt,
-        // which refuses them again.
-        tracing::error!(queue = %entry.id, error = %e, "the bounce could not be sent; retried");
-        retry.append(&mut failed);
+        if expired {
+            tracing::error!(queue = %entry.id, error = %e, "the bounce could not be sent; given up");
+        } else {
+            // Without the notice nobody would know: the recipients wait for the next
+            // attempt, which refuses them again, until the queue gives up on them.
+            tracing::error!(queue = %entry.id, error = %e, "the bounce could not be sent; retried");
+            retry.append(&mut failed);
+        }
     }
     finish(services, entry, retry).await;
 }
@@ -297,6 +301,25 @@ mod tests {
                 .starts_with("451 4.3.0")
         );
         assert!(!last_in_inbox(&h).contains("delivery-status"), "no bounce");
+    }
+
+    #[tokio::test]
+    async fn a_bounce_that_cannot_be_stored_keeps_the_entry_until_the_queue_gives_up() {
+        for (give_up_after_seconds, kept) in [(3600, 1), (0, 0)] {
+            let h = Harness::with_config(|c| c.queue.give_up_after_seconds = give_up_after_seconds);
+            let store = &h.services.store;
+            let far = ["far@away.example".to_string()];
+            // No such mailbox here: the notice has nowhere to go.
+            let sender = "ghost@harness.test";
+            let entry = store.enqueue(b"x", sender, &far, Hold::No).unwrap()[0].clone();
+            std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
+            attempt(&h.services, entry).await;
+            assert_eq!(
+                store.queue().unwrap().len(),
+                kept,
+                "give up after {give_up_after_seconds} s"
+            );
+        }
     }
 
     #[test]
