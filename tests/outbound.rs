@@ -280,20 +280,39 @@ async fn no_password_goes_to_a_smarthost_that_is_not_trusted_or_offers_no_tls() 
     }
 }
 
+/// The MX host and the DNS server naming it, with their logs; stopped when dropped.
+struct MxSinks {
+    _mx: Sink,
+    _dns: Sink,
+    log: PathBuf,
+    questions: PathBuf,
+}
+
+/// A seeded server whose outbound mail goes by DNS to an MX host in `mode` with a
+/// certificate for `names`.
+fn mx_world(dir: &Path, mode: &str, names: &[&str]) -> (TestServer, MxSinks) {
+    seed(dir, "lr");
+    let (mx, log) = tls_sink(dir, mode, names);
+    let questions = dir.join("dns.log");
+    let dns = sink(DNS, &questions);
+    let config = format!(
+        "[queue]\nnameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\nfirst_retry_seconds = 1\n",
+        dns.port, mx.port
+    );
+    let sinks = MxSinks {
+        _mx: mx,
+        _dns: dns,
+        log,
+        questions,
+    };
+    (start(dir, &config), sinks)
+}
+
 #[test]
 fn mx_hosts_come_from_the_dns_in_order_of_preference_with_opportunistic_starttls() {
     let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let (mx, log) = tls_sink(dir.path(), "starttls", &["mx1.remote.test", "plain.test"]);
-    let questions = dir.path().join("dns.log");
-    let dns = sink(DNS, &questions);
-    let server = start(
-        dir.path(),
-        &format!(
-            "[queue]\nnameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\nfirst_retry_seconds = 1\n",
-            dns.port, mx.port
-        ),
-    );
+    let (server, sinks) = mx_world(dir.path(), "starttls", &["mx1.remote.test", "plain.test"]);
+    let (log, questions) = (&sinks.log, &sinks.questions);
     let recipients = [
         "friend@remote.test",
         "someone@plain.test",
@@ -301,7 +320,7 @@ fn mx_hosts_come_from_the_dns_in_order_of_preference_with_opportunistic_starttls
         "lost@gone.test",
     ];
     submit(&server, &recipients, "via mx");
-    let text = wait_until(&log, |text| text.matches("Subject: via mx").count() == 2);
+    let text = wait_until(log, |text| text.matches("Subject: via mx").count() == 2);
     for line in [
         "TLS mx1.remote.test",
         "RCPT TO:<friend@remote.test>",
@@ -310,7 +329,7 @@ fn mx_hosts_come_from_the_dns_in_order_of_preference_with_opportunistic_starttls
     ] {
         assert!(text.contains(line), "{line}: {text}");
     }
-    let asked = std::fs::read_to_string(&questions).unwrap();
+    let asked = std::fs::read_to_string(questions).unwrap();
     // The preferred host (5) has no server: it was looked up first, then the next one.
     let dead = asked.find("A dead.remote.test").expect(&asked);
     let live = asked.find("A mx1.remote.test").expect(&asked);
@@ -340,16 +359,7 @@ fn mx_hosts_come_from_the_dns_in_order_of_preference_with_opportunistic_starttls
 #[test]
 fn an_mx_host_whose_tls_fails_gets_the_mail_in_clear() {
     let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let (mx, log) = tls_sink(dir.path(), "badtls", &["plain.test"]);
-    let dns = sink(DNS, &dir.path().join("dns.log"));
-    let server = start(
-        dir.path(),
-        &format!(
-            "[queue]\nnameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\nfirst_retry_seconds = 1\n",
-            dns.port, mx.port
-        ),
-    );
+    let (server, sinks) = mx_world(dir.path(), "badtls", &["plain.test"]);
     // A local recipient too: the remote copy is held until the local one is written.
     submit(
         &server,
@@ -357,7 +367,7 @@ fn an_mx_host_whose_tls_fails_gets_the_mail_in_clear() {
         "legacy",
     );
     assert!(inbox(&server, 1).contains("Subject: legacy"));
-    let text = wait_for(&log, &["Subject: legacy"]);
+    let text = wait_for(&sinks.log, &["Subject: legacy"]);
     let broken = text.find("TLS BROKEN").expect(&text);
     let mail = text.find("MAIL FROM:<contact@acme.example>").expect(&text);
     assert!(broken < mail, "TLS was tried first: {text}");
