@@ -254,6 +254,21 @@ print("done")
     assert!(out.contains("done"), "{out}");
 }
 
+/// Runs swaks against `server` with the envelope and further options; its transcript, once
+/// it succeeded.
+fn swaks(server: std::net::SocketAddr, envelope: &[&str], options: &[&str]) -> String {
+    let out = std::process::Command::new("swaks")
+        .args(["--server", &server.ip().to_string(), "--port"])
+        .arg(server.port().to_string())
+        .args(envelope)
+        .args(options)
+        .output()
+        .expect("swaks must be installed (.ci/run installs it)");
+    let transcript = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{transcript}");
+    transcript
+}
+
 #[test]
 fn swaks_and_curl_deliver_and_submit() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,47 +276,34 @@ fn swaks_and_curl_deliver_and_submit() {
     let server = start(dir.path(), "");
     let inbound = server.addr("smtp (STARTTLS)");
     let submission = server.addr("submission (STARTTLS)");
-    let swaks = std::process::Command::new("swaks")
-        .args(["--server", &inbound.ip().to_string(), "--port"])
-        .arg(inbound.port().to_string())
-        .args(["--to", "hello@acme.example", "--from", "x@remote.example"])
-        .args(["--tls", "--header", "Subject: by swaks"])
-        .output()
-        .expect("swaks must be installed (.ci/run installs it)");
-    assert!(
-        swaks.status.success(),
-        "{}",
-        String::from_utf8_lossy(&swaks.stdout)
+    swaks(
+        inbound,
+        &["--to", "hello@acme.example", "--from", "x@remote.example"],
+        &["--tls", "--header", "Subject: by swaks"],
     );
-    let swaks_auth = std::process::Command::new("swaks")
-        .args(["--server", &submission.ip().to_string(), "--port"])
-        .arg(submission.port().to_string())
-        .args(["--to", "contact@acme.example", "--from", CONTACT])
-        .args(["--tls", "--auth", "PLAIN", "--auth-user", CONTACT])
-        .args(["--auth-password", CONTACT_PASSWORD])
-        .args([
+    swaks(
+        submission,
+        &["--to", "contact@acme.example", "--from", CONTACT],
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            CONTACT,
+            "--auth-password",
+            CONTACT_PASSWORD,
             "--header",
             "From: contact@acme.example",
             "--header",
             "Subject: swaks submission",
-        ])
-        .output()
-        .expect("swaks");
-    assert!(
-        swaks_auth.status.success(),
-        "{}",
-        String::from_utf8_lossy(&swaks_auth.stdout)
+        ],
     );
     // swaks pipelines MAIL, RCPT and DATA in one write when PIPELINING is offered.
-    let swaks_pipelined = std::process::Command::new("swaks")
-        .args(["--server", &inbound.ip().to_string(), "--port"])
-        .arg(inbound.port().to_string())
-        .args(["--to", "contact@acme.example", "--from", "x@remote.example"])
-        .args(["--pipeline", "--header", "Subject: swaks pipelined"])
-        .output()
-        .expect("swaks");
-    let transcript = String::from_utf8_lossy(&swaks_pipelined.stdout);
-    assert!(swaks_pipelined.status.success(), "{transcript}");
+    let transcript = swaks(
+        inbound,
+        &["--to", "contact@acme.example", "--from", "x@remote.example"],
+        &["--pipeline", "--header", "Subject: swaks pipelined"],
+    );
     let sent_data = transcript.find(" -> DATA").expect(&transcript);
     let mail_answered = transcript.find("<-  250 2.1.0").expect(&transcript);
     assert!(sent_data < mail_answered, "not pipelined: {transcript}");
