@@ -145,7 +145,7 @@ async fn try_hosts(
     job: &Attempt<'_>,
 ) -> Result<Vec<RecipientResult>, Failure> {
     let targets = route::targets(&services.config.queue, job.domain).await?;
-    let mut last = Failure::Temporary(format!("no host to deliver to for {}", job.domain));
+    let mut last: Option<Failure> = None;
     for target in targets {
         let mut result = session(services, &target, job).await;
         if let (Route::Mx, Err(Failure::Tls(why))) = (target.route(), &result) {
@@ -161,10 +161,21 @@ async fn try_hosts(
         match result {
             Ok(results) => return Ok(results),
             Err(f @ (Failure::Permanent(_) | Failure::AfterData(_))) => return Err(f),
-            Err(f) => last = f,
+            Err(f) => last = Some(telling(last, f)),
         }
     }
-    Err(last)
+    Err(last
+        .unwrap_or_else(|| Failure::Temporary(format!("no host to deliver to for {}", job.domain))))
+}
+
+/// Which of two hosts' failures says more about the message: a host that could not be
+/// reached now may take the content later, so that counts rather than another host's not
+/// taking it; otherwise the latest.
+fn telling(earlier: Option<Failure>, latest: Failure) -> Failure {
+    match (earlier, latest) {
+        (Some(f @ (Failure::Temporary(_) | Failure::Tls(_))), Failure::Unsupported(_)) => f,
+        (_, latest) => latest,
+    }
 }
 
 async fn session(

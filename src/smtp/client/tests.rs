@@ -242,3 +242,22 @@ async fn replies_in_latin_1_count_and_endless_replies_do_not() {
         "{result:?}"
     );
 }
+
+#[test]
+fn a_host_that_was_down_outweighs_one_that_cannot_take_the_content() {
+    let down = || Failure::Temporary("connection refused".into());
+    let unable = || Failure::Unsupported("554 5.6.3 no 8BITMIME".into());
+    assert!(matches!(
+        telling(Some(down()), unable()),
+        Failure::Temporary(_)
+    ));
+    assert!(matches!(
+        telling(Some(unable()), down()),
+        Failure::Temporary(_)
+    ));
+    assert!(matches!(telling(None, unable()), Failure::Unsupported(_)));
+    assert!(matches!(
+        telling(Some(unable()), unable()),
+        Failure::Unsupported(_)
+    ));
+}
