@@ -304,6 +304,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn temporary_failures_back_off_and_bounce_when_the_queue_gives_up() {
+        // Nothing listens on port 1: every attempt fails at once, temporarily.
+        let unreachable = |c: &mut crate::config::Config, give_up_after_seconds| {
+            c.queue.smarthost = "127.0.0.1:1".into();
+            c.queue.smarthost_tls = crate::config::SmarthostTls::None;
+            c.queue.first_retry_seconds = 60;
+            c.queue.give_up_after_seconds = give_up_after_seconds;
+        };
+        let h = Harness::with_config(|c| unreachable(c, 3600));
+        let mut entry = queued(&h, Hold::No);
+        for expected_wait in [60, 120, 240] {
+            let before = now_millis();
+            attempt(&h.services, entry).await;
+            entry = h.services.store.queue().unwrap().remove(0);
+            let wait = (entry.next_attempt - before) / 1000;
+            assert!(
+                (expected_wait..expected_wait + 2).contains(&wait),
+                "{wait} s"
+            );
+            assert!(
+                entry
+                    .last_error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("connection")
+            );
+        }
+        let h = Harness::with_config(|c| unreachable(c, 0));
+        attempt(&h.services, queued(&h, Hold::No)).await;
+        assert!(h.services.store.queue().unwrap().is_empty(), "given up");
+        let dsn = last_in_inbox(&h);
+        assert!(dsn.contains("Status: 4.4.7"), "expired: {dsn}");
+    }
+
+    #[tokio::test]
     async fn a_bounce_that_cannot_be_stored_keeps_the_entry_until_the_queue_gives_up() {
         for (give_up_after_seconds, kept) in [(3600, 1), (0, 0)] {
             let h = Harness::with_config(|c| c.queue.give_up_after_seconds = give_up_after_seconds);
