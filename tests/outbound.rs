@@ -99,6 +99,7 @@ zone = {
     ("dead.remote.test", A): ["127.0.0.2"],
     ("plain.test", A): ["127.0.0.1"],
     ("nomail.test", MX): [(0, "")],
+    ("broken.test", MX): [(10, "nowhere.broken.test")],
 }
 names = {name for name, _ in zone}
 def encode(name):
@@ -318,6 +319,7 @@ fn mx_hosts_come_from_the_dns_in_order_of_preference_with_opportunistic_starttls
         "someone@plain.test",
         "nobody@nomail.test",
         "lost@gone.test",
+        "stuck@broken.test",
     ];
     submit(&server, &recipients, "via mx");
     let text = wait_until(log, |text| text.matches("Subject: via mx").count() == 2);
@@ -339,12 +341,13 @@ fn mx_hosts_come_from_the_dns_in_order_of_preference_with_opportunistic_starttls
         asked.contains("MX plain.test") && asked.contains("A plain.test"),
         "{asked}"
     );
-    // A null MX (RFC 7505 §4.2) and a domain that does not exist bounce at once: a DSN
-    // each to the sender, with no address looked up for them.
-    let dsns = inbox(&server, 2);
+    // A null MX (RFC 7505 §4.2), a domain that does not exist and one whose only MX host
+    // has no address bounce at once: a DSN each to the sender.
+    let dsns = inbox(&server, 3);
     for (recipient, status) in [
         ("nobody@nomail.test", "5.1.10"),
         ("lost@gone.test", "5.1.2"),
+        ("stuck@broken.test", "5.4.4"),
     ] {
         let needle =
             format!("Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status}");

@@ -44,9 +44,9 @@ enum Failure {
     Permanent(String),
     /// TLS could not be set up; an MX host may still take the mail in clear.
     Tls(String),
-    /// The host cannot take this message (SMTPUTF8, 8BITMIME); another may. Bounces when no
-    /// host can.
-    Unsupported(String),
+    /// This host cannot take this message (its name has no address; SMTPUTF8, 8BITMIME);
+    /// another may. Bounces when no host can.
+    Unusable(String),
     /// The connection failed after the whole message was sent, before its answer: the
     /// host may have it. Tried again later, never at once elsewhere (RFC 5321 §4.5.3.2.6
     /// and §6.1: better late than twice).
@@ -59,7 +59,7 @@ impl Failure {
             Failure::Temporary(why)
             | Failure::Permanent(why)
             | Failure::Tls(why)
-            | Failure::Unsupported(why)
+            | Failure::Unusable(why)
             | Failure::AfterData(why) => why,
         }
     }
@@ -128,9 +128,7 @@ pub async fn deliver(services: &Services, job: &Attempt<'_>) -> Vec<RecipientRes
         Ok(results) => results,
         Err(failure) => {
             let result = match failure {
-                Failure::Permanent(why) | Failure::Unsupported(why) => {
-                    RecipientResult::Permanent(why)
-                }
+                Failure::Permanent(why) | Failure::Unusable(why) => RecipientResult::Permanent(why),
                 Failure::Temporary(why) | Failure::Tls(why) | Failure::AfterData(why) => {
                     RecipientResult::Temporary(why)
                 }
@@ -173,7 +171,7 @@ async fn try_hosts(
 /// taking it; otherwise the latest.
 fn telling(earlier: Option<Failure>, latest: Failure) -> Failure {
     match (earlier, latest) {
-        (Some(f @ (Failure::Temporary(_) | Failure::Tls(_))), Failure::Unsupported(_)) => f,
+        (Some(f @ (Failure::Temporary(_) | Failure::Tls(_))), Failure::Unusable(_)) => f,
         (_, latest) => latest,
     }
 }
@@ -261,12 +259,12 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     let eight_bit = !job.raw.is_ascii();
     // RFC 6531 §3.4 and RFC 6152 §3: what the server cannot take is not sent (no downgrade).
     if utf8 && !offers(ehlo, "SMTPUTF8") {
-        return Err(Failure::Unsupported(
+        return Err(Failure::Unusable(
             "550 5.6.7 the receiving server does not take UTF-8 addresses (SMTPUTF8)".into(),
         ));
     }
     if eight_bit && !offers(ehlo, "8BITMIME") {
-        return Err(Failure::Unsupported(
+        return Err(Failure::Unusable(
             "554 5.6.3 the receiving server does not take 8-bit content (8BITMIME)".into(),
         ));
     }

@@ -156,13 +156,23 @@ pub(super) async fn connect(target: &Target) -> Result<TcpStream, Failure> {
             .await
             .map_err(|e| Failure::Temporary(format!("{host}: {e}")))?
             .collect(),
-        Lookup::Dns(resolver) => resolver
-            .lookup_ip(format!("{host}."))
-            .await
-            .map_err(|e| Failure::Temporary(format!("{host}: {e}")))?
-            .iter()
-            .map(|ip| SocketAddr::new(ip, *port))
-            .collect(),
+        Lookup::Dns(resolver) => {
+            let no_address = || Failure::Unusable(format!("550 5.4.4 {host} has no address"));
+            match resolver.lookup_ip(format!("{host}.")).await {
+                Ok(ips) if ips.iter().next().is_some() => {
+                    ips.iter().map(|ip| SocketAddr::new(ip, *port)).collect()
+                }
+                // The DNS answers that there is none (RFC 5321 §5.1: an error): the
+                // domain's misconfiguration, not a passing failure.
+                Ok(_) => return Err(no_address()),
+                Err(e) => match response_code(&e) {
+                    Some(ResponseCode::NXDomain | ResponseCode::NoError) => {
+                        return Err(no_address());
+                    }
+                    _ => return Err(Failure::Temporary(format!("{host}: {e}"))),
+                },
+            }
+        }
     };
     let mut last = format!("{host} has no address");
     for addr in addrs.into_iter().take(MAX_ADDRESSES) {

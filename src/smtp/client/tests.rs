@@ -214,7 +214,7 @@ async fn content_a_host_cannot_take_is_for_another_host() {
     let mut conv = Conversation::new(client);
     let result = transaction(&QueueConfig::default(), Route::Mx, &mut conv, &[], &job).await;
     assert!(
-        matches!(&result, Err(Failure::Unsupported(why)) if why.contains("5.6.3")),
+        matches!(&result, Err(Failure::Unusable(why)) if why.contains("5.6.3")),
         "{result:?}"
     );
 }
@@ -246,7 +246,7 @@ async fn replies_in_latin_1_count_and_endless_replies_do_not() {
 #[test]
 fn a_host_that_was_down_outweighs_one_that_cannot_take_the_content() {
     let down = || Failure::Temporary("connection refused".into());
-    let unable = || Failure::Unsupported("554 5.6.3 no 8BITMIME".into());
+    let unable = || Failure::Unusable("554 5.6.3 no 8BITMIME".into());
     assert!(matches!(
         telling(Some(down()), unable()),
         Failure::Temporary(_)
@@ -255,9 +255,9 @@ fn a_host_that_was_down_outweighs_one_that_cannot_take_the_content() {
         telling(Some(unable()), down()),
         Failure::Temporary(_)
     ));
-    assert!(matches!(telling(None, unable()), Failure::Unsupported(_)));
+    assert!(matches!(telling(None, unable()), Failure::Unusable(_)));
     assert!(matches!(
         telling(Some(unable()), unable()),
-        Failure::Unsupported(_)
+        Failure::Unusable(_)
     ));
 }
