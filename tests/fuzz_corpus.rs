@@ -82,3 +82,14 @@ fn smtp_session_corpus() {
         );
     }
 }
+
+#[test]
+fn smtp_replies_corpus() {
+    let runtime = paused_runtime();
+    for (name, data) in corpus("smtp_replies") {
+        survives(&runtime, &name, async {
+            let results = mailgate::smtp::client::replay(data).await;
+            assert_eq!(results.len(), 2, "one result per recipient");
+        });
+    }
+}

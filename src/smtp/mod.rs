@@ -5,7 +5,7 @@
 //! a connection: reads, writes, STARTTLS, timeouts and server shutdown.
 
 pub mod address;
-mod client;
+pub mod client;
 pub mod delivery;
 mod dsn;
 pub mod notice;

@@ -124,18 +124,62 @@ pub async fn deliver(services: &Services, job: &Attempt<'_>) -> Vec<RecipientRes
     let result = tokio::time::timeout(wait::WHOLE_ATTEMPT, try_hosts(services, job))
         .await
         .unwrap_or_else(|_| Err(Failure::Temporary("the attempt timed out".into())));
-    match result {
-        Ok(results) => results,
-        Err(failure) => {
-            let result = match failure {
-                Failure::Permanent(why) | Failure::Unusable(why) => RecipientResult::Permanent(why),
-                Failure::Temporary(why) | Failure::Tls(why) | Failure::AfterData(why) => {
-                    RecipientResult::Temporary(why)
-                }
-            };
-            vec![result; job.recipients.len()]
+    per_recipient(result, job.recipients.len())
+}
+
+/// A whole attempt's outcome as one result per recipient.
+fn per_recipient(
+    result: Result<Vec<RecipientResult>, Failure>,
+    recipients: usize,
+) -> Vec<RecipientResult> {
+    let failure = match result {
+        Ok(results) => return results,
+        Err(failure) => failure,
+    };
+    let result = match failure {
+        Failure::Permanent(why) | Failure::Unusable(why) => RecipientResult::Permanent(why),
+        Failure::Temporary(why) | Failure::Tls(why) | Failure::AfterData(why) => {
+            RecipientResult::Temporary(why)
         }
+    };
+    vec![result; recipients]
+}
+
+/// For the fuzz target and its corpus: a conversation with a smarthost (greeting, EHLO,
+/// AUTH, one message to two recipients) whose every byte is `replies`. Run on paused time,
+/// every wait ends at once.
+pub async fn replay(replies: Vec<u8>) -> Vec<RecipientResult> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (client, mut server) = tokio::io::duplex(1 << 16);
+    let server_side = tokio::spawn(async move {
+        let _ = server.write_all(&replies).await;
+        let _ = server.shutdown().await;
+        let mut drain = [0u8; 4096];
+        while server.read(&mut drain).await.is_ok_and(|n| n > 0) {}
+    });
+    let config = QueueConfig {
+        smarthost: "relay.fuzz.test".into(),
+        smarthost_user: "user".into(),
+        smarthost_password: "secret".into(),
+        ..QueueConfig::default()
+    };
+    let recipients = ["a@fuzz.test".to_string(), "b@fuzz.test".to_string()];
+    let job = Attempt {
+        sender: "sender@mailgate.test",
+        domain: "fuzz.test",
+        recipients: &recipients,
+        raw: "Subject: fuzz\r\n\r\n.a dot\r\n8 bits: \u{e9}\r\n".as_bytes(),
+    };
+    let mut conv = Conversation::new(client);
+    let result = async {
+        let ehlo = open(&mut conv, "mailgate.test", true).await?;
+        transaction(&config, Route::Smarthost, &mut conv, &ehlo, &job).await
     }
+    .await;
+    server_side.abort();
+    // Reaped here, not left to the runtime: nothing of one replay outlives it.
+    let _ = server_side.await;
+    per_recipient(result, recipients.len())
 }
 
 async fn try_hosts(

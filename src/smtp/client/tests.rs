@@ -261,3 +261,22 @@ fn a_host_that_was_down_outweighs_one_that_cannot_take_the_content() {
         Failure::Unusable(_)
     ));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_fuzz_replay_delivers_against_a_willing_server() {
+    let seed = |name: &str| {
+        let path = format!(
+            "{}/fuzz/corpus/smtp_replies/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        std::fs::read(path).unwrap()
+    };
+    let delivered = replay(seed("success")).await;
+    assert_eq!(
+        delivered,
+        [RecipientResult::Delivered, RecipientResult::Delivered]
+    );
+    let refused = replay(seed("rcpt_refused")).await;
+    assert!(matches!(&refused[0], RecipientResult::Permanent(why) if why.starts_with("550")));
+    assert!(matches!(&refused[1], RecipientResult::Temporary(why) if why.starts_with("451")));
+}
