@@ -20,7 +20,8 @@ pub struct QueuedView {
     pub recipients: Vec<String>,
     pub created: Millis,
     pub attempts: u32,
-    pub next_attempt: Millis,
+    /// None while held.
+    pub next_attempt: Option<Millis>,
     /// `held` while the message is still being accepted, `pending` before the first
     /// attempt, `deferred` after a temporary failure.
     pub state: &'static str,
@@ -51,6 +52,7 @@ pub async fn list(
         })
         .map(|e| QueuedView {
             id: e.id.to_string(),
+            next_attempt: (!e.is_held()).then_some(e.next_attempt),
             state: if e.is_held() {
                 "held"
             } else if e.attempts == 0 {
@@ -63,7 +65,6 @@ pub async fn list(
             recipients: e.recipients,
             created: e.created,
             attempts: e.attempts,
-            next_attempt: e.next_attempt,
             last_error: e.last_error,
         })
         .collect();

@@ -168,6 +168,8 @@ impl Server {
         let token = CancellationToken::new();
         let tracker = TaskTracker::new();
         let limits = Arc::new(ConnectionLimits::new(&self.services.config));
+        // Before any session can queue something held of its own.
+        crate::smtp::outbound::drop_held(&self.services).await;
         for bound in self.listeners {
             let services = self.services.clone();
             let (token, tracker2, limits) = (token.clone(), tracker.clone(), limits.clone());

@@ -5,7 +5,7 @@ use crate::net::Services;
 use crate::store::QueueEntry;
 
 /// Tells the sender of `entry` that `failed` recipients will not get it; an error when the
-/// notice could not be stored. A bounce of a bounce (empty sender) is dropped (RFC 5321
+/// notice could not be stored (the sender's mailbox is full, the store failed). A bounce of a bounce (empty sender) is dropped (RFC 5321
 /// §6.1 forbids it).
 pub async fn bounce(
     services: &Services,
@@ -35,7 +35,12 @@ pub async fn bounce(
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         }
-        _ => Err(format!("the sender <{}> is not an address", entry.sender)),
+        // Nowhere to go, now or later (no such local mailbox, not an address): like a
+        // bounce of a bounce, dropped rather than kept for nothing.
+        Ok(Destination::UnknownLocal) | Err(_) => {
+            tracing::warn!(queue = %entry.id, sender = %entry.sender, "the sender cannot be notified; bounce dropped");
+            return Ok(());
+        }
     };
     if result.is_ok() {
         tracing::info!(queue = %entry.id, sender = %entry.sender, "bounced");

@@ -77,9 +77,11 @@ pub fn withdraw(services: &Services, ids: &[QueueId]) {
     }
 }
 
-/// Runs until `shutdown`: picks due entries and delivers them.
-pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
-    match services.store.drop_held() {
+/// At start, before any session: drops the entries a crash left held, which belong to
+/// messages never acknowledged (their clients send them again).
+pub async fn drop_held(services: &Services) {
+    let store = services.store.clone();
+    match blocking(move || store.drop_held()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             entries = n,
@@ -87,6 +89,10 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
         ),
         Err(e) => tracing::error!(error = %e, "dropping held queue entries failed"),
     }
+}
+
+/// Runs until `shutdown`: picks due entries and delivers them.
+pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
     let in_flight: Arc<Mutex<HashSet<QueueId>>> = Arc::default();
     loop {
         for entry in due(&services, &in_flight) {
@@ -343,10 +349,16 @@ mod tests {
         for (give_up_after_seconds, kept) in [(3600, 1), (0, 0)] {
             let h = Harness::with_config(|c| c.queue.give_up_after_seconds = give_up_after_seconds);
             let store = &h.services.store;
-            let far = ["far@away.example".to_string()];
-            // No such mailbox here: the notice has nowhere to go.
-            let sender = "ghost@harness.test";
-            let entry = store.enqueue(b"x", sender, &far, Hold::No).unwrap()[0].clone();
+            // The sender's mailbox is full: the notice cannot be stored now.
+            let Some(crate::store::AddressEntry::Mailbox(mailbox)) =
+                store.resolve_address(ADDRESS).unwrap()
+            else {
+                panic!("the harness mailbox");
+            };
+            store
+                .update_mailbox(mailbox, |m| m.quota_bytes = 1)
+                .unwrap();
+            let entry = queued(&h, Hold::No);
             std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
             attempt(&h.services, entry).await;
             assert_eq!(
@@ -355,6 +367,21 @@ mod tests {
                 "give up after {give_up_after_seconds} s"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn a_bounce_with_nowhere_to_go_is_dropped_at_once() {
+        let h = Harness::new();
+        let store = &h.services.store;
+        let far = ["far@away.example".to_string()];
+        // No such mailbox here: the notice has nowhere to go, now or later.
+        let entry = store
+            .enqueue(b"x", "ghost@harness.test", &far, Hold::No)
+            .unwrap()[0]
+            .clone();
+        std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
+        attempt(&h.services, entry).await;
+        assert!(store.queue().unwrap().is_empty());
     }
 
     #[test]
@@ -373,6 +400,11 @@ mod tests {
         };
         assert_eq!(due_ids(&in_flight), [free.id], "held ones are not due");
         store.release(&[released.id]).unwrap();
+        assert!(store.release(&[free.id]).is_err(), "not held: no 250 on it");
+        assert!(
+            store.release(&[QueueId(u64::MAX)]).is_err(),
+            "gone: no 250 on it"
+        );
         assert_eq!(due_ids(&Mutex::default()), [released.id, free.id]);
         assert_eq!(store.drop_held().unwrap(), 1);
         let left: Vec<QueueId> = store.queue().unwrap().into_iter().map(|e| e.id).collect();

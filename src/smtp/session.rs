@@ -824,7 +824,9 @@ impl Session {
                 "Local delivery failed; try again later".into(),
             );
         }
-        if let Err(e) = super::outbound::release(&self.services, &queued).await {
+        if !queued.is_empty()
+            && let Err(e) = super::outbound::release(&self.services, &queued).await
+        {
             // The local copies stay: the client's retry may deliver them twice, which beats
             // a 250 for remote copies that a restart would drop.
             tracing::error!(error = %e, "releasing queued mail failed");

@@ -605,9 +605,11 @@ impl Store {
     }
 
     /// Removes the files of blobs a committed change stopped referencing; called without the
-    /// lock, so that its flush holds up no delivery. The change is flushed first (a crash
-    /// must not bring back records whose bodies are gone); then, under the lock, a blob goes
-    /// only if nothing took it up again meanwhile (a delivery of the same content).
+    /// lock. A file goes only once "unreferenced" is on disk (a crash must not bring back
+    /// records whose bodies are gone) and still true under the lock (a delivery of the same
+    /// content may have taken it up again, and another removal dropped it since, unflushed):
+    /// hence a flush without the lock, which does the work, and one under it, which has
+    /// little left to write.
     pub(super) fn remove_blobs(&self, freed: &[BlobId]) {
         if freed.is_empty() {
             return;
@@ -617,6 +619,10 @@ impl Store {
             return;
         }
         let _guard = self.lock();
+        if let Err(e) = self.inner.db.flush() {
+            tracing::warn!(error = %e, "flush failed; unreferenced blobs kept");
+            return;
+        }
         for blob in freed {
             match self.blob_refs(blob) {
                 Ok(0) => self.inner.blobs.remove(blob),

@@ -105,17 +105,25 @@ impl Store {
         Ok(entries)
     }
 
-    /// Lets held entries leave: the message they belong to is accepted.
+    /// Lets held entries leave: the message they belong to is accepted. An entry no longer
+    /// there, or not held, is an error: the message must not be acknowledged.
     pub fn release(&self, ids: &[QueueId]) -> StoreResult<()> {
         let _guard = self.lock();
         let mut changes = Changes::default();
         for id in ids {
             let k = key(codec::QUEUE, &[id.0]);
-            if let Some(v) = self.inner.mail.get(&k)? {
-                let mut entry: QueueEntry = decode(&v, "queue entry")?;
-                entry.next_attempt = now_millis();
-                changes.put_mail(k, &entry)?;
+            let entry = self.inner.mail.get(&k)?;
+            let mut entry: QueueEntry = match entry {
+                Some(v) => decode(&v, "queue entry")?,
+                None => return Err(StoreError::not_found(format!("queue entry {id}"))),
+            };
+            if !entry.is_held() {
+                return Err(StoreError::Corrupt(format!(
+                    "queue entry {id} was not held"
+                )));
             }
+            entry.next_attempt = now_millis();
+            changes.put_mail(k, &entry)?;
         }
         self.commit(changes)
     }

@@ -47,10 +47,6 @@ enum Failure {
     /// This host cannot take this message (its name has no address; SMTPUTF8, 8BITMIME);
     /// another may. Bounces when no host can.
     Unusable(String),
-    /// The connection failed after the whole message was sent, before its answer: the
-    /// host may have it. Tried again later, never at once elsewhere (RFC 5321 §4.5.3.2.6
-    /// and §6.1: better late than twice).
-    AfterData(String),
 }
 
 impl Failure {
@@ -59,8 +55,7 @@ impl Failure {
             Failure::Temporary(why)
             | Failure::Permanent(why)
             | Failure::Tls(why)
-            | Failure::Unusable(why)
-            | Failure::AfterData(why) => why,
+            | Failure::Unusable(why) => why,
         }
     }
 
@@ -138,9 +133,7 @@ fn per_recipient(
     };
     let result = match failure {
         Failure::Permanent(why) | Failure::Unusable(why) => RecipientResult::Permanent(why),
-        Failure::Temporary(why) | Failure::Tls(why) | Failure::AfterData(why) => {
-            RecipientResult::Temporary(why)
-        }
+        Failure::Temporary(why) | Failure::Tls(why) => RecipientResult::Temporary(why),
     };
     vec![result; recipients]
 }
@@ -202,7 +195,7 @@ async fn try_hosts(
         }
         match result {
             Ok(results) => return Ok(results),
-            Err(f @ (Failure::Permanent(_) | Failure::AfterData(_))) => return Err(f),
+            Err(f @ Failure::Permanent(_)) => return Err(f),
             Err(f) => last = Some(telling(last, f)),
         }
     }
@@ -343,10 +336,16 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         conv.write(block, wait::DATA_BLOCK).await?;
     }
     conv.write(b".\r\n", wait::DATA_BLOCK).await?;
-    let (code, lines) = conv
-        .reply(wait::DATA_END)
-        .await
-        .map_err(|f| Failure::AfterData(f.text().to_string()))?;
+    let (code, lines) = match conv.reply(wait::DATA_END).await {
+        Ok(reply) => reply,
+        // The whole message went out and no answer came: the host may have it. Those RCPT
+        // accepted are tried again later, never at once elsewhere (RFC 5321 §4.5.3.2.6 and
+        // §6.1: better late than twice); those refused keep their answer.
+        Err(f) => {
+            let why = format!("no answer after the message: {}", f.text());
+            return Ok(settle(results, RecipientResult::Temporary(why)));
+        }
+    };
     quit(conv).await;
     Ok(match code {
         200..=299 => results,

@@ -3,7 +3,7 @@
 
 use super::{Failure, Target, wait};
 use crate::config::{QueueConfig, SmarthostTls};
-use hickory_resolver::config::{LookupIpStrategy, NameServerConfig, ResolverConfig};
+use hickory_resolver::config::{NameServerConfig, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::proto::op::ResponseCode;
@@ -114,9 +114,9 @@ fn host_and_port(text: &str) -> (String, u16) {
         .unwrap_or_else(|| (text.to_string(), 25))
 }
 
-/// The configured name servers, else the system's; IPv4 and IPv6 addresses alike.
+/// The configured name servers, else the system's.
 fn resolver(config: &QueueConfig) -> Result<TokioResolver, Failure> {
-    let mut builder = if config.nameservers.is_empty() {
+    let builder = if config.nameservers.is_empty() {
         TokioResolver::builder_tokio()
             .map_err(|e| Failure::Temporary(format!("DNS resolver: {e}")))?
     } else {
@@ -128,7 +128,6 @@ fn resolver(config: &QueueConfig) -> Result<TokioResolver, Failure> {
         let config = ResolverConfig::from_parts(None, Vec::new(), servers);
         TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
     };
-    builder.options_mut().ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
     Ok(builder.build())
 }
 
@@ -148,6 +147,40 @@ fn by_preference(mut records: Vec<(u16, String)>) -> Vec<String> {
     records.into_iter().map(|(_, host)| host).collect()
 }
 
+/// An MX host's IPv4 and IPv6 addresses, asked for apart: "none" only when the DNS answers
+/// so for both (RFC 5321 §5.1: an error, the domain's misconfiguration), a passing failure
+/// of either otherwise.
+async fn addresses(
+    resolver: &TokioResolver,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Failure> {
+    let name = format!("{host}.");
+    let (v4, v6) = tokio::join!(
+        resolver.ipv4_lookup(name.as_str()),
+        resolver.ipv6_lookup(name.as_str())
+    );
+    let mut addrs = Vec::new();
+    let mut failed = None;
+    let mut take =
+        |answer: Result<Vec<std::net::IpAddr>, hickory_resolver::ResolveError>| match answer {
+            Ok(ips) => addrs.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, port))),
+            Err(e) => match response_code(&e) {
+                Some(ResponseCode::NXDomain | ResponseCode::NoError) => {}
+                _ => failed = Some(e.to_string()),
+            },
+        };
+    take(v4.map(|a| a.iter().map(|r| std::net::IpAddr::V4(r.0)).collect()));
+    take(v6.map(|a| a.iter().map(|r| std::net::IpAddr::V6(r.0)).collect()));
+    match (addrs.is_empty(), failed) {
+        (false, _) => Ok(addrs),
+        (true, Some(e)) => Err(Failure::Temporary(format!("{host}: {e}"))),
+        (true, None) => Err(Failure::Unusable(format!(
+            "550 5.4.4 {host} has no address"
+        ))),
+    }
+}
+
 /// A connection to one of the target's addresses, each tried in turn (RFC 5321 §5.1).
 pub(super) async fn connect(target: &Target) -> Result<TcpStream, Failure> {
     let Target { host, port, .. } = target;
@@ -156,23 +189,7 @@ pub(super) async fn connect(target: &Target) -> Result<TcpStream, Failure> {
             .await
             .map_err(|e| Failure::Temporary(format!("{host}: {e}")))?
             .collect(),
-        Lookup::Dns(resolver) => {
-            let no_address = || Failure::Unusable(format!("550 5.4.4 {host} has no address"));
-            match resolver.lookup_ip(format!("{host}.")).await {
-                Ok(ips) if ips.iter().next().is_some() => {
-                    ips.iter().map(|ip| SocketAddr::new(ip, *port)).collect()
-                }
-                // The DNS answers that there is none (RFC 5321 §5.1: an error): the
-                // domain's misconfiguration, not a passing failure.
-                Ok(_) => return Err(no_address()),
-                Err(e) => match response_code(&e) {
-                    Some(ResponseCode::NXDomain | ResponseCode::NoError) => {
-                        return Err(no_address());
-                    }
-                    _ => return Err(Failure::Temporary(format!("{host}: {e}"))),
-                },
-            }
-        }
+        Lookup::Dns(resolver) => addresses(resolver, host, *port).await?,
     };
     let mut last = format!("{host} has no address");
     for addr in addrs.into_iter().take(MAX_ADDRESSES) {
