@@ -69,12 +69,17 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Takes back entries just queued for a message the client will send again.
-pub fn withdraw(services: &Services, ids: &[QueueId]) {
-    for id in ids {
-        if let Err(e) = services.store.dequeue(*id) {
-            tracing::error!(queue = %id, error = %e, "withdrawing a queue entry failed");
+pub async fn withdraw(services: &Services, ids: &[QueueId]) {
+    let (store, ids) = (services.store.clone(), ids.to_vec());
+    let _ = blocking(move || {
+        for id in ids {
+            if let Err(e) = store.dequeue(id) {
+                tracing::error!(queue = %id, error = %e, "withdrawing a queue entry failed");
+            }
         }
-    }
+        Ok(())
+    })
+    .await;
 }
 
 /// At start, before any session: drops the entries a crash left held, which belong to

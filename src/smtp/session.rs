@@ -813,7 +813,7 @@ impl Session {
             return self.accepted(envelope);
         }
         if let Err(e) = delivery::deliver(&self.services, &mailboxes, full).await {
-            super::outbound::withdraw(&self.services, &queued);
+            super::outbound::withdraw(&self.services, &queued).await;
             if let DeliveryError::OverQuota = e {
                 return (452, "4.2.2", "A mailbox is full; try again later".into());
             }
@@ -830,7 +830,7 @@ impl Session {
             // The local copies stay: the client's retry may deliver them twice, which beats
             // a 250 for remote copies that a restart would drop.
             tracing::error!(error = %e, "releasing queued mail failed");
-            super::outbound::withdraw(&self.services, &queued);
+            super::outbound::withdraw(&self.services, &queued).await;
             return (451, "4.3.0", "Queueing failed; try again later".into());
         }
         self.accepted(envelope)
