@@ -9,9 +9,7 @@ use reqwest::{Method, StatusCode};
 
 #[tokio::test]
 async fn the_audit_log_filters_and_exports_csv_for_managers_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, seeded, server) = seeded_server("lr");
     let out = python(
         "import imaplib, ssl, sys\nctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
          m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)\n\
@@ -78,9 +76,7 @@ async fn the_audit_log_filters_and_exports_csv_for_managers_only() {
 
 #[tokio::test]
 async fn who_can_read_a_mailbox_and_why() {
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lrs");
-    let server = start(dir.path(), "");
+    let (_dir, seeded, server) = seeded_server("lrs");
     let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
     let (org, contact) = (seeded.org, seeded.contact);
     let (status, review) = owner
@@ -113,9 +109,7 @@ async fn who_can_read_a_mailbox_and_why() {
 
 #[tokio::test]
 async fn metrics_count_connections_and_logins() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     python(
         "import imaplib, ssl, sys\nctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
          m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)\nm.login('contact@acme.example', 'contact-password')\nm.logout()\n",
@@ -252,9 +246,7 @@ print("valid")
 
 #[tokio::test]
 async fn personal_tokens_are_named_listed_and_revoked() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
     let (status, made) = owner
         .post(
@@ -296,9 +288,7 @@ async fn personal_tokens_are_named_listed_and_revoked() {
 
 #[tokio::test]
 async fn a_mailbox_exports_as_mbox_to_readers_only_and_users_export_their_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, seeded, server) = seeded_server("lr");
     python(
         "import imaplib, ssl, sys\nctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n\
          m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)\nm.login('contact@acme.example', 'contact-password')\n\
@@ -404,9 +394,7 @@ async fn the_queue_shows_deferred_mail_with_its_last_error() {
 #[tokio::test]
 async fn the_manage_right_does_not_reset_a_mailbox_password_and_a_new_password_ends_other_sessions()
 {
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "la");
-    let server = start(dir.path(), "");
+    let (_dir, seeded, server) = seeded_server("la");
     let (org, contact) = (seeded.org, seeded.contact);
     let lucie = Api::login(&server, LUCIE, LUCIE_PASSWORD).await;
     let path = format!("/api/v1/orgs/{org}/mailboxes/{contact}");
@@ -450,9 +438,7 @@ async fn the_manage_right_does_not_reset_a_mailbox_password_and_a_new_password_e
 #[tokio::test]
 async fn disabling_a_member_through_the_api_ends_her_imap_session_at_once() {
     use std::io::{BufRead, Write};
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lrs");
-    let server = start(dir.path(), "");
+    let (_dir, seeded, server) = seeded_server("lrs");
     let imap = server.addr("imap (TLS)");
     let mut client = std::process::Command::new("python3")
         .arg("-c")

@@ -27,9 +27,7 @@ fn admin(config_home: &std::path::Path, args: &[&str], password: Option<&str>) -
 
 #[test]
 fn an_owner_sets_up_a_domain_mailbox_alias_and_grant_from_the_command_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (dir, seeded, server) = seeded_server("lr");
     let home = dir.path().join("home");
     let url = format!("http://{}", server.addr("admin (HTTP)"));
     let (ok, out) = admin(&home, &["me"], None);

@@ -36,9 +36,7 @@ m.logout()
 
 #[test]
 fn curl_lists_and_fetches_over_imaps_and_starttls() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     append(&server);
     let user = format!("{CONTACT}:{CONTACT_PASSWORD}");
     let tls = server.addr("imap (TLS)");

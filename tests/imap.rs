@@ -48,9 +48,7 @@ fn run(server: &TestServer, kind: &str, script: &str) -> String {
 
 #[test]
 fn a_mailbox_login_reads_and_writes_its_folders() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         "imap (TLS)",
@@ -119,9 +117,7 @@ print("done")
 
 #[test]
 fn plaintext_login_is_refused_until_starttls() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         "imap (STARTTLS)",
@@ -141,9 +137,7 @@ print("done")
 
 #[test]
 fn wrong_passwords_aliases_and_unknown_users_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         "imap (TLS)",
@@ -164,9 +158,7 @@ print("done")
 
 #[test]
 fn a_delegate_sees_the_shared_namespace_with_only_the_granted_rights() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lrs");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lrs");
     let out = run(
         &server,
         "imap (TLS)",
@@ -223,9 +215,7 @@ print("done")
 
 #[test]
 fn idle_reports_new_mail_from_another_session_within_a_second() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         "imap (TLS)",
@@ -259,9 +249,7 @@ print("done")
 #[tokio::test]
 async fn revoking_a_grant_ends_idle_and_selected_delegate_sessions() {
     use std::io::{BufRead, BufReader};
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lrs");
-    let server = start(dir.path(), "");
+    let (_dir, seeded, server) = seeded_server("lrs");
     let addr = server.addr("imap (TLS)");
     let script = format!(
         "{PRELUDE}\n{}",
@@ -358,9 +346,7 @@ print("done", flush=True)
 
 #[test]
 fn acl_commands_read_and_change_the_grants() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lrs");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lrs");
     let out = run(
         &server,
         "imap (TLS)",
@@ -522,9 +508,7 @@ print("done")
 
 #[test]
 fn condstore_and_qresync_report_what_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         "imap (TLS)",
@@ -576,9 +560,7 @@ print("done")
 
 #[test]
 fn list_extended_list_status_esearch_and_searchres() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         "imap (TLS)",
@@ -629,9 +611,7 @@ print("done")
 /// EXPUNGE never during FETCH, STORE or SEARCH (their UID forms may report it).
 #[test]
 fn two_sessions_see_each_others_changes_by_the_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         "imap (TLS)",
@@ -665,9 +645,7 @@ print("done")
 /// RFC 3501 §2.3.2: a message is \Recent in the first session that sees it, only there.
 #[test]
 fn recent_goes_to_the_first_session_only() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         "imap (TLS)",
@@ -702,9 +680,7 @@ print("done")
 /// exactly the command that needs it (and the command works again once it is given back).
 #[test]
 fn each_right_missing_in_turn_refuses_its_command() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lrswipkxte");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lrswipkxte");
     let out = run(
         &server,
         "imap (TLS)",
@@ -799,9 +775,7 @@ print("done")
 #[test]
 fn logins_are_audited_with_identities_tls_mechanism_and_client_id() {
     use mailgate::model::{Actor, Outcome};
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (dir, seeded, server) = seeded_server("lr");
     run(
         &server,
         "imap (TLS)",
@@ -895,9 +869,7 @@ print("done")
 
 #[test]
 fn the_rest_of_rfc_3501_as_imaplib_sends_it() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         "imap (TLS)",

@@ -143,9 +143,7 @@ async fn an_invitation_by_email_ends_in_an_imap_login_with_the_granted_access() 
 
 #[tokio::test]
 async fn a_local_invitee_gets_the_link_and_later_the_role_change_in_the_mailbox() {
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, seeded, server) = seeded_server("lr");
     let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
     let org = seeded.org;
     let (status, mailbox) = owner

@@ -128,9 +128,7 @@ fn write_message(dir: &Path, name: &str, text: &str) {
 
 #[test]
 fn mbsync_two_way_sync_of_all_folders_converges() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (dir, _, server) = seeded_server("lr");
     client(&server, "seed");
     let cert = dir.path().join("server.pem");
     std::fs::write(&cert, client(&server, "cert")).unwrap();

@@ -11,9 +11,7 @@ use std::collections::HashSet;
 
 #[tokio::test]
 async fn every_documented_operation_is_served_and_nothing_else() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let api = Api {
         client: reqwest::Client::new(),
         base: format!("http://{}", server.addr("admin (HTTP)")),

@@ -68,9 +68,7 @@ fn run(server: &TestServer, script: &str) -> String {
 
 #[test]
 fn inbound_mail_reaches_mailboxes_and_aliases_and_nothing_is_relayed() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         r#"
@@ -104,9 +102,7 @@ print("done")
 
 #[test]
 fn submission_sends_as_the_mailbox_and_its_alias_and_refuses_others() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         r#"
@@ -186,9 +182,7 @@ print("done")
 
 #[test]
 fn a_user_without_send_rights_may_not_send_as_the_mailbox() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lrswi");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lrswi");
     let out = run(
         &server,
         r#"
@@ -207,9 +201,7 @@ print("done")
 
 #[test]
 fn pipelining_bdat_and_smtputf8_work_as_smtplib_sends_them() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         r#"
@@ -271,9 +263,7 @@ fn swaks(server: std::net::SocketAddr, envelope: &[&str], options: &[&str]) -> S
 
 #[test]
 fn swaks_and_curl_deliver_and_submit() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (dir, _, server) = seeded_server("lr");
     let inbound = server.addr("smtp (STARTTLS)");
     let submission = server.addr("submission (STARTTLS)");
     swaks(
@@ -400,9 +390,7 @@ print("done")
 /// a client that never authenticates is cut off after `smtp.max_commands_before_auth`.
 #[tokio::test]
 async fn submission_auth_failures_are_slowed_down_and_audited_and_idlers_cut_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let seeded = seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, seeded, server) = seeded_server("lr");
     let out = run(
         &server,
         r#"
@@ -526,9 +514,7 @@ threads = [threading.Thread(target=stream, args=(i,)) for i in (0, 1)]
 #[test]
 fn sigkill_mid_stream_loses_no_acknowledged_message() {
     use std::io::BufRead;
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (dir, _, server) = seeded_server("lr");
     let smtp = server.addr("smtp (STARTTLS)");
     let mut client = std::process::Command::new("python3")
         .arg("-c")
@@ -699,9 +685,7 @@ print("done")
 
 #[test]
 fn delivered_mail_reaches_an_idle_session_within_a_second() {
-    let dir = tempfile::tempdir().unwrap();
-    seed(dir.path(), "lr");
-    let server = start(dir.path(), "");
+    let (_dir, _, server) = seeded_server("lr");
     let out = run(
         &server,
         r#"

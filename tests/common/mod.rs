@@ -199,6 +199,15 @@ pub const LUCIE_PASSWORD: &str = "lucie-password";
 pub const OWNER: &str = "owner@acme.example";
 pub const OWNER_PASSWORD: &str = "owner-password";
 
+/// A server with no extra configuration on a store filled by `seed(rights)`: the temporary
+/// directory (the caller keeps it alive), what was seeded, and the server.
+pub fn seeded_server(rights: &str) -> (tempfile::TempDir, Seeded, TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), rights);
+    let server = start(dir.path(), "");
+    (dir, seeded, server)
+}
+
 /// Fills `dir/data` before the server starts: acme.example with `contact@` (alias `hello@`),
 /// its owner, and Lucie, a collaborator granted `rights` (and `send`) on `contact@`.
 pub fn seed(dir: &Path, rights: &str) -> Seeded {
