@@ -8,16 +8,19 @@ def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1))
 
-def start_server(workdir, N=100, smtp=False):
+def start_server(workdir, N=100, smtp=False, config_text=None, stderr=None):
+    """`config_text` replaces the configuration made here; `stderr` (a file) takes the log."""
     config = os.path.join(workdir, "mailgate.toml")
+    if config_text is None:
+        config_text = ('hostname = "bench.test"\n[imap]\nlisten = []\nlisten_tls = ["127.0.0.1:0"]\n'
+                       f'[smtp]\nlisten = {["127.0.0.1:0"] if smtp else []}\n'.replace("'", '"') +
+                       '[submission]\nlisten = []\nlisten_tls = []\n'
+                       '[admin]\nlisten = ["127.0.0.1:0"]\n'
+                       f'[limits]\nmax_connections = {N + 100}\nmax_connections_per_client = {N + 100}\n')
     with open(config, "w") as f:
-        f.write('hostname = "bench.test"\n[imap]\nlisten = []\nlisten_tls = ["127.0.0.1:0"]\n'
-                f'[smtp]\nlisten = {["127.0.0.1:0"] if smtp else []}\n'.replace("'", '"') +
-                '[submission]\nlisten = []\nlisten_tls = []\n'
-                '[admin]\nlisten = ["127.0.0.1:0"]\n'
-                f'[limits]\nmax_connections = {N + 100}\nmax_connections_per_client = {N + 100}\n')
+        f.write(config_text)
     proc = subprocess.Popen([BINARY, "serve", "--config", config, "--data", os.path.join(workdir, "data")],
-                            stdout=subprocess.PIPE, text=True,
+                            stdout=subprocess.PIPE, stderr=stderr, text=True,
                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (N * 2 + 1000,) * 2))
     ports, password = {}, None
     for line in proc.stdout:

@@ -7,7 +7,7 @@
 use mailgate::config::Config;
 use mailgate::imap::Session;
 use mailgate::model::*;
-use mailgate::net::Services;
+use mailgate::services::Services;
 use mailgate::store::{AppendMessage, Flags, NewMailbox, NewUser, Store};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -51,6 +51,7 @@ fn fill(store: &Store, n: usize) -> MailboxId {
             display_name: String::new(),
             password: hash.clone(),
             must_change_password: false,
+            own_mailbox: None,
         })
         .unwrap();
     let org = store.create_organization("Bench", owner.id).unwrap();

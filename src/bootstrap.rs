@@ -30,6 +30,7 @@ pub fn bootstrap(store: &Store, config: &Bootstrap) -> Result<Option<FirstOwner>
         display_name: "Owner".into(),
         password: password::hash(&initial)?,
         must_change_password: true,
+        own_mailbox: None,
     })?;
     store.create_organization(&config.organization, owner.id)?;
     store.flush_blocking()?;

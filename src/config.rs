@@ -22,6 +22,7 @@ pub struct Config {
     pub admin: Listener,
     pub limits: Limits,
     pub auth: AuthConfig,
+    pub store: StoreConfig,
     pub bootstrap: Bootstrap,
 }
 
@@ -51,6 +52,8 @@ pub struct ImapConfig {
     /// Commands a session may send per second on average; bursts of ten seconds' worth pass.
     /// Beyond, commands are answered `NO [LIMIT]`.
     pub max_commands_per_second: u32,
+    /// A client that takes none of an answer's next 64 KiB for this long is disconnected.
+    pub write_stall_seconds: u64,
 }
 
 impl Default for ImapConfig {
@@ -63,6 +66,7 @@ impl Default for ImapConfig {
             max_literal_bytes: 64 * 1024,
             autologout_seconds: 30 * 60,
             max_commands_per_second: 1000,
+            write_stall_seconds: 120,
         }
     }
 }
@@ -208,6 +212,25 @@ pub struct Limits {
     pub max_connections_per_client: usize,
     /// On SIGINT/SIGTERM, how long open sessions get to finish before they are cut.
     pub shutdown_grace_seconds: u64,
+    /// Bytes of one incoming message (SMTP DATA/BDAT, IMAP APPEND, an admin API body) kept in
+    /// memory; beyond, it goes to a file in the data directory's `spool/`.
+    pub spool_threshold_bytes: usize,
+    /// Bytes of messages still arriving, over all sessions, memory and spool together; beyond,
+    /// SMTP answers `452 4.3.1` and IMAP `NO [UNAVAILABLE]`.
+    pub max_bytes_in_flight: u64,
+    /// Bytes of arrived messages being parsed and stored at once (in memory); a message waits
+    /// for its share. A larger message than this takes it all, alone.
+    pub max_bytes_processing: u64,
+}
+
+impl Limits {
+    pub fn spool_limits(&self) -> crate::store::SpoolLimits {
+        crate::store::SpoolLimits {
+            threshold: self.spool_threshold_bytes,
+            in_flight: self.max_bytes_in_flight,
+            processing: self.max_bytes_processing,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -222,6 +245,41 @@ pub struct AuthConfig {
     /// Between a mailbox address and a user login, logs a user in to that mailbox with the
     /// user's own password: `contact@acme.example*lucie@gmail.example`.
     pub delegation_separator: String,
+    /// Password hashes (argon2id, about 19 MiB each) computed at once; 0: one per core.
+    pub max_concurrent_password_checks: usize,
+    /// Password checks waiting for their turn; more are refused at once as a temporary failure.
+    pub max_waiting_password_checks: usize,
+    /// How long a password check waits for its turn before it is refused (temporary failure).
+    pub password_check_wait_seconds: u64,
+}
+
+impl AuthConfig {
+    pub fn password_check_limits(&self) -> crate::password::CheckLimits {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        crate::password::CheckLimits {
+            concurrent: match self.max_concurrent_password_checks {
+                0 => cores,
+                n => n,
+            },
+            waiting: self.max_waiting_password_checks,
+            wait: std::time::Duration::from_secs(self.password_check_wait_seconds),
+        }
+    }
+}
+
+/// The embedded database.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// sled's page cache, in MiB: the directory, folder indexes and message summaries that
+    /// stay in memory. Message bodies are files, read through the kernel's page cache.
+    pub cache_mib: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig { cache_mib: 64 }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -253,6 +311,7 @@ impl Default for Config {
             },
             limits: Limits::default(),
             auth: AuthConfig::default(),
+            store: StoreConfig::default(),
             bootstrap: Bootstrap::default(),
         }
     }
@@ -264,6 +323,9 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_client: 100,
             shutdown_grace_seconds: 10,
+            spool_threshold_bytes: 128 * 1024,
+            max_bytes_in_flight: 2 * 1024 * 1024 * 1024,
+            max_bytes_processing: 128 * 1024 * 1024,
         }
     }
 }
@@ -274,6 +336,9 @@ impl Default for AuthConfig {
             password_cache_seconds: 300,
             allow_plaintext_on_loopback: false,
             delegation_separator: "*".into(),
+            max_concurrent_password_checks: 0,
+            max_waiting_password_checks: 200,
+            password_check_wait_seconds: 10,
         }
     }
 }

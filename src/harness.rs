@@ -4,7 +4,7 @@
 use crate::config::Config;
 use crate::imap::{Output, Session};
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::{AppendMessage, NewMailbox, NewUser, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,6 +97,7 @@ fn seed(store: &Store) {
             display_name: String::new(),
             password: hash.clone(),
             must_change_password: false,
+            own_mailbox: None,
         })
         .expect("user");
     let org = store.create_organization("Harness", owner.id).expect("org");

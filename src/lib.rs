@@ -2,6 +2,7 @@
 //! provider. DESIGN.md describes the model; each module below has one job.
 
 pub mod access;
+pub mod address;
 pub mod admin;
 pub mod bootstrap;
 pub mod cli;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod model;
 pub mod net;
 pub mod password;
+pub mod services;
 pub mod smtp;
 pub mod store;
 pub mod tls;

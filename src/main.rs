@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use mailgate::config::Config;
-use mailgate::net::{Server, Services};
+use mailgate::net::Server;
+use mailgate::services::Services;
 use mailgate::store::Store;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,10 +41,7 @@ enum Command {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -76,7 +74,7 @@ fn serve(config_path: Option<PathBuf>, data: Option<PathBuf>) -> Result<(), Stri
     if let Some(data) = data {
         config.data_dir = data;
     }
-    let store = Store::open(&config.data_dir).map_err(|e| e.to_string())?;
+    let store = Store::open_with(&config.data_dir, &config.store).map_err(|e| e.to_string())?;
     if let Some(first) =
         mailgate::bootstrap::bootstrap(&store, &config.bootstrap).map_err(|e| e.to_string())?
     {
@@ -115,5 +113,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// `RUST_LOG`, or `info`; rustls's own lines only from errors up unless `RUST_LOG` names it:
+/// its warnings are about what a remote client sent (an IP address as SNI, one WARN line per
+/// handshake), and would let anyone fill the log.
+fn log_filter(env: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let text = env.filter(|t| !t.trim().is_empty()).unwrap_or("info");
+    let filter = tracing_subscriber::EnvFilter::try_new(text)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if text.contains("rustls") {
+        return filter;
+    }
+    match "rustls=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
     }
 }

@@ -513,7 +513,15 @@ pub struct AuditEvent {
 
 /// Lower-cases an address or login: addresses and logins are unique case-insensitively.
 pub fn normalize_address(address: &str) -> String {
-    address.trim().to_lowercase()
+    let lower = address.trim().to_lowercase();
+    // An international domain is kept in A-labels (`crate::address`).
+    match lower.rsplit_once('@') {
+        Some((local, domain)) if !domain.is_ascii() => match idna::domain_to_ascii(domain) {
+            Ok(ascii) => format!("{local}@{ascii}"),
+            Err(_) => lower,
+        },
+        _ => lower,
+    }
 }
 
 /// The domain part of an address, if it has one.

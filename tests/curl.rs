@@ -7,7 +7,7 @@ use std::process::Command;
 
 fn curl(args: &[String]) -> String {
     let out = Command::new("curl")
-        .args(["--silent", "--show-error", "--insecure", "--max-time", "20"])
+        .args(["--silent", "--show-error", "--insecure", "--max-time", "60"])
         .args(args)
         .output()
         .expect("curl must be installed (.ci/run installs it)");

@@ -31,6 +31,7 @@ fn prepare(dir: &Path) -> (Store, MailboxId, FolderId) {
             display_name: String::new(),
             password: PasswordHash("x".into()),
             must_change_password: false,
+            own_mailbox: None,
         })
         .unwrap();
     let org = store.create_organization("Crash", owner.id).unwrap();
@@ -74,6 +75,7 @@ fn crash_writer_child() {
                     display_name: String::new(),
                     password: PasswordHash("x".into()),
                     must_change_password: false,
+                    own_mailbox: None,
                 })
                 .unwrap();
         }

@@ -14,7 +14,7 @@ host, port = sys.argv[1], int(sys.argv[2])
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
-with socket.create_connection((host, port), timeout=10) as raw:
+with socket.create_connection((host, port), timeout=60) as raw:
     with ctx.wrap_socket(raw, server_hostname="mail.test") as tls:
         cert = tls.getpeercert(binary_form=True)
         first = tls.recv(1024).decode().strip()
@@ -24,7 +24,7 @@ with socket.create_connection((host, port), timeout=10) as raw:
 
 const PLAIN_PROBE: &str = r#"
 import socket, sys
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as s:
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60) as s:
     print(s.recv(1024).decode().strip())
 "#;
 

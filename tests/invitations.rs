@@ -84,7 +84,7 @@ async fn an_invitation_by_email_ends_in_an_imap_login_with_the_granted_access() 
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let token = loop {
         let mail = std::fs::read_to_string(&outbox).unwrap_or_default();
         if let Some(token) = token_in(&mail) {
@@ -153,13 +153,20 @@ async fn a_local_invitee_gets_the_link_and_later_the_role_change_in_the_mailbox(
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{mailbox}");
-    let (status, _) = owner
-        .post(
-            &format!("/api/v1/orgs/{org}/invitations"),
-            json!({"email": "bob@acme.example", "role": "collaborator"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED);
+    // A login opens one thing: the mailbox's address becomes Bob's login only with a grant
+    // on that mailbox (his own); without, the invitation would make a user who can never
+    // log in (issue 10).
+    let invite = |grants: serde_json::Value| json!({"email": "bob@acme.example", "role": "collaborator", "grants": grants});
+    let invitations = format!("/api/v1/orgs/{org}/invitations");
+    let (status, body) = owner.post(&invitations, invite(json!([]))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("mailbox"),
+        "{body}"
+    );
+    let own = json!([{"target": {"mailbox": mailbox["id"]}, "preset": "read-write"}]);
+    let (status, body) = owner.post(&invitations, invite(own)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     let mail = imap(&server, "bob@acme.example", "bob-mailbox-pw", "inbox");
     let token = token_in(&mail).unwrap_or_else(|| panic!("no link in {mail}"));
     let (status, accepted) = owner

@@ -46,6 +46,7 @@ fn user(store: &Store, login: &str) -> User {
             display_name: String::new(),
             password: mailgate::password::hash("role-password").unwrap(),
             must_change_password: false,
+            own_mailbox: None,
         })
         .unwrap()
 }

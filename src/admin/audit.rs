@@ -2,7 +2,7 @@
 //! with what outcome.
 
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use std::fmt::Display;
 use std::net::SocketAddr;
 
@@ -31,12 +31,6 @@ pub fn entry(action: &str, target: impl Display) -> Entry {
 impl Entry {
     pub fn org(mut self, org: OrgId) -> Entry {
         self.event.org = Some(org);
-        self
-    }
-
-    /// In `org`'s audit log, or the server's alone for None.
-    pub fn in_org(mut self, org: Option<OrgId>) -> Entry {
-        self.event.org = org;
         self
     }
 

@@ -6,7 +6,7 @@ use super::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use super::page::{PageQuery, paginate};
 use crate::access::Action;
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::AuditQuery;
 use axum::Json;
 use axum::extract::State;

@@ -4,7 +4,7 @@
 use super::error::{ApiError, ApiResult};
 use crate::access::{self, Action, Principal, UserFacts};
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::ApiToken;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;

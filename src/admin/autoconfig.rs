@@ -4,7 +4,7 @@
 //! and the implicit-TLS ports of `[public]`, for addresses of domains hosted here only.
 
 use super::error::{ApiError, ApiQuery, ApiResult};
-use crate::net::Services;
+use crate::services::Services;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};

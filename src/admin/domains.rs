@@ -6,7 +6,7 @@ use super::page::{Page, PageQuery, paginate};
 use super::{ClientAddr, audit};
 use crate::access::Action;
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -24,6 +24,11 @@ pub enum ApiError {
     Conflict(String),
     /// 422: well-formed but not acceptable.
     Invalid(String),
+    /// 429: too many failed logins from the client's network or for the login named.
+    Throttled,
+    /// 503: the server cannot do it right now (all password checks taken, a store fault);
+    /// the client may try again shortly.
+    Unavailable(&'static str),
     /// 500: our fault; the details go to the log, not to the client.
     Internal,
 }
@@ -44,6 +49,17 @@ impl ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m.clone()),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m.clone()),
             ApiError::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid", m.clone()),
+            ApiError::Throttled => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "too many failed logins from your network or for this login; try again in a minute"
+                    .into(),
+            ),
+            ApiError::Unavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                m.to_string(),
+            ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -66,7 +82,9 @@ impl From<StoreError> for ApiError {
         match e {
             NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             AddressTaken(_) | DomainTaken(_) | LoginTaken(_) | FolderExists(_) | DomainInUse(_)
-            | LastOwner => ApiError::Conflict(e.to_string()),
+            | AddressIsLogin(_) | LoginIsAddress(_) | LastOwner => {
+                ApiError::Conflict(e.to_string())
+            }
             DomainNotOwned(_)
             | AliasAcrossOrganizations
             | WrongOrganization(_)
@@ -76,6 +94,20 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %e, "store failure in the admin API");
                 ApiError::Internal
             }
+        }
+    }
+}
+
+impl ApiError {
+    /// A refused password check, as the API answers it; `wrong` words a wrong password.
+    pub fn from_login(refusal: crate::login::LoginRefusal, wrong: &'static str) -> ApiError {
+        use crate::login::LoginRefusal::*;
+        match refusal {
+            Throttled => ApiError::Throttled,
+            Unavailable => {
+                ApiError::Unavailable("the server cannot check passwords right now; try again")
+            }
+            _ => ApiError::Unauthorized(wrong),
         }
     }
 }

@@ -5,7 +5,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::access::{self, MailboxRef};
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::AuditQuery;
 use axum::Json;
 use axum::extract::State;

@@ -7,7 +7,7 @@ use super::page::{Page, PageQuery, paginate};
 use super::{ClientAddr, audit};
 use crate::access::{self, Action};
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -68,6 +68,13 @@ pub(super) fn rights_of(
     match (rights, preset_name) {
         (Some(letters), None) => {
             let rights = Rights::parse(letters).map_err(|e| ApiError::Invalid(e.to_string()))?;
+            // A grant that allows nothing is a mistake, never what anyone meant.
+            if rights.is_empty() && send.is_none() {
+                return Err(ApiError::Invalid(
+                    "a grant needs at least one right (RFC 4314 letters lrswipkxtea) or send"
+                        .into(),
+                ));
+            }
             Ok((rights, send))
         }
         (None, Some(name)) => {

@@ -8,8 +8,8 @@ use super::page::{Page, PageQuery, paginate};
 use super::{ClientAddr, audit};
 use crate::access::Action;
 use crate::model::*;
-use crate::net::Services;
-use crate::store::NewUser;
+use crate::services::Services;
+use crate::store::{AddressEntry, NewUser};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -72,13 +72,7 @@ pub async fn create(
     ApiJson(req): ApiJson<InvitationRequest>,
 ) -> ApiResult<(StatusCode, Json<InvitationView>)> {
     caller.require(org, &Action::InviteMember { role: req.role })?;
-    let email = normalize_address(&req.email);
-    if domain_of(&email).is_none() {
-        return Err(ApiError::Invalid(format!(
-            "{:?} is not an email address",
-            req.email
-        )));
-    }
+    let email = super::parse_address(&services, &req.email)?.key();
     for team in &req.teams {
         match services.store.team(*team)? {
             Some(t) if t.org == org => {}
@@ -86,6 +80,7 @@ pub async fn create(
         }
     }
     let grants = invited_grants(&services, &caller, org, &req.grants)?;
+    check_login_namespace(&services, &email, &grants)?;
     let invitation = Invitation {
         token_hash: [0; 32],
         org,
@@ -103,6 +98,29 @@ pub async fn create(
         .detail(format!("role {}", invitation.role))
         .record(&services, client);
     Ok((StatusCode::CREATED, Json(view(&invitation))))
+}
+
+/// A login opens exactly one thing (`login::authenticate`): an invitation to an address that is
+/// a mailbox's must grant that mailbox (her own mailbox, reached with either password); one to
+/// an alias's cannot be. An existing user keeps her login, whatever it is.
+fn check_login_namespace(services: &Services, email: &str, grants: &[NewGrant]) -> ApiResult<()> {
+    if services.store.user_by_login(email)?.is_some() {
+        return Ok(());
+    }
+    match services.store.resolve_address(email)? {
+        None => Ok(()),
+        Some(AddressEntry::Mailbox(id))
+            if grants.iter().any(|g| g.target == GrantTarget::Mailbox(id)) =>
+        {
+            Ok(())
+        }
+        Some(AddressEntry::Mailbox(_)) => Err(ApiError::Conflict(format!(
+            "{email} is a mailbox's address: invite with a grant on that mailbox (her own), or use another login"
+        ))),
+        Some(AddressEntry::Alias(_)) => Err(ApiError::Conflict(format!(
+            "{email} is an alias: nobody can log in with it; invite another address"
+        ))),
+    }
 }
 
 /// Each grant checked as if the caller made it now: nobody invites with more than they hold.
@@ -280,16 +298,13 @@ pub async fn accept(
     // Check the password before the link is spent, so a typo does not burn it.
     let (user, created) = match services.store.user_by_login(&pending.email)? {
         Some(user) => {
-            if !services
-                .passwords
-                .verify(&user.password, &req.password)
+            let ip = super::session::client_ip(client);
+            crate::login::confirm_password(&services, ip, &user, &req.password)
                 .await
-            {
-                super::session::slow_down(&services, client, &user.login).await;
-                return Err(ApiError::Unauthorized(
-                    "an account with this address exists: give its current password",
-                ));
-            }
+                .map_err(|refusal| {
+                    let wrong = "an account with this address exists: give its current password";
+                    ApiError::from_login(refusal, wrong)
+                })?;
             (user, false)
         }
         None => {
@@ -303,6 +318,7 @@ pub async fn accept(
                 display_name: String::new(),
                 password: hash,
                 must_change_password: false,
+                own_mailbox: own_mailbox(&services, &pending)?,
             })?;
             (user, true)
         }
@@ -348,4 +364,19 @@ fn apply(services: &Services, invitation: &Invitation, user: UserId) -> ApiResul
         })?;
     }
     Ok(())
+}
+
+/// The mailbox at the invited address, when the invitation grants it: her own.
+fn own_mailbox(services: &Services, invitation: &Invitation) -> ApiResult<Option<MailboxId>> {
+    Ok(match services.store.resolve_address(&invitation.email)? {
+        Some(AddressEntry::Mailbox(id))
+            if invitation
+                .grants
+                .iter()
+                .any(|g| g.target == GrantTarget::Mailbox(id)) =>
+        {
+            Some(id)
+        }
+        _ => None,
+    })
 }

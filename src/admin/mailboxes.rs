@@ -6,8 +6,8 @@ use super::page::{Page, PageQuery, paginate};
 use super::{ClientAddr, audit};
 use crate::access::{self, Action, MailboxRef};
 use crate::model::*;
-use crate::net::Services;
 use crate::password;
+use crate::services::Services;
 use crate::store::{AddressEntry, NewMailbox};
 use axum::Json;
 use axum::extract::State;
@@ -120,6 +120,10 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateMailbox>,
 ) -> ApiResult<(StatusCode, Json<MailboxView>)> {
     caller.require(org, &Action::CreateMailbox)?;
+    let address = super::parse_address(&services, &req.address)?;
+    if let Some(chosen) = &req.password {
+        super::session::check_new_password(chosen, "")?;
+    }
     let generated = req.password.is_none().then(password::generate);
     let plain = req
         .password
@@ -129,7 +133,7 @@ pub async fn create(
     let hash = password::hash(plain)?;
     let mailbox = services.store.create_mailbox(NewMailbox {
         org,
-        address: req.address,
+        address: address.key(),
         display_name: req.display_name,
         password: hash,
         quota_bytes: req.quota_bytes,
@@ -164,6 +168,9 @@ pub async fn update(
     caller.require(org, &Action::ManageMailbox(id))?;
     if req.password.is_some() {
         caller.require(org, &Action::SetMailboxPassword(id))?;
+    }
+    if let Some(chosen) = &req.password {
+        super::session::check_new_password(chosen, "")?;
     }
     let hash = req.password.as_deref().map(password::hash).transpose()?;
     let changed_password = hash.is_some();
@@ -257,7 +264,10 @@ pub async fn create_alias(
 ) -> ApiResult<(StatusCode, Json<AliasView>)> {
     let mailbox = find(&services, &caller, org, req.mailbox_id)?;
     caller.require(org, &Action::ManageMailbox(mailbox.id))?;
-    let alias = services.store.create_alias(org, &req.address, mailbox.id)?;
+    let address = super::parse_address(&services, &req.address)?;
+    let alias = services
+        .store
+        .create_alias(org, &address.key(), mailbox.id)?;
     audit::entry("alias.create", &alias.address)
         .org(org)
         .actor(caller.actor())

@@ -22,7 +22,7 @@ mod tokens;
 
 pub use error::ApiError;
 
-use crate::net::Services;
+use crate::services::Services;
 use axum::Json;
 use axum::Router;
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -99,4 +99,18 @@ async fn method_not_allowed() -> (StatusCode, Json<serde_json::Value>) {
             json!({"error": "method_not_allowed", "message": "this endpoint does not take that method"}),
         ),
     )
+}
+
+/// An address a request names for something new (a mailbox, an alias, an invitation), by
+/// the rules of `crate::address` with this server's delegation separator; 422 says what is
+/// wrong with it.
+pub fn parse_address(
+    services: &crate::services::Services,
+    text: &str,
+) -> error::ApiResult<crate::address::Address> {
+    let rules = crate::address::AddressRules {
+        delegation_separator: &services.config.auth.delegation_separator,
+    };
+    crate::address::Address::parse(text, rules)
+        .map_err(|e| error::ApiError::Invalid(format!("the address {:?} {e}", text.trim())))
 }

@@ -9,7 +9,7 @@ use super::page::{Page, PageQuery, paginate};
 use super::{ClientAddr, audit};
 use crate::access::Action;
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -229,14 +229,10 @@ pub async fn end(
 ) -> ApiResult<Json<PartnershipView>> {
     caller.require(org, &Action::ManagePartnerships)?;
     let p = find(&services, org, id)?;
-    if !services
-        .passwords
-        .verify(&caller.user.password, &req.password)
+    let ip = super::session::client_ip(client);
+    crate::login::confirm_password(&services, ip, &caller.user, &req.password)
         .await
-    {
-        super::session::slow_down(&services, client, &caller.user.login).await;
-        return Err(ApiError::Unauthorized("the password is wrong"));
-    }
+        .map_err(|refusal| ApiError::from_login(refusal, "the password is wrong"))?;
     if p.status == PartnershipStatus::Ended {
         return Err(ApiError::Conflict(
             "the partnership has already ended".into(),

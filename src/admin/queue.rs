@@ -6,7 +6,7 @@ use super::error::{ApiPath, ApiQuery, ApiResult};
 use super::page::{Page, PageQuery, paginate};
 use crate::access::Action;
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;

@@ -6,7 +6,7 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiPath, ApiResult};
 use crate::access::{self, Action, MailboxRef, ManagedThrough};
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::AuditQuery;
 use axum::Json;
 use axum::extract::State;

@@ -4,8 +4,8 @@ use super::auth::{PendingCaller, token_hash};
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::{ClientAddr, audit};
 use crate::model::*;
-use crate::net::Services;
 use crate::password;
+use crate::services::Services;
 use crate::store::{ApiToken, TokenKind};
 use axum::Json;
 use axum::extract::State;
@@ -46,24 +46,19 @@ pub async fn login(
     ClientAddr(client): ClientAddr,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> ApiResult<(StatusCode, Json<LoginResponse>)> {
-    crate::login::wait_out_penalty(&services, client_ip(client), &req.login).await;
-    let user = services.store.user_by_login(&req.login)?;
-    let verified = match &user {
-        Some(u) if !u.disabled => services.passwords.verify(&u.password, &req.password).await,
-        _ => false,
+    let attempt = crate::login::Attempt {
+        action: "admin.login",
+        peer: client.unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+        tls: false,
+        login: &req.login,
+        authzid: None,
+        mechanism: "password",
+        client_id: None,
     };
-    let Some(user) = user.filter(|_| verified) else {
-        // Whoever failed is nobody yet (as over IMAP and SMTP); the organizations of the user
-        // named see it. The API's logins are users' logins, never delegations.
-        let orgs = crate::login::orgs_of_user(&services, &req.login);
-        for org in crate::login::audit_logs(orgs) {
-            let failure = audit::entry("admin.login", &req.login)
-                .actor(Actor::Anonymous)
-                .failure("wrong login or password");
-            failure.in_org(org).record(&services, client);
-        }
-        slow_down(&services, client, &req.login).await;
-        return Err(ApiError::Unauthorized("wrong login or password"));
+    let realm = crate::login::Realm::AdminApi;
+    let user = match crate::login::log_in(&services, realm, &attempt, &req.password).await {
+        Ok(identity) => identity.user().cloned().ok_or(ApiError::Internal)?,
+        Err(refusal) => return Err(ApiError::from_login(refusal, "wrong login or password")),
     };
     let token = new_token();
     let expires_at = now_millis() + SESSION_HOURS * 3600 * 1000;
@@ -75,10 +70,6 @@ pub async fn login(
         expires: Some(expires_at),
         password_change_only: user.must_change_password,
     })?;
-    audit::entry("admin.login", &user.login)
-        .actor(Actor::User(user.id))
-        .record(&services, client);
-    services.throttle.succeeded(&req.login);
     Ok((
         StatusCode::CREATED,
         Json(LoginResponse {
@@ -148,17 +139,18 @@ pub async fn change_password(
     PendingCaller(caller): PendingCaller,
     ApiJson(req): ApiJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
-    if !services
-        .passwords
-        .verify(&caller.user.password, &req.current_password)
-        .await
-    {
+    let ip = client_ip(client);
+    let confirmed =
+        crate::login::confirm_password(&services, ip, &caller.user, &req.current_password).await;
+    if let Err(refusal) = confirmed {
         audit::entry("user.password", &caller.user.login)
             .actor(caller.actor())
             .failure("wrong current password")
             .record(&services, client);
-        slow_down(&services, client, &caller.user.login).await;
-        return Err(ApiError::Unauthorized("the current password is wrong"));
+        return Err(ApiError::from_login(
+            refusal,
+            "the current password is wrong",
+        ));
     }
     check_new_password(&req.new_password, &req.current_password)?;
     let hash = password::hash(&req.new_password)?;
@@ -175,14 +167,8 @@ pub async fn change_password(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A wrong password is answered after the pause the throttle gives (growing per address and
-/// per login), as on IMAP and SMTP.
-pub async fn slow_down(services: &Services, client: Option<std::net::SocketAddr>, login: &str) {
-    crate::login::penalize(services, client_ip(client), login).await;
-}
-
 /// The client's address for the throttle; unknown clients share one.
-fn client_ip(client: Option<std::net::SocketAddr>) -> std::net::IpAddr {
+pub fn client_ip(client: Option<std::net::SocketAddr>) -> std::net::IpAddr {
     client.map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.ip())
 }
 

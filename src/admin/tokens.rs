@@ -6,7 +6,7 @@ use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use super::page::{Page, PageQuery, paginate};
 use super::{ClientAddr, audit};
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::{ApiToken, TokenKind};
 use axum::Json;
 use axum::extract::State;

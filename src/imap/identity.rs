@@ -3,7 +3,7 @@
 
 pub use crate::login::{Identity, LoginRefusal, authenticate};
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::StoreResult;
 
 /// The root of the shared namespace (RFC 2342), and the hierarchy separator.
@@ -128,6 +128,12 @@ impl LoginRefusal {
                 "[EXPIRED] The password must be changed first (admin API: POST /api/v1/me/password)"
             }
             LoginRefusal::NoAccess => "[AUTHORIZATIONFAILED] No access to that mailbox",
+            LoginRefusal::Throttled => {
+                "[UNAVAILABLE] Too many failed logins from your network or for this name; try again in a minute"
+            }
+            LoginRefusal::Unavailable => {
+                "[UNAVAILABLE] The server cannot check passwords right now; try again shortly"
+            }
         }
     }
 }

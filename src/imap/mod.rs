@@ -13,6 +13,7 @@ mod messages;
 mod search;
 mod selection;
 mod session;
+mod spooled;
 mod utf7;
 mod wire;
 
@@ -39,8 +40,9 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
         ..
     } = conn;
     let autologout = Duration::from_secs(services.config.imap.autologout_seconds);
+    let stall = Duration::from_secs(services.config.imap.write_stall_seconds);
     let mut session = Session::new(services.clone(), peer, stream.is_tls());
-    stream.write_all(&session.greeting()).await?;
+    crate::net::write_all_within(&mut stream, &session.greeting(), stall).await?;
     // Small on purpose: thousands of idle sessions each hold one (issue 3: 50 KiB each).
     let mut buf = vec![0u8; 8 * 1024];
     loop {
@@ -86,7 +88,7 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
                 return Ok(());
             }
         };
-        stream.write_all(&output.bytes).await?;
+        crate::net::write_all_within(&mut stream, &output.bytes, stall).await?;
         match output.action {
             Action::Continue => {}
             Action::Close => {

@@ -1,10 +1,10 @@
 //! The IMAP session as a state machine without sockets: bytes in, bytes out
 //! (DESIGN.md §4). The network driver in `super` feeds it; tests and the fuzzer do the same.
 
-use super::identity::{self, Identity};
+use super::identity::Identity;
 use super::selection::Selection;
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::AccessChange;
 use bounded_static::IntoBoundedStatic;
 use imap_codec::decode::Decoder;
@@ -72,8 +72,12 @@ pub struct Session {
     /// size limit counts in full), to know when the fragmentizer holds nothing.
     unconsumed: usize,
     expect: Expect,
-    /// Whether the current message has announced a literal that is still being received.
-    in_literal: bool,
+    /// Bytes of the literal being received that the fragmentizer has yet to be given.
+    literal_left: usize,
+    /// An APPEND literal going to the spool, and one that arrived there whose command is
+    /// still to end.
+    spooling: Option<super::spooled::Spooling>,
+    spooled: Option<super::spooled::Spooling>,
     /// Literal bytes announced so far in the current message: what the line limit leaves out.
     literal_bytes: usize,
     /// The client's ID (RFC 2971), for the audit log.
@@ -89,6 +93,16 @@ pub struct Session {
 fn new_fragmentizer(services: &Services) -> Fragmentizer {
     let imap = &services.config.imap;
     Fragmentizer::new(imap.max_message_bytes + imap.max_line_bytes)
+}
+
+/// What to do with an announced literal.
+enum LiteralAnswer {
+    /// Let the fragmentizer take it.
+    Take,
+    /// Its bytes go to the spool.
+    Spool,
+    /// Refused; the message is skipped.
+    Refused,
 }
 
 /// A token bucket: `rate` commands a second, `10 × rate` at once.
@@ -133,7 +147,9 @@ impl Session {
             fragmentizer: new_fragmentizer(&services),
             unconsumed: 0,
             expect: Expect::Command,
-            in_literal: false,
+            literal_left: 0,
+            spooling: None,
+            spooled: None,
             literal_bytes: 0,
             client_id: None,
             out: Vec::new(),
@@ -216,27 +232,68 @@ impl Session {
     }
 
     /// Feeds bytes from the client; returns what to send back and what to do next.
-    pub async fn feed(&mut self, input: &[u8]) -> Output {
-        self.fragmentizer.enqueue_bytes(input);
-        self.unconsumed += input.len();
+    ///
+    /// The fragmentizer is given one line at a time, or a literal's announced bytes, so that
+    /// it never holds bytes beyond the fragment it reports: when an APPEND announces a large
+    /// literal, its bytes go straight to the spool (see `spooled`) instead.
+    pub async fn feed(&mut self, mut input: &[u8]) -> Output {
         loop {
-            let Some(fragment) = self.fragmentizer.progress() else {
-                if !self.in_literal && self.partial_line_too_long() {
+            if let Some(spooling) = &mut self.spooling {
+                let n = spooling.take(input);
+                input = &input[n..];
+                if !spooling.is_complete() {
+                    return self.take(Action::Continue);
+                }
+                self.spooled = self.spooling.take();
+            }
+            match self.progress().await {
+                Some(action) => return self.take(action),
+                None if self.spooling.is_some() => continue,
+                None => {}
+            }
+            if input.is_empty() {
+                if self.literal_left == 0 && self.partial_line_too_long() {
                     self.out
                         .extend_from_slice(b"* BYE Command line too long\r\n");
                     return self.take(Action::Close);
                 }
                 return self.take(Action::Continue);
-            };
-            self.in_literal = false;
+            }
+            let n = self.next_piece(input);
+            self.fragmentizer.enqueue_bytes(&input[..n]);
+            self.unconsumed += n;
+            input = &input[n..];
+        }
+    }
+
+    /// How much of `input` to hand the fragmentizer next: the rest of a literal it expects,
+    /// or up to the end of the next line.
+    fn next_piece(&mut self, input: &[u8]) -> usize {
+        if self.literal_left > 0 {
+            let n = self.literal_left.min(input.len());
+            self.literal_left -= n;
+            return n;
+        }
+        input
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(input.len(), |p| p + 1)
+    }
+
+    /// Handles every fragment the fragmentizer can make of what it has. `Some` when the
+    /// driver must act (close, STARTTLS); `None` when more input is needed or a literal
+    /// started going to the spool.
+    async fn progress(&mut self) -> Option<Action> {
+        while let Some(fragment) = self.fragmentizer.progress() {
             if let FragmentInfo::Line {
                 announcement: Some(literal),
                 ..
             } = fragment
             {
-                self.in_literal = true;
-                if !self.accept_literal(literal.mode, literal.length) {
-                    continue;
+                match self.accept_literal(literal.mode, literal.length) {
+                    LiteralAnswer::Take => self.literal_left = literal.length as usize,
+                    LiteralAnswer::Spool => return None,
+                    LiteralAnswer::Refused => continue,
                 }
             }
             if !self.fragmentizer.is_message_complete() {
@@ -247,10 +304,11 @@ impl Session {
             self.unconsumed = self.unconsumed.saturating_sub(size);
             let action = self.message().await;
             if action != Action::Continue {
-                return self.take(action);
+                return Some(action);
             }
             self.shrink_after(size);
         }
+        None
     }
 
     /// After a large message (an APPEND of megabytes), a fresh fragmentizer: its buffer would
@@ -281,8 +339,9 @@ impl Session {
     }
 
     /// Answers a literal announcement: `+` for a synchronizing literal we take, a tagged
-    /// `NO [TOOBIG]` (and the message skipped) for one we do not (RFC 7888 §4, §5).
-    fn accept_literal(&mut self, mode: LiteralMode, length: u32) -> bool {
+    /// `NO [TOOBIG]` (and the message skipped) for one we do not (RFC 7888 §4, §5). An
+    /// APPEND's literal past the spool threshold goes to the spool instead of memory.
+    fn accept_literal(&mut self, mode: LiteralMode, length: u32) -> LiteralAnswer {
         // A message (APPEND) may be large; a name, a password or a search string may not.
         let appending = self
             .fragmentizer
@@ -297,11 +356,15 @@ impl Session {
             imap.max_literal_bytes
         };
         if length <= limit {
+            let threshold = self.services.config.limits.spool_threshold_bytes;
+            if appending && length as usize > threshold && self.spooled.is_none() {
+                return self.start_spooling(mode, length);
+            }
             self.literal_bytes += length as usize;
             if mode == LiteralMode::Sync {
                 self.out.extend_from_slice(b"+ Ready for literal data\r\n");
             }
-            return true;
+            return LiteralAnswer::Take;
         }
         let tag = self.fragmentizer.decode_tag().map(|t| t.into_static());
         let text = format!("[TOOBIG] Literal of {length} bytes exceeds the limit of {limit}");
@@ -309,16 +372,41 @@ impl Session {
             (LiteralMode::Sync, Some(tag)) => {
                 self.tagged(&tag, "NO", &text);
                 self.fragmentizer.skip_message();
-                self.in_literal = false;
-                false
+                LiteralAnswer::Refused
             }
             // The client sends a non-synchronizing literal anyway: let the fragmentizer drop
             // it and answer once the message ends.
             _ => {
                 self.fragmentizer.poison_message();
-                true
+                LiteralAnswer::Take
             }
         }
+    }
+
+    /// Routes the announced literal to the spool: the fragmentizer forgets the message so
+    /// far (kept here) and starts afresh after the literal, with the rest of the command.
+    fn start_spooling(&mut self, mode: LiteralMode, length: u32) -> LiteralAnswer {
+        let prefix = self.fragmentizer.message_bytes().to_vec();
+        let tag = self.fragmentizer.decode_tag().map(|t| t.into_static());
+        let room = self.services.spool.reserve(u64::from(length)).is_ok();
+        if !room && mode == LiteralMode::Sync {
+            if let Some(tag) = tag {
+                let text = "[UNAVAILABLE] Too much mail in flight here; try again later";
+                self.tagged(&tag, "NO", text);
+            }
+            self.fragmentizer.skip_message();
+            return LiteralAnswer::Refused;
+        }
+        self.unconsumed = self.unconsumed.saturating_sub(prefix.len());
+        self.fragmentizer.skip_message();
+        if mode == LiteralMode::Sync {
+            self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+        }
+        let incoming = self.services.spool.incoming();
+        self.spooling = Some(super::spooled::Spooling::new(
+            prefix, length, incoming, room,
+        ));
+        LiteralAnswer::Spool
     }
 
     /// Handles one complete client message.
@@ -331,6 +419,16 @@ impl Session {
     }
 
     async fn command_message(&mut self) -> Action {
+        if let Some(spooled) = self.spooled.take() {
+            let rest = self.fragmentizer.message_bytes().to_vec();
+            return match spooled.finish(&rest).await {
+                Ok((message, _turn)) => Box::pin(self.rewritten_message(message)).await,
+                Err((tag, text)) => {
+                    self.tagged_text(&tag, "NO", &text);
+                    Action::Continue
+                }
+            };
+        }
         if let Some(rewritten) = self.replace_saved() {
             return Box::pin(self.rewritten_message(rewritten)).await;
         }
@@ -600,8 +698,6 @@ impl Session {
             );
             return;
         }
-        crate::login::wait_out_penalty(&self.services, self.peer.ip(), login).await;
-        let result = identity::authenticate(&self.services, login, password, authzid).await;
         let attempt = crate::login::Attempt {
             action: "imap.login",
             peer: self.peer,
@@ -611,17 +707,14 @@ impl Session {
             mechanism,
             client_id: self.client_id.as_deref(),
         };
-        crate::login::record(&self.services, &attempt, &result);
-        match result {
+        let realm = crate::login::Realm::MailClient;
+        match crate::login::log_in(&self.services, realm, &attempt, password).await {
             Ok(identity) => {
                 self.state = State::Authenticated(identity);
                 let caps = self.capabilities();
                 self.tagged(tag, "OK", &format!("[CAPABILITY {caps}] Logged in"));
             }
-            Err(refusal) => {
-                crate::login::pause_after(&self.services, self.peer.ip(), login, &refusal).await;
-                self.tagged(tag, "NO", refusal.response());
-            }
+            Err(refusal) => self.tagged(tag, "NO", refusal.response()),
         }
     }
 

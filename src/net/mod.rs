@@ -5,9 +5,9 @@ mod stream;
 
 pub use stream::Stream;
 
+use crate::services::Services;
+
 use crate::config::Config;
-use crate::password::Verifier;
-use crate::store::Store;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -15,43 +15,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// What every session shares.
-pub struct Services {
-    pub config: Config,
-    pub store: Store,
-    pub tls: TlsAcceptor,
-    /// The outbound queue's TLS client configurations.
-    pub outbound_tls: crate::tls::OutboundTls,
-    pub passwords: Verifier,
-    /// Wakes the outbound queue's worker when mail is queued.
-    pub queue_wake: tokio::sync::Notify,
-    pub metrics: crate::metrics::Metrics,
-    /// Slows down password guessing on every protocol.
-    pub throttle: crate::login::Throttle,
-}
-
-impl Services {
-    /// Everything sessions share, from the configuration and the open store.
-    pub fn new(config: Config, store: Store) -> Result<Services, crate::tls::TlsError> {
-        let tls = crate::tls::acceptor(&config.tls, &config.hostname, &store)?;
-        let outbound_tls = crate::tls::outbound(&config.queue)?;
-        let passwords = Verifier::new(Duration::from_secs(config.auth.password_cache_seconds));
-        Ok(Services {
-            config,
-            store,
-            tls,
-            outbound_tls,
-            passwords,
-            queue_wake: tokio::sync::Notify::new(),
-            metrics: crate::metrics::Metrics::default(),
-            throttle: crate::login::Throttle::default(),
-        })
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -310,6 +275,24 @@ async fn accept_loop(
             }
         });
     }
+}
+
+/// Writes `bytes` in pieces, each of which must go out within `stall`: a large answer to a
+/// slow but live reader takes as long as it needs, while a client that stops reading is
+/// dropped instead of holding its task, its buffer and its connection slot.
+pub async fn write_all_within(
+    stream: &mut Stream,
+    bytes: &[u8],
+    stall: Duration,
+) -> std::io::Result<()> {
+    for piece in bytes.chunks(64 * 1024) {
+        tokio::time::timeout(stall, stream.write_all(piece))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
+            })??;
+    }
+    Ok(())
 }
 
 fn too_many(protocol: Protocol) -> &'static str {

@@ -3,7 +3,7 @@
 //! their base address.
 
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::{AddressEntry, StoreResult};
 
 /// Where a recipient address leads.

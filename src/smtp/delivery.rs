@@ -3,7 +3,7 @@
 //! status notifications and the server's own mail (invitations).
 
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::{AppendMessage, StoreError};
 
 /// Why a message could not be delivered locally.

@@ -1,7 +1,7 @@
 //! Delivery status notifications (RFC 3464): what the sender gets when mail bounces.
 
 use super::address::{self, Destination};
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::QueueEntry;
 
 /// Tells the sender of `entry` that `failed` recipients will not get it; an error when the

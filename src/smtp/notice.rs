@@ -3,7 +3,7 @@
 
 use super::address::{self, Destination};
 use super::outbound::Outgoing;
-use crate::net::Services;
+use crate::services::Services;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NoticeError {

@@ -11,8 +11,8 @@ use super::outbound::Outgoing;
 use super::submission::{self, Additions, SendAs};
 use crate::login::{self, Identity, LoginRefusal};
 use crate::model::*;
-use crate::net::Services;
-use crate::store::Hold;
+use crate::services::Services;
+use crate::store::{Hold, Incoming, SpoolError};
 use base64::Engine;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ParseError, MailFrom, RcptTo, Request};
@@ -81,9 +81,15 @@ pub struct Session {
     identity: Option<Identity>,
     send_as: SendAs,
     envelope: Option<Envelope>,
-    message: Vec<u8>,
+    /// The message being received: in memory while small, then in the spool.
+    message: Incoming,
+    /// What the DATA or BDAT receiver produced from the last bytes, on its way to `message`.
+    scratch: Vec<u8>,
     /// The message grew past the size limit: what follows is read and dropped.
     too_big: bool,
+    /// The server's budget of bytes in flight was spent: what follows is read and dropped,
+    /// and the message refused with a temporary error.
+    no_room: bool,
     /// An AUTH response line being collected.
     line: Vec<u8>,
     errors: u32,
@@ -107,6 +113,7 @@ fn over_long_line(rest: &[u8]) -> bool {
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool, mode: Mode) -> Session {
         Session {
+            message: services.spool.incoming(),
             services,
             peer,
             tls,
@@ -118,8 +125,9 @@ impl Session {
             identity: None,
             send_as: SendAs::default(),
             envelope: None,
-            message: Vec::new(),
+            scratch: Vec::new(),
             too_big: false,
+            no_room: false,
             line: Vec::new(),
             errors: 0,
             commands: 0,
@@ -181,8 +189,8 @@ impl Session {
                     }
                 }
                 Phase::Data(receiver) => {
-                    let done = receiver.ingest(&mut bytes, &mut self.message);
-                    self.check_size();
+                    let done = receiver.ingest(&mut bytes, &mut self.scratch);
+                    self.absorb(done);
                     if !done {
                         break;
                     }
@@ -190,9 +198,9 @@ impl Session {
                     self.end_of_message().await
                 }
                 Phase::Bdat(receiver) => {
-                    let done = receiver.ingest(&mut bytes, &mut self.message);
+                    let done = receiver.ingest(&mut bytes, &mut self.scratch);
                     let last = receiver.is_last;
-                    self.check_size();
+                    self.absorb(done);
                     if !done {
                         break;
                     }
@@ -345,8 +353,14 @@ impl Session {
 
     fn reset(&mut self) {
         self.envelope = None;
+        self.clear_message();
+    }
+
+    fn clear_message(&mut self) {
         self.message.clear();
+        self.scratch.clear();
         self.too_big = false;
+        self.no_room = false;
     }
 
     fn ehlo(&mut self, host: String, extended: bool) -> Action {
@@ -508,8 +522,6 @@ impl Session {
         authzid: Option<&str>,
         mechanism: &str,
     ) -> Action {
-        login::wait_out_penalty(&self.services, self.peer.ip(), user).await;
-        let result = login::authenticate(&self.services, user, password, authzid).await;
         let attempt = login::Attempt {
             action: "smtp.login",
             peer: self.peer,
@@ -519,8 +531,8 @@ impl Session {
             mechanism,
             client_id: None,
         };
-        login::record(&self.services, &attempt, &result);
-        match result {
+        let result = login::log_in(&self.services, login::Realm::MailClient, &attempt, password);
+        match result.await {
             Ok(identity) => match SendAs::of(&self.services, &identity) {
                 Ok(send_as) => {
                     self.send_as = send_as;
@@ -534,8 +546,18 @@ impl Session {
                     Action::Continue
                 }
             },
+            // RFC 4954 §6: 454 4.7.0 is a temporary authentication failure.
+            Err(LoginRefusal::Throttled) => self.error(
+                454,
+                "4.7.0",
+                "Too many failed logins from your network or for this name; try again in a minute",
+            ),
+            Err(LoginRefusal::Unavailable) => self.error(
+                454,
+                "4.7.0",
+                "Temporary authentication failure; try again shortly",
+            ),
             Err(refusal) => {
-                login::pause_after(&self.services, self.peer.ip(), user, &refusal).await;
                 let text = match refusal {
                     LoginRefusal::MustChangePassword => {
                         "The password must be changed first (admin API: POST /api/v1/me/password)"
@@ -543,7 +565,7 @@ impl Session {
                     LoginRefusal::Disabled => "This user is disabled",
                     LoginRefusal::Alias => "That address is an alias; log in with its mailbox",
                     LoginRefusal::NoAccess => "No access to that mailbox",
-                    LoginRefusal::Credentials => "Invalid credentials",
+                    _ => "Invalid credentials",
                 };
                 self.error(535, "5.7.8", text)
             }
@@ -670,8 +692,7 @@ impl Session {
         if let Err(action) = self.ready_for_body() {
             return action;
         }
-        self.message.clear();
-        self.too_big = false;
+        self.clear_message();
         // 354 carries no enhanced status code (RFC 2034 §4: only 2xx, 4xx and 5xx do).
         self.line("354 End data with <CR><LF>.<CR><LF>");
         self.phase = Phase::Data(DataReceiver::new());
@@ -684,16 +705,31 @@ impl Session {
         Action::Continue
     }
 
-    fn check_size(&mut self) {
-        if self.message.len() > self.services.config.smtp.max_message_bytes {
-            self.too_big = true;
-            self.message.clear();
+    /// Moves what the receiver produced into the message, unless it is already refused. A
+    /// trailing CR stays behind until more comes: the receiver takes it back when it turns out
+    /// to begin the final `CRLF.CRLF`.
+    fn absorb(&mut self, done: bool) {
+        let keep = usize::from(!done && self.scratch.last() == Some(&b'\r'));
+        let take = self.scratch.len() - keep;
+        if !self.too_big && !self.no_room {
+            let max = self.services.config.smtp.max_message_bytes as u64;
+            if self.message.len() + take as u64 > max {
+                self.too_big = true;
+                self.message.clear();
+            } else if let Err(e) = self.message.push(&self.scratch[..take]) {
+                if let SpoolError::Io { .. } = e {
+                    tracing::error!(error = %e, "spooling a message failed");
+                }
+                self.no_room = true;
+                self.message.clear();
+            }
         }
+        self.scratch.drain(..take);
     }
 
     async fn end_of_chunk(&mut self, last: bool) -> Action {
         if self.envelope.is_none() || self.envelope.as_ref().is_some_and(|e| e.recipients() == 0) {
-            self.message.clear();
+            self.clear_message();
             if let Err(action) = self.ready_for_body() {
                 return action;
             }
@@ -715,7 +751,16 @@ impl Session {
         let Some(envelope) = self.envelope.take() else {
             return self.error(503, "5.5.1", "MAIL FROM first");
         };
-        let raw = std::mem::take(&mut self.message);
+        let incoming = std::mem::replace(&mut self.message, self.services.spool.incoming());
+        if std::mem::take(&mut self.no_room) {
+            self.too_big = false;
+            // RFC 3463 §3.4: 4.3.1, mail system full.
+            return self.error(
+                452,
+                "4.3.1",
+                "Too much mail in flight here; try again later",
+            );
+        }
         if std::mem::take(&mut self.too_big) {
             let max = self.services.config.smtp.max_message_bytes;
             return self.error(
@@ -724,6 +769,15 @@ impl Session {
                 &format!("Messages are limited to {max} bytes"),
             );
         }
+        // Held until the message is stored: its share of the memory for messages in process.
+        let mut loaded = match incoming.load().await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!(error = %e, "reading a spooled message failed");
+                return self.error(451, "4.3.0", "Local error in processing; try again later");
+            }
+        };
+        let raw = std::mem::take(&mut loaded.bytes);
         let raw = match self.mode {
             Mode::Inbound => raw,
             Mode::Submission => match self.prepare_submission(&raw) {

@@ -4,7 +4,7 @@
 
 use crate::login::Identity;
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::StoreResult;
 
 /// The addresses a session may put in the envelope sender and in `From:`, each with how.

@@ -33,6 +33,8 @@ pub struct NewUser {
     pub display_name: String,
     pub password: PasswordHash,
     pub must_change_password: bool,
+    /// The mailbox whose address the login may be: the one she is being granted as her own.
+    pub own_mailbox: Option<MailboxId>,
 }
 
 impl Store {
@@ -168,6 +170,13 @@ impl Store {
         let address = valid_address(&new.address)?;
         let _guard = self.lock();
         self.check_new_address(new.org, &address)?;
+        // A user's login may be a mailbox's address only when she is a member of its
+        // organization: it is her own mailbox, granted to her at once (see `login`).
+        let owner = match self.user_by_login(&address)? {
+            Some(user) if self.role_in(new.org, user.id)?.is_some() => Some(user.id),
+            Some(_) => return Err(StoreError::AddressIsLogin(address)),
+            None => None,
+        };
         let mailbox = Mailbox {
             id: MailboxId(self.next_id()?),
             org: new.org,
@@ -187,7 +196,23 @@ impl Store {
         for (name, special_use) in STANDARD_FOLDERS {
             self.new_folder_changes(&mut changes, mailbox.id, name, special_use)?;
         }
+        if let Some(user) = owner {
+            let grant = Grant {
+                id: GrantId(self.next_id()?),
+                org: new.org,
+                grantee: Grantee::User(user),
+                target: GrantTarget::Mailbox(mailbox.id),
+                rights: Rights::ALL.without(Rights::of(&[Right::Administer])),
+                send: Some(SendMode::As),
+                created: now_millis(),
+            };
+            changes.put_model(key(codec::GRANT, &[grant.org.0, grant.id.0]), &grant)?;
+        }
         self.commit(changes)?;
+        if owner.is_some() {
+            self.hub()
+                .publish_access(AccessChange::Organization(new.org));
+        }
         Ok(mailbox)
     }
 
@@ -282,6 +307,10 @@ impl Store {
             return Err(StoreError::AliasAcrossOrganizations);
         }
         self.check_new_address(org, &address)?;
+        // Nobody logs in to an alias: as a user's login it would lock her out.
+        if self.user_by_login(&address)?.is_some() {
+            return Err(StoreError::AddressIsLogin(address));
+        }
         let alias = Alias {
             address: address.clone(),
             org,
@@ -340,6 +369,13 @@ impl Store {
         let login_key = key_str(codec::LOGIN, &[], &normalized);
         if self.inner.model.contains_key(&login_key)? {
             return Err(StoreError::LoginTaken(login));
+        }
+        // A login name must open exactly one thing: a mailbox's address only for the user
+        // granted that mailbox as her own, never an alias's.
+        match self.resolve_address(&normalized)? {
+            None => {}
+            Some(AddressEntry::Mailbox(id)) if new.own_mailbox == Some(id) => {}
+            Some(_) => return Err(StoreError::LoginIsAddress(login)),
         }
         let user = User {
             id: UserId(self.next_id()?),
@@ -527,44 +563,21 @@ fn non_empty<'a>(what: &'static str, value: &'a str) -> StoreResult<&'a str> {
     Ok(value)
 }
 
-/// A domain name as the store keeps it: lower case, letters, digits, hyphens and dots.
+/// A domain name as the store keeps it: IDNA A-labels, lower case (`crate::address`).
 fn valid_domain(name: &str) -> StoreResult<String> {
-    let name = normalize_address(name);
-    let labels_ok = !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
-        });
-    if !labels_ok {
-        return Err(StoreError::Invalid {
-            what: "domain",
-            why: format!("{name:?} is not a domain name"),
-        });
-    }
-    Ok(name)
+    crate::address::parse_domain(name).map_err(|e| StoreError::Invalid {
+        what: "domain",
+        why: format!("{name:?}: {e}"),
+    })
 }
 
-/// An address as the store keeps it: `local@domain`, lower case, no spaces or controls.
+/// An address as the store keeps it (`crate::address`): lower case, A-label domain. The
+/// delegation separator is the front ends' to refuse; the store knows no configuration.
 fn valid_address(address: &str) -> StoreResult<String> {
-    let address = normalize_address(address);
-    let bad = |why: &str| StoreError::Invalid {
-        what: "address",
-        why: format!("{address:?} {why}"),
-    };
-    let (local, domain) = address.rsplit_once('@').ok_or_else(|| bad("has no @"))?;
-    if local.is_empty() || local.len() > 64 {
-        return Err(bad("has an empty or over-long local part"));
-    }
-    if address
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c))
-    {
-        return Err(bad("contains a character an address cannot hold"));
-    }
-    valid_domain(domain)?;
-    Ok(address)
+    crate::address::Address::parse(address, Default::default())
+        .map(|a| a.key())
+        .map_err(|e| StoreError::Invalid {
+            what: "address",
+            why: format!("{:?} {e}", address.trim()),
+        })
 }

@@ -33,6 +33,14 @@ pub enum StoreError {
     DomainInUse(String),
     #[error("the login {0} is already taken")]
     LoginTaken(String),
+    #[error(
+        "the address {0} is a user's login (only a member of this organization may have a mailbox at her own login's address)"
+    )]
+    AddressIsLogin(String),
+    #[error(
+        "{0} is the address of a mailbox or an alias (a login may be a mailbox's address only for a user granted that mailbox)"
+    )]
+    LoginIsAddress(String),
     #[error("an organization must keep at least one owner")]
     LastOwner,
     #[error("an alias must point to a mailbox of its own organization")]

@@ -5,7 +5,8 @@
 //! - `db/`: sled, with the trees `model` (the directory: organizations … invitations),
 //!   `mail` (folders, messages, per-user state), `audit` and `meta` (schema version, counters,
 //!   server secrets such as the generated TLS certificate);
-//! - `blobs/ab/abcdef…`: message bodies named by their SHA-256, written atomically, stored once.
+//! - `blobs/ab/abcdef…`: message bodies named by their SHA-256, written atomically, stored once;
+//! - `spool/`: messages still arriving, past a small size (see `spool`).
 //!
 //! Every change that touches several records runs in one sled transaction; changes that must read
 //! before they write (uniqueness checks, "the last owner") also hold `write_lock`, because sled's
@@ -21,6 +22,7 @@ mod folders;
 mod grants;
 pub mod hub;
 mod queue;
+pub mod spool;
 mod tokens;
 mod transfer;
 
@@ -32,6 +34,7 @@ pub use flags::{FlagChange, FlagOutcome, SeenFlags};
 pub use folders::{AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse};
 pub use hub::{AccessChange, FolderEvent, Hub};
 pub use queue::{Hold, QueueEntry, QueueId};
+pub use spool::{Incoming, Spool, SpoolError, SpoolLimits};
 pub use tokens::{ApiToken, TokenKind};
 pub use transfer::{FolderView, Transfer, Transferred};
 
@@ -67,11 +70,17 @@ struct Inner {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`, taking the directory's exclusive lock.
+    /// Opens (or creates) the store in `dir`, taking the directory's exclusive lock, with
+    /// the default settings.
     pub fn open(dir: &Path) -> StoreResult<Store> {
+        Store::open_with(dir, &crate::config::StoreConfig::default())
+    }
+
+    /// Opens (or creates) the store in `dir` with `settings`.
+    pub fn open_with(dir: &Path, settings: &crate::config::StoreConfig) -> StoreResult<Store> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let lock = lock_data_dir(dir)?;
-        let db = open_db(&dir.join("db"))?;
+        let db = open_db(&dir.join("db"), settings)?;
         let store = Store {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
@@ -257,10 +266,12 @@ impl Changes {
 
 /// Opens sled. With the data directory's lock held, a busy sled lock can only be this
 /// process's previous handle whose background thread has not ended yet: wait for it (up to 10 s: under load sled's thread can be slow to let go).
-fn open_db(path: &Path) -> StoreResult<sled::Db> {
+fn open_db(path: &Path, settings: &crate::config::StoreConfig) -> StoreResult<sled::Db> {
+    // sled's page cache is 1 GiB unless told otherwise: far more than a small server has.
     let config = sled::Config::new()
         .path(path)
-        .mode(sled::Mode::HighThroughput);
+        .mode(sled::Mode::HighThroughput)
+        .cache_capacity(settings.cache_mib.saturating_mul(1024 * 1024));
     let mut attempts = 0;
     loop {
         match config.open() {

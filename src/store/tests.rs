@@ -53,6 +53,7 @@ fn new_user(store: &Store, login: &str) -> User {
             display_name: String::new(),
             password: hash(),
             must_change_password: false,
+            own_mailbox: None,
         })
         .unwrap()
 }
@@ -198,6 +199,7 @@ fn logins_are_unique_case_insensitively() {
         display_name: String::new(),
         password: hash(),
         must_change_password: false,
+        own_mailbox: None,
     };
     refused!(store, store.create_user(dup), StoreError::LoginTaken(_));
     let found = store.user_by_login("LUCIE@gmail.example").unwrap().unwrap();

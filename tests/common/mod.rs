@@ -226,6 +226,7 @@ pub fn seed_with_send(dir: &Path, rights: &str, send: Option<mailgate::model::Se
                 display_name: String::new(),
                 password: mailgate::password::hash(password).unwrap(),
                 must_change_password: false,
+                own_mailbox: None,
             })
             .unwrap()
     };
@@ -299,6 +300,7 @@ pub fn seed_beta(dir: &Path) -> (u64, u64) {
             display_name: String::new(),
             password: mailgate::password::hash(BETA_OWNER_PASSWORD).unwrap(),
             must_change_password: false,
+            own_mailbox: None,
         })
         .unwrap();
     let org = store.create_organization("Beta", owner.id).unwrap();

@@ -11,7 +11,7 @@ mod route;
 mod tests;
 
 use crate::config::{QueueConfig, SmarthostTls};
-use crate::net::Services;
+use crate::services::Services;
 use base64::Engine;
 use conversation::{Conversation, dot_stuff};
 use route::{Lookup, Route};

@@ -2,9 +2,13 @@
 //! password), a user (their password), or a user acting as one mailbox (`mailbox*user`, SASL
 //! authzid). What each may do is `access`'s to say.
 
+mod throttle;
+
+pub use throttle::{Throttle, Throttled};
+
 use crate::access::{self, MailboxAccess, MailboxRef, Principal, UserFacts};
 use crate::model::*;
-use crate::net::Services;
+use crate::services::Services;
 use crate::store::StoreResult;
 
 #[derive(Clone, Debug)]
@@ -123,6 +127,35 @@ pub enum LoginRefusal {
     MustChangePassword,
     /// The user holds no right on the mailbox asked for.
     NoAccess,
+    /// Too many failed logins from the client's network or for this login: try later. The
+    /// password was not checked.
+    Throttled,
+    /// The server could not check now (as many password checks under way as it allows, or
+    /// a store error, which is logged): try again shortly. Not counted as a failure.
+    Unavailable,
+}
+
+/// A store error while checking a login: the client is told to try again, the log says why
+/// (a disk fault must not look like a wave of wrong passwords).
+fn unavailable(e: crate::store::StoreError) -> LoginRefusal {
+    tracing::error!(error = %e, "store error while checking a login");
+    LoginRefusal::Unavailable
+}
+
+/// Whether `password` opens `hash`; a busy server answers `Unavailable`.
+async fn password_matches(
+    services: &Services,
+    hash: &PasswordHash,
+    password: &str,
+) -> Result<bool, LoginRefusal> {
+    services
+        .passwords
+        .verify(hash, password)
+        .await
+        .map_err(|_| {
+            tracing::warn!("password checks are all taken; a login was told to try again");
+            LoginRefusal::Unavailable
+        })
 }
 
 /// The mailbox a login acts as, if it names one, and who logs in.
@@ -189,60 +222,116 @@ pub fn orgs_of_user(services: &Services, login: &str) -> Vec<OrgId> {
     orgs
 }
 
+/// Which identities a login may open: mail clients log in as mailboxes, users and delegates;
+/// the admin API takes users only, and lets one whose password must change in (to change it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Realm {
+    MailClient,
+    AdminApi,
+}
+
 /// Checks a login: `login` is a mailbox address, a user login, or `mailbox<sep>user`;
 /// `authzid` (SASL) names a mailbox to act as.
+///
+/// A name that is both a mailbox's address and a user's login (a person whose own mailbox has
+/// her login's address; the store allows it only then, see `Store::check_login_namespace`)
+/// opens the mailbox with either password: its own, with every right, or the user's, as her
+/// delegation with her rights on it.
 pub async fn authenticate(
     services: &Services,
     login: &str,
     password: &str,
     authzid: Option<&str>,
 ) -> Result<Identity, LoginRefusal> {
-    let (target, who) = split_login(services, login, authzid);
+    authenticate_in(services, Realm::MailClient, login, password, authzid).await
+}
+
+async fn authenticate_in(
+    services: &Services,
+    realm: Realm,
+    login: &str,
+    password: &str,
+    authzid: Option<&str>,
+) -> Result<Identity, LoginRefusal> {
+    let (target, who) = match realm {
+        Realm::MailClient => split_login(services, login, authzid),
+        Realm::AdminApi => (None, login),
+    };
     let store = &services.store;
-    let lookup_failed = |_| LoginRefusal::Credentials;
-    if target.is_none()
-        && let Some(entry) = store.resolve_address(who).map_err(lookup_failed)?
+    if realm == Realm::MailClient
+        && target.is_none()
+        && let Some(entry) = store.resolve_address(who).map_err(unavailable)?
     {
-        return match entry {
-            crate::store::AddressEntry::Alias(_) => Err(LoginRefusal::Alias),
-            crate::store::AddressEntry::Mailbox(id) => {
-                let m = store
-                    .mailbox(id)
-                    .map_err(lookup_failed)?
-                    .ok_or(LoginRefusal::Credentials)?;
-                if services.passwords.verify(&m.password, password).await {
-                    Ok(Identity::Mailbox(m))
-                } else {
-                    Err(LoginRefusal::Credentials)
-                }
-            }
+        let id = match entry {
+            crate::store::AddressEntry::Alias(_) => return Err(LoginRefusal::Alias),
+            crate::store::AddressEntry::Mailbox(id) => id,
+        };
+        let m = store
+            .mailbox(id)
+            .map_err(unavailable)?
+            .ok_or(LoginRefusal::Credentials)?;
+        if password_matches(services, &m.password, password).await? {
+            return Ok(Identity::Mailbox(m));
+        }
+        // Her own mailbox's address is also her login: her password opens it as a delegate.
+        return match store.user_by_login(who).map_err(unavailable)? {
+            Some(user) => delegate(services, user, password, m).await,
+            None => Err(LoginRefusal::Credentials),
         };
     }
     let user = store
         .user_by_login(who)
-        .map_err(lookup_failed)?
+        .map_err(unavailable)?
         .ok_or(LoginRefusal::Credentials)?;
-    if !services.passwords.verify(&user.password, password).await {
+    let Some(address) = target else {
+        let facts = check_user(services, &user, password, realm).await?;
+        return Ok(Identity::User { user, facts });
+    };
+    let mailbox = match store.resolve_address(address).map_err(unavailable)? {
+        Some(crate::store::AddressEntry::Mailbox(id)) => store.mailbox(id).map_err(unavailable)?,
+        Some(crate::store::AddressEntry::Alias(_)) => {
+            // Checked first, so that the answer tells nothing to whoever lacks the password.
+            check_user(services, &user, password, realm).await?;
+            return Err(LoginRefusal::Alias);
+        }
+        None => None,
+    };
+    match mailbox {
+        Some(mailbox) => delegate(services, user, password, mailbox).await,
+        None => {
+            check_user(services, &user, password, realm).await?;
+            Err(LoginRefusal::NoAccess)
+        }
+    }
+}
+
+/// The user's password, state and facts.
+async fn check_user(
+    services: &Services,
+    user: &User,
+    password: &str,
+    realm: Realm,
+) -> Result<UserFacts, LoginRefusal> {
+    if !password_matches(services, &user.password, password).await? {
         return Err(LoginRefusal::Credentials);
     }
     if user.disabled {
         return Err(LoginRefusal::Disabled);
     }
-    if user.must_change_password {
+    if user.must_change_password && realm == Realm::MailClient {
         return Err(LoginRefusal::MustChangePassword);
     }
-    let facts = store.user_facts(user.id).map_err(lookup_failed)?;
-    let Some(address) = target else {
-        return Ok(Identity::User { user, facts });
-    };
-    let mailbox = match store.resolve_address(address).map_err(lookup_failed)? {
-        Some(crate::store::AddressEntry::Mailbox(id)) => {
-            store.mailbox(id).map_err(lookup_failed)?
-        }
-        Some(crate::store::AddressEntry::Alias(_)) => return Err(LoginRefusal::Alias),
-        None => None,
-    }
-    .ok_or(LoginRefusal::NoAccess)?;
+    services.store.user_facts(user.id).map_err(unavailable)
+}
+
+/// `user` acting as `mailbox`, with her rights on it.
+async fn delegate(
+    services: &Services,
+    user: User,
+    password: &str,
+    mailbox: Mailbox,
+) -> Result<Identity, LoginRefusal> {
+    let facts = check_user(services, &user, password, Realm::MailClient).await?;
     let identity = Identity::Delegate {
         user,
         facts,
@@ -253,6 +342,57 @@ pub async fn authenticate(
         return Err(LoginRefusal::NoAccess);
     }
     Ok(identity)
+}
+
+/// The one way in, for IMAP, SMTP and the admin API: the throttle admits the attempt, the
+/// password is checked, the attempt is recorded (audit log, metrics, throttle), and a wrong
+/// password is answered after its pause. A right one never waits.
+pub async fn log_in(
+    services: &Services,
+    realm: Realm,
+    attempt: &Attempt<'_>,
+    password: &str,
+) -> Result<Identity, LoginRefusal> {
+    let ip = attempt.peer.ip();
+    let result = match services.throttle.admit(ip, attempt.login) {
+        Ok(()) => authenticate_in(services, realm, attempt.login, password, attempt.authzid).await,
+        Err(Throttled) => Err(LoginRefusal::Throttled),
+    };
+    match &result {
+        // Refused unchecked, and cheaply: a storm of these writes nothing to the audit log.
+        Err(LoginRefusal::Throttled) => services.metrics.login(attempt.action, false),
+        _ => record(services, attempt, &result),
+    }
+    match &result {
+        Ok(_) => services.throttle.succeeded(ip, attempt.login),
+        Err(LoginRefusal::Credentials) => {
+            tokio::time::sleep(services.throttle.failed(ip, attempt.login)).await;
+        }
+        Err(_) => {}
+    }
+    result
+}
+
+/// Checks the password of a user already known (a confirmation in the admin API: changing the
+/// password, ending a partnership, accepting an invitation), held back by the throttle like
+/// any login.
+pub async fn confirm_password(
+    services: &Services,
+    ip: std::net::IpAddr,
+    user: &User,
+    password: &str,
+) -> Result<(), LoginRefusal> {
+    services
+        .throttle
+        .admit(ip, &user.login)
+        .map_err(|Throttled| LoginRefusal::Throttled)?;
+    if password_matches(services, &user.password, password).await? {
+        services.throttle.succeeded(ip, &user.login);
+        Ok(())
+    } else {
+        tokio::time::sleep(services.throttle.failed(ip, &user.login)).await;
+        Err(LoginRefusal::Credentials)
+    }
 }
 
 /// Whether a password may not be taken on this connection: only over TLS, or from loopback
@@ -317,9 +457,6 @@ pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identi
         }
     );
     services.metrics.login(attempt.action, result.is_ok());
-    if result.is_ok() {
-        services.throttle.succeeded(attempt.login);
-    }
     for org in orgs {
         let event = AuditEvent {
             id: AuditId(0),
@@ -335,93 +472,6 @@ pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identi
         if let Err(e) = services.store.record_audit(event) {
             tracing::error!(error = %e, action = attempt.action, "could not record a login");
         }
-    }
-}
-
-/// A refused password is answered after a pause that grows with the failures from the same
-/// address and for the same login, to slow down guessing; a correct one never waits.
-pub async fn pause_after(
-    services: &Services,
-    peer: std::net::IpAddr,
-    login: &str,
-    refusal: &LoginRefusal,
-) {
-    if *refusal == LoginRefusal::Credentials {
-        penalize(services, peer, login).await;
-    }
-}
-
-/// Counts a wrong password for `peer` and `login` and waits the penalty it earns.
-pub async fn penalize(services: &Services, peer: std::net::IpAddr, login: &str) {
-    tokio::time::sleep(services.throttle.failed(peer, login)).await;
-}
-
-/// Waits out what is left of a penalty before a password is checked, so that guesses sent
-/// in parallel gain nothing.
-pub async fn wait_out_penalty(services: &Services, peer: std::net::IpAddr, login: &str) {
-    tokio::time::sleep(services.throttle.pending(peer, login)).await;
-}
-
-/// Failed logins, per client address and per login, over IMAP, SMTP and the admin API: the
-/// n-th failure in a row waits 2^(n-1) seconds (1, 2, 4 … at most 30); a quarter of an hour
-/// without a failure forgets them. A success clears the login's count, not the address's.
-#[derive(Default)]
-pub struct Throttle {
-    failures: std::sync::Mutex<std::collections::HashMap<String, (u32, std::time::Instant)>>,
-}
-
-const FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(15 * 60);
-const MAX_TRACKED: usize = 100_000;
-
-impl Throttle {
-    /// Counts a failure; returns how long to wait before answering it.
-    pub fn failed(&self, peer: std::net::IpAddr, login: &str) -> std::time::Duration {
-        let now = std::time::Instant::now();
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() > MAX_TRACKED {
-            map.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
-        }
-        let mut worst = 0;
-        for key in [
-            format!("ip:{peer}"),
-            format!("login:{}", login.to_lowercase()),
-        ] {
-            let entry = map.entry(key).or_insert((0, now));
-            if now.duration_since(entry.1) >= FORGET_AFTER {
-                entry.0 = 0;
-            }
-            entry.0 = entry.0.saturating_add(1);
-            entry.1 = now;
-            worst = worst.max(entry.0);
-        }
-        std::time::Duration::from_secs(1u64 << worst.saturating_sub(1).min(5))
-            .min(std::time::Duration::from_secs(30))
-    }
-
-    /// What is left of the current penalty for this address or login: an attempt waits it
-    /// out before its password is even checked, so parallel guesses gain nothing.
-    pub fn pending(&self, peer: std::net::IpAddr, login: &str) -> std::time::Duration {
-        let now = std::time::Instant::now();
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        [
-            format!("ip:{peer}"),
-            format!("login:{}", login.to_lowercase()),
-        ]
-        .iter()
-        .filter_map(|k| map.get(k))
-        .filter(|(n, _)| *n > 0)
-        .map(|(n, last)| {
-            let penalty = std::time::Duration::from_secs(1u64 << n.saturating_sub(1).min(5))
-                .min(std::time::Duration::from_secs(30));
-            (*last + penalty).saturating_duration_since(now)
-        })
-        .max()
-        .unwrap_or_default()
-    }
-
-    pub fn succeeded(&self, login: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&format!("login:{}", login.to_lowercase()));
     }
 }
 
@@ -444,26 +494,5 @@ mod tests {
             "not the user's own organizations"
         );
         assert!(orgs("nobody@else.example", None).is_empty());
-    }
-
-    #[test]
-    fn failures_double_the_wait_per_address_and_per_login() {
-        let t = Throttle::default();
-        let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap_or_else(|_| unreachable!());
-        let other: std::net::IpAddr = "192.0.2.8".parse().unwrap_or_else(|_| unreachable!());
-        let secs = |d: std::time::Duration| d.as_secs();
-        assert_eq!(secs(t.failed(ip, "a@x.example")), 1);
-        assert_eq!(secs(t.failed(ip, "b@x.example")), 2, "the same address");
-        assert_eq!(secs(t.failed(other, "A@X.example")), 2, "the same login");
-        for _ in 0..10 {
-            t.failed(ip, "a@x.example");
-        }
-        assert_eq!(secs(t.failed(ip, "a@x.example")), 30, "capped");
-        t.succeeded("a@x.example");
-        assert_eq!(
-            secs(t.failed(other, "a@x.example")),
-            2,
-            "the login forgot; not the address"
-        );
     }
 }

@@ -1,0 +1,57 @@
+//! What every session shares: the configuration, the store, TLS, the password checker, the
+//! login throttle, the spool of mail in flight, the metrics and the queue's wake-up.
+
+use crate::config::Config;
+use crate::password::Verifier;
+use crate::store::{Spool, SpoolError, Store};
+use std::time::Duration;
+use tokio_rustls::TlsAcceptor;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
+
+/// What every session shares.
+pub struct Services {
+    pub config: Config,
+    pub store: Store,
+    pub tls: TlsAcceptor,
+    /// The outbound queue's TLS client configurations.
+    pub outbound_tls: crate::tls::OutboundTls,
+    pub passwords: Verifier,
+    /// Wakes the outbound queue's worker when mail is queued.
+    pub queue_wake: tokio::sync::Notify,
+    pub metrics: crate::metrics::Metrics,
+    /// Slows down password guessing on every protocol.
+    pub throttle: crate::login::Throttle,
+    /// Mail on its way in, past a small size, and the budgets of bytes in flight.
+    pub spool: Spool,
+}
+
+impl Services {
+    /// Everything sessions share, from the configuration and the open store.
+    pub fn new(config: Config, store: Store) -> Result<Services, ServicesError> {
+        let tls = crate::tls::acceptor(&config.tls, &config.hostname, &store)?;
+        let outbound_tls = crate::tls::outbound(&config.queue)?;
+        let passwords = Verifier::new(
+            Duration::from_secs(config.auth.password_cache_seconds),
+            config.auth.password_check_limits(),
+        );
+        let spool = Spool::open(&store.dir().join("spool"), config.limits.spool_limits())?;
+        Ok(Services {
+            config,
+            store,
+            tls,
+            outbound_tls,
+            passwords,
+            queue_wake: tokio::sync::Notify::new(),
+            metrics: crate::metrics::Metrics::default(),
+            throttle: crate::login::Throttle::default(),
+            spool,
+        })
+    }
+}
