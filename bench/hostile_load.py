@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""N hostile connections against one well-behaved client from the same address (issue 5):
+"""N hostile connections against one well-behaved client from the same address (issue 10):
 the server's resident memory throughout, the good client's latencies, and whether every
 message it delivered arrived. Goals: RSS under 256 MiB, p99 under 500 ms, nothing lost.
 

@@ -366,10 +366,20 @@ pub async fn run(command: Admin) -> Result<(), String> {
 
 fn print(output: &str) {
     match serde_json::from_str::<Value>(output) {
-        Ok(value) => println!(
-            "{}",
-            serde_json::to_string_pretty(&value).unwrap_or_else(|_| output.to_string())
-        ),
+        Ok(value) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_else(|_| output.to_string())
+            );
+            if let Some(path) = value["accept_path"].as_str() {
+                let token = path.trim_end_matches("/accept").rsplit('/').next();
+                eprintln!(
+                    "The invitation mail could not be delivered. Hand the invitee this, once:\n  \
+                     mailgate admin invitations accept {}",
+                    token.unwrap_or(path)
+                );
+            }
+        }
         Err(_) => print!("{output}"),
     }
 }

@@ -40,6 +40,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    release_large_blocks();
     tracing_subscriber::fmt()
         .with_env_filter(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
@@ -119,6 +120,20 @@ async fn shutdown_signal() {
 /// `RUST_LOG`, or `info`; rustls's own lines only from errors up unless `RUST_LOG` names it:
 /// its warnings are about what a remote client sent (an IP address as SNI, one WARN line per
 /// handshake), and would let anyone fill the log.
+/// glibc raises its mmap threshold as large blocks are freed, after which argon2's 19 MiB
+/// blocks and large messages come from its heaps, which keep them: a fixed threshold hands
+/// every block over 256 KiB back to the kernel when freed, so memory falls after a burst.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_large_blocks() {
+    // SAFETY: mallopt only sets an allocator parameter; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_large_blocks() {}
+
 fn log_filter(env: Option<&str>) -> tracing_subscriber::EnvFilter {
     let text = env.filter(|t| !t.trim().is_empty()).unwrap_or("info");
     let filter = tracing_subscriber::EnvFilter::try_new(text)

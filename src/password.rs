@@ -22,6 +22,8 @@ pub enum PasswordError {
     Empty,
     #[error("could not hash the password: {0}")]
     Hash(String),
+    #[error("too many password hashes at once; try again shortly")]
+    Busy,
 }
 
 /// Hashes a password as an argon2id PHC string with a random salt.
@@ -158,6 +160,31 @@ impl Verifier {
             verify_blocking(&hash, &password)
         });
         Ok(check.await.unwrap_or(false))
+    }
+
+    /// Hashes a new password on a blocking thread, taking a turn like a check: setting
+    /// passwords through the API costs the same memory as checking them.
+    pub async fn hash(&self, password: &str) -> Result<PasswordHash, PasswordError> {
+        if password.is_empty() {
+            return Err(PasswordError::Empty);
+        }
+        let busy = || PasswordError::Busy;
+        let admitted = self
+            .admitted
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| busy())?;
+        let running = tokio::time::timeout(self.wait, self.running.clone().acquire_owned())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || {
+            let _turn = (admitted, running);
+            hash(&password)
+        })
+        .await
+        .map_err(|e| PasswordError::Hash(e.to_string()))?
     }
 
     fn cache_key(&self, hash: &PasswordHash, password: &str) -> [u8; 32] {

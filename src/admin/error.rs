@@ -143,6 +143,9 @@ impl From<crate::password::PasswordError> for ApiError {
     fn from(e: crate::password::PasswordError) -> ApiError {
         match e {
             crate::password::PasswordError::Empty => ApiError::Invalid(e.to_string()),
+            crate::password::PasswordError::Busy => {
+                ApiError::Unavailable("too many password hashes at once; try again shortly")
+            }
             crate::password::PasswordError::Hash(_) => {
                 tracing::error!(error = %e, "password hashing failed");
                 ApiError::Internal

@@ -48,6 +48,13 @@ pub struct InvitationView {
     pub role: Role,
     pub teams: Vec<TeamId>,
     pub expires: Millis,
+    /// Only when the invitation mail could not be delivered: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undelivered: Option<String>,
+    /// Only when the invitation mail could not be delivered, and only in this answer: the
+    /// acceptance path, for the inviter to hand over another way.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accept_path: Option<String>,
 }
 
 fn view(i: &Invitation) -> InvitationView {
@@ -57,7 +64,29 @@ fn view(i: &Invitation) -> InvitationView {
         role: i.role,
         teams: i.teams.clone(),
         expires: i.expires,
+        undelivered: None,
+        accept_path: None,
     }
+}
+
+/// The view of a just-issued invitation: with the link when its mail did not go out.
+fn issued_view(issued: &Issued) -> InvitationView {
+    InvitationView {
+        undelivered: issued.undelivered.as_ref().map(|u| u.reason.clone()),
+        accept_path: issued.undelivered.as_ref().map(|u| u.accept_path.clone()),
+        ..view(&issued.invitation)
+    }
+}
+
+/// An invitation stored, and whether its mail went out.
+struct Issued {
+    invitation: Invitation,
+    undelivered: Option<Undelivered>,
+}
+
+struct Undelivered {
+    reason: String,
+    accept_path: String,
 }
 
 fn invitation_id(hash: &[u8; 32]) -> String {
@@ -91,13 +120,14 @@ pub async fn create(
         invited_by: caller.user.id,
         expires: now_millis() + VALID_FOR_MS,
     };
-    let invitation = issue(&services, invitation).await?;
+    let issued = issue(&services, invitation).await?;
+    let invitation = &issued.invitation;
     audit::entry("invitation.create", &invitation.email)
         .org(org)
         .actor(caller.actor())
         .detail(format!("role {}", invitation.role))
         .record(&services, client);
-    Ok((StatusCode::CREATED, Json(view(&invitation))))
+    Ok((StatusCode::CREATED, Json(issued_view(&issued))))
 }
 
 /// A login opens exactly one thing (`login::authenticate`): an invitation to an address that is
@@ -162,7 +192,7 @@ fn invited_grants(
 
 /// Stores the invitation under a fresh secret and mails the link; the link is never shown
 /// to the inviter.
-async fn issue(services: &Services, mut invitation: Invitation) -> ApiResult<Invitation> {
+async fn issue(services: &Services, mut invitation: Invitation) -> ApiResult<Issued> {
     let token = hex::encode(rand::random::<[u8; 32]>());
     invitation.token_hash = token_hash(&token);
     services.store.create_invitation(invitation.clone())?;
@@ -187,15 +217,23 @@ async fn issue(services: &Services, mut invitation: Invitation) -> ApiResult<Inv
         role = invitation.role,
     );
     let subject = format!("Invitation to {org_name}");
-    if let Err(e) = crate::smtp::notice::send(services, &invitation.email, &subject, &text).await {
-        // No mail, no invitation: a pending one nobody can accept would only mislead.
-        services
-            .store
-            .delete_invitation(invitation.org, &invitation.token_hash)?;
-        tracing::error!(error = %e, "the invitation email could not be sent");
-        return Err(ApiError::Internal);
-    }
-    Ok(invitation)
+    // A mail that cannot be delivered (an address of a hosted domain with no mailbox yet, a
+    // full mailbox) leaves the invitation valid: the inviter is told, and given the link once.
+    let undelivered =
+        match crate::smtp::notice::send(services, &invitation.email, &subject, &text).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "an invitation email could not be delivered");
+                Some(Undelivered {
+                    reason: format!("the invitation mail could not be delivered: {e}"),
+                    accept_path: format!("/api/v1/invitations/{token}/accept"),
+                })
+            }
+        };
+    Ok(Issued {
+        invitation,
+        undelivered,
+    })
 }
 
 pub async fn list(
@@ -233,12 +271,12 @@ pub async fn resend(
         expires: now_millis() + VALID_FOR_MS,
         ..old
     };
-    let renewed = issue(&services, renewed).await?;
-    audit::entry("invitation.resend", &renewed.email)
+    let issued = issue(&services, renewed).await?;
+    audit::entry("invitation.resend", &issued.invitation.email)
         .org(org)
         .actor(caller.actor())
         .record(&services, client);
-    Ok(Json(view(&renewed)))
+    Ok(Json(issued_view(&issued)))
 }
 
 pub async fn withdraw(
@@ -309,10 +347,7 @@ pub async fn accept(
         }
         None => {
             super::session::check_new_password(&req.password, "")?;
-            let hash = crate::password::hash(&req.password).map_err(|e| {
-                tracing::error!(error = %e, "hashing a password failed");
-                ApiError::Internal
-            })?;
+            let hash = services.passwords.hash(&req.password).await?;
             let user = services.store.create_user(NewUser {
                 login: pending.email.clone(),
                 display_name: String::new(),

@@ -130,7 +130,7 @@ pub async fn create(
         .as_deref()
         .or(generated.as_deref())
         .unwrap_or_default();
-    let hash = password::hash(plain)?;
+    let hash = services.passwords.hash(plain).await?;
     let mailbox = services.store.create_mailbox(NewMailbox {
         org,
         address: address.key(),
@@ -172,7 +172,10 @@ pub async fn update(
     if let Some(chosen) = &req.password {
         super::session::check_new_password(chosen, "")?;
     }
-    let hash = req.password.as_deref().map(password::hash).transpose()?;
+    let hash = match req.password.as_deref() {
+        Some(chosen) => Some(services.passwords.hash(chosen).await?),
+        None => None,
+    };
     let changed_password = hash.is_some();
     let mailbox = services.store.update_mailbox(id, |m| {
         if let Some(name) = req.display_name {

@@ -4,7 +4,6 @@ use super::auth::{PendingCaller, token_hash};
 use super::error::{ApiError, ApiJson, ApiResult};
 use super::{ClientAddr, audit};
 use crate::model::*;
-use crate::password;
 use crate::services::Services;
 use crate::store::{ApiToken, TokenKind};
 use axum::Json;
@@ -153,7 +152,7 @@ pub async fn change_password(
         ));
     }
     check_new_password(&req.new_password, &req.current_password)?;
-    let hash = password::hash(&req.new_password)?;
+    let hash = services.passwords.hash(&req.new_password).await?;
     services.store.change_user_password(caller.user.id, hash)?;
     // Whoever held another session or token of this user held it with the old password.
     for token in services.store.api_tokens_of(caller.user.id)? {
