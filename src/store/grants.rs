@@ -11,13 +11,7 @@ impl Store {
     // ----- teams -----
 
     pub fn create_team(&self, org: OrgId, name: &str) -> StoreResult<Team> {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(StoreError::Invalid {
-                what: "team name",
-                why: "must not be empty".into(),
-            });
-        }
+        let name = team_name(name)?;
         let _guard = self.lock();
         self.require_org(org)?;
         let team = Team {
@@ -48,9 +42,10 @@ impl Store {
     }
 
     pub fn rename_team(&self, org: OrgId, id: TeamId, name: &str) -> StoreResult<Team> {
+        let name = team_name(name)?;
         let _guard = self.lock();
         let mut team = self.require_team(org, id)?;
-        team.name = name.trim().to_string();
+        team.name = name.to_string();
         let mut changes = Changes::default();
         changes.put_model(key(codec::TEAM, &[id.0]), &team)?;
         self.commit(changes)?;
@@ -393,4 +388,16 @@ fn invitation_key(token_hash: &[u8; 32]) -> Vec<u8> {
     let mut k = vec![codec::INVITATION];
     k.extend_from_slice(token_hash);
     k
+}
+
+/// A team's name: what is left after trimming, never empty (creating and renaming alike).
+fn team_name(name: &str) -> StoreResult<&str> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(StoreError::Invalid {
+            what: "team name",
+            why: "must not be empty".into(),
+        });
+    }
+    Ok(name)
 }

@@ -905,3 +905,19 @@ fn a_move_inside_a_mailbox_keeps_every_users_own_seen() {
         "a UID named twice moves once"
     );
 }
+
+#[test]
+fn a_team_is_never_renamed_to_nothing() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let team = store.create_team(w.acme.id, "Support").unwrap();
+    refused!(
+        store,
+        store.rename_team(w.acme.id, team.id, "  "),
+        StoreError::Invalid { .. }
+    );
+    let renamed = store
+        .rename_team(w.acme.id, team.id, " Help desk ")
+        .unwrap();
+    assert_eq!(renamed.name, "Help desk");
+}
