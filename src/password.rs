@@ -96,8 +96,8 @@ pub struct Verifier {
     /// Turns to compute a hash.
     running: Arc<Semaphore>,
     wait: Duration,
-    /// Hashes computed so far (for the metrics).
-    pub computed: AtomicU64,
+    /// Hashes computed so far.
+    computed: AtomicU64,
 }
 
 impl Verifier {
@@ -145,6 +145,18 @@ impl Verifier {
     /// One argon2 check on a blocking thread, once a turn is free. The turn goes with the
     /// thread: a client that hangs up mid-check does not free it before the hash is done.
     async fn compute(&self, hash: PasswordHash, password: String) -> Result<bool, Busy> {
+        self.computed.fetch_add(1, Ordering::Relaxed);
+        let check = self.in_turn(move || verify_blocking(&hash, &password));
+        Ok(check.await?.unwrap_or(false))
+    }
+
+    /// Runs `work` (an argon2 hash) on a blocking thread once a turn is free: a place among
+    /// the admitted at once, or `Busy`; then a turn within `wait`, or `Busy`. The turn goes
+    /// with the thread, so a caller that gives up does not free it before the work is done.
+    async fn in_turn<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<Result<T, tokio::task::JoinError>, Busy> {
         let admitted = self
             .admitted
             .clone()
@@ -154,12 +166,11 @@ impl Verifier {
             .await
             .map_err(|_| Busy)?
             .map_err(|_| Busy)?;
-        self.computed.fetch_add(1, Ordering::Relaxed);
-        let check = tokio::task::spawn_blocking(move || {
+        Ok(tokio::task::spawn_blocking(move || {
             let _turn = (admitted, running);
-            verify_blocking(&hash, &password)
-        });
-        Ok(check.await.unwrap_or(false))
+            work()
+        })
+        .await)
     }
 
     /// Hashes a new password on a blocking thread, taking a turn like a check: setting
@@ -168,23 +179,11 @@ impl Verifier {
         if password.is_empty() {
             return Err(PasswordError::Empty);
         }
-        let busy = || PasswordError::Busy;
-        let admitted = self
-            .admitted
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| busy())?;
-        let running = tokio::time::timeout(self.wait, self.running.clone().acquire_owned())
-            .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())?;
         let password = password.to_string();
-        tokio::task::spawn_blocking(move || {
-            let _turn = (admitted, running);
-            hash(&password)
-        })
-        .await
-        .map_err(|e| PasswordError::Hash(e.to_string()))?
+        self.in_turn(move || hash(&password))
+            .await
+            .map_err(|Busy| PasswordError::Busy)?
+            .map_err(|e| PasswordError::Hash(e.to_string()))?
     }
 
     fn cache_key(&self, hash: &PasswordHash, password: &str) -> [u8; 32] {

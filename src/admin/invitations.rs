@@ -139,11 +139,7 @@ fn check_login_namespace(services: &Services, email: &str, grants: &[NewGrant]) 
     }
     match services.store.resolve_address(email)? {
         None => Ok(()),
-        Some(AddressEntry::Mailbox(id))
-            if grants.iter().any(|g| g.target == GrantTarget::Mailbox(id)) =>
-        {
-            Ok(())
-        }
+        Some(AddressEntry::Mailbox(id)) if grants_mailbox(grants, id) => Ok(()),
         Some(AddressEntry::Mailbox(_)) => Err(ApiError::Conflict(format!(
             "{email} is a mailbox's address: invite with a grant on that mailbox (her own), or use another login"
         ))),
@@ -404,14 +400,13 @@ fn apply(services: &Services, invitation: &Invitation, user: UserId) -> ApiResul
 /// The mailbox at the invited address, when the invitation grants it: her own.
 fn own_mailbox(services: &Services, invitation: &Invitation) -> ApiResult<Option<MailboxId>> {
     Ok(match services.store.resolve_address(&invitation.email)? {
-        Some(AddressEntry::Mailbox(id))
-            if invitation
-                .grants
-                .iter()
-                .any(|g| g.target == GrantTarget::Mailbox(id)) =>
-        {
-            Some(id)
-        }
+        Some(AddressEntry::Mailbox(id)) if grants_mailbox(&invitation.grants, id) => Some(id),
         _ => None,
     })
+}
+
+fn grants_mailbox(grants: &[NewGrant], mailbox: MailboxId) -> bool {
+    grants
+        .iter()
+        .any(|g| g.target == GrantTarget::Mailbox(mailbox))
 }

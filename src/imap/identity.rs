@@ -1,7 +1,7 @@
 //! What each folder name means for an IMAP session: the personal namespace, and for a user
 //! the shared namespace `Shared/<address>/<folder>`. Who the session is lives in `login`.
 
-pub use crate::login::{Identity, LoginRefusal, authenticate};
+pub use crate::login::{Identity, LoginRefusal};
 use crate::model::*;
 use crate::services::Services;
 use crate::store::StoreResult;

@@ -22,7 +22,7 @@ mod corpus_tests;
 #[cfg(test)]
 mod tests;
 
-pub use identity::{Identity, authenticate};
+pub use identity::Identity;
 pub use session::{Action, Output, Session};
 
 use crate::net::Connection;

@@ -74,9 +74,8 @@ pub struct Session {
     expect: Expect,
     /// Bytes of the literal being received that the fragmentizer has yet to be given.
     literal_left: usize,
-    /// An APPEND literal going to the spool, and one that arrived there whose command is
-    /// still to end.
-    spooling: Option<super::spooled::Spooling>,
+    /// An APPEND literal going to the spool, or arrived there while the rest of its command
+    /// is still to come.
     spooled: Option<super::spooled::Spooling>,
     /// Literal bytes announced so far in the current message: what the line limit leaves out.
     literal_bytes: usize,
@@ -148,7 +147,6 @@ impl Session {
             unconsumed: 0,
             expect: Expect::Command,
             literal_left: 0,
-            spooling: None,
             spooled: None,
             literal_bytes: 0,
             client_id: None,
@@ -238,17 +236,16 @@ impl Session {
     /// literal, its bytes go straight to the spool (see `spooled`) instead.
     pub async fn feed(&mut self, mut input: &[u8]) -> Output {
         loop {
-            if let Some(spooling) = &mut self.spooling {
+            if let Some(spooling) = self.spooling() {
                 let n = spooling.take(input);
                 input = &input[n..];
                 if !spooling.is_complete() {
                     return self.take(Action::Continue);
                 }
-                self.spooled = self.spooling.take();
             }
             match self.progress().await {
                 Some(action) => return self.take(action),
-                None if self.spooling.is_some() => continue,
+                None if self.spooling().is_some() => continue,
                 None => {}
             }
             if input.is_empty() {
@@ -264,6 +261,11 @@ impl Session {
             self.unconsumed += n;
             input = &input[n..];
         }
+    }
+
+    /// The APPEND literal whose bytes are still going to the spool, if any.
+    fn spooling(&mut self) -> Option<&mut super::spooled::Spooling> {
+        self.spooled.as_mut().filter(|s| !s.is_complete())
     }
 
     /// How much of `input` to hand the fragmentizer next: the rest of a literal it expects,
@@ -403,7 +405,7 @@ impl Session {
             self.out.extend_from_slice(b"+ Ready for literal data\r\n");
         }
         let incoming = self.services.spool.incoming();
-        self.spooling = Some(super::spooled::Spooling::new(
+        self.spooled = Some(super::spooled::Spooling::new(
             prefix, length, incoming, room,
         ));
         LiteralAnswer::Spool

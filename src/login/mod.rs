@@ -234,19 +234,10 @@ pub enum Realm {
 /// `authzid` (SASL) names a mailbox to act as.
 ///
 /// A name that is both a mailbox's address and a user's login (a person whose own mailbox has
-/// her login's address; the store allows it only then, see `Store::check_login_namespace`)
+/// her login's address; `Store::create_mailbox` and `Store::create_user` allow it only then)
 /// opens the mailbox with either password: its own, with every right, or the user's, as her
 /// delegation with her rights on it.
-pub async fn authenticate(
-    services: &Services,
-    login: &str,
-    password: &str,
-    authzid: Option<&str>,
-) -> Result<Identity, LoginRefusal> {
-    authenticate_in(services, Realm::MailClient, login, password, authzid).await
-}
-
-async fn authenticate_in(
+async fn authenticate(
     services: &Services,
     realm: Realm,
     login: &str,
@@ -332,16 +323,23 @@ async fn delegate(
     mailbox: Mailbox,
 ) -> Result<Identity, LoginRefusal> {
     let facts = check_user(services, &user, password, Realm::MailClient).await?;
-    let identity = Identity::Delegate {
+    let may_use = !access::mailbox_access(
+        &Principal::User(facts.clone()),
+        MailboxRef {
+            id: mailbox.id,
+            org: mailbox.org,
+        },
+    )
+    .rights
+    .is_empty();
+    if !may_use {
+        return Err(LoginRefusal::NoAccess);
+    }
+    Ok(Identity::Delegate {
         user,
         facts,
         mailbox,
-    };
-    let mailbox = identity.personal().cloned().ok_or(LoginRefusal::NoAccess)?;
-    if identity.access(&mailbox).rights.is_empty() {
-        return Err(LoginRefusal::NoAccess);
-    }
-    Ok(identity)
+    })
 }
 
 /// The one way in, for IMAP, SMTP and the admin API: the throttle admits the attempt, the
@@ -353,20 +351,37 @@ pub async fn log_in(
     attempt: &Attempt<'_>,
     password: &str,
 ) -> Result<Identity, LoginRefusal> {
-    let ip = attempt.peer.ip();
-    let result = match services.throttle.admit(ip, attempt.login) {
-        Ok(()) => authenticate_in(services, realm, attempt.login, password, attempt.authzid).await,
-        Err(Throttled) => Err(LoginRefusal::Throttled),
+    let check = async {
+        let result = authenticate(services, realm, attempt.login, password, attempt.authzid).await;
+        record(services, attempt, &result);
+        result
     };
-    match &result {
+    let result = throttled(services, attempt.peer.ip(), attempt.login, check).await;
+    if let Err(LoginRefusal::Throttled) = result {
         // Refused unchecked, and cheaply: a storm of these writes nothing to the audit log.
-        Err(LoginRefusal::Throttled) => services.metrics.login(attempt.action, false),
-        _ => record(services, attempt, &result),
+        services.metrics.login(attempt.action, false);
     }
+    result
+}
+
+/// Runs a password `check` for `login` from `ip` under the throttle: refused unchecked when
+/// the throttle says so; a success ends the streak, a wrong password is answered after its
+/// pause.
+async fn throttled<T>(
+    services: &Services,
+    ip: std::net::IpAddr,
+    login: &str,
+    check: impl std::future::Future<Output = Result<T, LoginRefusal>>,
+) -> Result<T, LoginRefusal> {
+    services
+        .throttle
+        .admit(ip, login)
+        .map_err(|Throttled| LoginRefusal::Throttled)?;
+    let result = check.await;
     match &result {
-        Ok(_) => services.throttle.succeeded(ip, attempt.login),
+        Ok(_) => services.throttle.succeeded(ip, login),
         Err(LoginRefusal::Credentials) => {
-            tokio::time::sleep(services.throttle.failed(ip, attempt.login)).await;
+            tokio::time::sleep(services.throttle.failed(ip, login)).await;
         }
         Err(_) => {}
     }
@@ -382,17 +397,13 @@ pub async fn confirm_password(
     user: &User,
     password: &str,
 ) -> Result<(), LoginRefusal> {
-    services
-        .throttle
-        .admit(ip, &user.login)
-        .map_err(|Throttled| LoginRefusal::Throttled)?;
-    if password_matches(services, &user.password, password).await? {
-        services.throttle.succeeded(ip, &user.login);
-        Ok(())
-    } else {
-        tokio::time::sleep(services.throttle.failed(ip, &user.login)).await;
-        Err(LoginRefusal::Credentials)
-    }
+    let check = async {
+        match password_matches(services, &user.password, password).await? {
+            true => Ok(()),
+            false => Err(LoginRefusal::Credentials),
+        }
+    };
+    throttled(services, ip, &user.login, check).await
 }
 
 /// Whether a password may not be taken on this connection: only over TLS, or from loopback

@@ -52,9 +52,7 @@ pub async fn serve(conn: Connection, mode: Mode) -> std::io::Result<()> {
             }
         };
         // A client that stops reading must not hold the session forever.
-        tokio::time::timeout(timeout, stream.write_all(&output.bytes))
-            .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
+        crate::net::write_all_within(&mut stream, &output.bytes, timeout).await?;
         match output.action {
             Action::Continue => {}
             Action::Close => {

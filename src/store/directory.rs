@@ -197,16 +197,14 @@ impl Store {
             self.new_folder_changes(&mut changes, mailbox.id, name, special_use)?;
         }
         if let Some(user) = owner {
-            let grant = Grant {
-                id: GrantId(self.next_id()?),
+            let own = NewGrant {
                 org: new.org,
                 grantee: Grantee::User(user),
                 target: GrantTarget::Mailbox(mailbox.id),
                 rights: Rights::ALL.without(Rights::of(&[Right::Administer])),
                 send: Some(SendMode::As),
-                created: now_millis(),
             };
-            changes.put_model(key(codec::GRANT, &[grant.org.0, grant.id.0]), &grant)?;
+            self.grant_changes(&mut changes, own)?;
         }
         self.commit(changes)?;
         if owner.is_some() {

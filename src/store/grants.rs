@@ -128,6 +128,16 @@ impl Store {
     pub fn add_grant(&self, new: NewGrant) -> StoreResult<Grant> {
         let _guard = self.lock();
         self.check_grant_parts(&new)?;
+        let mut changes = Changes::default();
+        let grant = self.grant_changes(&mut changes, new)?;
+        self.commit(changes)?;
+        self.hub()
+            .publish_access(AccessChange::Organization(grant.org));
+        Ok(grant)
+    }
+
+    /// The grant `new` with its id, written into `changes`.
+    pub(super) fn grant_changes(&self, changes: &mut Changes, new: NewGrant) -> StoreResult<Grant> {
         let grant = Grant {
             id: GrantId(self.next_id()?),
             org: new.org,
@@ -137,11 +147,7 @@ impl Store {
             send: new.send,
             created: now_millis(),
         };
-        let mut changes = Changes::default();
         changes.put_model(key(codec::GRANT, &[grant.org.0, grant.id.0]), &grant)?;
-        self.commit(changes)?;
-        self.hub()
-            .publish_access(AccessChange::Organization(grant.org));
         Ok(grant)
     }
 

@@ -49,8 +49,9 @@ struct Shared {
     limits: SpoolLimits,
     in_flight: AtomicU64,
     counter: AtomicU64,
-    /// The processing budget, in KiB.
+    /// The processing budget, in KiB, and its size.
     processing: Arc<Semaphore>,
+    processing_kib: u32,
 }
 
 impl Spool {
@@ -64,16 +65,17 @@ impl Spool {
         for entry in fs::read_dir(dir).map_err(io)?.flatten() {
             let _ = fs::remove_file(entry.path());
         }
-        let kib = usize::try_from(limits.processing / 1024)
-            .unwrap_or(usize::MAX)
-            .clamp(1, Semaphore::MAX_PERMITS);
+        let kib = u32::try_from(limits.processing / 1024)
+            .unwrap_or(u32::MAX)
+            .clamp(1, u32::try_from(Semaphore::MAX_PERMITS).unwrap_or(u32::MAX));
         Ok(Spool {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),
                 limits,
                 in_flight: AtomicU64::new(0),
                 counter: AtomicU64::new(0),
-                processing: Arc::new(Semaphore::new(kib)),
+                processing: Arc::new(Semaphore::new(kib as usize)),
+                processing_kib: kib,
             }),
         })
     }
@@ -216,7 +218,7 @@ impl Incoming {
     pub async fn load(mut self) -> Result<Loaded, SpoolError> {
         let kib = u32::try_from(self.len.div_ceil(1024).max(1))
             .unwrap_or(u32::MAX)
-            .min(self.shared.processing_kib());
+            .min(self.shared.processing_kib);
         let turn = self
             .shared
             .processing
@@ -239,14 +241,6 @@ impl Incoming {
             }
         };
         Ok(Loaded { bytes, _turn: turn })
-    }
-}
-
-impl Shared {
-    fn processing_kib(&self) -> u32 {
-        u32::try_from(self.limits.processing / 1024)
-            .unwrap_or(u32::MAX)
-            .clamp(1, Semaphore::MAX_PERMITS as u32)
     }
 }
 
