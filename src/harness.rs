@@ -144,3 +144,78 @@ pub async fn feed_selected(session: &mut Session, input: &[u8]) -> Vec<u8> {
     let _: Output = session.feed(prelude.as_bytes()).await;
     session.feed(input).await.bytes
 }
+
+/// The bearer token of the harness owner, for the admin API's fuzz target and its corpus.
+pub const OWNER_TOKEN: &str = "harness-owner-token";
+
+impl Harness {
+    /// For the admin API's fuzz target and its corpus: the first byte picks an endpoint that
+    /// takes a JSON body (path parameters name the harness's organization and mailbox), the
+    /// rest is the body, sent with the owner's token. Returns the status and the body.
+    pub async fn admin_request(&self, data: &[u8]) -> (u16, Vec<u8>) {
+        use tower::ServiceExt;
+        let store = &self.services.store;
+        let owner = store.user_by_login("owner@harness.test").ok().flatten();
+        let hash = crate::admin::token_hash(OWNER_TOKEN);
+        if let (Some(owner), Ok(None)) = (owner, store.api_token(&hash)) {
+            let _ = store.create_api_token(crate::store::ApiToken {
+                token_hash: hash,
+                user: owner.id,
+                kind: crate::store::TokenKind::Session,
+                created: now_millis(),
+                expires: None,
+                password_change_only: false,
+            });
+        }
+        let with_body: Vec<_> = crate::admin::routes::endpoints()
+            .into_iter()
+            .filter(|e| e.body)
+            .collect();
+        let Some((first, body)) = data.split_first() else {
+            return (0, Vec::new());
+        };
+        let endpoint = &with_body[usize::from(*first) % with_body.len()];
+        let org = store
+            .organizations()
+            .ok()
+            .and_then(|o| o.first().map(|o| o.id.0));
+        let mailbox = store.mailbox_by_address(ADDRESS).ok().flatten();
+        let path = endpoint
+            .path
+            .replace("{org}", &org.unwrap_or(1).to_string())
+            .replace("{id}", &mailbox.map_or(1, |m| m.id.0).to_string())
+            .replace("{name}", "fuzz")
+            .replace("{address}", ADDRESS)
+            .replace("{token}", "00");
+        let request = axum::http::Request::builder()
+            .method(endpoint.method.to_ascii_uppercase().as_str())
+            .uri(path)
+            .header("authorization", format!("Bearer {OWNER_TOKEN}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body.to_vec()));
+        let Ok(request) = request else {
+            return (0, Vec::new());
+        };
+        let router = crate::admin::routes::build(self.services.clone());
+        let Ok(response) = router.oneshot(request).await;
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        (status, bytes)
+    }
+}
+
+/// The admin API fuzz target's oracle: no answer is a 500, and every refusal is JSON.
+pub fn check_admin_answer(status: u16, body: &[u8]) {
+    assert_ne!(status, 500, "{}", String::from_utf8_lossy(body));
+    if (400..500).contains(&status) {
+        let json: Result<serde_json::Value, _> = serde_json::from_slice(body);
+        assert!(
+            json.is_ok_and(|v| v["error"].is_string()),
+            "{status}: {}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}

@@ -93,3 +93,24 @@ fn smtp_replies_corpus() {
         });
     }
 }
+
+#[test]
+fn admin_json_corpus() {
+    let harness = mailgate::harness::Harness::new();
+    let runtime = paused_runtime();
+    let mut statuses = std::collections::BTreeMap::new();
+    for (name, data) in corpus("admin_json") {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (status, body) = runtime.block_on(harness.admin_request(&data));
+            mailgate::harness::check_admin_answer(status, &body);
+            status
+        }));
+        let status = result.unwrap_or_else(|_| panic!("{name}"));
+        *statuses.entry(status / 100).or_insert(0) += 1;
+    }
+    // The corpus reaches the handlers (accepted and refused bodies), not only the token check.
+    assert!(
+        statuses.contains_key(&2) && statuses.contains_key(&4),
+        "{statuses:?}"
+    );
+}

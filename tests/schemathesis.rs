@@ -25,6 +25,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The operations whose body is XML text.
+const XML_OPERATIONS: [&str; 2] = [
+    "post_autodiscover_autodiscover_xml",
+    "post_Autodiscover_Autodiscover_xml",
+];
+
 /// What to install: `schemathesis run`'s options and check names changed between 3.x and 4.x,
 /// and these runs were written against this version.
 const INSTALL: &str = "pip install schemathesis==4.32.5 (.ci/run installs it)";
@@ -110,7 +116,6 @@ struct Seeded {
 }
 
 #[tokio::test]
-#[ignore = "open (issue 10): csv and autodiscover answers, `limit` and unsigned integers are not as the document says; run with --ignored"]
 async fn schemathesis_finds_nothing_the_document_does_not_say() {
     let version = schemathesis_version();
     assert!(
@@ -157,6 +162,11 @@ async fn schemathesis_finds_nothing_the_document_does_not_say() {
     let mut args = run_args(&negative, &url, &token);
     args.extend(strings(&["--mode", "negative"]));
     args.extend(excluded);
+    // Autodiscover v1 takes any XML text: no request violates a string schema, and
+    // schemathesis would fail its health check looking for one.
+    for id in XML_OPERATIONS {
+        args.extend(["--exclude-operation-id".to_string(), id.to_string()]);
+    }
     failures.extend(schemathesis(dir.path(), "negative", &args));
 
     // A token made now (the runs above may have revoked any token they could list), which

@@ -469,12 +469,12 @@ def dropped(s):
 s = inbound()
 s.ehlo("client.test")
 started = time.time()
-# A generous wait: a 421 within the minute shows the configured second in use, not the
-# default 300 s.
+# The configured second, not the default 300 s: the 421 must come before this generous
+# socket timeout (60 s) ends the read with an error, and not before the second is up.
 s.sock.settimeout(60)
 dropped(s)
 waited = time.time() - started
-assert 0.9 < waited < 60, ("the configured second, not the default 300", waited)
+assert waited > 0.9, ("the server waited the configured second", waited)
 print("421 after", round(waited, 3), "s")
 s = inbound()
 s.ehlo("client.test")

@@ -28,7 +28,8 @@ pub struct AuditFilter {
     pub until: Option<String>,
     /// `json` (the default) or `csv`.
     pub format: Option<String>,
-    pub limit: Option<usize>,
+    #[schema(value_type = Option<usize>, minimum = 1, maximum = 1000)]
+    pub limit: Option<super::page::Limit>,
     pub cursor: Option<String>,
 }
 

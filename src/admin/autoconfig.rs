@@ -110,8 +110,9 @@ pub async fn thunderbird(
 /// `<EMailAddress>`; the answer is the "outlook" response schema (2006a).
 pub async fn outlook_v1(
     State(services): State<Arc<Services>>,
-    body: String,
+    body: Result<String, axum::extract::rejection::StringRejection>,
 ) -> ApiResult<Response> {
+    let body = body.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     let address = between(&body, "<EMailAddress>", "</EMailAddress>");
     let s = settings(&services, address)?;
     let (host, login) = (xml(&s.host), xml(&s.address));

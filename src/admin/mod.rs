@@ -4,6 +4,7 @@
 mod audit;
 mod audit_log;
 mod auth;
+pub use auth::token_hash;
 mod autoconfig;
 mod domains;
 mod error;

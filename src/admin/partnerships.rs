@@ -252,7 +252,8 @@ pub async fn end(
 #[serde(deny_unknown_fields)]
 pub struct ClientsQuery {
     pub format: Option<String>,
-    pub limit: Option<usize>,
+    #[schema(value_type = Option<usize>, minimum = 1, maximum = 1000)]
+    pub limit: Option<super::page::Limit>,
     pub cursor: Option<String>,
 }
 

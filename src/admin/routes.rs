@@ -52,6 +52,11 @@ pub struct Endpoint {
     response: Option<Body>,
     /// Query parameters besides a page's `limit` and `cursor`.
     query: &'static [&'static str],
+    /// Whether the request and the answer are XML (Outlook's Autodiscover v1), not JSON.
+    xml: bool,
+    /// The schema of a 400 answer, where it is not the API's `Error` (Autodiscover v2 answers
+    /// as Microsoft's clients expect).
+    bad_request: Option<fn() -> Value>,
     handler: MethodRouter<Arc<Services>>,
 }
 
@@ -72,6 +77,8 @@ fn ep(method: &'static str, path: &str, summary: &'static str, handler: Handler)
         request: None,
         response: None,
         query: &[],
+        xml: false,
+        bad_request: None,
         handler,
     }
 }
@@ -111,6 +118,25 @@ impl Endpoint {
         self.query = names;
         self
     }
+
+    fn xml(mut self) -> Endpoint {
+        self.xml = true;
+        self
+    }
+
+    fn bad_request(mut self, schema: fn() -> Value) -> Endpoint {
+        self.bad_request = Some(schema);
+        self
+    }
+}
+
+/// Autodiscover v2's refusal, in Microsoft's words.
+fn outlook_v2_error() -> Value {
+    json!({
+        "type": "object",
+        "required": ["ErrorCode", "ErrorMessage"],
+        "properties": {"ErrorCode": {"type": "string"}, "ErrorMessage": {"type": "string"}},
+    })
 }
 
 /// The whole API.
@@ -161,6 +187,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Outlook Autodiscover v1 (POX)",
             post(autoconfig::outlook_v1),
         )
+        .xml()
         .public(),
         ep(
             "post",
@@ -168,6 +195,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Outlook Autodiscover v1, as Outlook spells it",
             post(autoconfig::outlook_v1),
         )
+        .xml()
         .public(),
         ep(
             "get",
@@ -176,6 +204,9 @@ pub fn endpoints() -> Vec<Endpoint> {
             get(autoconfig::outlook_v2),
         )
         .query(&["Email", "Protocol"])
+        .bad_request(
+            || json!({"oneOf": [{"$ref": "#/components/schemas/Error"}, outlook_v2_error()]}),
+        )
         .public(),
         ep(
             "get",
@@ -592,10 +623,10 @@ fn operation(e: &Endpoint) -> Value {
     let paged = e.response.is_some_and(|b| b.page);
     let page_params: &[&str] = if paged { &["limit", "cursor"] } else { &[] };
     let queries = e.query.iter().chain(page_params).map(|name| {
-        let schema = if *name == "limit" {
-            json!({"type": "integer", "minimum": 1, "maximum": 1000})
-        } else {
-            json!({"type": "string"})
+        let schema = match *name {
+            "limit" => json!({"type": "integer", "minimum": 1, "maximum": 1000}),
+            "format" => json!({"type": "string", "enum": ["json", "csv"]}),
+            _ => json!({"type": "string"}),
         };
         json!({"name": name, "in": "query", "required": false, "schema": schema})
     });
@@ -613,24 +644,35 @@ fn operation(e: &Endpoint) -> Value {
         })
         .chain(queries)
         .collect();
-    let error = json!({"description": "An error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let error = |schema: Value| json!({"description": "An error", "content": {"application/json": {"schema": schema}}});
+    let api_error = json!({"$ref": "#/components/schemas/Error"});
     let mut op = json!({
         "operationId": format!("{}{}", e.method, e.path.replace(['/', '{', '}', '.', '-'], "_")),
         "summary": e.summary,
         "tags": [tag(&e.path)],
         "parameters": parameters,
         "responses": {
-            e.ok.to_string(): success(e.response),
-            "4XX": error,
+            e.ok.to_string(): success(e),
+            "4XX": error(api_error.clone()),
+            // Password checks all taken, or the store failing for a moment: try again.
+            "503": error(api_error),
         },
     });
+    if let Some(schema) = e.bad_request {
+        op["responses"]["400"] = error(schema());
+    }
     if e.auth {
         op["security"] = json!([{"bearer": []}]);
     }
     if e.body {
-        let schema = e.request.map_or(json!({"type": "object"}), schema_ref);
-        op["requestBody"] =
-            json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        let (media, schema) = match e.xml {
+            true => ("application/xml", json!({"type": "string"})),
+            false => (
+                "application/json",
+                e.request.map_or(json!({"type": "object"}), schema_ref),
+            ),
+        };
+        op["requestBody"] = json!({"required": true, "content": {media: {"schema": schema}}});
     }
     op
 }
@@ -651,12 +693,23 @@ fn schema_ref(b: Body) -> Value {
     }
 }
 
-fn success(response: Option<Body>) -> Value {
-    match response {
-        Some(b) => {
-            json!({"description": "Success", "content": {"application/json": {"schema": schema_ref(b)}}})
-        }
-        None => json!({"description": "Success"}),
+fn success(e: &Endpoint) -> Value {
+    let mut content = Map::new();
+    if let Some(b) = e.response {
+        content.insert("application/json".into(), json!({"schema": schema_ref(b)}));
+    }
+    if e.query.contains(&"format") {
+        content.insert("text/csv".into(), json!({"schema": {"type": "string"}}));
+    }
+    if e.xml {
+        content.insert(
+            "application/xml".into(),
+            json!({"schema": {"type": "string"}}),
+        );
+    }
+    match content.is_empty() {
+        true => json!({"description": "Success"}),
+        false => json!({"description": "Success", "content": content}),
     }
 }
 
