@@ -76,6 +76,27 @@ async fn every_documented_operation_is_served_and_nothing_else() {
             .contains(&serde_json::json!("address")),
         "{request}"
     );
+    // Links lead from a creation to what it created, and from /me to an organization.
+    let links = &create["responses"]["201"]["links"];
+    let get_mailbox = &links["get_api_v1_orgs__org__mailboxes__id_"];
+    assert_eq!(
+        get_mailbox["parameters"]["id"], "$response.body#/id",
+        "{links}"
+    );
+    assert_eq!(
+        get_mailbox["parameters"]["org"], "$request.path.org",
+        "{links}"
+    );
+    let me = &doc["paths"]["/api/v1/me"]["get"]["responses"]["200"]["links"];
+    assert_eq!(
+        me["get_api_v1_orgs__org__mailboxes"]["parameters"]["org"],
+        "$response.body#/organizations/0/id",
+        "{me}"
+    );
+    for link in text.split("\"operationId\":").skip(1) {
+        let id = link.split('"').nth(1).unwrap();
+        assert!(ids.contains(id), "a link to {id}, which is no operation");
+    }
     let list = &doc["paths"]["/api/v1/orgs/{org}/grants"]["get"]["responses"]["200"]["content"]["application/json"]
         ["schema"];
     assert!(

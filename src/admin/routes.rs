@@ -592,6 +592,7 @@ pub fn openapi() -> Value {
         let item = paths.entry(e.path.clone()).or_insert_with(|| json!({}));
         item[e.method] = operation(&e);
     }
+    add_links(&mut paths);
     let mut components: Map<String, Value> = Map::new();
     components.insert(
         "Error".into(),
@@ -675,6 +676,63 @@ fn operation(e: &Endpoint) -> Value {
         op["requestBody"] = json!({"required": true, "content": {media: {"schema": schema}}});
     }
     op
+}
+
+/// OpenAPI links, so that clients and testers can follow what one answer names into the next
+/// request: from `GET /api/v1/me` to every operation of an organization (its first one), and
+/// from each creation (201) to the operations on what it created (`…/{id}` from the answer's
+/// `id`, `…/{name}` from its `name`, and so on).
+fn add_links(paths: &mut Map<String, Value>) {
+    let operations: Vec<(String, String, String)> = paths
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .into_iter()
+                .flatten()
+                .map(move |(method, op)| {
+                    let id = op["operationId"].as_str().unwrap_or_default().to_string();
+                    (path.clone(), method.clone(), id)
+                })
+        })
+        .collect();
+    let org_only = |path: &str| path_params(path) == ["org"];
+    for (path, method, _) in &operations {
+        let mut links = Map::new();
+        let status = if path == "/api/v1/me" && method == "get" {
+            for (_, _, id) in operations.iter().filter(|(p, _, _)| org_only(p)) {
+                let org = "$response.body#/organizations/0/id";
+                links.insert(
+                    id.clone(),
+                    json!({"operationId": id, "parameters": {"org": org}}),
+                );
+            }
+            "200"
+        } else if paths[path][method]["responses"].get("201").is_some() {
+            for (target, _, id) in &operations {
+                let Some(rest) = target.strip_prefix(&format!("{path}/{{")) else {
+                    continue;
+                };
+                let Some(name) = rest.split('}').next() else {
+                    continue;
+                };
+                let mut parameters = Map::new();
+                for p in path_params(path) {
+                    parameters.insert(p.into(), json!(format!("$request.path.{p}")));
+                }
+                parameters.insert(name.into(), json!(format!("$response.body#/{name}")));
+                links.insert(
+                    id.clone(),
+                    json!({"operationId": id, "parameters": parameters}),
+                );
+            }
+            "201"
+        } else {
+            continue;
+        };
+        if !links.is_empty() {
+            paths[path][method]["responses"][status]["links"] = Value::Object(links);
+        }
+    }
 }
 
 fn schema_ref(b: Body) -> Value {
