@@ -235,3 +235,33 @@ fn a_client_that_stops_reading_is_dropped() {
     );
     assert!(out.contains("admitted b'* OK'"), "{out}");
 }
+
+/// A TLS client may send an IP address as SNI, which RFC 6066 §3 forbids: rustls warns of it
+/// on every handshake, and a remote client must not be able to fill the server's log that way.
+#[test]
+fn an_ip_address_as_sni_writes_nothing_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let server = start_logging(dir.path(), EPHEMERAL, file);
+    let imaps = server.addr("imap (TLS)");
+    for _ in 0..3 {
+        let out = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &imaps.to_string(),
+                "-servername",
+                "127.0.0.1",
+            ])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl must be installed (.ci/run installs it)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Server certificate"), "the handshake: {text}");
+    }
+    // The server is stopped, so everything it would log is in the file.
+    drop(server.terminate());
+    let written = std::fs::read_to_string(&log).unwrap();
+    assert!(!written.contains("SNI"), "{written}");
+}

@@ -47,6 +47,11 @@ pub fn start(dir: &Path, extra: &str) -> TestServer {
 
 /// Starts a server with exactly this configuration, data in `dir/data`.
 pub fn start_with(dir: &Path, text: &str) -> TestServer {
+    start_logging(dir, text, Stdio::inherit())
+}
+
+/// As `start_with`, with the server's log (standard error, `RUST_LOG=warn`) going to `log`.
+pub fn start_logging(dir: &Path, text: &str, log: impl Into<Stdio>) -> TestServer {
     let config = dir.join("mailgate.toml");
     std::fs::write(&config, text).expect("write config");
     let data = dir.join("data");
@@ -57,7 +62,7 @@ pub fn start_with(dir: &Path, text: &str) -> TestServer {
         .arg(&data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log)
         .spawn()
         .expect("start mailgate");
     let stdout = child.stdout.take().expect("stdout");
