@@ -215,8 +215,9 @@ pub struct Limits {
     /// Bytes of one incoming message (SMTP DATA/BDAT, IMAP APPEND, an admin API body) kept in
     /// memory; beyond, it goes to a file in the data directory's `spool/`.
     pub spool_threshold_bytes: usize,
-    /// Bytes of messages still arriving, over all sessions, memory and spool together; beyond,
-    /// SMTP answers `452 4.3.1` and IMAP `NO [UNAVAILABLE]`.
+    /// Bytes of messages still arriving, over all sessions, memory and spool together, and of
+    /// admin API request bodies; beyond, SMTP answers `452 4.3.1`, IMAP `NO [UNAVAILABLE]`
+    /// and the API 503.
     pub max_bytes_in_flight: u64,
     /// Bytes of arrived messages being parsed and stored at once (in memory); a message waits
     /// for its share. A larger message than this takes it all, alone.

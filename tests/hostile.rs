@@ -154,6 +154,15 @@ try:
     print("append", typ, data)
 except imaplib.IMAP4.error as e:
     print("append NO", e)
+# The admin API's bodies count too: 1.5 MB announced is over the 1 MiB budget.
+import json, urllib.error, urllib.request
+request = urllib.request.Request(f"http://{host}:{sys.argv[6]}/api/v1/session", method="POST",
+    data=b" " * 1_500_000, headers={"content-type": "application/json"})
+try:
+    urllib.request.urlopen(request)
+    print("api accepted")
+except urllib.error.HTTPError as e:
+    print("api", e.code, json.loads(e.read())["error"])
 medium = b"Subject: medium\r\n\r\n" + (b"z" * 998 + b"\r\n") * 600
 typ, data = m.append("INBOX", None, None, medium)
 print("medium", typ)
@@ -180,9 +189,11 @@ fn the_budget_of_bytes_in_flight_refuses_with_temporary_errors() {
             server.addr("smtp (STARTTLS)").port().to_string(),
             CONTACT.into(),
             CONTACT_PASSWORD.into(),
+            server.addr("admin (HTTP)").port().to_string(),
         ],
     );
     assert!(out.contains("smtp 452 4.3.1"), "{out}");
+    assert!(out.contains("api 503 unavailable"), "{out}");
     assert!(
         out.contains("append NO") && out.contains("UNAVAILABLE"),
         "{out}"

@@ -569,12 +569,51 @@ pub fn endpoints() -> Vec<Endpoint> {
 
 /// The router of `endpoints()`: paths with several methods are merged by axum.
 pub fn build(services: Arc<Services>) -> Router {
+    let budget = axum::middleware::from_fn_with_state(services.clone(), body_budget);
     endpoints()
         .into_iter()
         .fold(Router::new(), |router, e| router.route(&e.path, e.handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(budget)
         .with_state(services)
+}
+
+/// The largest request body taken (axum's default limit, named here for the budget).
+const MAX_BODY_BYTES: u64 = 2 * 1024 * 1024;
+
+/// A request body counts against the server's budget of bytes in flight, as SMTP and IMAP
+/// messages do, while its request is handled: its `Content-Length`, or the largest body taken
+/// when it announces none. Over the budget: 503, try again.
+async fn body_budget(
+    axum::extract::State(services): axum::extract::State<Arc<Services>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::http::Method;
+    use axum::response::IntoResponse;
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let bodiless = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
+    );
+    let bytes = match announced {
+        Some(n) => n.min(MAX_BODY_BYTES),
+        None if bodiless => 0,
+        None => MAX_BODY_BYTES,
+    };
+    if bytes == 0 {
+        return next.run(request).await;
+    }
+    match services.spool.reserve(bytes) {
+        Ok(_held) => next.run(request).await,
+        Err(_) => {
+            ApiError::Unavailable("too much data in flight here; try again shortly").into_response()
+        }
+    }
 }
 
 async fn openapi_json() -> Json<Value> {
