@@ -1,0 +1,73 @@
+#!/usr/bin/env python3
+"""Server memory under Dovecot's imaptest load (issue 10's store-cache figure): 100 mailboxes
+user1..100@bench.example, then `../shared/tools/imaptest/run.sh` in bench mode with 50
+clients, RSS sampled every half second.
+
+    IMAPTEST=/path/to/imaptest python3 bench/imaptest_memory.py [--binary B] [--secs 60] [--clients 50]
+
+Build imaptest first: IMAPTEST=$(bash ../shared/tools/imaptest/build.sh). --binary defaults to
+target/release/mailgate; give an older build to compare. Loopback only, bounded in time."""
+import argparse, os, shutil, subprocess, sys, tempfile, threading, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common
+from common import api, rss_kib, start_server
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUN = os.path.join(HERE, "..", "..", "shared", "tools", "imaptest", "run.sh")
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--binary", default=common.BINARY)
+parser.add_argument("--secs", type=int, default=60)
+parser.add_argument("--clients", type=int, default=50)
+parser.add_argument("--users", type=int, default=100)
+ARGS = parser.parse_args()
+PASSWORD = "imaptest-pass"
+if not os.environ.get("IMAPTEST"):
+    sys.exit("set IMAPTEST to the imaptest binary (bash ../shared/tools/imaptest/build.sh)")
+
+CONFIG = ('hostname = "bench.example"\n[imap]\nlisten = ["127.0.0.1:0"]\nlisten_tls = []\n'
+          '[smtp]\nlisten = []\n[submission]\nlisten = []\nlisten_tls = []\n'
+          '[admin]\nlisten = ["127.0.0.1:0"]\n[auth]\nallow_plaintext_on_loopback = true\n'
+          '[limits]\nmax_connections = 1000\nmax_connections_per_client = 1000\n')
+
+def main():
+    common.BINARY = ARGS.binary
+    workdir = tempfile.mkdtemp()
+    proc, ports, password = start_server(workdir, config_text=CONFIG, stderr=subprocess.DEVNULL)
+    samples, stop = [], threading.Event()
+    try:
+        admin = ports["admin (HTTP)"]
+        token = api(admin, "POST", "/session", body={"login": "owner@localhost", "password": password})["token"]
+        api(admin, "POST", "/me/password", token, {"current_password": password, "new_password": "bench-owner-pw"})
+        org = api(admin, "GET", "/me", token)["organizations"][0]["id"]
+        api(admin, "POST", f"/orgs/{org}/domains", token, {"name": "bench.example"})
+        for n in range(1, ARGS.users + 1):
+            api(admin, "POST", f"/orgs/{org}/mailboxes", token,
+                {"address": f"user{n}@bench.example", "password": PASSWORD})
+        def sampler():
+            while not stop.is_set():
+                samples.append(rss_kib(proc.pid) / 1024)
+                time.sleep(0.5)
+        thread = threading.Thread(target=sampler)
+        before = rss_kib(proc.pid) / 1024
+        thread.start()
+        env = dict(os.environ, MODE="bench", BENCH_SECS=str(ARGS.secs),
+                   BENCH_CLIENTS=str(ARGS.clients), BENCH_USERS=str(ARGS.users),
+                   OUT=os.path.join(workdir, "results"))
+        out = subprocess.run(["bash", RUN, "127.0.0.1", str(ports["imap (STARTTLS)"]),
+                              "user%d@bench.example", PASSWORD],
+                             env=env, capture_output=True, text=True, timeout=ARGS.secs + 300)
+        stop.set(); thread.join()
+        print(out.stdout[-3000:])
+        print(f"{os.path.basename(ARGS.binary)}: RSS {before:.1f} MiB before the load, "
+              f"max {max(samples):.1f} MiB during it, {samples[-1]:.1f} MiB at its end "
+              f"({len(samples)} samples)")
+    finally:
+        stop.set()
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+main()
