@@ -275,11 +275,16 @@ pub struct StoreConfig {
     /// sled's page cache, in MiB: the directory, folder indexes and message summaries that
     /// stay in memory. Message bodies are files, read through the kernel's page cache.
     pub cache_mib: u64,
+    /// Audit events older than this many days are removed (every hour); 0 keeps them all.
+    pub audit_retention_days: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
-        StoreConfig { cache_mib: 64 }
+        StoreConfig {
+            cache_mib: 64,
+            audit_retention_days: 365,
+        }
     }
 }
 

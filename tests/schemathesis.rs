@@ -18,7 +18,7 @@ mod common;
 
 use common::api::Api;
 use common::*;
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -222,22 +222,10 @@ fn schemathesis_version() -> String {
 /// Logs in as the first owner with the password of the first-start banner and changes it;
 /// the same token then works for everything.
 async fn owner_session(server: &TestServer) -> Api {
-    let mut api = Api {
-        client: Client::new(),
-        base: format!("http://{}", server.addr("admin (HTTP)")),
-        token: None,
-    };
     let initial = server
         .initial_password()
         .expect("the first start prints the owner's password");
-    let (status, body) = api
-        .post(
-            "/api/v1/session",
-            json!({"login": "owner@localhost", "password": initial}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    api.token = Some(body["token"].as_str().unwrap().to_string());
+    let api = Api::login(server, "owner@localhost", &initial).await;
     let (status, body) = api
         .post(
             "/api/v1/me/password",

@@ -148,6 +148,7 @@ impl Server {
         }
         let queue = (self.services.clone(), token.clone());
         tracker.spawn(crate::smtp::outbound::run(queue.0, queue.1));
+        tracker.spawn(prune_audit_log(self.services.clone(), token.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new connections; waiting for open sessions");
         token.cancel();
@@ -158,6 +159,29 @@ impl Server {
         }
         if let Err(e) = self.services.store.flush().await {
             tracing::error!(error = %e, "flushing the store at shutdown failed");
+        }
+    }
+}
+
+/// Once an hour (and at start), removes the audit events older than
+/// `store.audit_retention_days`.
+async fn prune_audit_log(services: Arc<Services>, shutdown: CancellationToken) {
+    let days = services.config.store.audit_retention_days;
+    if days == 0 {
+        return;
+    }
+    loop {
+        let before = crate::model::now_millis() - (days * 24 * 3600 * 1000) as i64;
+        let store = services.store.clone();
+        match tokio::task::spawn_blocking(move || store.prune_audit(before)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(removed = n, days, "old audit events removed"),
+            Ok(Err(e)) => tracing::error!(error = %e, "removing old audit events failed"),
+            Err(e) => tracing::error!(error = %e, "removing old audit events failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
 }

@@ -61,6 +61,27 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Removes the events recorded before `before`; returns how many went. The log is keyed
+    /// by time, so they are the first keys; they go in batches, so that a large backlog does
+    /// not make one huge write.
+    pub fn prune_audit(&self, before: Millis) -> StoreResult<usize> {
+        let end = audit_key(before, AuditId(0));
+        let mut removed = 0;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for item in self.inner.audit.range(..end.clone()).take(10_000) {
+                batch.remove(item?.0);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(removed);
+            }
+            self.inner.audit.apply_batch(batch)?;
+            removed += n;
+        }
+    }
 }
 
 fn audit_key(at: Millis, id: AuditId) -> Vec<u8> {

@@ -693,6 +693,16 @@ fn audit_queries_filter_and_order_newest_first() {
         ..Default::default()
     };
     assert_eq!(store.audit_events(&q).unwrap().len(), 1);
+    // Retention: what came before the cut-off goes, what came at or after it stays.
+    assert_eq!(store.prune_audit(2000).unwrap(), 1);
+    let left: Vec<_> = store
+        .audit_events(&AuditQuery::default())
+        .unwrap()
+        .iter()
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(left, vec![3000, 2000]);
+    assert_eq!(store.prune_audit(2000).unwrap(), 0);
 }
 
 /// Adds `flags` to one message, as STORE +FLAGS does; returns its record.
