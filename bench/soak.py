@@ -100,7 +100,9 @@ def live(ports, addresses):
             typ, sizes = m2.fetch("1:*", "(RFC822.SIZE)")
             for line in sizes:
                 text = line.decode() if isinstance(line, bytes) else line[0].decode()
-                size += int(text.rsplit("RFC822.SIZE ", 1)[1].rstrip(")"))
+                # Other sessions' flag changes come as unsolicited FETCH lines: skip them.
+                if "RFC822.SIZE " in text:
+                    size += int(text.rsplit("RFC822.SIZE ", 1)[1].split(")")[0].split()[0])
         count += exists
         m2.logout()
     m.logout()
