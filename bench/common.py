@@ -42,11 +42,24 @@ def api(port, method, path, token=None, body=None):
         text = r.read()
         return json.loads(text) if text else None
 
-def seed(port, password):
+def owner_org(port, password, domain):
+    """The first owner logged in (its initial password changed), its organization with `domain`."""
     token = api(port, "POST", "/session", body={"login": "owner@localhost", "password": password})["token"]
     api(port, "POST", "/me/password", token, {"current_password": password, "new_password": "bench-owner-pw"})
     org = api(port, "GET", "/me", token)["organizations"][0]["id"]
-    api(port, "POST", f"/orgs/{org}/domains", token, {"name": "bench.test"})
+    api(port, "POST", f"/orgs/{org}/domains", token, {"name": domain})
+    return token, org
+
+def seed(port, password):
+    token, org = owner_org(port, password, "bench.test")
     api(port, "POST", f"/orgs/{org}/mailboxes", token, {"address": "box@bench.test", "password": "bench-password"})
     return token, org
+
+def stop(proc):
+    """SIGTERM, then SIGKILL after a minute."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 

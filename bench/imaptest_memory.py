@@ -10,7 +10,7 @@ target/release/mailgate; give an older build to compare. Loopback only, bounded 
 import argparse, os, shutil, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
-from common import api, rss_kib, start_server
+from common import api, owner_org, rss_kib, start_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.path.join(HERE, "..", "..", "shared", "tools", "imaptest", "run.sh")
@@ -33,18 +33,15 @@ def main():
     common.BINARY = ARGS.binary
     workdir = tempfile.mkdtemp()
     proc, ports, password = start_server(workdir, config_text=CONFIG, stderr=subprocess.DEVNULL)
-    samples, stop = [], threading.Event()
+    samples, finished = [], threading.Event()
     try:
         admin = ports["admin (HTTP)"]
-        token = api(admin, "POST", "/session", body={"login": "owner@localhost", "password": password})["token"]
-        api(admin, "POST", "/me/password", token, {"current_password": password, "new_password": "bench-owner-pw"})
-        org = api(admin, "GET", "/me", token)["organizations"][0]["id"]
-        api(admin, "POST", f"/orgs/{org}/domains", token, {"name": "bench.example"})
+        token, org = owner_org(admin, password, "bench.example")
         for n in range(1, ARGS.users + 1):
             api(admin, "POST", f"/orgs/{org}/mailboxes", token,
                 {"address": f"user{n}@bench.example", "password": PASSWORD})
         def sampler():
-            while not stop.is_set():
+            while not finished.is_set():
                 samples.append(rss_kib(proc.pid) / 1024)
                 time.sleep(0.5)
         thread = threading.Thread(target=sampler)
@@ -56,18 +53,14 @@ def main():
         out = subprocess.run(["bash", RUN, "127.0.0.1", str(ports["imap (STARTTLS)"]),
                               "user%d@bench.example", PASSWORD],
                              env=env, capture_output=True, text=True, timeout=ARGS.secs + 300)
-        stop.set(); thread.join()
+        finished.set(); thread.join()
         print(out.stdout[-3000:])
         print(f"{os.path.basename(ARGS.binary)}: RSS {before:.1f} MiB before the load, "
               f"max {max(samples):.1f} MiB during it, {samples[-1]:.1f} MiB at its end "
               f"({len(samples)} samples)")
     finally:
-        stop.set()
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        finished.set()
+        common.stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 main()

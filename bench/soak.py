@@ -15,7 +15,7 @@ of data/db (sled), of data/blobs (message files), the live messages and their by
 server's RSS. The goal: disk (db + blobs) within 2x of the live messages' bytes. The run is bounded in time and talks to 127.0.0.1 only."""
 import argparse, imaplib, os, random, shutil, smtplib, ssl, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import api, rss_kib, start_server
+from common import api, owner_org, rss_kib, start_server, stop
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--minutes", type=float, default=180)
@@ -122,10 +122,7 @@ def main():
     proc, ports, password = start_server(workdir, config_text=config())
     try:
         admin = ports["admin (HTTP)"]
-        token = api(admin, "POST", "/session", body={"login": "owner@localhost", "password": password})["token"]
-        api(admin, "POST", "/me/password", token, {"current_password": password, "new_password": "soak-owner-pw"})
-        org = api(admin, "GET", "/me", token)["organizations"][0]["id"]
-        api(admin, "POST", f"/orgs/{org}/domains", token, {"name": "bench.test"})
+        token, org = owner_org(admin, password, "bench.test")
         addresses = [f"soak{i}@bench.test" for i in range(ARGS.mailboxes)]
         for a in addresses:
             api(admin, "POST", f"/orgs/{org}/mailboxes", token, {"address": a, "password": PASSWORD})
@@ -158,11 +155,7 @@ def main():
               f"{'PASS' if peak <= 2 * size else 'FAIL'} (peak {peak / max(size, 1):.2f}x, "
               f"after the restart {db / max(size, 1):.2f}x)")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
 
 main()
