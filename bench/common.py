@@ -2,7 +2,7 @@
 import json, os, re, resource, subprocess, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BINARY = os.path.join(ROOT, "target", "release", "mailgate")
+BINARY = os.environ.get("MAILGATE_BIN") or os.path.join(ROOT, "target", "release", "mailgate")
 
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:

@@ -131,7 +131,24 @@ fn a_half_sent_message_waits_in_the_spool_not_in_memory() {
     let end = lines.next().unwrap().unwrap();
     assert!(end.starts_with("end 250"), "{end}");
     assert_eq!(spool_bytes(&server), 0, "the spool file goes once stored");
+    // It became the blob (renamed, trace field first), whole.
+    let stored = largest_blob(&server);
+    assert!(stored.len() > 4_000_000, "{}", stored.len());
+    assert!(stored.starts_with(b"Received: from test ([127.0.0.1])"));
+    assert!(stored.ends_with(b"x\r\n"));
     let _ = child.wait();
+}
+
+fn largest_blob(server: &TestServer) -> Vec<u8> {
+    let blobs = server.data.join("blobs");
+    let largest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.file_name() != "tmp")
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .max_by_key(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        .expect("a blob");
+    std::fs::read(largest.path()).unwrap()
 }
 
 /// With a budget of 1 MiB in flight: a 2 MiB SMTP message gets 452 4.3.1, an APPEND of 2 MiB

@@ -120,7 +120,7 @@ pub async fn create(
         invited_by: caller.user.id,
         expires: now_millis() + VALID_FOR_MS,
     };
-    let issued = issue(&services, invitation).await?;
+    let issued = issue(&services, invitation, None).await?;
     let invitation = &issued.invitation;
     audit::entry("invitation.create", &invitation.email)
         .org(org)
@@ -188,10 +188,21 @@ fn invited_grants(
 
 /// Stores the invitation under a fresh secret and mails the link; the link is never shown
 /// to the inviter.
-async fn issue(services: &Services, mut invitation: Invitation) -> ApiResult<Issued> {
+/// Stores `invitation` with a new token, in the place of the one whose token hash is
+/// `replacing` if any, and mails the token.
+async fn issue(
+    services: &Services,
+    mut invitation: Invitation,
+    replacing: Option<[u8; 32]>,
+) -> ApiResult<Issued> {
     let token = hex::encode(rand::random::<[u8; 32]>());
     invitation.token_hash = token_hash(&token);
-    services.store.create_invitation(invitation.clone())?;
+    match replacing {
+        Some(old) => services
+            .store
+            .renew_invitation(invitation.org, &old, invitation.clone())?,
+        None => services.store.create_invitation(invitation.clone())?,
+    }
     let org_name = services
         .store
         .organization(invitation.org)?
@@ -262,12 +273,12 @@ pub async fn resend(
     caller.see_org(org)?;
     let old = find(&services, org, &id)?;
     caller.require(org, &Action::InviteMember { role: old.role })?;
-    services.store.delete_invitation(org, &old.token_hash)?;
+    let replacing = old.token_hash;
     let renewed = Invitation {
         expires: now_millis() + VALID_FOR_MS,
         ..old
     };
-    let issued = issue(&services, renewed).await?;
+    let issued = issue(&services, renewed, Some(replacing)).await?;
     audit::entry("invitation.resend", &issued.invitation.email)
         .org(org)
         .actor(caller.actor())

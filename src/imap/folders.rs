@@ -5,6 +5,7 @@ use super::selection::Selection;
 use super::session::{Session, State};
 use super::wire;
 use crate::model::*;
+use crate::store::spool::Loaded;
 use crate::store::{AppendMessage, Flags, Folder, FolderView, StoreError, Transfer};
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::command::SelectParameter;
@@ -117,13 +118,16 @@ impl Session {
                 date,
                 message,
             } => {
-                let data = match &message {
-                    LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
-                    LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
-                };
+                // A spooled message stands in for the empty literal its command was given.
+                let message = self.spooled_message.take().unwrap_or_else(|| {
+                    Loaded::from(match &message {
+                        LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+                        LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+                    })
+                });
                 let date = date.map(|d| d.as_ref().timestamp_millis());
                 mailbox_name(&mailbox)
-                    .and_then(|name| self.append(&identity, &name, &flags, date, &data))
+                    .and_then(|name| self.append(&identity, &name, &flags, date, &message))
             }
             CommandBody::Namespace => {
                 let shared = match identity {
@@ -659,7 +663,7 @@ impl Session {
         name: &str,
         flags: &[Flag<'_>],
         date: Option<Millis>,
-        data: &[u8],
+        message: &Loaded,
     ) -> Result<String, No> {
         let (mailbox, folder, rights) = match self.folder(identity, name) {
             Err(No(text)) if text.starts_with("[NONEXISTENT]") => {
@@ -685,7 +689,7 @@ impl Session {
         let record = self
             .services
             .store
-            .append(mailbox.id, folder.id, data, meta)?;
+            .append_loaded(mailbox.id, folder.id, message, meta)?;
         if let Err(e) = self.services.store.flush_blocking() {
             tracing::error!(error = %e, "flush after APPEND failed");
             return Err(No(

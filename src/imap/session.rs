@@ -77,6 +77,9 @@ pub struct Session {
     /// An APPEND literal going to the spool, or arrived there while the rest of its command
     /// is still to come.
     spooled: Option<super::spooled::Spooling>,
+    /// The spooled message of the APPEND being handled, whose command holds an empty
+    /// literal in its place.
+    pub(super) spooled_message: Option<crate::store::spool::Loaded>,
     /// Literal bytes announced so far in the current message: what the line limit leaves out.
     literal_bytes: usize,
     /// The client's ID (RFC 2971), for the audit log.
@@ -148,6 +151,7 @@ impl Session {
             expect: Expect::Command,
             literal_left: 0,
             spooled: None,
+            spooled_message: None,
             literal_bytes: 0,
             client_id: None,
             out: Vec::new(),
@@ -424,7 +428,12 @@ impl Session {
         if let Some(spooled) = self.spooled.take() {
             let rest = self.fragmentizer.message_bytes().to_vec();
             return match spooled.finish(&rest).await {
-                Ok((message, _turn)) => Box::pin(self.rewritten_message(message)).await,
+                Ok((command, message)) => {
+                    self.spooled_message = Some(message);
+                    let action = Box::pin(self.rewritten_message(command)).await;
+                    self.spooled_message = None;
+                    action
+                }
                 Err((tag, text)) => {
                     self.tagged_text(&tag, "NO", &text);
                     Action::Continue

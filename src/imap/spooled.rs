@@ -1,6 +1,8 @@
 //! An APPEND whose literal went to the spool rather than memory (`store::spool`): its command
 //! line is kept, the literal's bytes are counted into the spool as they arrive, and once the
-//! rest of the command has come the whole command is put together again for the decoder.
+//! rest of the command has come the command is decoded with an empty literal in the
+//! message's place, and the APPEND takes the spooled message instead: it is never copied into
+//! the command, and its file may become the stored copy.
 
 use crate::store::Incoming;
 use crate::store::spool::Loaded;
@@ -51,23 +53,29 @@ impl Spooling {
         String::from_utf8_lossy(&self.prefix[..end]).into_owned()
     }
 
-    /// The whole command (`prefix`, literal, `rest`), once the server has memory free for it,
-    /// with that memory's turn (hold it until the message is stored); or the tag and the text
-    /// of a refusal.
+    /// The command with an empty literal in the message's place (`prefix`, `{0}`, `rest`),
+    /// for the decoder, and the message itself once the server has memory free for it (hold
+    /// it until it is stored: it carries that memory's turn, and its spool file may become
+    /// the stored copy); or the tag and the text of a refusal.
     pub async fn finish(self, rest: &[u8]) -> Result<(Vec<u8>, Loaded), (String, String)> {
         let tag = self.tag();
         if !self.room {
             let text = "[UNAVAILABLE] Too much mail in flight here; try again later";
             return Err((tag, text.into()));
         }
-        let mut loaded = self.incoming.load().await.map_err(|e| {
+        let loaded = self.incoming.load().await.map_err(|e| {
             tracing::error!(error = %e, "reading a spooled APPEND failed");
             let text = "[SERVERBUG] The message could not be read back; try again";
             (tag.clone(), text.to_string())
         })?;
         let mut command = self.prefix;
-        command.reserve_exact(loaded.bytes.len() + rest.len());
-        command.extend_from_slice(&std::mem::take(&mut loaded.bytes));
+        // The announcement (`{N}`, `{N+}`, or BINARY's `~{N}`) ends the prefix.
+        let brace = command
+            .iter()
+            .rposition(|b| *b == b'{')
+            .unwrap_or(command.len());
+        command.truncate(brace);
+        command.extend_from_slice(b"{0}\r\n");
         command.extend_from_slice(rest);
         Ok((command, loaded))
     }

@@ -4,6 +4,7 @@
 
 use crate::model::*;
 use crate::services::Services;
+use crate::store::spool::Loaded;
 use crate::store::{AppendMessage, StoreError};
 
 /// Why a message could not be delivered locally.
@@ -17,12 +18,12 @@ pub enum DeliveryError {
     Task(#[from] tokio::task::JoinError),
 }
 
-/// Delivers `raw` to the INBOX of every mailbox of `mailboxes` (duplicates once), in one
+/// Delivers `message` to the INBOX of every mailbox of `mailboxes` (duplicates once), in one
 /// transaction, and returns once it is on disk.
 pub async fn deliver(
     services: &Services,
     mailboxes: &[MailboxId],
-    raw: Vec<u8>,
+    message: Loaded,
 ) -> Result<(), DeliveryError> {
     let mut unique = mailboxes.to_vec();
     unique.sort();
@@ -37,7 +38,7 @@ pub async fn deliver(
                 .ok_or_else(|| StoreError::not_found(format!("INBOX of mailbox {mailbox}")))?;
             targets.push((mailbox, inbox.id));
         }
-        match store.deliver(&targets, &raw, AppendMessage::default()) {
+        match store.deliver_loaded(&targets, &message, AppendMessage::default()) {
             Err(StoreError::OverQuota { .. }) => Err(DeliveryError::OverQuota),
             Err(e) => Err(e.into()),
             Ok(_) => Ok(store.flush_blocking()?),

@@ -20,7 +20,7 @@ pub async fn bounce(
     let report = build(&services.config.hostname, entry, raw, failed);
     let result = match address::destination(services, &entry.sender) {
         Ok(Destination::Local { mailbox }) => {
-            super::delivery::deliver(services, &[mailbox], report)
+            super::delivery::deliver(services, &[mailbox], report.into())
                 .await
                 .map_err(|e| e.to_string())
         }

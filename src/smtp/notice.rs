@@ -22,9 +22,11 @@ pub async fn send(
 ) -> Result<(), NoticeError> {
     let raw = compose(&services.config.hostname, to, subject, text);
     match address::destination(services, to) {
-        Ok(Destination::Local { mailbox }) => super::delivery::deliver(services, &[mailbox], raw)
-            .await
-            .map_err(|e| NoticeError::Delivery(e.to_string())),
+        Ok(Destination::Local { mailbox }) => {
+            super::delivery::deliver(services, &[mailbox], raw.into())
+                .await
+                .map_err(|e| NoticeError::Delivery(e.to_string()))
+        }
         Ok(Destination::Remote { .. }) => {
             // A null reverse-path: nothing bounces back to a server notice (RFC 3834 §3.3).
             let recipients = [to.to_string()];

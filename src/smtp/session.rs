@@ -12,6 +12,7 @@ use super::submission::{self, Additions, SendAs};
 use crate::login::{self, Identity, LoginRefusal};
 use crate::model::*;
 use crate::services::Services;
+use crate::store::spool::Loaded;
 use crate::store::{Hold, Incoming, SpoolError};
 use base64::Engine;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
@@ -81,8 +82,11 @@ pub struct Session {
     identity: Option<Identity>,
     send_as: SendAs,
     envelope: Option<Envelope>,
-    /// The message being received: in memory while small, then in the spool.
+    /// The message being received: in memory while small, then in the spool. It starts
+    /// with the trace field the server adds, so that it is stored as it was spooled.
     message: Incoming,
+    /// The length of that trace field, which the size limit does not count.
+    received_len: usize,
     /// What the DATA or BDAT receiver produced from the last bytes, on its way to `message`.
     scratch: Vec<u8>,
     /// The message grew past the size limit: what follows is read and dropped.
@@ -126,6 +130,7 @@ impl Session {
             send_as: SendAs::default(),
             envelope: None,
             scratch: Vec::new(),
+            received_len: 0,
             too_big: false,
             no_room: false,
             line: Vec::new(),
@@ -693,6 +698,7 @@ impl Session {
             return action;
         }
         self.clear_message();
+        self.start_message();
         // 354 carries no enhanced status code (RFC 2034 §4: only 2xx, 4xx and 5xx do).
         self.line("354 End data with <CR><LF>.<CR><LF>");
         self.phase = Phase::Data(DataReceiver::new());
@@ -702,7 +708,33 @@ impl Session {
     fn bdat(&mut self, size: usize, last: bool) -> Action {
         // The chunk's bytes follow whatever the answer: they are read (and maybe dropped).
         self.phase = Phase::Bdat(BdatReceiver::new(size, last));
+        if self.message.is_empty() && self.ready_for_body_quietly() {
+            self.start_message();
+        }
         Action::Continue
+    }
+
+    fn ready_for_body_quietly(&self) -> bool {
+        self.envelope.as_ref().is_some_and(|e| e.recipients() > 0)
+    }
+
+    /// Puts the trace field first into the message (RFC 5321 §4.4): known once the envelope
+    /// is, and written before the body so that a spooled message needs no second copy.
+    fn start_message(&mut self) {
+        let Some(envelope) = &self.envelope else {
+            return;
+        };
+        let received = self.received(envelope);
+        self.received_len = received.len();
+        if self.message.push(received.as_bytes()).is_err() {
+            self.no_room = true;
+            self.message.clear();
+        }
+    }
+
+    /// Bytes of the client's message received so far.
+    fn body_len(&self) -> u64 {
+        self.message.len().saturating_sub(self.received_len as u64)
     }
 
     /// Moves what the receiver produced into the message, unless it is already refused. A
@@ -713,7 +745,7 @@ impl Session {
         let take = self.scratch.len() - keep;
         if !self.too_big && !self.no_room {
             let max = self.services.config.smtp.max_message_bytes as u64;
-            if self.message.len() + take as u64 > max {
+            if self.body_len() + take as u64 > max {
                 self.too_big = true;
                 self.message.clear();
             } else if let Err(e) = self.message.push(&self.scratch[..take]) {
@@ -740,7 +772,7 @@ impl Session {
                 self.reset();
                 return Action::Continue;
             }
-            let n = self.message.len();
+            let n = self.body_len();
             self.reply(250, "2.0.0", &format!("{n} octets received"));
             return Action::Continue;
         }
@@ -752,6 +784,7 @@ impl Session {
             return self.error(503, "5.5.1", "MAIL FROM first");
         };
         let incoming = std::mem::replace(&mut self.message, self.services.spool.incoming());
+        let received_len = std::mem::take(&mut self.received_len);
         if std::mem::take(&mut self.no_room) {
             self.too_big = false;
             // RFC 3463 §3.4: 4.3.1, mail system full.
@@ -770,28 +803,34 @@ impl Session {
             );
         }
         // Held until the message is stored: its share of the memory for messages in process.
-        let mut loaded = match incoming.load().await {
-            Ok(loaded) => loaded,
+        let mut message = match incoming.load().await {
+            Ok(message) => message,
             Err(e) => {
                 tracing::error!(error = %e, "reading a spooled message failed");
                 return self.error(451, "4.3.0", "Local error in processing; try again later");
             }
         };
-        let raw = std::mem::take(&mut loaded.bytes);
-        let raw = match self.mode {
-            Mode::Inbound => raw,
-            Mode::Submission => match self.prepare_submission(&raw) {
-                Ok(raw) => raw,
+        if self.mode == Mode::Submission {
+            let (received, body) = message.bytes().split_at(received_len.min(message.len()));
+            match self.prepare_submission(body) {
+                Ok(None) => {}
+                Ok(Some(completed)) => {
+                    let mut full = Vec::with_capacity(received.len() + completed.len());
+                    full.extend_from_slice(received);
+                    full.extend_from_slice(&completed);
+                    message.replace(full);
+                }
                 Err(action) => return action,
-            },
-        };
-        let (code, status, text) = self.store_message(&envelope, raw).await;
+            }
+        }
+        let (code, status, text) = self.store_message(&envelope, message).await;
         self.reply(code, status, &text);
         Action::Continue
     }
 
-    /// Checks `From:` against the send-as rules and adds what the server adds.
-    fn prepare_submission(&mut self, raw: &[u8]) -> Result<Vec<u8>, Action> {
+    /// Checks `From:` against the send-as rules; the message completed with what the server
+    /// adds (RFC 6409 §8), if it adds anything.
+    fn prepare_submission(&mut self, raw: &[u8]) -> Result<Option<Vec<u8>>, Action> {
         let mut on_behalf = false;
         let addresses = match submission::from_addresses(raw) {
             Ok(addresses) => addresses,
@@ -827,22 +866,22 @@ impl Session {
             message_id: !submission::has_field(raw, "message-id"),
             date: !submission::has_field(raw, "date"),
         };
-        Ok(submission::complete(
+        if additions.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(submission::complete(
             raw,
             &self.services.config.hostname,
             &additions,
-        ))
+        )))
     }
 
     /// Delivers locally and queues the rest; the reply says whether all of it is on disk.
     async fn store_message(
         &self,
         envelope: &Envelope,
-        raw: Vec<u8>,
+        message: Loaded,
     ) -> (u16, &'static str, String) {
-        let received = self.received(envelope);
-        let mut full = received.into_bytes();
-        full.extend_from_slice(&raw);
         let mailboxes: Vec<MailboxId> = envelope.local.iter().map(|(_, m)| *m).collect();
         // With local copies to write, queued first but held: released once they are written,
         // taken back if they fail. A 4xx then leaves nothing behind, nothing has left yet,
@@ -855,7 +894,8 @@ impl Session {
         let queued = if envelope.remote.is_empty() {
             Vec::new()
         } else {
-            match super::outbound::enqueue(&self.services, &full, envelope.outgoing(hold)).await {
+            let outgoing = envelope.outgoing(hold);
+            match super::outbound::enqueue(&self.services, message.bytes(), outgoing).await {
                 Ok(ids) => ids,
                 Err(e) => {
                     tracing::error!(error = %e, "queueing failed");
@@ -866,7 +906,7 @@ impl Session {
         if mailboxes.is_empty() {
             return self.accepted(envelope);
         }
-        if let Err(e) = delivery::deliver(&self.services, &mailboxes, full).await {
+        if let Err(e) = delivery::deliver(&self.services, &mailboxes, message).await {
             super::outbound::withdraw(&self.services, &queued).await;
             if let DeliveryError::OverQuota = e {
                 return (452, "4.2.2", "A mailbox is full; try again later".into());

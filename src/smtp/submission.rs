@@ -94,6 +94,12 @@ pub struct Additions {
     pub date: bool,
 }
 
+impl Additions {
+    pub fn is_empty(&self) -> bool {
+        self.sender.is_none() && !self.message_id && !self.date
+    }
+}
+
 /// `raw` with `additions` applied: a `Sender:` replaces any the client gave.
 pub fn complete(raw: &[u8], hostname: &str, additions: &Additions) -> Vec<u8> {
     let header_end = header_end(raw);

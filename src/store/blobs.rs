@@ -8,6 +8,7 @@
 //! with the same content removes it under the lock, and may have done so in between.
 
 use super::error::{StoreError, StoreResult};
+use super::spool::SpooledFile;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -89,20 +90,39 @@ impl BlobDir {
     /// without the store lock, then [`BlobDir::ensure`] under it before referencing the blob.
     pub fn write(&self, bytes: &[u8]) -> StoreResult<BlobId> {
         let id = BlobId::of(bytes);
-        self.ensure(&id, bytes)?;
+        self.ensure(&id, bytes, None)?;
         Ok(id)
     }
 
     /// Makes sure the blob `id` of `bytes` is on disk, durably: under the store lock, after
-    /// `write`, it is written again if an expunge removed it in between. What is there may
+    /// `write`, it is written again if an expunge removed it in between. A spooled message's
+    /// file, already hashed, is renamed into place rather than written again. What is there may
     /// have been renamed into place by another delivery whose directory sync is still to
     /// come: the directory is synced again, which costs nothing when that is done.
-    pub fn ensure(&self, id: &BlobId, bytes: &[u8]) -> StoreResult<()> {
+    pub fn ensure(
+        &self,
+        id: &BlobId,
+        bytes: &[u8],
+        spooled: Option<&SpooledFile>,
+    ) -> StoreResult<()> {
         let path = self.path(id);
         if path.exists() {
             return sync_dir(self.dir_of(&path));
         }
+        if let Some(spooled) = spooled.filter(|s| s.blob == *id)
+            && self.adopt(spooled, &path).is_ok()
+        {
+            return Ok(());
+        }
         self.write_new(bytes, &path)
+    }
+
+    /// Makes a spool file durable and renames it into place. Where that cannot be done (the
+    /// spool on another file system, the file gone), the caller writes the bytes instead.
+    fn adopt(&self, spooled: &SpooledFile, path: &Path) -> std::io::Result<()> {
+        File::open(&spooled.path)?.sync_all()?;
+        fs::rename(&spooled.path, path)?;
+        File::open(self.dir_of(path))?.sync_all()
     }
 
     fn dir_of<'p>(&'p self, path: &'p Path) -> &'p Path {
@@ -159,7 +179,7 @@ mod tests {
         // An expunge of the last message with the same content, between the two steps.
         blobs.remove(&id);
         assert!(blobs.read(&id).is_err());
-        blobs.ensure(&id, b"body").unwrap();
+        blobs.ensure(&id, b"body", None).unwrap();
         assert_eq!(blobs.read(&id).unwrap(), b"body");
     }
 

@@ -4,6 +4,7 @@ use super::blobs::BlobId;
 use super::codec::{self, decode, id_at, key, key_str};
 use super::error::{StoreError, StoreResult};
 use super::hub::FolderEvent;
+use super::spool::{Loaded, SpooledFile};
 use super::{Changes, Store};
 use crate::mail::MessageSummary;
 use crate::model::*;
@@ -306,7 +307,43 @@ impl Store {
         raw: &[u8],
         meta: AppendMessage,
     ) -> StoreResult<Vec<MessageRecord>> {
-        let summary_key = blob_key(codec::SUMMARY, &BlobId::of(raw));
+        self.deliver_body(targets, raw, None, meta)
+    }
+
+    /// [`Store::deliver`] of a message that came in through the spool: a spooled one's file
+    /// becomes its blob, unless the same content is stored already.
+    pub fn deliver_loaded(
+        &self,
+        targets: &[(MailboxId, FolderId)],
+        message: &Loaded,
+        meta: AppendMessage,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        self.deliver_body(targets, message.bytes(), message.spooled(), meta)
+    }
+
+    /// [`Store::append`] of a message that came in through the spool.
+    pub fn append_loaded(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        message: &Loaded,
+        meta: AppendMessage,
+    ) -> StoreResult<MessageRecord> {
+        let mut records = self.deliver_loaded(&[(mailbox, folder)], message, meta)?;
+        records
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("append stored nothing".into()))
+    }
+
+    fn deliver_body(
+        &self,
+        targets: &[(MailboxId, FolderId)],
+        raw: &[u8],
+        spooled: Option<&SpooledFile>,
+        meta: AppendMessage,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let blob_id = spooled.map_or_else(|| BlobId::of(raw), |s| s.blob);
+        let summary_key = blob_key(codec::SUMMARY, &blob_id);
         // Parsing is the slow part: done before taking the lock, when it looks needed.
         let parsed = if self.inner.mail.contains_key(&summary_key)? {
             None
@@ -314,12 +351,13 @@ impl Store {
             Some(codec::encode(&MessageSummary::parse(raw))?)
         };
         let internal_date = meta.internal_date.unwrap_or_else(now_millis);
-        let blob = self.inner.blobs.write(raw)?;
+        let blob = blob_id;
+        self.inner.blobs.ensure(&blob, raw, spooled)?;
         // Under the lock: an expunge that drops the last reference to this same content
         // removes the file and summary under the lock too, so what is checked here holds
         // until the commit.
         let _guard = self.lock();
-        self.inner.blobs.ensure(&blob, raw)?;
+        self.inner.blobs.ensure(&blob, raw, None)?;
         let summary = if self.inner.mail.contains_key(&summary_key)? {
             None
         } else {

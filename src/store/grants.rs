@@ -347,14 +347,39 @@ impl Store {
 
     pub fn delete_invitation(&self, org: OrgId, token_hash: &[u8; 32]) -> StoreResult<()> {
         let _guard = self.lock();
+        let mut changes = Changes::default();
+        self.withdraw_invitation(&mut changes, org, token_hash)?;
+        self.commit(changes)
+    }
+
+    /// Puts `renewed` (a new token) in the place of the invitation `old`, in one commit: a
+    /// failure leaves the old one valid.
+    pub fn renew_invitation(
+        &self,
+        org: OrgId,
+        old: &[u8; 32],
+        renewed: Invitation,
+    ) -> StoreResult<()> {
+        let _guard = self.lock();
+        let mut changes = Changes::default();
+        self.withdraw_invitation(&mut changes, org, old)?;
+        changes.put_model(invitation_key(&renewed.token_hash), &renewed)?;
+        self.commit(changes)
+    }
+
+    fn withdraw_invitation(
+        &self,
+        changes: &mut Changes,
+        org: OrgId,
+        token_hash: &[u8; 32],
+    ) -> StoreResult<()> {
         let k = invitation_key(token_hash);
         match self.get_model::<Invitation>(&k, "invitation")? {
             Some(i) if i.org == org => {}
             _ => return Err(StoreError::not_found("invitation")),
         }
-        let mut changes = Changes::default();
         changes.del_model(k);
-        self.commit(changes)
+        Ok(())
     }
 
     // ----- what access needs -----

@@ -77,7 +77,7 @@ impl Store {
         }
         let blob = self.inner.blobs.write(raw)?;
         let _guard = self.lock();
-        self.inner.blobs.ensure(&blob, raw)?;
+        self.inner.blobs.ensure(&blob, raw, None)?;
         let now = now_millis();
         let mut changes = Changes::default();
         let mut entries = Vec::new();

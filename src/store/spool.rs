@@ -6,7 +6,11 @@
 //!
 //! Spool files are not durable and need not be: a message is acknowledged only once the store
 //! has written it (DESIGN.md §4). Those a crash leaves behind are removed at the next start.
+//! A spooled message is hashed as it arrives, so that when it is stored as it came (an IMAP
+//! APPEND, inbound SMTP) its file is renamed into the blob directory rather than written again.
 
+use super::blobs::BlobId;
+use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -86,6 +90,7 @@ impl Spool {
             shared: self.shared.clone(),
             memory: Vec::new(),
             file: None,
+            hasher: Sha256::new(),
             len: 0,
         }
     }
@@ -139,14 +144,74 @@ pub struct Incoming {
     shared: Arc<Shared>,
     memory: Vec<u8>,
     file: Option<(BufWriter<File>, PathBuf)>,
+    /// The SHA-256 of what went to the file (all of it: the file starts with what was in
+    /// memory).
+    hasher: Sha256,
     len: u64,
 }
 
-/// A finished message in memory, with its share of the processing budget: hold it until the
-/// message is stored.
+/// A finished message in memory, with its share of the processing budget (hold it until the
+/// message is stored) and, when it was spooled, its file: the store may take that file as
+/// the message's blob instead of writing the bytes again.
 pub struct Loaded {
-    pub bytes: Vec<u8>,
-    _turn: OwnedSemaphorePermit,
+    bytes: Vec<u8>,
+    file: Option<SpooledFile>,
+    _turn: Option<OwnedSemaphorePermit>,
+}
+
+/// The spool file of a finished message, with the SHA-256 of its bytes; removed when dropped
+/// unless the store renamed it into its blobs.
+pub struct SpooledFile {
+    pub(super) path: PathBuf,
+    pub(super) blob: BlobId,
+}
+
+impl Drop for SpooledFile {
+    fn drop(&mut self) {
+        // Gone already when the store took it.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Loaded {
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The spool file holding exactly [`Loaded::bytes`], if the message was spooled.
+    pub(super) fn spooled(&self) -> Option<&SpooledFile> {
+        self.file.as_ref()
+    }
+
+    /// Puts other bytes in the message's place (a submission completed by the server),
+    /// keeping its turn; the spool file no longer matches and goes.
+    pub fn replace(&mut self, bytes: Vec<u8>) {
+        self.file = None;
+        self.bytes = bytes;
+    }
+
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+}
+
+/// Mail the server makes itself (notices, reports): in memory, outside the budgets.
+impl From<Vec<u8>> for Loaded {
+    fn from(bytes: Vec<u8>) -> Loaded {
+        Loaded {
+            bytes,
+            file: None,
+            _turn: None,
+        }
+    }
 }
 
 impl Incoming {
@@ -162,6 +227,10 @@ impl Incoming {
             self.memory.extend_from_slice(bytes);
             return Ok(());
         }
+        if self.file.is_none() {
+            self.hasher.update(&self.memory);
+        }
+        self.hasher.update(bytes);
         let (file, path) = match &mut self.file {
             Some((file, path)) => (file, path),
             None => self.spill()?,
@@ -204,6 +273,7 @@ impl Incoming {
     pub fn clear(&mut self) {
         self.discard();
         self.memory = Vec::new();
+        self.hasher = Sha256::new();
     }
 
     fn discard(&mut self) {
@@ -226,27 +296,38 @@ impl Incoming {
             .acquire_many_owned(kib)
             .await
             .map_err(|_| SpoolError::Full)?;
-        let bytes = match self.file.take() {
-            None => std::mem::take(&mut self.memory),
+        let (bytes, file) = match self.file.take() {
+            None => (std::mem::take(&mut self.memory), None),
             Some((file, path)) => {
+                let spooled = SpooledFile {
+                    path,
+                    blob: BlobId(std::mem::take(&mut self.hasher).finalize().into()),
+                };
                 let read = tokio::task::spawn_blocking(move || {
-                    let result = read_spooled(file, &path);
-                    let _ = fs::remove_file(&path);
-                    result.map_err(|source| SpoolError::Io { path, source })
+                    read_spooled(file, &spooled.path).map(|bytes| (bytes, spooled))
                 });
-                read.await.map_err(|e| SpoolError::Io {
+                let (bytes, spooled) = read.await.map_err(|e| SpoolError::Io {
                     path: PathBuf::new(),
                     source: std::io::Error::other(e),
-                })??
+                })??;
+                (bytes, Some(spooled))
             }
         };
-        Ok(Loaded { bytes, _turn: turn })
+        Ok(Loaded {
+            bytes,
+            file,
+            _turn: Some(turn),
+        })
     }
 }
 
-fn read_spooled(file: BufWriter<File>, path: &Path) -> std::io::Result<Vec<u8>> {
-    drop(file.into_inner().map_err(|e| e.into_error())?);
-    fs::read(path)
+fn read_spooled(file: BufWriter<File>, path: &Path) -> Result<Vec<u8>, SpoolError> {
+    let io = |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    drop(file.into_inner().map_err(|e| io(e.into_error()))?);
+    fs::read(path).map_err(io)
 }
 
 impl Drop for Incoming {
@@ -287,8 +368,16 @@ mod tests {
         assert_eq!(files(dir.path()), 1);
         assert_eq!(spool.in_flight(), 1010);
         let loaded = large.load().await.unwrap();
-        assert_eq!(loaded.bytes, b"0123456789".repeat(100));
-        assert_eq!(files(dir.path()), 0, "the file goes once loaded");
+        assert_eq!(loaded.bytes(), b"0123456789".repeat(100));
+        let spooled = loaded.spooled().expect("the file is kept for the store");
+        assert_eq!(
+            spooled.blob,
+            BlobId::of(loaded.bytes()),
+            "hashed as it came"
+        );
+        assert_eq!(files(dir.path()), 1);
+        drop(loaded);
+        assert_eq!(files(dir.path()), 0, "the file goes with the message");
         assert_eq!(
             spool.in_flight(),
             10,

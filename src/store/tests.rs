@@ -603,6 +603,41 @@ fn invitations_are_single_use() {
 }
 
 #[test]
+fn a_renewed_invitation_replaces_the_old_in_one_step() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let old = Invitation {
+        token_hash: [7; 32],
+        org: w.acme.id,
+        email: "new@gmail.example".into(),
+        role: Role::Collaborator,
+        teams: vec![],
+        grants: vec![],
+        invited_by: w.owner.id,
+        expires: now_millis() + 60_000,
+    };
+    store.create_invitation(old.clone()).unwrap();
+    let renewed = Invitation {
+        token_hash: [8; 32],
+        ..old.clone()
+    };
+    // Not this organization's: refused, and the old one stays valid.
+    refused!(
+        store,
+        store.renew_invitation(w.beta.id, &[7; 32], renewed.clone()),
+        StoreError::NotFound(_)
+    );
+    store
+        .renew_invitation(w.acme.id, &[7; 32], renewed.clone())
+        .unwrap();
+    assert!(
+        store.take_invitation(&[7; 32]).is_err(),
+        "the old token is void"
+    );
+    assert_eq!(store.take_invitation(&[8; 32]).unwrap(), renewed);
+}
+
+#[test]
 fn everything_survives_a_restart() {
     let (store, dir) = temp_store();
     let w = world(&store);
@@ -930,4 +965,53 @@ fn a_team_is_never_renamed_to_nothing() {
         .rename_team(w.acme.id, team.id, " Help desk ")
         .unwrap();
     assert_eq!(renamed.name, "Help desk");
+}
+
+/// A spooled message's file becomes its blob: renamed, not written a second time.
+#[tokio::test]
+async fn a_spooled_message_is_moved_into_the_store_not_copied() {
+    use std::os::unix::fs::MetadataExt;
+    let (store, dir) = temp_store();
+    let w = world(&store);
+    let mailbox = new_mailbox(&store, w.acme.id, "spool@acme.example");
+    let inbox = store.folder_by_name(mailbox.id, "INBOX").unwrap().unwrap();
+    let limits = SpoolLimits {
+        threshold: 64,
+        in_flight: 1 << 20,
+        processing: 1 << 20,
+    };
+    let spool = Spool::open(&dir.path().join("spool"), limits).unwrap();
+    let spool_files = || std::fs::read_dir(dir.path().join("spool")).unwrap().count();
+    let raw = b"Subject: big\r\n\r\n".repeat(100);
+
+    let mut incoming = spool.incoming();
+    for chunk in raw.chunks(7) {
+        incoming.push(chunk).unwrap();
+    }
+    let message = incoming.load().await.unwrap();
+    let inode = message.spooled().map(|s| s.path.metadata().unwrap().ino());
+    let record = store
+        .append_loaded(mailbox.id, inbox.id, &message, AppendMessage::default())
+        .unwrap();
+    let blob_path = store.inner.blobs.path(&record.blob);
+    assert_eq!(
+        Some(blob_path.metadata().unwrap().ino()),
+        inode,
+        "the same file"
+    );
+    assert_eq!(store.read_message(&record.blob).unwrap(), raw);
+    drop(message);
+    assert_eq!(spool_files(), 0);
+
+    // The same content again: stored once, the second spool file dropped.
+    let mut again = spool.incoming();
+    again.push(&raw).unwrap();
+    let again = again.load().await.unwrap();
+    let second = store
+        .append_loaded(mailbox.id, inbox.id, &again, AppendMessage::default())
+        .unwrap();
+    assert_eq!(second.blob, record.blob);
+    drop(again);
+    assert_eq!(spool_files(), 0);
+    assert_eq!(store.read_message(&record.blob).unwrap(), raw);
 }
