@@ -188,6 +188,15 @@ async fn autoconfiguration_answers_what_thunderbird_outlook_and_apple_read() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{v2}");
+    // Outlook's own form puts the address in the path (issue 11).
+    let (status, v2_path) = api
+        .text(
+            Method::GET,
+            "/autodiscover/autodiscover.json/v1.0/contact@acme.example?Protocol=AutodiscoverV1",
+            None,
+        )
+        .await;
+    assert_eq!((status, &v2_path), (StatusCode::OK, &v2));
     let (status, apple) = api
         .text(
             Method::GET,

@@ -6,44 +6,8 @@ mod common;
 
 use common::*;
 
-/// Shared Python helpers: connect over implicit TLS, run a command, fail loudly.
-const PRELUDE: &str = r#"
-import imaplib, ssl, sys, time, base64
-host, port = sys.argv[1], int(sys.argv[2])
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-def tls():
-    return imaplib.IMAP4_SSL(host, port, ssl_context=ctx)
-def ok(result, what=""):
-    typ, data = result
-    assert typ == "OK", (what, typ, data)
-    return data
-def raw(m, command):
-    """Sends one command as is; returns (untagged lines, tagged line) as text."""
-    tag = m._new_tag().decode()
-    m.send(f"{tag} {command}\r\n".encode())
-    lines = []
-    while True:
-        line = m.readline().decode()
-        if line.startswith(tag + " "):
-            return lines, line.strip()
-        lines.append(line.strip())
-def no(call, expect):
-    try:
-        typ, data = call()
-    except imaplib.IMAP4.error as e:
-        assert expect in str(e), ("expected", expect, "got", str(e))
-        return
-    assert typ == "NO" and expect in str(data), ("expected NO", expect, "got", typ, data)
-"#;
-
 fn run(server: &TestServer, kind: &str, script: &str) -> String {
-    let addr = server.addr(kind);
-    python(
-        &format!("{PRELUDE}\n{script}"),
-        &[addr.ip().to_string(), addr.port().to_string()],
-    )
+    imap_script(server, kind, script)
 }
 
 #[test]
@@ -257,7 +221,7 @@ async fn revoking_a_grant_ends_idle_and_selected_delegate_sessions() {
     let (_dir, seeded, server) = seeded_server("lrs");
     let addr = server.addr("imap (TLS)");
     let script = format!(
-        "{PRELUDE}\n{}",
+        "{IMAP_PRELUDE}\n{}",
         r#"
 m = tls()
 ok(m.login("lucie@gmail.example", "lucie-password"))

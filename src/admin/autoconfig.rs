@@ -3,7 +3,7 @@
 //! (JSON redirect to v1), and an Apple configuration profile. Each advertises the public host
 //! and the implicit-TLS ports of `[public]`, for addresses of domains hosted here only.
 
-use super::error::{ApiError, ApiQuery, ApiResult};
+use super::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::services::Services;
 use axum::extract::State;
 use axum::http::header;
@@ -167,8 +167,32 @@ pub async fn outlook_v2(
     State(services): State<Arc<Services>>,
     ApiQuery(q): ApiQuery<OutlookV2Query>,
 ) -> ApiResult<Response> {
-    let s = settings(&services, q.email.as_deref())?;
-    match q.protocol.as_deref() {
+    outlook_v2_answer(&services, q.email.as_deref(), q.protocol.as_deref())
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "PascalCase")]
+pub struct OutlookV2PathQuery {
+    protocol: Option<String>,
+}
+
+/// `GET /autodiscover/autodiscover.json/v1.0/{email}?Protocol=AutodiscoverV1`: the form of
+/// the same request that Outlook sends first, the address in the path.
+pub async fn outlook_v2_path(
+    State(services): State<Arc<Services>>,
+    ApiPath(email): ApiPath<String>,
+    ApiQuery(q): ApiQuery<OutlookV2PathQuery>,
+) -> ApiResult<Response> {
+    outlook_v2_answer(&services, Some(&email), q.protocol.as_deref())
+}
+
+fn outlook_v2_answer(
+    services: &Services,
+    email: Option<&str>,
+    protocol: Option<&str>,
+) -> ApiResult<Response> {
+    let s = settings(services, email)?;
+    match protocol {
         Some(p) if p.eq_ignore_ascii_case("AutodiscoverV1") => {
             let url = format!("https://{}/autodiscover/autodiscover.xml", s.host);
             Ok(axum::Json(serde_json::json!({"Protocol": "AutodiscoverV1", "Url": url}))

@@ -210,6 +210,17 @@ pub fn endpoints() -> Vec<Endpoint> {
         .public(),
         ep(
             "get",
+            "/autodiscover/autodiscover.json/v1.0/{email}",
+            "Outlook Autodiscover v2, the address in the path",
+            get(autoconfig::outlook_v2_path),
+        )
+        .query(&["Protocol"])
+        .bad_request(
+            || json!({"oneOf": [{"$ref": "#/components/schemas/Error"}, outlook_v2_error()]}),
+        )
+        .public(),
+        ep(
+            "get",
             "/apple/mobileconfig",
             "Apple configuration profile",
             get(autoconfig::apple),

@@ -1,16 +1,13 @@
 //! Answers to the commands `extension` recognises around imap-codec: ACL, LIST with options
 //! (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE) and ESEARCH.
 
-use super::extension::{ExtCommand, ListExtended};
-use super::folders::{No, wildcard_match};
-use super::identity::{Identity, SEP};
+use super::extension::ExtCommand;
+use super::folders::No;
 use super::session::{Session, State};
-use super::wire;
 use bounded_static::IntoBoundedStatic;
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::command::CommandBody;
-use imap_codec::imap_types::status::StatusDataItemName;
 
 impl Session {
     pub(super) fn ext_command(&mut self, tag: &str, command: ExtCommand) {
@@ -46,44 +43,6 @@ impl Session {
         }
     }
 
-    /// RFC 5258 LIST with selection and RETURN options, RFC 5819 STATUS, RFC 6154 SPECIAL-USE.
-    fn list_extended(&mut self, identity: &Identity, list: &ListExtended) -> Result<String, No> {
-        let status_items = list
-            .status
-            .iter()
-            .map(|s| status_item(s))
-            .collect::<Result<Vec<_>, _>>()?;
-        let only_subscribed = list.select.iter().any(|s| s == "SUBSCRIBED");
-        let only_special = list.select.iter().any(|s| s == "SPECIAL-USE");
-        let show_subscribed = only_subscribed || list.returns.iter().any(|r| r == "SUBSCRIBED");
-        for (name, mut attrs, subscribed) in self.visible_names(identity)? {
-            let matched = list
-                .patterns
-                .iter()
-                .any(|p| wildcard_match(&format!("{}{p}", list.reference), &name));
-            let special = attrs
-                .iter()
-                .any(|a| ["\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive"].contains(a));
-            if !matched || (only_subscribed && !subscribed) || (only_special && !special) {
-                continue;
-            }
-            if show_subscribed && subscribed {
-                attrs.push("\\Subscribed");
-            }
-            let mut line = format!("LIST ({}) \"{SEP}\" ", attrs.join(" ")).into_bytes();
-            wire::folder_name(&mut line, &name);
-            self.untagged(&String::from_utf8_lossy(&line));
-            if !status_items.is_empty() && !attrs.contains(&"\\Noselect") {
-                // RFC 5819 §2: a folder whose status cannot be had is listed without it.
-                let mark = self.out.len();
-                if self.status(identity, &name, &status_items).is_err() {
-                    self.out.truncate(mark);
-                }
-            }
-        }
-        Ok("LIST completed".into())
-    }
-
     /// RFC 4731 SEARCH RETURN (MIN MAX COUNT ALL).
     fn esearch(&mut self, tag: &str, returns: &[String], plain: &[u8]) -> Result<String, No> {
         if !matches!(self.state, State::Selected(..)) {
@@ -103,9 +62,10 @@ impl Session {
         }
         let all = returns.is_empty();
         let want = |o: &str| all && o == "ALL" || returns.iter().any(|r| r == o);
-        let (hits, highest) = self.search_hits(criteria.as_ref(), uid)?;
+        let found = self.search_hits(criteria.as_ref(), uid)?;
+        let hits = &found.numbers;
         if returns.iter().any(|r| r == "SAVE") {
-            self.save_result(&hits, uid, returns);
+            self.save_result(hits, uid, returns);
             // RFC 5182 §2.1: SAVE alone returns no ESEARCH.
             if returns.iter().all(|r| r == "SAVE") {
                 return Ok("SEARCH completed, result saved".into());
@@ -115,20 +75,32 @@ impl Session {
         if uid {
             line.push_str(" UID");
         }
-        if let (true, Some(min)) = (want("MIN"), hits.iter().min()) {
+        if let (true, Some(min)) = (want("MIN"), hits.first()) {
             line.push_str(&format!(" MIN {min}"));
         }
-        if let (true, Some(max)) = (want("MAX"), hits.iter().max()) {
+        if let (true, Some(max)) = (want("MAX"), hits.last()) {
             line.push_str(&format!(" MAX {max}"));
         }
         if want("COUNT") {
             line.push_str(&format!(" COUNT {}", hits.len()));
         }
         if want("ALL") && !hits.is_empty() {
-            line.push_str(&format!(" ALL {}", super::selection::uid_set(&hits)));
+            line.push_str(&format!(" ALL {}", super::selection::uid_set(hits)));
         }
-        if let Some(highest) = highest {
-            line.push_str(&format!(" MODSEQ {highest}"));
+        // RFC 7162 §3.1.5: with MIN or MAX alone, or both, the MODSEQ of what they return.
+        let only_ends = !want("ALL") && !want("COUNT");
+        let reported = match (found.modseqs.first(), found.modseqs.last()) {
+            (Some(first), Some(last)) if only_ends => {
+                let ends: Vec<u64> = [(want("MIN"), *first), (want("MAX"), *last)]
+                    .into_iter()
+                    .filter_map(|(wanted, m)| wanted.then_some(m))
+                    .collect();
+                found.modseq_of(&ends)
+            }
+            _ => found.modseq_of(&found.modseqs),
+        };
+        if let Some(modseq) = reported {
+            line.push_str(&format!(" MODSEQ {modseq}"));
         }
         self.untagged(&line);
         Ok(if uid {
@@ -165,16 +137,4 @@ impl Session {
         }
         sel.saved = uids;
     }
-}
-
-fn status_item(name: &str) -> Result<StatusDataItemName, No> {
-    Ok(match name {
-        "MESSAGES" => StatusDataItemName::Messages,
-        "RECENT" => StatusDataItemName::Recent,
-        "UIDNEXT" => StatusDataItemName::UidNext,
-        "UIDVALIDITY" => StatusDataItemName::UidValidity,
-        "UNSEEN" => StatusDataItemName::Unseen,
-        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
-        other => return Err(No(format!("BAD Unknown STATUS item {other}"))),
-    })
 }

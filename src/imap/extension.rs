@@ -47,7 +47,13 @@ pub struct ListExtended {
     pub status: Vec<String>,
 }
 
-const NOT_UTF7: &str = "folder names must be modified UTF-7 (RFC 3501 §5.1.3)";
+/// A folder name or pattern from the wire, decoded from modified UTF-7 (RFC 3501 §5.1.3).
+/// One that is not valid modified UTF-7 is still a string: kept as it came, it names no
+/// folder, so that the answer is a NO (or an empty LIST), not a BAD that some clients take
+/// as the end of the connection.
+fn folder_name(wire: &str) -> String {
+    super::utf7::decode(wire).unwrap_or_else(|| wire.to_string())
+}
 
 /// `None` when the message is not one of ours; otherwise the tag and the command, or the tag
 /// and why its arguments are wrong.
@@ -83,9 +89,9 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
         .collect::<Result<Vec<_>, _>>()
         .and_then(|args| p.end().map(|_| args));
     // The first argument is a folder name, in modified UTF-7 on the wire.
-    let args = args.and_then(|mut a| {
-        a[0] = super::utf7::decode(&a[0]).ok_or(NOT_UTF7)?;
-        Ok(a)
+    let args = args.map(|mut a| {
+        a[0] = folder_name(&a[0]);
+        a
     });
     let command = args.map(|mut a| {
         let mut next = || a.remove(0);
@@ -108,6 +114,38 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
         }
     });
     Some((tag, command.map_err(|e| format!("{name}: {e}"))))
+}
+
+/// `tag LOGIN a*b pw` with the user name quoted, when it is an atom but for `*`: the
+/// delegation form (`contact@acme.example*lucie@acme.example`) as scripts and Python's
+/// imaplib send it unquoted. `*` is no ATOM-CHAR (RFC 3501 §9), but Dovecot takes it, and
+/// the name can mean nothing else. `None` for any other message.
+pub fn quote_login_name(message: &[u8]) -> Option<Vec<u8>> {
+    let mut p = Parser {
+        input: message,
+        pos: 0,
+    };
+    p.atom()?;
+    p.space().ok()?;
+    if !p.atom()?.eq_ignore_ascii_case("LOGIN") {
+        return None;
+    }
+    p.space().ok()?;
+    let start = p.pos;
+    while p.peek().is_some_and(|b| b == b'*' || atom_char(b)) {
+        p.pos += 1;
+    }
+    let name = &message[start..p.pos];
+    if !name.contains(&b'*') || p.peek() != Some(b' ') {
+        return None;
+    }
+    let mut out = Vec::with_capacity(message.len() + 2);
+    out.extend_from_slice(&message[..start]);
+    out.push(b'"');
+    out.extend_from_slice(name);
+    out.push(b'"');
+    out.extend_from_slice(&message[p.pos..]);
+    Some(out)
 }
 
 /// `SEARCH RETURN (opts) criteria` → the options and `tag [UID] SEARCH criteria`; `None` for a
@@ -166,17 +204,14 @@ fn list_extended(p: &mut Parser<'_>) -> Option<Result<ExtCommand, String>> {
                 p.paren_list(|p| p.atom().ok_or_else(|| "expected a selection option".into()))?;
             p.space()?;
         }
-        list.reference = super::utf7::decode(&p.astring()?).ok_or(NOT_UTF7)?;
+        list.reference = folder_name(&p.astring()?);
         p.space()?;
         let patterns = if p.peek() == Some(b'(') {
             p.paren_list(|p| p.list_mailbox())?
         } else {
             vec![p.list_mailbox()?]
         };
-        list.patterns = patterns
-            .iter()
-            .map(|p| super::utf7::decode(p).ok_or(NOT_UTF7))
-            .collect::<Result<_, _>>()?;
+        list.patterns = patterns.iter().map(|p| folder_name(p)).collect();
         if p.space().is_ok() {
             if !p.atom().is_some_and(|w| w.eq_ignore_ascii_case("RETURN")) {
                 return Err("expected RETURN".into());
@@ -467,6 +502,20 @@ mod tests {
                 })
             ))
         );
+    }
+
+    #[test]
+    fn an_unquoted_delegation_login_is_quoted() {
+        assert_eq!(
+            quote_login_name(b"a1 LOGIN contact@acme.example*lucie@acme.example pw\r\n").as_deref(),
+            Some(&b"a1 LOGIN \"contact@acme.example*lucie@acme.example\" pw\r\n"[..])
+        );
+        assert_eq!(
+            quote_login_name(b"a1 LOGIN plain@acme.example pw\r\n"),
+            None
+        );
+        assert_eq!(quote_login_name(b"a1 LOGIN \"a*b\" pw\r\n"), None);
+        assert_eq!(quote_login_name(b"a1 SELECT a*b\r\n"), None);
     }
 
     #[test]

@@ -49,23 +49,31 @@ pub fn sets_seen(items: &[MessageDataItemName<'_>]) -> bool {
     })
 }
 
-/// The part a section path names (RFC 3501 §6.4.5): numbers walk multiparts, and through a
-/// message/rfc822 part into the encapsulated message.
+/// The part a section path names (RFC 3501 §6.4.5). The first number counts the parts of
+/// the message itself, the next ones those of the part before: a multipart's children, or
+/// the parts of a message/rfc822's encapsulated message. So when the message's own body is
+/// message/rfc822, `1` is that whole encapsulated message and `1.1` its body.
 fn find_part<'a>(root: &'a BodyPart, path: &[u32]) -> Option<&'a BodyPart> {
-    let mut current = root;
-    for &n in path {
-        let index = n.checked_sub(1)? as usize;
-        let container = match &current.content {
-            PartContent::Message(_, body) => body.as_ref(),
-            _ => current,
-        };
-        current = match &container.content {
-            PartContent::Multipart(children) => children.get(index)?,
-            _ if index == 0 => container,
-            _ => return None,
+    let (&first, rest) = path.split_first()?;
+    let mut current = part_of_message(root, first)?;
+    for &n in rest {
+        current = match &current.content {
+            PartContent::Multipart(children) => children.get(n.checked_sub(1)? as usize)?,
+            PartContent::Message(_, body) => part_of_message(body, n)?,
+            PartContent::Single => return None,
         };
     }
     Some(current)
+}
+
+/// Part `n` of a message whose body is `body`: a multipart body's n-th child; any other body
+/// is the message's only part, 1 (RFC 3501 §6.4.5).
+fn part_of_message(body: &BodyPart, n: u32) -> Option<&BodyPart> {
+    match &body.content {
+        PartContent::Multipart(children) => children.get(n.checked_sub(1)? as usize),
+        _ if n == 1 => Some(body),
+        _ => None,
+    }
 }
 
 /// The encapsulated message of a message/rfc822 part (or the message itself for no path).
@@ -203,5 +211,48 @@ pub fn partial(bytes: Vec<u8>, partial: Option<(u32, std::num::NonZeroU32)>) -> 
             let end = start.saturating_add(count.get() as usize).min(bytes.len());
             (bytes[start..end].to_vec(), format!("<{origin}>"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message whose own body is message/rfc822, encapsulating one whose body is too
+    /// (imaptest's fetch-body-message-rfc822-x2).
+    const TWICE: &[u8] = b"From: user@domain.org\r\nMime-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nFrom: user2@domain.org\r\nMime-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nFrom: sub@domain.org\r\nSubject: submsg\r\n\r\nHello world\r\n";
+
+    fn body(raw: &[u8], path: &[u32]) -> String {
+        let summary = MessageSummary::parse(raw);
+        let part = find_part(&summary.body, path).expect("a part");
+        String::from_utf8_lossy(slice(raw, part.offsets.body, part.offsets.end)).into_owned()
+    }
+
+    fn header(raw: &[u8], path: &[u32]) -> String {
+        let summary = MessageSummary::parse(raw);
+        let message = message_of(&summary.body, Some(path)).expect("a message");
+        String::from_utf8_lossy(slice(raw, message.offsets.header, message.offsets.body))
+            .into_owned()
+    }
+
+    #[test]
+    fn part_one_of_a_message_rfc822_body_is_the_whole_encapsulated_message() {
+        assert!(body(TWICE, &[1]).starts_with("From: user2@domain.org\r\n"));
+        assert!(body(TWICE, &[1, 1]).starts_with("From: sub@domain.org\r\n"));
+        assert_eq!(body(TWICE, &[1, 1, 1]), "Hello world\r\n");
+        assert!(header(TWICE, &[1]).starts_with("From: user2@domain.org\r\n"));
+        assert!(header(TWICE, &[1, 1]).starts_with("From: sub@domain.org\r\n"));
+        let summary = MessageSummary::parse(TWICE);
+        assert!(find_part(&summary.body, &[2]).is_none());
+        assert!(find_part(&summary.body, &[1, 1, 1, 1]).is_none());
+    }
+
+    #[test]
+    fn a_forwarded_message_inside_a_multipart() {
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee below\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n--b--\r\n";
+        assert_eq!(body(raw, &[1]), "see below");
+        assert!(body(raw, &[2]).starts_with("Subject: inner\r\n"));
+        assert!(body(raw, &[2, 1]).starts_with("inner body"));
+        assert_eq!(header(raw, &[2]), "Subject: inner\r\n\r\n");
     }
 }

@@ -51,10 +51,13 @@ pub(super) fn mailbox_name(m: &WireMailbox<'_>) -> Result<String, No> {
     }
 }
 
+/// A name that is not valid modified UTF-7 is refused with NO, as Dovecot does: it is a
+/// string, so not a syntax error, and some clients (imaptest among them) drop the
+/// connection after an unexpected BAD.
 fn from_wire(name: &str) -> Result<String, No> {
     super::utf7::decode(name).ok_or_else(|| {
         No(format!(
-            "BAD {name:?} is not a valid modified UTF-7 folder name (RFC 3501 §5.1.3)"
+            "[CANNOT] {name:?} is not a valid modified UTF-7 folder name (RFC 3501 §5.1.3)"
         ))
     })
 }
@@ -273,7 +276,7 @@ impl Session {
             rights,
             seen_user,
         )?;
-        self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
+        self.untagged(&sel.flags_line());
         self.untagged(&format!(
             "OK [PERMANENTFLAGS ({})] Flags you can change",
             permanent_flags(rights, read_only)
@@ -460,136 +463,6 @@ impl Session {
         Ok("RENAME completed".into())
     }
 
-    fn subscribe(&mut self, identity: &Identity, name: &str, on: bool) -> Result<String, No> {
-        let verb = if on { "SUBSCRIBE" } else { "UNSUBSCRIBE" };
-        match (identity, identity.resolve(&self.services, name)?) {
-            (Identity::Mailbox(m), Some(Target::Folder { name, .. })) => {
-                let folder = self.services.store.folder_by_name(m.id, &name)?;
-                let folder = folder.ok_or_else(|| No("[NONEXISTENT] No such folder".into()))?;
-                self.services.store.set_subscribed(m.id, folder.id, on)?;
-            }
-            (_, Some(Target::Folder { mailbox, name })) => {
-                let user = identity.user().map(|u| u.id).unwrap_or(UserId(0));
-                self.services
-                    .store
-                    .set_user_subscription(user, mailbox.id, &name, on)?;
-            }
-            // The namespace roots and a user's own INBOX: harmless (DESIGN.md, issue 3).
-            (_, Some(_)) => {}
-            (_, None) => return Err(No("[NONEXISTENT] No such folder".into())),
-        }
-        Ok(format!("{verb} completed"))
-    }
-
-    fn subscribed(&self, identity: &Identity, mailbox: &Mailbox, folder: &Folder) -> bool {
-        match identity {
-            Identity::Mailbox(_) => folder.subscribed,
-            _ => {
-                let user = identity.user().map(|u| u.id).unwrap_or(UserId(0));
-                self.services
-                    .store
-                    .user_subscriptions(user)
-                    .map(|subs| {
-                        subs.iter()
-                            .any(|(m, n)| *m == mailbox.id && *n == folder.name)
-                    })
-                    .unwrap_or(false)
-            }
-        }
-    }
-
-    /// Every name this session can see, with its LIST attributes.
-    pub(super) fn visible_names(&self, identity: &Identity) -> Result<Vec<Listed>, No> {
-        let mut out = Vec::new();
-        let mut add_mailbox = |mailbox: &Mailbox, this: &Session| -> Result<(), No> {
-            let rights = identity.access(mailbox).rights;
-            if !rights.contains(Right::Lookup) {
-                return Ok(());
-            }
-            let folders = this.services.store.folders(mailbox.id)?;
-            for f in &folders {
-                let prefix = format!("{}{SEP}", f.name);
-                let children = folders.iter().any(|o| o.name.starts_with(&prefix));
-                let mut attrs = vec![if children {
-                    "\\HasChildren"
-                } else {
-                    "\\HasNoChildren"
-                }];
-                if let Some(su) = f.special_use {
-                    attrs.push(su.attribute());
-                }
-                let subscribed = this.subscribed(identity, mailbox, f);
-                out.push((identity.display_name(mailbox, &f.name), attrs, subscribed));
-            }
-            // RFC 3501 §6.3.4: a deleted folder that had children stays as a \Noselect name.
-            let names: std::collections::HashSet<&str> =
-                folders.iter().map(|f| f.name.as_str()).collect();
-            let mut placeholders = std::collections::BTreeSet::new();
-            for f in &folders {
-                let mut path = f.name.as_str();
-                while let Some((parent, _)) = path.rsplit_once(SEP) {
-                    if !names.contains(parent) {
-                        placeholders.insert(parent.to_string());
-                    }
-                    path = parent;
-                }
-            }
-            for name in placeholders {
-                let attrs = vec!["\\Noselect", "\\HasChildren"];
-                out.push((identity.display_name(mailbox, &name), attrs, false));
-            }
-            Ok(())
-        };
-        match identity.personal() {
-            Some(m) => add_mailbox(m, self)?,
-            None => {
-                let shared = identity.shared_mailboxes(&self.services)?;
-                for m in &shared {
-                    add_mailbox(m, self)?;
-                }
-                out.push(("INBOX".into(), vec!["\\HasNoChildren"], true));
-                let root_attrs = vec!["\\Noselect", "\\HasChildren"];
-                if !shared.is_empty() {
-                    out.push((SHARED.into(), root_attrs.clone(), false));
-                }
-                for m in &shared {
-                    out.push((
-                        format!("{SHARED}{SEP}{}", m.address),
-                        root_attrs.clone(),
-                        false,
-                    ));
-                }
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
-    }
-
-    fn list(
-        &mut self,
-        identity: &Identity,
-        reference: &str,
-        pattern: &str,
-        lsub: bool,
-    ) -> Result<String, No> {
-        let verb = if lsub { "LSUB" } else { "LIST" };
-        if pattern.is_empty() {
-            // RFC 3501 §6.3.8: the hierarchy delimiter and root.
-            self.untagged(&format!("{verb} (\\Noselect) \"{SEP}\" \"\""));
-            return Ok(format!("{verb} completed"));
-        }
-        let full = format!("{reference}{pattern}");
-        for (name, attrs, subscribed) in self.visible_names(identity)? {
-            if (lsub && !subscribed) || !wildcard_match(&full, &name) {
-                continue;
-            }
-            let mut line = format!("{verb} ({}) \"{SEP}\" ", attrs.join(" ")).into_bytes();
-            wire::folder_name(&mut line, &name);
-            self.untagged(&String::from_utf8_lossy(&line));
-        }
-        Ok(format!("{verb} completed"))
-    }
-
     pub(super) fn status(
         &mut self,
         identity: &Identity,
@@ -753,9 +626,6 @@ impl Session {
     }
 }
 
-/// A name LIST shows: the name, its attributes, whether the session subscribed to it.
-type Listed = (String, Vec<&'static str>, bool);
-
 /// The PERMANENTFLAGS a session may set, by its rights (RFC 4314 §4).
 fn permanent_flags(rights: Rights, read_only: bool) -> String {
     if read_only {
@@ -802,62 +672,12 @@ pub(super) fn store_flags(flags: &[Flag<'_>]) -> Result<(Flags, Vec<String>), No
     Ok((bits, keywords))
 }
 
+/// A LIST pattern: one that is not valid modified UTF-7 is kept as it came and matches
+/// no folder.
 fn pattern(m: &ListMailbox<'_>) -> Result<String, No> {
-    from_wire(&match m {
+    let wire = match m {
         ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
         ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),
-    })
-}
-
-/// LIST wildcards (RFC 3501 §6.3.8): `*` matches anything, `%` anything but the separator.
-/// `INBOX` matches case-insensitively. Dynamic programming, not backtracking: a pattern of
-/// many wildcards (found by the fuzzer) costs pattern × name steps, not an exponential number.
-pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let norm = |s: &str| -> Vec<char> {
-        if s.len() >= 5 && s.is_char_boundary(5) && s[..5].eq_ignore_ascii_case("INBOX") {
-            format!("INBOX{}", &s[5..]).chars().collect()
-        } else {
-            s.chars().collect()
-        }
     };
-    let (p, n) = (norm(pattern), norm(name));
-    // row[j]: the pattern so far matches the first j characters of the name.
-    let mut row = vec![false; n.len() + 1];
-    row[0] = true;
-    for pc in &p {
-        let mut next = vec![false; n.len() + 1];
-        for j in 0..=n.len() {
-            next[j] = match pc {
-                '*' => row[j] || (j > 0 && next[j - 1]),
-                '%' => row[j] || (j > 0 && next[j - 1] && n[j - 1] != SEP),
-                c => j > 0 && row[j - 1] && n[j - 1] == *c,
-            };
-        }
-        row = next;
-    }
-    row[n.len()]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wildcard_match;
-
-    #[test]
-    fn list_wildcards() {
-        assert!(wildcard_match("*", "Shared/a@b/INBOX"));
-        assert!(wildcard_match("%", "Sent"));
-        assert!(!wildcard_match("%", "Shared/a@b"));
-        assert!(wildcard_match("Shared/%", "Shared/a@b"));
-        assert!(wildcard_match("inbox", "INBOX"));
-        assert!(!wildcard_match("Sent", "Sent/2024"));
-        assert!(wildcard_match("%/%", "Sent/2024"));
-        assert!(wildcard_match("S*4", "Sent/2024"));
-    }
-
-    #[test]
-    fn many_wildcards_finish() {
-        // Backtracking would take longer than the universe's age here.
-        let pattern = "%".repeat(2000) + "x";
-        assert!(!wildcard_match(&pattern, &"y".repeat(2000)));
-    }
+    Ok(super::utf7::decode(&wire).unwrap_or(wire))
 }

@@ -281,7 +281,7 @@ impl Session {
             return Err(No("BAD VANISHED needs UID FETCH and ENABLE QRESYNC".into()));
         }
         if items.contains(&MessageDataItemName::ModSeq) || changed_since.is_some() {
-            self.reporting.condstore = true;
+            self.enable_condstore();
         }
         if let Some(since) = changed_since {
             // RFC 7162 §3.1.4: only what changed since, with MODSEQ.
@@ -356,7 +356,7 @@ impl Session {
                 }
             }
             let line = self.fetch_line(index, &record, &line_items, needs_summary, needs_bytes)?;
-            self.out.extend_from_slice(&line);
+            self.out.extend_from_slice(&line.unwrap_or_default());
         }
         Ok(if uid {
             "UID FETCH completed"
@@ -427,18 +427,25 @@ impl Session {
         items: &[MessageDataItemName<'static>],
         needs_summary: bool,
         needs_bytes: bool,
-    ) -> Result<Vec<u8>, No> {
+    ) -> Result<Option<Vec<u8>>, No> {
         let sel = self.selection();
         let store = &self.services.store;
-        let summary = if needs_summary {
-            Some(store.summary(&record.blob)?)
-        } else {
-            None
+        // Another session may expunge the message after its record was read, and take its
+        // summary and bytes with it: then it is left out, as one expunged before the
+        // command (RFC 2180 §4.1), and the rest is answered.
+        let gone = |e: crate::store::StoreError| -> Result<Option<Vec<u8>>, No> {
+            match store.message(sel.mailbox.id, sel.folder.id, record.uid) {
+                Ok(None) => Ok(None),
+                _ => Err(e.into()),
+            }
         };
-        let raw = if needs_bytes {
-            Some(store.read_message(&record.blob)?)
-        } else {
-            None
+        let summary = match needs_summary.then(|| store.summary(&record.blob)) {
+            Some(Err(e)) => return gone(e),
+            other => other.transpose().ok().flatten(),
+        };
+        let raw = match needs_bytes.then(|| store.read_message(&record.blob)) {
+            Some(Err(e)) => return gone(e),
+            other => other.transpose().ok().flatten(),
         };
         let (flags, recent) = (sel.messages[index].flags, sel.messages[index].recent);
         let mut out = format!("* {} FETCH (", index + 1).into_bytes();
@@ -528,7 +535,7 @@ impl Session {
             }
         }
         out.extend_from_slice(b")\r\n");
-        Ok(out)
+        Ok(Some(out))
     }
 
     fn store(
@@ -541,7 +548,7 @@ impl Session {
         self.sync_selection(uid);
         let indices = self.indices(set, uid)?;
         if request.unchanged_since.is_some() {
-            self.reporting.condstore = true;
+            self.enable_condstore();
         }
         let sel = self.selection();
         if sel.read_only {
@@ -553,6 +560,12 @@ impl Session {
         let uids: Vec<u32> = indices.iter().map(|i| sel.messages[*i].uid).collect();
         let apply = |now: &SeenFlags| apply_store(now, request.kind, bits, &keywords, rights);
         let outcome = self.change_flags(&uids, request.unchanged_since, &apply)?;
+        // RFC 3501 §7.2.6: a keyword new to the folder is announced before it is shown.
+        if let State::Selected(_, sel) = &mut self.state
+            && let Some(line) = sel.learn_keywords(keywords.iter())
+        {
+            self.untagged(&line);
+        }
         // RFC 7162 §3.1.3: once CONDSTORE is on, even .SILENT gets FETCH responses with
         // MODSEQ ("required to update the client's cache"), without FLAGS.
         let with_flags = request.response == StoreResponse::Answer;
@@ -634,9 +647,9 @@ impl Session {
     }
 
     fn search(&mut self, criteria: &[SearchKey<'_>], uid: bool) -> Result<String, No> {
-        let (hits, highest) = self.search_hits(criteria, uid)?;
-        let mut list: String = hits.iter().map(|h| format!(" {h}")).collect();
-        if let Some(highest) = highest {
+        let hits = self.search_hits(criteria, uid)?;
+        let mut list: String = hits.numbers.iter().map(|h| format!(" {h}")).collect();
+        if let Some(highest) = hits.modseq_of(&hits.modseqs) {
             list.push_str(&format!(" (MODSEQ {highest})"));
         }
         self.untagged(&format!("SEARCH{list}"));
@@ -648,38 +661,37 @@ impl Session {
         .into())
     }
 
-    /// The sequence numbers (or UIDs) of the matching messages, and, when the criteria use
-    /// MODSEQ and something matched, the highest MODSEQ among them (RFC 7162 §3.1.5).
+    /// The matching messages, in order.
     pub(super) fn search_hits(
         &mut self,
         criteria: &[SearchKey<'_>],
         uid: bool,
-    ) -> Result<(Vec<u32>, Option<u64>), No> {
+    ) -> Result<Hits, No> {
         self.sync_selection(uid);
         let sel = self.selection();
         let store = &self.services.store;
         let records = store.messages(sel.mailbox.id, sel.folder.id)?;
         let by_uid: HashMap<u32, &MessageRecord> = records.iter().map(|r| (r.uid, r)).collect();
-        let mut hits = Vec::new();
-        let mut highest = 0;
+        let mut hits = Hits {
+            numbers: Vec::new(),
+            modseqs: Vec::new(),
+            with_modseq: criteria.iter().any(search::uses_modseq),
+        };
         for (i, slot) in sel.messages.iter().enumerate() {
             let Some(record) = by_uid.get(&slot.uid) else {
                 continue;
             };
             let candidate = Candidate::new(store, sel, i, record, *slot);
             if criteria.iter().all(|c| search::matches(c, &candidate)) {
-                hits.push(if uid { slot.uid } else { (i + 1) as u32 });
-                highest = highest.max(record.modseq);
+                hits.numbers
+                    .push(if uid { slot.uid } else { (i + 1) as u32 });
+                hits.modseqs.push(record.modseq);
             }
         }
-        let modseq = criteria.iter().any(search::uses_modseq);
-        if modseq {
-            self.reporting.condstore = true;
+        if hits.with_modseq {
+            self.enable_condstore();
         }
-        Ok((
-            hits.clone(),
-            (modseq && !hits.is_empty()).then_some(highest),
-        ))
+        Ok(hits)
     }
 
     fn copy(
@@ -938,4 +950,20 @@ fn uid_list(uids: &[u32]) -> String {
         .map(|u| u.to_string())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// What a SEARCH matched: sequence numbers (or UIDs) in order, with each one's MODSEQ.
+pub(super) struct Hits {
+    pub numbers: Vec<u32>,
+    pub modseqs: Vec<u64>,
+    /// The criteria used MODSEQ: the answer tells one (RFC 7162 §3.1.5).
+    pub with_modseq: bool,
+}
+
+impl Hits {
+    /// The MODSEQ to report for the given hits' MODSEQs: their highest, when the criteria used
+    /// MODSEQ and something matched.
+    pub fn modseq_of(&self, modseqs: &[u64]) -> Option<u64> {
+        modseqs.iter().max().copied().filter(|_| self.with_modseq)
+    }
 }

@@ -9,6 +9,7 @@ mod extension;
 mod fetch;
 mod folders;
 mod identity;
+mod list;
 mod messages;
 mod search;
 mod selection;

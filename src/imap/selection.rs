@@ -4,7 +4,7 @@
 
 use crate::model::*;
 use crate::store::{Flags, Folder, FolderEvent, MessageRecord, Store, StoreResult};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use tokio::sync::broadcast;
 
 /// How changes are reported: RFC 7162 once CONDSTORE or QRESYNC is enabled.
@@ -44,7 +44,14 @@ pub struct Selection {
     pending_expunge: bool,
     /// RFC 5182: the UIDs a SEARCH RETURN (SAVE) kept, which `$` names.
     pub saved: Vec<u32>,
+    /// The keywords the session was told of in FLAGS (RFC 3501 §7.2.6): every keyword a
+    /// message of the folder has, so that a FETCH never shows one FLAGS did not list.
+    /// By their lower-case form: keywords are case-insensitive.
+    keywords: BTreeMap<String, String>,
 }
+
+/// The system flags, which FLAGS always lists.
+const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
 
 impl Selection {
     pub fn open(
@@ -68,20 +75,61 @@ impl Selection {
             seen_user,
             pending_expunge: false,
             saved: Vec::new(),
+            keywords: BTreeMap::new(),
         };
-        sel.messages = sel.load(store)?;
-        if !read_only {
-            // EXAMINE leaves \Recent to the next SELECT (RFC 3501 §6.3.2).
-            // Only what this session claimed: a message that arrived while loading is claimed
-            // (or not) by the next sync, so two sessions never both see it \Recent.
-            let uidnext = sel.folder.uidnext;
-            let floor = store.claim_recent(sel.mailbox.id, sel.folder.id, uidnext)?;
-            sel.messages
-                .iter_mut()
-                .filter(|s| (floor..uidnext).contains(&s.uid))
-                .for_each(|s| s.recent = true);
-        }
+        let loaded = sel.load_records(store)?;
+        sel.learn_keywords(loaded.iter().flat_map(|(_, r)| &r.keywords));
+        sel.messages = loaded.into_iter().map(|(slot, _)| slot).collect();
+        let uidnext = sel.folder.uidnext;
+        sel.mark_recent(store, 0, uidnext)?;
         Ok(sel)
+    }
+
+    /// The untagged FLAGS response: the system flags and the folder's keywords.
+    pub fn flags_line(&self) -> String {
+        let mut line = format!("FLAGS ({SYSTEM_FLAGS}");
+        for k in self.keywords.values() {
+            line.push(' ');
+            line.push_str(k);
+        }
+        line.push(')');
+        line
+    }
+
+    /// Adds keywords the session now shows; the FLAGS response to send first if any was new.
+    pub fn learn_keywords<'k>(
+        &mut self,
+        keywords: impl Iterator<Item = &'k String>,
+    ) -> Option<String> {
+        let mut new = false;
+        for k in keywords {
+            if let std::collections::btree_map::Entry::Vacant(slot) =
+                self.keywords.entry(k.to_ascii_lowercase())
+            {
+                slot.insert(k.clone());
+                new = true;
+            }
+        }
+        new.then(|| self.flags_line())
+    }
+
+    /// Marks `\Recent` the messages from index `from` that are this session's to see so.
+    /// Only what a read-write session claimed: a message that arrived while loading is
+    /// claimed (or not) by the next sync, so two sessions never both see it `\Recent`. A
+    /// read-only one (EXAMINE) sees what no session has claimed yet, and leaves it to the
+    /// next SELECT (RFC 3501 §6.3.2: EXAMINE MUST NOT make messages lose `\Recent`).
+    fn mark_recent(&mut self, store: &Store, from: usize, uidnext: u32) -> StoreResult<()> {
+        let (mailbox, folder) = (self.mailbox.id, self.folder.id);
+        let floor = if self.read_only {
+            store.recent_floor(mailbox, folder)?
+        } else {
+            store.claim_recent(mailbox, folder, uidnext)?
+        };
+        self.messages[from..]
+            .iter_mut()
+            .filter(|s| (floor..uidnext).contains(&s.uid))
+            .for_each(|s| s.recent = true);
+        Ok(())
     }
 
     /// The folder's messages as this session sees them now, with their records.
@@ -91,15 +139,6 @@ impl Selection {
         Ok(records
             .into_iter()
             .map(|r| (self.slot(&r, seen.as_ref()), r))
-            .collect())
-    }
-
-    fn load(&self, store: &Store) -> StoreResult<Vec<Slot>> {
-        let records = store.messages(self.mailbox.id, self.folder.id)?;
-        let seen = self.seen_set(store)?;
-        Ok(records
-            .iter()
-            .map(|r| self.slot(r, seen.as_ref()))
             .collect())
     }
 
@@ -150,6 +189,8 @@ impl Selection {
         }
         let now = self.load_records(store)?;
         let mut out = Vec::new();
+        // Before any FETCH that shows a keyword another session created.
+        out.extend(self.learn_keywords(now.iter().flat_map(|(_, r)| &r.keywords)));
         let present: HashSet<u32> = now.iter().map(|(s, _)| s.uid).collect();
         if allow_expunge {
             let gone: Vec<(usize, u32)> = (1..=self.messages.len())
@@ -198,14 +239,7 @@ impl Selection {
         if self.messages.len() != before {
             out.push(format!("{} EXISTS", self.messages.len()));
             let uidnext = self.messages.last().map_or(1, |s| s.uid + 1);
-            if !self.read_only {
-                let floor = store.claim_recent(self.mailbox.id, self.folder.id, uidnext)?;
-                let fresh = &mut self.messages[before..];
-                fresh
-                    .iter_mut()
-                    .filter(|s| s.uid >= floor)
-                    .for_each(|s| s.recent = true);
-            }
+            self.mark_recent(store, before, uidnext)?;
             let recent = self.messages.iter().filter(|s| s.recent).count();
             out.push(format!("{recent} RECENT"));
         }

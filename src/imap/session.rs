@@ -440,7 +440,10 @@ impl Session {
                 }
             };
         }
-        if let Some(rewritten) = self.replace_saved() {
+        let rewritten = self
+            .replace_saved()
+            .or_else(|| super::extension::quote_login_name(self.fragmentizer.message_bytes()));
+        if let Some(rewritten) = rewritten {
             return Box::pin(self.rewritten_message(rewritten)).await;
         }
         if let Some((tag, command)) = super::extension::recognize(self.fragmentizer.message_bytes())
@@ -628,6 +631,20 @@ impl Session {
             body => self.authenticated_command(tag, body).await,
         }
         Action::Continue
+    }
+
+    /// A CONDSTORE-enabling command (FETCH MODSEQ, SEARCH MODSEQ, STORE UNCHANGEDSINCE)
+    /// turns CONDSTORE on; the first one in a selected folder also tells its HIGHESTMODSEQ,
+    /// which the SELECT did not (RFC 7162 §3.1).
+    pub(super) fn enable_condstore(&mut self) {
+        if self.reporting.condstore {
+            return;
+        }
+        self.reporting.condstore = true;
+        if let State::Selected(_, sel) = &self.state {
+            let highest = sel.folder.highestmodseq;
+            self.untagged(&format!("OK [HIGHESTMODSEQ {highest}] Highest"));
+        }
     }
 
     /// RFC 5161 ENABLE, for CONDSTORE and QRESYNC (RFC 7162 §3.2.3: QRESYNC implies CONDSTORE).

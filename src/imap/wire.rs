@@ -25,9 +25,18 @@ pub fn string(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// A literal. RFC 3501 §4.3 allows no NUL in one (BINARY's literal8 is the place for
+/// them): a NUL in a message is sent as 0x80, as Dovecot does, keeping sizes and offsets.
 pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+    let start = out.len();
     out.extend_from_slice(s);
+    if s.contains(&0) {
+        out[start..]
+            .iter_mut()
+            .filter(|b| **b == 0)
+            .for_each(|b| *b = 0x80);
+    }
 }
 
 /// `NIL` or a string.
@@ -131,7 +140,9 @@ fn address_list(out: &mut Vec<u8>, list: &[EnvelopeAddress]) {
     for a in list {
         out.push(b'(');
         display_name(out, a.name.as_deref());
-        out.extend_from_slice(b" NIL ");
+        out.push(b' ');
+        nstring(out, a.route.as_deref());
+        out.push(b' ');
         nstring(out, a.mailbox.as_deref());
         out.push(b' ');
         nstring(out, a.host.as_deref());
@@ -305,5 +316,15 @@ mod tests {
     #[test]
     fn internal_dates_are_rfc3501() {
         assert_eq!(s(|o| internal_date(o, 0)), "\"01-Jan-1970 00:00:00 +0000\"");
+    }
+}
+
+#[cfg(test)]
+mod literal_tests {
+    #[test]
+    fn a_literal_carries_no_nul() {
+        let mut out = Vec::new();
+        super::literal(&mut out, b"a\0b");
+        assert_eq!(out, b"{3}\r\na\x80b");
     }
 }

@@ -39,6 +39,8 @@ pub struct Envelope {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvelopeAddress {
     pub name: Option<String>,
+    /// The obsolete source route (`<@relay:user@host>`), RFC 3501's "adl".
+    pub route: Option<String>,
     pub mailbox: Option<String>,
     pub host: Option<String>,
 }
@@ -164,14 +166,17 @@ fn decoded_text(value: &HeaderValue<'_>, raw: String) -> String {
     match value {
         HeaderValue::Text(t) => t.to_string(),
         HeaderValue::TextList(list) => list.join(", "),
+        // Group names stay, so that SEARCH TO finds a group by its name (RFC 3501 §6.4.4
+        // searches the field, names included).
         HeaderValue::Address(a) => addresses(a)
             .iter()
-            .filter_map(|x| {
-                let at = format!("{}@{}", x.mailbox.as_deref()?, x.host.as_deref()?);
-                Some(match &x.name {
-                    Some(n) => format!("{n} <{at}>"),
-                    None => at,
-                })
+            .filter_map(|x| match (&x.mailbox, &x.host) {
+                (Some(mailbox), Some(host)) => Some(match &x.name {
+                    Some(n) => format!("{n} <{mailbox}@{host}>"),
+                    None => format!("{mailbox}@{host}"),
+                }),
+                (Some(group), None) => Some(format!("{group}:")),
+                _ => None,
             })
             .collect::<Vec<_>>()
             .join(", "),
@@ -214,9 +219,18 @@ fn split_address(address: Option<&str>) -> (Option<String>, Option<String>) {
 
 fn addresses(address: &Address<'_>) -> Vec<EnvelopeAddress> {
     let one = |a: &mail_parser::Addr<'_>| {
-        let (mailbox, host) = split_address(a.address.as_deref());
+        // RFC 5322 §4.4 obs-route: `@relay,@relay2:user@host`.
+        let (route, address) = match a.address.as_deref() {
+            Some(a) if a.starts_with('@') => match a.split_once(':') {
+                Some((route, rest)) => (Some(route.to_string()), Some(rest)),
+                None => (None, Some(a)),
+            },
+            other => (None, other),
+        };
+        let (mailbox, host) = split_address(address);
         EnvelopeAddress {
             name: a.name.as_deref().map(str::to_string),
+            route,
             mailbox,
             host,
         }
@@ -231,7 +245,9 @@ fn addresses(address: &Address<'_>) -> Vec<EnvelopeAddress> {
                         mailbox: Some(name.to_string()),
                         ..Default::default()
                     });
-                    out.extend(g.addresses.iter().map(one));
+                    // A comment alone (`group: (foo) ;`) is no member.
+                    let members = g.addresses.iter().filter(|a| a.address.is_some());
+                    out.extend(members.map(one));
                     out.push(EnvelopeAddress::default());
                 } else {
                     out.extend(g.addresses.iter().map(one));
@@ -302,9 +318,12 @@ fn body_part(parts: &[MessagePart<'_>], id: usize, raw: &[u8], depth: usize) -> 
         PartType::Message(nested) if depth < MAX_DEPTH => match nested.parts.first() {
             Some(root) => {
                 let nested_raw = nested.raw_message();
-                if nested_raw == body_bytes {
+                if !nested_raw.is_empty() && body_bytes.starts_with(nested_raw) {
                     // Parsed in place: mail-parser's offsets count from the outer message.
-                    let body = body_part(&nested.parts, 0, raw, depth + 1);
+                    // A multipart's epilogue is left out of its raw message, not of ours: the
+                    // encapsulated message ends where its part does.
+                    let mut body = body_part(&nested.parts, 0, raw, depth + 1);
+                    body.offsets.end = offsets.end;
                     PartContent::Message(Box::new(envelope(root, raw)), Box::new(body))
                 } else {
                     // Transfer-encoded (RFC 2046 §5.2.1 forbids it, senders do it anyway):
@@ -425,6 +444,46 @@ mod tests {
         assert_eq!(s.envelope.from[0].host.as_deref(), Some("gmail.example"));
         assert_eq!(s.envelope.sender, s.envelope.from);
         assert_eq!(s.envelope.message_id.as_deref(), Some("<1@x>"));
+    }
+
+    /// imaptest's fetch-envelope and search-addresses: a comment in a group is no member,
+    /// and the group's name is searchable.
+    #[test]
+    fn groups_keep_their_names_and_only_their_members() {
+        let raw =
+            b"To: group: g1@d1.org, g2@d2.org;, group2: (foo) ;\r\nSubject: x\r\n\r\nbody\r\n";
+        let s = MessageSummary::parse(raw);
+        let to: Vec<_> = s
+            .envelope
+            .to
+            .iter()
+            .map(|a| (a.mailbox.as_deref(), a.host.as_deref()))
+            .collect();
+        assert_eq!(
+            to,
+            [
+                (Some("group"), None),
+                (Some("g1"), Some("d1.org")),
+                (Some("g2"), Some("d2.org")),
+                (None, None),
+                (Some("group2"), None),
+                (None, None),
+            ]
+        );
+        let (_, text) = s.headers.iter().find(|(n, _)| n == "to").unwrap();
+        assert!(
+            text.contains("group:") && text.contains("group2:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_source_route_is_kept_apart() {
+        let s = MessageSummary::parse(b"From: <@route:user@domain>\r\n\r\nx\r\n");
+        let from = &s.envelope.from[0];
+        assert_eq!(from.route.as_deref(), Some("@route"));
+        assert_eq!(from.mailbox.as_deref(), Some("user"));
+        assert_eq!(from.host.as_deref(), Some("domain"));
     }
 
     #[test]

@@ -41,10 +41,14 @@ pub const MESSAGE: u8 = b'E';
 /// blob id → reference count.
 pub const BLOB_REFS: u8 = b'B';
 /// blob id → parsed summary.
-pub const SUMMARY: u8 = b'S';
+pub const SUMMARY: u8 = b's';
+/// Summaries as written before envelopes kept source routes: a cache of the blobs, dropped
+/// at open and made again when next read.
+pub const OLD_SUMMARY: u8 = b'S';
 /// mailbox ++ folder ++ uid ++ user → (): `\Seen` kept per user.
 pub const USER_SEEN: u8 = b'W';
-/// user ++ mailbox ++ folder name → (): a user's subscriptions.
+/// subscriber (a user, or 0: the mailbox's own login) ++ mailbox ++ folder name → [1]
+/// subscribed or [0] not (an empty value, written before: subscribed).
 pub const SUBSCRIPTION: u8 = b'R';
 /// mailbox → bytes used.
 pub const USAGE: u8 = b'Q';

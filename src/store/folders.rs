@@ -9,6 +9,7 @@ use super::{Changes, Store};
 use crate::mail::MessageSummary;
 use crate::model::*;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The hierarchy separator of folder names.
 pub const SEPARATOR: char = '/';
@@ -57,9 +58,27 @@ pub struct Folder {
     pub uidnext: u32,
     /// RFC 7162: the MODSEQ of the last change in this folder.
     pub highestmodseq: u64,
-    /// The subscription of whoever logs in with the mailbox's own password; users keep theirs
-    /// apart.
+    /// No longer read: subscriptions are kept by name (`Store::subscriptions`). Kept so that
+    /// records written before still decode.
     pub subscribed: bool,
+}
+
+/// Whose subscriptions: the mailbox's own login, or a user's on that mailbox (as herself or
+/// as its delegate: the same list either way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscriber {
+    MailboxLogin,
+    User(UserId),
+}
+
+impl Subscriber {
+    /// Ids start at 1: 0 stands for the mailbox's own login.
+    fn id(self) -> u64 {
+        match self {
+            Subscriber::MailboxLogin => 0,
+            Subscriber::User(user) => user.0,
+        }
+    }
 }
 
 /// The system flags of RFC 3501 §2.3.2 (`\Recent` is per session, not stored).
@@ -129,7 +148,7 @@ impl Store {
             uidvalidity: self.next_uidvalidity()?,
             uidnext: 1,
             highestmodseq: 1,
-            subscribed: true,
+            subscribed: false,
         };
         changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.id.0]), &folder)?;
         changes.put_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], name), &folder.id)?;
@@ -271,16 +290,6 @@ impl Store {
         self.remove_blobs(&freed);
         self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
         Ok(())
-    }
-
-    /// Subscribes or unsubscribes the mailbox's own login to a folder.
-    pub fn set_subscribed(&self, mailbox: MailboxId, id: FolderId, on: bool) -> StoreResult<()> {
-        let _guard = self.lock();
-        let mut folder = self.require_folder(mailbox, id)?;
-        folder.subscribed = on;
-        let mut changes = Changes::default();
-        changes.put_mail(key(codec::FOLDER, &[mailbox.0, id.0]), &folder)?;
-        self.commit(changes)
     }
 
     // ----- messages -----
@@ -683,12 +692,26 @@ impl Store {
 
     /// What delivery parsed of the message: envelope, body structure, header fields.
     pub fn summary(&self, blob: &BlobId) -> StoreResult<MessageSummary> {
-        let v = self
+        let k = blob_key(codec::SUMMARY, blob);
+        if let Some(v) = self.inner.mail.get(&k)? {
+            return decode(&v, "summary");
+        }
+        // A summary is a cache of its blob: one an older version wrote in another layout is
+        // made again. No blob: the message is gone.
+        let raw = self
             .inner
-            .mail
-            .get(blob_key(codec::SUMMARY, blob))?
-            .ok_or_else(|| StoreError::not_found(format!("summary of {blob:?}")))?;
-        decode(&v, "summary")
+            .blobs
+            .read(blob)
+            .map_err(|_| StoreError::not_found(format!("summary of {blob:?}")))?;
+        let summary = MessageSummary::parse(&raw);
+        let _guard = self.lock();
+        // Not for a blob an expunge dropped meanwhile, whose summary went with it.
+        if self.blob_refs(blob)? > 0 {
+            let mut changes = Changes::default();
+            changes.put_mail_raw(k, codec::encode(&summary)?);
+            self.commit(changes)?;
+        }
+        Ok(summary)
     }
 
     // ----- quota -----
@@ -751,39 +774,43 @@ impl Store {
         Ok(uids)
     }
 
-    /// Subscribes or unsubscribes a user to a folder name of a mailbox; subscriptions are
-    /// always per user (DESIGN.md §2) and may name folders that do not exist (RFC 3501 §6.3.6).
-    pub fn set_user_subscription(
+    /// Records `who`'s choice on a folder name of `mailbox`: subscribed, or explicitly not.
+    /// Subscriptions name folders, not records: they may name folders that do not exist and
+    /// outlive a DELETE (RFC 3501 §6.3.6, §6.3.4). An explicit "not" overrides the default
+    /// subscription of the standard folders (see `imap::list`).
+    pub fn set_subscription(
         &self,
-        user: UserId,
+        who: Subscriber,
         mailbox: MailboxId,
         name: &str,
         on: bool,
     ) -> StoreResult<()> {
         let k = key_str(
             codec::SUBSCRIPTION,
-            &[user.0, mailbox.0],
+            &[who.id(), mailbox.0],
             &canonical_name(name),
         );
         let _guard = self.lock();
         let mut changes = Changes::default();
-        if on {
-            changes.put_mail(k, &())?;
-        } else {
-            changes.del_mail(k);
-        }
+        changes.put_mail_raw(k, vec![u8::from(on)]);
         self.commit(changes)
     }
 
-    /// A user's subscriptions: (mailbox, folder name).
-    pub fn user_subscriptions(&self, user: UserId) -> StoreResult<Vec<(MailboxId, String)>> {
+    /// The choices `who` made on `mailbox`'s folder names: name → subscribed.
+    pub fn subscriptions(
+        &self,
+        who: Subscriber,
+        mailbox: MailboxId,
+    ) -> StoreResult<BTreeMap<String, bool>> {
+        let prefix = key(codec::SUBSCRIPTION, &[who.id(), mailbox.0]);
         self.inner
             .mail
-            .scan_prefix(key(codec::SUBSCRIPTION, &[user.0]))
+            .scan_prefix(&prefix)
             .map(|item| {
-                let (k, _) = item?;
-                let name = String::from_utf8_lossy(k.get(17..).unwrap_or_default()).into_owned();
-                Ok((MailboxId(id_at(&k, 1)?), name))
+                let (k, v) = item?;
+                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                // Records written before choices were kept hold nothing: subscribed.
+                Ok((name, v.first() != Some(&0)))
             })
             .collect()
     }

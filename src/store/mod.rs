@@ -31,7 +31,9 @@ pub use blobs::BlobId;
 pub use directory::{AddressEntry, NewMailbox, NewUser};
 pub use error::{StoreError, StoreResult};
 pub use flags::{FlagChange, FlagOutcome, SeenFlags};
-pub use folders::{AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse};
+pub use folders::{
+    AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse, Subscriber,
+};
 pub use hub::{AccessChange, FolderEvent, Hub};
 pub use queue::{Hold, QueueEntry, QueueId};
 pub use spool::{Incoming, Spool, SpoolError, SpoolLimits};
@@ -96,6 +98,7 @@ impl Store {
             }),
         };
         store.check_schema()?;
+        store.drop_old_summaries()?;
         Ok(store)
     }
 
@@ -145,6 +148,21 @@ impl Store {
         self.inner.meta.insert(key, value.as_slice())?;
         self.inner.meta.flush()?;
         Ok(value)
+    }
+
+    /// Removes the summaries of an older layout; `Store::summary` makes them again.
+    fn drop_old_summaries(&self) -> StoreResult<()> {
+        let mut batch = sled::Batch::default();
+        let mut any = false;
+        for item in self.inner.mail.scan_prefix([codec::OLD_SUMMARY]) {
+            batch.remove(item?.0);
+            any = true;
+        }
+        if any {
+            self.inner.mail.apply_batch(batch)?;
+            self.inner.db.flush()?;
+        }
+        Ok(())
     }
 
     fn check_schema(&self) -> StoreResult<()> {

@@ -517,13 +517,41 @@ fn per_user_seen_and_subscriptions() {
         "a user's own \\Seen is a change the user's other devices must hear of"
     );
     assert!(store.user_seen(m.id, f, w.owner.id).unwrap().is_empty());
+    let lucie_s = Subscriber::User(lucie.id);
+    store.set_subscription(lucie_s, m.id, "Sent", true).unwrap();
     store
-        .set_user_subscription(lucie.id, m.id, "Sent", true)
+        .set_subscription(lucie_s, m.id, "inbox", false)
         .unwrap();
+    let expected = [("INBOX".to_string(), false), ("Sent".to_string(), true)];
     assert_eq!(
-        store.user_subscriptions(lucie.id).unwrap(),
-        vec![(m.id, "Sent".to_string())]
+        store.subscriptions(lucie_s, m.id).unwrap(),
+        expected.into_iter().collect()
     );
+    assert!(
+        store
+            .subscriptions(Subscriber::MailboxLogin, m.id)
+            .unwrap()
+            .is_empty(),
+        "the mailbox's own login keeps its own"
+    );
+}
+
+/// RFC 3501 §6.3.6: a subscription names a folder, whether it exists or not; DELETE leaves it.
+#[test]
+fn subscriptions_outlive_the_folder() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "boss@acme.example");
+    let who = Subscriber::MailboxLogin;
+    store
+        .set_subscription(who, m.id, "Later/Plans", true)
+        .unwrap();
+    let folder = store.create_folder(m.id, "Projects", None).unwrap();
+    store.set_subscription(who, m.id, "Projects", true).unwrap();
+    store.delete_folder(m.id, folder.id).unwrap();
+    let subs = store.subscriptions(who, m.id).unwrap();
+    assert_eq!(subs.get("Projects"), Some(&true));
+    assert_eq!(subs.get("Later/Plans"), Some(&true));
 }
 
 #[test]
@@ -1014,4 +1042,39 @@ async fn a_spooled_message_is_moved_into_the_store_not_copied() {
     drop(again);
     assert_eq!(spool_files(), 0);
     assert_eq!(store.read_message(&record.blob).unwrap(), raw);
+}
+
+/// Summaries are a cache of the blobs: those of an older layout go at open, and a missing
+/// one is made again from its blob when read.
+#[test]
+fn summaries_are_made_again_from_the_blob() {
+    let (store, dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "boss@acme.example");
+    let f = inbox(&store, m.id).id;
+    let record = store
+        .append(
+            m.id,
+            f,
+            b"Subject: kept\r\n\r\nx\r\n",
+            AppendMessage::default(),
+        )
+        .unwrap();
+    let key = folders::blob_key(codec::SUMMARY, &record.blob);
+    let old = folders::blob_key(codec::OLD_SUMMARY, &record.blob);
+    store.inner.mail.remove(&key).unwrap();
+    store
+        .inner
+        .mail
+        .insert(&old, b"old layout".to_vec())
+        .unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    assert!(
+        store.inner.mail.get(&old).unwrap().is_none(),
+        "dropped at open"
+    );
+    let summary = store.summary(&record.blob).unwrap();
+    assert!(summary.headers.contains(&("subject".into(), "kept".into())));
+    assert!(store.inner.mail.get(&key).unwrap().is_some(), "kept again");
 }

@@ -1,0 +1,263 @@
+//! What imaptest and Thunderbird found (issue 11), each shown with Python's imaplib, a client
+//! we did not write: subscriptions, LIST-EXTENDED, \Recent under EXAMINE, keywords in FLAGS,
+//! CONDSTORE's first HIGHESTMODSEQ, ESEARCH's MODSEQ, the delegation login unquoted, a NUL
+//! in a message, names that are not modified UTF-7, and FETCH racing EXPUNGE.
+
+mod common;
+
+use common::*;
+
+/// A delegate and a user with a granted mailbox find its standard folders subscribed
+/// without subscribing by hand (Thunderbird lists subscribed folders only), and may still
+/// unsubscribe; creating a folder subscribes nothing; a subscription outlives DELETE.
+#[test]
+fn standard_folders_start_subscribed_and_subscriptions_are_the_clients() {
+    let (_dir, _, server) = seeded_server("lrswipkxte");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+def names(lines):
+    return sorted(l.decode().rsplit(' "/" ', 1)[1].strip('"') for l in lines if l)
+# The delegation form, unquoted as imaplib sends it.
+d = tls()
+ok(d.login("contact@acme.example*lucie@gmail.example", "lucie-password"))
+subscribed = names(ok(d.lsub()))
+assert subscribed == ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"], subscribed
+ok(d.unsubscribe("Junk"))
+ok(d.create("Projects"))
+assert names(ok(d.lsub())) == ["Archive", "Drafts", "INBOX", "Sent", "Trash"]
+ok(d.subscribe("Projects"))
+ok(d.delete("Projects"))
+lines, tagged = raw(d, 'LIST (SUBSCRIBED) "" "Projects"')
+assert tagged.split()[1] == "OK", tagged
+assert lines == ['* LIST (\\NonExistent \\Subscribed) "/" Projects'], lines
+d.logout()
+# Her own login: the granted mailbox under Shared/, the same subscriptions.
+u = tls()
+ok(u.login("lucie@gmail.example", "lucie-password"))
+lines, tagged = raw(u, 'LIST (SUBSCRIBED) "" "Shared/*"')
+shown = sorted(l.rsplit(' "/" ', 1)[1].strip('"') for l in lines)
+assert "Shared/contact@acme.example/INBOX" in shown and "Shared/contact@acme.example/Sent" in shown, shown
+assert "Shared/contact@acme.example/Junk" not in shown, shown
+assert "Shared/contact@acme.example/Projects" in shown, ("still subscribed", shown)
+print("subscriptions ok")
+"#,
+    );
+    assert!(out.contains("subscriptions ok"), "{out}");
+}
+
+/// RFC 5258 §3: unknown options and RECURSIVEMATCH alone are BAD; RECURSIVEMATCH shows a
+/// parent for a subscribed child the pattern does not reach.
+#[test]
+fn list_extended_options_are_checked_and_recursivematch_gives_childinfo() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+for bad in ['LIST (IMAPTEST) "" ""', 'LIST (RECURSIVEMATCH) "" ""', 'LIST "" "" RETURN (IMAPTEST)']:
+    lines, tagged = raw(m, bad)
+    assert tagged.split()[1] == "BAD", (bad, tagged)
+ok(m.create("Work/2024"))
+ok(m.subscribe("Work/2024"))
+lines, tagged = raw(m, 'LIST (SUBSCRIBED RECURSIVEMATCH) "" "W%"')
+assert lines == ['* LIST (\\HasChildren) "/" Work ("CHILDINFO" ("SUBSCRIBED"))'], lines
+# LSUB's %: the unsubscribed parent stands for its subscribed child.
+lines, tagged = raw(m, 'LSUB "" "W%"')
+assert lines == ['* LSUB (\\Noselect) "/" Work'], lines
+print("list ok")
+"#,
+    );
+    assert!(out.contains("list ok"), "{out}");
+}
+
+/// RFC 3501 §6.3.2: EXAMINE shows \Recent and leaves it to the next SELECT.
+#[test]
+fn examine_shows_recent_without_taking_it() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+for n in range(2):
+    ok(m.append("INBOX", None, None, b"Subject: r\r\n\r\nx\r\n"))
+ok(m.select("INBOX", readonly=True))
+assert m.untagged_responses.get("RECENT") == [b"2"], m.untagged_responses
+ok(m.unselect())
+ok(m.select("INBOX"))
+assert m.untagged_responses.get("RECENT") == [b"2"], ("still recent", m.untagged_responses)
+print("recent ok")
+"#,
+    );
+    assert!(out.contains("recent ok"), "{out}");
+}
+
+/// RFC 3501 §7.2.6: the folder's keywords are in FLAGS, a new one is announced by an
+/// untagged FLAGS before it is shown, and PERMANENTFLAGS has \* for creating them.
+#[test]
+fn keywords_are_listed_in_flags() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+ok(m.append("INBOX", "($Label1)", None, b"Subject: k\r\n\r\nx\r\n"))
+ok(m.append("INBOX", None, None, b"Subject: k2\r\n\r\nx\r\n"))
+lines, tagged = raw(m, "SELECT INBOX")
+flags = [l for l in lines if l.startswith("* FLAGS")]
+assert flags and "$Label1" in flags[0], lines
+assert any("PERMANENTFLAGS" in l and "\\*" in l for l in lines), lines
+lines, tagged = raw(m, "STORE 2 +FLAGS ($Junk)")
+assert lines[0].startswith("* FLAGS (") and "$Junk" in lines[0] and "$Label1" in lines[0], lines
+assert "$Junk" in lines[1] and "FETCH" in lines[1], lines
+print("keywords ok")
+"#,
+    );
+    assert!(out.contains("keywords ok"), "{out}");
+}
+
+/// RFC 7162 §3.1: the first CONDSTORE-enabling command tells HIGHESTMODSEQ; §3.1.5: with
+/// MIN or MAX alone, ESEARCH's MODSEQ is that message's.
+#[test]
+fn condstore_first_use_and_esearch_modseq() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+for n in range(3):
+    ok(m.append("INBOX", None, None, b"Subject: c\r\n\r\nx\r\n"))
+ok(m.select("INBOX"))
+lines, tagged = raw(m, "FETCH 1 (MODSEQ)")
+assert lines[0].startswith("* OK [HIGHESTMODSEQ "), lines
+modseq = {}
+for n in (1, 3, 2):
+    lines, tagged = raw(m, f"STORE {n} +FLAGS (\\Seen)")
+    modseq[n] = int(lines[-1].split("MODSEQ (")[1].split(")")[0])
+lines, tagged = raw(m, 'SEARCH RETURN (MIN) 1:3 MODSEQ "/flags/\\\\seen" all 1')
+assert lines[0].endswith(f"MIN 1 MODSEQ {modseq[1]}"), (lines, modseq)
+lines, tagged = raw(m, 'SEARCH RETURN (MAX) 1:3 MODSEQ "/flags/\\\\seen" all 1')
+assert lines[0].endswith(f"MAX 3 MODSEQ {modseq[3]}"), (lines, modseq)
+lines, tagged = raw(m, 'SEARCH RETURN (ALL) 1:3 MODSEQ "/flags/\\\\seen" all 1')
+assert lines[0].endswith(f"MODSEQ {modseq[2]}"), (lines, modseq)
+print("condstore ok")
+"#,
+    );
+    assert!(out.contains("condstore ok"), "{out}");
+}
+
+/// A name that is not modified UTF-7 gets NO, not a BAD that ends some clients' sessions;
+/// a LIST pattern like it matches nothing.
+#[test]
+fn a_name_that_is_not_modified_utf7_gets_no() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+lines, tagged = raw(m, "SELECT a&b")
+assert tagged.split()[1] == "NO", tagged
+lines, tagged = raw(m, 'LIST "" a&b%')
+assert tagged.split()[1] == "OK" and lines == [], (lines, tagged)
+print("utf7 ok")
+"#,
+    );
+    assert!(out.contains("utf7 ok"), "{out}");
+}
+
+/// RFC 3501 §4.3: no NUL in a literal; a message holding one is sent with 0x80 in its place,
+/// its size unchanged.
+#[test]
+fn a_nul_in_a_message_never_reaches_a_literal() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    {
+        use mailgate::store::{AppendMessage, Store};
+        let store = Store::open(&dir.path().join("data")).unwrap();
+        let mailbox = store.mailbox_by_address(CONTACT).unwrap().unwrap();
+        let inbox = store.folder_by_name(mailbox.id, "INBOX").unwrap().unwrap();
+        let raw = b"Subject: nul\r\n\r\nbefore\0after\r\n";
+        store
+            .append(mailbox.id, inbox.id, raw, AppendMessage::default())
+            .unwrap();
+        store.flush_blocking().unwrap();
+    }
+    let server = start(dir.path(), "");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+ok(m.select("INBOX"))
+data = ok(m.fetch("1", "(RFC822.SIZE BODY.PEEK[])"))
+body = data[0][1]
+assert b"\0" not in body and b"before\x80after" in body, body
+assert b"RFC822.SIZE %d" % len(body) in data[0][0], data
+print("nul ok")
+"#,
+    );
+    assert!(out.contains("nul ok"), "{out}");
+}
+
+/// A FETCH of everything while another session expunges: what vanished is left out, the
+/// rest answered, never a NO for the whole command (issue 11: "No such folder").
+#[test]
+fn fetch_racing_expunge_answers_the_rest() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+import threading
+done = threading.Event()
+def churn():
+    e = tls()
+    ok(e.login("contact@acme.example", "contact-password"))
+    ok(e.select("INBOX"))
+    n = 0
+    while not done.is_set():
+        for _ in range(5):
+            ok(e.append("INBOX", None, None, b"Subject: churn %d\r\n\r\n" % n + b"y" * 2000 + b"\r\n"))
+            n += 1
+        ok(e.store("1:3", "+FLAGS.SILENT", "(\\Deleted)"))
+        ok(e.expunge())
+    e.logout()
+setup = tls()
+ok(setup.login("contact@acme.example", "contact-password"))
+for n in range(20):
+    ok(setup.append("INBOX", None, None, b"Subject: seed\r\n\r\nx\r\n"))
+setup.logout()
+worker = threading.Thread(target=churn)
+worker.start()
+f = tls()
+ok(f.login("contact@acme.example", "contact-password"))
+ok(f.select("INBOX"))
+failures = []
+deadline = time.time() + 10
+rounds = 0
+while time.time() < deadline:
+    ok(f.noop())
+    lines, tagged = raw(f, "FETCH 1:* (BODY.PEEK[] ENVELOPE)")
+    rounds += 1
+    if tagged.split()[1] != "OK":
+        failures.append(tagged)
+done.set()
+worker.join()
+assert not failures, failures[:3]
+print("race ok", rounds)
+"#,
+    );
+    assert!(out.contains("race ok"), "{out}");
+}
