@@ -231,16 +231,17 @@ def churn():
         for _ in range(5):
             ok(e.append("INBOX", None, None, b"Subject: churn %d\r\n\r\n" % n + b"y" * 2000 + b"\r\n"))
             n += 1
-        ok(e.store("1:3", "+FLAGS.SILENT", "(\\Deleted)"))
+        ok(e.store("1:5", "+FLAGS.SILENT", "(\\Deleted)"))
         ok(e.expunge())
     e.logout()
 setup = tls()
 ok(setup.login("contact@acme.example", "contact-password"))
-for n in range(20):
-    ok(setup.append("INBOX", None, None, b"Subject: seed\r\n\r\nx\r\n"))
+for n in range(60):
+    ok(setup.append("INBOX", None, None, b"Subject: seed %d\r\n\r\nx\r\n" % n))
 setup.logout()
-worker = threading.Thread(target=churn)
-worker.start()
+workers = [threading.Thread(target=churn) for _ in range(3)]
+for w in workers:
+    w.start()
 f = tls()
 ok(f.login("contact@acme.example", "contact-password"))
 ok(f.select("INBOX"))
@@ -254,7 +255,8 @@ while time.time() < deadline:
     if tagged.split()[1] != "OK":
         failures.append(tagged)
 done.set()
-worker.join()
+for w in workers:
+    w.join()
 assert not failures, failures[:3]
 print("race ok", rounds)
 "#,
