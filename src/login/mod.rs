@@ -443,8 +443,18 @@ pub struct Attempt<'a> {
     pub client_id: Option<&'a str>,
 }
 
-/// Records a login, successful or not, with both identities (issue 3).
+/// Records a login, successful or not, with both identities (issue 3); a success repeated
+/// from the same address within the hour only in the metrics (`Throttle::worth_recording`).
 pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identity, LoginRefusal>) {
+    services.metrics.login(attempt.action, result.is_ok());
+    let ip = attempt.peer.ip();
+    if result.is_ok()
+        && !services
+            .throttle
+            .worth_recording(ip, attempt.login, attempt.action)
+    {
+        return;
+    }
     let (actor, orgs, outcome) = match result {
         Ok(identity) => (
             identity.actor(),
@@ -467,7 +477,6 @@ pub fn record(services: &Services, attempt: &Attempt<'_>, result: &Result<Identi
             Err(r) => format!("refused: {r:?}"),
         }
     );
-    services.metrics.login(attempt.action, result.is_ok());
     for org in orgs {
         let event = AuditEvent {
             id: AuditId(0),

@@ -33,6 +33,8 @@ const TRUST: Duration = Duration::from_secs(24 * 3600);
 const STREAK_FORGOTTEN: Duration = Duration::from_secs(15 * 60);
 const MAX_PAUSE: Duration = Duration::from_secs(30);
 const MINUTE: Duration = Duration::from_secs(60);
+/// How often the audit log records the same successful login again (see `worth_recording`).
+const SUCCESS_RECORDED_EVERY: Duration = Duration::from_secs(3600);
 /// Entries per map; past it, stale entries go, then the map starts over.
 const MAX_TRACKED: usize = 100_000;
 
@@ -51,6 +53,8 @@ struct State {
     logins: HashMap<String, Window>,
     pairs: HashMap<(IpAddr, String), Pair>,
     trusted: HashMap<(IpAddr, String), Instant>,
+    /// When a success of (address, login, action) was last recorded in the audit log.
+    recorded: HashMap<(IpAddr, String, &'static str), Instant>,
 }
 
 /// Failures in a sliding minute, estimated from this minute's and the last one's counts.
@@ -226,6 +230,33 @@ impl Throttle {
         self.succeeded_at(ip, login, Instant::now());
     }
 
+    /// Whether a successful `action` (`imap.login`, …) of `login` from `ip` goes to the
+    /// audit log: the first in an hour does, the rest not. Mail clients log in again and again
+    /// (Thunderbird per folder, phones every few minutes); one event an hour says who came in
+    /// from where without a row per reconnection, which made the log the store's one part
+    /// that grew with use. Failures are always recorded.
+    pub fn worth_recording(&self, ip: IpAddr, login: &str, action: &'static str) -> bool {
+        self.worth_recording_at(ip, login, action, Instant::now())
+    }
+
+    fn worth_recording_at(
+        &self,
+        ip: IpAddr,
+        login: &str,
+        action: &'static str,
+        now: Instant,
+    ) -> bool {
+        let key = (ip, login.to_lowercase(), action);
+        let mut state = self.state();
+        let recent = |at: &Instant| now.saturating_duration_since(*at) < SUCCESS_RECORDED_EVERY;
+        if state.recorded.get(&key).is_some_and(recent) {
+            return false;
+        }
+        bound(&mut state.recorded, recent);
+        state.recorded.insert(key, now);
+        true
+    }
+
     fn succeeded_at(&self, ip: IpAddr, login: &str, now: Instant) {
         let pair = (ip, login.to_lowercase());
         let mut state = self.state();
@@ -240,6 +271,24 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_success_is_recorded_once_an_hour() {
+        let t = Throttle::default();
+        let (a, b, now) = (ip("192.0.2.7"), ip("192.0.2.8"), Instant::now());
+        assert!(t.worth_recording_at(a, "x@acme.example", "imap.login", now));
+        assert!(!t.worth_recording_at(a, "X@acme.example", "imap.login", now));
+        assert!(
+            t.worth_recording_at(b, "x@acme.example", "imap.login", now),
+            "another address"
+        );
+        assert!(
+            t.worth_recording_at(a, "x@acme.example", "smtp.login", now),
+            "another action"
+        );
+        let later = now + SUCCESS_RECORDED_EVERY;
+        assert!(t.worth_recording_at(a, "x@acme.example", "imap.login", later));
+    }
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap_or_else(|_| unreachable!())
