@@ -263,3 +263,51 @@ print("race ok", rounds)
     );
     assert!(out.contains("race ok"), "{out}");
 }
+
+/// RFC 3516: BINARY gives a part with its transfer encoding undone (a literal8 when it
+/// holds a NUL), BINARY.SIZE its decoded size, and an unknown encoding NO [UNKNOWN-CTE].
+#[test]
+fn binary_fetches_decoded_parts() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+msg = (b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+       + base64.b64encode(b"hello\0world") + b"\r\n--b\r\nContent-Transfer-Encoding: x-unknown\r\n\r\nzzz\r\n--b--\r\n")
+ok(m.append("INBOX", None, None, msg))
+ok(m.select("INBOX"))
+data = ok(m.fetch("1", "(BINARY.SIZE[1] BINARY.PEEK[1])"))
+assert b"BINARY.SIZE[1] 11" in data[0][0] and b"~{11}" in data[0][0], data
+assert data[0][1] == b"hello\0world", data
+lines, tagged = raw(m, "FETCH 1 (BINARY.PEEK[2])")
+assert tagged.split()[1] == "NO" and "[UNKNOWN-CTE]" in tagged, tagged
+print("binary ok")
+"#,
+    );
+    assert!(out.contains("binary ok"), "{out}");
+}
+
+/// RFC 8438 STATUS=SIZE and RFC 7889 APPENDLIMIT.
+#[test]
+fn status_size_and_appendlimit() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+caps = ok(m.capability())[0].decode().split()
+assert "STATUS=SIZE" in caps and "APPENDLIMIT=52428800" in caps, caps
+ok(m.login("contact@acme.example", "contact-password"))
+for body in (b"Subject: a\r\n\r\n12345\r\n", b"Subject: bb\r\n\r\n1\r\n"):
+    ok(m.append("INBOX", None, None, body))
+data = ok(m.status("INBOX", "(MESSAGES SIZE)"))
+assert b"SIZE 39" in data[0] and b"MESSAGES 2" in data[0], data
+print("status ok")
+"#,
+    );
+    assert!(out.contains("status ok"), "{out}");
+}

@@ -32,6 +32,7 @@ pub fn needs_bytes(items: &[MessageDataItemName<'_>]) -> bool {
                 | MessageDataItemName::Rfc822Header
                 | MessageDataItemName::Rfc822Text
                 | MessageDataItemName::Binary { .. }
+                | MessageDataItemName::BinarySize { .. }
         )
     })
 }
@@ -43,6 +44,7 @@ pub fn sets_seen(items: &[MessageDataItemName<'_>]) -> bool {
         matches!(
             i,
             MessageDataItemName::BodyExt { peek: false, .. }
+                | MessageDataItemName::Binary { peek: false, .. }
                 | MessageDataItemName::Rfc822
                 | MessageDataItemName::Rfc822Text
         )
@@ -214,6 +216,40 @@ pub fn partial(bytes: Vec<u8>, partial: Option<(u32, std::num::NonZeroU32)>) -> 
     }
 }
 
+/// A part whose Content-Transfer-Encoding the server cannot undo (RFC 3516 §4.3,
+/// UNKNOWN-CTE).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnknownCte(pub String);
+
+/// RFC 3516 §4.2: BINARY[path], the content of that part with its transfer encoding undone.
+/// The whole message, a multipart and a message/rfc822 part are given as they are.
+pub fn binary_bytes(
+    raw: &[u8],
+    summary: &MessageSummary,
+    path: &[u32],
+) -> Result<Vec<u8>, UnknownCte> {
+    if path.is_empty() {
+        return Ok(raw.to_vec());
+    }
+    let Some(part) = find_part(&summary.body, path) else {
+        return Ok(Vec::new());
+    };
+    let body = slice(raw, part.offsets.body, part.offsets.end);
+    if !matches!(part.content, PartContent::Single) {
+        return Ok(body.to_vec());
+    }
+    let decoded = match part.encoding.as_str() {
+        "7BIT" | "8BIT" | "BINARY" | "" => Some(body.to_vec()),
+        "BASE64" => mail_parser::decoders::base64::base64_decode(body),
+        "QUOTED-PRINTABLE" => {
+            mail_parser::decoders::quoted_printable::quoted_printable_decode(body)
+        }
+        other => return Err(UnknownCte(other.to_string())),
+    };
+    // Undecodable content (broken base64) is given as the decoder could read it: nothing.
+    Ok(decoded.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +281,22 @@ mod tests {
         let summary = MessageSummary::parse(TWICE);
         assert!(find_part(&summary.body, &[2]).is_none());
         assert!(find_part(&summary.body, &[1, 1, 1, 1]).is_none());
+    }
+
+    #[test]
+    fn binary_undoes_the_transfer_encoding() {
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8A\r\n--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9=\r\n!\r\n--b\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
+        let summary = MessageSummary::parse(raw);
+        assert_eq!(binary_bytes(raw, &summary, &[1]).unwrap(), b"hello\0");
+        assert_eq!(
+            binary_bytes(raw, &summary, &[2]).unwrap(),
+            "café!".as_bytes()
+        );
+        assert_eq!(
+            binary_bytes(raw, &summary, &[3]),
+            Err(UnknownCte("X-UUENCODE".into()))
+        );
+        assert_eq!(binary_bytes(raw, &summary, &[]).unwrap(), raw);
     }
 
     #[test]

@@ -491,6 +491,10 @@ impl Session {
                     format!("RECENT {recent}")
                 }
                 StatusDataItemName::UidNext => format!("UIDNEXT {}", folder.uidnext),
+                // RFC 8438: the folder's size, as the sum of RFC822.SIZE.
+                StatusDataItemName::Size => {
+                    format!("SIZE {}", records.iter().map(|r| r.size).sum::<u64>())
+                }
                 StatusDataItemName::UidValidity => format!("UIDVALIDITY {}", folder.uidvalidity),
                 StatusDataItemName::HighestModSeq => {
                     format!("HIGHESTMODSEQ {}", folder.highestmodseq)

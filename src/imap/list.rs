@@ -431,6 +431,7 @@ fn status_item(name: &str) -> Result<StatusDataItemName, No> {
         "UIDVALIDITY" => StatusDataItemName::UidValidity,
         "UNSEEN" => StatusDataItemName::Unseen,
         "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        "SIZE" => StatusDataItemName::Size,
         other => return Err(No(format!("BAD Unknown STATUS item {other}"))),
     })
 }

@@ -508,6 +508,20 @@ impl Session {
                     );
                     wire::literal(&mut out, &bytes);
                 }
+                MessageDataItemName::Binary {
+                    section, partial, ..
+                } => {
+                    let bytes = binary(raw, summary, section)?;
+                    let (bytes, origin) = fetch::partial(bytes, *partial);
+                    let path = section_path(section);
+                    out.extend_from_slice(format!("BINARY[{path}]{origin} ").as_bytes());
+                    wire::binary_literal(&mut out, &bytes);
+                }
+                MessageDataItemName::BinarySize { section } => {
+                    let size = binary(raw, summary, section)?.len();
+                    let path = section_path(section);
+                    out.extend_from_slice(format!("BINARY.SIZE[{path}] {size}").as_bytes());
+                }
                 MessageDataItemName::Rfc822 => {
                     out.extend_from_slice(b"RFC822 ");
                     wire::literal(&mut out, raw);
@@ -531,7 +545,6 @@ impl Session {
                     });
                     wire::literal(&mut out, &bytes);
                 }
-                other => return Err(No(format!("BAD FETCH item {other:?} is not supported"))),
             }
         }
         out.extend_from_slice(b")\r\n");
@@ -966,4 +979,27 @@ impl Hits {
     pub fn modseq_of(&self, modseqs: &[u64]) -> Option<u64> {
         modseqs.iter().max().copied().filter(|_| self.with_modseq)
     }
+}
+
+/// BINARY[section]'s bytes, or the refusal of RFC 3516 §4.3.
+fn binary(
+    raw: &[u8],
+    summary: Option<&crate::mail::MessageSummary>,
+    section: &[std::num::NonZeroU32],
+) -> Result<Vec<u8>, No> {
+    let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
+    fetch::binary_bytes(raw, summary.unwrap_or(&Default::default()), &path).map_err(|e| {
+        No(format!(
+            "[UNKNOWN-CTE] The transfer encoding {} cannot be undone here",
+            e.0
+        ))
+    })
+}
+
+fn section_path(section: &[std::num::NonZeroU32]) -> String {
+    section
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(".")
 }

@@ -137,7 +137,7 @@ impl RateLimit {
     }
 }
 
-pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES";
+pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY STATUS=SIZE";
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
@@ -174,6 +174,9 @@ impl Session {
     /// The capabilities for the current state (RFC 3501 §6.1.1, §7.2.1).
     pub fn capabilities(&self) -> String {
         let mut caps = CAPABILITIES.to_string();
+        // RFC 7889: the largest APPEND taken, the same in every folder.
+        let limit = self.services.config.imap.max_message_bytes;
+        caps.push_str(&format!(" APPENDLIMIT={limit}"));
         if matches!(self.state, State::NotAuthenticated) {
             if !self.tls {
                 caps.push_str(" STARTTLS");

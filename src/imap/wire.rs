@@ -39,6 +39,16 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// BINARY's data (RFC 3516 §4.2): a literal8 (`~{n}`) when it holds a NUL, else a literal.
+pub fn binary_literal(out: &mut Vec<u8>, s: &[u8]) {
+    if s.contains(&0) {
+        out.extend_from_slice(format!("~{{{}}}\r\n", s.len()).as_bytes());
+        out.extend_from_slice(s);
+    } else {
+        literal(out, s);
+    }
+}
+
 /// `NIL` or a string.
 pub fn nstring(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
