@@ -311,3 +311,38 @@ print("status ok")
     );
     assert!(out.contains("status ok"), "{out}");
 }
+
+/// RFC 5256 SORT by base subject (reply and forward markers left out, ties in folder order)
+/// and by reverse date; RFC 5957 DISPLAYFROM; RFC 5267 ESORT.
+#[test]
+fn sort_by_subject_date_and_display_name() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+for subject, date, sender in [
+    ("Re: beta", "Mon, 1 Jan 2024 10:00:00 +0000", "Zoe <z@x.example>"),
+    ("alpha", "Mon, 1 Jan 2024 09:00:00 +0000", "b@x.example"),
+    ("[list] Fwd: Beta", "Mon, 1 Jan 2024 12:00:00 +0200", "Anna <y@x.example>"),
+    ("_", "Tue, 2 Jan 2024 10:00:00 +0000", "a@x.example"),
+]:
+    msg = f"Subject: {subject}\r\nDate: {date}\r\nFrom: {sender}\r\n\r\nx\r\n".encode()
+    ok(m.append("INBOX", None, None, msg))
+ok(m.select("INBOX"))
+assert ok(m.sort("(SUBJECT)", "UTF-8", "ALL")) == [b"2 1 3 4"]
+assert ok(m.sort("(REVERSE DATE)", "UTF-8", "ALL")) == [b"4 1 3 2"]
+assert ok(m.sort("(DISPLAYFROM)", "UTF-8", "ALL")) == [b"4 3 2 1"]
+typ, data = m.uid("SORT", "(SIZE)", "UTF-8", "SUBJECT", "beta")
+assert typ == "OK" and data[0].split() == [b"1", b"3"], data
+lines, tagged = raw(m, "SORT RETURN (MIN MAX COUNT) (SUBJECT) UTF-8 ALL")
+assert lines[0].endswith("MIN 2 MAX 4 COUNT 4"), lines
+lines, tagged = raw(m, "SORT (COLOUR) UTF-8 ALL")
+assert tagged.split()[1] == "BAD", tagged
+print("sort ok")
+"#,
+    );
+    assert!(out.contains("sort ok"), "{out}");
+}

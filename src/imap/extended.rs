@@ -33,6 +33,12 @@ impl Session {
             } => self.setacl(&identity, &mailbox, &identifier, None),
             ExtCommand::ListExtended(list) => self.list_extended(&identity, &list),
             ExtCommand::Esearch { returns, plain } => self.esearch(tag, &returns, &plain),
+            ExtCommand::Sort {
+                uid,
+                returns,
+                criteria,
+                plain,
+            } => self.sort(tag, uid, returns.as_deref(), &criteria, &plain),
         };
         match result {
             Ok(text) => self.tagged_text(tag, "OK", &text),

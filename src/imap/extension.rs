@@ -1,6 +1,6 @@
 //! The commands imap-codec does not parse, recognised around it: the ACL extension
-//! (RFC 4314 §3), LIST's selection and RETURN options (RFC 5258, 5819, 6154) and SEARCH
-//! RETURN (ESEARCH, RFC 4731). A complete message (literals inline, as the fragmentizer
+//! (RFC 4314 §3), LIST's selection and RETURN options (RFC 5258, 5819, 6154), SEARCH
+//! RETURN (ESEARCH, RFC 4731) and SORT (RFC 5256). A complete message (literals inline, as the fragmentizer
 //! delivers it) is checked here first; anything else goes to imap-codec unchanged. For
 //! ESEARCH the RETURN clause is cut out and imap-codec parses the search criteria.
 
@@ -31,6 +31,14 @@ pub enum ExtCommand {
     /// SEARCH RETURN (…): the options, and the plain SEARCH for imap-codec to parse.
     Esearch {
         returns: Vec<String>,
+        plain: Vec<u8>,
+    },
+    /// SORT (RFC 5256): the criteria, and the search as a plain SEARCH for imap-codec.
+    Sort {
+        uid: bool,
+        /// ESORT (RFC 5267 §3): `SORT RETURN (…)`, answered as ESEARCH.
+        returns: Option<Vec<String>>,
+        criteria: Vec<super::sort::SortCriterion>,
         plain: Vec<u8>,
     },
 }
@@ -68,13 +76,15 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
     match name.as_str() {
         "LIST" => return list_extended(&mut p).map(|r| (tag, r)),
         "SEARCH" => return esearch(&mut p, &tag, message, false).map(|r| (tag, r)),
+        "SORT" => return Some((tag.clone(), sort(&mut p, &tag, message, false))),
         "UID" => {
             p.space().ok()?;
-            let sub = p.atom()?;
-            if !sub.eq_ignore_ascii_case("SEARCH") {
-                return None;
-            }
-            return esearch(&mut p, &tag, message, true).map(|r| (tag, r));
+            let sub = p.atom()?.to_ascii_uppercase();
+            return match sub.as_str() {
+                "SEARCH" => esearch(&mut p, &tag, message, true).map(|r| (tag, r)),
+                "SORT" => Some((tag.clone(), sort(&mut p, &tag, message, true))),
+                _ => None,
+            };
         }
         _ => {}
     }
@@ -176,6 +186,48 @@ fn esearch(
         Ok(ExtCommand::Esearch { returns, plain })
     })();
     Some(result.map_err(|e: String| format!("SEARCH: {e}")))
+}
+
+/// `SORT (criteria) charset search-criteria` → the criteria and `tag SEARCH CHARSET charset
+/// search-criteria` for imap-codec.
+fn sort(p: &mut Parser<'_>, tag: &str, message: &[u8], uid: bool) -> Result<ExtCommand, String> {
+    let result = (|| {
+        p.space()?;
+        let save = p.pos;
+        let returns = if p.atom().is_some_and(|w| w.eq_ignore_ascii_case("RETURN")) {
+            p.space()?;
+            let options =
+                p.paren_list(|p| p.atom().ok_or_else(|| "expected a RETURN option".into()))?;
+            p.space()?;
+            Some(options.iter().map(|o| o.to_ascii_uppercase()).collect())
+        } else {
+            p.pos = save;
+            None
+        };
+        let atoms = p.paren_list(|p| p.atom().ok_or_else(|| "expected a sort criterion".into()))?;
+        let criteria = super::sort::parse_criteria(
+            &atoms
+                .iter()
+                .map(|a| a.to_ascii_uppercase())
+                .collect::<Vec<_>>(),
+        )?;
+        p.space()?;
+        let charset = p.astring()?;
+        p.space()?;
+        let verb = if uid { "UID SEARCH" } else { "SEARCH" };
+        let mut plain = Vec::new();
+        plain.extend_from_slice(format!("{tag} {verb} CHARSET ").as_bytes());
+        super::wire::astring(&mut plain, &charset);
+        plain.push(b' ');
+        plain.extend_from_slice(&message[p.pos..]);
+        Ok(ExtCommand::Sort {
+            uid,
+            returns,
+            criteria,
+            plain,
+        })
+    })();
+    result.map_err(|e: String| format!("SORT: {e}"))
 }
 
 /// Whether a parenthesized list of patterns follows the reference (RFC 5258 §3: `LIST ""

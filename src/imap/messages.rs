@@ -194,7 +194,7 @@ impl Session {
         }
     }
 
-    fn selection(&self) -> &Selection {
+    pub(super) fn selection(&self) -> &Selection {
         match &self.state {
             State::Selected(_, sel) => sel,
             _ => unreachable!("selected_command checked the state"),

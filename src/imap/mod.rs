@@ -14,6 +14,7 @@ mod messages;
 mod search;
 mod selection;
 mod session;
+mod sort;
 mod spooled;
 mod utf7;
 mod wire;
