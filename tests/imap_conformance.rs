@@ -346,3 +346,33 @@ print("sort ok")
     );
     assert!(out.contains("sort ok"), "{out}");
 }
+
+/// RFC 5256 §4: THREAD=REFERENCES follows References and In-Reply-To; ORDEREDSUBJECT
+/// groups by base subject.
+#[test]
+fn thread_by_references_and_by_subject() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = imap_script(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+for subject, mid, refs, day in [
+    ("plans", "<a@x>", "", 1),
+    ("Re: plans", "<b@x>", "In-Reply-To: <a@x>\r\n", 2),
+    ("lunch", "<c@x>", "", 3),
+    ("Re: plans", "<d@x>", "References: <a@x> <b@x>\r\n", 4),
+]:
+    msg = f"Subject: {subject}\r\nMessage-ID: {mid}\r\n{refs}Date: Mon, {day} Jan 2024 10:00:00 +0000\r\n\r\nx\r\n"
+    ok(m.append("INBOX", None, None, msg.encode()))
+ok(m.select("INBOX"))
+assert ok(m.thread("REFERENCES", "UTF-8", "ALL")) == [b"(1 2 4)(3)"]
+assert ok(m.thread("ORDEREDSUBJECT", "UTF-8", "ALL")) == [b"(1 (2)(4))(3)"]
+typ, data = m.uid("THREAD", "REFERENCES", "UTF-8", "SUBJECT", "plans")
+assert typ == "OK" and data == [b"(1 2 4)"], data
+print("thread ok")
+"#,
+    );
+    assert!(out.contains("thread ok"), "{out}");
+}

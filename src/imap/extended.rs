@@ -33,6 +33,11 @@ impl Session {
             } => self.setacl(&identity, &mailbox, &identifier, None),
             ExtCommand::ListExtended(list) => self.list_extended(&identity, &list),
             ExtCommand::Esearch { returns, plain } => self.esearch(tag, &returns, &plain),
+            ExtCommand::Thread {
+                uid,
+                algorithm,
+                plain,
+            } => self.thread(uid, algorithm, &plain),
             ExtCommand::Sort {
                 uid,
                 returns,

@@ -1,6 +1,6 @@
 //! The commands imap-codec does not parse, recognised around it: the ACL extension
 //! (RFC 4314 §3), LIST's selection and RETURN options (RFC 5258, 5819, 6154), SEARCH
-//! RETURN (ESEARCH, RFC 4731) and SORT (RFC 5256). A complete message (literals inline, as the fragmentizer
+//! RETURN (ESEARCH, RFC 4731), SORT and THREAD (RFC 5256). A complete message (literals inline, as the fragmentizer
 //! delivers it) is checked here first; anything else goes to imap-codec unchanged. For
 //! ESEARCH the RETURN clause is cut out and imap-codec parses the search criteria.
 
@@ -31,6 +31,12 @@ pub enum ExtCommand {
     /// SEARCH RETURN (…): the options, and the plain SEARCH for imap-codec to parse.
     Esearch {
         returns: Vec<String>,
+        plain: Vec<u8>,
+    },
+    /// THREAD (RFC 5256 §4): the algorithm, and the search as a plain SEARCH.
+    Thread {
+        uid: bool,
+        algorithm: super::thread::Algorithm,
         plain: Vec<u8>,
     },
     /// SORT (RFC 5256): the criteria, and the search as a plain SEARCH for imap-codec.
@@ -77,12 +83,14 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
         "LIST" => return list_extended(&mut p).map(|r| (tag, r)),
         "SEARCH" => return esearch(&mut p, &tag, message, false).map(|r| (tag, r)),
         "SORT" => return Some((tag.clone(), sort(&mut p, &tag, message, false))),
+        "THREAD" => return Some((tag.clone(), thread(&mut p, &tag, message, false))),
         "UID" => {
             p.space().ok()?;
             let sub = p.atom()?.to_ascii_uppercase();
             return match sub.as_str() {
                 "SEARCH" => esearch(&mut p, &tag, message, true).map(|r| (tag, r)),
                 "SORT" => Some((tag.clone(), sort(&mut p, &tag, message, true))),
+                "THREAD" => Some((tag.clone(), thread(&mut p, &tag, message, true))),
                 _ => None,
             };
         }
@@ -188,6 +196,46 @@ fn esearch(
     Some(result.map_err(|e: String| format!("SEARCH: {e}")))
 }
 
+/// `THREAD algorithm charset search-criteria` → the algorithm and `tag SEARCH CHARSET
+/// charset search-criteria` for imap-codec.
+fn thread(p: &mut Parser<'_>, tag: &str, message: &[u8], uid: bool) -> Result<ExtCommand, String> {
+    use super::thread::Algorithm;
+    let result = (|| {
+        p.space()?;
+        let algorithm = match p.atom().map(|a| a.to_ascii_uppercase()).as_deref() {
+            Some("ORDEREDSUBJECT") => Algorithm::OrderedSubject,
+            Some("REFERENCES") => Algorithm::References,
+            _ => return Err("unknown threading algorithm".to_string()),
+        };
+        let plain = search_part(p, tag, message, uid)?;
+        Ok(ExtCommand::Thread {
+            uid,
+            algorithm,
+            plain,
+        })
+    })();
+    result.map_err(|e: String| format!("THREAD: {e}"))
+}
+
+/// ` charset search-criteria` at `p` → `tag [UID] SEARCH CHARSET charset search-criteria`.
+fn search_part(
+    p: &mut Parser<'_>,
+    tag: &str,
+    message: &[u8],
+    uid: bool,
+) -> Result<Vec<u8>, String> {
+    p.space()?;
+    let charset = p.astring()?;
+    p.space()?;
+    let verb = if uid { "UID SEARCH" } else { "SEARCH" };
+    let mut plain = Vec::new();
+    plain.extend_from_slice(format!("{tag} {verb} CHARSET ").as_bytes());
+    super::wire::astring(&mut plain, &charset);
+    plain.push(b' ');
+    plain.extend_from_slice(&message[p.pos..]);
+    Ok(plain)
+}
+
 /// `SORT (criteria) charset search-criteria` → the criteria and `tag SEARCH CHARSET charset
 /// search-criteria` for imap-codec.
 fn sort(p: &mut Parser<'_>, tag: &str, message: &[u8], uid: bool) -> Result<ExtCommand, String> {
@@ -211,15 +259,7 @@ fn sort(p: &mut Parser<'_>, tag: &str, message: &[u8], uid: bool) -> Result<ExtC
                 .map(|a| a.to_ascii_uppercase())
                 .collect::<Vec<_>>(),
         )?;
-        p.space()?;
-        let charset = p.astring()?;
-        p.space()?;
-        let verb = if uid { "UID SEARCH" } else { "SEARCH" };
-        let mut plain = Vec::new();
-        plain.extend_from_slice(format!("{tag} {verb} CHARSET ").as_bytes());
-        super::wire::astring(&mut plain, &charset);
-        plain.push(b' ');
-        plain.extend_from_slice(&message[p.pos..]);
+        let plain = search_part(p, tag, message, uid)?;
         Ok(ExtCommand::Sort {
             uid,
             returns,

@@ -16,6 +16,7 @@ mod selection;
 mod session;
 mod sort;
 mod spooled;
+mod thread;
 mod utf7;
 mod wire;
 
