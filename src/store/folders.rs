@@ -73,7 +73,7 @@ pub enum Subscriber {
 
 impl Subscriber {
     /// Ids start at 1: 0 stands for the mailbox's own login.
-    fn id(self) -> u64 {
+    pub(super) fn id(self) -> u64 {
         match self {
             Subscriber::MailboxLogin => 0,
             Subscriber::User(user) => user.0,
@@ -868,7 +868,7 @@ pub(super) fn blob_key(prefix: u8, blob: &BlobId) -> Vec<u8> {
 }
 
 /// `INBOX` is case-insensitive (RFC 3501 §5.1); every other name is kept as given.
-fn canonical_name(name: &str) -> String {
+pub(super) fn canonical_name(name: &str) -> String {
     if name.eq_ignore_ascii_case("INBOX") {
         "INBOX".to_string()
     } else {

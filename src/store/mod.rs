@@ -99,6 +99,7 @@ impl Store {
         };
         store.check_schema()?;
         store.drop_old_summaries()?;
+        store.keep_folder_subscriptions()?;
         Ok(store)
     }
 
@@ -148,6 +149,32 @@ impl Store {
         self.inner.meta.insert(key, value.as_slice())?;
         self.inner.meta.flush()?;
         Ok(value)
+    }
+
+    /// Folders record whether the mailbox's own login subscribed to them in a field that is
+    /// no longer read (subscriptions are kept by name now, and new folders leave it false):
+    /// where it is still true, the subscription is written by name, once.
+    fn keep_folder_subscriptions(&self) -> StoreResult<()> {
+        let _guard = self.lock();
+        let mut changes = Changes::default();
+        for item in self.inner.mail.scan_prefix([codec::FOLDER]) {
+            let (k, v) = item?;
+            let mut folder: Folder = codec::decode(&v, "folder")?;
+            if !folder.subscribed {
+                continue;
+            }
+            folder.subscribed = false;
+            let name = folders::canonical_name(&folder.name);
+            let who = folders::Subscriber::MailboxLogin.id();
+            let sub = codec::key_str(codec::SUBSCRIPTION, &[who, folder.mailbox.0], &name);
+            changes.put_mail_raw(sub, vec![1]);
+            changes.put_mail(k.to_vec(), &folder)?;
+        }
+        if changes.mail.is_empty() {
+            return Ok(());
+        }
+        self.commit(changes)?;
+        Ok(self.inner.db.flush().map(|_| ())?)
     }
 
     /// Removes the summaries of an older layout; `Store::summary` makes them again.

@@ -1078,3 +1078,24 @@ fn summaries_are_made_again_from_the_blob() {
     assert!(summary.headers.contains(&("subject".into(), "kept".into())));
     assert!(store.inner.mail.get(&key).unwrap().is_some(), "kept again");
 }
+
+/// A folder subscribed before subscriptions were kept by name stays subscribed.
+#[test]
+fn folder_subscriptions_of_an_older_layout_are_kept_by_name() {
+    let (store, dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "boss@acme.example");
+    let mut folder = store.create_folder(m.id, "Projects", None).unwrap();
+    folder.subscribed = true;
+    let k = codec::key(codec::FOLDER, &[m.id.0, folder.id.0]);
+    store
+        .inner
+        .mail
+        .insert(k, codec::encode(&folder).unwrap())
+        .unwrap();
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let subs = store.subscriptions(Subscriber::MailboxLogin, m.id).unwrap();
+    assert_eq!(subs.get("Projects"), Some(&true));
+    assert!(!store.folder(m.id, folder.id).unwrap().unwrap().subscribed);
+}
