@@ -23,6 +23,7 @@ parser.add_argument("--idle-minutes", type=float, default=10)
 parser.add_argument("--mailboxes", type=int, default=50)
 parser.add_argument("--keep", type=int, default=66, help="live messages per mailbox")
 parser.add_argument("--smtp-rate", type=float, default=20, help="SMTP deliveries a second")
+parser.add_argument("--store-mode", default="high_throughput", help="[store] mode: high_throughput or low_space")
 ARGS = parser.parse_args()
 PASSWORD = "soak-password-1"
 
@@ -30,7 +31,7 @@ def config():
     return ('hostname = "bench.test"\n[imap]\nlisten = []\nlisten_tls = ["127.0.0.1:0"]\n'
             '[smtp]\nlisten = ["127.0.0.1:0"]\n[submission]\nlisten = []\nlisten_tls = []\n'
             '[admin]\nlisten = ["127.0.0.1:0"]\n[limits]\nmax_connections = 500\n'
-            'max_connections_per_client = 500\n')
+            f'max_connections_per_client = 500\n[store]\nmode = "{ARGS.store_mode}"\n')
 
 def du(path):
     total = 0

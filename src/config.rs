@@ -277,6 +277,16 @@ pub struct StoreConfig {
     pub cache_mib: u64,
     /// Audit events older than this many days are removed (every hour); 0 keeps them all.
     pub audit_retention_days: u64,
+    /// What sled favours: write throughput, or disk space (it rewrites data more often).
+    pub mode: StoreMode,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreMode {
+    #[default]
+    HighThroughput,
+    LowSpace,
 }
 
 impl Default for StoreConfig {
@@ -284,6 +294,7 @@ impl Default for StoreConfig {
         StoreConfig {
             cache_mib: 64,
             audit_retention_days: 365,
+            mode: StoreMode::HighThroughput,
         }
     }
 }

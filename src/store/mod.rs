@@ -315,7 +315,10 @@ fn open_db(path: &Path, settings: &crate::config::StoreConfig) -> StoreResult<sl
     // sled's page cache is 1 GiB unless told otherwise: far more than a small server has.
     let config = sled::Config::new()
         .path(path)
-        .mode(sled::Mode::HighThroughput)
+        .mode(match settings.mode {
+            crate::config::StoreMode::HighThroughput => sled::Mode::HighThroughput,
+            crate::config::StoreMode::LowSpace => sled::Mode::LowSpace,
+        })
         .cache_capacity(settings.cache_mib.saturating_mul(1024 * 1024));
     let mut attempts = 0;
     loop {
