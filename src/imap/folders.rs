@@ -129,8 +129,10 @@ impl Session {
                     })
                 });
                 let date = date.map(|d| d.as_ref().timestamp_millis());
-                mailbox_name(&mailbox)
-                    .and_then(|name| self.append(&identity, &name, &flags, date, &message))
+                match mailbox_name(&mailbox) {
+                    Ok(name) => self.append(&identity, &name, &flags, date, message).await,
+                    Err(no) => Err(no),
+                }
             }
             CommandBody::Namespace => {
                 let shared = match identity {
@@ -534,13 +536,13 @@ impl Session {
         Ok("STATUS completed".into())
     }
 
-    fn append(
+    async fn append(
         &mut self,
         identity: &Identity,
         name: &str,
         flags: &[Flag<'_>],
         date: Option<Millis>,
-        message: &Loaded,
+        message: Loaded,
     ) -> Result<String, No> {
         let (mailbox, folder, rights) = match self.folder(identity, name) {
             Err(No(text)) if text.starts_with("[NONEXISTENT]") => {
@@ -563,16 +565,21 @@ impl Session {
             internal_date: date,
             seen_by: identity.seen_user(&mailbox),
         };
-        let record = self
-            .services
-            .store
-            .append_loaded(mailbox.id, folder.id, message, meta)?;
-        if let Err(e) = self.services.store.flush_blocking() {
-            tracing::error!(error = %e, "flush after APPEND failed");
-            return Err(No(
-                "[SERVERBUG] The message could not be made durable".into()
-            ));
-        }
+        // Parsing, the blob's fsync and the flush block: off the async threads, as delivery.
+        let store = self.services.store.clone();
+        let (m, f) = (mailbox.id, folder.id);
+        let stored = tokio::task::spawn_blocking(move || {
+            let record = store.append_loaded(m, f, &message, meta)?;
+            store.flush_blocking().map(|_| record).map_err(|e| {
+                tracing::error!(error = %e, "flush after APPEND failed");
+                No("[SERVERBUG] The message could not be made durable".into())
+            })
+        })
+        .await;
+        let record = stored.map_err(|e| {
+            tracing::error!(error = %e, "the APPEND task failed");
+            No("[SERVERBUG] The message could not be stored".into())
+        })??;
         self.sync_selection(false);
         Ok(format!(
             "[APPENDUID {} {}] APPEND completed",
