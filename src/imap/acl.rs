@@ -2,7 +2,7 @@
 //! the mailbox a folder belongs to, and SETACL/DELETEACL change the same grants the admin API
 //! changes, under the same rule (nobody grants what they do not hold).
 
-use super::folders::{No, noperm};
+use super::folders::{Bad, No, Refusal, noperm};
 use super::identity::{Identity, Target};
 use super::session::Session;
 use super::wire;
@@ -14,7 +14,7 @@ const TEAM_PREFIX: &str = "team:";
 
 impl Session {
     /// The mailbox a folder name belongs to, with the folder checked to exist.
-    fn acl_mailbox(&self, identity: &Identity, name: &str) -> Result<Mailbox, No> {
+    fn acl_mailbox(&self, identity: &Identity, name: &str) -> Result<Mailbox, Refusal> {
         match identity.resolve(&self.services, name)? {
             Some(Target::Folder {
                 mailbox,
@@ -37,7 +37,7 @@ impl Session {
         self.untagged(&String::from_utf8_lossy(&line));
     }
 
-    pub(super) fn myrights(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+    pub(super) fn myrights(&mut self, identity: &Identity, name: &str) -> Result<String, Refusal> {
         let rights = match identity.resolve(&self.services, name)? {
             Some(Target::UserInbox) => "lr".to_string(),
             Some(Target::NamespaceRoot) => "l".to_string(),
@@ -50,7 +50,7 @@ impl Session {
         Ok("MYRIGHTS completed".into())
     }
 
-    pub(super) fn getacl(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+    pub(super) fn getacl(&mut self, identity: &Identity, name: &str) -> Result<String, Refusal> {
         let mailbox = self.acl_mailbox(identity, name)?;
         if !identity.access(&mailbox).may(Right::Administer) {
             return Err(noperm(Right::Administer, "read the ACL"));
@@ -86,7 +86,7 @@ impl Session {
         identity: &Identity,
         name: &str,
         who: &str,
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         let mailbox = self.acl_mailbox(identity, name)?;
         if !identity.access(&mailbox).may(Right::Administer) {
             return Err(noperm(Right::Administer, "read the ACL"));
@@ -103,7 +103,7 @@ impl Session {
         Ok("LISTRIGHTS completed".into())
     }
 
-    fn identifier_of(&self, grantee: Grantee) -> Result<String, No> {
+    fn identifier_of(&self, grantee: Grantee) -> Result<String, Refusal> {
         Ok(match grantee {
             Grantee::User(id) => self
                 .services
@@ -121,7 +121,7 @@ impl Session {
         })
     }
 
-    fn grantee_of(&self, org: OrgId, who: &str) -> Result<Grantee, No> {
+    fn grantee_of(&self, org: OrgId, who: &str) -> Result<Grantee, Refusal> {
         let unknown = || {
             No(format!(
                 "[NONEXISTENT] {who} is no member or team of this organization"
@@ -154,7 +154,7 @@ impl Session {
         name: &str,
         who: &str,
         rights: Option<&str>,
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         let verb = if rights.is_some() {
             "SETACL"
         } else {
@@ -179,7 +179,7 @@ impl Session {
         let (wanted, removed) = match rights {
             None => (Rights::NONE, Rights::ALL),
             Some(spec) => {
-                let parse = |s: &str| Rights::parse(s).map_err(|e| No(format!("BAD {e}")));
+                let parse = |s: &str| Rights::parse(s).map_err(|e| Bad(format!("{e}")));
                 match spec.as_bytes().first() {
                     Some(b'+') => (current | parse(&spec[1..])?, Rights::NONE),
                     Some(b'-') => {

@@ -2,7 +2,7 @@
 //! (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE) and ESEARCH.
 
 use super::extension::ExtCommand;
-use super::folders::No;
+use super::folders::{Bad, Refusal};
 use super::session::{Session, State};
 use bounded_static::IntoBoundedStatic;
 use imap_codec::CommandCodec;
@@ -47,28 +47,28 @@ impl Session {
         };
         match result {
             Ok(text) => self.tagged_text(tag, "OK", &text),
-            Err(No(text)) => match text.strip_prefix("BAD ") {
-                Some(reason) => self.tagged_text(tag, "BAD", reason),
-                None => self.tagged_text(tag, "NO", &text),
-            },
+            Err(refusal) => {
+                let (status, text) = refusal.answer();
+                self.tagged_text(tag, status, text);
+            }
         }
     }
 
     /// RFC 4731 SEARCH RETURN (MIN MAX COUNT ALL).
-    fn esearch(&mut self, tag: &str, returns: &[String], plain: &[u8]) -> Result<String, No> {
+    fn esearch(&mut self, tag: &str, returns: &[String], plain: &[u8]) -> Result<String, Refusal> {
         if !matches!(self.state, State::Selected(..)) {
-            return Err(No("BAD SEARCH needs a selected folder".into()));
+            return Err(Bad("SEARCH needs a selected folder".into()));
         }
         let command = CommandCodec::default()
             .decode(plain)
             .map(|(_, c)| c.into_static())
-            .map_err(|_| No("BAD Syntax error in the search criteria".into()))?;
+            .map_err(|_| Bad("Syntax error in the search criteria".into()))?;
         let CommandBody::Search { criteria, uid, .. } = command.body else {
-            return Err(No("BAD Syntax error in the search criteria".into()));
+            return Err(Bad("Syntax error in the search criteria".into()));
         };
         for r in returns {
             if !["MIN", "MAX", "COUNT", "ALL", "SAVE"].contains(&r.as_str()) {
-                return Err(No(format!("BAD Unsupported RETURN option {r}")));
+                return Err(Bad(format!("Unsupported RETURN option {r}")));
             }
         }
         let all = returns.is_empty();

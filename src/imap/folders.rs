@@ -16,11 +16,28 @@ use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
 use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::StatusDataItemName;
 
-/// A refusal with its response text, ready for a tagged `NO`.
-pub(super) struct No(pub String);
+/// Why a command is refused, with the response text: `NO` (it cannot be done: a missing
+/// folder, a right lacking) or `BAD` (it is not a valid command here).
+#[derive(Debug)]
+pub(super) enum Refusal {
+    No(String),
+    Bad(String),
+}
 
-impl From<StoreError> for No {
-    fn from(e: StoreError) -> No {
+pub(super) use Refusal::{Bad, No};
+
+impl Refusal {
+    /// The tagged status and text.
+    pub fn answer(&self) -> (&'static str, &str) {
+        match self {
+            No(text) => ("NO", text),
+            Bad(text) => ("BAD", text),
+        }
+    }
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Refusal {
         match e {
             StoreError::NotFound(_) => No("[NONEXISTENT] No such folder".into()),
             StoreError::FolderExists(_) => {
@@ -36,7 +53,7 @@ impl From<StoreError> for No {
     }
 }
 
-pub(super) fn noperm(right: Right, what: &str) -> No {
+pub(super) fn noperm(right: Right, what: &str) -> Refusal {
     No(format!(
         "[NOPERM] You lack the right '{}' to {what}",
         right.letter()
@@ -44,7 +61,7 @@ pub(super) fn noperm(right: Right, what: &str) -> No {
 }
 
 /// The folder name a client gave, decoded from modified UTF-7 (RFC 3501 §5.1.3).
-pub(super) fn mailbox_name(m: &WireMailbox<'_>) -> Result<String, No> {
+pub(super) fn mailbox_name(m: &WireMailbox<'_>) -> Result<String, Refusal> {
     match m {
         WireMailbox::Inbox => Ok("INBOX".into()),
         WireMailbox::Other(other) => from_wire(&String::from_utf8_lossy(other.as_ref())),
@@ -54,7 +71,7 @@ pub(super) fn mailbox_name(m: &WireMailbox<'_>) -> Result<String, No> {
 /// A name that is not valid modified UTF-7 is refused with NO, as Dovecot does: it is a
 /// string, so not a syntax error, and some clients (imaptest among them) drop the
 /// connection after an unexpected BAD.
-fn from_wire(name: &str) -> Result<String, No> {
+fn from_wire(name: &str) -> Result<String, Refusal> {
     super::utf7::decode(name).ok_or_else(|| {
         No(format!(
             "[CANNOT] {name:?} is not a valid modified UTF-7 folder name (RFC 3501 §5.1.3)"
@@ -180,7 +197,11 @@ impl Session {
     }
 
     /// The folder `name` designates and the session's rights on its mailbox.
-    fn folder(&self, identity: &Identity, name: &str) -> Result<(Mailbox, Folder, Rights), No> {
+    fn folder(
+        &self,
+        identity: &Identity,
+        name: &str,
+    ) -> Result<(Mailbox, Folder, Rights), Refusal> {
         let missing = || No(format!("[NONEXISTENT] No folder named {name:?}"));
         match identity.resolve(&self.services, name)? {
             Some(Target::Folder { mailbox, name }) => {
@@ -213,7 +234,7 @@ impl Session {
         name: &str,
         examine: bool,
         parameters: &[SelectParameter],
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1); RFC 7162 §3.2.11
         // says so with [CLOSED] when one was.
         if matches!(self.state, State::Selected(..) | State::EmptyInbox(_)) {
@@ -226,9 +247,7 @@ impl Session {
                 SelectParameter::CondStore => self.reporting.condstore = true,
                 // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC first.
                 SelectParameter::QResync { .. } if !self.reporting.qresync => {
-                    return Err(No(
-                        "BAD QRESYNC must be enabled first (ENABLE QRESYNC)".into()
-                    ));
+                    return Err(Bad("QRESYNC must be enabled first (ENABLE QRESYNC)".into()));
                 }
                 SelectParameter::QResync {
                     uid_validity,
@@ -325,7 +344,7 @@ impl Session {
         sel: &Selection,
         modseq: u64,
         known: Option<&SequenceSet>,
-    ) -> Result<(), No> {
+    ) -> Result<(), Refusal> {
         let store = self.services.store.clone();
         let mut vanished = store.expunged_since(sel.mailbox.id, sel.folder.id, modseq)?;
         if let Some(known) = known {
@@ -369,7 +388,7 @@ impl Session {
         name: &str,
         right: Right,
         what: &str,
-    ) -> Result<(Mailbox, String), No> {
+    ) -> Result<(Mailbox, String), Refusal> {
         match identity.resolve(&self.services, name)? {
             Some(Target::Folder { mailbox, name }) => {
                 if !identity.access(&mailbox).may(right) {
@@ -383,7 +402,7 @@ impl Session {
         }
     }
 
-    fn create(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+    fn create(&mut self, identity: &Identity, name: &str) -> Result<String, Refusal> {
         // RFC 3501 §6.3.3: a trailing separator only says the name is meant to have children.
         let name = name.trim_end_matches(SEP);
         let (mailbox, name) =
@@ -409,7 +428,7 @@ impl Session {
         Ok("CREATE completed".into())
     }
 
-    fn delete(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+    fn delete(&mut self, identity: &Identity, name: &str) -> Result<String, Refusal> {
         let (mailbox, folder, rights) = self.folder(identity, name)?;
         if !rights.contains(Right::DeleteFolder) {
             return Err(noperm(Right::DeleteFolder, "delete folders"));
@@ -426,7 +445,7 @@ impl Session {
         Ok("DELETE completed".into())
     }
 
-    fn rename(&mut self, identity: &Identity, from: &str, to: &str) -> Result<String, No> {
+    fn rename(&mut self, identity: &Identity, from: &str, to: &str) -> Result<String, Refusal> {
         let (mailbox, folder, rights) = self.folder(identity, from)?;
         if !rights.contains(Right::DeleteFolder) {
             return Err(noperm(Right::DeleteFolder, "rename this folder"));
@@ -470,7 +489,7 @@ impl Session {
         identity: &Identity,
         name: &str,
         items: &[StatusDataItemName],
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         if matches!(
             identity.resolve(&self.services, name)?,
             Some(Target::UserInbox)
@@ -543,7 +562,7 @@ impl Session {
         flags: &[Flag<'_>],
         date: Option<Millis>,
         message: Loaded,
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         let (mailbox, folder, rights) = match self.folder(identity, name) {
             Err(No(text)) if text.starts_with("[NONEXISTENT]") => {
                 // RFC 3501 §6.3.11: tell the client it may create the folder first.
@@ -590,7 +609,7 @@ impl Session {
 
 impl Session {
     /// RFC 9208 §4.3.2: the quota root of a folder is its mailbox, named by its address.
-    fn quota_root(&mut self, identity: &Identity, name: &str) -> Result<String, No> {
+    fn quota_root(&mut self, identity: &Identity, name: &str) -> Result<String, Refusal> {
         if matches!(
             identity.resolve(&self.services, name)?,
             Some(Target::UserInbox)
@@ -608,7 +627,7 @@ impl Session {
         Ok("GETQUOTAROOT completed".into())
     }
 
-    fn quota(&mut self, identity: &Identity, root: &str) -> Result<String, No> {
+    fn quota(&mut self, identity: &Identity, root: &str) -> Result<String, Refusal> {
         let missing = || No(format!("[NONEXISTENT] No quota root {root:?}"));
         let mailbox = self
             .services
@@ -623,7 +642,7 @@ impl Session {
     }
 
     /// `* QUOTA <root> (STORAGE <used> <limit>)` in KiB; no resource when unlimited.
-    fn quota_line(&mut self, mailbox: &Mailbox) -> Result<(), No> {
+    fn quota_line(&mut self, mailbox: &Mailbox) -> Result<(), Refusal> {
         let used = self.services.store.usage(mailbox.id)?.div_ceil(1024);
         let resources = match mailbox.quota_bytes {
             0 => String::new(),
@@ -658,7 +677,7 @@ fn permanent_flags(rights: Rights, read_only: bool) -> String {
 /// Flags as the store keeps them: system flags as bits, the rest as keywords.
 /// The system flags and keywords of a flag list. `\Recent` and other backslash flags are
 /// not keywords: RFC 3501 §2.3.2 makes \Recent the server's, and no other is defined.
-pub(super) fn store_flags(flags: &[Flag<'_>]) -> Result<(Flags, Vec<String>), No> {
+pub(super) fn store_flags(flags: &[Flag<'_>]) -> Result<(Flags, Vec<String>), Refusal> {
     let mut bits = Flags::default();
     let mut keywords: Vec<String> = Vec::new();
     for flag in flags {
@@ -669,8 +688,8 @@ pub(super) fn store_flags(flags: &[Flag<'_>]) -> Result<(Flags, Vec<String>), No
             Flag::Deleted => bits = bits.with(Flags::DELETED, true),
             Flag::Draft => bits = bits.with(Flags::DRAFT, true),
             Flag::Extension(_) => {
-                let text = format!("BAD {flag} cannot be stored (RFC 3501 §2.3.2)");
-                return Err(No(text));
+                let text = format!("{flag} cannot be stored (RFC 3501 §2.3.2)");
+                return Err(Bad(text));
             }
             other => {
                 let k = other.to_string();
@@ -685,7 +704,7 @@ pub(super) fn store_flags(flags: &[Flag<'_>]) -> Result<(Flags, Vec<String>), No
 
 /// A LIST pattern: one that is not valid modified UTF-7 is kept as it came and matches
 /// no folder.
-fn pattern(m: &ListMailbox<'_>) -> Result<String, No> {
+fn pattern(m: &ListMailbox<'_>) -> Result<String, Refusal> {
     let wire = match m {
         ListMailbox::Token(t) => String::from_utf8_lossy(t.as_ref()).into_owned(),
         ListMailbox::String(s) => String::from_utf8_lossy(s.as_ref()).into_owned(),

@@ -2,7 +2,7 @@
 //! EXPUNGE, CLOSE, UNSELECT, with their UID forms (RFC 4315, RFC 6851).
 
 use super::fetch;
-use super::folders::{No, noperm, store_flags};
+use super::folders::{Bad, No, Refusal, noperm, store_flags};
 use super::identity::Identity;
 use super::search::{self, Candidate};
 use super::selection::{Selection, Slot};
@@ -208,11 +208,11 @@ impl Session {
         }
     }
 
-    fn indices(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, No> {
-        resolve(set, uid, self.selection()).map_err(|e| No(format!("BAD {e}")))
+    fn indices(&self, set: &SequenceSet, uid: bool) -> Result<Vec<usize>, Refusal> {
+        resolve(set, uid, self.selection()).map_err(|e| Bad(e.to_string()))
     }
 
-    fn close(&mut self, identity: &Identity, expunge: bool) -> Result<String, No> {
+    fn close(&mut self, identity: &Identity, expunge: bool) -> Result<String, Refusal> {
         let sel = self.selection();
         // RFC 3501 §6.4.2: CLOSE expunges silently, when the session may.
         if expunge && !sel.read_only && sel.rights.contains(Right::Expunge) {
@@ -230,7 +230,7 @@ impl Session {
     }
 
     /// UIDs flagged `\Deleted`, among `within` when given.
-    fn deleted_uids(&self, within: Option<&[usize]>) -> Result<Vec<u32>, No> {
+    fn deleted_uids(&self, within: Option<&[usize]>) -> Result<Vec<u32>, Refusal> {
         let sel = self.selection();
         let records = self
             .services
@@ -246,7 +246,7 @@ impl Session {
             .collect())
     }
 
-    fn expunge(&mut self, uids: Option<&SequenceSet>) -> Result<String, No> {
+    fn expunge(&mut self, uids: Option<&SequenceSet>) -> Result<String, Refusal> {
         let sel = self.selection();
         if sel.read_only {
             return Err(No("[READ-ONLY] The folder is selected read-only".into()));
@@ -268,7 +268,7 @@ impl Session {
         uid: bool,
         mut items: Vec<MessageDataItemName<'static>>,
         modifiers: &[FetchModifier],
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         self.sync_selection(uid);
         let mut indices = self.indices(set, uid)?;
         let changed_since = modifiers.iter().find_map(|m| match m {
@@ -278,7 +278,7 @@ impl Session {
         let vanished = modifiers.contains(&FetchModifier::Vanished);
         if vanished && !(uid && self.reporting.qresync) {
             // RFC 7162 §3.2.6: only in UID FETCH, once QRESYNC is enabled.
-            return Err(No("BAD VANISHED needs UID FETCH and ENABLE QRESYNC".into()));
+            return Err(Bad("VANISHED needs UID FETCH and ENABLE QRESYNC".into()));
         }
         if items.contains(&MessageDataItemName::ModSeq) || changed_since.is_some() {
             self.enable_condstore();
@@ -294,9 +294,7 @@ impl Session {
                 self.report_vanished(set, since)?;
             }
         } else if vanished {
-            return Err(No(
-                "BAD VANISHED needs CHANGEDSINCE (RFC 7162 §3.2.6)".into()
-            ));
+            return Err(Bad("VANISHED needs CHANGEDSINCE (RFC 7162 §3.2.6)".into()));
         }
         if uid && !items.contains(&MessageDataItemName::Uid) {
             items.insert(0, MessageDataItemName::Uid);
@@ -367,7 +365,7 @@ impl Session {
     }
 
     /// The records of the messages at `indices` (sorted), read in one range scan.
-    fn records_of(&self, indices: &[usize]) -> Result<HashMap<u32, MessageRecord>, No> {
+    fn records_of(&self, indices: &[usize]) -> Result<HashMap<u32, MessageRecord>, Refusal> {
         let sel = self.selection();
         let (Some(first), Some(last)) = (indices.first(), indices.last()) else {
             return Ok(HashMap::new());
@@ -379,7 +377,7 @@ impl Session {
     }
 
     /// Sets `\Seen` on one message for FETCH of its body (RFC 3501 §6.4.5); returns its record.
-    fn mark_seen(&mut self, uid: u32) -> Result<Option<MessageRecord>, No> {
+    fn mark_seen(&mut self, uid: u32) -> Result<Option<MessageRecord>, Refusal> {
         let set_seen = |now: &SeenFlags| SeenFlags {
             flags: now.flags.with(Flags::SEEN, true),
             keywords: now.keywords.clone(),
@@ -399,7 +397,7 @@ impl Session {
         uids: &[u32],
         unchanged_since: Option<u64>,
         apply: &dyn Fn(&SeenFlags) -> SeenFlags,
-    ) -> Result<FlagOutcome, No> {
+    ) -> Result<FlagOutcome, Refusal> {
         let sel = self.selection();
         let change = FlagChange {
             seen_user: sel.seen_user,
@@ -427,13 +425,13 @@ impl Session {
         items: &[MessageDataItemName<'static>],
         needs_summary: bool,
         needs_bytes: bool,
-    ) -> Result<Option<Vec<u8>>, No> {
+    ) -> Result<Option<Vec<u8>>, Refusal> {
         let sel = self.selection();
         let store = &self.services.store;
         // Another session may expunge the message after its record was read, and take its
         // summary and bytes with it: then it is left out, as one expunged before the
         // command (RFC 2180 §4.1), and the rest is answered.
-        let gone = |e: crate::store::StoreError| -> Result<Option<Vec<u8>>, No> {
+        let gone = |e: crate::store::StoreError| -> Result<Option<Vec<u8>>, Refusal> {
             match store.message(sel.mailbox.id, sel.folder.id, record.uid) {
                 Ok(None) => Ok(None),
                 _ => Err(e.into()),
@@ -557,7 +555,7 @@ impl Session {
         uid: bool,
         request: StoreRequest,
         flags: &[Flag<'_>],
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         self.sync_selection(uid);
         let indices = self.indices(set, uid)?;
         if request.unchanged_since.is_some() {
@@ -645,7 +643,7 @@ impl Session {
     }
 
     /// RFC 7162 §3.2.6: with VANISHED, the UIDs of the set expunged since `since`.
-    fn report_vanished(&mut self, set: &SequenceSet, since: u64) -> Result<(), No> {
+    fn report_vanished(&mut self, set: &SequenceSet, since: u64) -> Result<(), Refusal> {
         let sel = self.selection();
         let mut gone = self
             .services
@@ -659,7 +657,7 @@ impl Session {
         Ok(())
     }
 
-    fn search(&mut self, criteria: &[SearchKey<'_>], uid: bool) -> Result<String, No> {
+    fn search(&mut self, criteria: &[SearchKey<'_>], uid: bool) -> Result<String, Refusal> {
         let hits = self.search_hits(criteria, uid)?;
         let mut list: String = hits.numbers.iter().map(|h| format!(" {h}")).collect();
         if let Some(highest) = hits.modseq_of(&hits.modseqs) {
@@ -679,7 +677,7 @@ impl Session {
         &mut self,
         criteria: &[SearchKey<'_>],
         uid: bool,
-    ) -> Result<Hits, No> {
+    ) -> Result<Hits, Refusal> {
         self.sync_selection(uid);
         let sel = self.selection();
         let store = &self.services.store;
@@ -714,7 +712,7 @@ impl Session {
         uid: bool,
         target: &str,
         move_: bool,
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         let indices = self.indices(set, uid)?;
         let verb = if move_ { "MOVE" } else { "COPY" };
         let (mailbox, folder) = match identity.resolve(&self.services, target)? {
@@ -814,7 +812,7 @@ fn check_flag_rights(
     bits: Flags,
     keywords: bool,
     kind: StoreType,
-) -> Result<(), No> {
+) -> Result<(), Refusal> {
     let other = bits.contains(Flags::ANSWERED)
         || bits.contains(Flags::FLAGGED)
         || bits.contains(Flags::DRAFT)
@@ -986,7 +984,7 @@ fn binary(
     raw: &[u8],
     summary: Option<&crate::mail::MessageSummary>,
     section: &[std::num::NonZeroU32],
-) -> Result<Vec<u8>, No> {
+) -> Result<Vec<u8>, Refusal> {
     let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
     fetch::binary_bytes(raw, summary.unwrap_or(&Default::default()), &path).map_err(|e| {
         No(format!(

@@ -682,14 +682,18 @@ impl Session {
         self.tagged(tag, "OK", "ENABLE completed");
     }
 
-    /// Answers a handler's result, `No` texts starting `BAD ` as BAD.
-    pub(super) fn finish(&mut self, tag: &Tag<'_>, result: Result<String, super::folders::No>) {
+    /// Answers a handler's result.
+    pub(super) fn finish(
+        &mut self,
+        tag: &Tag<'_>,
+        result: Result<String, super::folders::Refusal>,
+    ) {
         match result {
             Ok(text) => self.tagged(tag, "OK", &text),
-            Err(super::folders::No(text)) => match text.strip_prefix("BAD ") {
-                Some(reason) => self.tagged(tag, "BAD", reason),
-                None => self.tagged(tag, "NO", &text),
-            },
+            Err(refusal) => {
+                let (status, text) = refusal.answer();
+                self.tagged(tag, status, text);
+            }
         }
     }
 

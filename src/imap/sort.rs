@@ -1,7 +1,7 @@
 //! SORT (RFC 5256 §3) and SORT=DISPLAY (RFC 5957): the messages a search matched, ordered
 //! by keys read from the stored summaries.
 
-use super::folders::No;
+use super::folders::{Bad, Refusal};
 use super::session::{Session, State};
 use crate::mail::{EnvelopeAddress, MessageSummary};
 use crate::store::MessageRecord;
@@ -222,23 +222,23 @@ impl Session {
         returns: Option<&[String]>,
         criteria: &[SortCriterion],
         plain: &[u8],
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         if let Some(bad) = returns
             .unwrap_or_default()
             .iter()
             .find(|r| !["MIN", "MAX", "COUNT", "ALL"].contains(&r.as_str()))
         {
-            return Err(No(format!("BAD Unsupported RETURN option {bad}")));
+            return Err(Bad(format!("Unsupported RETURN option {bad}")));
         }
         if !matches!(self.state, State::Selected(..)) {
-            return Err(No("BAD SORT needs a selected folder".into()));
+            return Err(Bad("SORT needs a selected folder".into()));
         }
         let command = CommandCodec::default()
             .decode(plain)
             .map(|(_, c)| c.into_static())
-            .map_err(|_| No("BAD Syntax error in the search criteria".into()))?;
+            .map_err(|_| Bad("Syntax error in the search criteria".into()))?;
         let CommandBody::Search { criteria: keys, .. } = command.body else {
-            return Err(No("BAD Syntax error in the search criteria".into()));
+            return Err(Bad("Syntax error in the search criteria".into()));
         };
         let hits = self.search_hits(keys.as_ref(), false)?;
         let sel = self.selection();

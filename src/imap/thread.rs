@@ -2,7 +2,7 @@
 //! The algorithms work on plain data (`Message`), without the store, so they are tested
 //! alone; the session gathers that data from the summaries.
 
-use super::folders::No;
+use super::folders::{Bad, Refusal};
 use super::session::{Session, State};
 use super::sort::base_subject;
 use bounded_static::IntoBoundedStatic;
@@ -373,16 +373,16 @@ impl Session {
         uid: bool,
         algorithm: Algorithm,
         plain: &[u8],
-    ) -> Result<String, No> {
+    ) -> Result<String, Refusal> {
         if !matches!(self.state, State::Selected(..)) {
-            return Err(No("BAD THREAD needs a selected folder".into()));
+            return Err(Bad("THREAD needs a selected folder".into()));
         }
         let command = CommandCodec::default()
             .decode(plain)
             .map(|(_, c)| c.into_static())
-            .map_err(|_| No("BAD Syntax error in the search criteria".into()))?;
+            .map_err(|_| Bad("Syntax error in the search criteria".into()))?;
         let CommandBody::Search { criteria, .. } = command.body else {
-            return Err(No("BAD Syntax error in the search criteria".into()));
+            return Err(Bad("Syntax error in the search criteria".into()));
         };
         let hits = self.search_hits(criteria.as_ref(), false)?;
         let sel = self.selection();
