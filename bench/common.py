@@ -63,3 +63,16 @@ def stop(proc):
     except subprocess.TimeoutExpired:
         proc.kill()
 
+
+# A server for Dovecot's imaptest: plaintext LOGIN on loopback, room for its connections.
+IMAPTEST_CONFIG = ('hostname = "bench.example"\n[imap]\nlisten = ["127.0.0.1:0"]\nlisten_tls = []\n'
+                   '[smtp]\nlisten = []\n[submission]\nlisten = []\nlisten_tls = []\n'
+                   '[admin]\nlisten = ["127.0.0.1:0"]\n[auth]\nallow_plaintext_on_loopback = true\n'
+                   '[limits]\nmax_connections = 1000\nmax_connections_per_client = 1000\n')
+
+def imaptest_users(admin, password, users, user_password):
+    """Mailboxes user1..N@bench.example, as imaptest's USER_TEMPLATE names them."""
+    token, org = owner_org(admin, password, "bench.example")
+    for n in range(1, users + 1):
+        api(admin, "POST", f"/orgs/{org}/mailboxes", token,
+            {"address": f"user{n}@bench.example", "password": user_password})

@@ -10,7 +10,7 @@ target/release/mailgate; give an older build to compare. Loopback only, bounded 
 import argparse, os, shutil, subprocess, sys, tempfile, threading, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
-from common import api, owner_org, rss_kib, start_server
+from common import rss_kib, start_server
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUN = os.path.join(HERE, "..", "..", "shared", "tools", "imaptest", "run.sh")
@@ -24,22 +24,15 @@ PASSWORD = "imaptest-pass"
 if not os.environ.get("IMAPTEST"):
     sys.exit("set IMAPTEST to the imaptest binary (bash ../shared/tools/imaptest/build.sh)")
 
-CONFIG = ('hostname = "bench.example"\n[imap]\nlisten = ["127.0.0.1:0"]\nlisten_tls = []\n'
-          '[smtp]\nlisten = []\n[submission]\nlisten = []\nlisten_tls = []\n'
-          '[admin]\nlisten = ["127.0.0.1:0"]\n[auth]\nallow_plaintext_on_loopback = true\n'
-          '[limits]\nmax_connections = 1000\nmax_connections_per_client = 1000\n')
 
 def main():
     common.BINARY = ARGS.binary
     workdir = tempfile.mkdtemp()
-    proc, ports, password = start_server(workdir, config_text=CONFIG, stderr=subprocess.DEVNULL)
+    proc, ports, password = start_server(workdir, config_text=common.IMAPTEST_CONFIG, stderr=subprocess.DEVNULL)
     samples, finished = [], threading.Event()
     try:
         admin = ports["admin (HTTP)"]
-        token, org = owner_org(admin, password, "bench.example")
-        for n in range(1, ARGS.users + 1):
-            api(admin, "POST", f"/orgs/{org}/mailboxes", token,
-                {"address": f"user{n}@bench.example", "password": PASSWORD})
+        common.imaptest_users(admin, password, ARGS.users, PASSWORD)
         def sampler():
             while not finished.is_set():
                 samples.append(rss_kib(proc.pid) / 1024)

@@ -4,10 +4,6 @@
 use super::extension::ExtCommand;
 use super::folders::{Bad, Refusal};
 use super::session::{Session, State};
-use bounded_static::IntoBoundedStatic;
-use imap_codec::CommandCodec;
-use imap_codec::decode::Decoder;
-use imap_codec::imap_types::command::CommandBody;
 
 impl Session {
     pub(super) fn ext_command(&mut self, tag: &str, command: ExtCommand) {
@@ -33,17 +29,12 @@ impl Session {
             } => self.setacl(&identity, &mailbox, &identifier, None),
             ExtCommand::ListExtended(list) => self.list_extended(&identity, &list),
             ExtCommand::Esearch { returns, plain } => self.esearch(tag, &returns, &plain),
-            ExtCommand::Thread {
-                uid,
-                algorithm,
-                plain,
-            } => self.thread(uid, algorithm, &plain),
+            ExtCommand::Thread { algorithm, plain } => self.thread(algorithm, &plain),
             ExtCommand::Sort {
-                uid,
                 returns,
                 criteria,
                 plain,
-            } => self.sort(tag, uid, returns.as_deref(), &criteria, &plain),
+            } => self.sort(tag, returns.as_deref(), &criteria, &plain),
         };
         match result {
             Ok(text) => self.tagged_text(tag, "OK", &text),
@@ -56,24 +47,15 @@ impl Session {
 
     /// RFC 4731 SEARCH RETURN (MIN MAX COUNT ALL).
     fn esearch(&mut self, tag: &str, returns: &[String], plain: &[u8]) -> Result<String, Refusal> {
-        if !matches!(self.state, State::Selected(..)) {
-            return Err(Bad("SEARCH needs a selected folder".into()));
-        }
-        let command = CommandCodec::default()
-            .decode(plain)
-            .map(|(_, c)| c.into_static())
-            .map_err(|_| Bad("Syntax error in the search criteria".into()))?;
-        let CommandBody::Search { criteria, uid, .. } = command.body else {
-            return Err(Bad("Syntax error in the search criteria".into()));
-        };
         for r in returns {
             if !["MIN", "MAX", "COUNT", "ALL", "SAVE"].contains(&r.as_str()) {
                 return Err(Bad(format!("Unsupported RETURN option {r}")));
             }
         }
+        let found = self.plain_search("SEARCH", plain)?;
+        let uid = found.uid;
         let all = returns.is_empty();
         let want = |o: &str| all && o == "ALL" || returns.iter().any(|r| r == o);
-        let found = self.search_hits(criteria.as_ref(), uid)?;
         let hits = &found.numbers;
         if returns.iter().any(|r| r == "SAVE") {
             self.save_result(hits, uid, returns);
@@ -100,15 +82,13 @@ impl Session {
         }
         // RFC 7162 §3.1.5: with MIN or MAX alone, or both, the MODSEQ of what they return.
         let only_ends = !want("ALL") && !want("COUNT");
-        let reported = match (found.modseqs.first(), found.modseqs.last()) {
+        let modseqs = found.records.iter().map(|r| r.modseq);
+        let reported = match (found.records.first(), found.records.last()) {
             (Some(first), Some(last)) if only_ends => {
-                let ends: Vec<u64> = [(want("MIN"), *first), (want("MAX"), *last)]
-                    .into_iter()
-                    .filter_map(|(wanted, m)| wanted.then_some(m))
-                    .collect();
-                found.modseq_of(&ends)
+                let ends = [(want("MIN"), first), (want("MAX"), last)];
+                found.modseq_of(ends.into_iter().filter(|(w, _)| *w).map(|(_, r)| r.modseq))
             }
-            _ => found.modseq_of(&found.modseqs),
+            _ => found.modseq_of(modseqs),
         };
         if let Some(modseq) = reported {
             line.push_str(&format!(" MODSEQ {modseq}"));

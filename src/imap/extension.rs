@@ -33,15 +33,13 @@ pub enum ExtCommand {
         returns: Vec<String>,
         plain: Vec<u8>,
     },
-    /// THREAD (RFC 5256 §4): the algorithm, and the search as a plain SEARCH.
+    /// THREAD (RFC 5256 §4): the algorithm, and the search as a plain (UID) SEARCH.
     Thread {
-        uid: bool,
         algorithm: super::thread::Algorithm,
         plain: Vec<u8>,
     },
-    /// SORT (RFC 5256): the criteria, and the search as a plain SEARCH for imap-codec.
+    /// SORT (RFC 5256): the criteria, and the search as a plain (UID) SEARCH for imap-codec.
     Sort {
-        uid: bool,
         /// ESORT (RFC 5267 §3): `SORT RETURN (…)`, answered as ESEARCH.
         returns: Option<Vec<String>>,
         criteria: Vec<super::sort::SortCriterion>,
@@ -208,11 +206,7 @@ fn thread(p: &mut Parser<'_>, tag: &str, message: &[u8], uid: bool) -> Result<Ex
             _ => return Err("unknown threading algorithm".to_string()),
         };
         let plain = search_part(p, tag, message, uid)?;
-        Ok(ExtCommand::Thread {
-            uid,
-            algorithm,
-            plain,
-        })
+        Ok(ExtCommand::Thread { algorithm, plain })
     })();
     result.map_err(|e: String| format!("THREAD: {e}"))
 }
@@ -261,7 +255,6 @@ fn sort(p: &mut Parser<'_>, tag: &str, message: &[u8], uid: bool) -> Result<ExtC
         )?;
         let plain = search_part(p, tag, message, uid)?;
         Ok(ExtCommand::Sort {
-            uid,
             returns,
             criteria,
             plain,

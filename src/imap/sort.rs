@@ -2,13 +2,9 @@
 //! by keys read from the stored summaries.
 
 use super::folders::{Bad, Refusal};
-use super::session::{Session, State};
+use super::session::Session;
 use crate::mail::{EnvelopeAddress, MessageSummary};
 use crate::store::MessageRecord;
-use bounded_static::IntoBoundedStatic;
-use imap_codec::CommandCodec;
-use imap_codec::decode::Decoder;
-use imap_codec::imap_types::command::CommandBody;
 use std::cmp::Ordering;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,14 +70,7 @@ fn value(key: SortKey, record: &MessageRecord, summary: &MessageSummary) -> Valu
     match key {
         SortKey::Arrival => Value::Number(record.internal_date),
         SortKey::Size => Value::Number(record.size as i64),
-        // RFC 5256 §3: the sent date in UTC; the internal date when there is none.
-        SortKey::Date => Value::Number(
-            envelope
-                .date
-                .as_deref()
-                .and_then(|d| chrono::DateTime::parse_from_rfc2822(d.trim()).ok())
-                .map_or(record.internal_date, |d| d.timestamp_millis()),
-        ),
+        SortKey::Date => Value::Number(sent_date(record, summary)),
         SortKey::From => Value::Text(mailbox_part(&envelope.from)),
         SortKey::To => Value::Text(mailbox_part(&envelope.to)),
         SortKey::Cc => Value::Text(mailbox_part(&envelope.cc)),
@@ -96,6 +85,16 @@ fn value(key: SortKey, record: &MessageRecord, summary: &MessageSummary) -> Valu
             Value::Text(base_subject(subject).to_uppercase())
         }
     }
+}
+
+/// RFC 5256 §3: the sent date in UTC, in milliseconds; the internal date when there is none.
+pub(super) fn sent_date(record: &MessageRecord, summary: &MessageSummary) -> i64 {
+    summary
+        .envelope
+        .date
+        .as_deref()
+        .and_then(|d| chrono::DateTime::parse_from_rfc2822(d.trim()).ok())
+        .map_or(record.internal_date, |d| d.timestamp_millis())
 }
 
 /// The first address of a list; a group's name counts as one (its mailbox is the name), and
@@ -214,11 +213,12 @@ fn strip_blob(s: &str) -> Option<String> {
 }
 
 impl Session {
-    /// SORT and UID SORT: `plain` is the search part as a SEARCH command for imap-codec.
+    /// SORT and UID SORT: `plain` is the search part as a SEARCH command for imap-codec
+    /// (a UID SEARCH for UID SORT). Ties keep the order of the numbers, UIDs or sequence
+    /// numbers alike.
     pub(super) fn sort(
         &mut self,
         tag: &str,
-        uid: bool,
         returns: Option<&[String]>,
         criteria: &[SortCriterion],
         plain: &[u8],
@@ -230,34 +230,18 @@ impl Session {
         {
             return Err(Bad(format!("Unsupported RETURN option {bad}")));
         }
-        if !matches!(self.state, State::Selected(..)) {
-            return Err(Bad("SORT needs a selected folder".into()));
-        }
-        let command = CommandCodec::default()
-            .decode(plain)
-            .map(|(_, c)| c.into_static())
-            .map_err(|_| Bad("Syntax error in the search criteria".into()))?;
-        let CommandBody::Search { criteria: keys, .. } = command.body else {
-            return Err(Bad("Syntax error in the search criteria".into()));
-        };
-        let hits = self.search_hits(keys.as_ref(), false)?;
-        let sel = self.selection();
-        let store = &self.services.store;
-        let mut rows = Vec::with_capacity(hits.numbers.len());
-        for seq in hits.numbers {
-            let slot = sel.messages[seq as usize - 1];
-            let Some(record) = store.message(sel.mailbox.id, sel.folder.id, slot.uid)? else {
-                continue; // expunged meanwhile
-            };
-            let Ok(summary) = store.summary(&record.blob) else {
-                continue;
-            };
-            let values: Vec<Value> = criteria
-                .iter()
-                .map(|c| value(c.key, &record, &summary))
-                .collect();
-            rows.push((values, seq, slot.uid));
-        }
+        let hits = self.plain_search("SORT", plain)?;
+        let mut rows: Vec<(Vec<Value>, u32)> = hits
+            .summarized(&self.services.store)
+            .into_iter()
+            .map(|(number, record, summary)| {
+                let values = criteria
+                    .iter()
+                    .map(|c| value(c.key, record, &summary))
+                    .collect();
+                (values, number)
+            })
+            .collect();
         // Ties keep the folder's order (RFC 5256 §3): REVERSE turns its own key only.
         rows.sort_by(|a, b| {
             criteria
@@ -268,18 +252,15 @@ impl Session {
                 .unwrap_or(Ordering::Equal)
                 .then(a.1.cmp(&b.1))
         });
-        let numbers: Vec<u32> = rows
-            .iter()
-            .map(|(_, seq, u)| if uid { *u } else { *seq })
-            .collect();
+        let numbers: Vec<u32> = rows.iter().map(|(_, n)| *n).collect();
         match returns {
             None => {
                 let list: String = numbers.iter().map(|n| format!(" {n}")).collect();
                 self.untagged(&format!("SORT{list}"));
             }
-            Some(returns) => self.untagged(&esort_line(tag, uid, returns, &numbers)),
+            Some(returns) => self.untagged(&esort_line(tag, hits.uid, returns, &numbers)),
         }
-        Ok(if uid {
+        Ok(if hits.uid {
             "UID SORT completed"
         } else {
             "SORT completed"

@@ -2,13 +2,9 @@
 //! The algorithms work on plain data (`Message`), without the store, so they are tested
 //! alone; the session gathers that data from the summaries.
 
-use super::folders::{Bad, Refusal};
-use super::session::{Session, State};
+use super::folders::Refusal;
+use super::session::Session;
 use super::sort::base_subject;
-use bounded_static::IntoBoundedStatic;
-use imap_codec::CommandCodec;
-use imap_codec::decode::Decoder;
-use imap_codec::imap_types::command::CommandBody;
 use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -367,67 +363,41 @@ pub fn message_ids(value: &str) -> Vec<String> {
 }
 
 impl Session {
-    /// THREAD and UID THREAD: `plain` is the search part as a SEARCH command for imap-codec.
-    pub(super) fn thread(
-        &mut self,
-        uid: bool,
-        algorithm: Algorithm,
-        plain: &[u8],
-    ) -> Result<String, Refusal> {
-        if !matches!(self.state, State::Selected(..)) {
-            return Err(Bad("THREAD needs a selected folder".into()));
-        }
-        let command = CommandCodec::default()
-            .decode(plain)
-            .map(|(_, c)| c.into_static())
-            .map_err(|_| Bad("Syntax error in the search criteria".into()))?;
-        let CommandBody::Search { criteria, .. } = command.body else {
-            return Err(Bad("Syntax error in the search criteria".into()));
-        };
-        let hits = self.search_hits(criteria.as_ref(), false)?;
-        let sel = self.selection();
-        let store = &self.services.store;
-        let mut messages = Vec::with_capacity(hits.numbers.len());
-        for seq in hits.numbers {
-            let slot = sel.messages[seq as usize - 1];
-            let Some(record) = store.message(sel.mailbox.id, sel.folder.id, slot.uid)? else {
-                continue;
-            };
-            let Ok(summary) = store.summary(&record.blob) else {
-                continue;
-            };
-            let header = |name: &str| {
-                summary
-                    .headers
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| v.as_str())
-            };
-            let mut references = header("references").map(message_ids).unwrap_or_default();
-            if references.is_empty() {
-                references = header("in-reply-to")
-                    .map(message_ids)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .take(1)
-                    .collect();
-            }
-            let date = summary
-                .envelope
-                .date
-                .as_deref()
-                .and_then(|d| chrono::DateTime::parse_from_rfc2822(d.trim()).ok())
-                .map_or(record.internal_date, |d| d.timestamp_millis());
-            messages.push(Message {
-                number: if uid { slot.uid } else { seq },
-                date,
-                subject: header("subject").unwrap_or_default().to_string(),
-                message_id: header("message-id").and_then(|v| message_ids(v).into_iter().next()),
-                references,
-            });
-        }
+    /// THREAD and UID THREAD: `plain` is the search part as a (UID) SEARCH for imap-codec.
+    pub(super) fn thread(&mut self, algorithm: Algorithm, plain: &[u8]) -> Result<String, Refusal> {
+        let hits = self.plain_search("THREAD", plain)?;
+        let messages: Vec<Message> = hits
+            .summarized(&self.services.store)
+            .into_iter()
+            .map(|(number, record, summary)| {
+                let header = |name: &str| {
+                    summary
+                        .headers
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v.as_str())
+                };
+                let mut references = header("references").map(message_ids).unwrap_or_default();
+                if references.is_empty() {
+                    references = header("in-reply-to")
+                        .map(message_ids)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .take(1)
+                        .collect();
+                }
+                Message {
+                    number,
+                    date: super::sort::sent_date(record, &summary),
+                    subject: header("subject").unwrap_or_default().to_string(),
+                    message_id: header("message-id")
+                        .and_then(|v| message_ids(v).into_iter().next()),
+                    references,
+                }
+            })
+            .collect();
         self.untagged(&format!("THREAD {}", thread(&messages, algorithm)));
-        Ok(if uid {
+        Ok(if hits.uid {
             "UID THREAD completed"
         } else {
             "THREAD completed"

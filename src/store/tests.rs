@@ -608,12 +608,10 @@ fn access_facts_follow_teams_and_partnerships() {
     assert_eq!(store.user_facts(boss.id).unwrap().partnerships.len(), 1);
 }
 
-#[test]
-fn invitations_are_single_use() {
-    let (store, _dir) = temp_store();
-    let w = world(&store);
-    let invitation = Invitation {
-        token_hash: [7; 32],
+/// An invitation of acme's owner to a collaborator, valid for a minute.
+fn invitation(w: &World, token_hash: [u8; 32]) -> Invitation {
+    Invitation {
+        token_hash,
         org: w.acme.id,
         email: "new@gmail.example".into(),
         role: Role::Collaborator,
@@ -621,7 +619,14 @@ fn invitations_are_single_use() {
         grants: vec![],
         invited_by: w.owner.id,
         expires: now_millis() + 60_000,
-    };
+    }
+}
+
+#[test]
+fn invitations_are_single_use() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let invitation = invitation(&w, [7; 32]);
     store.create_invitation(invitation.clone()).unwrap();
     assert_eq!(store.take_invitation(&[7; 32]).unwrap(), invitation);
     assert!(matches!(
@@ -634,16 +639,7 @@ fn invitations_are_single_use() {
 fn a_renewed_invitation_replaces_the_old_in_one_step() {
     let (store, _dir) = temp_store();
     let w = world(&store);
-    let old = Invitation {
-        token_hash: [7; 32],
-        org: w.acme.id,
-        email: "new@gmail.example".into(),
-        role: Role::Collaborator,
-        teams: vec![],
-        grants: vec![],
-        invited_by: w.owner.id,
-        expires: now_millis() + 60_000,
-    };
+    let old = invitation(&w, [7; 32]);
     store.create_invitation(old.clone()).unwrap();
     let renewed = Invitation {
         token_hash: [8; 32],
