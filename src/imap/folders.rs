@@ -346,12 +346,8 @@ impl Session {
         known: Option<&SequenceSet>,
     ) -> Result<(), Refusal> {
         let store = self.services.store.clone();
-        let mut vanished = store.expunged_since(sel.mailbox.id, sel.folder.id, modseq)?;
-        if let Some(known) = known {
-            vanished.retain(|uid| super::messages::set_contains(known, *uid));
-        }
-        if !vanished.is_empty() {
-            let set = super::selection::uid_set(&vanished);
+        let gone = store.expunged_since(sel.mailbox.id, sel.folder.id, modseq)?;
+        if let Some(set) = super::vanished::earlier(gone, sel, known) {
             self.untagged(&format!("VANISHED (EARLIER) {set}"));
         }
         let changed: Vec<(usize, super::selection::Slot)> = sel

@@ -648,14 +648,12 @@ impl Session {
     /// RFC 7162 §3.2.6: with VANISHED, the UIDs of the set expunged since `since`.
     fn report_vanished(&mut self, set: &SequenceSet, since: u64) -> Result<(), Refusal> {
         let sel = self.selection();
-        let mut gone = self
+        let gone = self
             .services
             .store
             .expunged_since(sel.mailbox.id, sel.folder.id, since)?;
-        gone.retain(|uid| set_contains(set, *uid));
-        if !gone.is_empty() {
-            let line = format!("VANISHED (EARLIER) {}", super::selection::uid_set(&gone));
-            self.untagged(&line);
+        if let Some(set) = super::vanished::earlier(gone, sel, Some(set)) {
+            self.untagged(&format!("VANISHED (EARLIER) {set}"));
         }
         Ok(())
     }
@@ -950,10 +948,6 @@ fn apply_unmasked(
 }
 
 /// Whether a UID set (without `*`) holds `uid`.
-pub(super) fn set_contains(set: &SequenceSet, uid: u32) -> bool {
-    set_holds(set, uid, u32::MAX)
-}
-
 /// Whether a sequence or UID set holds `n`, `*` standing for `star` (RFC 3501 §9: `n:*`
 /// with n above `star` still holds `star`).
 pub(super) fn set_holds(set: &SequenceSet, n: u32, star: u32) -> bool {

@@ -18,6 +18,7 @@ mod sort;
 mod spooled;
 mod thread;
 mod utf7;
+mod vanished;
 mod wire;
 
 #[cfg(test)]

@@ -255,23 +255,26 @@ pub fn uid_set(uids: &[u32]) -> String {
     let mut sorted = uids.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut end = start;
-        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
-            i += 1;
-            end = sorted[i];
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    for uid in sorted {
+        match ranges.last_mut() {
+            Some(last) if last.1.checked_add(1) == Some(uid) => last.1 = uid,
+            _ => ranges.push((uid, uid)),
         }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}:{end}")
-        });
-        i += 1;
     }
-    parts.join(",")
+    ranges_text(&ranges)
+}
+
+/// Sorted, disjoint UID ranges in IMAP's set syntax: `1:3,7`.
+pub fn ranges_text(ranges: &[(u32, u32)]) -> String {
+    let part = |&(lo, hi): &(u32, u32)| {
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo}:{hi}")
+        }
+    };
+    ranges.iter().map(part).collect::<Vec<_>>().join(",")
 }
 
 /// A FLAGS list with `\Recent` where the slot is recent.

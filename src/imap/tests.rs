@@ -393,3 +393,52 @@ async fn literals_outside_append_have_their_own_smaller_limit() {
     let (out, _) = talk(&mut s, "c APPEND INBOX {500}\r\n").await;
     assert!(out.starts_with("+ "), "a message may be larger: {out}");
 }
+
+/// RFC 7162 §3.2.6: a folder keeps its newest expunges only; a client resynchronising from
+/// before them is told every UID the folder no longer holds, within its known UIDs.
+#[tokio::test]
+async fn qresync_from_before_the_remembered_expunges_reports_every_missing_uid() {
+    let h = Harness::new();
+    let store = &h.services.store;
+    let m = store.mailbox_by_address(ADDRESS).unwrap().unwrap();
+    let inbox = store.folder_by_name(m.id, "INBOX").unwrap().unwrap();
+    let append = || {
+        store
+            .append(m.id, inbox.id, b"x", Default::default())
+            .unwrap()
+    };
+    let uids: Vec<u32> = (0..1105).map(|_| append().uid).collect();
+    assert_eq!((uids[0], uids[1104]), (3, 1107));
+    store.expunge(m.id, inbox.id, &[1105]).unwrap();
+    let modseq = |store: &crate::store::Store| {
+        let folder = store.folder(m.id, inbox.id).unwrap().unwrap();
+        folder.highestmodseq
+    };
+    let before = modseq(store);
+    store.expunge(m.id, inbox.id, &uids[..600]).unwrap();
+    let first = modseq(store);
+    store.expunge(m.id, inbox.id, &uids[600..1100]).unwrap();
+
+    let mut s = h.session();
+    let login = format!("a LOGIN {ADDRESS} {PASSWORD}\r\nb ENABLE QRESYNC\r\n");
+    talk(&mut s, &login).await;
+    let v = inbox.uidvalidity;
+    let select =
+        |since: u64, known: &str| format!("c SELECT INBOX (QRESYNC ({v} {since}{known}))\r\n");
+    let vanished = |out: String| -> String {
+        let line = out.lines().find(|l| l.starts_with("* VANISHED (EARLIER) "));
+        line.unwrap_or_else(|| panic!("{out}"))[21..].to_string()
+    };
+    let (out, _) = talk(&mut s, &select(before, "")).await;
+    assert_eq!(vanished(out), "3:1102,1105");
+    let (out, _) = talk(&mut s, &select(before, " 1:10,1100:*")).await;
+    assert_eq!(vanished(out), "3:10,1100:1102,1105");
+    let (out, _) = talk(&mut s, &select(first, "")).await;
+    assert_eq!(vanished(out), "603:1102");
+    let (out, _) = talk(
+        &mut s,
+        &format!("d UID FETCH 1:20 (FLAGS) (CHANGEDSINCE {before} VANISHED)\r\n"),
+    )
+    .await;
+    assert_eq!(vanished(out), "3:20");
+}

@@ -52,8 +52,13 @@ pub const USER_SEEN: u8 = b'W';
 pub const SUBSCRIPTION: u8 = b'R';
 /// mailbox → bytes used.
 pub const USAGE: u8 = b'Q';
-/// mailbox ++ folder ++ uid → MODSEQ of its expunge: what QRESYNC reports as VANISHED.
-pub const EXPUNGED: u8 = b'X';
+/// mailbox ++ folder ++ MODSEQ ++ uid → (): an expunge QRESYNC reports as VANISHED.
+pub const EXPUNGES: u8 = b'x';
+/// mailbox ++ folder → how many expunges it keeps, and up to which MODSEQ it forgot.
+pub const EXPUNGE_LOG: u8 = b'Y';
+/// mailbox ++ folder ++ uid → MODSEQ: expunges as kept before, all of them; rewritten as
+/// `EXPUNGES` at open.
+pub const OLD_EXPUNGED: u8 = b'X';
 /// queue id → an outbound message for one domain.
 pub const QUEUE: u8 = b'q';
 /// mailbox ++ folder → the lowest UID no session has seen yet (RFC 3501 \Recent).

@@ -528,10 +528,7 @@ impl Store {
             return Ok(gone);
         }
         f.highestmodseq += 1;
-        for uid in &gone {
-            let tombstone = key(codec::EXPUNGED, &[mailbox.0, folder.0, *uid as u64]);
-            changes.put_mail(tombstone, &f.highestmodseq)?;
-        }
+        self.log_expunges(&mut changes, (mailbox, folder), f.highestmodseq, &gone)?;
         changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.0]), &f)?;
         self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
         self.commit(changes)?;
@@ -572,27 +569,6 @@ impl Store {
             .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
             .map(u32::from_be_bytes)
             .unwrap_or(1))
-    }
-
-    /// UIDs expunged from a folder after `modseq` (RFC 7162 §3.2.5.2, VANISHED (EARLIER)).
-    pub fn expunged_since(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        modseq: u64,
-    ) -> StoreResult<Vec<u32>> {
-        let mut uids = Vec::new();
-        for item in self
-            .inner
-            .mail
-            .scan_prefix(key(codec::EXPUNGED, &[mailbox.0, folder.0]))
-        {
-            let (k, v) = item?;
-            if decode::<u64>(&v, "expunge record")? > modseq {
-                uids.push(id_at(&k, 2)? as u32);
-            }
-        }
-        Ok(uids)
     }
 
     /// Adds to `changes` the removal of one message record and its per-user state, and one
@@ -850,14 +826,7 @@ impl Store {
         folder: FolderId,
     ) -> StoreResult<()> {
         changes.del_mail(key(codec::RECENT, &[mailbox.0, folder.0]));
-        for item in self
-            .inner
-            .mail
-            .scan_prefix(key(codec::EXPUNGED, &[mailbox.0, folder.0]))
-        {
-            changes.del_mail(item?.0.to_vec());
-        }
-        Ok(())
+        self.expunge_log_removal(changes, mailbox, folder)
     }
 }
 

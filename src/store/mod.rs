@@ -17,6 +17,7 @@ mod blobs;
 mod codec;
 mod directory;
 mod error;
+mod expunges;
 mod flags;
 mod folders;
 mod grants;
@@ -30,6 +31,7 @@ pub use audit::AuditQuery;
 pub use blobs::BlobId;
 pub use directory::{AddressEntry, NewMailbox, NewUser};
 pub use error::{StoreError, StoreResult};
+pub use expunges::ExpungedSince;
 pub use flags::{FlagChange, FlagOutcome, SeenFlags};
 pub use folders::{
     AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse, Subscriber,
@@ -49,6 +51,9 @@ use std::sync::{Arc, Mutex};
 pub const SCHEMA_VERSION: u32 = 1;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
+
+/// Set once the folders' old subscription flags were rewritten by name.
+const SUBSCRIPTIONS_BY_NAME: &[u8] = b"upgraded/subscriptions-by-name";
 
 /// A handle on the open store; cheap to clone.
 #[derive(Clone)]
@@ -100,6 +105,7 @@ impl Store {
         store.check_schema()?;
         store.drop_old_summaries()?;
         store.keep_folder_subscriptions()?;
+        store.upgrade_expunge_records()?;
         Ok(store)
     }
 
@@ -154,8 +160,12 @@ impl Store {
     /// Folders record whether the mailbox's own login subscribed to them in a field that is
     /// no longer read (subscriptions are kept by name now, and new folders leave it false):
     /// where it is still true, the subscription is written by name, once.
+    /// Runs once per data directory: every folder is read.
     fn keep_folder_subscriptions(&self) -> StoreResult<()> {
         let _guard = self.lock();
+        if self.inner.meta.contains_key(SUBSCRIPTIONS_BY_NAME)? {
+            return Ok(());
+        }
         let mut changes = Changes::default();
         for item in self.inner.mail.scan_prefix([codec::FOLDER]) {
             let (k, v) = item?;
@@ -170,10 +180,8 @@ impl Store {
             changes.put_mail_raw(sub, vec![1]);
             changes.put_mail(k.to_vec(), &folder)?;
         }
-        if changes.mail.is_empty() {
-            return Ok(());
-        }
         self.commit(changes)?;
+        self.inner.meta.insert(SUBSCRIPTIONS_BY_NAME, &[1])?;
         Ok(self.inner.db.flush().map(|_| ())?)
     }
 

@@ -930,7 +930,7 @@ fn move_within_a_mailbox_keeps_usage_and_leaves_tombstones() {
     assert!(store.messages(m.id, f).unwrap().is_empty());
     assert_eq!(
         store.expunged_since(m.id, f, first.modseq).unwrap(),
-        vec![1]
+        ExpungedSince::Exactly(vec![1])
     );
     let moved = store.message(m.id, archive, 1).unwrap().unwrap();
     assert_eq!(store.read_message(&moved.blob).unwrap(), b"hello");
@@ -1089,9 +1089,94 @@ fn folder_subscriptions_of_an_older_layout_are_kept_by_name() {
         .mail
         .insert(k, codec::encode(&folder).unwrap())
         .unwrap();
+    // An older version's directory: no mark of the upgrade.
+    store.inner.meta.remove(SUBSCRIPTIONS_BY_NAME).unwrap();
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     let subs = store.subscriptions(Subscriber::MailboxLogin, m.id).unwrap();
     assert_eq!(subs.get("Projects"), Some(&true));
     assert!(!store.folder(m.id, folder.id).unwrap().unwrap().subscribed);
+}
+
+#[test]
+fn a_folder_forgets_its_oldest_expunges_and_says_so() {
+    let OneMailbox {
+        store,
+        _dir,
+        w: _,
+        m,
+        f,
+    } = one_mailbox("a@acme.example");
+    let mut uids = Vec::new();
+    for _ in 0..1100 {
+        let added = store
+            .append(m.id, f, b"x", AppendMessage::default())
+            .unwrap();
+        uids.push(added.uid);
+    }
+    let before = store.folder(m.id, f).unwrap().unwrap().highestmodseq;
+    store.expunge(m.id, f, &uids[..600]).unwrap();
+    let first = store.folder(m.id, f).unwrap().unwrap().highestmodseq;
+    assert_eq!(
+        store.expunged_since(m.id, f, before).unwrap(),
+        ExpungedSince::Exactly(uids[..600].to_vec())
+    );
+    // 1,100 kept is past the bound: the older expunge (600) is forgotten whole.
+    store.expunge(m.id, f, &uids[600..]).unwrap();
+    assert_eq!(
+        store.expunged_since(m.id, f, before).unwrap(),
+        ExpungedSince::Forgotten
+    );
+    assert_eq!(
+        store.expunged_since(m.id, f, first).unwrap(),
+        ExpungedSince::Exactly(uids[600..].to_vec())
+    );
+    let kept = store.inner.mail.scan_prefix([codec::EXPUNGES]).count();
+    assert_eq!(kept, 500);
+    // Deleting the folder takes its record of expunges along.
+    store.delete_folder(m.id, f).unwrap();
+    assert_eq!(store.inner.mail.scan_prefix([codec::EXPUNGES]).count(), 0);
+    assert_eq!(
+        store.inner.mail.scan_prefix([codec::EXPUNGE_LOG]).count(),
+        0
+    );
+}
+
+#[test]
+fn expunges_kept_by_uid_are_rewritten_by_modseq_at_open() {
+    let OneMailbox {
+        store,
+        _dir,
+        w: _,
+        m,
+        f,
+    } = one_mailbox("a@acme.example");
+    // As an older version wrote them: UID → MODSEQ, every one; 1,200 of them, UID n at
+    // MODSEQ 10 + n.
+    for uid in 1..=1200u64 {
+        let k = codec::key(codec::OLD_EXPUNGED, &[m.id.0, f.0, uid]);
+        store
+            .inner
+            .mail
+            .insert(k, codec::encode(&(10 + uid)).unwrap())
+            .unwrap();
+    }
+    store.upgrade_expunge_records().unwrap();
+    assert_eq!(
+        store.inner.mail.scan_prefix([codec::OLD_EXPUNGED]).count(),
+        0
+    );
+    // The newest 1,000 are kept (UIDs 201..=1200, MODSEQs 211..=1210), the rest forgotten.
+    assert_eq!(
+        store.expunged_since(m.id, f, 209).unwrap(),
+        ExpungedSince::Forgotten
+    );
+    assert_eq!(
+        store.expunged_since(m.id, f, 210).unwrap(),
+        ExpungedSince::Exactly((201..=1200).collect())
+    );
+    assert_eq!(
+        store.expunged_since(m.id, f, 1208).unwrap(),
+        ExpungedSince::Exactly(vec![1199, 1200])
+    );
 }

@@ -177,9 +177,14 @@ impl Store {
             {
                 changes.del_mail(item?.0.to_vec());
             }
-            changes.put_mail(key(codec::EXPUNGED, &[m, f, uid]), &source.highestmodseq)?;
         }
-        Ok(())
+        let uids: Vec<u32> = moved.iter().map(|r| r.uid).collect();
+        self.log_expunges(
+            changes,
+            (from.mailbox, from.folder),
+            source.highestmodseq,
+            &uids,
+        )
     }
 
     /// Adds to `changes` one more reference per copy on each copied blob.
