@@ -6,7 +6,7 @@ use super::folders::{Bad, Refusal};
 use super::session::{Session, State};
 
 impl Session {
-    pub(super) fn ext_command(&mut self, tag: &str, command: ExtCommand) {
+    pub(super) async fn ext_command(&mut self, tag: &str, command: ExtCommand) {
         let Some(identity) = self.identity().cloned() else {
             self.tagged_text(tag, "BAD", "Log in first");
             return;
@@ -35,6 +35,7 @@ impl Session {
                 criteria,
                 plain,
             } => self.sort(tag, returns.as_deref(), &criteria, &plain),
+            ExtCommand::AppendMany(append) => self.append_many(&identity, append).await,
         };
         match result {
             Ok(text) => self.tagged_text(tag, "OK", &text),

@@ -4,6 +4,8 @@
 //! delivers it) is checked here first; anything else goes to imap-codec unchanged. For
 //! ESEARCH the RETURN clause is cut out and imap-codec parses the search criteria.
 
+use super::syntax::{Parser, atom_char};
+
 /// A command of an extension imap-codec lacks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExtCommand {
@@ -38,6 +40,8 @@ pub enum ExtCommand {
         algorithm: super::thread::Algorithm,
         plain: Vec<u8>,
     },
+    /// APPEND of several messages (RFC 3502) or with CATENATE (RFC 4469).
+    AppendMany(super::append::AppendMany),
     /// SORT (RFC 5256): the criteria, and the search as a plain (UID) SEARCH for imap-codec.
     Sort {
         /// ESORT (RFC 5267 §3): `SORT RETURN (…)`, answered as ESEARCH.
@@ -63,7 +67,7 @@ pub struct ListExtended {
 /// One that is not valid modified UTF-7 is still a string: kept as it came, it names no
 /// folder, so that the answer is a NO (or an empty LIST), not a BAD that some clients take
 /// as the end of the connection.
-fn folder_name(wire: &str) -> String {
+pub(super) fn folder_name(wire: &str) -> String {
     super::utf7::decode(wire).unwrap_or_else(|| wire.to_string())
 }
 
@@ -79,6 +83,10 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
     let name = p.atom()?.to_ascii_uppercase();
     match name.as_str() {
         "LIST" => return list_extended(&mut p).map(|r| (tag, r)),
+        "APPEND" => {
+            let append = super::append::recognize(&mut p)?;
+            return Some((tag, append.map(ExtCommand::AppendMany)));
+        }
         "SEARCH" => return esearch(&mut p, &tag, message, false).map(|r| (tag, r)),
         "SORT" => return Some((tag.clone(), sort(&mut p, &tag, message, false))),
         "THREAD" => return Some((tag.clone(), thread(&mut p, &tag, message, false))),
@@ -402,163 +410,10 @@ fn literal_length(bytes: &[u8]) -> Option<(usize, usize)> {
     Some((head, n))
 }
 
-fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
+pub(super) fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
-}
-
-struct Parser<'a> {
-    input: &'a [u8],
-    pos: usize,
-}
-
-/// RFC 3501 §9 ATOM-CHAR: anything printable but `(){ %*"\]`.
-fn atom_char(b: u8) -> bool {
-    b.is_ascii_graphic() && !b"(){%*\"\\]".contains(&b)
-}
-
-impl Parser<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.input.get(self.pos).copied()
-    }
-
-    fn atom(&mut self) -> Option<String> {
-        let start = self.pos;
-        while self.peek().is_some_and(atom_char) {
-            self.pos += 1;
-        }
-        (self.pos > start)
-            .then(|| String::from_utf8_lossy(&self.input[start..self.pos]).into_owned())
-    }
-
-    fn space(&mut self) -> Result<(), String> {
-        match self.peek() {
-            Some(b' ') => {
-                self.pos += 1;
-                Ok(())
-            }
-            _ => Err("expected a space between arguments".into()),
-        }
-    }
-
-    fn end(&mut self) -> Result<(), String> {
-        match &self.input[self.pos..] {
-            b"\r\n" | b"\n" => Ok(()),
-            _ => Err("unexpected text after the arguments".into()),
-        }
-    }
-
-    fn expect(&mut self, byte: u8) -> Result<(), String> {
-        if self.peek() == Some(byte) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(format!("expected {:?}", byte as char))
-        }
-    }
-
-    /// `(item item …)`, items read by `item`.
-    fn paren_list(
-        &mut self,
-        item: impl Fn(&mut Self) -> Result<String, String>,
-    ) -> Result<Vec<String>, String> {
-        self.expect(b'(')?;
-        let mut items = Vec::new();
-        while self.peek() != Some(b')') {
-            if !items.is_empty() {
-                self.space()?;
-            }
-            items.push(item(self)?);
-        }
-        self.pos += 1;
-        Ok(items)
-    }
-
-    /// RFC 3501 list-mailbox: atom characters and the wildcards, or a string.
-    fn list_mailbox(&mut self) -> Result<String, String> {
-        match self.peek() {
-            Some(b'"') => self.quoted(),
-            Some(b'{') => self.literal(),
-            _ => {
-                let start = self.pos;
-                while self
-                    .peek()
-                    .is_some_and(|b| atom_char(b) || b"%*]".contains(&b))
-                {
-                    self.pos += 1;
-                }
-                if self.pos == start {
-                    return Err("expected a mailbox pattern".into());
-                }
-                Ok(String::from_utf8_lossy(&self.input[start..self.pos]).into_owned())
-            }
-        }
-    }
-
-    fn astring(&mut self) -> Result<String, String> {
-        match self.peek() {
-            Some(b'"') => self.quoted(),
-            Some(b'{') => self.literal(),
-            _ => self
-                .atom()
-                .ok_or_else(|| "expected an argument".to_string()),
-        }
-    }
-
-    fn quoted(&mut self) -> Result<String, String> {
-        self.pos += 1;
-        let mut out = Vec::new();
-        loop {
-            match self.peek() {
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(String::from_utf8_lossy(&out).into_owned());
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    match self.peek() {
-                        Some(c @ (b'"' | b'\\')) => out.push(c),
-                        _ => return Err("bad escape in a quoted string".into()),
-                    }
-                    self.pos += 1;
-                }
-                Some(b'\r' | b'\n') | None => return Err("unterminated quoted string".into()),
-                Some(c) => {
-                    out.push(c);
-                    self.pos += 1;
-                }
-            }
-        }
-    }
-
-    fn literal(&mut self) -> Result<String, String> {
-        let rest = &self.input[self.pos..];
-        let close = rest
-            .iter()
-            .position(|b| *b == b'}')
-            .ok_or("unterminated literal")?;
-        let spec = std::str::from_utf8(&rest[1..close]).map_err(|_| "bad literal length")?;
-        let length: usize = spec
-            .trim_end_matches('+')
-            .parse()
-            .map_err(|_| "bad literal length")?;
-        let mut start = self.pos + close + 1;
-        start += match &self.input[start..] {
-            [b'\r', b'\n', ..] => 2,
-            [b'\n', ..] => 1,
-            _ => return Err("a literal's length must end its line".into()),
-        };
-        let end = start
-            .checked_add(length)
-            .ok_or("literal longer than anything a client can send")?;
-        let data = self
-            .input
-            .get(start..end)
-            .ok_or("literal shorter than announced")?;
-        self.pos = end;
-        Ok(String::from_utf8_lossy(data).into_owned())
-    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::session::{Session, State};
 use super::wire;
 use crate::model::*;
 use crate::store::spool::Loaded;
-use crate::store::{AppendMessage, Flags, Folder, FolderView, StoreError, Transfer};
+use crate::store::{Flags, Folder, FolderView, StoreError, Transfer};
 use imap_codec::imap_types::command::CommandBody;
 use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::core::Tag;
@@ -139,7 +139,8 @@ impl Session {
                 message,
             } => {
                 // A spooled message stands in for the empty literal its command was given.
-                let message = self.spooled_message.take().unwrap_or_else(|| {
+                let spooled = self.spooled_messages.pop().map(|(_, m)| m);
+                let message = spooled.unwrap_or_else(|| {
                     Loaded::from(match &message {
                         LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
                         LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
@@ -197,7 +198,7 @@ impl Session {
     }
 
     /// The folder `name` designates and the session's rights on its mailbox.
-    fn folder(
+    pub(super) fn folder(
         &self,
         identity: &Identity,
         name: &str,
@@ -549,57 +550,6 @@ impl Session {
         line.extend_from_slice(format!(" ({})", parts.join(" ")).as_bytes());
         self.untagged(&String::from_utf8_lossy(&line));
         Ok("STATUS completed".into())
-    }
-
-    async fn append(
-        &mut self,
-        identity: &Identity,
-        name: &str,
-        flags: &[Flag<'_>],
-        date: Option<Millis>,
-        message: Loaded,
-    ) -> Result<String, Refusal> {
-        let (mailbox, folder, rights) = match self.folder(identity, name) {
-            Err(No(text)) if text.starts_with("[NONEXISTENT]") => {
-                // RFC 3501 §6.3.11: tell the client it may create the folder first.
-                return Err(No(format!(
-                    "[TRYCREATE] {}",
-                    &text["[NONEXISTENT] ".len()..]
-                )));
-            }
-            other => other?,
-        };
-        if !rights.contains(Right::Insert) {
-            return Err(noperm(Right::Insert, "add messages to this folder"));
-        }
-        let (flags, keywords) = store_flags(flags)?;
-        let (flags, keywords) = super::messages::permitted(rights, flags, keywords);
-        let meta = AppendMessage {
-            flags,
-            keywords,
-            internal_date: date,
-            seen_by: identity.seen_user(&mailbox),
-        };
-        // Parsing, the blob's fsync and the flush block: off the async threads, as delivery.
-        let store = self.services.store.clone();
-        let (m, f) = (mailbox.id, folder.id);
-        let stored = tokio::task::spawn_blocking(move || {
-            let record = store.append_loaded(m, f, &message, meta)?;
-            store.flush_blocking().map(|_| record).map_err(|e| {
-                tracing::error!(error = %e, "flush after APPEND failed");
-                No("[SERVERBUG] The message could not be made durable".into())
-            })
-        })
-        .await;
-        let record = stored.map_err(|e| {
-            tracing::error!(error = %e, "the APPEND task failed");
-            No("[SERVERBUG] The message could not be stored".into())
-        })??;
-        self.sync_selection(false);
-        Ok(format!(
-            "[APPENDUID {} {}] APPEND completed",
-            folder.uidvalidity, record.uid
-        ))
     }
 }
 

@@ -4,6 +4,7 @@
 //! connection: reads, writes, STARTTLS, IDLE wake-ups, autologout and server shutdown.
 
 mod acl;
+mod append;
 mod extended;
 mod extension;
 mod fetch;
@@ -16,6 +17,7 @@ mod selection;
 mod session;
 mod sort;
 mod spooled;
+mod syntax;
 mod thread;
 mod utf7;
 mod vanished;

@@ -77,9 +77,9 @@ pub struct Session {
     /// An APPEND literal going to the spool, or arrived there while the rest of its command
     /// is still to come.
     spooled: Option<super::spooled::Spooling>,
-    /// The spooled message of the APPEND being handled, whose command holds an empty
-    /// literal in its place.
-    pub(super) spooled_message: Option<crate::store::spool::Loaded>,
+    /// The spooled messages of the APPEND being handled, whose command holds an empty
+    /// literal in each one's place (at the offset given).
+    pub(super) spooled_messages: Vec<(usize, crate::store::spool::Loaded)>,
     /// Literal bytes announced so far in the current message: what the line limit leaves out.
     literal_bytes: usize,
     /// The client's ID (RFC 2971), for the audit log.
@@ -137,7 +137,7 @@ impl RateLimit {
     }
 }
 
-pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY STATUS=SIZE SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
+pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY STATUS=SIZE SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MULTIAPPEND CATENATE";
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
@@ -151,7 +151,7 @@ impl Session {
             expect: Expect::Command,
             literal_left: 0,
             spooled: None,
-            spooled_message: None,
+            spooled_messages: Vec::new(),
             literal_bytes: 0,
             client_id: None,
             out: Vec::new(),
@@ -352,12 +352,14 @@ impl Session {
     /// APPEND's literal past the spool threshold goes to the spool instead of memory.
     fn accept_literal(&mut self, mode: LiteralMode, length: u32) -> LiteralAnswer {
         // A message (APPEND) may be large; a name, a password or a search string may not.
-        let appending = self
-            .fragmentizer
-            .message_bytes()
-            .split(|b| *b == b' ')
-            .nth(1)
-            .is_some_and(|verb| verb.eq_ignore_ascii_case(b"APPEND"));
+        // After a spooled literal, the fragmentizer holds the rest of that APPEND.
+        let appending = self.spooled.is_some()
+            || self
+                .fragmentizer
+                .message_bytes()
+                .split(|b| *b == b' ')
+                .nth(1)
+                .is_some_and(|verb| verb.eq_ignore_ascii_case(b"APPEND"));
         let imap = &self.services.config.imap;
         let limit = if appending {
             imap.max_message_bytes
@@ -366,7 +368,7 @@ impl Session {
         };
         if length <= limit {
             let threshold = self.services.config.limits.spool_threshold_bytes;
-            if appending && length as usize > threshold && self.spooled.is_none() {
+            if appending && length as usize > threshold {
                 return self.start_spooling(mode, length);
             }
             self.literal_bytes += length as usize;
@@ -395,14 +397,30 @@ impl Session {
     /// Routes the announced literal to the spool: the fragmentizer forgets the message so
     /// far (kept here) and starts afresh after the literal, with the rest of the command.
     fn start_spooling(&mut self, mode: LiteralMode, length: u32) -> LiteralAnswer {
+        use super::spooled::{MAX_SPOOLED_PER_COMMAND, NO_ROOM, Spooling};
         let prefix = self.fragmentizer.message_bytes().to_vec();
-        let tag = self.fragmentizer.decode_tag().map(|t| t.into_static());
-        let room = self.services.spool.reserve(u64::from(length)).is_ok();
-        if !room && mode == LiteralMode::Sync {
+        let tag = match &self.spooled {
+            Some(earlier) => Some(earlier.tag()),
+            None => self
+                .fragmentizer
+                .decode_tag()
+                .map(|t| t.inner().to_string()),
+        };
+        let spooled = self.spooled.as_ref().map_or(0, Spooling::count);
+        let refusal = if spooled >= MAX_SPOOLED_PER_COMMAND {
+            Some(format!(
+                "[LIMIT] At most {MAX_SPOOLED_PER_COMMAND} large messages in one APPEND"
+            ))
+        } else if self.services.spool.reserve(u64::from(length)).is_err() {
+            Some(NO_ROOM.to_string())
+        } else {
+            None
+        };
+        if let (Some(text), LiteralMode::Sync) = (&refusal, mode) {
             if let Some(tag) = tag {
-                let text = "[UNAVAILABLE] Too much mail in flight here; try again later";
-                self.tagged(&tag, "NO", text);
+                self.tagged_text(&tag, "NO", text);
             }
+            self.spooled = None;
             self.fragmentizer.skip_message();
             return LiteralAnswer::Refused;
         }
@@ -412,9 +430,10 @@ impl Session {
             self.out.extend_from_slice(b"+ Ready for literal data\r\n");
         }
         let incoming = self.services.spool.incoming();
-        self.spooled = Some(super::spooled::Spooling::new(
-            prefix, length, incoming, room,
-        ));
+        self.spooled = Some(match self.spooled.take() {
+            Some(earlier) => earlier.then(prefix, length, incoming, refusal),
+            None => Spooling::new(prefix, length, incoming, refusal),
+        });
         LiteralAnswer::Spool
     }
 
@@ -431,10 +450,10 @@ impl Session {
         if let Some(spooled) = self.spooled.take() {
             let rest = self.fragmentizer.message_bytes().to_vec();
             return match spooled.finish(&rest).await {
-                Ok((command, message)) => {
-                    self.spooled_message = Some(message);
-                    let action = Box::pin(self.rewritten_message(command)).await;
-                    self.spooled_message = None;
+                Ok(finished) => {
+                    self.spooled_messages = finished.messages;
+                    let action = Box::pin(self.rewritten_message(finished.command)).await;
+                    self.spooled_messages.clear();
                     action
                 }
                 Err((tag, text)) => {
@@ -451,7 +470,7 @@ impl Session {
         }
         if let Some((tag, command)) = super::extension::recognize(self.fragmentizer.message_bytes())
         {
-            return self.ext_message(&tag, command);
+            return self.ext_message(&tag, command).await;
         }
         let decoded = self
             .fragmentizer
@@ -504,7 +523,7 @@ impl Session {
     }
 
     /// A command `extension` recognised: checked for revoked access like any other.
-    fn ext_message(
+    async fn ext_message(
         &mut self,
         tag: &str,
         command: Result<super::extension::ExtCommand, String>,
@@ -520,7 +539,7 @@ impl Session {
             return Action::Continue;
         }
         match command {
-            Ok(command) => self.ext_command(tag, command),
+            Ok(command) => self.ext_command(tag, command).await,
             Err(reason) => self.tagged_text(tag, "BAD", &reason),
         }
         Action::Continue
@@ -529,7 +548,7 @@ impl Session {
     /// Handles a message rewritten around imap-codec (`$` replaced).
     async fn rewritten_message(&mut self, message: Vec<u8>) -> Action {
         if let Some((tag, command)) = super::extension::recognize(&message) {
-            return self.ext_message(&tag, command);
+            return self.ext_message(&tag, command).await;
         }
         match CommandCodec::default()
             .decode(&message)

@@ -442,3 +442,102 @@ async fn qresync_from_before_the_remembered_expunges_reports_every_missing_uid()
     .await;
     assert_eq!(vanished(out), "3:20");
 }
+
+/// RFC 3502: several messages in one APPEND, stored together in order; the large ones go
+/// through the spool, each in its place.
+#[tokio::test]
+async fn multiappend_stores_every_message_in_order_large_ones_spooled() {
+    let h = Harness::with_config(|c| c.limits.spool_threshold_bytes = 1024);
+    let store = &h.services.store;
+    let m = store.mailbox_by_address(ADDRESS).unwrap().unwrap();
+    let inbox = store.folder_by_name(m.id, "INBOX").unwrap().unwrap();
+    let big = |c: &str| format!("Subject: {c}\r\n\r\n{}\r\n", c.repeat(3000));
+    let (one, three) = (big("a"), big("c"));
+    let two = "Subject: b\r\n\r\nsmall\r\n";
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let command = format!(
+        "b APPEND INBOX {{{}+}}\r\n{one} (\\Flagged) {{{}+}}\r\n{two} {{{}+}}\r\n{three}\r\n",
+        one.len(),
+        two.len(),
+        three.len()
+    );
+    let (out, _) = talk(&mut s, &command).await;
+    let v = inbox.uidvalidity;
+    assert_eq!(
+        out,
+        format!("b OK [APPENDUID {v} 3:5] APPEND completed\r\n")
+    );
+    let records = store.messages(m.id, inbox.id).unwrap();
+    let stored: Vec<Vec<u8>> = records[2..]
+        .iter()
+        .map(|r| store.read_message(&r.blob).unwrap())
+        .collect();
+    assert_eq!(stored, [one.as_bytes(), two.as_bytes(), three.as_bytes()]);
+    assert!(records[3].flags.contains(crate::store::Flags::FLAGGED));
+    assert!(!records[2].flags.contains(crate::store::Flags::FLAGGED));
+}
+
+/// RFC 4469: CATENATE puts text and parts of stored messages together; a URL that names
+/// nothing readable refuses the whole command, and nothing of it is stored.
+#[tokio::test]
+async fn catenate_joins_text_and_stored_parts_or_stores_nothing() {
+    let h = Harness::new();
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    // Message 2 of the harness is multipart: its part 1 is "second".
+    let body = "\r\nthen ";
+    let command = format!(
+        "b APPEND Sent CATENATE (URL \"/INBOX/;UID=2/;SECTION=HEADER\" TEXT {{{}+}}\r\n{body} URL \"/INBOX/;UID=2/;SECTION=1\")\r\n",
+        body.len()
+    );
+    let (out, _) = talk(&mut s, &command).await;
+    assert!(out.starts_with("b OK [APPENDUID "), "{out}");
+    let (out, _) = talk(&mut s, "c SELECT Sent\r\nd FETCH 1 BODY[]\r\n").await;
+    let header = "Content-Type: multipart/mixed; boundary=x\r\nSubject: two\r\n\r\n";
+    let expected = format!("{header}\r\nthen second");
+    assert!(
+        out.contains(&format!("BODY[] {{{}}}\r\n{expected} ", expected.len())),
+        "{out}"
+    );
+
+    let (out, _) = talk(
+        &mut s,
+        "e APPEND Sent {2+}\r\nhi CATENATE (URL \"/INBOX;UIDVALIDITY=1/;UID=1\")\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("e NO [BADURL /INBOX;UIDVALIDITY=1/;UID=1]"),
+        "{out}"
+    );
+    let (out, _) = talk(
+        &mut s,
+        "f APPEND Missing CATENATE (URL \"/INBOX/;UID=1\")\r\n",
+    )
+    .await;
+    assert!(out.starts_with("f NO [TRYCREATE]"), "{out}");
+    let (out, _) = talk(&mut s, "g STATUS Sent (MESSAGES)\r\n").await;
+    assert!(
+        out.contains("(MESSAGES 1)"),
+        "only the first APPEND stored: {out}"
+    );
+}
+
+/// Each spooled literal holds a file open: one APPEND may spool a bounded number, and a
+/// client that sends more is refused once its command ends, nothing of it stored.
+#[tokio::test]
+async fn an_append_with_too_many_large_messages_is_refused_whole() {
+    let h = Harness::with_config(|c| c.limits.spool_threshold_bytes = 1024);
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let message = format!("Subject: x\r\n\r\n{}\r\n", "x".repeat(2000));
+    let n = super::spooled::MAX_SPOOLED_PER_COMMAND + 1;
+    let one = format!(" {{{}+}}\r\n{message}", message.len());
+    let (out, _) = talk(&mut s, &format!("b APPEND Drafts{}\r\n", one.repeat(n))).await;
+    assert!(
+        out.starts_with("b NO [LIMIT] At most 32 large messages"),
+        "{out}"
+    );
+    let (out, _) = talk(&mut s, "c STATUS Drafts (MESSAGES)\r\n").await;
+    assert!(out.contains("(MESSAGES 0)"), "{out}");
+}

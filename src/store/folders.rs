@@ -11,6 +11,32 @@ use crate::model::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// One message to store, in each of `targets`.
+struct Delivery<'a> {
+    targets: &'a [(MailboxId, FolderId)],
+    raw: &'a [u8],
+    spooled: Option<&'a SpooledFile>,
+    meta: AppendMessage,
+}
+
+impl<'a> Delivery<'a> {
+    /// The internal date, when not given, is now: the same in every target.
+    fn new(
+        targets: &'a [(MailboxId, FolderId)],
+        raw: &'a [u8],
+        spooled: Option<&'a SpooledFile>,
+        mut meta: AppendMessage,
+    ) -> Delivery<'a> {
+        meta.internal_date = Some(meta.internal_date.unwrap_or_else(now_millis));
+        Delivery {
+            targets,
+            raw,
+            spooled,
+            meta,
+        }
+    }
+}
+
 /// The hierarchy separator of folder names.
 pub const SEPARATOR: char = '/';
 
@@ -344,6 +370,22 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("append stored nothing".into()))
     }
 
+    /// [`Store::append_loaded`] of several messages into one folder at once: all stored, or
+    /// none (RFC 3502 MULTIAPPEND); their records in the given order.
+    pub fn append_all(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        messages: &[(&Loaded, AppendMessage)],
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let targets = [(mailbox, folder)];
+        let items: Vec<Delivery<'_>> = messages
+            .iter()
+            .map(|(m, meta)| Delivery::new(&targets, m.bytes(), m.spooled(), meta.clone()))
+            .collect();
+        self.deliver_all(&items)
+    }
+
     fn deliver_body(
         &self,
         targets: &[(MailboxId, FolderId)],
@@ -351,85 +393,127 @@ impl Store {
         spooled: Option<&SpooledFile>,
         meta: AppendMessage,
     ) -> StoreResult<Vec<MessageRecord>> {
-        let blob_id = spooled.map_or_else(|| BlobId::of(raw), |s| s.blob);
-        let summary_key = blob_key(codec::SUMMARY, &blob_id);
+        let delivery = Delivery::new(targets, raw, spooled, meta);
+        self.deliver_all(std::slice::from_ref(&delivery))
+    }
+
+    /// Stores messages, each in its folders, in one transaction.
+    fn deliver_all(&self, deliveries: &[Delivery<'_>]) -> StoreResult<Vec<MessageRecord>> {
         // Parsing is the slow part: done before taking the lock, when it looks needed.
-        let parsed = if self.inner.mail.contains_key(&summary_key)? {
-            None
-        } else {
-            Some(codec::encode(&MessageSummary::parse(raw))?)
-        };
-        let internal_date = meta.internal_date.unwrap_or_else(now_millis);
-        let blob = blob_id;
-        self.inner.blobs.ensure(&blob, raw, spooled)?;
+        let mut blobs = Vec::with_capacity(deliveries.len());
+        for d in deliveries {
+            let blob = d.spooled.map_or_else(|| BlobId::of(d.raw), |s| s.blob);
+            let parsed = if self
+                .inner
+                .mail
+                .contains_key(blob_key(codec::SUMMARY, &blob))?
+            {
+                None
+            } else {
+                Some(codec::encode(&MessageSummary::parse(d.raw))?)
+            };
+            self.inner.blobs.ensure(&blob, d.raw, d.spooled)?;
+            blobs.push((blob, parsed));
+        }
         // Under the lock: an expunge that drops the last reference to this same content
         // removes the file and summary under the lock too, so what is checked here holds
         // until the commit.
         let _guard = self.lock();
-        self.inner.blobs.ensure(&blob, raw, None)?;
-        let summary = if self.inner.mail.contains_key(&summary_key)? {
-            None
-        } else {
-            match parsed {
-                Some(p) => Some(p),
-                None => Some(codec::encode(&MessageSummary::parse(raw))?),
-            }
-        };
         let mut changes = Changes::default();
-        let mut records = Vec::with_capacity(targets.len());
-        for (mailbox, folder_id) in targets {
-            let mailbox = self.require_mailbox(*mailbox)?;
-            self.check_quota(&mailbox, raw.len() as u64)?;
-            let mut folder = self.require_folder(mailbox.id, *folder_id)?;
-            let flags = match meta.seen_by {
-                Some(user) if meta.flags.contains(Flags::SEEN) => {
-                    let uid = folder.uidnext as u64;
-                    let k = key(codec::USER_SEEN, &[mailbox.id.0, folder.id.0, uid, user.0]);
-                    changes.put_mail(k, &())?;
-                    meta.flags.with(Flags::SEEN, false)
-                }
-                _ => meta.flags,
-            };
-            let record = MessageRecord {
-                uid: folder.uidnext,
-                flags,
-                keywords: meta.keywords.clone(),
-                internal_date,
-                size: raw.len() as u64,
-                modseq: folder.highestmodseq + 1,
-                blob,
-            };
-            folder.uidnext += 1;
-            folder.highestmodseq += 1;
-            changes.put_mail(
-                key(
-                    codec::MESSAGE,
-                    &[mailbox.id.0, folder.id.0, record.uid as u64],
-                ),
-                &record,
-            )?;
-            changes.put_mail(key(codec::FOLDER, &[mailbox.id.0, folder.id.0]), &folder)?;
-            self.adjust_usage(&mut changes, mailbox.id, raw.len() as i128)?;
-            records.push(record);
+        let mut folders = BTreeMap::new();
+        let mut records = Vec::new();
+        for (d, (blob, parsed)) in deliveries.iter().zip(blobs) {
+            self.inner.blobs.ensure(&blob, d.raw, None)?;
+            let summary_key = blob_key(codec::SUMMARY, &blob);
+            if !self.inner.mail.contains_key(&summary_key)? {
+                let summary = match parsed {
+                    Some(p) => p,
+                    None => codec::encode(&MessageSummary::parse(d.raw))?,
+                };
+                changes.put_mail_raw(summary_key, summary);
+            }
+            for target in d.targets {
+                let record = self.stage_record(&mut changes, &mut folders, *target, d, blob)?;
+                records.push((*target, record));
+            }
+            let refs = self.blob_refs_in(&changes, &blob)? + d.targets.len() as u64;
+            changes.put_mail_raw(
+                blob_key(codec::BLOB_REFS, &blob),
+                refs.to_be_bytes().to_vec(),
+            );
         }
-        let refs = self.blob_refs(&blob)? + targets.len() as u64;
-        changes.put_mail_raw(
-            blob_key(codec::BLOB_REFS, &blob),
-            refs.to_be_bytes().to_vec(),
-        );
-        if let Some(summary) = summary {
-            changes.put_mail_raw(summary_key, summary);
+        for ((mailbox, folder), record) in &folders {
+            changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.0]), record)?;
         }
         self.commit(changes)?;
-        for ((mailbox, folder), record) in targets.iter().zip(&records) {
+        for ((mailbox, folder), record) in &records {
             let event = FolderEvent::Appended { uid: record.uid };
             self.hub().publish_folder(*mailbox, *folder, event);
         }
-        Ok(records)
+        Ok(records.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// Adds to `changes` one message's record in one folder (as `folders` has it so far in
+    /// this change), with its usage and its user's `\Seen`.
+    fn stage_record(
+        &self,
+        changes: &mut Changes,
+        folders: &mut BTreeMap<(MailboxId, FolderId), Folder>,
+        (mailbox_id, folder_id): (MailboxId, FolderId),
+        d: &Delivery<'_>,
+        blob: BlobId,
+    ) -> StoreResult<MessageRecord> {
+        let mailbox = self.require_mailbox(mailbox_id)?;
+        self.check_quota_in(changes, &mailbox, d.raw.len() as u64)?;
+        let folder = match folders.entry((mailbox_id, folder_id)) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(self.require_folder(mailbox_id, folder_id)?)
+            }
+        };
+        let meta = &d.meta;
+        let flags = match meta.seen_by {
+            Some(user) if meta.flags.contains(Flags::SEEN) => {
+                let uid = folder.uidnext as u64;
+                let k = key(codec::USER_SEEN, &[mailbox.id.0, folder.id.0, uid, user.0]);
+                changes.put_mail(k, &())?;
+                meta.flags.with(Flags::SEEN, false)
+            }
+            _ => meta.flags,
+        };
+        let record = MessageRecord {
+            uid: folder.uidnext,
+            flags,
+            keywords: meta.keywords.clone(),
+            internal_date: meta.internal_date.unwrap_or_default(),
+            size: d.raw.len() as u64,
+            modseq: folder.highestmodseq + 1,
+            blob,
+        };
+        folder.uidnext += 1;
+        folder.highestmodseq += 1;
+        let k = key(
+            codec::MESSAGE,
+            &[mailbox.id.0, folder.id.0, record.uid as u64],
+        );
+        changes.put_mail(k, &record)?;
+        self.adjust_usage(changes, mailbox.id, d.raw.len() as i128)?;
+        Ok(record)
     }
 
     pub(super) fn check_quota(&self, mailbox: &Mailbox, adding: u64) -> StoreResult<()> {
-        if mailbox.quota_bytes > 0 && self.usage(mailbox.id)? + adding > mailbox.quota_bytes {
+        self.check_quota_in(&Changes::default(), mailbox, adding)
+    }
+
+    /// [`Store::check_quota`] with the usage as `changes` leave it.
+    pub(super) fn check_quota_in(
+        &self,
+        changes: &Changes,
+        mailbox: &Mailbox,
+        adding: u64,
+    ) -> StoreResult<()> {
+        let usage = self.usage_in(changes, mailbox.id)?;
+        if mailbox.quota_bytes > 0 && usage + adding > mailbox.quota_bytes {
             return Err(StoreError::OverQuota {
                 quota: mailbox.quota_bytes,
             });
@@ -590,20 +674,7 @@ impl Store {
         {
             changes.del_mail(item?.0.to_vec());
         }
-        // Several records of one change may share a blob: an earlier one's count comes first.
-        let earlier = changes
-            .mail
-            .iter()
-            .rev()
-            .find(|(k, _)| *k == blob_key(codec::BLOB_REFS, &record.blob))
-            .and_then(|(_, v)| v.as_ref())
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map(u64::from_be_bytes);
-        let refs = match earlier {
-            Some(n) => n,
-            None => self.blob_refs(&record.blob)?,
-        }
-        .saturating_sub(1);
+        let refs = self.blob_refs_in(changes, &record.blob)?.saturating_sub(1);
         if refs == 0 {
             changes.del_mail(blob_key(codec::BLOB_REFS, &record.blob));
             changes.del_mail(blob_key(codec::SUMMARY, &record.blob));
@@ -615,6 +686,23 @@ impl Store {
             );
         }
         Ok(())
+    }
+
+    /// A blob's references as `changes` leave them: several records of one change may share
+    /// a blob, and an earlier one's count comes first.
+    pub(super) fn blob_refs_in(&self, changes: &Changes, blob: &BlobId) -> StoreResult<u64> {
+        match changes.latest_counter(&blob_key(codec::BLOB_REFS, blob)) {
+            Some(n) => Ok(n),
+            None => self.blob_refs(blob),
+        }
+    }
+
+    /// A mailbox's usage as `changes` leave it.
+    fn usage_in(&self, changes: &Changes, mailbox: MailboxId) -> StoreResult<u64> {
+        match changes.latest_counter(&key(codec::USAGE, &[mailbox.0])) {
+            Some(n) => Ok(n),
+            None => self.usage(mailbox),
+        }
     }
 
     pub(super) fn blob_refs(&self, blob: &BlobId) -> StoreResult<u64> {
@@ -710,18 +798,7 @@ impl Store {
         delta: i128,
     ) -> StoreResult<()> {
         let k = key(codec::USAGE, &[mailbox.0]);
-        let current = changes
-            .mail
-            .iter()
-            .rev()
-            .find(|(key, _)| *key == k)
-            .and_then(|(_, v)| v.as_ref())
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map(u64::from_be_bytes);
-        let current = match current {
-            Some(n) => n,
-            None => self.usage(mailbox)?,
-        };
+        let current = self.usage_in(changes, mailbox)?;
         let next = (current as i128 + delta).max(0) as u64;
         changes.put_mail_raw(k, next.to_be_bytes().to_vec());
         Ok(())

@@ -315,6 +315,17 @@ impl Changes {
     fn del_mail(&mut self, key: Vec<u8>) {
         self.mail.push((key, None));
     }
+
+    /// The big-endian counter last written to `key` in this change, if any.
+    fn latest_counter(&self, key: &[u8]) -> Option<u64> {
+        self.mail
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_ref())
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map(u64::from_be_bytes)
+    }
 }
 
 /// Opens sled. With the data directory's lock held, a busy sled lock can only be this

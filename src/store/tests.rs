@@ -1180,3 +1180,30 @@ fn expunges_kept_by_uid_are_rewritten_by_modseq_at_open() {
         ExpungedSince::Exactly(vec![1199, 1200])
     );
 }
+
+#[test]
+fn messages_appended_together_are_stored_together_or_not_at_all() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let m = new_mailbox(&store, w.acme.id, "small@acme.example");
+    store.update_mailbox(m.id, |m| m.quota_bytes = 10).unwrap();
+    let f = inbox(&store, m.id).id;
+    let message = |b: &[u8]| spool::Loaded::from(b.to_vec());
+    let (a, b, c) = (message(b"12345"), message(b"12345"), message(b"x"));
+    let meta = AppendMessage::default;
+    // The third goes over the quota: none of the three is stored.
+    let err = store.append_all(m.id, f, &[(&a, meta()), (&b, meta()), (&c, meta())]);
+    assert!(matches!(err, Err(StoreError::OverQuota { .. })), "{err:?}");
+    assert!(store.messages(m.id, f).unwrap().is_empty());
+    assert_eq!(store.usage(m.id).unwrap(), 0);
+    let records = store
+        .append_all(m.id, f, &[(&a, meta()), (&b, meta())])
+        .unwrap();
+    assert_eq!(records.iter().map(|r| r.uid).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(
+        store.blob_refs(&records[0].blob).unwrap(),
+        2,
+        "one blob, two records"
+    );
+    assert_eq!(store.usage(m.id).unwrap(), 10);
+}
