@@ -1,8 +1,9 @@
 //! Answers to the commands `extension` recognises around imap-codec: ACL, LIST with options
 //! (LIST-EXTENDED, LIST-STATUS, SPECIAL-USE) and ESEARCH.
 
+use super::context::ReturnOptions;
 use super::extension::ExtCommand;
-use super::folders::{Bad, Refusal};
+use super::folders::Refusal;
 use super::session::{Session, State};
 
 impl Session {
@@ -36,7 +37,9 @@ impl Session {
                 plain,
             } => self.sort(tag, returns.as_deref(), &criteria, &plain),
             ExtCommand::AppendMany(append) => self.append_many(&identity, append).await,
+            ExtCommand::CancelUpdate { tags } => self.cancel_updates(&tags),
         };
+        self.report_live_searches();
         match result {
             Ok(text) => self.tagged_text(tag, "OK", &text),
             Err(refusal) => {
@@ -46,47 +49,53 @@ impl Session {
         }
     }
 
-    /// RFC 4731 SEARCH RETURN (MIN MAX COUNT ALL).
+    /// RFC 4731 SEARCH RETURN (MIN MAX COUNT ALL), with SAVE (RFC 5182), PARTIAL and
+    /// UPDATE (RFC 5267).
     fn esearch(&mut self, tag: &str, returns: &[String], plain: &[u8]) -> Result<String, Refusal> {
-        for r in returns {
-            if !["MIN", "MAX", "COUNT", "ALL", "SAVE"].contains(&r.as_str()) {
-                return Err(Bad(format!("Unsupported RETURN option {r}")));
-            }
-        }
+        let options = ReturnOptions::parse(returns)?;
         let found = self.plain_search("SEARCH", plain)?;
         let uid = found.uid;
-        let all = returns.is_empty();
-        let want = |o: &str| all && o == "ALL" || returns.iter().any(|r| r == o);
         let hits = &found.numbers;
-        if returns.iter().any(|r| r == "SAVE") {
-            self.save_result(hits, uid, returns);
-            // RFC 5182 §2.1: SAVE alone returns no ESEARCH.
-            if returns.iter().all(|r| r == "SAVE") {
-                return Ok("SEARCH completed, result saved".into());
-            }
+        if options.save {
+            self.save_result(hits, uid, &options);
+        }
+        if options.update {
+            self.watch_search(tag, plain, uid, hits);
+        }
+        // RFC 5182 §2.1: SAVE alone returns no ESEARCH.
+        if options
+            == (ReturnOptions {
+                save: true,
+                ..Default::default()
+            })
+        {
+            return Ok("SEARCH completed, result saved".into());
         }
         let mut line = format!("ESEARCH (TAG \"{tag}\")");
         if uid {
             line.push_str(" UID");
         }
-        if let (true, Some(min)) = (want("MIN"), hits.first()) {
+        if let (true, Some(min)) = (options.min, hits.first()) {
             line.push_str(&format!(" MIN {min}"));
         }
-        if let (true, Some(max)) = (want("MAX"), hits.last()) {
+        if let (true, Some(max)) = (options.max, hits.last()) {
             line.push_str(&format!(" MAX {max}"));
         }
-        if want("COUNT") {
+        if options.count {
             line.push_str(&format!(" COUNT {}", hits.len()));
         }
-        if want("ALL") && !hits.is_empty() {
+        if options.all && !hits.is_empty() {
             line.push_str(&format!(" ALL {}", super::selection::uid_set(hits)));
         }
+        if let Some(range) = options.partial {
+            line.push_str(&super::context::partial_item(range, hits));
+        }
         // RFC 7162 §3.1.5: with MIN or MAX alone, or both, the MODSEQ of what they return.
-        let only_ends = !want("ALL") && !want("COUNT");
+        let only_ends = !options.all && !options.count && options.partial.is_none();
         let modseqs = found.records.iter().map(|r| r.modseq);
         let reported = match (found.records.first(), found.records.last()) {
             (Some(first), Some(last)) if only_ends => {
-                let ends = [(want("MIN"), first), (want("MAX"), last)];
+                let ends = [(options.min, first), (options.max, last)];
                 found.modseq_of(ends.into_iter().filter(|(w, _)| *w).map(|(_, r)| r.modseq))
             }
             _ => found.modseq_of(modseqs),
@@ -106,7 +115,7 @@ impl Session {
 
 impl Session {
     /// RFC 5182 §2.1: keeps the hits (as UIDs) for `$`; with MIN or MAX only those.
-    fn save_result(&mut self, hits: &[u32], uid: bool, returns: &[String]) {
+    fn save_result(&mut self, hits: &[u32], uid: bool, options: &ReturnOptions) {
         let State::Selected(_, sel) = &mut self.state else {
             return;
         };
@@ -118,8 +127,7 @@ impl Session {
                 .map(|s| s.uid)
                 .collect()
         };
-        let min = returns.iter().any(|r| r == "MIN");
-        let max = returns.iter().any(|r| r == "MAX");
+        let (min, max) = (options.min, options.max);
         if min || max {
             let (lo, hi) = (uids.iter().min().copied(), uids.iter().max().copied());
             uids = [lo.filter(|_| min), hi.filter(|_| max)]

@@ -40,6 +40,10 @@ pub enum ExtCommand {
         algorithm: super::thread::Algorithm,
         plain: Vec<u8>,
     },
+    /// CANCELUPDATE (RFC 5267 §4.3.5): the tags of searches no longer to update.
+    CancelUpdate {
+        tags: Vec<String>,
+    },
     /// APPEND of several messages (RFC 3502) or with CATENATE (RFC 4469).
     AppendMany(super::append::AppendMany),
     /// SORT (RFC 5256): the criteria, and the search as a plain (UID) SEARCH for imap-codec.
@@ -83,6 +87,18 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
     let name = p.atom()?.to_ascii_uppercase();
     match name.as_str() {
         "LIST" => return list_extended(&mut p).map(|r| (tag, r)),
+        "CANCELUPDATE" => {
+            let mut tags = Vec::new();
+            let parsed = loop {
+                if let Err(e) = p.space().and_then(|_| p.astring()).map(|t| tags.push(t)) {
+                    break Err(format!("CANCELUPDATE: {e}"));
+                }
+                if p.end().is_ok() {
+                    break Ok(ExtCommand::CancelUpdate { tags });
+                }
+            };
+            return Some((tag, parsed));
+        }
         "APPEND" => {
             let append = super::append::recognize(&mut p)?;
             return Some((tag, append.map(ExtCommand::AppendMany)));

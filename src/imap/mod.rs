@@ -5,6 +5,7 @@
 
 mod acl;
 mod append;
+mod context;
 mod extended;
 mod extension;
 mod fetch;

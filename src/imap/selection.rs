@@ -44,6 +44,8 @@ pub struct Selection {
     pending_expunge: bool,
     /// RFC 5182: the UIDs a SEARCH RETURN (SAVE) kept, which `$` names.
     pub saved: Vec<u32>,
+    /// RFC 5267 §4.2: searches kept updated while this folder is selected.
+    pub live: super::context::LiveSearches,
     /// The keywords the session was told of in FLAGS (RFC 3501 §7.2.6): every keyword a
     /// message of the folder has, so that a FETCH never shows one FLAGS did not list.
     /// By their lower-case form: keywords are case-insensitive.
@@ -75,6 +77,7 @@ impl Selection {
             seen_user,
             pending_expunge: false,
             saved: Vec::new(),
+            live: Default::default(),
             keywords: BTreeMap::new(),
         };
         let loaded = sel.load_records(store)?;
@@ -197,6 +200,7 @@ impl Selection {
                 .map(|seq| (seq, self.messages[seq - 1].uid))
                 .filter(|(_, uid)| !present.contains(uid))
                 .collect();
+            out.extend(self.live.expunging(&gone));
             if reporting.qresync && !gone.is_empty() {
                 let uids: Vec<u32> = gone.iter().map(|(_, uid)| *uid).collect();
                 out.push(format!("VANISHED {}", uid_set(&uids)));

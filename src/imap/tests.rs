@@ -541,3 +541,52 @@ async fn an_append_with_too_many_large_messages_is_refused_whole() {
     let (out, _) = talk(&mut s, "c STATUS Drafts (MESSAGES)\r\n").await;
     assert!(out.contains("(MESSAGES 0)"), "{out}");
 }
+
+/// RFC 5267: a search kept updated tells what joins and leaves its result, an expunged
+/// message before its EXPUNGE, until CANCELUPDATE; PARTIAL pages through a result.
+#[tokio::test]
+async fn a_search_kept_updated_reports_additions_and_removals() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let (out, _) = talk(
+        &mut s,
+        &format!("a LOGIN {ADDRESS} {PASSWORD}\r\nb SELECT INBOX\r\n"),
+    )
+    .await;
+    assert!(out.contains("b OK"), "{out}");
+    let (out, _) = talk(&mut s, "c SEARCH RETURN (UPDATE COUNT) FLAGGED\r\n").await;
+    assert!(
+        out.starts_with("* ESEARCH (TAG \"c\") COUNT 0\r\nc OK"),
+        "{out}"
+    );
+    let (out, _) = talk(&mut s, "d STORE 1:2 +FLAGS.SILENT (\\Flagged)\r\n").await;
+    assert!(
+        out.starts_with("* ESEARCH (TAG \"c\") ADDTO (0 1:2)\r\nd OK"),
+        "{out}"
+    );
+    let (out, _) = talk(
+        &mut s,
+        "e STORE 2 +FLAGS.SILENT (\\Deleted)\r\nf EXPUNGE\r\n",
+    )
+    .await;
+    assert!(
+        out.contains("* ESEARCH (TAG \"c\") REMOVEFROM (0 2)\r\n* 2 EXPUNGE\r\nf OK"),
+        "REMOVEFROM before the EXPUNGE, by the number it had: {out}"
+    );
+    let (out, _) = talk(
+        &mut s,
+        "g CANCELUPDATE \"c\"\r\nh STORE 1 -FLAGS.SILENT (\\Flagged)\r\n",
+    )
+    .await;
+    assert!(!out.contains("ESEARCH"), "{out}");
+    let (out, _) = talk(
+        &mut s,
+        "i UID SEARCH RETURN (PARTIAL 2:5) ALL\r\nj SEARCH RETURN (PARTIAL 1) ALL\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("* ESEARCH (TAG \"i\") UID PARTIAL (2:5 NIL)\r\n"),
+        "{out}"
+    );
+    assert!(out.contains("j BAD PARTIAL needs a range"), "{out}");
+}
