@@ -893,3 +893,34 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+/// RFC 5465: a folder NOTIFY watches sends its STATUS when another session adds to it, with
+/// no command in progress; a flag change counts only where FlagChange was asked for.
+#[test]
+fn notify_reports_a_watched_folder_as_it_changes() {
+    let (_dir, _, server) = seeded_server("lr");
+    let out = run(
+        &server,
+        "imap (TLS)",
+        r#"
+m = tls()
+ok(m.login("contact@acme.example", "contact-password"))
+untagged, done = raw(m, "NOTIFY SET STATUS (SELECTED (MessageNew MessageExpunge)) (MAILBOXES Archive (MessageNew MessageExpunge))")
+assert done.endswith("OK NOTIFY completed"), done
+assert untagged and untagged[0].startswith("* STATUS Archive (MESSAGES 0 UIDNEXT 1 UIDVALIDITY"), untagged
+o = tls()
+ok(o.login("contact@acme.example", "contact-password"))
+ok(o.append("Archive", None, None, b"Subject: filed\r\n\r\nx\r\n"))
+m.sock.settimeout(60)
+line = m.readline().decode()
+assert line.startswith("* STATUS Archive (MESSAGES 1 UIDNEXT 2 UIDVALIDITY"), line
+untagged, done = raw(m, "NOTIFY SET (MAILBOXES Archive (MessageNew MailboxName))")
+assert "NO [BADEVENT (MessageNew MessageExpunge FlagChange)]" in done, done
+untagged, done = raw(m, "NOTIFY NONE")
+assert "OK" in done, done
+o.logout()
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}

@@ -8,12 +8,10 @@ use common::*;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// Groups skipped because a capability they need is still missing (issue 11 lists them);
-/// Dovecot 2.3 itself skips the last four. A group that starts being skipped, or fails, is a
-/// regression; one that starts passing should leave this list.
+/// Groups skipped because a capability they need is missing: the ones Dovecot 2.3.19 skips
+/// too. A group that starts being skipped, or fails, is a regression; one that starts
+/// passing should leave this list.
 const NOT_YET: &[&str] = &[
-    "notify",
-    // Dovecot 2.3.19 skips these too.
     "sort-partial",
     "urlauth",
     "urlauth-binary",

@@ -38,6 +38,7 @@ impl Session {
             } => self.sort(tag, returns.as_deref(), &criteria, &plain),
             ExtCommand::AppendMany(append) => self.append_many(&identity, append).await,
             ExtCommand::CancelUpdate { tags } => self.cancel_updates(&tags),
+            ExtCommand::Notify(command) => self.notify(&identity, command),
         };
         self.report_live_searches();
         match result {

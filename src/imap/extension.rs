@@ -40,6 +40,8 @@ pub enum ExtCommand {
         algorithm: super::thread::Algorithm,
         plain: Vec<u8>,
     },
+    /// NOTIFY (RFC 5465).
+    Notify(super::notify::NotifyCommand),
     /// CANCELUPDATE (RFC 5267 §4.3.5): the tags of searches no longer to update.
     CancelUpdate {
         tags: Vec<String>,
@@ -87,6 +89,10 @@ pub fn recognize(message: &[u8]) -> Option<(String, Result<ExtCommand, String>)>
     let name = p.atom()?.to_ascii_uppercase();
     match name.as_str() {
         "LIST" => return list_extended(&mut p).map(|r| (tag, r)),
+        "NOTIFY" => {
+            let parsed = super::notify::parse(&mut p).map_err(|e| format!("NOTIFY: {e}"));
+            return Some((tag, parsed.map(ExtCommand::Notify)));
+        }
         "CANCELUPDATE" => {
             let mut tags = Vec::new();
             let parsed = loop {

@@ -13,6 +13,7 @@ mod folders;
 mod identity;
 mod list;
 mod messages;
+mod notify;
 mod search;
 mod selection;
 mod session;
@@ -62,6 +63,13 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
         // next command (issue 3).
         // Changes that came between the last look and these subscriptions wake at once.
         let pending = (idle || logged_in) && session.has_pending_changes();
+        let notify_watch = session.notify_watch();
+        let notified = async {
+            match &notify_watch {
+                Some(wake) => wake.notified().await,
+                None => std::future::pending::<()>().await,
+            }
+        };
         let event = async {
             if pending {
                 return;
@@ -90,6 +98,8 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
                 Ok(Err(e)) => return Err(e),
             },
             _ = event => if idle { session.idle_update().await } else { session.access_update() },
+            // RFC 5465 §3: a watched folder's STATUS goes out at any time.
+            _ = notified => session.notify_update(),
             _ = shutdown.cancelled() => {
                 stream.write_all(b"* BYE Server shutting down\r\n").await?;
                 return Ok(());

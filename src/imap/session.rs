@@ -87,6 +87,8 @@ pub struct Session {
     pub(super) out: Vec<u8>,
     access_events: broadcast::Receiver<AccessChange>,
     rate: RateLimit,
+    /// RFC 5465: the folders NOTIFY watches.
+    pub(super) watching: Option<super::notify::Watching>,
     /// RFC 7162: CONDSTORE and QRESYNC as enabled in this session.
     pub(super) reporting: super::selection::Reporting,
 }
@@ -137,7 +139,7 @@ impl RateLimit {
     }
 }
 
-pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY STATUS=SIZE SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MULTIAPPEND CATENATE CONTEXT=SEARCH";
+pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY STATUS=SIZE SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MULTIAPPEND CATENATE CONTEXT=SEARCH NOTIFY";
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
@@ -152,6 +154,7 @@ impl Session {
             literal_left: 0,
             spooled: None,
             spooled_messages: Vec::new(),
+            watching: None,
             literal_bytes: 0,
             client_id: None,
             out: Vec::new(),
@@ -230,6 +233,11 @@ impl Session {
             _ => false,
         };
         folder || !self.access_events.is_empty()
+    }
+
+    /// What wakes the driver when a folder NOTIFY watches changes.
+    pub fn notify_watch(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.watching.as_ref().map(|w| w.wake())
     }
 
     pub fn access_watch(&self) -> broadcast::Receiver<AccessChange> {
@@ -329,7 +337,7 @@ impl Session {
         }
     }
 
-    fn take(&mut self, action: Action) -> Output {
+    pub(super) fn take(&mut self, action: Action) -> Output {
         Output {
             bytes: std::mem::take(&mut self.out),
             action,

@@ -364,16 +364,28 @@ fn lock_data_dir(dir: &Path) -> StoreResult<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| StoreError::io(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(StoreError::Locked {
-                dir: dir.to_path_buf(),
-                pid: pid.trim().to_string(),
-            });
+    // A lock held by this very process is a handle just dropped whose descriptor a child
+    // forked meanwhile still holds until it execs (flock locks follow the descriptor):
+    // wait for that, briefly. Another process's lock is refused at once.
+    let mut attempts = 0;
+    loop {
+        match file.try_lock() {
+            Ok(()) => break,
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                let ours = pid.trim() == std::process::id().to_string();
+                if ours && attempts < 100 {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue;
+                }
+                return Err(StoreError::Locked {
+                    dir: dir.to_path_buf(),
+                    pid: pid.trim().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
         }
-        Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(&path, e)),
     }
     file.set_len(0).map_err(|e| StoreError::io(&path, e))?;
     write!(file, "{}", std::process::id()).map_err(|e| StoreError::io(&path, e))?;
