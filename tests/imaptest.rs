@@ -11,12 +11,7 @@ use std::process::Command;
 /// Groups skipped because a capability they need is missing: the ones Dovecot 2.3.19 skips
 /// too. A group that starts being skipped, or fails, is a regression; one that starts
 /// passing should leave this list.
-const NOT_YET: &[&str] = &[
-    "sort-partial",
-    "urlauth",
-    "urlauth-binary",
-    "urlauth2",
-];
+const NOT_YET: &[&str] = &["sort-partial", "urlauth", "urlauth-binary", "urlauth2"];
 
 fn imaptest() -> PathBuf {
     let built =
