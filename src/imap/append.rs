@@ -138,7 +138,7 @@ impl Session {
         for m in &command.messages {
             let bytes = self.assemble(identity, &m.content, &mut spooled, limit)?;
             let (flags, keywords) = store_flags(&parse_flags(&m.flags)?)?;
-            let (flags, keywords) = super::messages::permitted(rights, flags, keywords);
+            let (flags, keywords) = super::selected::permitted(rights, flags, keywords);
             let meta = AppendMessage {
                 flags,
                 keywords,
@@ -168,7 +168,7 @@ impl Session {
     ) -> Result<String, Refusal> {
         let (mailbox, folder, rights) = self.append_target(identity, name)?;
         let (flags, keywords) = store_flags(flags)?;
-        let (flags, keywords) = super::messages::permitted(rights, flags, keywords);
+        let (flags, keywords) = super::selected::permitted(rights, flags, keywords);
         let meta = AppendMessage {
             flags,
             keywords,

@@ -1,8 +1,10 @@
 //! The commands imap-codec does not parse, recognised around it: the ACL extension
 //! (RFC 4314 §3), LIST's selection and RETURN options (RFC 5258, 5819, 6154), SEARCH
-//! RETURN (ESEARCH, RFC 4731), SORT and THREAD (RFC 5256). A complete message (literals inline, as the fragmentizer
-//! delivers it) is checked here first; anything else goes to imap-codec unchanged. For
-//! ESEARCH the RETURN clause is cut out and imap-codec parses the search criteria.
+//! RETURN (ESEARCH, RFC 4731; PARTIAL and UPDATE, RFC 5267) and CANCELUPDATE, SORT and
+//! THREAD (RFC 5256), MULTIAPPEND and CATENATE (`append`), NOTIFY (`notify`). A complete
+//! message (literals inline, as the fragmentizer delivers it) is checked here first; anything
+//! else goes to imap-codec unchanged. For ESEARCH, SORT and THREAD the search criteria are
+//! left for imap-codec to parse.
 
 use super::syntax::{Parser, atom_char};
 

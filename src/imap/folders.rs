@@ -1,19 +1,18 @@
-//! Commands of the authenticated state (RFC 3501 §6.3): folders, LIST, STATUS, APPEND.
+//! Commands of the authenticated state (RFC 3501 §6.3): CREATE, DELETE, RENAME, STATUS,
+//! NAMESPACE and QUOTA, and their dispatch (SELECT is in `selecting`, LIST in `list`, APPEND
+//! in `append`); the typed refusal every handler answers with.
 
 use super::identity::{Identity, SEP, SHARED, Target};
-use super::selection::Selection;
 use super::session::{Session, State};
 use super::wire;
 use crate::model::*;
 use crate::store::spool::Loaded;
 use crate::store::{Flags, Folder, FolderView, StoreError, Transfer};
 use imap_codec::imap_types::command::CommandBody;
-use imap_codec::imap_types::command::SelectParameter;
 use imap_codec::imap_types::core::Tag;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::flag::Flag;
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox as WireMailbox};
-use imap_codec::imap_types::sequence::SequenceSet;
 use imap_codec::imap_types::status::StatusDataItemName;
 
 /// Why a command is refused, with the response text: `NO` (it cannot be done: a missing
@@ -227,155 +226,6 @@ impl Session {
             )),
             None => Err(missing()),
         }
-    }
-
-    fn select(
-        &mut self,
-        identity: &Identity,
-        name: &str,
-        examine: bool,
-        parameters: &[SelectParameter],
-    ) -> Result<String, Refusal> {
-        // A failed SELECT leaves no folder selected (RFC 3501 §6.3.1); RFC 7162 §3.2.11
-        // says so with [CLOSED] when one was.
-        if matches!(self.state, State::Selected(..) | State::EmptyInbox(_)) {
-            self.untagged("OK [CLOSED] Previous folder closed");
-        }
-        self.state = State::Authenticated(identity.clone());
-        let mut qresync = None;
-        for p in parameters {
-            match p {
-                SelectParameter::CondStore => self.reporting.condstore = true,
-                // RFC 7162 §3.2.5: QRESYNC parameters need ENABLE QRESYNC first.
-                SelectParameter::QResync { .. } if !self.reporting.qresync => {
-                    return Err(Bad("QRESYNC must be enabled first (ENABLE QRESYNC)".into()));
-                }
-                SelectParameter::QResync {
-                    uid_validity,
-                    mod_sequence_value,
-                    known_uids,
-                    ..
-                } => {
-                    qresync = Some((
-                        uid_validity.get(),
-                        mod_sequence_value.get(),
-                        known_uids.clone(),
-                    ))
-                }
-            }
-        }
-        if matches!(
-            identity.resolve(&self.services, name)?,
-            Some(Target::UserInbox)
-        ) {
-            self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
-            self.untagged("0 EXISTS");
-            self.untagged("0 RECENT");
-            self.untagged("OK [UIDVALIDITY 1] UIDs valid");
-            self.untagged("OK [UIDNEXT 1] Predicted next UID");
-            self.state = State::EmptyInbox(identity.clone());
-            return Ok(
-                "[READ-ONLY] Your own INBOX is empty; shared mailboxes are under Shared/".into(),
-            );
-        }
-        let (mailbox, folder, rights) = self.folder(identity, name)?;
-        if !rights.contains(Right::Read) {
-            return Err(noperm(Right::Read, "read this folder"));
-        }
-        let read_only = examine
-            || !(rights.contains(Right::KeepSeen)
-                || rights.contains(Right::Write)
-                || rights.contains(Right::DeleteMessages)
-                || rights.contains(Right::Expunge));
-        let seen_user = identity.seen_user(&mailbox);
-        let display = identity.display_name(&mailbox, &folder.name);
-        let sel = Selection::open(
-            &self.services.store,
-            mailbox,
-            folder,
-            display,
-            read_only,
-            rights,
-            seen_user,
-        )?;
-        self.untagged(&sel.flags_line());
-        self.untagged(&format!(
-            "OK [PERMANENTFLAGS ({})] Flags you can change",
-            permanent_flags(rights, read_only)
-        ));
-        self.untagged(&format!("{} EXISTS", sel.messages.len()));
-        let recent = sel.messages.iter().filter(|s| s.recent).count();
-        self.untagged(&format!("{recent} RECENT"));
-        if let Some(first) = sel
-            .messages
-            .iter()
-            .position(|m| !m.flags.contains(Flags::SEEN))
-        {
-            self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
-        }
-        self.untagged(&format!(
-            "OK [UIDVALIDITY {}] UIDs valid",
-            sel.folder.uidvalidity
-        ));
-        self.untagged(&format!(
-            "OK [UIDNEXT {}] Predicted next UID",
-            sel.folder.uidnext
-        ));
-        if self.reporting.condstore {
-            self.untagged(&format!(
-                "OK [HIGHESTMODSEQ {}] Highest",
-                sel.folder.highestmodseq
-            ));
-        }
-        if let Some((uidvalidity, modseq, known)) = qresync
-            && uidvalidity == sel.folder.uidvalidity
-        {
-            self.resync(&sel, modseq, known.as_ref())?;
-        }
-        let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
-        let verb = if examine { "EXAMINE" } else { "SELECT" };
-        self.state = State::Selected(identity.clone(), Box::new(sel));
-        Ok(format!("[{mode}] {verb} completed"))
-    }
-
-    /// RFC 7162 §3.2.5.1: what changed since `modseq`: VANISHED (EARLIER) for the UIDs
-    /// expunged since (among `known` when given), FETCH for the messages changed since.
-    fn resync(
-        &mut self,
-        sel: &Selection,
-        modseq: u64,
-        known: Option<&SequenceSet>,
-    ) -> Result<(), Refusal> {
-        let store = self.services.store.clone();
-        let gone = store.expunged_since(sel.mailbox.id, sel.folder.id, modseq)?;
-        if let Some(set) = super::vanished::earlier(gone, sel, known) {
-            self.untagged(&format!("VANISHED (EARLIER) {set}"));
-        }
-        let changed: Vec<(usize, super::selection::Slot)> = sel
-            .messages
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.modseq > modseq)
-            .map(|(i, s)| (i, *s))
-            .collect();
-        for (i, slot) in changed {
-            let keywords = if slot.keywords {
-                store
-                    .message(sel.mailbox.id, sel.folder.id, slot.uid)?
-                    .map(|r| r.keywords)
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            let flags = super::selection::recent_flag_list(&slot, &keywords);
-            self.untagged(&format!(
-                "{} FETCH (UID {} FLAGS {flags} MODSEQ ({}))",
-                i + 1,
-                slot.uid,
-                slot.modseq
-            ));
-        }
-        Ok(())
     }
 
     /// The mailbox and folder name `name` would be created as, with the right checked.
@@ -600,24 +450,6 @@ impl Session {
         self.untagged(&String::from_utf8_lossy(&line));
         Ok(())
     }
-}
-
-/// The PERMANENTFLAGS a session may set, by its rights (RFC 4314 §4).
-fn permanent_flags(rights: Rights, read_only: bool) -> String {
-    if read_only {
-        return String::new();
-    }
-    let mut flags = Vec::new();
-    if rights.contains(Right::KeepSeen) {
-        flags.push("\\Seen");
-    }
-    if rights.contains(Right::Write) {
-        flags.extend(["\\Answered", "\\Flagged", "\\Draft", "\\*"]);
-    }
-    if rights.contains(Right::DeleteMessages) {
-        flags.push("\\Deleted");
-    }
-    flags.join(" ")
 }
 
 /// Flags as the store keeps them: system flags as bits, the rest as keywords.

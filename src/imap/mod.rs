@@ -5,20 +5,24 @@
 
 mod acl;
 mod append;
+mod authentication;
 mod context;
 mod extended;
 mod extension;
 mod fetch;
 mod folders;
+mod framing;
 mod identity;
 mod list;
-mod messages;
 mod notify;
 mod search;
+mod selected;
+mod selecting;
 mod selection;
 mod session;
 mod sort;
 mod spooled;
+mod states;
 mod syntax;
 mod thread;
 mod utf7;

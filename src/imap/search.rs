@@ -1,7 +1,7 @@
 //! SEARCH criteria (RFC 3501 §6.4.4), evaluated on the stored summary; only BODY and TEXT read
 //! the message's bytes, and only when asked.
 
-use super::messages::set_holds;
+use super::selected::set_holds;
 use super::selection::{Selection, Slot};
 use crate::mail::MessageSummary;
 use crate::store::{Flags, MessageRecord, Store};

@@ -8,11 +8,10 @@ use crate::services::Services;
 use crate::store::AccessChange;
 use bounded_static::IntoBoundedStatic;
 use imap_codec::decode::Decoder;
-use imap_codec::fragmentizer::{DecodeMessageError, FragmentInfo, Fragmentizer};
-use imap_codec::imap_types::auth::{AuthMechanism, AuthenticateData};
+use imap_codec::fragmentizer::{DecodeMessageError, Fragmentizer};
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::{LiteralMode, Tag};
-use imap_codec::{AuthenticateDataCodec, CommandCodec, IdleDoneCodec};
+use imap_codec::imap_types::core::Tag;
+use imap_codec::{CommandCodec, IdleDoneCodec};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -33,7 +32,7 @@ pub struct Output {
 }
 
 /// What the next complete message from the client is.
-enum Expect {
+pub(super) enum Expect {
     Command,
     /// The client's answer in an AUTHENTICATE exchange.
     AuthenticateData {
@@ -47,7 +46,7 @@ enum Expect {
 }
 
 #[derive(Clone)]
-enum SaslStep {
+pub(super) enum SaslStep {
     Plain,
     LoginUser,
     LoginPassword { user: String },
@@ -67,57 +66,41 @@ pub struct Session {
     pub(super) peer: SocketAddr,
     pub(super) tls: bool,
     pub(super) state: State,
-    fragmentizer: Fragmentizer,
+    pub(super) fragmentizer: Fragmentizer,
     /// Bytes fed but not yet part of a complete message (an upper bound: a message cut at the
     /// size limit counts in full), to know when the fragmentizer holds nothing.
-    unconsumed: usize,
-    expect: Expect,
+    pub(super) unconsumed: usize,
+    pub(super) expect: Expect,
     /// Bytes of the literal being received that the fragmentizer has yet to be given.
-    literal_left: usize,
+    pub(super) literal_left: usize,
     /// An APPEND literal going to the spool, or arrived there while the rest of its command
     /// is still to come.
-    spooled: Option<super::spooled::Spooling>,
+    pub(super) spooled: Option<super::spooled::Spooling>,
     /// The spooled messages of the APPEND being handled, whose command holds an empty
     /// literal in each one's place (at the offset given).
     pub(super) spooled_messages: Vec<(usize, crate::store::spool::Loaded)>,
     /// Literal bytes announced so far in the current message: what the line limit leaves out.
-    literal_bytes: usize,
+    pub(super) literal_bytes: usize,
     /// The client's ID (RFC 2971), for the audit log.
-    client_id: Option<String>,
+    pub(super) client_id: Option<String>,
     pub(super) out: Vec<u8>,
-    access_events: broadcast::Receiver<AccessChange>,
-    rate: RateLimit,
+    pub(super) access_events: broadcast::Receiver<AccessChange>,
+    pub(super) rate: RateLimit,
     /// RFC 5465: the folders NOTIFY watches.
     pub(super) watching: Option<super::notify::Watching>,
     /// RFC 7162: CONDSTORE and QRESYNC as enabled in this session.
     pub(super) reporting: super::selection::Reporting,
 }
 
-/// Messages up to the largest APPEND plus its command line.
-fn new_fragmentizer(services: &Services) -> Fragmentizer {
-    let imap = &services.config.imap;
-    Fragmentizer::new(imap.max_message_bytes + imap.max_line_bytes)
-}
-
-/// What to do with an announced literal.
-enum LiteralAnswer {
-    /// Let the fragmentizer take it.
-    Take,
-    /// Its bytes go to the spool.
-    Spool,
-    /// Refused; the message is skipped.
-    Refused,
-}
-
 /// A token bucket: `rate` commands a second, `10 × rate` at once.
-struct RateLimit {
+pub(super) struct RateLimit {
     rate: f64,
     tokens: f64,
     last: std::time::Instant,
 }
 
 impl RateLimit {
-    fn new(rate: u32) -> RateLimit {
+    pub(super) fn new(rate: u32) -> RateLimit {
         RateLimit {
             rate: f64::from(rate),
             tokens: f64::from(rate) * 10.0,
@@ -125,7 +108,7 @@ impl RateLimit {
         }
     }
 
-    fn allow(&mut self) -> bool {
+    pub(super) fn allow(&mut self) -> bool {
         let now = std::time::Instant::now();
         let refill = now.duration_since(self.last).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + refill).min(self.rate * 10.0);
@@ -148,7 +131,7 @@ impl Session {
             peer,
             tls,
             state: State::NotAuthenticated,
-            fragmentizer: new_fragmentizer(&services),
+            fragmentizer: super::framing::new_fragmentizer(&services),
             unconsumed: 0,
             expect: Expect::Command,
             literal_left: 0,
@@ -194,7 +177,7 @@ impl Session {
     }
 
     /// Passwords travel only over TLS, or over loopback when the configuration allows it.
-    fn plaintext_refused(&self) -> bool {
+    pub(super) fn plaintext_refused(&self) -> bool {
         crate::login::plaintext_refused(&self.services, self.peer, self.tls)
     }
 
@@ -244,209 +227,8 @@ impl Session {
         self.access_events.resubscribe()
     }
 
-    /// Feeds bytes from the client; returns what to send back and what to do next.
-    ///
-    /// The fragmentizer is given one line at a time, or a literal's announced bytes, so that
-    /// it never holds bytes beyond the fragment it reports: when an APPEND announces a large
-    /// literal, its bytes go straight to the spool (see `spooled`) instead.
-    pub async fn feed(&mut self, mut input: &[u8]) -> Output {
-        loop {
-            if let Some(spooling) = self.spooling() {
-                let n = spooling.take(input);
-                input = &input[n..];
-                if !spooling.is_complete() {
-                    return self.take(Action::Continue);
-                }
-            }
-            match self.progress().await {
-                Some(action) => return self.take(action),
-                None if self.spooling().is_some() => continue,
-                None => {}
-            }
-            if input.is_empty() {
-                if self.literal_left == 0 && self.partial_line_too_long() {
-                    self.out
-                        .extend_from_slice(b"* BYE Command line too long\r\n");
-                    return self.take(Action::Close);
-                }
-                return self.take(Action::Continue);
-            }
-            let n = self.next_piece(input);
-            self.fragmentizer.enqueue_bytes(&input[..n]);
-            self.unconsumed += n;
-            input = &input[n..];
-        }
-    }
-
-    /// The APPEND literal whose bytes are still going to the spool, if any.
-    fn spooling(&mut self) -> Option<&mut super::spooled::Spooling> {
-        self.spooled.as_mut().filter(|s| !s.is_complete())
-    }
-
-    /// How much of `input` to hand the fragmentizer next: the rest of a literal it expects,
-    /// or up to the end of the next line.
-    fn next_piece(&mut self, input: &[u8]) -> usize {
-        if self.literal_left > 0 {
-            let n = self.literal_left.min(input.len());
-            self.literal_left -= n;
-            return n;
-        }
-        input
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(input.len(), |p| p + 1)
-    }
-
-    /// Handles every fragment the fragmentizer can make of what it has. `Some` when the
-    /// driver must act (close, STARTTLS); `None` when more input is needed or a literal
-    /// started going to the spool.
-    async fn progress(&mut self) -> Option<Action> {
-        while let Some(fragment) = self.fragmentizer.progress() {
-            if let FragmentInfo::Line {
-                announcement: Some(literal),
-                ..
-            } = fragment
-            {
-                match self.accept_literal(literal.mode, literal.length) {
-                    LiteralAnswer::Take => self.literal_left = literal.length as usize,
-                    LiteralAnswer::Spool => return None,
-                    LiteralAnswer::Refused => continue,
-                }
-            }
-            if !self.fragmentizer.is_message_complete() {
-                continue;
-            }
-            self.literal_bytes = 0;
-            let size = self.fragmentizer.message_bytes().len();
-            self.unconsumed = self.unconsumed.saturating_sub(size);
-            let action = self.message().await;
-            if action != Action::Continue {
-                return Some(action);
-            }
-            self.shrink_after(size);
-        }
-        None
-    }
-
-    /// After a large message (an APPEND of megabytes), a fresh fragmentizer: its buffer would
-    /// otherwise keep that capacity for the rest of the session. Only when nothing else is
-    /// queued in it, so no byte of the client's is lost.
-    fn shrink_after(&mut self, size: usize) {
-        if size > 64 * 1024 && self.unconsumed == 0 {
-            self.fragmentizer = new_fragmentizer(&self.services);
-        }
-    }
-
-    pub(super) fn take(&mut self, action: Action) -> Output {
-        Output {
-            bytes: std::mem::take(&mut self.out),
-            action,
-        }
-    }
-
-    /// A line still without its end that is already longer than the limit: the client is
-    /// not speaking IMAP, and there is no safe point to resynchronize at.
-    fn partial_line_too_long(&self) -> bool {
-        let lines = self
-            .fragmentizer
-            .message_bytes()
-            .len()
-            .saturating_sub(self.literal_bytes);
-        lines > self.services.config.imap.max_line_bytes as usize
-    }
-
-    /// Answers a literal announcement: `+` for a synchronizing literal we take, a tagged
-    /// `NO [TOOBIG]` (and the message skipped) for one we do not (RFC 7888 §4, §5). An
-    /// APPEND's literal past the spool threshold goes to the spool instead of memory.
-    fn accept_literal(&mut self, mode: LiteralMode, length: u32) -> LiteralAnswer {
-        // A message (APPEND) may be large; a name, a password or a search string may not.
-        // After a spooled literal, the fragmentizer holds the rest of that APPEND.
-        let appending = self.spooled.is_some()
-            || self
-                .fragmentizer
-                .message_bytes()
-                .split(|b| *b == b' ')
-                .nth(1)
-                .is_some_and(|verb| verb.eq_ignore_ascii_case(b"APPEND"));
-        let imap = &self.services.config.imap;
-        let limit = if appending {
-            imap.max_message_bytes
-        } else {
-            imap.max_literal_bytes
-        };
-        if length <= limit {
-            let threshold = self.services.config.limits.spool_threshold_bytes;
-            if appending && length as usize > threshold {
-                return self.start_spooling(mode, length);
-            }
-            self.literal_bytes += length as usize;
-            if mode == LiteralMode::Sync {
-                self.out.extend_from_slice(b"+ Ready for literal data\r\n");
-            }
-            return LiteralAnswer::Take;
-        }
-        let tag = self.fragmentizer.decode_tag().map(|t| t.into_static());
-        let text = format!("[TOOBIG] Literal of {length} bytes exceeds the limit of {limit}");
-        match (mode, tag) {
-            (LiteralMode::Sync, Some(tag)) => {
-                self.tagged(&tag, "NO", &text);
-                self.fragmentizer.skip_message();
-                LiteralAnswer::Refused
-            }
-            // The client sends a non-synchronizing literal anyway: let the fragmentizer drop
-            // it and answer once the message ends.
-            _ => {
-                self.fragmentizer.poison_message();
-                LiteralAnswer::Take
-            }
-        }
-    }
-
-    /// Routes the announced literal to the spool: the fragmentizer forgets the message so
-    /// far (kept here) and starts afresh after the literal, with the rest of the command.
-    fn start_spooling(&mut self, mode: LiteralMode, length: u32) -> LiteralAnswer {
-        use super::spooled::{MAX_SPOOLED_PER_COMMAND, NO_ROOM, Spooling};
-        let prefix = self.fragmentizer.message_bytes().to_vec();
-        let tag = match &self.spooled {
-            Some(earlier) => Some(earlier.tag()),
-            None => self
-                .fragmentizer
-                .decode_tag()
-                .map(|t| t.inner().to_string()),
-        };
-        let spooled = self.spooled.as_ref().map_or(0, Spooling::count);
-        let refusal = if spooled >= MAX_SPOOLED_PER_COMMAND {
-            Some(format!(
-                "[LIMIT] At most {MAX_SPOOLED_PER_COMMAND} large messages in one APPEND"
-            ))
-        } else if self.services.spool.reserve(u64::from(length)).is_err() {
-            Some(NO_ROOM.to_string())
-        } else {
-            None
-        };
-        if let (Some(text), LiteralMode::Sync) = (&refusal, mode) {
-            if let Some(tag) = tag {
-                self.tagged_text(&tag, "NO", text);
-            }
-            self.spooled = None;
-            self.fragmentizer.skip_message();
-            return LiteralAnswer::Refused;
-        }
-        self.unconsumed = self.unconsumed.saturating_sub(prefix.len());
-        self.fragmentizer.skip_message();
-        if mode == LiteralMode::Sync {
-            self.out.extend_from_slice(b"+ Ready for literal data\r\n");
-        }
-        let incoming = self.services.spool.incoming();
-        self.spooled = Some(match self.spooled.take() {
-            Some(earlier) => earlier.then(prefix, length, incoming, refusal),
-            None => Spooling::new(prefix, length, incoming, refusal),
-        });
-        LiteralAnswer::Spool
-    }
-
     /// Handles one complete client message.
-    async fn message(&mut self) -> Action {
+    pub(super) async fn message(&mut self) -> Action {
         match std::mem::replace(&mut self.expect, Expect::Command) {
             Expect::Command => self.command_message().await,
             Expect::AuthenticateData { tag, step } => self.authenticate_data(tag, step).await,
@@ -454,7 +236,7 @@ impl Session {
         }
     }
 
-    async fn command_message(&mut self) -> Action {
+    pub(super) async fn command_message(&mut self) -> Action {
         if let Some(spooled) = self.spooled.take() {
             let rest = self.fragmentizer.message_bytes().to_vec();
             return match spooled.finish(&rest).await {
@@ -469,6 +251,10 @@ impl Session {
                     Action::Continue
                 }
             };
+        }
+        if let Some((tag, why)) = self.wrong_state() {
+            self.tagged_text(&tag, "BAD", &why);
+            return Action::Continue;
         }
         let rewritten = self
             .replace_saved()
@@ -502,8 +288,15 @@ impl Session {
         }
     }
 
+    /// The tag and the refusal of a command the current state does not allow (`states`).
+    pub(super) fn wrong_state(&self) -> Option<(String, String)> {
+        let (tag, verb) = super::states::tag_and_verb(self.fragmentizer.message_bytes())?;
+        let why = super::states::refusal(&self.state, verb)?;
+        Some((tag.to_string(), why))
+    }
+
     /// The current message with `$` replaced by the saved search result (RFC 5182).
-    fn replace_saved(&self) -> Option<Vec<u8>> {
+    pub(super) fn replace_saved(&self) -> Option<Vec<u8>> {
         let State::Selected(_, sel) = &self.state else {
             return None;
         };
@@ -531,7 +324,7 @@ impl Session {
     }
 
     /// A command `extension` recognised: checked for revoked access like any other.
-    async fn ext_message(
+    pub(super) async fn ext_message(
         &mut self,
         tag: &str,
         command: Result<super::extension::ExtCommand, String>,
@@ -554,7 +347,7 @@ impl Session {
     }
 
     /// Handles a message rewritten around imap-codec (`$` replaced).
-    async fn rewritten_message(&mut self, message: Vec<u8>) -> Action {
+    pub(super) async fn rewritten_message(&mut self, message: Vec<u8>) -> Action {
         if let Some((tag, command)) = super::extension::recognize(&message) {
             return self.ext_message(&tag, command).await;
         }
@@ -592,7 +385,7 @@ impl Session {
         self.out.extend_from_slice(b"\r\n");
     }
 
-    async fn command(&mut self, command: Command<'static>) -> Action {
+    pub(super) async fn command(&mut self, command: Command<'static>) -> Action {
         let Command { tag, body } = command;
         if !self.rate.allow() {
             self.tagged(
@@ -678,7 +471,7 @@ impl Session {
     }
 
     /// RFC 5161 ENABLE, for CONDSTORE and QRESYNC (RFC 7162 §3.2.3: QRESYNC implies CONDSTORE).
-    fn enable(
+    pub(super) fn enable(
         &mut self,
         tag: &Tag<'_>,
         capabilities: &[imap_codec::imap_types::extensions::enable::CapabilityEnable<'_>],
@@ -725,142 +518,7 @@ impl Session {
         }
     }
 
-    fn starttls(&mut self, tag: &Tag<'_>) -> Action {
-        if self.tls {
-            self.tagged(tag, "BAD", "TLS is already active");
-            return Action::Continue;
-        }
-        if !matches!(self.state, State::NotAuthenticated) {
-            self.tagged(tag, "BAD", "STARTTLS is only valid before login");
-            return Action::Continue;
-        }
-        self.tagged(tag, "OK", "Begin TLS negotiation now");
-        // RFC 3501 §6.2.1: nothing the client sent after STARTTLS may be used.
-        self.unconsumed = 0;
-        self.fragmentizer = new_fragmentizer(&self.services);
-        Action::StartTls
-    }
-
-    async fn login(
-        &mut self,
-        tag: &Tag<'_>,
-        login: &str,
-        password: &str,
-        authzid: Option<&str>,
-        mechanism: &str,
-    ) {
-        if !matches!(self.state, State::NotAuthenticated) {
-            self.tagged(tag, "BAD", "Already logged in");
-            return;
-        }
-        if self.plaintext_refused() {
-            self.tagged(
-                tag,
-                "NO",
-                "[PRIVACYREQUIRED] Use STARTTLS (or port 993) before logging in",
-            );
-            return;
-        }
-        let attempt = crate::login::Attempt {
-            action: "imap.login",
-            peer: self.peer,
-            tls: self.tls,
-            login,
-            authzid,
-            mechanism,
-            client_id: self.client_id.as_deref(),
-        };
-        let realm = crate::login::Realm::MailClient;
-        match crate::login::log_in(&self.services, realm, &attempt, password).await {
-            Ok(identity) => {
-                self.state = State::Authenticated(identity);
-                let caps = self.capabilities();
-                self.tagged(tag, "OK", &format!("[CAPABILITY {caps}] Logged in"));
-            }
-            Err(refusal) => self.tagged(tag, "NO", refusal.response()),
-        }
-    }
-
-    async fn authenticate(
-        &mut self,
-        tag: Tag<'static>,
-        mechanism: AuthMechanism<'static>,
-        initial: Option<Vec<u8>>,
-    ) {
-        let step = match mechanism {
-            AuthMechanism::Plain => SaslStep::Plain,
-            AuthMechanism::Login => SaslStep::LoginUser,
-            other => {
-                let text = format!("Unsupported mechanism {other}; use PLAIN or LOGIN");
-                self.tagged(&tag, "NO", &text);
-                return;
-            }
-        };
-        if !matches!(self.state, State::NotAuthenticated) {
-            self.tagged(&tag, "BAD", "Already logged in");
-            return;
-        }
-        if self.plaintext_refused() {
-            self.tagged(
-                &tag,
-                "NO",
-                "[PRIVACYREQUIRED] Use STARTTLS (or port 993) before logging in",
-            );
-            return;
-        }
-        match initial {
-            // SASL-IR (RFC 4959): the first response came with the command.
-            Some(data) => self.sasl_step(tag, step, data).await,
-            None => {
-                let prompt = match step {
-                    SaslStep::LoginUser => "+ VXNlcm5hbWU6\r\n",
-                    _ => "+ \r\n",
-                };
-                self.out.extend_from_slice(prompt.as_bytes());
-                self.expect = Expect::AuthenticateData { tag, step };
-            }
-        }
-    }
-
-    async fn authenticate_data(&mut self, tag: Tag<'static>, step: SaslStep) -> Action {
-        let data = self
-            .fragmentizer
-            .decode_message(&AuthenticateDataCodec::default())
-            .map(|d| d.into_static());
-        match data {
-            Ok(AuthenticateData::Continue(data)) => {
-                let bytes = data.declassify().to_vec();
-                self.sasl_step(tag, step, bytes).await;
-            }
-            Ok(AuthenticateData::Cancel) => self.tagged(&tag, "BAD", "Authentication cancelled"),
-            Err(_) => self.tagged(&tag, "BAD", "Invalid base64 in the authentication exchange"),
-        }
-        Action::Continue
-    }
-
-    async fn sasl_step(&mut self, tag: Tag<'static>, step: SaslStep, data: Vec<u8>) {
-        let text = String::from_utf8_lossy(&data).into_owned();
-        match step {
-            SaslStep::Plain => match crate::login::plain_credentials(&data) {
-                Some((authzid, authcid, password)) => {
-                    let authzid = authzid.as_deref();
-                    self.login(&tag, &authcid, &password, authzid, "PLAIN")
-                        .await;
-                }
-                None => self.tagged(&tag, "BAD", "Malformed PLAIN response"),
-            },
-            SaslStep::LoginUser => {
-                self.out.extend_from_slice(b"+ UGFzc3dvcmQ6\r\n");
-                self.expect = Expect::AuthenticateData {
-                    tag,
-                    step: SaslStep::LoginPassword { user: text },
-                };
-            }
-            SaslStep::LoginPassword { user } => self.login(&tag, &user, &text, None, "LOGIN").await,
-        }
-    }
-
-    fn idle(&mut self, tag: Tag<'static>) {
+    pub(super) fn idle(&mut self, tag: Tag<'static>) {
         if matches!(self.state, State::NotAuthenticated) {
             self.tagged(&tag, "BAD", "Log in first");
             return;
@@ -870,7 +528,7 @@ impl Session {
         self.expect = Expect::IdleDone { tag };
     }
 
-    fn idle_done(&mut self, tag: Tag<'static>) -> Action {
+    pub(super) fn idle_done(&mut self, tag: Tag<'static>) -> Action {
         let done = self
             .fragmentizer
             .decode_message(&IdleDoneCodec::default())
@@ -908,7 +566,7 @@ impl Session {
     /// Applies access changes published since the last command: reloads the identity's
     /// facts; when the identity or the selected mailbox's `r` right is gone, says why the
     /// session must end.
-    fn check_access_changes(&mut self) -> Result<(), String> {
+    pub(super) fn check_access_changes(&mut self) -> Result<(), String> {
         if !crate::store::hub::drain(&mut self.access_events) {
             return Ok(());
         }

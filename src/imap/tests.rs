@@ -54,6 +54,7 @@ async fn synchronizing_literals_get_a_continuation_and_non_synchronizing_ones_do
 async fn an_oversized_literal_is_refused_and_the_session_goes_on() {
     let h = Harness::new();
     let mut s = h.session();
+    talk(&mut s, &format!("l LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
     let (out, _) = talk(&mut s, "a APPEND INBOX {999999999}\r\n").await;
     assert!(out.starts_with("a NO [TOOBIG]"), "{out}");
     let (out, _) = talk(&mut s, "b NOOP\r\n").await;
@@ -387,7 +388,11 @@ async fn list_takes_several_patterns_without_selection_options() {
 async fn literals_outside_append_have_their_own_smaller_limit() {
     let h = Harness::with_config(|c| c.imap.max_literal_bytes = 100);
     let mut s = h.session();
-    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    talk(
+        &mut s,
+        &format!("a LOGIN {ADDRESS} {PASSWORD}\r\na2 SELECT INBOX\r\n"),
+    )
+    .await;
     let (out, _) = talk(&mut s, "b SEARCH TEXT {500}\r\n").await;
     assert!(out.starts_with("b NO [TOOBIG]"), "{out}");
     let (out, _) = talk(&mut s, "c APPEND INBOX {500}\r\n").await;
@@ -589,4 +594,25 @@ async fn a_search_kept_updated_reports_additions_and_removals() {
         "{out}"
     );
     assert!(out.contains("j BAD PARTIAL needs a range"), "{out}");
+}
+
+/// The state table refuses a command before its literal is taken: an APPEND before login
+/// sends nothing to the spool or the store.
+#[tokio::test]
+async fn a_command_in_the_wrong_state_is_refused_before_its_literal() {
+    let h = Harness::with_config(|c| c.limits.spool_threshold_bytes = 1024);
+    let mut s = h.session();
+    let (out, _) = talk(&mut s, "a APPEND INBOX {50000}\r\n").await;
+    assert_eq!(out, "a BAD APPEND needs a login first\r\n");
+    let (out, _) = talk(&mut s, "b FETCH 1 FLAGS\r\nc NOOP\r\n").await;
+    assert_eq!(
+        out,
+        "b BAD FETCH needs a login first\r\nc OK NOOP completed\r\n"
+    );
+    talk(&mut s, &format!("d LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let (out, _) = talk(&mut s, "e UID FETCH 1 FLAGS\r\nf LOGIN x y\r\n").await;
+    assert_eq!(
+        out,
+        "e BAD UID needs a selected folder\r\nf BAD LOGIN is only valid before login\r\n"
+    );
 }
