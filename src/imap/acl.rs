@@ -32,7 +32,7 @@ impl Session {
 
     fn line_with_name(&mut self, verb: &str, name: &str, rest: &str) {
         let mut line = format!("{verb} ").into_bytes();
-        wire::folder_name(&mut line, name);
+        wire::folder_name(&mut line, name, self.reporting.utf8);
         line.extend_from_slice(rest.as_bytes());
         self.untagged(&String::from_utf8_lossy(&line));
     }

@@ -1,6 +1,7 @@
 //! APPEND: one message (RFC 3501 §6.3.11, parsed by imap-codec), several at once
 //! (MULTIAPPEND, RFC 3502) or one put together from text and parts of stored messages
-//! (CATENATE, RFC 4469). imap-codec takes neither of the last two: they are read here.
+//! (CATENATE, RFC 4469), or marked as UTF-8 (RFC 6855 §4). imap-codec takes none of the
+//! last three: they are read here.
 
 use super::folders::{No, Refusal, noperm, store_flags};
 use super::identity::Identity;
@@ -27,7 +28,8 @@ pub struct NewMessage {
     pub date: Option<String>,
     /// CATENATE's pieces, or the one literal of a plain message.
     pub content: Vec<Piece>,
-    pub catenate: bool,
+    /// Given with CATENATE or UTF8 (RFC 6855 §4): forms imap-codec does not take.
+    pub extended: bool,
 }
 
 /// A piece of a new message: the bytes of a literal (`at`: the offset of its `{` in the
@@ -43,10 +45,15 @@ pub enum Piece {
 pub fn recognize(p: &mut Parser<'_>) -> Option<Result<AppendMany, String>> {
     let start = p.pos;
     match append_many(p) {
-        Ok(a) if a.messages.len() == 1 && !a.messages[0].catenate => None,
+        Ok(a) if a.messages.len() == 1 && !a.messages[0].extended => None,
         Ok(a) => Some(Ok(a)),
         // A syntax error in what may be a plain APPEND: imap-codec says it.
-        Err(_) if !super::extension::contains_ci(&p.input[start..], b" CATENATE ") => None,
+        Err(_)
+            if !super::extension::contains_ci(&p.input[start..], b" CATENATE ")
+                && !super::extension::contains_ci(&p.input[start..], b" UTF8 (") =>
+        {
+            None
+        }
         Err(e) => Some(Err(format!("APPEND: {e}"))),
     }
 }
@@ -68,7 +75,7 @@ fn new_message(p: &mut Parser<'_>) -> Result<NewMessage, String> {
         flags: Vec::new(),
         date: None,
         content: Vec::new(),
-        catenate: false,
+        extended: false,
     };
     if p.peek() == Some(b'(') {
         m.flags = p.paren_list(flag)?;
@@ -79,7 +86,7 @@ fn new_message(p: &mut Parser<'_>) -> Result<NewMessage, String> {
         p.space()?;
     }
     if p.keyword("CATENATE") {
-        m.catenate = true;
+        m.extended = true;
         p.space()?;
         p.expect(b'(')?;
         loop {
@@ -90,6 +97,9 @@ fn new_message(p: &mut Parser<'_>) -> Result<NewMessage, String> {
             }
             p.space()?;
         }
+    } else if p.keyword("UTF8") {
+        m.extended = true;
+        m.content.push(utf8_text(p)?);
     } else {
         m.content.push(text(p)?);
     }
@@ -110,12 +120,26 @@ fn catenate_part(p: &mut Parser<'_>) -> Result<Piece, String> {
     if p.keyword("TEXT") {
         p.space()?;
         text(p)
+    } else if p.keyword("UTF8") {
+        utf8_text(p)
     } else if p.keyword("URL") {
         p.space()?;
         Ok(Piece::Url(p.astring()?))
     } else {
         Err("expected TEXT or URL in CATENATE".into())
     }
+}
+
+/// RFC 6855 §4: `UTF8 (literal8)`, a message whose header may hold UTF-8.
+fn utf8_text(p: &mut Parser<'_>) -> Result<Piece, String> {
+    p.space()?;
+    p.expect(b'(')?;
+    if p.peek() != Some(b'~') {
+        return Err("UTF8 takes a literal8 (~{n})".into());
+    }
+    let piece = text(p)?;
+    p.expect(b')')?;
+    Ok(piece)
 }
 
 fn text(p: &mut Parser<'_>) -> Result<Piece, String> {
@@ -125,7 +149,7 @@ fn text(p: &mut Parser<'_>) -> Result<Piece, String> {
 }
 
 impl Session {
-    /// MULTIAPPEND and CATENATE: every message made, then all stored in one commit.
+    /// MULTIAPPEND, CATENATE and UTF8: every message made, then all stored in one commit.
     pub(super) async fn append_many(
         &mut self,
         identity: &Identity,

@@ -60,9 +60,11 @@ pub(super) fn noperm(right: Right, what: &str) -> Refusal {
 }
 
 /// The folder name a client gave, decoded from modified UTF-7 (RFC 3501 §5.1.3).
-pub(super) fn mailbox_name(m: &WireMailbox<'_>) -> Result<String, Refusal> {
+pub(super) fn mailbox_name(m: &WireMailbox<'_>, utf8: bool) -> Result<String, Refusal> {
     match m {
         WireMailbox::Inbox => Ok("INBOX".into()),
+        // RFC 6855 §3: once UTF8=ACCEPT is enabled, names come in UTF-8, `&` and all.
+        WireMailbox::Other(other) if utf8 => Ok(String::from_utf8_lossy(other.as_ref()).into()),
         WireMailbox::Other(other) => from_wire(&String::from_utf8_lossy(other.as_ref())),
     }
 }
@@ -71,6 +73,13 @@ pub(super) fn mailbox_name(m: &WireMailbox<'_>) -> Result<String, Refusal> {
 /// string, so not a syntax error, and some clients (imaptest among them) drop the
 /// connection after an unexpected BAD.
 fn from_wire(name: &str) -> Result<String, Refusal> {
+    // Modified UTF-7 is ASCII: 8-bit text is UTF-8, which only a client that enabled
+    // UTF8=ACCEPT may send (RFC 6855 §3).
+    if !name.is_ascii() {
+        return Err(Bad(format!(
+            "{name:?}: a folder name in UTF-8 needs ENABLE UTF8=ACCEPT (RFC 6855 §3)"
+        )));
+    }
     super::utf7::decode(name).ok_or_else(|| {
         No(format!(
             "[CANNOT] {name:?} is not a valid modified UTF-7 folder name (RFC 3501 §5.1.3)"
@@ -93,44 +102,41 @@ impl Session {
             CommandBody::Select {
                 mailbox,
                 parameters,
-            } => mailbox_name(&mailbox)
+            } => mailbox_name(&mailbox, self.reporting.utf8)
                 .and_then(|name| self.select(&identity, &name, false, &parameters)),
             CommandBody::Examine {
                 mailbox,
                 parameters,
-            } => mailbox_name(&mailbox)
+            } => mailbox_name(&mailbox, self.reporting.utf8)
                 .and_then(|name| self.select(&identity, &name, true, &parameters)),
-            CommandBody::Create { mailbox } => {
-                mailbox_name(&mailbox).and_then(|name| self.create(&identity, &name))
-            }
-            CommandBody::Delete { mailbox } => {
-                mailbox_name(&mailbox).and_then(|name| self.delete(&identity, &name))
-            }
-            CommandBody::Rename { from, to } => mailbox_name(&from)
-                .and_then(|from| Ok((from, mailbox_name(&to)?)))
+            CommandBody::Create { mailbox } => mailbox_name(&mailbox, self.reporting.utf8)
+                .and_then(|name| self.create(&identity, &name)),
+            CommandBody::Delete { mailbox } => mailbox_name(&mailbox, self.reporting.utf8)
+                .and_then(|name| self.delete(&identity, &name)),
+            CommandBody::Rename { from, to } => mailbox_name(&from, self.reporting.utf8)
+                .and_then(|from| Ok((from, mailbox_name(&to, self.reporting.utf8)?)))
                 .and_then(|(from, to)| self.rename(&identity, &from, &to)),
-            CommandBody::Subscribe { mailbox } => {
-                mailbox_name(&mailbox).and_then(|name| self.subscribe(&identity, &name, true))
-            }
-            CommandBody::Unsubscribe { mailbox } => {
-                mailbox_name(&mailbox).and_then(|name| self.subscribe(&identity, &name, false))
-            }
+            CommandBody::Subscribe { mailbox } => mailbox_name(&mailbox, self.reporting.utf8)
+                .and_then(|name| self.subscribe(&identity, &name, true)),
+            CommandBody::Unsubscribe { mailbox } => mailbox_name(&mailbox, self.reporting.utf8)
+                .and_then(|name| self.subscribe(&identity, &name, false)),
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => mailbox_name(&reference)
+            } => mailbox_name(&reference, self.reporting.utf8)
                 .and_then(|r| Ok((r, pattern(&mailbox_wildcard)?)))
                 .and_then(|(r, p)| self.list(&identity, &r, &p, false)),
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => mailbox_name(&reference)
+            } => mailbox_name(&reference, self.reporting.utf8)
                 .and_then(|r| Ok((r, pattern(&mailbox_wildcard)?)))
                 .and_then(|(r, p)| self.list(&identity, &r, &p, true)),
             CommandBody::Status {
                 mailbox,
                 item_names,
-            } => mailbox_name(&mailbox).and_then(|name| self.status(&identity, &name, &item_names)),
+            } => mailbox_name(&mailbox, self.reporting.utf8)
+                .and_then(|name| self.status(&identity, &name, &item_names)),
             CommandBody::Append {
                 mailbox,
                 flags,
@@ -146,7 +152,7 @@ impl Session {
                     })
                 });
                 let date = date.map(|d| d.as_ref().timestamp_millis());
-                match mailbox_name(&mailbox) {
+                match mailbox_name(&mailbox, self.reporting.utf8) {
                     Ok(name) => self.append(&identity, &name, &flags, date, message).await,
                     Err(no) => Err(no),
                 }
@@ -159,9 +165,8 @@ impl Session {
                 self.untagged(&format!("NAMESPACE ((\"\" \"{SEP}\")) NIL {shared}"));
                 Ok("NAMESPACE completed".into())
             }
-            CommandBody::GetQuotaRoot { mailbox } => {
-                mailbox_name(&mailbox).and_then(|name| self.quota_root(&identity, &name))
-            }
+            CommandBody::GetQuotaRoot { mailbox } => mailbox_name(&mailbox, self.reporting.utf8)
+                .and_then(|name| self.quota_root(&identity, &name)),
             CommandBody::GetQuota { root } => {
                 self.quota(&identity, &String::from_utf8_lossy(root.as_ref()))
             }
@@ -396,7 +401,11 @@ impl Session {
             parts.push(value);
         }
         let mut line = b"STATUS ".to_vec();
-        wire::folder_name(&mut line, &identity.display_name(&mailbox, &folder.name));
+        wire::folder_name(
+            &mut line,
+            &identity.display_name(&mailbox, &folder.name),
+            self.reporting.utf8,
+        );
         line.extend_from_slice(format!(" ({})", parts.join(" ")).as_bytes());
         self.untagged(&String::from_utf8_lossy(&line));
         Ok("STATUS completed".into())
@@ -415,7 +424,11 @@ impl Session {
         }
         let (mailbox, folder, _) = self.folder(identity, name)?;
         let mut line = b"QUOTAROOT ".to_vec();
-        wire::folder_name(&mut line, &identity.display_name(&mailbox, &folder.name));
+        wire::folder_name(
+            &mut line,
+            &identity.display_name(&mailbox, &folder.name),
+            self.reporting.utf8,
+        );
         line.push(b' ');
         wire::astring(&mut line, &mailbox.address);
         self.untagged(&String::from_utf8_lossy(&line));

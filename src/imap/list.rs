@@ -377,7 +377,7 @@ impl Session {
 
     fn list_line(&mut self, verb: &str, line: &Line) {
         let mut out = format!("{verb} ({}) \"{SEP}\" ", line.attrs.join(" ")).into_bytes();
-        wire::folder_name(&mut out, &line.name);
+        wire::folder_name(&mut out, &line.name, self.reporting.utf8);
         if line.childinfo {
             out.extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
         }

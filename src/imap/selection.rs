@@ -7,13 +7,15 @@ use crate::store::{Flags, Folder, FolderEvent, MessageRecord, Store, StoreResult
 use std::collections::{BTreeMap, HashSet};
 use tokio::sync::broadcast;
 
-/// How changes are reported: RFC 7162 once CONDSTORE or QRESYNC is enabled.
+/// How the session reports: what ENABLE turned on (CONDSTORE, QRESYNC, UTF8=ACCEPT).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Reporting {
     /// FETCH responses carry MODSEQ.
     pub condstore: bool,
     /// Expunges are reported as VANISHED (UIDs) instead of EXPUNGE (sequence numbers).
     pub qresync: bool,
+    /// RFC 6855 §3 (UTF8=ACCEPT): folder names are sent as UTF-8, not modified UTF-7.
+    pub utf8: bool,
 }
 
 /// What the session knows of one message: 16 bytes a message.

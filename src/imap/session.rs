@@ -122,7 +122,7 @@ impl RateLimit {
     }
 }
 
-pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY STATUS=SIZE SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MULTIAPPEND CATENATE CONTEXT=SEARCH NOTIFY";
+pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY STATUS=SIZE SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MULTIAPPEND CATENATE CONTEXT=SEARCH NOTIFY UTF8=ACCEPT";
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
@@ -470,7 +470,8 @@ impl Session {
         }
     }
 
-    /// RFC 5161 ENABLE, for CONDSTORE and QRESYNC (RFC 7162 §3.2.3: QRESYNC implies CONDSTORE).
+    /// RFC 5161 ENABLE, for CONDSTORE and QRESYNC (RFC 7162 §3.2.3: QRESYNC implies CONDSTORE)
+    /// and UTF8=ACCEPT (RFC 6855 §3).
     pub(super) fn enable(
         &mut self,
         tag: &Tag<'_>,
@@ -484,6 +485,12 @@ impl Session {
         let mut enabled = Vec::new();
         for cap in capabilities {
             match cap {
+                CapabilityEnable::Utf8(
+                    imap_codec::imap_types::extensions::utf8::Utf8Kind::Accept,
+                ) => {
+                    self.reporting.utf8 = true;
+                    enabled.push("UTF8=ACCEPT");
+                }
                 CapabilityEnable::CondStore => {
                     self.reporting.condstore = true;
                     enabled.push("CONDSTORE");

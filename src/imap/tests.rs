@@ -616,3 +616,33 @@ async fn a_command_in_the_wrong_state_is_refused_before_its_literal() {
         "e BAD UID needs a selected folder\r\nf BAD LOGIN is only valid before login\r\n"
     );
 }
+
+/// RFC 6855: after ENABLE UTF8=ACCEPT folder names travel as UTF-8 both ways (`&` is only
+/// `&`), and APPEND takes a message marked UTF8; before, names are modified UTF-7.
+#[tokio::test]
+async fn utf8_accept_names_folders_in_utf8_and_appends_utf8_messages() {
+    let h = Harness::new();
+    let mut s = h.session();
+    talk(&mut s, &format!("a LOGIN {ADDRESS} {PASSWORD}\r\n")).await;
+    let (out, _) = talk(&mut s, "b CREATE Entw&APw-rfe\r\nc LIST \"\" Entw*\r\n").await;
+    assert!(out.contains(" \"/\" Entw&APw-rfe\r\n"), "{out}");
+    let (out, _) = talk(&mut s, "d ENABLE UTF8=ACCEPT\r\n").await;
+    assert!(out.starts_with("* ENABLED UTF8=ACCEPT\r\n"), "{out}");
+    let (out, _) = talk(&mut s, "e LIST \"\" Entw*\r\nf CREATE \"R&D\"\r\n").await;
+    assert!(out.contains(" \"/\" \"Entwürfe\"\r\n"), "{out}");
+    assert!(out.contains("f OK"), "{out}");
+    let message = "Subject: Grüße\r\n\r\nhallo\r\n";
+    let append = format!(
+        "g APPEND \"Entwürfe\" UTF8 (~{{{}+}}\r\n{message})\r\n",
+        message.len()
+    );
+    let (out, _) = talk(&mut s, &append).await;
+    assert!(out.starts_with("g OK [APPENDUID "), "{out}");
+    let (out, _) = talk(
+        &mut s,
+        "h STATUS \"Entwürfe\" (MESSAGES)\r\ni LIST \"\" R*\r\n",
+    )
+    .await;
+    assert!(out.contains("* STATUS \"Entwürfe\" (MESSAGES 1)"), "{out}");
+    assert!(out.contains(" \"/\" R&D\r\n"), "{out}");
+}

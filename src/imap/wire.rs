@@ -69,9 +69,28 @@ pub fn astring(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// A folder name, in modified UTF-7 (RFC 3501 §5.1.3).
-pub fn folder_name(out: &mut Vec<u8>, name: &str) {
-    astring(out, &super::utf7::encode(name));
+/// A folder name: in modified UTF-7 (RFC 3501 §5.1.3), or once the client enabled
+/// UTF8=ACCEPT as UTF-8, quoted where it can be (RFC 6855 §3).
+pub fn folder_name(out: &mut Vec<u8>, name: &str, utf8: bool) {
+    if !utf8 {
+        return astring(out, &super::utf7::encode(name));
+    }
+    if name.is_ascii() {
+        return astring(out, name);
+    }
+    let quotable = name.len() < 1024 && !name.contains(['\r', '\n', '\0']);
+    if quotable {
+        out.push(b'"');
+        for b in name.bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        literal(out, name.as_bytes());
+    }
 }
 
 /// The flags as FETCH FLAGS shows them.
@@ -298,6 +317,14 @@ mod tests {
         let mut out = Vec::new();
         f(&mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn folder_names_are_modified_utf7_until_utf8_is_enabled() {
+        assert_eq!(s(|o| folder_name(o, "Entwürfe", false)), "Entw&APw-rfe");
+        assert_eq!(s(|o| folder_name(o, "Entwürfe", true)), "\"Entwürfe\"");
+        assert_eq!(s(|o| folder_name(o, "R&D", false)), "R&-D");
+        assert_eq!(s(|o| folder_name(o, "R&D", true)), "R&D");
     }
 
     #[test]

@@ -133,13 +133,13 @@ impl Session {
                 sequence_set,
                 mailbox,
                 uid,
-            } => super::folders::mailbox_name(&mailbox)
+            } => super::folders::mailbox_name(&mailbox, self.reporting.utf8)
                 .and_then(|name| self.copy(&identity, &sequence_set, uid, &name, false)),
             CommandBody::Move {
                 sequence_set,
                 mailbox,
                 uid,
-            } => super::folders::mailbox_name(&mailbox)
+            } => super::folders::mailbox_name(&mailbox, self.reporting.utf8)
                 .and_then(|name| self.copy(&identity, &sequence_set, uid, &name, true)),
             other => {
                 let text = format!("{} is not supported", other.name());
