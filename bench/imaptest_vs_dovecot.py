@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""imaptest's load against mailgate and against Dovecot on the same machine, in alternating
+rounds (issue 11's speed goal: at least 1.5x Dovecot's commands/s with logout=0, no
+command's average slower than Dovecot's).
+
+    IMAPTEST=/path/to/imaptest python3 bench/imaptest_vs_dovecot.py [--rounds 2]
+        [--secs 30] [--clients 10] [--users 100] [--args "logout=0"] [--binary B]
+
+Each round starts each server fresh with 100 mailboxes user1..100@bench.example (mailgate:
+through its admin API; Dovecot 2.3 from Debian's dovecot-core: a passwd-file, Maildir under
+a temporary directory, plaintext on loopback), then runs `../shared/tools/imaptest/run.sh`
+in bench mode and prints its per-command table. Needs root for Dovecot (its mail processes
+run as dovenull). Loopback only; everything is removed afterwards."""
+import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUN = os.path.join(HERE, "..", "..", "shared", "tools", "imaptest", "run.sh")
+PASSWORD = "imaptest-pass"
+parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+parser.add_argument("--rounds", type=int, default=2)
+parser.add_argument("--secs", type=int, default=30)
+parser.add_argument("--clients", type=int, default=10)
+parser.add_argument("--users", type=int, default=100)
+parser.add_argument("--args", default="logout=0")
+parser.add_argument("--binary", default=common.BINARY)
+ARGS = parser.parse_args()
+if not os.environ.get("IMAPTEST"):
+    sys.exit("set IMAPTEST to the imaptest binary (bash ../shared/tools/imaptest/build.sh)")
+
+DOVECOT_CONF = """base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{d}/mail/%u
+first_valid_uid = 1
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid=dovenull gid=dovenull home={d}/home/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
+mail_max_userip_connections = 1000
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dovecot(workdir):
+    d = os.path.join(workdir, "dovecot")
+    # Dovecot's auth and mail processes run as other users: they must reach in.
+    os.chmod(workdir, 0o755)
+    for sub in ("run", "state", "mail", "home"):
+        os.makedirs(os.path.join(d, sub))
+    shutil.chown(os.path.join(d, "mail"), "dovenull", "dovenull")
+    shutil.chown(os.path.join(d, "home"), "dovenull", "dovenull")
+    with open(os.path.join(d, "users"), "w") as f:
+        for n in range(1, ARGS.users + 1):
+            f.write(f"user{n}@bench.example:{{PLAIN}}{PASSWORD}\n")
+    port = free_port()
+    conf = os.path.join(d, "dovecot.conf")
+    with open(conf, "w") as f:
+        f.write(DOVECOT_CONF.format(d=d, port=port))
+    subprocess.run(["dovecot", "-c", conf], check=True)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return conf, port
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"Dovecot did not listen; see {d}/dovecot.log")
+
+
+def bench(port, out):
+    env = dict(os.environ, MODE="bench", BENCH_SECS=str(ARGS.secs), BENCH_CLIENTS=str(ARGS.clients),
+               BENCH_USERS=str(ARGS.users), BENCH_ARGS=ARGS.args, OUT=out)
+    result = subprocess.run(["bash", RUN, "127.0.0.1", str(port), "user%d@bench.example", PASSWORD],
+                            env=env, text=True, capture_output=True, timeout=ARGS.secs + 600)
+    return result.stdout
+
+
+def mailgate_round(workdir):
+    common.BINARY = ARGS.binary
+    proc, ports, password = common.start_server(workdir, config_text=common.IMAPTEST_CONFIG,
+                                                stderr=open(os.path.join(workdir, "server.log"), "w"))
+    try:
+        common.imaptest_users(ports["admin (HTTP)"], password, ARGS.users, PASSWORD)
+        return bench(ports["imap (STARTTLS)"], os.path.join(workdir, "results"))
+    finally:
+        common.stop(proc)
+
+
+def dovecot_round(workdir):
+    conf, port = start_dovecot(workdir)
+    try:
+        return bench(port, os.path.join(workdir, "results"))
+    finally:
+        subprocess.run(["dovecot", "-c", conf, "stop"], check=False)
+
+
+def commands_per_second(report):
+    m = re.search(r"commands/s \(all kinds\): ([0-9.]+)", report)
+    return float(m.group(1)) if m else 0.0
+
+
+def main():
+    totals = {"mailgate": [], "dovecot": []}
+    for r in range(ARGS.rounds):
+        for name, run in (("mailgate", mailgate_round), ("dovecot", dovecot_round)):
+            workdir = tempfile.mkdtemp()
+            try:
+                report = run(workdir)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            print(f"== round {r + 1}: {name}\n{report}", flush=True)
+            totals[name].append(commands_per_second(report))
+    m, d = (sum(v) / max(len(v), 1) for v in (totals["mailgate"], totals["dovecot"]))
+    print(f"commands/s, mean of {ARGS.rounds} rounds: mailgate {m:.1f}, Dovecot {d:.1f}"
+          f" ({m / d if d else 0:.2f}x)")
+
+
+main()
