@@ -320,14 +320,17 @@ impl Session {
                 folder,
                 seen_user: identity.seen_user(&mailbox),
             };
-            self.services.store.transfer(Transfer {
-                from: view(folder.id),
-                to: view(target.id),
-                uids: &uids,
-                permit: &|flags, keywords| (flags, keywords),
-                remove_source: true,
+            let store = &self.services.store;
+            super::waiting_on_disk(|| {
+                store.transfer(Transfer {
+                    from: view(folder.id),
+                    to: view(target.id),
+                    uids: &uids,
+                    permit: &|flags, keywords| (flags, keywords),
+                    remove_source: true,
+                })?;
+                store.flush_blocking()
             })?;
-            self.services.store.flush_blocking()?;
         } else {
             self.services
                 .store

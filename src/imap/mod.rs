@@ -41,6 +41,19 @@ use crate::net::Connection;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// Runs store work that may wait on the disk (a flush, a blob's removal) without holding up
+/// the other sessions served by this runtime worker: tokio hands them to another meanwhile.
+/// On a single-threaded runtime (the tests, the fuzzer) it simply runs.
+pub(crate) fn waiting_on_disk<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 /// Serves one IMAP connection until the client logs out, the connection drops, the session
 /// times out or the server shuts down.
 pub async fn serve(conn: Connection) -> std::io::Result<()> {

@@ -59,11 +59,14 @@ impl Session {
             permit: &|flags, keywords| permitted(target_rights, flags, keywords),
             remove_source: move_,
         };
-        let pairs = self.services.store.transfer(transfer)?;
-        if let Err(e) = self.services.store.flush_blocking() {
-            tracing::error!(error = %e, "flush after {verb} failed");
-            return Err(No("[SERVERBUG] The copy could not be made durable".into()));
-        }
+        let store = &self.services.store;
+        let pairs = crate::imap::waiting_on_disk(|| {
+            let pairs = store.transfer(transfer)?;
+            store.flush_blocking().map(|_| pairs).map_err(|e| {
+                tracing::error!(error = %e, "flush after {verb} failed");
+                No("[SERVERBUG] The copy could not be made durable".into())
+            })
+        })?;
         let source_uids: Vec<u32> = pairs.iter().map(|p| p.0).collect();
         let target_uids: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         let code = if source_uids.is_empty() {
