@@ -127,10 +127,10 @@ def main():
         addresses = [f"soak{i}@bench.test" for i in range(ARGS.mailboxes)]
         for a in addresses:
             api(admin, "POST", f"/orgs/{org}/mailboxes", token, {"address": a, "password": PASSWORD})
-        stop, counts = threading.Event(), {"imap": 0, "smtp": 0, "imap errors": 0, "smtp errors": 0}
-        workers = [threading.Thread(target=imap_worker, args=(ports, addresses, stop, counts))
+        stopping, counts = threading.Event(), {"imap": 0, "smtp": 0, "imap errors": 0, "smtp errors": 0}
+        workers = [threading.Thread(target=imap_worker, args=(ports, addresses, stopping, counts))
                    for _ in range(max(1, ARGS.mailboxes // 10))]
-        workers.append(threading.Thread(target=smtp_worker, args=(ports, addresses, stop, counts)))
+        workers.append(threading.Thread(target=smtp_worker, args=(ports, addresses, stopping, counts)))
         for w in workers:
             w.start()
         started = time.time()
@@ -139,7 +139,7 @@ def main():
             time.sleep(min(60, max(1, ARGS.minutes * 60 - (time.time() - started))))
             db, _ = sample("load", (time.time() - started) / 60, proc, data, ports, addresses)
             peak = max(peak, db)
-        stop.set()
+        stopping.set()
         for w in workers:
             w.join()
         print(f"delivered: {counts}", flush=True)
