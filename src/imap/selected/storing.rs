@@ -25,9 +25,7 @@ impl Session {
             apply,
         };
         let (m, f) = (sel.mailbox.id, sel.folder.id);
-        // The store's lock may be held by a flush (an expunge's blob removal).
-        let store = &self.services.store;
-        let outcome = crate::imap::waiting_on_disk(|| store.change_flags(m, f, uids, change))?;
+        let outcome = self.services.store.change_flags(m, f, uids, change)?;
         let sel = self.selection_mut()?;
         for (record, shown) in &outcome.messages {
             if let Some(seq) = sel.seq_of(record.uid) {
