@@ -107,16 +107,24 @@ impl LiveSearches {
                 .filter(|(_, uid)| search.last.remove(uid).is_some())
                 .map(|(seq, uid)| if search.uid { *uid } else { *seq as u32 })
                 .collect();
-            if !numbers.is_empty() {
-                let uid = if search.uid { " UID" } else { "" };
-                let set = uid_set(&numbers);
-                lines.push(format!(
-                    "ESEARCH (TAG \"{}\"){uid} REMOVEFROM (0 {set})",
-                    search.tag
-                ));
-            }
+            lines.extend(search.update_line("REMOVEFROM", &numbers));
         }
         lines
+    }
+}
+
+impl LiveSearch {
+    /// `ESEARCH (TAG "t") [UID] ADDTO|REMOVEFROM (0 set)`, `None` for no numbers.
+    fn update_line(&self, verb: &str, numbers: &[u32]) -> Option<String> {
+        if numbers.is_empty() {
+            return None;
+        }
+        let uid = if self.uid { " UID" } else { "" };
+        let set = uid_set(numbers);
+        Some(format!(
+            "ESEARCH (TAG \"{}\"){uid} {verb} (0 {set})",
+            self.tag
+        ))
     }
 }
 
@@ -178,8 +186,12 @@ impl Session {
         let State::Selected(_, sel) = &mut self.state else {
             return;
         };
+        // Every command ends here: a session without kept searches pays nothing.
+        if sel.live.searches.is_empty() {
+            return;
+        }
         let now = fingerprint(sel);
-        if sel.live.searches.is_empty() || sel.live.seen == now {
+        if sel.live.seen == now {
             return;
         }
         sel.live.seen = now;
@@ -202,14 +214,9 @@ impl Session {
                 .filter(|(uid, _)| !search.last.contains_key(uid))
                 .map(number)
                 .collect();
-            let head = format!(
-                "ESEARCH (TAG \"{}\"){}",
-                search.tag,
-                if search.uid { " UID" } else { "" }
-            );
             for (verb, numbers) in [("REMOVEFROM", removed), ("ADDTO", added)] {
-                if !numbers.is_empty() {
-                    self.untagged(&format!("{head} {verb} (0 {})", uid_set(&numbers)));
+                if let Some(line) = search.update_line(verb, &numbers) {
+                    self.untagged(&line);
                 }
             }
             search.last = result;

@@ -40,14 +40,7 @@ impl Session {
             ExtCommand::CancelUpdate { tags } => self.cancel_updates(&tags),
             ExtCommand::Notify(command) => self.notify(&identity, command),
         };
-        self.report_live_searches();
-        match result {
-            Ok(text) => self.tagged_text(tag, "OK", &text),
-            Err(refusal) => {
-                let (status, text) = refusal.answer();
-                self.tagged_text(tag, status, text);
-            }
-        }
+        self.finish_text(tag, result);
     }
 
     /// RFC 4731 SEARCH RETURN (MIN MAX COUNT ALL), with SAVE (RFC 5182), PARTIAL and

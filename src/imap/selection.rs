@@ -258,17 +258,20 @@ impl Selection {
 
 /// UIDs as a compact set: `1:3,7`.
 pub fn uid_set(uids: &[u32]) -> String {
-    let mut sorted = uids.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut ranges: Vec<(u32, u32)> = Vec::new();
-    for uid in sorted {
-        match ranges.last_mut() {
-            Some(last) if last.1.checked_add(1) == Some(uid) => last.1 = uid,
-            _ => ranges.push((uid, uid)),
+    ranges_text(&merged(uids.iter().map(|u| (*u, *u)).collect()))
+}
+
+/// Sorts ranges and joins those that overlap or touch.
+pub fn merged(mut ranges: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (lo, hi) in ranges {
+        match out.last_mut() {
+            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+            _ => out.push((lo, hi)),
         }
     }
-    ranges_text(&ranges)
+    out
 }
 
 /// Sorted, disjoint UID ranges in IMAP's set syntax: `1:3,7`.

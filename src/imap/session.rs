@@ -515,12 +515,21 @@ impl Session {
         tag: &Tag<'_>,
         result: Result<String, super::folders::Refusal>,
     ) {
+        self.finish_text(tag.inner(), result);
+    }
+
+    /// [`Session::finish`] for a tag as text (the commands `extension` recognises).
+    pub(super) fn finish_text(
+        &mut self,
+        tag: &str,
+        result: Result<String, super::folders::Refusal>,
+    ) {
         self.report_live_searches();
         match result {
-            Ok(text) => self.tagged(tag, "OK", &text),
+            Ok(text) => self.tagged_text(tag, "OK", &text),
             Err(refusal) => {
                 let (status, text) = refusal.answer();
-                self.tagged(tag, status, text);
+                self.tagged_text(tag, status, text);
             }
         }
     }

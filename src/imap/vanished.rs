@@ -1,6 +1,6 @@
 //! VANISHED (EARLIER) for a client resynchronising (RFC 7162 §3.2.5.1 and §3.2.6).
 
-use super::selection::{Selection, ranges_text};
+use super::selection::{Selection, merged, ranges_text};
 use crate::store::ExpungedSince;
 use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
 
@@ -49,19 +49,6 @@ fn ranges_of(set: &SequenceSet) -> Vec<(u32, u32)> {
         Sequence::Range(a, b) => (value(a).min(value(b)), value(a).max(value(b))),
     });
     merged(ranges.collect())
-}
-
-/// Sorts ranges and joins those that overlap or touch.
-fn merged(mut ranges: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
-    ranges.sort_unstable();
-    let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
-    for (lo, hi) in ranges {
-        match out.last_mut() {
-            Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
-            _ => out.push((lo, hi)),
-        }
-    }
-    out
 }
 
 /// The UIDs in both lists of sorted, disjoint ranges.
