@@ -149,6 +149,7 @@ impl Server {
         let queue = (self.services.clone(), token.clone());
         tracker.spawn(crate::smtp::outbound::run(queue.0, queue.1));
         tracker.spawn(prune_audit_log(self.services.clone(), token.clone()));
+        tracker.spawn(sweep_freed_blobs(self.services.clone(), token.clone()));
         shutdown.await;
         tracing::info!("shutting down: no new connections; waiting for open sessions");
         token.cancel();
@@ -160,6 +161,29 @@ impl Server {
         if let Err(e) = self.services.store.flush().await {
             tracing::error!(error = %e, "flushing the store at shutdown failed");
         }
+        sweep_once(&self.services).await;
+    }
+}
+
+/// Once a second, removes the files of blobs whose last message went (an expunge, a deleted
+/// folder or mailbox, a delivered outbound message): one flush for all of them, instead of
+/// one that each expunge would wait for.
+async fn sweep_freed_blobs(services: Arc<Services>, shutdown: CancellationToken) {
+    loop {
+        sweep_once(&services).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn sweep_once(services: &Services) {
+    let store = services.store.clone();
+    match tokio::task::spawn_blocking(move || store.sweep_freed_blobs()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "removing unreferenced message files failed"),
+        Err(e) => tracing::error!(error = %e, "removing unreferenced message files failed"),
     }
 }
 

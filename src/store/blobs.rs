@@ -4,8 +4,9 @@
 //!
 //! Writing is the slow part of a delivery (two fsyncs), so it runs outside the store's write
 //! lock, where concurrent deliveries share the file system's journal commits. Under the lock,
-//! [`BlobDir::ensure`] then checks the file is still there: an expunge of the last message
-//! with the same content removes it under the lock, and may have done so in between.
+//! [`BlobDir::ensure`] then checks the file is still there if any blob was removed since
+//! ([`BlobDir::removals`]): the sweep of freed blobs removes files under the lock, and may
+//! have removed this content in between.
 
 use super::error::{StoreError, StoreResult};
 use super::spool::SpooledFile;
@@ -40,6 +41,8 @@ pub(super) struct BlobDir {
     root: PathBuf,
     tmp: PathBuf,
     counter: AtomicU64,
+    /// How many blobs were removed since the store opened.
+    removals: AtomicU64,
 }
 
 impl BlobDir {
@@ -57,6 +60,7 @@ impl BlobDir {
             root: root.to_path_buf(),
             tmp,
             counter: AtomicU64::new(0),
+            removals: AtomicU64::new(0),
         })
     }
 
@@ -151,9 +155,16 @@ impl BlobDir {
         fs::read(&path).map_err(|e| StoreError::io(&path, e))
     }
 
+    /// How many blobs were removed so far: a blob made durable while this stayed the same is
+    /// still there.
+    pub fn removals(&self) -> u64 {
+        self.removals.load(Ordering::SeqCst)
+    }
+
     /// Removes a blob no message references any more. A failure leaves an orphan file, which
     /// costs disk but never data.
     pub fn remove(&self, id: &BlobId) {
+        self.removals.fetch_add(1, Ordering::SeqCst);
         let path = self.path(id);
         if let Err(e) = fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "could not remove an unreferenced blob");

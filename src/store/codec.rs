@@ -63,6 +63,9 @@ pub const OLD_EXPUNGED: u8 = b'X';
 pub const QUEUE: u8 = b'q';
 /// mailbox ++ folder → the lowest UID no session has seen yet (RFC 3501 \Recent).
 pub const RECENT: u8 = b'V';
+/// blob id → (): a blob whose last reference went, its file to be removed by the next sweep
+/// (`Store::sweep_freed_blobs`), written in the same change that dropped the reference.
+pub const FREED: u8 = b'Z';
 
 /// Builds a key from a prefix and big-endian ids.
 pub fn key(prefix: u8, ids: &[u64]) -> Vec<u8> {

@@ -281,10 +281,9 @@ impl Store {
             }
         }
         self.drop_from_partner_scopes(&mut changes, id)?;
-        let freed = self.mailbox_mail_removal(&mut changes, id)?;
+        self.mailbox_mail_removal(&mut changes, id)?;
         self.commit(changes)?;
         drop(guard);
-        self.remove_blobs(&freed);
         self.hub().publish_access(AccessChange::Mailbox(id));
         Ok(())
     }

@@ -303,17 +303,15 @@ impl Store {
         let mut changes = Changes::default();
         changes.del_mail(key(codec::FOLDER, &[mailbox.0, id.0]));
         changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
-        let mut freed = Vec::new();
         let mut bytes = 0;
         for record in self.messages(mailbox, id)? {
             bytes += record.size;
-            self.unlink_message(&mut changes, mailbox, id, &record, &mut freed)?;
+            self.unlink_message(&mut changes, mailbox, id, &record)?;
         }
         self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
         self.tombstone_removal(&mut changes, mailbox, id)?;
         self.commit(changes)?;
         drop(guard);
-        self.remove_blobs(&freed);
         self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
         Ok(())
     }
@@ -400,6 +398,7 @@ impl Store {
     /// Stores messages, each in its folders, in one transaction.
     fn deliver_all(&self, deliveries: &[Delivery<'_>]) -> StoreResult<Vec<MessageRecord>> {
         // Parsing is the slow part: done before taking the lock, when it looks needed.
+        let removals = self.inner.blobs.removals();
         let mut blobs = Vec::with_capacity(deliveries.len());
         for d in deliveries {
             let blob = d.spooled.map_or_else(|| BlobId::of(d.raw), |s| s.blob);
@@ -415,15 +414,18 @@ impl Store {
             self.inner.blobs.ensure(&blob, d.raw, d.spooled)?;
             blobs.push((blob, parsed));
         }
-        // Under the lock: an expunge that drops the last reference to this same content
-        // removes the file and summary under the lock too, so what is checked here holds
-        // until the commit.
+        // Under the lock: the sweep that removes a freed blob's file does so under the lock
+        // too, so what is checked here holds until the commit; with no removal since the
+        // writes above, the files they made durable are still there.
         let _guard = self.lock();
+        let recheck = self.inner.blobs.removals() != removals;
         let mut changes = Changes::default();
         let mut folders = BTreeMap::new();
         let mut records = Vec::new();
         for (d, (blob, parsed)) in deliveries.iter().zip(blobs) {
-            self.inner.blobs.ensure(&blob, d.raw, None)?;
+            if recheck {
+                self.inner.blobs.ensure(&blob, d.raw, None)?;
+            }
             let summary_key = blob_key(codec::SUMMARY, &blob);
             if !self.inner.mail.contains_key(&summary_key)? {
                 let summary = match parsed {
@@ -596,7 +598,6 @@ impl Store {
         let guard = self.lock();
         let mut f = self.require_folder(mailbox, folder)?;
         let mut changes = Changes::default();
-        let mut freed = Vec::new();
         let mut gone = Vec::new();
         let mut bytes = 0;
         for uid in uids {
@@ -604,7 +605,7 @@ impl Store {
                 && wanted(&record)
             {
                 bytes += record.size;
-                self.unlink_message(&mut changes, mailbox, folder, &record, &mut freed)?;
+                self.unlink_message(&mut changes, mailbox, folder, &record)?;
                 gone.push(*uid);
             }
         }
@@ -617,7 +618,6 @@ impl Store {
         self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
         self.commit(changes)?;
         drop(guard);
-        self.remove_blobs(&freed);
         let event = FolderEvent::Expunged { uids: gone.clone() };
         self.hub().publish_folder(mailbox, folder, event);
         Ok(gone)
@@ -656,14 +656,13 @@ impl Store {
     }
 
     /// Adds to `changes` the removal of one message record and its per-user state, and one
-    /// reference fewer on its blob; blobs left unreferenced are pushed on `freed`.
+    /// reference fewer on its blob.
     fn unlink_message(
         &self,
         changes: &mut Changes,
         mailbox: MailboxId,
         folder: FolderId,
         record: &MessageRecord,
-        freed: &mut Vec<BlobId>,
     ) -> StoreResult<()> {
         let uid = record.uid as u64;
         changes.del_mail(key(codec::MESSAGE, &[mailbox.0, folder.0, uid]));
@@ -674,14 +673,25 @@ impl Store {
         {
             changes.del_mail(item?.0.to_vec());
         }
-        let refs = self.blob_refs_in(changes, &record.blob)?.saturating_sub(1);
+        self.drop_blob_reference(changes, &record.blob)
+    }
+
+    /// Adds to `changes` one reference fewer on `blob`. Its last one goes with its summary,
+    /// and marks the file for the next sweep ([`Store::sweep_freed_blobs`]): removing it here
+    /// would need this change flushed first, and an expunge would wait on the disk.
+    pub(super) fn drop_blob_reference(
+        &self,
+        changes: &mut Changes,
+        blob: &BlobId,
+    ) -> StoreResult<()> {
+        let refs = self.blob_refs_in(changes, blob)?.saturating_sub(1);
         if refs == 0 {
-            changes.del_mail(blob_key(codec::BLOB_REFS, &record.blob));
-            changes.del_mail(blob_key(codec::SUMMARY, &record.blob));
-            freed.push(record.blob);
+            changes.del_mail(blob_key(codec::BLOB_REFS, blob));
+            changes.del_mail(blob_key(codec::SUMMARY, blob));
+            changes.put_mail_raw(blob_key(codec::FREED, blob), Vec::new());
         } else {
             changes.put_mail_raw(
-                blob_key(codec::BLOB_REFS, &record.blob),
+                blob_key(codec::BLOB_REFS, blob),
                 refs.to_be_bytes().to_vec(),
             );
         }
@@ -715,32 +725,37 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Removes the files of blobs a committed change stopped referencing; called without the
-    /// lock. A file goes only once "unreferenced" is on disk (a crash must not bring back
-    /// records whose bodies are gone) and still true under the lock (a delivery of the same
-    /// content may have taken it up again, and another removal dropped it since, unflushed):
-    /// hence a flush without the lock, which does the work, and one under it, which has
-    /// little left to write.
-    pub(super) fn remove_blobs(&self, freed: &[BlobId]) {
-        if freed.is_empty() {
-            return;
+    /// Removes the files of blobs that lost their last reference (marked `FREED` by that
+    /// change); returns how many went. A file goes only once "unreferenced" is on disk (a
+    /// crash must not bring back records whose bodies are gone) and still true under the lock
+    /// (a delivery of the same content may have taken it up again): hence a flush without the
+    /// lock, which does the work, and one under it, which has little left to write. One sweep
+    /// serves every expunge since the last; the server runs one a second
+    /// (`net::sweep_freed_blobs`), and one at open takes what a crash left.
+    pub fn sweep_freed_blobs(&self) -> StoreResult<usize> {
+        if self.inner.mail.scan_prefix([codec::FREED]).next().is_none() {
+            return Ok(0);
         }
-        if let Err(e) = self.inner.db.flush() {
-            tracing::warn!(error = %e, "flush failed; unreferenced blobs kept");
-            return;
-        }
+        self.inner.db.flush()?;
         let _guard = self.lock();
-        if let Err(e) = self.inner.db.flush() {
-            tracing::warn!(error = %e, "flush failed; unreferenced blobs kept");
-            return;
-        }
-        for blob in freed {
-            match self.blob_refs(blob) {
-                Ok(0) => self.inner.blobs.remove(blob),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "unreferenced blob kept"),
+        self.inner.db.flush()?;
+        let mut changes = Changes::default();
+        let mut removed = 0;
+        for item in self.inner.mail.scan_prefix([codec::FREED]) {
+            let (k, _) = item?;
+            let blob = BlobId(
+                k.get(1..)
+                    .and_then(|id| <[u8; 32]>::try_from(id).ok())
+                    .ok_or_else(|| StoreError::Corrupt("a freed blob's key".into()))?,
+            );
+            if self.blob_refs(&blob)? == 0 {
+                self.inner.blobs.remove(&blob);
+                removed += 1;
             }
+            changes.del_mail(k.to_vec());
         }
+        self.commit(changes)?;
+        Ok(removed)
     }
 
     /// Where a blob's file is, for tests that damage the store on purpose.
@@ -868,17 +883,15 @@ impl Store {
             .collect()
     }
 
-    /// Adds to `changes` the removal of everything mail-side of a mailbox; returns the blobs
-    /// that will be unreferenced.
+    /// Adds to `changes` the removal of everything mail-side of a mailbox.
     pub(super) fn mailbox_mail_removal(
         &self,
         changes: &mut Changes,
         mailbox: MailboxId,
-    ) -> StoreResult<Vec<BlobId>> {
-        let mut freed = Vec::new();
+    ) -> StoreResult<()> {
         for folder in self.folders(mailbox)? {
             for record in self.messages(mailbox, folder.id)? {
-                self.unlink_message(changes, mailbox, folder.id, &record, &mut freed)?;
+                self.unlink_message(changes, mailbox, folder.id, &record)?;
             }
             changes.del_mail(key(codec::FOLDER, &[mailbox.0, folder.id.0]));
             changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
@@ -891,7 +904,7 @@ impl Store {
                 changes.del_mail(k.to_vec());
             }
         }
-        Ok(freed)
+        Ok(())
     }
 }
 

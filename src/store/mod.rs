@@ -106,6 +106,8 @@ impl Store {
         store.drop_old_summaries()?;
         store.keep_folder_subscriptions()?;
         store.upgrade_expunge_records()?;
+        // Files whose last reference went just before a crash, never swept.
+        store.sweep_freed_blobs()?;
         Ok(store)
     }
 

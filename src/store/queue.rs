@@ -75,9 +75,12 @@ impl Store {
                 .to_ascii_lowercase();
             by_domain.entry(domain).or_default().push(r.clone());
         }
+        let removals = self.inner.blobs.removals();
         let blob = self.inner.blobs.write(raw)?;
         let _guard = self.lock();
-        self.inner.blobs.ensure(&blob, raw, None)?;
+        if self.inner.blobs.removals() != removals {
+            self.inner.blobs.ensure(&blob, raw, None)?;
+        }
         let now = now_millis();
         let mut changes = Changes::default();
         let mut entries = Vec::new();
@@ -174,21 +177,9 @@ impl Store {
         let entry: QueueEntry = decode(&v, "queue entry")?;
         let mut changes = Changes::default();
         changes.del_mail(k);
-        let refs = self.blob_refs(&entry.blob)?.saturating_sub(1);
-        let freed = if refs == 0 {
-            changes.del_mail(blob_key(codec::BLOB_REFS, &entry.blob));
-            changes.del_mail(blob_key(codec::SUMMARY, &entry.blob));
-            vec![entry.blob]
-        } else {
-            changes.put_mail_raw(
-                blob_key(codec::BLOB_REFS, &entry.blob),
-                refs.to_be_bytes().to_vec(),
-            );
-            Vec::new()
-        };
+        self.drop_blob_reference(&mut changes, &entry.blob)?;
         self.commit(changes)?;
         drop(guard);
-        self.remove_blobs(&freed);
         Ok(())
     }
 }

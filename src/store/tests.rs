@@ -328,6 +328,11 @@ fn deleting_a_mailbox_removes_aliases_grants_and_unshared_blobs() {
         .unwrap();
 
     store.delete_mailbox(contact.id).unwrap();
+    assert_eq!(
+        store.sweep_freed_blobs().unwrap(),
+        1,
+        "the unshared body goes"
+    );
 
     assert!(
         store
@@ -376,15 +381,45 @@ fn one_message_to_many_mailboxes_is_stored_once() {
     for (m, f) in &targets[..4] {
         store.expunge(*m, *f, &[1]).unwrap();
     }
+    assert_eq!(store.sweep_freed_blobs().unwrap(), 0);
     assert_eq!(store.read_message(&records[0].blob).unwrap(), raw);
     store.expunge(targets[4].0, targets[4].1, &[1]).unwrap();
+    // The file stays until the sweep, which removes it once.
+    assert_eq!(store.read_message(&records[0].blob).unwrap(), raw);
+    assert_eq!(store.sweep_freed_blobs().unwrap(), 1);
     assert!(store.read_message(&records[0].blob).is_err());
+    assert_eq!(store.sweep_freed_blobs().unwrap(), 0);
     // Freed, then delivered again before the files are swept: the sweep keeps it.
+    store.expunge(targets[4].0, targets[4].1, &[1]).unwrap();
     let again = store
         .deliver(&targets[..1], raw, AppendMessage::default())
         .unwrap();
-    store.remove_blobs(&[again[0].blob]);
+    assert_eq!(store.sweep_freed_blobs().unwrap(), 0);
     assert_eq!(store.read_message(&again[0].blob).unwrap(), raw);
+}
+
+/// A crash between an expunge and the sweep leaves the file and its mark: the next open
+/// removes it, so no unreferenced body stays on disk for good.
+#[test]
+fn a_freed_blob_left_by_a_crash_goes_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let blob = {
+        let store = Store::open(dir.path()).unwrap();
+        let w = world(&store);
+        let m = new_mailbox(&store, w.acme.id, "m@acme.example");
+        let f = inbox(&store, m.id).id;
+        let raw = b"Subject: left\r\n\r\nbody\r\n";
+        let record = store
+            .append(m.id, f, raw, AppendMessage::default())
+            .unwrap();
+        store.expunge(m.id, f, &[record.uid]).unwrap();
+        store.flush_blocking().unwrap();
+        assert_eq!(store.read_message(&record.blob).unwrap(), raw);
+        record.blob
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.read_message(&blob).is_err());
+    assert_eq!(store.sweep_freed_blobs().unwrap(), 0);
 }
 
 fn walk(dir: &std::path::Path) -> usize {

@@ -219,8 +219,7 @@ impl Session {
         if expunge && !sel.read_only && sel.rights.contains(Right::Expunge) {
             let (m, f) = (sel.mailbox.id, sel.folder.id);
             let deleted = self.deleted_uids(None)?;
-            let store = &self.services.store;
-            super::waiting_on_disk(|| store.expunge_deleted(m, f, &deleted))?;
+            self.services.store.expunge_deleted(m, f, &deleted)?;
         }
         self.state = State::Authenticated(identity.clone());
         Ok(if expunge {
@@ -259,8 +258,8 @@ impl Session {
         let within = uids.map(|set| self.indices(set, true)).transpose()?;
         let deleted = self.deleted_uids(within.as_deref())?;
         let (m, f) = (sel.mailbox.id, sel.folder.id);
-        let store = &self.services.store;
-        super::waiting_on_disk(|| store.expunge_deleted(m, f, &deleted))?;
+        // No disk wait: the files of freed blobs go in the next sweep, not here.
+        self.services.store.expunge_deleted(m, f, &deleted)?;
         self.sync_selection(true);
         Ok("EXPUNGE completed".into())
     }
