@@ -11,7 +11,7 @@ through its admin API; Dovecot 2.3 from Debian's dovecot-core: a passwd-file, Ma
 a temporary directory, plaintext on loopback), then runs `../shared/tools/imaptest/run.sh`
 in bench mode and prints its per-command table. Needs root for Dovecot (its mail processes
 run as dovenull). Loopback only; everything is removed afterwards."""
-import argparse, os, re, shutil, socket, subprocess, sys, tempfile, time
+import argparse, os, re, resource, shutil, socket, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common
 
@@ -96,12 +96,31 @@ def start_dovecot(workdir):
     sys.exit(f"Dovecot did not listen; see {d}/dovecot.log")
 
 
+def busy_seconds():
+    """CPU time the whole machine spent busy (all cores), from /proc/stat."""
+    fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def bench(port, out):
     env = dict(os.environ, MODE="bench", BENCH_SECS=str(ARGS.secs), BENCH_CLIENTS=str(ARGS.clients),
                BENCH_USERS=str(ARGS.users), BENCH_ARGS=ARGS.args, OUT=out)
+    busy, client = busy_seconds(), children_cpu()
     result = subprocess.run(["bash", RUN, "127.0.0.1", str(port), "user%d@bench.example", PASSWORD],
                             env=env, text=True, capture_output=True, timeout=ARGS.secs + 600)
-    return result.stdout
+    busy, client = busy_seconds() - busy, children_cpu() - client
+    # imaptest (run.sh's child) and the machine as a whole; the server is most of the rest.
+    commands = commands_per_second(result.stdout) * ARGS.secs
+    per = lambda s: f"{s / commands * 1e6:.0f} us/command" if commands else "-"
+    cpu = (f"  CPU: machine {busy:.1f} s, imaptest {client:.1f} s ({per(client)}),"
+           f" the rest (mostly the server) {busy - client:.1f} s ({per(busy - client)})")
+    return result.stdout + cpu + "\n"
 
 
 def mailgate_round(workdir):
