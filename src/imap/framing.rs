@@ -25,21 +25,40 @@ pub(super) enum LiteralAnswer {
 
 impl Session {
     /// Feeds bytes from the client; returns what to send back and what to do next.
+    pub async fn feed(&mut self, mut input: &[u8]) -> Output {
+        let mut bytes = Vec::new();
+        loop {
+            let (output, used) = self.feed_some(input).await;
+            bytes.extend_from_slice(&output.bytes);
+            input = &input[used..];
+            if output.action != Action::Continue || input.is_empty() {
+                return Output {
+                    bytes,
+                    action: output.action,
+                };
+            }
+        }
+    }
+
+    /// Feeds bytes from the client up to the end of the first command that has an answer,
+    /// and says how many it took: the driver sends that answer before feeding the rest, so
+    /// that a pipelined command's answer does not wait for the commands behind it.
     ///
     /// The fragmentizer is given one line at a time, or a literal's announced bytes, so that
     /// it never holds bytes beyond the fragment it reports: when an APPEND announces a large
     /// literal, its bytes go straight to the spool (see `spooled`) instead.
-    pub async fn feed(&mut self, mut input: &[u8]) -> Output {
+    pub async fn feed_some(&mut self, whole: &[u8]) -> (Output, usize) {
+        let mut input = whole;
         loop {
             if let Some(spooling) = self.spooling() {
                 let n = spooling.take(input);
                 input = &input[n..];
                 if !spooling.is_complete() {
-                    return self.take(Action::Continue);
+                    return (self.take(Action::Continue), whole.len() - input.len());
                 }
             }
             match self.progress().await {
-                Some(action) => return self.take(action),
+                Some(action) => return (self.take(action), whole.len()),
                 None if self.spooling().is_some() => continue,
                 None => {}
             }
@@ -47,9 +66,12 @@ impl Session {
                 if self.literal_left == 0 && self.partial_line_too_long() {
                     self.out
                         .extend_from_slice(b"* BYE Command line too long\r\n");
-                    return self.take(Action::Close);
+                    return (self.take(Action::Close), whole.len());
                 }
-                return self.take(Action::Continue);
+                return (self.take(Action::Continue), whole.len());
+            }
+            if !self.out.is_empty() && input.len() < whole.len() {
+                return (self.take(Action::Continue), whole.len() - input.len());
             }
             let n = self.next_piece(input);
             self.fragmentizer.enqueue_bytes(&input[..n]);

@@ -37,11 +37,12 @@ mod tests;
 pub use identity::Identity;
 pub use session::{Action, Output, Session};
 
-use crate::net::Connection;
+use crate::net::{Connection, Stream};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
 
-/// Runs store work that may wait on the disk (a flush, a blob's removal) without holding up
+/// Runs store work that may wait on the disk (a flush) without holding up
 /// the other sessions served by this runtime worker: tokio hands them to another meanwhile.
 /// On a single-threaded runtime (the tests, the fuzzer) it simply runs.
 pub(crate) fn waiting_on_disk<T>(work: impl FnOnce() -> T) -> T {
@@ -70,7 +71,50 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
     crate::net::write_all_within(&mut stream, &session.greeting(), stall).await?;
     // Small on purpose: thousands of idle sessions each hold one (issue 3: 50 KiB each).
     let mut buf = vec![0u8; 8 * 1024];
+    // Bytes read but not yet fed: the commands pipelined behind one just answered.
+    let mut unread = 0..0;
     loop {
+        let output = if unread.is_empty() {
+            let (output, read) =
+                next_event(&mut session, &mut stream, &mut buf, &shutdown, autologout).await?;
+            unread = read;
+            output
+        } else {
+            let (output, used) = session.feed_some(&buf[unread.clone()]).await;
+            unread.start += used;
+            Some(output)
+        };
+        let Some(output) = output else {
+            return Ok(());
+        };
+        crate::net::write_all_within(&mut stream, &output.bytes, stall).await?;
+        match output.action {
+            Action::Continue => {}
+            Action::Close => {
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+            Action::StartTls => {
+                // RFC 3501 §6.2.1: nothing the client sent before the handshake may count.
+                unread = 0..0;
+                stream.flush().await?;
+                stream = stream.start_tls(&services.tls).await?;
+                session.tls_started();
+            }
+        }
+    }
+}
+
+/// Waits for the client's bytes or an event for the session, and answers it: `None` when
+/// the connection is over. With bytes, also the range of `buf` not yet fed.
+async fn next_event(
+    session: &mut Session,
+    stream: &mut Stream,
+    buf: &mut [u8],
+    shutdown: &CancellationToken,
+    autologout: Duration,
+) -> std::io::Result<(Option<Output>, std::ops::Range<usize>)> {
+    {
         let mut folder_watch = session.idle_watch();
         let mut access_watch = session.access_watch();
         let idle = session.is_idle();
@@ -105,13 +149,16 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
             }
         };
         let output = tokio::select! {
-            read = tokio::time::timeout(autologout, stream.read(&mut buf)) => match read {
+            read = tokio::time::timeout(autologout, stream.read(buf)) => match read {
                 Err(_) => {
                     stream.write_all(b"* BYE Autologout; idle for too long\r\n").await?;
-                    return Ok(());
+                    return Ok((None, 0..0));
                 }
-                Ok(Ok(0)) => return Ok(()),
-                Ok(Ok(n)) => session.feed(&buf[..n]).await,
+                Ok(Ok(0)) => return Ok((None, 0..0)),
+                Ok(Ok(n)) => {
+                    let (output, used) = session.feed_some(&buf[..n]).await;
+                    return Ok((Some(output), used..n));
+                }
                 Ok(Err(e)) => return Err(e),
             },
             _ = event => if idle { session.idle_update().await } else { session.access_update() },
@@ -119,21 +166,9 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
             _ = notified => session.notify_update(),
             _ = shutdown.cancelled() => {
                 stream.write_all(b"* BYE Server shutting down\r\n").await?;
-                return Ok(());
+                return Ok((None, 0..0));
             }
         };
-        crate::net::write_all_within(&mut stream, &output.bytes, stall).await?;
-        match output.action {
-            Action::Continue => {}
-            Action::Close => {
-                let _ = stream.shutdown().await;
-                return Ok(());
-            }
-            Action::StartTls => {
-                stream.flush().await?;
-                stream = stream.start_tls(&services.tls).await?;
-                session.tls_started();
-            }
-        }
+        Ok((Some(output), 0..0))
     }
 }

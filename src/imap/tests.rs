@@ -25,6 +25,29 @@ async fn pipelined_commands_are_answered_in_order() {
     assert_eq!(action, Action::Continue);
 }
 
+/// The driver sends each answer before feeding the commands pipelined behind it, so a
+/// client's first command is not kept waiting for the last; STARTTLS drops what follows it.
+#[tokio::test]
+async fn feeding_stops_after_each_answered_command() {
+    let h = Harness::new();
+    let peer = "127.0.0.1:50000".parse().expect("an address");
+    let mut s = super::Session::new(h.services.clone(), peer, false);
+    let input = b"a NOOP\r\nb NO";
+    let (out, used) = s.feed_some(input).await;
+    assert_eq!(out.bytes, b"a OK NOOP completed\r\n");
+    assert_eq!(used, 8);
+    let (out, used) = s.feed_some(&input[used..]).await;
+    assert!(out.bytes.is_empty());
+    assert_eq!(used, 4);
+    let rest = b"OP\r\nc STARTTLS\r\nd NOOP\r\n";
+    let (out, used) = s.feed_some(rest).await;
+    assert_eq!(out.bytes, b"b OK NOOP completed\r\n");
+    assert_eq!(used, 4);
+    let (out, used) = s.feed_some(&rest[used..]).await;
+    assert_eq!(out.action, Action::StartTls);
+    assert_eq!(used, rest.len() - 4, "nothing after STARTTLS is kept");
+}
+
 #[tokio::test]
 async fn a_command_split_across_reads_is_reassembled() {
     let h = Harness::new();
