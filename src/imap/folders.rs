@@ -276,8 +276,10 @@ impl Session {
                 self.services.store.create_folder(mailbox.id, &path, None)?;
             }
         }
-        self.services.store.create_folder(mailbox.id, &name, None)?;
-        Ok("CREATE completed".into())
+        let folder = self.services.store.create_folder(mailbox.id, &name, None)?;
+        // RFC 8474 §4.1.
+        let id = super::objects::mailbox_id(folder.id);
+        Ok(format!("[MAILBOXID ({id})] CREATE completed"))
     }
 
     fn delete(&mut self, identity: &Identity, name: &str) -> Result<String, Refusal> {
@@ -358,6 +360,12 @@ impl Session {
         }
         let records = self.services.store.messages(mailbox.id, folder.id)?;
         let mut parts = Vec::new();
+        // What `objects` put in for imap-codec when MAILBOXID came alone is not answered.
+        let items = if self.object_items.alone {
+            &[][..]
+        } else {
+            items
+        };
         for item in items {
             let value = match item {
                 StatusDataItemName::Messages => format!("MESSAGES {}", records.len()),
@@ -395,6 +403,11 @@ impl Session {
                     let unseen = records.iter().filter(|r| !seen(r)).count();
                     format!("UNSEEN {unseen}")
                 }
+                // RFC 9051 §6.3.11: the messages marked \\Deleted.
+                StatusDataItemName::Deleted => {
+                    let deleted = records.iter().filter(|r| r.flags.contains(Flags::DELETED));
+                    format!("DELETED {}", deleted.count())
+                }
                 other => {
                     return Err(No(format!(
                         "[CANNOT] STATUS item {other:?} is not supported"
@@ -402,6 +415,11 @@ impl Session {
                 }
             };
             parts.push(value);
+        }
+        if self.object_items.mailbox_id {
+            // RFC 8474 §4.3.
+            let id = super::objects::mailbox_id(folder.id);
+            parts.push(format!("MAILBOXID ({id})"));
         }
         let mut line = b"STATUS ".to_vec();
         wire::folder_name(

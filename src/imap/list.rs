@@ -357,14 +357,18 @@ impl Session {
         list: &ListExtended,
     ) -> Result<String, Refusal> {
         let request = extended_request(list)?;
+        // RFC 8474 §4.3: MAILBOXID, which imap-codec's items lack, as STATUS takes it.
+        self.object_items.mailbox_id = list.status.iter().any(|s| s == "MAILBOXID");
         let status_items = list
             .status
             .iter()
+            .filter(|s| *s != "MAILBOXID")
             .map(|s| status_item(s))
             .collect::<Result<Vec<_>, _>>()?;
+        let with_status = !list.status.is_empty();
         for line in lines(self.names(identity)?, &request) {
             self.list_line("LIST", &line);
-            if !status_items.is_empty() && line.folder {
+            if with_status && line.folder {
                 // RFC 5819 §2: a folder whose status cannot be had is listed without it.
                 let mark = self.out.len();
                 if self.status(identity, &line.name, &status_items).is_err() {
@@ -432,6 +436,7 @@ fn status_item(name: &str) -> Result<StatusDataItemName, Refusal> {
         "UNSEEN" => StatusDataItemName::Unseen,
         "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
         "SIZE" => StatusDataItemName::Size,
+        "DELETED" => StatusDataItemName::Deleted,
         other => return Err(Bad(format!("Unknown STATUS item {other}"))),
     })
 }

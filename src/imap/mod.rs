@@ -15,6 +15,7 @@ mod framing;
 mod identity;
 mod list;
 mod notify;
+mod objects;
 mod search;
 mod selected;
 mod selecting;

@@ -52,7 +52,9 @@ impl Session {
         ) {
             self.untagged("FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)");
             self.untagged("0 EXISTS");
-            self.untagged("0 RECENT");
+            if !self.reporting.rev2 {
+                self.untagged("0 RECENT");
+            }
             self.untagged("OK [UIDVALIDITY 1] UIDs valid");
             self.untagged("OK [UIDNEXT 1] Predicted next UID");
             self.state = State::EmptyInbox(identity.clone());
@@ -76,9 +78,12 @@ impl Session {
             mailbox,
             folder,
             display,
-            read_only,
-            rights,
-            seen_user,
+            super::selection::View {
+                read_only,
+                rights,
+                seen_user,
+                with_recent: !self.reporting.rev2,
+            },
         )?;
         self.untagged(&sel.flags_line());
         self.untagged(&format!(
@@ -86,14 +91,13 @@ impl Session {
             permanent_flags(rights, read_only)
         ));
         self.untagged(&format!("{} EXISTS", sel.messages.len()));
-        let recent = sel.messages.iter().filter(|s| s.recent).count();
-        self.untagged(&format!("{recent} RECENT"));
-        if let Some(first) = sel
-            .messages
-            .iter()
-            .position(|m| !m.flags.contains(Flags::SEEN))
-        {
-            self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
+        if self.reporting.rev2 {
+            // RFC 9051 §6.3.2: LIST instead of RECENT and UNSEEN.
+            let mut list = b"LIST () \"/\" ".to_vec();
+            super::wire::folder_name(&mut list, &sel.display, self.reporting.utf8);
+            self.untagged(&String::from_utf8_lossy(&list));
+        } else {
+            self.rev1_select_counts(&sel);
         }
         self.untagged(&format!(
             "OK [UIDVALIDITY {}] UIDs valid",
@@ -103,6 +107,9 @@ impl Session {
             "OK [UIDNEXT {}] Predicted next UID",
             sel.folder.uidnext
         ));
+        // RFC 8474 §4.2.
+        let id = super::objects::mailbox_id(sel.folder.id);
+        self.untagged(&format!("OK [MAILBOXID ({id})] Ok"));
         if self.reporting.condstore {
             self.untagged(&format!(
                 "OK [HIGHESTMODSEQ {}] Highest",
@@ -118,6 +125,19 @@ impl Session {
         let verb = if examine { "EXAMINE" } else { "SELECT" };
         self.state = State::Selected(identity.clone(), Box::new(sel));
         Ok(format!("[{mode}] {verb} completed"))
+    }
+
+    /// RFC 3501 §6.3.1: RECENT, and the first unseen message.
+    fn rev1_select_counts(&mut self, sel: &Selection) {
+        let recent = sel.messages.iter().filter(|s| s.recent).count();
+        self.untagged(&format!("{recent} RECENT"));
+        if let Some(first) = sel
+            .messages
+            .iter()
+            .position(|m| !m.flags.contains(Flags::SEEN))
+        {
+            self.untagged(&format!("OK [UNSEEN {}] First unseen", first + 1));
+        }
     }
 
     /// RFC 7162 §3.2.5.1: what changed since `modseq`: VANISHED (EARLIER) for the UIDs

@@ -16,6 +16,9 @@ pub struct Reporting {
     pub qresync: bool,
     /// RFC 6855 §3 (UTF8=ACCEPT): folder names are sent as UTF-8, not modified UTF-7.
     pub utf8: bool,
+    /// RFC 9051 (ENABLE IMAP4rev2): no `\Recent`, no RECENT or UNSEEN at SELECT, SEARCH
+    /// answered as ESEARCH, a UID in every untagged FETCH.
+    pub rev2: bool,
 }
 
 /// What the session knows of one message: 16 bytes a message.
@@ -52,10 +55,21 @@ pub struct Selection {
     /// message of the folder has, so that a FETCH never shows one FLAGS did not list.
     /// By their lower-case form: keywords are case-insensitive.
     keywords: BTreeMap<String, String>,
+    /// Whether the session has `\Recent` (RFC 9051 removed it, §2.3.2): a session without
+    /// neither claims nor shows it, leaving it to the IMAP4rev1 sessions.
+    with_recent: bool,
 }
 
 /// The system flags, which FLAGS always lists.
 const SYSTEM_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft";
+
+/// How a session sees the folder it opens: see `Selection`'s fields of these names.
+pub struct View {
+    pub read_only: bool,
+    pub rights: Rights,
+    pub seen_user: Option<UserId>,
+    pub with_recent: bool,
+}
 
 impl Selection {
     pub fn open(
@@ -63,10 +77,14 @@ impl Selection {
         mailbox: Mailbox,
         folder: Folder,
         display: String,
-        read_only: bool,
-        rights: Rights,
-        seen_user: Option<UserId>,
+        view: View,
     ) -> StoreResult<Selection> {
+        let View {
+            read_only,
+            rights,
+            seen_user,
+            with_recent,
+        } = view;
         let events = store.hub().subscribe_folder(mailbox.id, folder.id);
         let mut sel = Selection {
             mailbox,
@@ -81,6 +99,7 @@ impl Selection {
             saved: Vec::new(),
             live: Default::default(),
             keywords: BTreeMap::new(),
+            with_recent,
         };
         let loaded = sel.load_records(store)?;
         sel.learn_keywords(loaded.iter().flat_map(|(_, r)| &r.keywords));
@@ -124,6 +143,9 @@ impl Selection {
     /// read-only one (EXAMINE) sees what no session has claimed yet, and leaves it to the
     /// next SELECT (RFC 3501 §6.3.2: EXAMINE MUST NOT make messages lose `\Recent`).
     fn mark_recent(&mut self, store: &Store, from: usize, uidnext: u32) -> StoreResult<()> {
+        if !self.with_recent {
+            return Ok(());
+        }
         let (mailbox, folder) = (self.mailbox.id, self.folder.id);
         let floor = if self.read_only {
             store.recent_floor(mailbox, folder)?

@@ -90,6 +90,8 @@ pub struct Session {
     pub(super) watching: Option<super::notify::Watching>,
     /// RFC 7162: CONDSTORE and QRESYNC as enabled in this session.
     pub(super) reporting: super::selection::Reporting,
+    /// The OBJECTID and SAVEDATE items the current FETCH or STATUS asked for (`objects`).
+    pub(super) object_items: super::objects::ObjectItems,
 }
 
 /// A token bucket: `rate` commands a second, `10 × rate` at once.
@@ -122,7 +124,7 @@ impl RateLimit {
     }
 }
 
-pub const CAPABILITIES: &str = "IMAP4rev1 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY STATUS=SIZE SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MULTIAPPEND CATENATE CONTEXT=SEARCH NOTIFY UTF8=ACCEPT";
+pub const CAPABILITIES: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN ACL RIGHTS=kxte QUOTA QUOTA=RES-STORAGE ENABLE CONDSTORE QRESYNC LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES BINARY STATUS=SIZE SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES MULTIAPPEND CATENATE CONTEXT=SEARCH NOTIFY UTF8=ACCEPT OBJECTID SAVEDATE";
 
 impl Session {
     pub fn new(services: Arc<Services>, peer: SocketAddr, tls: bool) -> Session {
@@ -143,6 +145,7 @@ impl Session {
             out: Vec::new(),
             rate: RateLimit::new(services.config.imap.max_commands_per_second),
             reporting: Default::default(),
+            object_items: Default::default(),
             access_events,
             services,
         }
@@ -237,6 +240,12 @@ impl Session {
     }
 
     pub(super) async fn command_message(&mut self) -> Action {
+        let action = self.command_message_in_full().await;
+        self.object_items = Default::default();
+        action
+    }
+
+    async fn command_message_in_full(&mut self) -> Action {
         if let Some(spooled) = self.spooled.take() {
             let rest = self.fragmentizer.message_bytes().to_vec();
             return match spooled.finish(&rest).await {
@@ -256,9 +265,21 @@ impl Session {
             self.tagged_text(&tag, "BAD", &why);
             return Action::Continue;
         }
-        let rewritten = self
+        let mut rewritten = self
             .replace_saved()
             .or_else(|| super::extension::quote_login_name(self.fragmentizer.message_bytes()));
+        match self.replace_objects(rewritten.as_deref()) {
+            Ok(Some(message)) => rewritten = Some(message),
+            Ok(None) => {}
+            Err(why) => {
+                let tag = self.fragmentizer.decode_tag().map(|t| t.into_static());
+                match tag {
+                    Some(tag) => self.tagged(&tag, "BAD", &why),
+                    None => self.untagged("BAD Syntax error: no tag"),
+                }
+                return Action::Continue;
+            }
+        }
         if let Some(rewritten) = rewritten {
             return Box::pin(self.rewritten_message(rewritten)).await;
         }
@@ -321,6 +342,47 @@ impl Session {
             &text(&uids),
             &text(&seqs),
         )
+    }
+
+    /// The message (`rewritten`, or as it came) with the FETCH and STATUS items of OBJECTID
+    /// and SAVEDATE taken out into `object_items`, and their SEARCH keys replaced by the
+    /// matching UIDs of the selection; `None` when it has none of them.
+    pub(super) fn replace_objects(
+        &mut self,
+        rewritten: Option<&[u8]>,
+    ) -> Result<Option<Vec<u8>>, String> {
+        use super::objects::{ObjectKey, replace_keys, take_items};
+        let message = rewritten.unwrap_or(self.fragmentizer.message_bytes());
+        if let Some((message, items)) = take_items(message) {
+            self.object_items = items;
+            return Ok(Some(message));
+        }
+        let State::Selected(_, sel) = &self.state else {
+            return Ok(None);
+        };
+        let mut records = None;
+        let mut resolve = |key: &ObjectKey| {
+            if *key == ObjectKey::SaveDateSupported {
+                return "ALL".to_string();
+            }
+            let records = records.get_or_insert_with(|| {
+                let store = &self.services.store;
+                store
+                    .messages(sel.mailbox.id, sel.folder.id)
+                    .unwrap_or_default()
+            });
+            let uids: Vec<u32> = records
+                .iter()
+                .filter(|r| key.matches(r) && sel.seq_of(r.uid).is_some())
+                .map(|r| r.uid)
+                .collect();
+            // As for `$`: an empty set names a UID that cannot exist.
+            match uids.as_slice() {
+                [] => format!("UID {}", u32::MAX),
+                uids => format!("UID {}", super::selection::uid_set(uids)),
+            }
+        };
+        replace_keys(message, &mut resolve).transpose()
     }
 
     /// A command `extension` recognised: checked for revoked access like any other.
@@ -494,6 +556,13 @@ impl Session {
                 CapabilityEnable::CondStore => {
                     self.reporting.condstore = true;
                     enabled.push("CONDSTORE");
+                }
+                // RFC 9051 §6.3.1: once on, never off again.
+                other @ CapabilityEnable::Other(_)
+                    if other.to_string().eq_ignore_ascii_case("IMAP4rev2") =>
+                {
+                    self.reporting.rev2 = true;
+                    enabled.push("IMAP4rev2");
                 }
                 other @ CapabilityEnable::Other(_)
                     if other.to_string().eq_ignore_ascii_case("QRESYNC") =>

@@ -669,3 +669,91 @@ async fn utf8_accept_names_folders_in_utf8_and_appends_utf8_messages() {
     assert!(out.contains("* STATUS \"Entwürfe\" (MESSAGES 1)"), "{out}");
     assert!(out.contains(" \"/\" R&D\r\n"), "{out}");
 }
+
+fn between<'a>(text: &'a str, before: &str, after: &str) -> &'a str {
+    let rest = text.split_once(before).map_or("", |(_, r)| r);
+    rest.split_once(after).map_or("", |(v, _)| v)
+}
+
+/// RFC 8474 (OBJECTID) and RFC 8514 (SAVEDATE), which imap-codec lacks: ids and save dates
+/// in FETCH, STATUS, LIST, SELECT and CREATE, and as SEARCH keys.
+#[tokio::test]
+async fn object_ids_and_save_dates() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let out = feed_selected(&mut s, b"a UID FETCH 1:* (EMAILID THREADID SAVEDATE)\r\n").await;
+    let out = String::from_utf8_lossy(&out).into_owned();
+    let email = between(&out, "* 1 FETCH (UID 1 EMAILID (", ")").to_string();
+    assert!(email.starts_with('M') && email.len() > 8, "{out}");
+    assert!(out.contains(") THREADID NIL SAVEDATE \""), "{out}");
+    let (out, _) = talk(&mut s, &format!("b UID SEARCH EMAILID {email}\r\n")).await;
+    assert!(out.starts_with("* SEARCH 1\r\nb OK"), "{out}");
+    let (all, _) = talk(&mut s, "c1 SEARCH ALL\r\n").await;
+    let search = "c1 SEARCH SAVEDATESUPPORTED SAVEDSINCE 1-Jan-2000 NOT SAVEDBEFORE 1-Jan-2000";
+    let (saved, _) = talk(&mut s, &format!("{search}\r\n")).await;
+    assert!(all.starts_with("* SEARCH 1 2"), "{all}");
+    assert_eq!(saved, all);
+    let (out, _) = talk(
+        &mut s,
+        "d SEARCH THREADID T1\r\ne SEARCH EMAILID \"no id\"\r\n",
+    )
+    .await;
+    assert!(
+        out.starts_with("* SEARCH\r\nd OK"),
+        "a THREADID matches nothing: {out}"
+    );
+    assert!(out.contains("e BAD"), "{out}");
+    let (out, _) = talk(
+        &mut s,
+        "f EXAMINE INBOX\r\ng STATUS INBOX (MESSAGES MAILBOXID)\r\nh CREATE Projects\r\n\
+         i LIST \"\" Projects RETURN (STATUS (MAILBOXID))\r\nj STATUS Projects (MAILBOXID)\r\n",
+    )
+    .await;
+    let inbox = between(&out, "* OK [MAILBOXID (", ")");
+    assert!(inbox.starts_with('F'), "{out}");
+    assert!(
+        out.contains(&format!("MAILBOXID ({inbox}))\r\ng OK")),
+        "{out}"
+    );
+    let created = between(&out, "h OK [MAILBOXID (", ")");
+    assert!(created.starts_with('F') && created != inbox, "{out}");
+    let listed = format!("* STATUS Projects (MAILBOXID ({created}))\r\n");
+    assert_eq!(out.matches(&listed).count(), 2, "LIST and STATUS: {out}");
+    let (out, _) = talk(&mut s, "k FETCH 1 (EMAILID)\r\n").await;
+    assert!(
+        out.starts_with(&format!("* 1 FETCH (EMAILID ({email}))\r\nk OK")),
+        "{out}"
+    );
+}
+
+/// RFC 9051 once `ENABLE IMAP4rev2`: no `\Recent`, RECENT or UNSEEN; a LIST at SELECT;
+/// SEARCH answered as ESEARCH; STATUS DELETED; a UID in every unsolicited FETCH.
+#[tokio::test]
+async fn imap4rev2_once_enabled() {
+    let h = Harness::new();
+    let mut s = h.session();
+    let login = format!("a LOGIN {ADDRESS} {PASSWORD}\r\nb CAPABILITY\r\n");
+    let (out, _) = talk(&mut s, &login).await;
+    assert!(out.contains(" IMAP4rev1 IMAP4rev2 "), "{out}");
+    let (out, _) = talk(&mut s, "c ENABLE IMAP4rev2\r\n").await;
+    assert!(out.starts_with("* ENABLED IMAP4rev2\r\nc OK"), "{out}");
+    let (out, _) = talk(&mut s, "d SELECT INBOX\r\n").await;
+    assert!(out.contains("* LIST () \"/\" INBOX\r\n"), "{out}");
+    for gone in ["RECENT", "UNSEEN", "\\Recent"] {
+        assert!(!out.contains(gone), "{gone}: {out}");
+    }
+    let commands = "e FETCH 1 FLAGS\r\nf STORE 1 +FLAGS (\\Deleted)\r\ng UID SEARCH DELETED\r\n\
+                    h SEARCH SUBJECT nothing-like-this\r\ni STATUS INBOX (DELETED)\r\n";
+    let (out, _) = talk(&mut s, commands).await;
+    assert!(out.starts_with("* 1 FETCH (FLAGS ())\r\n"), "{out}");
+    assert!(
+        out.contains("* 1 FETCH (UID 1 FLAGS (\\Deleted))\r\nf OK"),
+        "{out}"
+    );
+    assert!(
+        out.contains("* ESEARCH (TAG \"g\") UID ALL 1\r\ng OK"),
+        "{out}"
+    );
+    assert!(out.contains("* ESEARCH (TAG \"h\")\r\nh OK"), "{out}");
+    assert!(out.contains("* STATUS INBOX (DELETED 1)\r\ni OK"), "{out}");
+}

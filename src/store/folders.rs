@@ -142,6 +142,42 @@ pub struct MessageRecord {
     pub size: u64,
     pub modseq: u64,
     pub blob: BlobId,
+    /// RFC 8514: when the message was saved in this folder (delivered, appended, copied or
+    /// moved here). Last, so that a record written before it existed still decodes
+    /// (`decode_record`).
+    pub saved: Millis,
+}
+
+/// A message record as written before `saved` existed.
+#[derive(Deserialize)]
+struct MessageRecordV1 {
+    uid: u32,
+    flags: Flags,
+    keywords: Vec<String>,
+    internal_date: Millis,
+    size: u64,
+    modseq: u64,
+    blob: BlobId,
+}
+
+/// Decodes a message record, of this layout or the one before `saved` (whose save date is
+/// taken to be its internal date, the best there is: RFC 8514 §3 lets a server choose).
+fn decode_record(bytes: &[u8]) -> StoreResult<MessageRecord> {
+    decode(bytes, "message").or_else(|e| {
+        let Ok(old) = decode::<MessageRecordV1>(bytes, "message") else {
+            return Err(e);
+        };
+        Ok(MessageRecord {
+            uid: old.uid,
+            flags: old.flags,
+            keywords: old.keywords,
+            internal_date: old.internal_date,
+            size: old.size,
+            modseq: old.modseq,
+            blob: old.blob,
+            saved: old.internal_date,
+        })
+    })
 }
 
 /// What APPEND (or delivery) gives besides the bytes.
@@ -491,6 +527,7 @@ impl Store {
             size: d.raw.len() as u64,
             modseq: folder.highestmodseq + 1,
             blob,
+            saved: now_millis(),
         };
         folder.uidnext += 1;
         folder.highestmodseq += 1;
@@ -532,7 +569,7 @@ impl Store {
         self.inner
             .mail
             .scan_prefix(key(codec::MESSAGE, &[mailbox.0, folder.0]))
-            .map(|item| decode(&item?.1, "message"))
+            .map(|item| decode_record(&item?.1))
             .collect()
     }
 
@@ -550,7 +587,7 @@ impl Store {
         self.inner
             .mail
             .range(start..=end)
-            .map(|item| decode(&item?.1, "message"))
+            .map(|item| decode_record(&item?.1))
             .collect()
     }
 
@@ -563,7 +600,7 @@ impl Store {
         self.inner
             .mail
             .get(key(codec::MESSAGE, &[mailbox.0, folder.0, uid as u64]))?
-            .map(|v| decode(&v, "message"))
+            .map(|v| decode_record(&v))
             .transpose()
     }
 
@@ -950,4 +987,34 @@ fn valid_folder_name(name: &str) -> StoreResult<String> {
         return Err(bad("contains a control character or a wildcard"));
     }
     Ok(canonical_name(name))
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    /// A record written before `saved` existed still decodes, its save date its internal
+    /// date; a current one decodes as it was.
+    #[test]
+    fn records_of_both_layouts_decode() {
+        let blob = BlobId::of(b"x");
+        let old = (
+            7u32,
+            Flags::SEEN,
+            vec!["$Junk".to_string()],
+            1_000i64,
+            1u64,
+            3u64,
+            blob,
+        );
+        let record = decode_record(&codec::encode(&old).unwrap()).unwrap();
+        assert_eq!((record.uid, record.saved, record.blob), (7, 1_000, blob));
+        assert_eq!(record.keywords, ["$Junk"]);
+        let now = MessageRecord {
+            saved: 2_000,
+            ..record
+        };
+        assert_eq!(decode_record(&codec::encode(&now).unwrap()).unwrap(), now);
+        assert!(decode_record(b"\x01").is_err());
+    }
 }

@@ -150,6 +150,7 @@ impl Store {
             flags,
             keywords,
             modseq,
+            saved: crate::model::now_millis(),
             ..record.clone()
         };
         changes.put_mail(key(codec::MESSAGE, &[m, f, uid as u64]), &copy)?;

@@ -22,6 +22,9 @@ impl Session {
         modifiers: &[FetchModifier],
     ) -> Result<String, Refusal> {
         self.sync_selection(uid);
+        if self.object_items.alone {
+            items.clear(); // only what `objects` put in for imap-codec
+        }
         let mut indices = self.indices(set, uid)?;
         let changed_since = modifiers.iter().find_map(|m| match m {
             FetchModifier::ChangedSince(n) => Some(n.get()),
@@ -66,6 +69,7 @@ impl Session {
             });
         // UID and FLAGS of a message without keywords come from the session's own map.
         let only_slot = !mark_seen
+            && !self.object_items.any()
             && items.iter().all(|i| {
                 matches!(
                     i,
@@ -275,8 +279,34 @@ impl Session {
                 }
             }
         }
+        self.object_items_of(&mut out, record);
         out.extend_from_slice(b")\r\n");
         Ok(Some(out))
+    }
+
+    /// RFC 8474 §5 EMAILID and THREADID, RFC 8514 §4.1 SAVEDATE, when the FETCH asked.
+    fn object_items_of(&self, out: &mut Vec<u8>, record: &MessageRecord) {
+        use crate::imap::objects::email_id;
+        let items = self.object_items;
+        let space = |out: &mut Vec<u8>| {
+            if out.last() != Some(&b'(') {
+                out.push(b' ');
+            }
+        };
+        if items.email_id {
+            space(out);
+            out.extend_from_slice(format!("EMAILID ({})", email_id(&record.blob)).as_bytes());
+        }
+        if items.thread_id {
+            // No thread ids are kept: RFC 8474 §5.2 answers NIL then.
+            space(out);
+            out.extend_from_slice(b"THREADID NIL");
+        }
+        if items.save_date {
+            space(out);
+            out.extend_from_slice(b"SAVEDATE ");
+            wire::internal_date(out, record.saved);
+        }
     }
 
     /// RFC 7162 §3.2.6: with VANISHED, the UIDs of the set expunged since `since`.

@@ -122,7 +122,7 @@ impl Session {
                     c.contains("UTF-8") || c.contains("US-ASCII")
                 });
                 if charset_ok {
-                    self.search(criteria.as_ref(), uid)
+                    self.search(tag.inner(), criteria.as_ref(), uid)
                 } else {
                     Err(No(
                         "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset".into()
@@ -166,6 +166,11 @@ impl Session {
             CommandBody::Close | CommandBody::Unselect => {
                 self.state = State::Authenticated(identity);
                 self.tagged(tag, "OK", &format!("{name} completed"));
+            }
+            CommandBody::Search { uid, .. } if self.reporting.rev2 => {
+                let uid = if uid { " UID" } else { "" };
+                self.untagged(&format!("ESEARCH (TAG \"{}\"){uid}", tag.inner()));
+                self.tagged(tag, "OK", "SEARCH completed");
             }
             CommandBody::Search { .. } => {
                 self.untagged("SEARCH");

@@ -14,12 +14,31 @@ use std::collections::HashMap;
 impl Session {
     pub(in crate::imap) fn search(
         &mut self,
+        tag: &str,
         criteria: &[SearchKey<'_>],
         uid: bool,
     ) -> Result<String, Refusal> {
         let hits = self.search_hits(criteria, uid)?;
+        let highest = hits.modseq_of(hits.records.iter().map(|r| r.modseq));
+        if self.reporting.rev2 {
+            // RFC 9051 §6.4.4: SEARCH is answered as ESEARCH, ALL when nothing is asked,
+            // and without ALL when nothing matched.
+            let mut line = format!("ESEARCH (TAG \"{tag}\")");
+            if uid {
+                line.push_str(" UID");
+            }
+            if !hits.numbers.is_empty() {
+                let all = crate::imap::selection::uid_set(&hits.numbers);
+                line.push_str(&format!(" ALL {all}"));
+            }
+            if let Some(highest) = highest {
+                line.push_str(&format!(" MODSEQ {highest}"));
+            }
+            self.untagged(&line);
+            return Ok("SEARCH completed".into());
+        }
         let mut list: String = hits.numbers.iter().map(|h| format!(" {h}")).collect();
-        if let Some(highest) = hits.modseq_of(hits.records.iter().map(|r| r.modseq)) {
+        if let Some(highest) = highest {
             list.push_str(&format!(" (MODSEQ {highest})"));
         }
         self.untagged(&format!("SEARCH{list}"));

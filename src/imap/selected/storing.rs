@@ -112,7 +112,8 @@ impl Session {
             .is_ok_and(|sel| sel.messages.get(index).is_some_and(|s| s.recent));
         let mut items = Vec::new();
         // RFC 7162 §3.2.4: once QRESYNC is on, every untagged FETCH carries the UID.
-        if uid || self.reporting.qresync {
+        // RFC 9051 §7.5.2: in IMAP4rev2 too.
+        if uid || self.reporting.qresync || self.reporting.rev2 {
             items.push(format!("UID {}", record.uid).into_bytes());
         }
         if let Some(shown) = shown {
