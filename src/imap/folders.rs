@@ -523,3 +523,18 @@ fn pattern(m: &ListMailbox<'_>) -> Result<String, Refusal> {
     };
     Ok(super::utf7::decode(&wire).unwrap_or(wire))
 }
+
+/// A STATUS item named in LIST's RETURN (STATUS (…)) (RFC 5819).
+pub(super) fn status_item(name: &str) -> Result<StatusDataItemName, Refusal> {
+    Ok(match name {
+        "MESSAGES" => StatusDataItemName::Messages,
+        "RECENT" => StatusDataItemName::Recent,
+        "UIDNEXT" => StatusDataItemName::UidNext,
+        "UIDVALIDITY" => StatusDataItemName::UidValidity,
+        "UNSEEN" => StatusDataItemName::Unseen,
+        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
+        "SIZE" => StatusDataItemName::Size,
+        "DELETED" => StatusDataItemName::Deleted,
+        other => return Err(Bad(format!("Unknown STATUS item {other}"))),
+    })
+}

@@ -16,7 +16,6 @@ use super::session::Session;
 use super::wire;
 use crate::model::*;
 use crate::store::{Folder, Subscriber};
-use imap_codec::imap_types::status::StatusDataItemName;
 use std::collections::BTreeMap;
 
 /// What a name is.
@@ -363,7 +362,7 @@ impl Session {
             .status
             .iter()
             .filter(|s| *s != "MAILBOXID")
-            .map(|s| status_item(s))
+            .map(|s| super::folders::status_item(s))
             .collect::<Result<Vec<_>, _>>()?;
         let with_status = !list.status.is_empty();
         for line in lines(self.names(identity)?, &request) {
@@ -425,20 +424,6 @@ fn extended_request(list: &ListExtended) -> Result<Request, Refusal> {
         }
     }
     Ok(request)
-}
-
-fn status_item(name: &str) -> Result<StatusDataItemName, Refusal> {
-    Ok(match name {
-        "MESSAGES" => StatusDataItemName::Messages,
-        "RECENT" => StatusDataItemName::Recent,
-        "UIDNEXT" => StatusDataItemName::UidNext,
-        "UIDVALIDITY" => StatusDataItemName::UidValidity,
-        "UNSEEN" => StatusDataItemName::Unseen,
-        "HIGHESTMODSEQ" => StatusDataItemName::HighestModSeq,
-        "SIZE" => StatusDataItemName::Size,
-        "DELETED" => StatusDataItemName::Deleted,
-        other => return Err(Bad(format!("Unknown STATUS item {other}"))),
-    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod acl;
 mod append;
 mod authentication;
 mod context;
+mod dispatch;
 mod extended;
 mod extension;
 mod fetch;
