@@ -169,11 +169,25 @@ fn command_name(bytes: &[u8], tokens: &[Token]) -> Option<(String, usize)> {
     Some((first, 2))
 }
 
+/// Whether the command (after `UID`) is one of `verbs`, read from the first words alone:
+/// every message passes here, an APPEND's megabytes too.
+fn is_one_of(message: &[u8], verbs: &[&str]) -> bool {
+    let mut words = message
+        .split(|b| matches!(b, b' ' | b'\r' | b'\n'))
+        .skip(1)
+        .take(2);
+    let verb = match words.next() {
+        Some(w) if w.eq_ignore_ascii_case(b"UID") => words.next(),
+        other => other,
+    };
+    verb.is_some_and(|v| verbs.iter().any(|n| v.eq_ignore_ascii_case(n.as_bytes())))
+}
+
 /// A FETCH or STATUS with the items of these extensions taken out, and which they were.
 /// `None` when the message asks for none of them.
 pub fn take_items(message: &[u8]) -> Option<(Vec<u8>, ObjectItems)> {
     let names: [&[u8]; 4] = [b"EMAILID", b"THREADID", b"SAVEDATE", b"MAILBOXID"];
-    if !names.iter().any(|n| contains_ci(message, n)) {
+    if !is_one_of(message, &["FETCH", "STATUS"]) || !names.iter().any(|n| contains_ci(message, n)) {
         return None;
     }
     let tokens = tokens(message, 0)?;
@@ -243,7 +257,9 @@ pub fn replace_keys(
     mut resolve: impl FnMut(&ObjectKey) -> String,
 ) -> Option<Result<Vec<u8>, String>> {
     let names: [&[u8]; 3] = [b"EMAILID", b"THREADID", b"SAVED"];
-    if !names.iter().any(|n| contains_ci(message, n)) {
+    if !is_one_of(message, &["SEARCH", "SORT", "THREAD"])
+        || !names.iter().any(|n| contains_ci(message, n))
+    {
         return None;
     }
     let tokens = tokens(message, 0)?;
@@ -369,6 +385,8 @@ mod tests {
         let (m, _) = take("a STATUS {9}\r\nMAILBOXID (MAILBOXID)\r\n").unwrap();
         assert_eq!(m, "a STATUS {9}\r\nMAILBOXID (MESSAGES)\r\n");
         assert!(take("a SELECT MAILBOXID\r\n").is_none());
+        assert!(take("a APPEND INBOX {9}\r\nMAILBOXID\r\n").is_none());
+        assert!(take("a uid fetch 1 emailid\r\n").is_some());
     }
 
     fn replace(message: &str) -> Option<Result<String, String>> {
