@@ -168,6 +168,12 @@ pub enum Grants {
         mailbox: Option<u64>,
         /// read, read-write, send-as, send-on-behalf, manage, or letters such as lrsw.
         rights: String,
+        /// When the grant starts counting, RFC 3339 (2026-12-24T00:00:00Z); default: now.
+        #[arg(long)]
+        from: Option<String>,
+        /// When it ends by itself, RFC 3339; open sessions using it end then.
+        #[arg(long)]
+        until: Option<String>,
     },
     Remove {
         id: u64,
@@ -554,6 +560,8 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
                     team,
                     mailbox,
                     rights,
+                    from,
+                    until,
                 } => {
                     let grantee = match (user, team) {
                         (Some(u), None) => json!({"user": u}),
@@ -567,6 +575,11 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
                     let mut body = json!({"grantee": grantee, "target": target});
                     let is_letters = rights.chars().all(|c| "lrswipkxtea".contains(c));
                     body[if is_letters { "rights" } else { "preset" }] = json!(rights);
+                    for (field, time) in [("valid_from", from), ("valid_until", until)] {
+                        if let Some(time) = time {
+                            body[field] = json!(rfc3339_millis(&time)?);
+                        }
+                    }
                     (M::POST, format!("{o}/grants"), Some(body))
                 }
                 Grants::Remove { id } => (M::DELETE, format!("{o}/grants/{id}"), None),
@@ -625,4 +638,11 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
         }
         Admin::Login { .. } | Admin::Logout => unreachable!("handled before"),
     })
+}
+
+/// An RFC 3339 time (`2026-12-24T00:00:00Z`) as the API takes it: milliseconds since the epoch.
+fn rfc3339_millis(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{text:?} is no RFC 3339 time (2026-12-24T00:00:00Z): {e}"))
 }

@@ -331,6 +331,38 @@ pub struct Grant {
     /// Whether the grantee may send for the mailbox, and how.
     pub send: Option<SendMode>,
     pub created: Millis,
+    /// Last, so that grants written before it existed still decode (`store::grants`).
+    pub validity: Validity,
+}
+
+impl Grant {
+    /// Whether the grant counts at `now`.
+    pub fn active_at(&self, now: Millis) -> bool {
+        self.validity.contains(now)
+    }
+}
+
+/// When a grant counts: from `from` (or at once) until `until` (or for good), in
+/// milliseconds since the epoch. Holiday cover that ends by itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Validity {
+    pub from: Option<Millis>,
+    pub until: Option<Millis>,
+}
+
+impl Validity {
+    pub fn contains(self, now: Millis) -> bool {
+        self.from.is_none_or(|f| f <= now) && self.until.is_none_or(|u| now < u)
+    }
+
+    /// Why this window can give nothing, if it cannot: it ends before it starts, or has ended.
+    pub fn check(self, now: Millis) -> Result<(), String> {
+        match (self.from, self.until) {
+            (Some(f), Some(u)) if u <= f => Err("valid_until must come after valid_from".into()),
+            (_, Some(u)) if u <= now => Err("valid_until is already past".into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// A grant before the store gives it an id.
@@ -558,5 +590,22 @@ mod tests {
         assert_eq!(domain_of("a@b.example"), Some("b.example"));
         assert_eq!(domain_of("@b"), None);
         assert_eq!(domain_of("nobody"), None);
+    }
+
+    #[test]
+    fn a_validity_window_holds_from_its_start_until_before_its_end() {
+        let w = Validity {
+            from: Some(10),
+            until: Some(20),
+        };
+        assert!(!w.contains(9) && w.contains(10) && w.contains(19) && !w.contains(20));
+        assert!(Validity::default().contains(i64::MIN));
+        assert!(w.check(5).is_ok());
+        assert!(w.check(20).is_err(), "already past");
+        let backwards = Validity {
+            from: Some(20),
+            until: Some(10),
+        };
+        assert!(backwards.check(0).is_err());
     }
 }

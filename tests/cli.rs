@@ -74,6 +74,30 @@ fn an_owner_sets_up_a_domain_mailbox_alias_and_grant_from_the_command_line() {
         None,
     );
     assert!(ok && out.contains("\"rights\": \"lrs\""), "{out}");
+    // Holiday cover: a grant that ends by itself, its end given as RFC 3339.
+    let until = ["--until", "2099-01-04T09:00:00Z"];
+    let args = [
+        "grants",
+        "add",
+        "--user",
+        &lucie,
+        "--mailbox",
+        &id,
+        "send-as",
+        until[0],
+        until[1],
+    ];
+    let (ok, out) = admin(&home, &args, None);
+    assert!(
+        ok && out.contains("\"valid_until\": 4071200400000"),
+        "{out}"
+    );
+    let (ok, out) = admin(
+        &home,
+        &["grants", "add", "--user", &lucie, "read", "--until", "soon"],
+        None,
+    );
+    assert!(!ok && out.contains("RFC 3339"), "{out}");
     let (ok, out) = admin(&home, &["mailboxes", "access", &id], None);
     assert!(ok && out.contains(LUCIE), "{out}");
     let (ok, out) = admin(&home, &["domains", "add", "sales.example"], None);

@@ -27,6 +27,7 @@ fn grant(
         rights: Rights::parse(rights).unwrap(),
         send,
         created: 0,
+        validity: Validity::default(),
     }
 }
 

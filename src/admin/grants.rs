@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct GrantView {
@@ -22,6 +23,10 @@ pub struct GrantView {
     /// RFC 4314 letters; `a` is the manage right.
     pub rights: String,
     pub send: Option<SendMode>,
+    /// Milliseconds since the epoch when the grant starts counting; null: from its creation.
+    pub valid_from: Option<Millis>,
+    /// Milliseconds since the epoch when it ends by itself; null: never.
+    pub valid_until: Option<Millis>,
 }
 
 impl From<Grant> for GrantView {
@@ -32,6 +37,8 @@ impl From<Grant> for GrantView {
             target: g.target,
             rights: g.rights.letters(),
             send: g.send,
+            valid_from: g.validity.from,
+            valid_until: g.validity.until,
         }
     }
 }
@@ -58,6 +65,11 @@ pub struct GrantRequest {
     pub rights: Option<String>,
     pub preset: Option<String>,
     pub send: Option<SendMode>,
+    /// Milliseconds since the epoch when the grant starts counting (default: at once).
+    pub valid_from: Option<Millis>,
+    /// Milliseconds since the epoch when it ends by itself (default: never); open sessions
+    /// that use it are ended then, and the audit log records `grant.expire`.
+    pub valid_until: Option<Millis>,
 }
 
 pub(super) fn rights_of(
@@ -135,19 +147,25 @@ pub async fn create(
         send,
     };
     caller.require(org, &action)?;
-    let grant = services.store.add_grant(NewGrant {
+    let validity = Validity {
+        from: req.valid_from,
+        until: req.valid_until,
+    };
+    validity.check(now_millis()).map_err(ApiError::Invalid)?;
+    let new = NewGrant {
         org,
         grantee: req.grantee,
         target: req.target,
         rights,
         send,
-    })?;
+    };
+    let grant = services.store.add_grant_within(new, validity)?;
     audit::entry("grant.create", format!("grant {}", grant.id))
         .org(org)
         .actor(caller.actor())
         .detail(format!(
-            "{:?} on {:?}: {} send={:?}",
-            grant.grantee, grant.target, grant.rights, grant.send
+            "{:?} on {:?}: {} send={:?} from {:?} until {:?}",
+            grant.grantee, grant.target, grant.rights, grant.send, validity.from, validity.until
         ))
         .record(&services, client);
     Ok((StatusCode::CREATED, Json(grant.into())))
@@ -373,4 +391,48 @@ pub async fn remove_member(
         .actor(caller.actor())
         .record(&services, client);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends time-limited grants when their time comes, and lets sessions see those that start:
+/// at each start or end (or once a second, for grants given meanwhile) the store's
+/// `grant_clock` runs; open sessions of a grant that ended get BYE as on a revocation, and
+/// the audit log records each end.
+pub async fn keep_time(services: Arc<Services>, shutdown: tokio_util::sync::CancellationToken) {
+    let mut since = now_millis();
+    loop {
+        let now = now_millis();
+        let store = services.store.clone();
+        let next = match tokio::task::spawn_blocking(move || store.grant_clock(since, now)).await {
+            Ok(Ok(clock)) => {
+                for grant in clock.ended {
+                    audit::entry("grant.expire", format!("grant {}", grant.id))
+                        .org(grant.org)
+                        .detail(format!(
+                            "{:?} on {:?}: {} send={:?}, valid until {:?}",
+                            grant.grantee,
+                            grant.target,
+                            grant.rights,
+                            grant.send,
+                            grant.validity.until
+                        ))
+                        .record(&services, None);
+                }
+                since = now;
+                clock.next
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "ending time-limited grants failed");
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ending time-limited grants failed");
+                None
+            }
+        };
+        let wait = next.map_or(1000, |t| (t - now_millis()).clamp(0, 1000));
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+        }
+    }
 }

@@ -22,6 +22,7 @@ mod teams;
 mod tokens;
 
 pub use error::ApiError;
+pub use grants::keep_time as keep_grant_time;
 
 use crate::services::Services;
 use axum::Json;

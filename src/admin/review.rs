@@ -41,18 +41,25 @@ pub struct Holder {
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Path {
     Password,
+    /// `valid_from`/`valid_until`: the grant's window, null where it has no bound.
     DirectGrant {
         grant: GrantId,
         rights: String,
+        valid_from: Option<Millis>,
+        valid_until: Option<Millis>,
     },
     TeamGrant {
         grant: GrantId,
         team: TeamId,
         rights: String,
+        valid_from: Option<Millis>,
+        valid_until: Option<Millis>,
     },
     AllMailboxesGrant {
         grant: GrantId,
         rights: String,
+        valid_from: Option<Millis>,
+        valid_until: Option<Millis>,
     },
     /// Owners and admins may reset the password, and so read the mail.
     Role {
@@ -206,19 +213,26 @@ fn paths(facts: &access::UserFacts, target: MailboxRef) -> Vec<Path> {
         .into_iter()
         .map(|g| {
             let rights = g.rights.letters();
+            let Validity { from, until } = g.validity;
             match (g.grantee, g.target) {
                 (_, GrantTarget::AllMailboxes) => Path::AllMailboxesGrant {
                     grant: g.id,
                     rights,
+                    valid_from: from,
+                    valid_until: until,
                 },
                 (Grantee::Team(team), _) => Path::TeamGrant {
                     grant: g.id,
                     team,
                     rights,
+                    valid_from: from,
+                    valid_until: until,
                 },
                 (Grantee::User(_), _) => Path::DirectGrant {
                     grant: g.id,
                     rights,
+                    valid_from: from,
+                    valid_until: until,
                 },
             }
         })

@@ -150,6 +150,10 @@ impl Server {
         tracker.spawn(crate::smtp::outbound::run(queue.0, queue.1));
         tracker.spawn(prune_audit_log(self.services.clone(), token.clone()));
         tracker.spawn(sweep_freed_blobs(self.services.clone(), token.clone()));
+        tracker.spawn(crate::admin::keep_grant_time(
+            self.services.clone(),
+            token.clone(),
+        ));
         shutdown.await;
         tracing::info!("shutting down: no new connections; waiting for open sessions");
         token.cancel();

@@ -97,6 +97,19 @@ pub fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     postcard::to_allocvec(value).map_err(|e| StoreError::Corrupt(format!("encoding: {e}")))
 }
 
+/// Decodes a record of the current layout, or of the one before (`Old`, which lacked the
+/// fields added last), made current by `upgrade`.
+pub fn decode_either<T: DeserializeOwned, Old: DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+    upgrade: impl FnOnce(Old) -> T,
+) -> StoreResult<T> {
+    decode(bytes, what).or_else(|e| match decode::<Old>(bytes, what) {
+        Ok(old) => Ok(upgrade(old)),
+        Err(_) => Err(e),
+    })
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> StoreResult<T> {
     postcard::from_bytes(bytes).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }

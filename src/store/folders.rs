@@ -163,20 +163,15 @@ struct MessageRecordV1 {
 /// Decodes a message record, of this layout or the one before `saved` (whose save date is
 /// taken to be its internal date, the best there is: RFC 8514 §3 lets a server choose).
 fn decode_record(bytes: &[u8]) -> StoreResult<MessageRecord> {
-    decode(bytes, "message").or_else(|e| {
-        let Ok(old) = decode::<MessageRecordV1>(bytes, "message") else {
-            return Err(e);
-        };
-        Ok(MessageRecord {
-            uid: old.uid,
-            flags: old.flags,
-            keywords: old.keywords,
-            internal_date: old.internal_date,
-            size: old.size,
-            modseq: old.modseq,
-            blob: old.blob,
-            saved: old.internal_date,
-        })
+    codec::decode_either(bytes, "message", |old: MessageRecordV1| MessageRecord {
+        uid: old.uid,
+        flags: old.flags,
+        keywords: old.keywords,
+        internal_date: old.internal_date,
+        size: old.size,
+        modseq: old.modseq,
+        blob: old.blob,
+        saved: old.internal_date,
     })
 }
 

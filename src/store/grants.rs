@@ -126,10 +126,19 @@ impl Store {
     /// Records a grant. The grantee must belong to the grant's organization and the target
     /// mailbox too; nothing here decides whether the granter may give it (that is `access`).
     pub fn add_grant(&self, new: NewGrant) -> StoreResult<Grant> {
+        self.add_grant_within(new, Validity::default())
+    }
+
+    /// Records a grant that counts only within `validity` (`model::Validity`).
+    pub fn add_grant_within(&self, new: NewGrant, validity: Validity) -> StoreResult<Grant> {
         let _guard = self.lock();
         self.check_grant_parts(&new)?;
         let mut changes = Changes::default();
-        let grant = self.grant_changes(&mut changes, new)?;
+        let mut grant = self.grant_changes(&mut changes, new)?;
+        if validity != Validity::default() {
+            grant.validity = validity;
+            changes.put_model(key(codec::GRANT, &[grant.org.0, grant.id.0]), &grant)?;
+        }
         self.commit(changes)?;
         self.hub()
             .publish_access(AccessChange::Organization(grant.org));
@@ -146,6 +155,7 @@ impl Store {
             rights: new.rights,
             send: new.send,
             created: now_millis(),
+            validity: Validity::default(),
         };
         changes.put_model(key(codec::GRANT, &[grant.org.0, grant.id.0]), &grant)?;
         Ok(grant)
@@ -172,11 +182,49 @@ impl Store {
     }
 
     pub fn grant(&self, org: OrgId, id: GrantId) -> StoreResult<Option<Grant>> {
-        self.get_model(&key(codec::GRANT, &[org.0, id.0]), "grant")
+        let found = self.inner.model.get(key(codec::GRANT, &[org.0, id.0]))?;
+        found.map(|v| decode_grant(&v)).transpose()
     }
 
     pub fn grants(&self, org: OrgId) -> StoreResult<Vec<Grant>> {
-        self.scan_model(&key(codec::GRANT, &[org.0]), "grant")
+        self.grants_under(&key(codec::GRANT, &[org.0]))
+    }
+
+    fn grants_under(&self, prefix: &[u8]) -> StoreResult<Vec<Grant>> {
+        let scan = self.inner.model.scan_prefix(prefix);
+        scan.map(|item| decode_grant(&item?.1)).collect()
+    }
+
+    /// Ends the time-limited grants whose end has come by `now` (returned, for the audit
+    /// log), tells the open sessions of each organization where a grant started or ended
+    /// after `since`, and says when the next grant starts or ends.
+    pub fn grant_clock(&self, since: Millis, now: Millis) -> StoreResult<GrantClock> {
+        let mut clock = GrantClock::default();
+        let mut changes = Changes::default();
+        let mut touched = std::collections::BTreeSet::new();
+        for grant in self.grants_under(&[codec::GRANT])? {
+            let Validity { from, until } = grant.validity;
+            if from.is_some_and(|f| since < f && f <= now) {
+                touched.insert(grant.org);
+            }
+            if until.is_some_and(|u| u <= now) {
+                changes.del_model(key(codec::GRANT, &[grant.org.0, grant.id.0]));
+                touched.insert(grant.org);
+                clock.ended.push(grant);
+                continue;
+            }
+            let upcoming = [from, until].into_iter().flatten().filter(|t| *t > now);
+            clock.next = clock.next.into_iter().chain(upcoming).min();
+        }
+        if !clock.ended.is_empty() {
+            // Removing one that went meanwhile removes nothing; one changed meanwhile ended too.
+            let _guard = self.lock();
+            self.commit(changes)?;
+        }
+        for org in touched {
+            self.hub().publish_access(AccessChange::Organization(org));
+        }
+        Ok(clock)
     }
 
     /// Changes the rights and send mode of a grant; revocation reaches open sessions.
@@ -393,10 +441,15 @@ impl Store {
         let teams = self.teams_of(user)?;
         let mut grants = Vec::new();
         let mut partnerships = Vec::new();
+        let now = now_millis();
         for m in &memberships {
-            grants.extend(self.grants(m.org)?.into_iter().filter(|g| match g.grantee {
-                Grantee::User(u) => u == user,
-                Grantee::Team(t) => teams.iter().any(|team| team.id == t),
+            // A time-limited grant counts within its window only (`grant_clock` ends it).
+            grants.extend(self.grants(m.org)?.into_iter().filter(|g| {
+                g.active_at(now)
+                    && match g.grantee {
+                        Grantee::User(u) => u == user,
+                        Grantee::Team(t) => teams.iter().any(|team| team.id == t),
+                    }
             }));
             partnerships.extend(
                 self.partnerships_of(m.org)?
@@ -413,6 +466,41 @@ impl Store {
             partnerships,
         })
     }
+}
+
+/// What `Store::grant_clock` did and found.
+#[derive(Debug, Default)]
+pub struct GrantClock {
+    /// The grants that ended, now removed.
+    pub ended: Vec<Grant>,
+    /// When the next grant starts or ends, if one will.
+    pub next: Option<Millis>,
+}
+
+/// A grant as written before `validity` existed.
+#[derive(serde::Deserialize)]
+struct GrantV1 {
+    id: GrantId,
+    org: OrgId,
+    grantee: Grantee,
+    target: GrantTarget,
+    rights: Rights,
+    send: Option<SendMode>,
+    created: Millis,
+}
+
+/// A grant of this layout, or of the one before `validity` (which counted for good).
+pub(super) fn decode_grant(bytes: &[u8]) -> StoreResult<Grant> {
+    codec::decode_either(bytes, "grant", |old: GrantV1| Grant {
+        id: old.id,
+        org: old.org,
+        grantee: old.grantee,
+        target: old.target,
+        rights: old.rights,
+        send: old.send,
+        created: old.created,
+        validity: Validity::default(),
+    })
 }
 
 fn invitation_key(token_hash: &[u8; 32]) -> Vec<u8> {

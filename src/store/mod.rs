@@ -36,6 +36,7 @@ pub use flags::{FlagChange, FlagOutcome, SeenFlags};
 pub use folders::{
     AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse, Subscriber,
 };
+pub use grants::GrantClock;
 pub use hub::{AccessChange, FolderEvent, Hub};
 pub use queue::{Hold, QueueEntry, QueueId};
 pub use spool::{Incoming, Spool, SpoolError, SpoolLimits};

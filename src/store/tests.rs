@@ -259,6 +259,95 @@ fn removing_a_member_removes_their_grants_and_team_places() {
     assert!(facts.memberships.is_empty() && facts.grants.is_empty());
 }
 
+/// A time-limited grant counts within its window only; the clock removes it at its end,
+/// tells the organization's sessions of each start and end, and names the next boundary.
+/// A grant written before windows existed still decodes, open-ended.
+#[test]
+fn time_limited_grants_count_within_their_window_and_end_by_the_clock() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let contact = new_mailbox(&store, w.acme.id, "contact@acme.example");
+    let lucie = new_user(&store, "lucie@gmail.example");
+    store
+        .set_member(w.acme.id, lucie.id, Role::Collaborator)
+        .unwrap();
+    let read = |validity| {
+        let new = NewGrant {
+            org: w.acme.id,
+            grantee: Grantee::User(lucie.id),
+            target: GrantTarget::Mailbox(contact.id),
+            rights: Rights::parse("lr").unwrap(),
+            send: None,
+        };
+        store.add_grant_within(new, validity).unwrap()
+    };
+    let now = now_millis();
+    let running = read(Validity {
+        from: None,
+        until: Some(now + 60_000),
+    });
+    let later = read(Validity {
+        from: Some(now + 30_000),
+        until: None,
+    });
+    let ended = read(Validity {
+        from: None,
+        until: Some(now - 1),
+    });
+    let counted: Vec<GrantId> = store
+        .user_facts(lucie.id)
+        .unwrap()
+        .grants
+        .iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(counted, [running.id], "only the running one counts");
+    let mut sessions = store.hub().subscribe_access();
+    let clock = store.grant_clock(now - 10, now).unwrap();
+    assert_eq!(
+        clock.ended.iter().map(|g| g.id).collect::<Vec<_>>(),
+        [ended.id]
+    );
+    assert_eq!(
+        clock.next,
+        Some(now + 30_000),
+        "the later one's start comes first"
+    );
+    assert!(sessions.try_recv().is_ok(), "the sessions hear of the end");
+    let left: Vec<GrantId> = store
+        .grants(w.acme.id)
+        .unwrap()
+        .iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(left, [running.id, later.id]);
+    // At the later one's start the sessions hear of it; at the first one's end it goes.
+    let clock = store.grant_clock(now, now + 30_000).unwrap();
+    assert!(clock.ended.is_empty() && sessions.try_recv().is_ok());
+    let clock = store.grant_clock(now + 30_000, now + 60_000).unwrap();
+    assert_eq!(
+        clock.ended.iter().map(|g| g.id).collect::<Vec<_>>(),
+        [running.id]
+    );
+    assert_eq!(clock.next, None);
+    // The layout before validity: the same fields, without it.
+    let old = (
+        GrantId(99),
+        w.acme.id,
+        Grantee::User(lucie.id),
+        GrantTarget::AllMailboxes,
+        Rights::parse("l").unwrap(),
+        None::<SendMode>,
+        5i64,
+    );
+    let bytes = super::codec::encode(&old).unwrap();
+    let decoded = super::grants::decode_grant(&bytes).unwrap();
+    assert_eq!(
+        (decoded.id, decoded.validity),
+        (GrantId(99), Validity::default())
+    );
+}
+
 #[test]
 fn grants_need_grantee_and_mailbox_of_the_organization() {
     let (store, _dir) = temp_store();
