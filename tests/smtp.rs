@@ -805,3 +805,54 @@ time.sleep(1.5)
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
+
+/// Issue 12: what a delegate does with an organization's mailbox is in that organization's
+/// audit log with both identities: opening it over IMAP (once a session, however often she
+/// selects it), sending as it, and exporting it through the API. The mailbox's own login
+/// opening its own folders is not such an event.
+#[tokio::test]
+async fn opening_sending_for_and_exporting_a_mailbox_are_in_its_organizations_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed_with_send(dir.path(), "lrs", Some(SendMode::As));
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+m = imap("lucie@gmail.example", "lucie-password")
+for verb in (m.select, m.select, lambda f: m.select(f, readonly=True)):
+    typ, data = verb('"Shared/contact@acme.example/INBOX"')
+    assert typ == "OK", data
+m.logout()
+m = imap("contact@acme.example", "contact-password")
+m.select("INBOX")
+m.logout()
+s = submission()
+s.login("lucie@gmail.example", "lucie-password")
+s.sendmail("contact@acme.example", ["contact@acme.example"],
+           b"From: contact@acme.example\r\nTo: contact@acme.example\r\nSubject: hi\r\n\r\nhello\r\n")
+s.quit()
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+    let (org, contact) = (seeded.org, seeded.contact);
+    let lucie = common::api::Api::login(&server, LUCIE, LUCIE_PASSWORD).await;
+    let (status, _) = lucie
+        .text(
+            reqwest::Method::GET,
+            &format!("/api/v1/orgs/{org}/mailboxes/{contact}/export"),
+            None,
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    let owner = common::api::Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    for (action, count) in [("imap.open", 1), ("smtp.send_as", 1), ("mailbox.export", 1)] {
+        let (_, page) = owner
+            .get(&format!("/api/v1/orgs/{org}/audit?action={action}"))
+            .await;
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), count, "{action}: {page}");
+        assert_eq!(items[0]["actor"]["user"], seeded.lucie, "{action}: {page}");
+        assert_eq!(items[0]["target"], CONTACT, "{action}: {page}");
+    }
+}

@@ -27,6 +27,7 @@ pub struct ExportQuery {
 /// grant (DESIGN.md §2).
 pub async fn mailbox(
     State(services): State<Arc<Services>>,
+    super::ClientAddr(client): super::ClientAddr,
     caller: Caller,
     ApiPath((org, id)): ApiPath<(OrgId, MailboxId)>,
     ApiQuery(query): ApiQuery<ExportQuery>,
@@ -42,6 +43,15 @@ pub async fn mailbox(
             Right::Read,
         )));
     }
+    // Issue 12: reading a mailbox through the API is an opening like IMAP's.
+    super::audit::entry("mailbox.export", &mailbox.address)
+        .org(org)
+        .actor(caller.actor())
+        .detail(format!(
+            "mailbox {id} folder {}",
+            query.folder.as_deref().unwrap_or("*")
+        ))
+        .record(&services, client);
     let store = services.store.clone();
     let folder = query.folder;
     let body = tokio::task::spawn_blocking(move || mbox(&store, &mailbox, folder.as_deref()))

@@ -85,6 +85,7 @@ impl Session {
                 with_recent: !self.reporting.rev2,
             },
         )?;
+        self.record_opening(identity, &sel, examine);
         self.untagged(&sel.flags_line());
         self.untagged(&format!(
             "OK [PERMANENTFLAGS ({})] Flags you can change",
@@ -125,6 +126,31 @@ impl Session {
         let verb = if examine { "EXAMINE" } else { "SELECT" };
         self.state = State::Selected(identity.clone(), Box::new(sel));
         Ok(format!("[{mode}] {verb} completed"))
+    }
+
+    /// Issue 12: opening a mailbox by anyone but its own login (a user through a grant, a
+    /// delegate) is recorded in its organization's log with both identities, once a session.
+    fn record_opening(&mut self, identity: &Identity, sel: &Selection, examine: bool) {
+        let mailbox = &sel.mailbox;
+        let actor = identity.actor();
+        if actor == Actor::Mailbox(mailbox.id) || !self.opened.insert(mailbox.id) {
+            return;
+        }
+        let verb = if examine { "EXAMINE" } else { "SELECT" };
+        let event = AuditEvent {
+            id: AuditId(0),
+            at: 0,
+            org: Some(mailbox.org),
+            actor,
+            action: "imap.open".into(),
+            target: mailbox.address.clone(),
+            client: Some(self.peer.ip().to_string()),
+            outcome: Outcome::Success,
+            detail: format!("{verb} {}", sel.display),
+        };
+        if let Err(e) = self.services.store.record_audit(event) {
+            tracing::error!(error = %e, "could not record a mailbox's opening");
+        }
     }
 
     /// RFC 3501 §6.3.1: RECENT, and the first unseen message.

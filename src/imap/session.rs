@@ -90,6 +90,8 @@ pub struct Session {
     pub(super) reporting: super::selection::Reporting,
     /// The OBJECTID and SAVEDATE items the current FETCH or STATUS asked for (`objects`).
     pub(super) object_items: super::objects::ObjectItems,
+    /// The mailboxes this session opened through a grant, each recorded once (`selecting`).
+    pub(super) opened: std::collections::HashSet<MailboxId>,
 }
 
 /// A token bucket: `rate` commands a second, `10 × rate` at once.
@@ -144,6 +146,7 @@ impl Session {
             rate: RateLimit::new(services.config.imap.max_commands_per_second),
             reporting: Default::default(),
             object_items: Default::default(),
+            opened: Default::default(),
             access_events,
             services,
         }

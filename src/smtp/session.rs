@@ -81,6 +81,9 @@ pub struct Session {
     esmtp: bool,
     identity: Option<Identity>,
     send_as: SendAs,
+    /// The mailboxes the message in hand is sent for through a grant (its `From:`), to be
+    /// recorded in their organizations' audit logs once it is accepted.
+    sent_for: Vec<super::submission::Sendable>,
     envelope: Option<Envelope>,
     /// The message being received: in memory while small, then in the spool. It starts
     /// with the trace field the server adds, so that it is stored as it was spooled.
@@ -128,6 +131,7 @@ impl Session {
             esmtp: false,
             identity: None,
             send_as: SendAs::default(),
+            sent_for: Vec::new(),
             envelope: None,
             scratch: Vec::new(),
             received_len: 0,
@@ -824,8 +828,44 @@ impl Session {
             }
         }
         let (code, status, text) = self.store_message(&envelope, message).await;
+        let sent_for = std::mem::take(&mut self.sent_for);
+        if code == 250 {
+            self.record_sending_for(&sent_for, &envelope);
+        }
         self.reply(code, status, &text);
         Action::Continue
+    }
+
+    /// Issue 12: a message sent as (or on behalf of) a mailbox through a grant is recorded
+    /// in the mailbox's organization's log, with both identities.
+    fn record_sending_for(&self, sent_for: &[super::submission::Sendable], envelope: &Envelope) {
+        let Some(identity) = &self.identity else {
+            return;
+        };
+        for s in sent_for {
+            let action = match s.mode {
+                SendMode::As => "smtp.send_as",
+                SendMode::OnBehalf => "smtp.send_on_behalf",
+            };
+            let event = AuditEvent {
+                id: AuditId(0),
+                at: 0,
+                org: Some(s.org),
+                actor: identity.actor(),
+                action: action.into(),
+                target: s.address.clone(),
+                client: Some(self.peer.ip().to_string()),
+                outcome: Outcome::Success,
+                detail: format!(
+                    "mailbox {} to {} recipients",
+                    s.mailbox,
+                    envelope.local.len() + envelope.remote.len()
+                ),
+            };
+            if let Err(e) = self.services.store.record_audit(event) {
+                tracing::error!(error = %e, "could not record a message sent for a mailbox");
+            }
+        }
     }
 
     /// Checks `From:` against the send-as rules; the message completed with what the server
@@ -842,15 +882,18 @@ impl Session {
                 return Err(self.error(550, "5.6.0", "Every From: mailbox needs an address"));
             }
         };
+        let through_grant = !matches!(self.identity, Some(Identity::Mailbox(_)) | None);
+        let mut sent_for = Vec::new();
         for from in addresses {
-            match self.send_as.mode(&from) {
-                Some(SendMode::As) => {}
-                Some(SendMode::OnBehalf) => on_behalf = true,
-                None => {
-                    return Err(self.error(550, "5.7.1", &format!("You may not send as <{from}>")));
-                }
+            let Some(sendable) = self.send_as.find(&from) else {
+                return Err(self.error(550, "5.7.1", &format!("You may not send as <{from}>")));
+            };
+            on_behalf |= sendable.mode == SendMode::OnBehalf;
+            if through_grant {
+                sent_for.push(sendable.clone());
             }
         }
+        self.sent_for = sent_for;
         let sender = match (&self.identity, on_behalf) {
             (Some(Identity::User { user, .. } | Identity::Delegate { user, .. }), true) => {
                 Some(if user.display_name.is_empty() {

@@ -10,7 +10,16 @@ use crate::store::StoreResult;
 /// The addresses a session may put in the envelope sender and in `From:`, each with how.
 #[derive(Clone, Debug, Default)]
 pub struct SendAs {
-    addresses: Vec<(String, SendMode)>,
+    addresses: Vec<Sendable>,
+}
+
+/// An address a session may send as, how, and the mailbox it belongs to.
+#[derive(Clone, Debug)]
+pub struct Sendable {
+    pub address: String,
+    pub mode: SendMode,
+    pub mailbox: MailboxId,
+    pub org: OrgId,
 }
 
 impl SendAs {
@@ -22,21 +31,29 @@ impl SendAs {
             let Some(mode) = identity.access(&mailbox).send else {
                 continue;
             };
+            let sendable = |address: &str| Sendable {
+                address: normalize_address(address),
+                mode,
+                mailbox: mailbox.id,
+                org: mailbox.org,
+            };
             for alias in services.store.aliases_of(mailbox.id)? {
-                addresses.push((normalize_address(&alias.address), mode));
+                addresses.push(sendable(&alias.address));
             }
-            addresses.push((normalize_address(&mailbox.address), mode));
+            addresses.push(sendable(&mailbox.address));
         }
         Ok(SendAs { addresses })
     }
 
     /// How the session may send as `address`, if at all.
     pub fn mode(&self, address: &str) -> Option<SendMode> {
+        self.find(address).map(|s| s.mode)
+    }
+
+    /// The address as the session may send it: how, and whose.
+    pub fn find(&self, address: &str) -> Option<&Sendable> {
         let address = normalize_address(address);
-        self.addresses
-            .iter()
-            .find(|(a, _)| *a == address)
-            .map(|(_, mode)| *mode)
+        self.addresses.iter().find(|s| s.address == address)
     }
 }
 
