@@ -21,6 +21,11 @@ pub enum Admin {
     Logout,
     /// Who you are and your organizations.
     Me,
+    /// Act in this organization from now on (its id or name, as `me` lists them); the
+    /// MAILGATE_ORG environment variable still wins for one command.
+    Use { org: String },
+    /// Leave an organization (its id or name): your grants there end at once.
+    Leave { org: String },
     /// Change your password: current and new, one per line on standard input.
     Password,
     Domains {
@@ -221,6 +226,9 @@ pub enum Partnerships {
 struct Saved {
     server: String,
     token: String,
+    /// The organization `use` chose.
+    #[serde(default)]
+    org: Option<u64>,
 }
 
 fn saved_path() -> Result<PathBuf, String> {
@@ -270,6 +278,8 @@ struct Client {
     http: reqwest::Client,
     server: String,
     token: Option<String>,
+    /// The organization `use` chose, if any.
+    org: Option<u64>,
 }
 
 impl Client {
@@ -279,6 +289,7 @@ impl Client {
             http: reqwest::Client::new(),
             server: saved.server,
             token: Some(saved.token),
+            org: saved.org,
         })
     }
 
@@ -287,7 +298,23 @@ impl Client {
             http: reqwest::Client::new(),
             server: server.trim_end_matches('/').to_string(),
             token: None,
+            org: None,
         }
+    }
+
+    /// The id of one of the caller's organizations, named by its id or its name.
+    async fn find_org(&self, named: &str) -> Result<u64, String> {
+        let me = self.json(Method::GET, "/api/v1/me", None).await?;
+        let orgs = me["organizations"].as_array().cloned().unwrap_or_default();
+        orgs.iter()
+            .find(|o| {
+                o["id"].as_u64().is_some_and(|id| id.to_string() == named)
+                    || o["name"]
+                        .as_str()
+                        .is_some_and(|n| n.eq_ignore_ascii_case(named))
+            })
+            .and_then(|o| o["id"].as_u64())
+            .ok_or_else(|| format!("you belong to no organization {named:?} (see `me`)"))
     }
 
     /// Sends a request; returns the answer's body, or the API's error message.
@@ -328,9 +355,13 @@ impl Client {
         serde_json::from_str(&text).map_err(|e| format!("the server's answer is not JSON: {e}"))
     }
 
-    /// The organization commands act in: MAILGATE_ORG, else the first one of `GET /me`.
+    /// The organization commands act in: MAILGATE_ORG, else the one `use` chose, else the
+    /// first one of `GET /me`.
     async fn org(&self) -> Result<String, String> {
         if let Ok(org) = std::env::var("MAILGATE_ORG") {
+            return Ok(format!("/api/v1/orgs/{org}"));
+        }
+        if let Some(org) = self.org {
             return Ok(format!("/api/v1/orgs/{org}"));
         }
         let me = self.json(Method::GET, "/api/v1/me", None).await?;
@@ -349,6 +380,15 @@ pub async fn run(command: Admin) -> Result<(), String> {
             let client = Client::logged_in()?;
             client.send(Method::DELETE, "/api/v1/session", None).await?;
             let _ = std::fs::remove_file(saved_path()?);
+            return Ok(());
+        }
+        Admin::Use { org } => {
+            let client = Client::logged_in()?;
+            let id = client.find_org(&org).await?;
+            let mut saved = load()?;
+            saved.org = Some(id);
+            save(&saved)?;
+            println!("Commands now act in organization {id}.");
             return Ok(());
         }
         Admin::Invitations {
@@ -404,6 +444,7 @@ async fn log_in(login: &str, server: &str) -> Result<(), String> {
     save(&Saved {
         server: client.server.clone(),
         token: token.to_string(),
+        org: None,
     })?;
     if answer["must_change_password"] == true {
         println!("Logged in. The password must be changed first: mailgate admin password");
@@ -421,6 +462,10 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
     let get = |path: String| Ok((M::GET, path, None));
     Ok(match command {
         Admin::Me => (M::GET, "/api/v1/me".into(), None),
+        Admin::Leave { org } => {
+            let id = client.find_org(&org).await?;
+            (M::DELETE, format!("/api/v1/me/organizations/{id}"), None)
+        }
         Admin::Password => {
             let current = secret_line()?;
             let new = secret_line()?;
@@ -636,7 +681,7 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
                 }
             }
         }
-        Admin::Login { .. } | Admin::Logout => unreachable!("handled before"),
+        Admin::Login { .. } | Admin::Logout | Admin::Use { .. } => unreachable!("handled before"),
     })
 }
 

@@ -446,41 +446,14 @@ async fn the_manage_right_does_not_reset_a_mailbox_password_and_a_new_password_e
 
 #[tokio::test]
 async fn disabling_a_member_through_the_api_ends_her_imap_session_at_once() {
-    use std::io::{BufRead, Write};
     let (_dir, seeded, server) = seeded_server("lrs");
-    let imap = server.addr("imap (TLS)");
-    let mut client = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            r#"
-import imaplib, ssl, sys, time
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)
-m.login("lucie@gmail.example", "lucie-password")
-m.select('"Shared/contact@acme.example/INBOX"')
-m.send(b"i1 IDLE\r\n")
-assert m.readline().startswith(b"+")
-print("idling", flush=True)
-started = time.time()
-# A generous wait: the BYE must come; how soon is reported, not asserted.
-m.sock.settimeout(60)
-try:
-    line = m.readline().decode().strip()
-except Exception as e:
-    line = "error " + repr(e)
-print("after", round(time.time() - started, 2), line, flush=True)
-sys.stdin.readline()
-"#,
-        )
-        .args([imap.ip().to_string(), imap.port().to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "idling");
+    let idle = IdleDelegate::start(&server);
     let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
     let path = format!("/api/v1/orgs/{}/members/{}", seeded.org, seeded.lucie);
+    let disabled_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     let (status, body) = owner
         .call(
             Method::PATCH,
@@ -491,15 +464,9 @@ sys.stdin.readline()
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["disabled"], true);
     // The session was waiting in IDLE: the BYE must come (its latency is only reported).
-    let after = lines.next().unwrap().unwrap();
-    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let parts: Vec<&str> = after.splitn(3, ' ').collect();
-    assert!(parts.len() == 3 && parts[2].starts_with("* BYE"), "{after}");
-    eprintln!(
-        "BYE {} s after the client started waiting (login and PATCH included)",
-        parts[1]
-    );
-    client.wait().unwrap();
+    let (at, line) = idle.next_line();
+    assert!(line.starts_with("* BYE"), "{line}");
+    eprintln!("BYE {:.3} s after the PATCH was sent", at - disabled_at);
     let (status, _) = owner
         .post(
             "/api/v1/session",
@@ -507,4 +474,31 @@ sys.stdin.readline()
         )
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// Issue 12: a member leaves an organization herself; her grants there end at once (her
+/// IDLE session on its mailbox gets BYE), the log records it, and the last owner cannot
+/// leave.
+#[tokio::test]
+async fn a_member_who_leaves_loses_her_grants_at_once_and_the_last_owner_stays() {
+    let (_dir, seeded, server) = seeded_server("lrs");
+    let idle = IdleDelegate::start(&server);
+    let org = seeded.org;
+    let lucie = Api::login(&server, LUCIE, LUCIE_PASSWORD).await;
+    let leave = format!("/api/v1/me/organizations/{org}");
+    let (status, body) = lucie.call(Method::DELETE, &leave, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (_, got) = idle.next_line();
+    assert!(got.starts_with("* BYE"), "{got}");
+    let (_, me) = lucie.get("/api/v1/me").await;
+    assert_eq!(me["organizations"], serde_json::json!([]), "{me}");
+    let (status, _) = lucie.call(Method::DELETE, &leave, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no longer a member");
+    let owner = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let (status, body) = owner.call(Method::DELETE, &leave, None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "the last owner stays: {body}");
+    let (_, log) = owner
+        .get(&format!("/api/v1/orgs/{org}/audit?action=member.leave"))
+        .await;
+    assert_eq!(log["items"][0]["actor"]["user"], seeded.lucie, "{log}");
 }

@@ -107,6 +107,14 @@ fn an_owner_sets_up_a_domain_mailbox_alias_and_grant_from_the_command_line() {
     );
     let (ok, out) = admin(&home, &["audit", "--action", "mailbox."], None);
     assert!(ok && out.contains("mailbox.create"), "{out}");
+    // `use` names the organization commands act in, by id (or name); an unknown one is refused.
+    let org = seeded.org.to_string();
+    let (ok, out) = admin(&home, &["use", &org], None);
+    assert!(ok && out.contains(&format!("organization {org}")), "{out}");
+    let (ok, out) = admin(&home, &["grants", "list"], None);
+    assert!(ok && out.contains("valid_until"), "{out}");
+    let (ok, out) = admin(&home, &["use", "no-such-organization"], None);
+    assert!(!ok && out.contains("no organization"), "{out}");
     let (ok, out) = admin(&home, &["logout"], None);
     assert!(ok, "{out}");
     let (ok, _) = admin(&home, &["me"], None);

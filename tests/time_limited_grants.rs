@@ -8,7 +8,6 @@ mod common;
 use common::api::Api;
 use common::*;
 use reqwest::{Method, StatusCode};
-use std::io::{BufRead, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn now_millis() -> i64 {
@@ -80,43 +79,9 @@ async fn a_grant_that_ends_ends_the_delegates_session_and_is_audited() {
     );
     assert_eq!(holder["through"][0]["valid_until"], until, "{holder}");
 
-    let imap = server.addr("imap (TLS)");
-    let mut client = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            r#"
-import imaplib, ssl, sys, time
-ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
-m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)
-m.login("lucie@gmail.example", "lucie-password")
-typ, data = m.select('"Shared/contact@acme.example/INBOX"')
-assert typ == "OK", data
-m.send(b"i1 IDLE\r\n")
-assert m.readline().startswith(b"+")
-print("idling", flush=True)
-# A generous wait: the BYE must come; how soon is reported, not asserted.
-m.sock.settimeout(120)
-try:
-    line = m.readline().decode().strip()
-except Exception as e:
-    line = "error " + repr(e)
-print("bye_at", time.time(), line, flush=True)
-sys.stdin.readline()
-"#,
-        )
-        .args([imap.ip().to_string(), imap.port().to_string()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(client.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "idling");
-    let bye = lines.next().unwrap().unwrap();
-    client.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    client.wait().unwrap();
-    let parts: Vec<&str> = bye.splitn(3, ' ').collect();
-    assert!(parts.len() == 3 && parts[2].starts_with("* BYE"), "{bye}");
-    let at: f64 = parts[1].parse().unwrap();
+    let idle = IdleDelegate::start(&server);
+    let (at, bye) = idle.next_line();
+    assert!(bye.starts_with("* BYE"), "{bye}");
     eprintln!(
         "BYE {:.3} s after the grant's end",
         at - until as f64 / 1000.0

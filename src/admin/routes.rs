@@ -305,6 +305,12 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Revoke a personal API token",
             delete(tokens::revoke),
         ),
+        ep(
+            "delete",
+            "/api/v1/me/organizations/{org}",
+            "Leave an organization: your grants there end at once",
+            delete(session::leave),
+        ),
         ep("get", &at("/domains"), "List domains", get(domains::list)).gives(page::<Domain>()),
         ep(
             "post",

@@ -1,7 +1,7 @@
 //! Logging in and out, and the caller's own account.
 
-use super::auth::{PendingCaller, token_hash};
-use super::error::{ApiError, ApiJson, ApiResult};
+use super::auth::{Caller, PendingCaller, token_hash};
+use super::error::{ApiError, ApiJson, ApiPath, ApiResult};
 use super::{ClientAddr, audit};
 use crate::model::*;
 use crate::services::Services;
@@ -184,4 +184,26 @@ pub fn check_new_password(new: &str, old: &str) -> ApiResult<()> {
         ));
     }
     Ok(())
+}
+
+/// `DELETE /api/v1/me/organizations/{org}`: the caller leaves an organization. Her grants
+/// and team places there go with her membership, so her open sessions on its mailboxes get
+/// BYE as on a revocation; the last owner cannot leave (409: hand the role over first).
+pub async fn leave(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath(org): ApiPath<OrgId>,
+) -> ApiResult<StatusCode> {
+    if !caller.facts.memberships.iter().any(|m| m.org == org) {
+        return Err(ApiError::NotFound(format!(
+            "you are no member of organization {org}"
+        )));
+    }
+    services.store.remove_member(org, caller.user.id)?;
+    audit::entry("member.leave", format!("user {}", caller.user.id))
+        .org(org)
+        .actor(caller.actor())
+        .record(&services, client);
+    Ok(StatusCode::NO_CONTENT)
 }

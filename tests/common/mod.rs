@@ -445,3 +445,61 @@ pub fn imap_script(server: &TestServer, kind: &str, script: &str) -> String {
         &[addr.ip().to_string(), addr.port().to_string()],
     )
 }
+
+/// Lucie's session IDLE in the shared `contact@acme.example` INBOX, held by Python's
+/// imaplib: for the tests that end it from outside (a revocation, a disabled member, a
+/// member who leaves, a grant's end). `start` returns once the session is idling.
+pub struct IdleDelegate {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl IdleDelegate {
+    pub fn start(server: &TestServer) -> IdleDelegate {
+        let imap = server.addr("imap (TLS)");
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(
+                r#"
+import imaplib, ssl, sys, time
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL(sys.argv[1], int(sys.argv[2]), ssl_context=ctx)
+m.login("lucie@gmail.example", "lucie-password")
+typ, data = m.select('"Shared/contact@acme.example/INBOX"')
+assert typ == "OK", data
+m.send(b"i1 IDLE\r\n")
+assert m.readline().startswith(b"+")
+print("idling", flush=True)
+# A generous wait: what ends the session must come; how soon is reported, not asserted.
+m.sock.settimeout(120)
+try:
+    line = m.readline().decode().strip()
+except Exception as e:
+    line = "error " + repr(e)
+print(time.time(), line, flush=True)
+sys.stdin.readline()
+"#,
+            )
+            .args([imap.ip().to_string(), imap.port().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = lines.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(first, "idling");
+        IdleDelegate { child, lines }
+    }
+
+    /// The next line the server sent, and when it came (seconds since the epoch).
+    pub fn next_line(mut self) -> (f64, String) {
+        use std::io::Write;
+        let line = self.lines.next().and_then(Result::ok).unwrap_or_default();
+        if let Some(mut stdin) = self.child.stdin.take() {
+            let _ = stdin.write_all(b"go\n");
+        }
+        let _ = self.child.wait();
+        let (at, text) = line.split_once(' ').unwrap_or(("0", &line));
+        (at.parse().unwrap_or(0.0), text.to_string())
+    }
+}
