@@ -22,6 +22,12 @@ pub enum BootstrapError {
 /// Creates the organization and its owner when the store is empty; `None` otherwise.
 pub fn bootstrap(store: &Store, config: &Bootstrap) -> Result<Option<FirstOwner>, BootstrapError> {
     if !store.is_empty()? {
+        // A store made before operators existed: its first owner becomes one.
+        if store.operators()?.is_empty()
+            && let Some(owner) = store.user_by_login(&config.owner)?
+        {
+            store.set_operator(owner.id, true)?;
+        }
         return Ok(None);
     }
     let initial = password::generate();
@@ -33,6 +39,8 @@ pub fn bootstrap(store: &Store, config: &Bootstrap) -> Result<Option<FirstOwner>
         own_mailbox: None,
     })?;
     store.create_organization(&config.organization, owner.id)?;
+    // Issue 12: the first owner is also the server's operator, who creates organizations.
+    store.set_operator(owner.id, true)?;
     store.flush_blocking()?;
     Ok(Some(FirstOwner {
         organization: config.organization.clone(),
@@ -81,6 +89,32 @@ mod tests {
             store.mailboxes(orgs[0].id).unwrap().is_empty(),
             "nothing else is created"
         );
+        assert_eq!(store.operators().unwrap(), [owner.id], "the first operator");
         assert!(bootstrap(&store, &Bootstrap::default()).unwrap().is_none());
+    }
+
+    /// At a later start the configured first owner is made operator only where there is
+    /// none (a store made before operators existed: tests/organizations.rs); operators
+    /// changed since are kept.
+    #[test]
+    fn operators_changed_since_the_first_start_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let first = bootstrap(&store, &Bootstrap::default()).unwrap().unwrap();
+        let owner = store.user_by_login(&first.login).unwrap().unwrap();
+        let other = crate::store::NewUser {
+            login: "other@localhost".into(),
+            display_name: String::new(),
+            password: owner.password.clone(),
+            must_change_password: false,
+            own_mailbox: None,
+        };
+        let other = store.create_user(other).unwrap();
+        store.set_operator(other.id, true).unwrap();
+        store.set_operator(owner.id, false).unwrap();
+        store.set_operator(other.id, false).unwrap_err();
+        // Only an empty list is filled in: a server whose operators were changed keeps them.
+        bootstrap(&store, &Bootstrap::default()).unwrap();
+        assert_eq!(store.operators().unwrap(), [other.id]);
     }
 }

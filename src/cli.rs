@@ -60,6 +60,16 @@ pub enum Admin {
         #[command(subcommand)]
         action: Partnerships,
     },
+    /// The server's organizations (operators create them; owners rename their own).
+    Orgs {
+        #[command(subcommand)]
+        action: Orgs,
+    },
+    /// The server's operators, who create organizations.
+    Operators {
+        #[command(subcommand)]
+        action: Operators,
+    },
     /// The organization's audit log.
     Audit {
         #[arg(long)]
@@ -193,6 +203,35 @@ pub enum Teams {
     Delete { id: u64 },
     AddMember { id: u64, user: u64 },
     RemoveMember { id: u64, user: u64 },
+}
+
+#[derive(Subcommand)]
+pub enum Orgs {
+    List,
+    /// A new organization; its owner is an existing login, or a new one whose first
+    /// password the answer shows once.
+    Create {
+        name: String,
+        #[arg(long)]
+        owner: String,
+    },
+    Rename {
+        id: u64,
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum Operators {
+    List,
+    /// Make an existing user an operator.
+    Add {
+        login: String,
+    },
+    /// No longer an operator (the last one stays).
+    Remove {
+        user: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -651,6 +690,28 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
                 }
             }
         }
+        Admin::Orgs { action } => match action {
+            Orgs::List => (M::GET, "/api/v1/orgs".into(), None),
+            Orgs::Create { name, owner } => (
+                M::POST,
+                "/api/v1/orgs".into(),
+                Some(json!({"name": name, "owner": owner})),
+            ),
+            Orgs::Rename { id, name } => (
+                M::PATCH,
+                format!("/api/v1/orgs/{id}"),
+                Some(json!({"name": name})),
+            ),
+        },
+        Admin::Operators { action } => match action {
+            Operators::List => (M::GET, "/api/v1/operators".into(), None),
+            Operators::Add { login } => (
+                M::POST,
+                "/api/v1/operators".into(),
+                Some(json!({"login": login})),
+            ),
+            Operators::Remove { user } => (M::DELETE, format!("/api/v1/operators/{user}"), None),
+        },
         Admin::Partnerships { action } => {
             let o = client.org().await?;
             match action {

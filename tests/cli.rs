@@ -113,6 +113,11 @@ fn an_owner_sets_up_a_domain_mailbox_alias_and_grant_from_the_command_line() {
     assert!(ok && out.contains(&format!("organization {org}")), "{out}");
     let (ok, out) = admin(&home, &["grants", "list"], None);
     assert!(ok && out.contains("valid_until"), "{out}");
+    let (ok, out) = admin(&home, &["orgs", "list"], None);
+    assert!(
+        !ok && out.contains("403"),
+        "an owner is no server operator: {out}"
+    );
     let (ok, out) = admin(&home, &["use", "no-such-organization"], None);
     assert!(!ok && out.contains("no organization"), "{out}");
     let (ok, out) = admin(&home, &["logout"], None);

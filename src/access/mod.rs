@@ -18,6 +18,8 @@ pub struct UserFacts {
     pub grants: Vec<Grant>,
     /// Accepted partnerships in which one of the user's organizations is the partner.
     pub partnerships: Vec<Partnership>,
+    /// A server operator: creates and renames organizations, names other operators.
+    pub operator: bool,
 }
 
 impl UserFacts {
@@ -110,6 +112,8 @@ pub enum Action {
 pub enum Denied {
     #[error("not logged in")]
     Anonymous,
+    #[error("only a server operator may do this")]
+    NotOperator,
     #[error("the user is disabled")]
     Disabled,
     #[error("not a member of this organization")]
@@ -277,6 +281,17 @@ fn widest_send(a: Option<SendMode>, b: Option<SendMode>) -> Option<SendMode> {
 }
 
 /// May `principal` do `action` in organization `org`?
+/// Server-wide actions (creating organizations, naming operators): operators only.
+pub fn may_operate(principal: &Principal) -> Result<(), Denied> {
+    match principal {
+        Principal::Anonymous => Err(Denied::Anonymous),
+        Principal::Mailbox { .. } => Err(Denied::NotOperator),
+        Principal::User(facts) if facts.disabled => Err(Denied::Disabled),
+        Principal::User(facts) if facts.operator => Ok(()),
+        Principal::User(_) => Err(Denied::NotOperator),
+    }
+}
+
 pub fn may(principal: &Principal, org: OrgId, action: &Action) -> Result<(), Denied> {
     match principal {
         Principal::Anonymous => Err(Denied::Anonymous),

@@ -46,6 +46,7 @@ fn user(id: u64, memberships: &[(OrgId, Role)]) -> UserFacts {
         teams: Vec::new(),
         grants: Vec::new(),
         partnerships: Vec::new(),
+        operator: false,
     }
 }
 
@@ -341,4 +342,30 @@ fn a_collaborator_of_the_partner_is_no_partner() {
         may(&Principal::User(facts), A, &Action::ViewOrganization),
         Err(Denied::NotMember)
     );
+}
+
+/// Server-wide actions: an operator only, and not once disabled; no organization role
+/// (an owner included) and no mailbox login is one.
+#[test]
+fn only_operators_operate_the_server() {
+    use crate::access::{Denied, may_operate};
+    let mut operator = user(1, &[]);
+    operator.operator = true;
+    assert_eq!(may_operate(&Principal::User(operator.clone())), Ok(()));
+    operator.disabled = true;
+    assert_eq!(
+        may_operate(&Principal::User(operator)),
+        Err(Denied::Disabled)
+    );
+    let owner = user(2, &[(OrgId(1), Role::Owner)]);
+    assert_eq!(
+        may_operate(&Principal::User(owner)),
+        Err(Denied::NotOperator)
+    );
+    let mailbox = Principal::Mailbox {
+        mailbox: MailboxId(3),
+        org: OrgId(1),
+    };
+    assert_eq!(may_operate(&mailbox), Err(Denied::NotOperator));
+    assert_eq!(may_operate(&Principal::Anonymous), Err(Denied::Anonymous));
 }

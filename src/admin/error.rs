@@ -82,7 +82,7 @@ impl From<StoreError> for ApiError {
         match e {
             NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             AddressTaken(_) | DomainTaken(_) | LoginTaken(_) | FolderExists(_) | DomainInUse(_)
-            | AddressIsLogin(_) | LoginIsAddress(_) | LastOwner => {
+            | AddressIsLogin(_) | LoginIsAddress(_) | LastOwner | LastOperator => {
                 ApiError::Conflict(e.to_string())
             }
             DomainNotOwned(_)

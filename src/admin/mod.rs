@@ -12,6 +12,7 @@ mod export;
 mod grants;
 mod invitations;
 mod mailboxes;
+mod orgs;
 mod page;
 mod partnerships;
 mod queue;

@@ -2,7 +2,7 @@
 //! document (`GET /api/v1/openapi.json`), so the two cannot drift apart.
 
 use super::*;
-use crate::model::{AuditEvent, Domain};
+use crate::model::{AuditEvent, Domain, Organization};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -310,6 +310,52 @@ pub fn endpoints() -> Vec<Endpoint> {
             "/api/v1/me/organizations/{org}",
             "Leave an organization: your grants there end at once",
             delete(session::leave),
+        ),
+        ep(
+            "get",
+            "/api/v1/orgs",
+            "Every organization of the server (operators)",
+            get(orgs::list),
+        )
+        .gives(page::<Organization>()),
+        ep(
+            "post",
+            "/api/v1/orgs",
+            "Create an organization and its first owner (operators)",
+            post(orgs::create),
+        )
+        .takes(body::<orgs::NewOrganization>())
+        .gives(body::<orgs::CreatedOrganization>())
+        .created(),
+        ep(
+            "patch",
+            "/api/v1/orgs/{org}",
+            "Rename an organization",
+            patch(orgs::rename),
+        )
+        .takes(body::<orgs::OrganizationChange>())
+        .gives(body::<Organization>()),
+        ep(
+            "get",
+            "/api/v1/operators",
+            "The server's operators",
+            get(orgs::operators),
+        )
+        .gives(page::<orgs::OperatorView>()),
+        ep(
+            "post",
+            "/api/v1/operators",
+            "Name another operator",
+            post(orgs::add_operator),
+        )
+        .takes(body::<orgs::NewOperator>())
+        .gives(body::<orgs::OperatorView>())
+        .created(),
+        ep(
+            "delete",
+            "/api/v1/operators/{user}",
+            "No longer an operator (the last one stays)",
+            delete(orgs::remove_operator),
         ),
         ep("get", &at("/domains"), "List domains", get(domains::list)).gives(page::<Domain>()),
         ep(

@@ -66,6 +66,8 @@ pub const RECENT: u8 = b'V';
 /// blob id → (): a blob whose last reference went, its file to be removed by the next sweep
 /// (`Store::sweep_freed_blobs`), written in the same change that dropped the reference.
 pub const FREED: u8 = b'Z';
+/// user id → (): a server operator (creates and renames organizations).
+pub const OPERATOR: u8 = b'o';
 
 /// Builds a key from a prefix and big-endian ids.
 pub fn key(prefix: u8, ids: &[u64]) -> Vec<u8> {

@@ -67,6 +67,40 @@ impl Store {
         self.scan_model(&[codec::ORG], "organization")
     }
 
+    // ----- server operators -----
+
+    /// Makes `user` a server operator, or no longer one. The last operator stays one, so
+    /// that someone can always create organizations.
+    pub fn set_operator(&self, user: UserId, operator: bool) -> StoreResult<()> {
+        let _guard = self.lock();
+        self.require_user(user)?;
+        let mut changes = Changes::default();
+        let k = key(codec::OPERATOR, &[user.0]);
+        if operator {
+            changes.put_model(k, &())?;
+        } else {
+            if self.operators()? == [user] {
+                return Err(StoreError::LastOperator);
+            }
+            changes.del_model(k);
+        }
+        self.commit(changes)?;
+        self.hub().publish_access(AccessChange::User(user));
+        Ok(())
+    }
+
+    pub fn operators(&self) -> StoreResult<Vec<UserId>> {
+        let scan = self.inner.model.scan_prefix([codec::OPERATOR]);
+        scan.keys().map(|k| Ok(UserId(id_at(&k?, 0)?))).collect()
+    }
+
+    pub fn is_operator(&self, user: UserId) -> StoreResult<bool> {
+        Ok(self
+            .inner
+            .model
+            .contains_key(key(codec::OPERATOR, &[user.0]))?)
+    }
+
     pub fn rename_organization(&self, id: OrgId, name: &str) -> StoreResult<Organization> {
         let name = non_empty("organization name", name)?;
         let _guard = self.lock();

@@ -43,6 +43,8 @@ pub enum StoreError {
     LoginIsAddress(String),
     #[error("an organization must keep at least one owner")]
     LastOwner,
+    #[error("the last server operator stays one")]
+    LastOperator,
     #[error("an alias must point to a mailbox of its own organization")]
     AliasAcrossOrganizations,
     #[error("{0} belongs to another organization")]

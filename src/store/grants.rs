@@ -458,6 +458,7 @@ impl Store {
             );
         }
         Ok(UserFacts {
+            operator: self.is_operator(user)?,
             user,
             disabled: record.disabled,
             memberships,

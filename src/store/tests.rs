@@ -348,6 +348,26 @@ fn time_limited_grants_count_within_their_window_and_end_by_the_clock() {
     );
 }
 
+/// Operators: named and removed, the last one stays, and the facts access decides on say it.
+#[test]
+fn operators_are_named_and_the_last_one_stays() {
+    let (store, _dir) = temp_store();
+    let a = new_user(&store, "a@example.org");
+    let b = new_user(&store, "b@example.org");
+    assert!(store.operators().unwrap().is_empty());
+    store.set_operator(a.id, true).unwrap();
+    store.set_operator(b.id, true).unwrap();
+    assert_eq!(store.operators().unwrap(), [a.id, b.id]);
+    assert!(store.user_facts(b.id).unwrap().operator);
+    store.set_operator(b.id, false).unwrap();
+    assert!(!store.user_facts(b.id).unwrap().operator);
+    assert!(matches!(
+        store.set_operator(a.id, false),
+        Err(StoreError::LastOperator)
+    ));
+    assert_eq!(store.operators().unwrap(), [a.id]);
+}
+
 #[test]
 fn grants_need_grantee_and_mailbox_of_the_organization() {
     let (store, _dir) = temp_store();
