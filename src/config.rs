@@ -19,7 +19,7 @@ pub struct Config {
     pub submission: DualListener,
     pub queue: QueueConfig,
     pub public: PublicConfig,
-    pub admin: Listener,
+    pub admin: AdminConfig,
     pub limits: Limits,
     pub auth: AuthConfig,
     pub store: StoreConfig,
@@ -197,10 +197,23 @@ pub struct DualListener {
     pub listen_tls: Vec<SocketAddr>,
 }
 
+/// The admin HTTP API.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Listener {
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
     pub listen: Vec<SocketAddr>,
+    /// Whether any signed-in user may create an organization, becoming its owner (issue
+    /// 12); otherwise only the server's operators create them.
+    pub self_service_organizations: bool,
+}
+
+impl Default for AdminConfig {
+    fn default() -> AdminConfig {
+        AdminConfig {
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            self_service_organizations: false,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -323,9 +336,7 @@ impl Default for Config {
             },
             queue: QueueConfig::default(),
             public: PublicConfig::default(),
-            admin: Listener {
-                listen: local(8080),
-            },
+            admin: AdminConfig::default(),
             limits: Limits::default(),
             auth: AuthConfig::default(),
             store: StoreConfig::default(),

@@ -229,3 +229,41 @@ async fn a_partnership_between_organizations_made_through_the_api() {
         "after: nothing of Acme again"
     );
 }
+
+/// With `[admin] self_service_organizations` on, a signed-in user creates an organization
+/// for herself and owns it; for anyone else as the owner she is still refused.
+#[tokio::test]
+async fn self_service_lets_a_user_create_her_own_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lrs");
+    let config = EPHEMERAL.replace("[admin]\n", "[admin]\nself_service_organizations = true\n");
+    let server = start_with(dir.path(), &config);
+    let lucie = Api::login(&server, LUCIE, LUCIE_PASSWORD).await;
+    let (status, body) = lucie
+        .post(
+            "/api/v1/orgs",
+            json!({"name": "Someone else's", "owner": OWNER}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, shop) = lucie
+        .post(
+            "/api/v1/orgs",
+            json!({"name": "Lucie's shop", "owner": LUCIE}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{shop}");
+    let (_, me) = lucie.get("/api/v1/me").await;
+    let owned = me["organizations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["id"] == shop["id"] && o["role"] == "owner");
+    assert!(owned, "{me}");
+    let (status, _) = lucie.get("/api/v1/orgs").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "listing them all stays the operators'"
+    );
+}

@@ -50,15 +50,21 @@ pub struct CreatedOrganization {
     pub initial_password: Option<String>,
 }
 
-/// `POST /api/v1/orgs` (operators only).
+/// `POST /api/v1/orgs`: by an operator; or, where `[admin] self_service_organizations` is
+/// on, by any signed-in user for herself as the owner.
 pub async fn create(
     State(services): State<Arc<Services>>,
     ClientAddr(client): ClientAddr,
     caller: Caller,
     ApiJson(req): ApiJson<NewOrganization>,
 ) -> ApiResult<(StatusCode, Json<CreatedOrganization>)> {
-    require_operator(&caller)?;
     let login = req.owner.trim().to_ascii_lowercase();
+    if let Err(refused) = require_operator(&caller) {
+        let own = login == caller.user.login.to_ascii_lowercase();
+        if !(services.config.admin.self_service_organizations && own) {
+            return Err(refused);
+        }
+    }
     let (owner, initial_password) = match services.store.user_by_login(&login)? {
         Some(user) => (user, None),
         None => {
