@@ -402,8 +402,12 @@ pub async fn keep_time(services: Arc<Services>, shutdown: tokio_util::sync::Canc
     loop {
         let now = now_millis();
         let store = services.store.clone();
-        let next = match tokio::task::spawn_blocking(move || store.grant_clock(since, now)).await {
-            Ok(Ok(clock)) => {
+        let clock = tokio::task::spawn_blocking(move || store.grant_clock(since, now))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        let next = match clock {
+            Ok(clock) => {
                 for grant in clock.ended {
                     audit::entry("grant.expire", format!("grant {}", grant.id))
                         .org(grant.org)
@@ -419,10 +423,6 @@ pub async fn keep_time(services: Arc<Services>, shutdown: tokio_util::sync::Canc
                 }
                 since = now;
                 clock.next
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "ending time-limited grants failed");
-                None
             }
             Err(e) => {
                 tracing::error!(error = %e, "ending time-limited grants failed");

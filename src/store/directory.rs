@@ -238,7 +238,7 @@ impl Store {
                 rights: Rights::ALL.without(Rights::of(&[Right::Administer])),
                 send: Some(SendMode::As),
             };
-            self.grant_changes(&mut changes, own)?;
+            self.grant_changes(&mut changes, own, Validity::default())?;
         }
         self.commit(changes)?;
         if owner.is_some() {

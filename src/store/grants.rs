@@ -134,11 +134,7 @@ impl Store {
         let _guard = self.lock();
         self.check_grant_parts(&new)?;
         let mut changes = Changes::default();
-        let mut grant = self.grant_changes(&mut changes, new)?;
-        if validity != Validity::default() {
-            grant.validity = validity;
-            changes.put_model(key(codec::GRANT, &[grant.org.0, grant.id.0]), &grant)?;
-        }
+        let grant = self.grant_changes(&mut changes, new, validity)?;
         self.commit(changes)?;
         self.hub()
             .publish_access(AccessChange::Organization(grant.org));
@@ -146,7 +142,12 @@ impl Store {
     }
 
     /// The grant `new` with its id, written into `changes`.
-    pub(super) fn grant_changes(&self, changes: &mut Changes, new: NewGrant) -> StoreResult<Grant> {
+    pub(super) fn grant_changes(
+        &self,
+        changes: &mut Changes,
+        new: NewGrant,
+        validity: Validity,
+    ) -> StoreResult<Grant> {
         let grant = Grant {
             id: GrantId(self.next_id()?),
             org: new.org,
@@ -155,7 +156,7 @@ impl Store {
             rights: new.rights,
             send: new.send,
             created: now_millis(),
-            validity: Validity::default(),
+            validity,
         };
         changes.put_model(key(codec::GRANT, &[grant.org.0, grant.id.0]), &grant)?;
         Ok(grant)
