@@ -219,6 +219,18 @@ pub enum Orgs {
         id: u64,
         name: String,
     },
+    /// Suspend: mail kept, logins and deliveries refused with temporary answers.
+    Suspend {
+        id: u64,
+    },
+    /// End a suspension (and cancel a deletion still in its grace period).
+    Resume {
+        id: u64,
+    },
+    /// Suspend now, delete after the server's grace period, its mail exported first.
+    Delete {
+        id: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -702,6 +714,17 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
                 format!("/api/v1/orgs/{id}"),
                 Some(json!({"name": name})),
             ),
+            Orgs::Suspend { id } => (
+                M::PATCH,
+                format!("/api/v1/orgs/{id}"),
+                Some(json!({"suspended": true})),
+            ),
+            Orgs::Resume { id } => (
+                M::PATCH,
+                format!("/api/v1/orgs/{id}"),
+                Some(json!({"suspended": false})),
+            ),
+            Orgs::Delete { id } => (M::DELETE, format!("/api/v1/orgs/{id}"), None),
         },
         Admin::Operators { action } => match action {
             Operators::List => (M::GET, "/api/v1/operators".into(), None),

@@ -205,6 +205,9 @@ pub struct AdminConfig {
     /// Whether any signed-in user may create an organization, becoming its owner (issue
     /// 12); otherwise only the server's operators create them.
     pub self_service_organizations: bool,
+    /// Days between an operator's deletion of an organization (which suspends it at once)
+    /// and the deletion itself, which exports its mail first; 0 deletes at the next check.
+    pub organization_deletion_grace_days: i64,
 }
 
 impl Default for AdminConfig {
@@ -212,6 +215,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             self_service_organizations: false,
+            organization_deletion_grace_days: 30,
         }
     }
 }

@@ -382,6 +382,15 @@ pub struct Organization {
     pub created: Millis,
 }
 
+/// An organization's suspension (issue 12): its mail is kept, its logins and deliveries are
+/// refused with temporary answers. One set for deletion is suspended until it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Suspension {
+    pub since: Millis,
+    /// When the organization is deleted (its mail exported first), if it is to be.
+    pub deletion_due: Option<Millis>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Domain {
     pub name: String,

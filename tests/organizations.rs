@@ -267,3 +267,136 @@ async fn self_service_lets_a_user_create_her_own_organization() {
         "listing them all stays the operators'"
     );
 }
+
+/// Python: delivers one message to `contact@` over port 25 and prints the RCPT reply code,
+/// then tries submission as `contact@` and prints the AUTH reply code.
+const SMTP_PROBE: &str = r#"
+import smtplib, ssl, sys
+host, port, sub = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, port)
+s.ehlo("peer.example")
+s.mail("someone@elsewhere.example")
+code, text = s.rcpt("contact@acme.example")
+if code == 250:
+    s.data(b"From: someone@elsewhere.example\r\nTo: contact@acme.example\r\nSubject: kept through it all\r\n\r\nbody\r\n")
+s.quit()
+t = smtplib.SMTP_SSL(host, sub, context=ctx)
+try:
+    t.login("contact@acme.example", "contact-password")
+    auth = 235
+except smtplib.SMTPAuthenticationError as e:
+    auth = e.smtp_code
+print(code, text.decode(), auth)
+"#;
+
+fn smtp_probe(server: &TestServer) -> String {
+    let smtp = server.addr("smtp (STARTTLS)");
+    let submission = server.addr("submission (TLS)");
+    python(
+        SMTP_PROBE,
+        &[
+            smtp.ip().to_string(),
+            smtp.port().to_string(),
+            submission.port().to_string(),
+        ],
+    )
+    .trim()
+    .to_string()
+}
+
+/// Logs in as `contact@` and as Lucie, and counts `contact@`'s INBOX; prints what failed.
+const IMAP_PROBE: &str = r#"
+for login, password in [("contact@acme.example", "contact-password"), ("lucie@gmail.example", "lucie-password")]:
+    m = tls()
+    try:
+        m.login(login, password)
+        typ, data = m.select("INBOX" if login.startswith("contact") else '"Shared/contact@acme.example/INBOX"')
+        print(login, "in", data[0].decode())
+    except imaplib.IMAP4.error as e:
+        print(login, "refused", str(e))
+"#;
+
+/// An operator suspends an organization: its open sessions end, its logins and deliveries
+/// are refused with temporary answers, its mail stays. Resumed, everything works again.
+/// Deleted (with no grace period here), its mail is exported first and nothing else of it
+/// remains: its domain is no longer served and its mailbox logins fail.
+#[tokio::test]
+async fn an_operator_suspends_resumes_and_deletes_an_organization() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lrs");
+    let config = EPHEMERAL.replace(
+        "[admin]\n",
+        "[admin]\norganization_deletion_grace_days = 0\n",
+    );
+    let server = start_with(
+        dir.path(),
+        &format!("{config}\n{OPERATOR_IS_THE_SEEDED_OWNER}"),
+    );
+    let operator = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let acme = seeded.org;
+    let before = smtp_probe(&server);
+    assert!(
+        before.starts_with("250 ") && before.ends_with(" 235"),
+        "{before}"
+    );
+
+    let idle = IdleDelegate::start(&server);
+    let org = format!("/api/v1/orgs/{acme}");
+    let (status, body) = operator
+        .call(Method::PATCH, &org, Some(json!({"suspended": true})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["suspension"]["since"].is_i64(), "{body}");
+    let (_, line) = idle.next_line();
+    assert!(
+        line.starts_with("* BYE"),
+        "the delegate's session ends: {line}"
+    );
+    let during = smtp_probe(&server);
+    assert!(
+        during.starts_with("450 4.2.1") && during.ends_with(" 454"),
+        "temporary refusals: {during}"
+    );
+    let out = imap_script(&server, "imap (TLS)", IMAP_PROBE);
+    assert_eq!(
+        out.matches("refused b'[UNAVAILABLE]").count(),
+        2,
+        "the mailbox and its delegate: {out}"
+    );
+
+    let (status, body) = operator
+        .call(Method::PATCH, &org, Some(json!({"suspended": false})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["suspension"].is_null(), "{body}");
+    let out = imap_script(&server, "imap (TLS)", IMAP_PROBE);
+    assert_eq!(out.matches(" in 1").count(), 2, "the mail was kept: {out}");
+
+    let (status, body) = operator.call(Method::DELETE, &org, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert!(body["suspension"]["deletion_due"].is_i64(), "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, all) = operator.get("/api/v1/orgs").await;
+        if !all.to_string().contains("\"Acme\"") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still there: {all}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let export = server.data.join(format!(
+        "exports/org-{acme}/{}-{CONTACT}.mbox",
+        seeded.contact
+    ));
+    let mbox = std::fs::read_to_string(&export).expect("the export");
+    assert!(mbox.contains("Subject: kept through it all"), "{mbox}");
+    let after = smtp_probe(&server);
+    // Its domain went with it: the address is no longer this server's to take.
+    assert!(
+        after.starts_with("554 5.7.1") && after.ends_with(" 535"),
+        "{after}"
+    );
+    let (_, log) = operator.get("/api/v1/audit?action=org.delete").await;
+    assert!(log.to_string().contains("exports"), "{log}");
+}

@@ -1,5 +1,7 @@
 //! Reading the audit log: `GET /api/v1/orgs/{org}/audit` for those who may (owners and
-//! admins), `GET /api/v1/me/audit` for anyone's own activity; JSON pages, or CSV.
+//! admins), `GET /api/v1/me/audit` for anyone's own activity, `GET /api/v1/audit` for the
+//! server's own events (operators: organizations created and deleted, operators named);
+//! JSON pages, or CSV.
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiPath, ApiQuery, ApiResult};
@@ -40,7 +42,27 @@ pub async fn org_log(
     ApiQuery(filter): ApiQuery<AuditFilter>,
 ) -> ApiResult<Response> {
     caller.require(org, &Action::ViewAudit)?;
-    respond(&services, &filter, Some(org), filter.actor.map(UserId))
+    respond(&services, &filter, Log::Org(org), filter.actor.map(UserId))
+}
+
+/// The server's own events, those of no organization (operators only).
+pub async fn server_log(
+    State(services): State<Arc<Services>>,
+    caller: Caller,
+    ApiQuery(filter): ApiQuery<AuditFilter>,
+) -> ApiResult<Response> {
+    crate::access::may_operate(&caller.principal()).map_err(ApiError::Forbidden)?;
+    respond(&services, &filter, Log::Server, filter.actor.map(UserId))
+}
+
+/// Whose events a query reads.
+#[derive(Clone, Copy)]
+enum Log {
+    Org(OrgId),
+    /// Those of no organization.
+    Server,
+    /// Every organization's (one actor's own activity).
+    Any,
 }
 
 pub async fn own_log(
@@ -53,17 +75,20 @@ pub async fn own_log(
             "`actor` is always yourself here; use the organization's audit log".into(),
         ));
     }
-    respond(&services, &filter, None, Some(caller.user.id))
+    respond(&services, &filter, Log::Any, Some(caller.user.id))
 }
 
 fn respond(
     services: &Services,
     filter: &AuditFilter,
-    org: Option<OrgId>,
+    log: Log,
     actor: Option<UserId>,
 ) -> ApiResult<Response> {
     let query = AuditQuery {
-        org,
+        org: match log {
+            Log::Org(org) => Some(org),
+            Log::Server | Log::Any => None,
+        },
         actor: None,
         action_prefix: filter.action.clone(),
         target: filter.target.clone(),
@@ -84,6 +109,7 @@ fn respond(
         .audit_events(&query)?
         .into_iter()
         .filter(|e| actor.is_none_or(|u| acted_by(&e.actor, u)))
+        .filter(|e| !matches!(log, Log::Server) || e.org.is_none())
         .collect();
     let csv_wanted = filter.format.as_deref() == Some("csv");
     if csv_wanted {

@@ -73,7 +73,11 @@ pub async fn mailbox(
         .into_response())
 }
 
-fn mbox(store: &crate::store::Store, mailbox: &Mailbox, only: Option<&str>) -> ApiResult<Vec<u8>> {
+pub(super) fn mbox(
+    store: &crate::store::Store,
+    mailbox: &Mailbox,
+    only: Option<&str>,
+) -> ApiResult<Vec<u8>> {
     let mut folders = store.folders(mailbox.id)?;
     if let Some(name) = only {
         folders.retain(|f| f.name == name);

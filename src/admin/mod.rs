@@ -24,6 +24,7 @@ mod tokens;
 
 pub use error::ApiError;
 pub use grants::keep_time as keep_grant_time;
+pub use orgs::keep_deletions as keep_organization_deletions;
 
 use crate::services::Services;
 use axum::Json;

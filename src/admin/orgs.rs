@@ -1,6 +1,6 @@
-//! `/api/v1/orgs` and `/api/v1/operators`: the server's operators create and rename
-//! organizations, and name other operators (issue 12). The first start's owner is the
-//! first operator; an organization's owners rename their own.
+//! `/api/v1/orgs` and `/api/v1/operators`: the server's operators create, rename, suspend
+//! and delete organizations, and name other operators (issue 12). The first start's owner is
+//! the first operator; an organization's owners rename their own.
 
 use super::auth::Caller;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
@@ -10,15 +10,33 @@ use crate::access::{self, Action};
 use crate::model::*;
 use crate::password;
 use crate::services::Services;
-use crate::store::NewUser;
+use crate::store::{NewUser, Store, StoreResult};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 fn require_operator(caller: &Caller) -> ApiResult<()> {
     access::may_operate(&caller.principal()).map_err(ApiError::Forbidden)
+}
+
+/// An organization with its state.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OrganizationView {
+    #[serde(flatten)]
+    pub organization: Organization,
+    /// Set while it is suspended (and, with `deletion_due`, set for deletion).
+    pub suspension: Option<Suspension>,
+}
+
+fn view(services: &Services, organization: Organization) -> ApiResult<OrganizationView> {
+    let suspension = services.store.suspension(organization.id)?;
+    Ok(OrganizationView {
+        organization,
+        suspension,
+    })
 }
 
 /// `GET /api/v1/orgs`: every organization of the server (operators only).
@@ -26,10 +44,18 @@ pub async fn list(
     State(services): State<Arc<Services>>,
     caller: Caller,
     ApiQuery(page): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Page<Organization>>> {
+) -> ApiResult<Json<Page<OrganizationView>>> {
     require_operator(&caller)?;
     let orgs = services.store.organizations()?;
-    Ok(Json(paginate(orgs, |o| format!("{:020}", o.id.0), &page)))
+    let views = orgs
+        .into_iter()
+        .map(|o| view(&services, o))
+        .collect::<ApiResult<Vec<_>>>()?;
+    Ok(Json(paginate(
+        views,
+        |o| format!("{:020}", o.organization.id.0),
+        &page,
+    )))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -97,31 +123,162 @@ pub async fn create(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrganizationChange {
-    pub name: String,
+    pub name: Option<String>,
+    /// `true` suspends (operators only): mail kept, logins and deliveries refused with
+    /// temporary answers, open sessions ended. `false` resumes, and cancels a deletion.
+    pub suspended: Option<bool>,
 }
 
-/// `PATCH /api/v1/orgs/{org}`: a new name, by an operator or the organization's own managers.
-pub async fn rename(
+/// `PATCH /api/v1/orgs/{org}`: a new name, by an operator or the organization's own managers;
+/// a suspension or its end, by an operator.
+pub async fn change(
     State(services): State<Arc<Services>>,
     ClientAddr(client): ClientAddr,
     caller: Caller,
     ApiPath(org): ApiPath<OrgId>,
     ApiJson(req): ApiJson<OrganizationChange>,
-) -> ApiResult<Json<Organization>> {
-    if require_operator(&caller).is_err() {
+) -> ApiResult<Json<OrganizationView>> {
+    if req.name.is_none() && req.suspended.is_none() {
+        return Err(ApiError::Invalid(
+            "nothing to change: give name or suspended".into(),
+        ));
+    }
+    if req.suspended.is_some() {
+        require_operator(&caller)?;
+    } else if require_operator(&caller).is_err() {
         caller.require(org, &Action::EditOrganization)?;
     }
     let before = services
         .store
         .organization(org)?
         .ok_or_else(|| ApiError::NotFound(format!("organization {org} not found")))?;
-    let renamed = services.store.rename_organization(org, &req.name)?;
-    audit::entry("org.rename", &renamed.name)
+    let mut after = before.clone();
+    if let Some(name) = &req.name {
+        after = services.store.rename_organization(org, name)?;
+        audit::entry("org.rename", &after.name)
+            .org(org)
+            .actor(caller.actor())
+            .detail(format!("was {}", before.name))
+            .record(&services, client);
+    }
+    match req.suspended {
+        Some(true) => {
+            services.store.suspend_organization(org, None)?;
+            audit::entry("org.suspend", &after.name)
+                .org(org)
+                .actor(caller.actor())
+                .record(&services, client);
+        }
+        Some(false) if services.store.is_suspended(org)? => {
+            services.store.resume_organization(org)?;
+            audit::entry("org.resume", &after.name)
+                .org(org)
+                .actor(caller.actor())
+                .record(&services, client);
+        }
+        _ => {}
+    }
+    Ok(Json(view(&services, after)?))
+}
+
+/// `DELETE /api/v1/orgs/{org}` (operators): suspends the organization at once and deletes it
+/// when `[admin] organization_deletion_grace_days` have passed, each mailbox exported first
+/// (`keep_deletions`). Until then `PATCH {"suspended": false}` takes it back.
+pub async fn delete(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath(org): ApiPath<OrgId>,
+) -> ApiResult<(StatusCode, Json<OrganizationView>)> {
+    require_operator(&caller)?;
+    let organization = services
+        .store
+        .organization(org)?
+        .ok_or_else(|| ApiError::NotFound(format!("organization {org} not found")))?;
+    let grace = services.config.admin.organization_deletion_grace_days;
+    let due = now_millis().saturating_add(grace.saturating_mul(DAY_MILLIS));
+    services.store.suspend_organization(org, Some(due))?;
+    audit::entry("org.delete.scheduled", &organization.name)
         .org(org)
         .actor(caller.actor())
-        .detail(format!("was {}", before.name))
+        .detail(format!("deleted after {grace} days, at {due} ms"))
         .record(&services, client);
-    Ok(Json(renamed))
+    Ok((StatusCode::ACCEPTED, Json(view(&services, organization)?)))
+}
+
+const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
+
+/// Deletes the organizations whose grace period is over, each mailbox first exported as
+/// mboxrd to `exports/org-<id>/` in the data directory; checked every few seconds.
+pub async fn keep_deletions(services: Arc<Services>, shutdown: CancellationToken) {
+    loop {
+        let store = services.store.clone();
+        let due = tokio::task::spawn_blocking(move || due_deletions(&store)).await;
+        match due {
+            Ok(Ok(orgs)) => {
+                for org in orgs {
+                    delete_now(&services, org).await;
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "reading organization suspensions failed"),
+            Err(e) => tracing::error!(error = %e, "reading organization suspensions failed"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(DELETION_CHECK) => {}
+        }
+    }
+}
+
+const DELETION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn due_deletions(store: &Store) -> StoreResult<Vec<OrgId>> {
+    let now = now_millis();
+    Ok(store
+        .suspensions()?
+        .into_iter()
+        .filter(|(_, s)| s.deletion_due.is_some_and(|due| due <= now))
+        .map(|(org, _)| org)
+        .collect())
+}
+
+async fn delete_now(services: &Arc<Services>, org: OrgId) {
+    let store = services.store.clone();
+    let done = tokio::task::spawn_blocking(move || export_and_delete(&store, org)).await;
+    match done {
+        Ok(Ok((name, folder))) => {
+            audit::entry("org.delete", &name)
+                .detail(format!("organization {org}; its mail exported to {folder}"))
+                .record(services, None);
+            tracing::info!(%org, %name, export = %folder, "organization deleted");
+        }
+        Ok(Err(e)) => tracing::error!(%org, error = ?e, "deleting an organization failed"),
+        Err(e) => tracing::error!(%org, error = %e, "deleting an organization failed"),
+    }
+}
+
+/// Exports every mailbox, then deletes; a failed export leaves the organization in place
+/// (to be tried again at the next check).
+fn export_and_delete(store: &Store, org: OrgId) -> ApiResult<(String, String)> {
+    let organization = store
+        .organization(org)?
+        .ok_or_else(|| ApiError::NotFound(format!("organization {org} not found")))?;
+    let folder = format!("org-{}", org.0);
+    let mut path = None;
+    for mailbox in store.mailboxes(org)? {
+        let mbox = super::export::mbox(store, &mailbox, None)?;
+        let name = format!(
+            "{}-{}.mbox",
+            mailbox.id.0,
+            mailbox.address.replace('/', "_")
+        );
+        path = Some(store.save_export(&folder, &name, &mbox)?);
+    }
+    store.delete_organization(org)?;
+    let shown = path
+        .and_then(|p| p.parent().map(|d| d.display().to_string()))
+        .unwrap_or_else(|| format!("exports/{folder} (no mailboxes)"));
+    Ok((organization.name, shown))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -2,7 +2,7 @@
 //! document (`GET /api/v1/openapi.json`), so the two cannot drift apart.
 
 use super::*;
-use crate::model::{AuditEvent, Domain, Organization};
+use crate::model::{AuditEvent, Domain};
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -91,6 +91,11 @@ impl Endpoint {
 
     fn created(mut self) -> Endpoint {
         self.ok = 201;
+        self
+    }
+
+    fn accepted(mut self) -> Endpoint {
+        self.ok = 202;
         self
     }
 
@@ -317,7 +322,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Every organization of the server (operators)",
             get(orgs::list),
         )
-        .gives(page::<Organization>()),
+        .gives(page::<orgs::OrganizationView>()),
         ep(
             "post",
             "/api/v1/orgs",
@@ -330,11 +335,27 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "patch",
             "/api/v1/orgs/{org}",
-            "Rename an organization",
-            patch(orgs::rename),
+            "Rename an organization; suspend or resume it (operators)",
+            patch(orgs::change),
         )
         .takes(body::<orgs::OrganizationChange>())
-        .gives(body::<Organization>()),
+        .gives(body::<orgs::OrganizationView>()),
+        ep(
+            "delete",
+            "/api/v1/orgs/{org}",
+            "Suspend an organization now and delete it after the grace period, its mail exported first (operators)",
+            delete(orgs::delete),
+        )
+        .gives(body::<orgs::OrganizationView>())
+        .accepted(),
+        ep(
+            "get",
+            "/api/v1/audit",
+            "The server's own audit log: organizations created and deleted, operators named (operators)",
+            get(audit_log::server_log),
+        )
+        .query(&["actor", "action", "target", "since", "until", "format"])
+        .gives(page::<AuditEvent>()),
         ep(
             "get",
             "/api/v1/operators",

@@ -128,6 +128,9 @@ impl LoginRefusal {
                 "[EXPIRED] The password must be changed first (admin API: POST /api/v1/me/password)"
             }
             LoginRefusal::NoAccess => "[AUTHORIZATIONFAILED] No access to that mailbox",
+            LoginRefusal::Suspended => {
+                "[UNAVAILABLE] This organization is suspended; its mail is kept, try again later"
+            }
             LoginRefusal::Throttled => {
                 "[UNAVAILABLE] Too many failed logins from your network or for this name; try again in a minute"
             }

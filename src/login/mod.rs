@@ -93,14 +93,16 @@ impl Identity {
             Identity::Mailbox(m) => Ok(services
                 .store
                 .mailbox(m.id)?
-                .is_some_and(|now| now.password == m.password)),
+                .is_some_and(|now| now.password == m.password)
+                && !services.store.is_suspended(m.org)?),
             Identity::User { user, facts } => refresh_user(services, user, facts),
             Identity::Delegate {
                 user,
                 facts,
                 mailbox,
             } => Ok(refresh_user(services, user, facts)?
-                && services.store.mailbox(mailbox.id)?.is_some()),
+                && services.store.mailbox(mailbox.id)?.is_some()
+                && !services.store.is_suspended(mailbox.org)?),
         }
     }
 }
@@ -127,6 +129,9 @@ pub enum LoginRefusal {
     MustChangePassword,
     /// The user holds no right on the mailbox asked for.
     NoAccess,
+    /// The mailbox's organization (or every organization of the user) is suspended by the
+    /// server's operators: a temporary refusal, the mail is kept.
+    Suspended,
     /// Too many failed logins from the client's network or for this login: try later. The
     /// password was not checked.
     Throttled,
@@ -262,6 +267,7 @@ async fn authenticate(
             .map_err(unavailable)?
             .ok_or(LoginRefusal::Credentials)?;
         if password_matches(services, &m.password, password).await? {
+            refuse_if_suspended(services, m.org)?;
             return Ok(Identity::Mailbox(m));
         }
         // Her own mailbox's address is also her login: her password opens it as a delegate.
@@ -276,6 +282,14 @@ async fn authenticate(
         .ok_or(LoginRefusal::Credentials)?;
     let Some(address) = target else {
         let facts = check_user(services, &user, password, realm).await?;
+        // One whose organizations are all suspended has nothing to open by mail; the admin
+        // API still lets her in, to see why.
+        if realm == Realm::MailClient && facts.memberships.is_empty() && !facts.operator {
+            let memberships = store.memberships_of(user.id).map_err(unavailable)?;
+            if !memberships.is_empty() {
+                return Err(LoginRefusal::Suspended);
+            }
+        }
         return Ok(Identity::User { user, facts });
     };
     let mailbox = match store.resolve_address(address).map_err(unavailable)? {
@@ -315,6 +329,14 @@ async fn check_user(
     services.store.user_facts(user.id).map_err(unavailable)
 }
 
+fn refuse_if_suspended(services: &Services, org: OrgId) -> Result<(), LoginRefusal> {
+    match services.store.is_suspended(org) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err(LoginRefusal::Suspended),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 /// `user` acting as `mailbox`, with her rights on it.
 async fn delegate(
     services: &Services,
@@ -323,6 +345,7 @@ async fn delegate(
     mailbox: Mailbox,
 ) -> Result<Identity, LoginRefusal> {
     let facts = check_user(services, &user, password, Realm::MailClient).await?;
+    refuse_if_suspended(services, mailbox.org)?;
     let may_use = !access::mailbox_access(
         &Principal::User(facts.clone()),
         MailboxRef {

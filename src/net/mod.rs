@@ -154,6 +154,10 @@ impl Server {
             self.services.clone(),
             token.clone(),
         ));
+        tracker.spawn(crate::admin::keep_organization_deletions(
+            self.services.clone(),
+            token.clone(),
+        ));
         shutdown.await;
         tracing::info!("shutting down: no new connections; waiting for open sessions");
         token.cancel();

@@ -56,6 +56,18 @@ pub fn has_room(services: &Services, mailbox: MailboxId, size: u64) -> bool {
     }
 }
 
+/// Whether `mailbox`'s organization is suspended (issue 12): its mail is refused with a
+/// temporary code, so that senders retry until it is resumed. A store error counts as
+/// suspended: a temporary refusal is the safe answer.
+pub fn suspended(services: &Services, mailbox: MailboxId) -> bool {
+    let store = &services.store;
+    match store.mailbox(mailbox) {
+        Ok(Some(m)) => store.is_suspended(m.org).unwrap_or(true),
+        Ok(None) => false,
+        Err(_) => true,
+    }
+}
+
 /// The trace field every accepted message gets first (RFC 5321 §4.4), with the protocol
 /// names of RFC 3848 (ESMTPSA: TLS and authenticated).
 pub fn received_header(

@@ -561,6 +561,11 @@ impl Session {
                 "4.7.0",
                 "Too many failed logins from your network or for this name; try again in a minute",
             ),
+            Err(LoginRefusal::Suspended) => self.error(
+                454,
+                "4.7.0",
+                "This organization is suspended; its mail is kept, try again later",
+            ),
             Err(LoginRefusal::Unavailable) => self.error(
                 454,
                 "4.7.0",
@@ -668,6 +673,16 @@ impl Session {
                 Action::Continue
             }
             Ok(Destination::Local { mailbox }) => {
+                // RFC 3463 §3.3: X.2.1, mailbox disabled, not accepting messages; 450 so that
+                // the sender retries until the organization is resumed.
+                if delivery::suspended(&self.services, mailbox) {
+                    self.reply(
+                        450,
+                        "4.2.1",
+                        &format!("<{address}>: mailbox temporarily unavailable; try again later"),
+                    );
+                    return Action::Continue;
+                }
                 // With SIZE, a mailbox that cannot take the message says so here (RFC 1870 §6.3).
                 if !delivery::has_room(&self.services, mailbox, size) {
                     self.reply(452, "4.2.2", &format!("<{address}>: mailbox full"));

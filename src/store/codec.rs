@@ -68,6 +68,8 @@ pub const RECENT: u8 = b'V';
 pub const FREED: u8 = b'Z';
 /// user id → (): a server operator (creates and renames organizations).
 pub const OPERATOR: u8 = b'o';
+/// org id → `Suspension`: a suspended organization, perhaps set for deletion.
+pub const SUSPENDED: u8 = b'z';
 
 /// Builds a key from a prefix and big-endian ids.
 pub fn key(prefix: u8, ids: &[u64]) -> Vec<u8> {

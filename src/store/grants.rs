@@ -438,8 +438,14 @@ impl Store {
     /// of the user's organizations is the partner.
     pub fn user_facts(&self, user: UserId) -> StoreResult<UserFacts> {
         let record = self.require_user(user)?;
-        let memberships = self.memberships_of(user)?;
-        let teams = self.teams_of(user)?;
+        // A suspended organization's memberships, teams, grants and partnerships count for
+        // nothing until it is resumed (issue 12).
+        let suspended: Vec<OrgId> = self.suspensions()?.into_iter().map(|(o, _)| o).collect();
+        let live = |org: &OrgId| !suspended.contains(org);
+        let mut memberships = self.memberships_of(user)?;
+        memberships.retain(|m| live(&m.org));
+        let mut teams = self.teams_of(user)?;
+        teams.retain(|t| live(&t.org));
         let mut grants = Vec::new();
         let mut partnerships = Vec::new();
         let now = now_millis();
@@ -452,11 +458,9 @@ impl Store {
                         Grantee::Team(t) => teams.iter().any(|team| team.id == t),
                     }
             }));
-            partnerships.extend(
-                self.partnerships_of(m.org)?
-                    .into_iter()
-                    .filter(|p| p.partner == m.org && p.status == PartnershipStatus::Accepted),
-            );
+            partnerships.extend(self.partnerships_of(m.org)?.into_iter().filter(|p| {
+                p.partner == m.org && p.status == PartnershipStatus::Accepted && live(&p.client)
+            }));
         }
         Ok(UserFacts {
             operator: self.is_operator(user)?,

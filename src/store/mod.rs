@@ -22,6 +22,7 @@ mod flags;
 mod folders;
 mod grants;
 pub mod hub;
+mod lifecycle;
 mod queue;
 pub mod spool;
 mod tokens;

@@ -1351,3 +1351,119 @@ fn messages_appended_together_are_stored_together_or_not_at_all() {
     );
     assert_eq!(store.usage(m.id).unwrap(), 10);
 }
+
+#[test]
+fn a_suspended_organization_counts_for_nothing_until_resumed() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let contact = new_mailbox(&store, w.acme.id, "contact@acme.example");
+    let lucie = new_user(&store, "lucie@gmail.example");
+    store
+        .set_member(w.acme.id, lucie.id, Role::Collaborator)
+        .unwrap();
+    store.set_member(w.beta.id, lucie.id, Role::Admin).unwrap();
+    let team = store.create_team(w.acme.id, "Desk").unwrap();
+    store.add_team_member(w.acme.id, team.id, lucie.id).unwrap();
+    store
+        .add_grant(NewGrant {
+            org: w.acme.id,
+            grantee: Grantee::User(lucie.id),
+            target: GrantTarget::Mailbox(contact.id),
+            rights: Rights::parse("lr").unwrap(),
+            send: None,
+        })
+        .unwrap();
+    let mut hub = store.hub().subscribe_access();
+    let suspension = store.suspend_organization(w.acme.id, None).unwrap();
+    assert!(matches!(hub.try_recv(), Ok(AccessChange::Organization(o)) if o == w.acme.id));
+    assert_eq!(store.suspensions().unwrap(), [(w.acme.id, suspension)]);
+    let facts = store.user_facts(lucie.id).unwrap();
+    assert_eq!(facts.role_in(w.acme.id), None);
+    assert_eq!(
+        facts.role_in(w.beta.id),
+        Some(Role::Admin),
+        "Beta is not suspended"
+    );
+    assert!(
+        facts.grants.is_empty() && facts.teams.is_empty(),
+        "{facts:?}"
+    );
+
+    // Suspended again: `since` stays, a deletion date is set; resumed: all of it back.
+    let again = store
+        .suspend_organization(w.acme.id, Some(suspension.since + 5))
+        .unwrap();
+    assert_eq!(again.since, suspension.since);
+    store.resume_organization(w.acme.id).unwrap();
+    let facts = store.user_facts(lucie.id).unwrap();
+    assert_eq!(facts.role_in(w.acme.id), Some(Role::Collaborator));
+    assert_eq!(facts.grants.len(), 1);
+    assert!(!store.is_suspended(w.acme.id).unwrap());
+}
+
+#[test]
+fn only_an_organization_set_for_deletion_is_deleted_and_then_wholly() {
+    let (store, _dir) = temp_store();
+    let w = world(&store);
+    let contact = new_mailbox(&store, w.acme.id, "contact@acme.example");
+    let inbox = inbox(&store, contact.id).id;
+    store
+        .append(
+            contact.id,
+            inbox,
+            b"Subject: x\r\n\r\nx\r\n",
+            AppendMessage::default(),
+        )
+        .unwrap();
+    let lucie = new_user(&store, "lucie@gmail.example");
+    store
+        .set_member(w.acme.id, lucie.id, Role::Collaborator)
+        .unwrap();
+    store.create_team(w.acme.id, "Desk").unwrap();
+    refused!(
+        store,
+        store.delete_organization(w.acme.id),
+        StoreError::Invalid { .. }
+    );
+    store.suspend_organization(w.acme.id, None).unwrap();
+    refused!(
+        store,
+        store.delete_organization(w.acme.id),
+        StoreError::Invalid { .. }
+    );
+    store
+        .suspend_organization(w.acme.id, Some(now_millis()))
+        .unwrap();
+    store.delete_organization(w.acme.id).unwrap();
+    assert!(store.organization(w.acme.id).unwrap().is_none());
+    assert!(store.mailbox(contact.id).unwrap().is_none());
+    assert!(store.domain("acme.example").unwrap().is_none());
+    assert!(
+        store
+            .resolve_address("contact@acme.example")
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.teams(w.acme.id).unwrap().is_empty());
+    assert!(store.memberships_of(lucie.id).unwrap().is_empty());
+    assert!(store.memberships_of(w.owner.id).unwrap().is_empty());
+    assert!(store.suspensions().unwrap().is_empty());
+    assert!(store.user(lucie.id).unwrap().is_some(), "users stay");
+    assert!(store.organization(w.beta.id).unwrap().is_some());
+}
+
+#[test]
+fn exports_are_kept_under_the_data_directory_by_plain_names() {
+    let (store, dir) = temp_store();
+    let path = store
+        .save_export("org-1", "2-a@b.example.mbox", b"From x\n")
+        .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"From x\n");
+    assert!(path.starts_with(dir.path()));
+    for (folder, name) in [("..", "x"), ("a/b", "x"), ("org-1", "../x"), ("org-1", "")] {
+        assert!(
+            store.save_export(folder, name, b"").is_err(),
+            "{folder}/{name}"
+        );
+    }
+}

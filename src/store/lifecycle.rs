@@ -1,0 +1,150 @@
+//! Suspending and deleting organizations (issue 12). A suspension is a record of its own, so
+//! an organization's record keeps its layout; the access facts and the login check read it.
+
+use super::codec::{self, id_at, key, key_str};
+use super::error::{StoreError, StoreResult};
+use super::hub::AccessChange;
+use super::{Changes, Store};
+use crate::model::*;
+use std::io::Write;
+use std::path::PathBuf;
+
+impl Store {
+    /// Suspends `org` (kept as it is when already suspended, but for `deletion_due`, which
+    /// this call sets or clears). Open sessions are told through the hub.
+    pub fn suspend_organization(
+        &self,
+        org: OrgId,
+        deletion_due: Option<Millis>,
+    ) -> StoreResult<Suspension> {
+        let guard = self.lock();
+        self.require_org(org)?;
+        let suspension = Suspension {
+            since: self.suspension(org)?.map_or_else(now_millis, |s| s.since),
+            deletion_due,
+        };
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::SUSPENDED, &[org.0]), &suspension)?;
+        self.commit(changes)?;
+        drop(guard);
+        self.hub().publish_access(AccessChange::Organization(org));
+        Ok(suspension)
+    }
+
+    /// Lifts a suspension, and with it a deletion set for later.
+    pub fn resume_organization(&self, org: OrgId) -> StoreResult<()> {
+        let guard = self.lock();
+        self.require_org(org)?;
+        let mut changes = Changes::default();
+        changes.del_model(key(codec::SUSPENDED, &[org.0]));
+        self.commit(changes)?;
+        drop(guard);
+        self.hub().publish_access(AccessChange::Organization(org));
+        Ok(())
+    }
+
+    pub fn suspension(&self, org: OrgId) -> StoreResult<Option<Suspension>> {
+        self.get_model(&key(codec::SUSPENDED, &[org.0]), "suspension")
+    }
+
+    pub fn is_suspended(&self, org: OrgId) -> StoreResult<bool> {
+        Ok(self
+            .inner
+            .model
+            .contains_key(key(codec::SUSPENDED, &[org.0]))?)
+    }
+
+    /// Every suspended organization.
+    pub fn suspensions(&self) -> StoreResult<Vec<(OrgId, Suspension)>> {
+        self.inner
+            .model
+            .scan_prefix([codec::SUSPENDED])
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((OrgId(id_at(&k, 0)?), codec::decode(&v, "suspension")?))
+            })
+            .collect()
+    }
+
+    /// Deletes an organization set for deletion: each mailbox with its mail (one commit each,
+    /// so an interrupted deletion goes on where it stopped), then in one commit its domains,
+    /// memberships, teams, grants, partnerships, invitations, suspension and record. Its
+    /// users stay (a user may belong elsewhere; one left in none can still sign in to the
+    /// admin API and be invited again). Refused for one not set for deletion, so that no
+    /// slip deletes a live organization.
+    pub fn delete_organization(&self, org: OrgId) -> StoreResult<()> {
+        if self.suspension(org)?.and_then(|s| s.deletion_due).is_none() {
+            return Err(StoreError::Invalid {
+                what: "organization",
+                why: format!("{org} is not set for deletion"),
+            });
+        }
+        for mailbox in self.mailboxes(org)? {
+            self.delete_mailbox(mailbox.id)?;
+        }
+        let guard = self.lock();
+        let members = self.members(org)?;
+        let mut changes = Changes::default();
+        for domain in self.domains(org)? {
+            changes.del_model(key_str(codec::DOMAIN, &[], &domain.name));
+        }
+        for m in &members {
+            changes.del_model(key(codec::MEMBER, &[org.0, m.user.0]));
+            changes.del_model(key(codec::USER_ORG, &[m.user.0, org.0]));
+        }
+        for team in self.teams(org)? {
+            changes.del_model(key(codec::TEAM, &[team.id.0]));
+            for user in self.team_members(team.id)? {
+                changes.del_model(key(codec::TEAM_MEMBER, &[team.id.0, user.0]));
+                changes.del_model(key(codec::USER_TEAM, &[user.0, team.id.0]));
+            }
+        }
+        for grant in self.grants(org)? {
+            changes.del_model(key(codec::GRANT, &[org.0, grant.id.0]));
+        }
+        for p in self.partnerships_of(org)? {
+            changes.del_model(key(codec::PARTNERSHIP, &[p.id.0]));
+        }
+        for invitation in self.invitations(org)? {
+            let mut k = vec![codec::INVITATION];
+            k.extend_from_slice(&invitation.token_hash);
+            changes.del_model(k);
+        }
+        changes.del_model(key(codec::SUSPENDED, &[org.0]));
+        changes.del_model(key(codec::ORG, &[org.0]));
+        self.commit(changes)?;
+        drop(guard);
+        self.hub().publish_access(AccessChange::Organization(org));
+        for m in members {
+            self.hub().publish_access(AccessChange::User(m.user));
+        }
+        Ok(())
+    }
+
+    /// Keeps `bytes` as `exports/<folder>/<name>` under the data directory, durably (written
+    /// aside, synced, renamed): what an organization's deletion leaves of its mail. Names are
+    /// single path components.
+    pub fn save_export(&self, folder: &str, name: &str, bytes: &[u8]) -> StoreResult<PathBuf> {
+        for part in [folder, name] {
+            if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
+                return Err(StoreError::Invalid {
+                    what: "export name",
+                    why: format!("{part:?} is not a plain file name"),
+                });
+            }
+        }
+        let dir = self.inner.dir.join("exports").join(folder);
+        let path = dir.join(name);
+        let tmp = dir.join(format!(".{name}.part"));
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&dir)?;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(&dir)?.sync_all()
+        };
+        write().map_err(|e| StoreError::io(&path, e))?;
+        Ok(path)
+    }
+}
