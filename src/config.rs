@@ -24,6 +24,27 @@ pub struct Config {
     pub auth: AuthConfig,
     pub store: StoreConfig,
     pub bootstrap: Bootstrap,
+    pub import: ImportConfig,
+}
+
+/// Moving mail in from other IMAP servers (issue 12).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportConfig {
+    /// Imports running at once over the whole server; more are refused (503) until one ends.
+    pub max_running: usize,
+    /// Whether a source may be a loopback, private or link-local address. Off, an admin
+    /// cannot make the server probe its own network through an import.
+    pub allow_private_sources: bool,
+}
+
+impl Default for ImportConfig {
+    fn default() -> ImportConfig {
+        ImportConfig {
+            max_running: 4,
+            allow_private_sources: false,
+        }
+    }
 }
 
 /// Certificate and key in PEM; when both are absent a self-signed certificate is generated.
@@ -345,6 +366,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             store: StoreConfig::default(),
             bootstrap: Bootstrap::default(),
+            import: ImportConfig::default(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 #[doc(hidden)]
 pub mod harness;
 pub mod imap;
+pub mod import;
 pub mod login;
 pub mod mail;
 pub mod metrics;

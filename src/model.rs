@@ -37,6 +37,10 @@ id_type!(
     OrgId
 );
 id_type!(
+    /// Mail moved into a mailbox from another server or a file.
+    ImportId
+);
+id_type!(
     /// A person's global identity.
     UserId
 );

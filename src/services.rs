@@ -30,6 +30,8 @@ pub struct Services {
     pub throttle: crate::login::Throttle,
     /// Mail on its way in, past a small size, and the budgets of bytes in flight.
     pub spool: Spool,
+    /// The imports running now (issue 12).
+    pub imports: crate::import::Running,
 }
 
 impl Services {
@@ -52,6 +54,7 @@ impl Services {
             metrics: crate::metrics::Metrics::default(),
             throttle: crate::login::Throttle::default(),
             spool,
+            imports: crate::import::Running::default(),
         })
     }
 }

@@ -4,6 +4,7 @@
 use super::auth::Caller;
 use super::error::{ApiError, ApiPath, ApiQuery, ApiResult};
 use crate::access::{self, MailboxRef};
+use crate::import::mbox;
 use crate::model::*;
 use crate::services::Services;
 use crate::store::AuditQuery;
@@ -22,7 +23,9 @@ pub struct ExportQuery {
     pub folder: Option<String>,
 }
 
-/// `GET /api/v1/orgs/{org}/mailboxes/{id}/export`: mboxrd (RFC 4155). Reading mail takes the
+/// `GET /api/v1/orgs/{org}/mailboxes/{id}/export`: mboxrd (RFC 4155), each message's folder
+/// and flags on `X-Mailgate-` lines after its `From ` line, so that `…/imports/mbox` takes it
+/// back whole. Reading mail takes the
 /// `r` right, as over IMAP: owners and admins manage mailboxes but read them only through a
 /// grant (DESIGN.md §2).
 pub async fn mailbox(
@@ -87,35 +90,15 @@ pub(super) fn mbox(
     }
     let mut out = Vec::new();
     for folder in folders {
+        let shown = only.is_none().then_some(folder.name.as_str());
         for record in store.messages(mailbox.id, folder.id)? {
             let raw = store.read_message(&record.blob)?;
-            let date = chrono::DateTime::from_timestamp_millis(record.internal_date)
-                .unwrap_or_default()
-                .format("%a %b %e %H:%M:%S %Y");
-            out.extend_from_slice(format!("From {} {date}\n", mailbox.address).as_bytes());
-            if only.is_none() {
-                out.extend_from_slice(format!("X-Mailgate-Folder: {}\n", folder.name).as_bytes());
-            }
-            append_quoted(&mut out, &raw);
-            out.push(b'\n');
+            let flags = mbox::flag_names(record.flags, &record.keywords);
+            let date = record.internal_date;
+            mbox::write_message(&mut out, &mailbox.address, date, shown, &flags, &raw);
         }
     }
     Ok(out)
-}
-
-/// mboxrd: a line that starts with `From ` after any number of `>` gets one more `>`.
-fn append_quoted(out: &mut Vec<u8>, raw: &[u8]) {
-    for line in raw.split_inclusive(|b| *b == b'\n') {
-        let body = line.trim_ascii_start();
-        let quoted = line.iter().take_while(|b| **b == b'>').count();
-        if line[quoted..].starts_with(b"From ") && body.len() == line.len() {
-            out.push(b'>');
-        }
-        out.extend_from_slice(line);
-    }
-    if !raw.ends_with(b"\n") {
-        out.push(b'\n');
-    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -173,22 +156,4 @@ pub async fn me(State(services): State<Arc<Services>>, caller: Caller) -> ApiRes
         tokens,
         activity,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn from_lines_are_quoted_mboxrd_style() {
-        let mut out = Vec::new();
-        append_quoted(
-            &mut out,
-            b"Subject: x\r\n\r\nFrom here\r\n>From there\r\n From not\r\nend",
-        );
-        assert_eq!(
-            out,
-            b"Subject: x\r\n\r\n>From here\r\n>>From there\r\n From not\r\nend\n".to_vec()
-        );
-    }
 }

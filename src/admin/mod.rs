@@ -10,6 +10,7 @@ mod domains;
 mod error;
 mod export;
 mod grants;
+mod imports;
 mod invitations;
 mod mailboxes;
 mod orgs;

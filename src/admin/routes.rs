@@ -52,6 +52,8 @@ pub struct Endpoint {
     response: Option<Body>,
     /// Query parameters besides a page's `limit` and `cursor`.
     query: &'static [&'static str],
+    /// The media type of a request body that is a file, not JSON (an mbox upload).
+    upload: Option<&'static str>,
     /// Whether the request and the answer are XML (Outlook's Autodiscover v1), not JSON.
     xml: bool,
     /// The schema of a 400 answer, where it is not the API's `Error` (Autodiscover v2 answers
@@ -75,6 +77,7 @@ fn ep(method: &'static str, path: &str, summary: &'static str, handler: Handler)
             _ => 200,
         },
         request: None,
+        upload: None,
         response: None,
         query: &[],
         xml: false,
@@ -106,6 +109,11 @@ impl Endpoint {
 
     fn empty(mut self) -> Endpoint {
         self.ok = 204;
+        self
+    }
+
+    fn uploads(mut self, media: &'static str) -> Endpoint {
+        self.upload = Some(media);
         self
     }
 
@@ -433,6 +441,56 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         ep(
             "get",
+            &at("/mailboxes/{id}/imports"),
+            "Imports into this mailbox, with their progress",
+            get(imports::list),
+        )
+        .gives(page::<imports::ImportView>()),
+        ep(
+            "post",
+            &at("/mailboxes/{id}/imports"),
+            "Copy a mailbox from another IMAP server into this one, in the background",
+            post(imports::create),
+        )
+        .takes(body::<imports::NewImport>())
+        .gives(body::<imports::ImportView>())
+        .accepted(),
+        ep(
+            "post",
+            &at("/mailboxes/{id}/imports/mbox"),
+            "Store the messages of an mbox (the body, up to 64 MiB) in this mailbox",
+            post(imports::mbox).layer(axum::extract::DefaultBodyLimit::max(
+                imports::MBOX_UPLOAD_LIMIT,
+            )),
+        )
+        .query(&["folder"])
+        .uploads("application/octet-stream")
+        .gives(body::<imports::ImportView>())
+        .created(),
+        ep(
+            "get",
+            &at("/mailboxes/{id}/imports/{import}"),
+            "An import's progress: folders, messages, bytes, rate, failures",
+            get(imports::show),
+        )
+        .gives(body::<imports::ImportView>()),
+        ep(
+            "post",
+            &at("/mailboxes/{id}/imports/{import}/resume"),
+            "Resume an interrupted import after what it stored",
+            post(imports::resume),
+        )
+        .takes(body::<imports::ResumeImport>())
+        .gives(body::<imports::ImportView>())
+        .accepted(),
+        ep(
+            "delete",
+            &at("/mailboxes/{id}/imports/{import}"),
+            "Stop a running import (resumable), or forget a stopped one",
+            delete(imports::delete),
+        ),
+        ep(
+            "get",
             &at("/mailboxes/{id}/access"),
             "Who can read this mailbox, and why",
             get(review::mailbox),
@@ -685,8 +743,13 @@ async fn body_budget(
         Method::GET | Method::HEAD | Method::DELETE | Method::OPTIONS
     );
     let bytes = match announced {
-        Some(n) => n.min(MAX_BODY_BYTES),
+        // An mbox upload may be larger (`imports::MBOX_UPLOAD_LIMIT`); axum refuses bodies
+        // over each route's limit, so what is reserved is what will be read.
+        Some(n) => n.min(super::imports::MBOX_UPLOAD_LIMIT as u64),
         None if bodiless => 0,
+        None if request.uri().path().ends_with("/imports/mbox") => {
+            super::imports::MBOX_UPLOAD_LIMIT as u64
+        }
         None => MAX_BODY_BYTES,
     };
     if bytes == 0 {
@@ -788,7 +851,10 @@ fn operation(e: &Endpoint) -> Value {
     if e.auth {
         op["security"] = json!([{"bearer": []}]);
     }
-    if e.body {
+    if let Some(media) = e.upload {
+        let schema = json!({"type": "string", "format": "binary"});
+        op["requestBody"] = json!({"required": true, "content": {media: {"schema": schema}}});
+    } else if e.body {
         let (media, schema) = match e.xml {
             true => ("application/xml", json!({"type": "string"})),
             false => (

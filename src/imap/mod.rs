@@ -27,7 +27,7 @@ mod spooled;
 mod states;
 mod syntax;
 mod thread;
-mod utf7;
+pub mod utf7;
 mod vanished;
 mod wire;
 

@@ -146,6 +146,11 @@ impl Server {
                 }
             });
         }
+        match self.services.store.interrupt_running_imports() {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(imports = n, "imports cut short by the last stop; resumable"),
+            Err(e) => tracing::error!(error = %e, "marking unfinished imports failed"),
+        }
         let queue = (self.services.clone(), token.clone());
         tracker.spawn(crate::smtp::outbound::run(queue.0, queue.1));
         tracker.spawn(prune_audit_log(self.services.clone(), token.clone()));
@@ -161,6 +166,7 @@ impl Server {
         shutdown.await;
         tracing::info!("shutting down: no new connections; waiting for open sessions");
         token.cancel();
+        self.services.imports.stop_all();
         tracker.close();
         let grace = Duration::from_secs(self.services.config.limits.shutdown_grace_seconds);
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {

@@ -70,6 +70,8 @@ pub const FREED: u8 = b'Z';
 pub const OPERATOR: u8 = b'o';
 /// org id → `Suspension`: a suspended organization, perhaps set for deletion.
 pub const SUSPENDED: u8 = b'z';
+/// import id → `Import`: mail being moved in from another server, with its progress.
+pub const IMPORT: u8 = b'J';
 
 /// Builds a key from a prefix and big-endian ids.
 pub fn key(prefix: u8, ids: &[u64]) -> Vec<u8> {

@@ -315,6 +315,9 @@ impl Store {
             }
         }
         self.drop_from_partner_scopes(&mut changes, id)?;
+        for import in self.imports_of(id)? {
+            changes.del_model(key(codec::IMPORT, &[import.id.0]));
+        }
         self.mailbox_mail_removal(&mut changes, id)?;
         self.commit(changes)?;
         drop(guard);

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// One message to store, in each of `targets`.
-struct Delivery<'a> {
+pub(super) struct Delivery<'a> {
     targets: &'a [(MailboxId, FolderId)],
     raw: &'a [u8],
     spooled: Option<&'a SpooledFile>,
@@ -21,7 +21,7 @@ struct Delivery<'a> {
 
 impl<'a> Delivery<'a> {
     /// The internal date, when not given, is now: the same in every target.
-    fn new(
+    pub(super) fn new(
         targets: &'a [(MailboxId, FolderId)],
         raw: &'a [u8],
         spooled: Option<&'a SpooledFile>,
@@ -412,7 +412,7 @@ impl Store {
             .iter()
             .map(|(m, meta)| Delivery::new(&targets, m.bytes(), m.spooled(), meta.clone()))
             .collect();
-        self.deliver_all(&items)
+        self.deliver_all(&items, Changes::default())
     }
 
     fn deliver_body(
@@ -423,11 +423,16 @@ impl Store {
         meta: AppendMessage,
     ) -> StoreResult<Vec<MessageRecord>> {
         let delivery = Delivery::new(targets, raw, spooled, meta);
-        self.deliver_all(std::slice::from_ref(&delivery))
+        self.deliver_all(std::slice::from_ref(&delivery), Changes::default())
     }
 
-    /// Stores messages, each in its folders, in one transaction.
-    fn deliver_all(&self, deliveries: &[Delivery<'_>]) -> StoreResult<Vec<MessageRecord>> {
+    /// Stores messages, each in its folders, in one transaction with `changes` (an import's
+    /// progress, say: written with the messages or not at all).
+    pub(super) fn deliver_all(
+        &self,
+        deliveries: &[Delivery<'_>],
+        mut changes: Changes,
+    ) -> StoreResult<Vec<MessageRecord>> {
         // Parsing is the slow part: done before taking the lock, when it looks needed.
         let removals = self.inner.blobs.removals();
         let mut blobs = Vec::with_capacity(deliveries.len());
@@ -450,7 +455,6 @@ impl Store {
         // writes above, the files they made durable are still there.
         let _guard = self.lock();
         let recheck = self.inner.blobs.removals() != removals;
-        let mut changes = Changes::default();
         let mut folders = BTreeMap::new();
         let mut records = Vec::new();
         for (d, (blob, parsed)) in deliveries.iter().zip(blobs) {

@@ -22,6 +22,7 @@ mod flags;
 mod folders;
 mod grants;
 pub mod hub;
+mod imports;
 mod lifecycle;
 mod queue;
 pub mod spool;
@@ -39,6 +40,7 @@ pub use folders::{
 };
 pub use grants::GrantClock;
 pub use hub::{AccessChange, FolderEvent, Hub};
+pub use imports::{FolderProgress, Import, ImportFailure, ImportSource, ImportState, SourceTls};
 pub use queue::{Hold, QueueEntry, QueueId};
 pub use spool::{Incoming, Spool, SpoolError, SpoolLimits};
 pub use tokens::{ApiToken, TokenKind};

@@ -1467,3 +1467,46 @@ fn exports_are_kept_under_the_data_directory_by_plain_names() {
         );
     }
 }
+
+#[test]
+fn an_import_batch_is_stored_with_the_progress_that_counts_it() {
+    let OneMailbox {
+        store, m, f, _dir, ..
+    } = one_mailbox("contact@acme.example");
+    let mut import = store.create_import(m.id, ImportSource::Mbox).unwrap();
+    assert_eq!(import.state, ImportState::Running);
+    import.messages = 2;
+    let batch = vec![
+        (
+            b"Subject: a\r\n\r\na\r\n".to_vec(),
+            AppendMessage::default(),
+        ),
+        (
+            b"Subject: b\r\n\r\nb\r\n".to_vec(),
+            AppendMessage::default(),
+        ),
+    ];
+    let records = store.import_batch(&import, f, &batch).unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(store.import(import.id).unwrap().unwrap().messages, 2);
+    assert_eq!(store.messages(m.id, f).unwrap().len(), 2);
+
+    // A batch the store refuses (its folder is gone) leaves the progress as it was.
+    import.messages = 4;
+    assert!(
+        store
+            .import_batch(&import, FolderId(999_999), &batch)
+            .is_err()
+    );
+    assert_eq!(store.import(import.id).unwrap().unwrap().messages, 2);
+
+    // Left running by a process that ended: interrupted at the next start.
+    assert_eq!(store.interrupt_running_imports().unwrap(), 1);
+    let after = store.import(import.id).unwrap().unwrap();
+    assert_eq!(after.state, ImportState::Interrupted);
+    store.delete_mailbox(m.id).unwrap();
+    assert!(
+        store.import(import.id).unwrap().is_none(),
+        "goes with its mailbox"
+    );
+}

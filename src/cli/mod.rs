@@ -2,6 +2,8 @@
 //! server address and the token in the user's configuration directory; every other command
 //! is one request whose JSON answer it prints.
 
+mod import;
+
 use clap::Subcommand;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
@@ -115,6 +117,9 @@ pub enum Mailboxes {
     Delete {
         id: u64,
     },
+    /// Move mail in: from another IMAP server (followed with a progress bar), or from an
+    /// mbox file or a Maildir.
+    Import(import::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -398,6 +403,32 @@ impl Client {
         Err(format!("{status}: {message}"))
     }
 
+    /// POSTs a file (`media`) rather than JSON; returns the answer.
+    async fn upload(&self, path: &str, media: &str, bytes: Vec<u8>) -> Result<Value, String> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.server))
+            .header(reqwest::header::CONTENT_TYPE, media)
+            .body(bytes);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{}: {e}", self.server))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            return Ok(value);
+        }
+        let message = value["message"]
+            .as_str()
+            .map_or(value.to_string(), str::to_string);
+        Err(format!("{status}: {message}"))
+    }
+
     async fn json(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let text = self.send(method, path, body).await?;
         if text.is_empty() {
@@ -450,6 +481,13 @@ pub async fn run(command: Admin) -> Result<(), String> {
             Client::anonymous(&server)
                 .send(Method::POST, &path, Some(json!({"password": password})))
                 .await?
+        }
+        Admin::Mailboxes {
+            action: Mailboxes::Import(args),
+        } => {
+            let client = Client::logged_in()?;
+            let org = client.org().await?;
+            return import::run(&client, &org, args).await;
         }
         other => {
             let client = Client::logged_in()?;
@@ -575,6 +613,7 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
                 Mailboxes::Show { id } => (M::GET, format!("{o}/mailboxes/{id}"), None),
                 Mailboxes::Access { id } => (M::GET, format!("{o}/mailboxes/{id}/access"), None),
                 Mailboxes::Delete { id } => (M::DELETE, format!("{o}/mailboxes/{id}"), None),
+                Mailboxes::Import(_) => unreachable!("handled before"),
             }
         }
         Admin::Aliases { action } => {
