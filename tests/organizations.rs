@@ -400,3 +400,60 @@ async fn an_operator_suspends_resumes_and_deletes_an_organization() {
     let (_, log) = operator.get("/api/v1/audit?action=org.delete").await;
     assert!(log.to_string().contains("exports"), "{log}");
 }
+
+/// Isolation of every endpoint: the owner of an organization made through the API calls each
+/// operation the OpenAPI document lists under another organization's `/api/v1/orgs/{org}`,
+/// with that organization's real ids, and never succeeds nor learns anything of it.
+#[tokio::test]
+async fn no_endpoint_of_one_organization_answers_the_owner_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lrs");
+    let server = start(dir.path(), OPERATOR_IS_THE_SEEDED_OWNER);
+    let operator = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let (_, beta) = operator
+        .post(
+            "/api/v1/orgs",
+            json!({"name": "Beta", "owner": "boss@beta.example"}),
+        )
+        .await;
+    let initial = beta["initial_password"].as_str().unwrap().to_string();
+    let first = Api::login(&server, "boss@beta.example", &initial).await;
+    let change = json!({"current_password": initial, "new_password": "beta-boss-password"});
+    let (status, _) = first.post("/api/v1/me/password", change).await;
+    assert!(status.is_success());
+    let boss = Api::login(&server, "boss@beta.example", "beta-boss-password").await;
+    let (_, spec) = boss.get("/api/v1/openapi.json").await;
+    let paths = spec["paths"].as_object().expect("paths");
+    let mut tried = 0;
+    for (path, item) in paths {
+        let Some(rest) = path.strip_prefix("/api/v1/orgs/{org}") else {
+            continue;
+        };
+        let concrete = format!("/api/v1/orgs/{}{rest}", seeded.org)
+            .replace("{id}", &seeded.contact.to_string())
+            .replace("{user}", &seeded.lucie.to_string())
+            .replace("{address}", CONTACT)
+            .replace("{name}", "acme.example")
+            .replace(['{', '}'], "");
+        for method in item.as_object().unwrap().keys() {
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let body =
+                matches!(method, Method::POST | Method::PATCH | Method::PUT).then(|| json!({}));
+            let (status, answer) = boss.call(method.clone(), &concrete, body).await;
+            assert!(
+                !status.is_success() && !status.is_server_error(),
+                "{method} {concrete}: {status} {answer}"
+            );
+            // What the path names may be echoed; nothing else of Acme may show.
+            let text = answer.to_string();
+            for secret in [OWNER, LUCIE, "\"Acme\""] {
+                assert!(
+                    !text.contains(secret),
+                    "{method} {concrete} tells: {answer}"
+                );
+            }
+            tried += 1;
+        }
+    }
+    assert!(tried > 40, "only {tried} operations tried");
+}

@@ -856,3 +856,46 @@ print("done")
         assert_eq!(items[0]["target"], CONTACT, "{action}: {page}");
     }
 }
+
+/// Issue 12, the other ways in: a delegate login (`mailbox*user`) opening the mailbox's own
+/// INBOX, and sending on its behalf, are in the mailbox organization's log with both
+/// identities, as the `Shared/` path and send-as are.
+#[tokio::test]
+async fn a_delegate_login_and_sending_on_behalf_are_in_the_organizations_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed_with_send(dir.path(), "lrs", Some(SendMode::OnBehalf));
+    let server = start(dir.path(), "");
+    let out = run(
+        &server,
+        r#"
+m = imap("contact@acme.example*lucie@gmail.example", "lucie-password")
+typ, data = m.select("INBOX")
+assert typ == "OK", data
+m.logout()
+s = submission()
+s.login("lucie@gmail.example", "lucie-password")
+s.sendmail("contact@acme.example", ["contact@acme.example"],
+           b"From: contact@acme.example\r\nTo: contact@acme.example\r\nSubject: hi\r\n\r\nhello\r\n")
+s.quit()
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+    let owner = common::api::Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    for action in ["imap.open", "smtp.send_on_behalf"] {
+        let (_, page) = owner
+            .get(&format!(
+                "/api/v1/orgs/{}/audit?action={action}",
+                seeded.org
+            ))
+            .await;
+        let items = page["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{action}: {page}");
+        let actor = items[0]["actor"].to_string();
+        assert!(
+            actor.contains(&seeded.lucie.to_string()),
+            "{action}: {page}"
+        );
+        assert_eq!(items[0]["target"], CONTACT, "{action}: {page}");
+    }
+}
