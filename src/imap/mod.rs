@@ -87,6 +87,8 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
             Some(output)
         };
         let Some(output) = output else {
+            // A BYE written on the way out still needs its flush (TLS keeps a tail).
+            let _ = stream.shutdown().await;
             return Ok(());
         };
         crate::net::write_all_within(&mut stream, &output.bytes, stall).await?;

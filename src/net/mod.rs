@@ -347,13 +347,18 @@ pub async fn write_all_within(
     bytes: &[u8],
     stall: Duration,
 ) -> std::io::Result<()> {
+    let stalled = |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading");
     for piece in bytes.chunks(64 * 1024) {
         tokio::time::timeout(stall, stream.write_all(piece))
             .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading")
-            })??;
+            .map_err(stalled)??;
     }
+    // TLS: rustls takes the plaintext and keeps what the socket would not take yet; only a
+    // flush sends that tail. Without it, the end of a large answer waited for the client's
+    // next command, which never came (found by tests/import.rs reading 5 MB in one FETCH).
+    tokio::time::timeout(stall, stream.flush())
+        .await
+        .map_err(stalled)??;
     Ok(())
 }
 
