@@ -239,8 +239,22 @@ async fn wait_for(api: &Api, path: &str, what: &str, done: impl Fn(&Value) -> bo
     }
 }
 
+/// Private sources allowed (Dovecot is on loopback); messages over 200 kB refused, as the
+/// one in the source's `Big` folder is.
 fn config() -> String {
-    format!("{EPHEMERAL}\n[import]\nallow_private_sources = true\n")
+    let imap = EPHEMERAL.replace("[imap]\n", "[imap]\nmax_message_bytes = 200000\n");
+    format!("{imap}\n[import]\nallow_private_sources = true\n")
+}
+
+/// One message larger than `config()` lets in, alone in a folder of its own.
+fn add_a_big_message(dir: &Path) {
+    let big = dir.join("dovecot/mail").join(SOURCE_LOGIN).join(".Big");
+    for part in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(big.join(part)).unwrap();
+    }
+    let body = "y".repeat(76) + "\r\n";
+    let message = format!("Subject: big\r\n\r\n{}", body.repeat(4000));
+    std::fs::write(big.join("cur/1.M1P1.source:2,S"), message).unwrap();
 }
 
 #[tokio::test]
@@ -250,6 +264,10 @@ async fn a_mailbox_moves_in_from_dovecot_and_an_interrupted_import_resumes_witho
     // Dovecot's mail and auth processes run as other users: they must reach in.
     std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let total = fill_maildir(&dir);
+    add_a_big_message(&dir);
+    run(Command::new("chown")
+        .args(["-R", "dovenull:dovenull"])
+        .arg(dir.join("dovecot")));
     let dovecot = start_dovecot(&dir);
     let seeded = seed(&dir, "lrs");
     let server = start_with(&dir, &config());
@@ -288,9 +306,12 @@ async fn a_mailbox_moves_in_from_dovecot_and_an_interrupted_import_resumes_witho
     let done = wait_for(&owner, &one, "the end", |i| i["state"] != "running").await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["messages"], total, "{done}");
-    assert_eq!(done["failed"], 0, "{done}");
+    assert_eq!(done["failed"], 1, "{done}");
+    assert_eq!(done["failures"][0]["folder"], "Big", "{done}");
+    let why = done["failures"][0]["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("larger than this server's limit"), "{done}");
     assert!(done["bytes"].as_u64() > Some(total as u64 * 100), "{done}");
-    assert_eq!(done["folders"].as_array().map(Vec::len), Some(3), "{done}");
+    assert_eq!(done["folders"].as_array().map(Vec::len), Some(4), "{done}");
     assert!(
         !done.to_string().contains(SOURCE_PASSWORD),
         "never shown: {done}"

@@ -283,54 +283,55 @@ where
     };
     // As APPEND would take it.
     let max = u64::from(services.config.imap.max_message_bytes);
-    let mut batch: Vec<(u32, u64)> = Vec::new();
+    let mut batches: Vec<Vec<(u32, u64)>> = vec![Vec::new()];
     let mut batch_bytes = 0;
     for (uid, size) in listing {
-        if size > max {
-            import.folders[index].last_uid = uid;
-            import.fail(
-                &source.name,
-                Some(uid),
-                format!("{size} bytes, more than this server's limit of {max}"),
-            );
-            continue;
-        }
-        if !batch.is_empty() && (batch.len() >= BATCH_MESSAGES || batch_bytes + size > BATCH_BYTES)
-        {
-            copy_batch(
-                &store,
-                import,
-                index,
-                session,
-                &target,
-                &source.name,
-                &batch,
-            )
-            .await?;
-            batch.clear();
+        // One too big stays in its batch, to be recorded as failed (and passed) there.
+        let size = size.min(max.saturating_add(1));
+        let last = batches.last_mut().expect("one batch at least");
+        if !last.is_empty() && (last.len() >= BATCH_MESSAGES || batch_bytes + size > BATCH_BYTES) {
+            batches.push(Vec::new());
             batch_bytes = 0;
-            if cancel.is_cancelled() {
-                return Err(ImportError::Cancelled);
-            }
         }
-        batch.push((uid, size));
+        batches
+            .last_mut()
+            .expect("one batch at least")
+            .push((uid, size));
         batch_bytes += size;
     }
-    if !batch.is_empty() {
-        copy_batch(
-            &store,
-            import,
-            index,
-            session,
-            &target,
-            &source.name,
-            &batch,
-        )
-        .await?;
+    // Each batch is read from the source while the one before is being stored; the stores
+    // run one after the other, so the progress on disk never passes a batch not stored.
+    let mut storing: Option<tokio::task::JoinHandle<Result<()>>> = None;
+    for batch in batches.iter().filter(|b| !b.is_empty()) {
+        let read = match cancel.is_cancelled() {
+            true => Err(ImportError::Cancelled),
+            false => read_batch(import, index, session, &source.name, batch, max).await,
+        };
+        let stored = stored(storing.take()).await;
+        let messages = read?;
+        stored?;
+        let (snapshot, folder_id, store) = (import.clone(), target.id, store.clone());
+        storing = Some(tokio::task::spawn_blocking(move || {
+            store
+                .import_batch(&snapshot, folder_id, &messages)
+                .map(|_| ())
+                .map_err(ImportError::from)
+        }));
     }
+    stored(storing).await?;
     import.folders[index].done = true;
     let saved = import.clone();
     blocking(&store, move |s| s.save_import(&saved)).await
+}
+
+/// Waits for a batch's store, if one runs.
+async fn stored(task: Option<tokio::task::JoinHandle<Result<()>>>) -> Result<()> {
+    match task {
+        Some(task) => task
+            .await
+            .map_err(|e| ImportError::Refused(format!("the store task failed: {e}")))?,
+        None => Ok(()),
+    }
 }
 
 /// The folder's entry in the import's progress, made on the first run.
@@ -376,36 +377,51 @@ where
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn copy_batch<T>(
-    store: &Store,
+/// Reads one batch from the source and counts it in the import's progress (as stored once
+/// the caller has stored it): the messages, each with its flags and date.
+async fn read_batch<T>(
     import: &mut Import,
     index: usize,
     session: &mut async_imap::Session<T>,
-    target: &Folder,
     folder: &str,
     batch: &[(u32, u64)],
-) -> Result<()>
+    max: u64,
+) -> Result<Vec<(Vec<u8>, AppendMessage)>>
 where
     T: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
 {
     let set = batch
         .iter()
+        .filter(|(_, size)| *size <= max)
         .map(|(uid, _)| uid.to_string())
         .collect::<Vec<_>>()
         .join(",");
-    let fetches: Vec<Fetch> = timed("UID FETCH", async {
-        session
-            .uid_fetch(&set, "(UID FLAGS INTERNALDATE BODY.PEEK[])")
-            .await?
-            .try_collect()
-            .await
-    })
-    .await?;
+    let fetches: Vec<Fetch> = if set.is_empty() {
+        Vec::new()
+    } else {
+        timed("UID FETCH", async {
+            session
+                .uid_fetch(&set, "(UID FLAGS INTERNALDATE BODY.PEEK[])")
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?
+    };
+    let by_uid: std::collections::HashMap<u32, &Fetch> =
+        fetches.iter().filter_map(|f| Some((f.uid?, f))).collect();
     let mut messages: Vec<(Vec<u8>, AppendMessage)> = Vec::with_capacity(batch.len());
     let mut bytes = 0;
-    for (uid, _) in batch {
-        let Some(fetch) = fetches.iter().find(|f| f.uid == Some(*uid)) else {
+    for (uid, size) in batch {
+        if *size > max {
+            import.fail(
+                folder,
+                Some(*uid),
+                format!("larger than this server's limit of {max} bytes"),
+            );
+            continue;
+        }
+        let Some(fetch) = by_uid.get(uid) else {
             import.fail(
                 folder,
                 Some(*uid),
@@ -429,11 +445,7 @@ where
     progress.bytes += bytes;
     import.messages += messages.len() as u64;
     import.bytes += bytes;
-    let (snapshot, folder_id) = (import.clone(), target.id);
-    blocking(store, move |s| {
-        s.import_batch(&snapshot, folder_id, &messages).map(|_| ())
-    })
-    .await
+    Ok(messages)
 }
 
 fn flag_name(flag: &async_imap::types::Flag<'_>) -> String {
