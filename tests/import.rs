@@ -28,7 +28,10 @@ const FOLDERS: [(&str, &str, usize); 3] = [
 /// A Dovecot serving one user from Maildirs under `dir`, over IMAPS on a free port.
 struct Dovecot {
     child: Child,
+    /// IMAPS (implicit TLS).
     port: u16,
+    /// IMAP, where Dovecot requires STARTTLS before a login.
+    starttls_port: u16,
 }
 
 impl Drop for Dovecot {
@@ -80,6 +83,7 @@ fn start_dovecot(dir: &Path) -> Dovecot {
     )
     .unwrap();
     let port = free_port();
+    let starttls_port = free_port();
     let d = d.display();
     let conf = format!(
         r#"base_dir = {d}/run
@@ -110,7 +114,8 @@ namespace inbox {{
 }}
 service imap-login {{
   inet_listener imap {{
-    port = 0
+    address = 127.0.0.1
+    port = {starttls_port}
   }}
   inet_listener imaps {{
     address = 127.0.0.1
@@ -135,7 +140,11 @@ service imap-login {{
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    Dovecot { child, port }
+    Dovecot {
+        child,
+        port,
+        starttls_port,
+    }
 }
 
 /// Writes the source mailbox as Maildir++ files: varied sizes, flags (in the file names),
@@ -448,9 +457,9 @@ fn sorted(rows: &Value) -> Vec<String> {
     all
 }
 
-/// The same moves from the command line: an import from Dovecot followed to its end, and the
-/// source's Maildir uploaded into a second mailbox, which then holds the same messages with
-/// the same flags, keywords and dates.
+/// The same moves from the command line: an import from Dovecot (over STARTTLS) followed to
+/// its end, and the source's Maildir uploaded into a second mailbox, which then holds the
+/// same messages with the same flags, keywords and dates.
 #[tokio::test]
 async fn the_command_line_imports_from_dovecot_and_uploads_a_maildir() {
     let tmp = tempfile::tempdir().unwrap();
@@ -470,7 +479,7 @@ async fn the_command_line_imports_from_dovecot_and_uploads_a_maildir() {
     let mailboxes = admin(&home, &["mailboxes", "list"], &[]);
     let list: Value = serde_json::from_str(&mailboxes).unwrap();
     let contact = list["items"][0]["id"].to_string();
-    let port = dovecot.port.to_string();
+    let port = dovecot.starttls_port.to_string();
     let out = admin(
         &home,
         &[
@@ -481,6 +490,8 @@ async fn the_command_line_imports_from_dovecot_and_uploads_a_maildir() {
             "127.0.0.1",
             "--port",
             &port,
+            "--tls",
+            "starttls",
             "--login",
             SOURCE_LOGIN,
             "--accept-invalid-certificates",
