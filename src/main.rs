@@ -136,12 +136,16 @@ fn release_large_blocks() {}
 
 fn log_filter(env: Option<&str>) -> tracing_subscriber::EnvFilter {
     let text = env.filter(|t| !t.trim().is_empty()).unwrap_or("info");
-    let filter = tracing_subscriber::EnvFilter::try_new(text)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(text)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    if text.contains("rustls") {
-        return filter;
+    if !text.contains("rustls")
+        && let Ok(directive) = "rustls=error".parse()
+    {
+        filter = filter.add_directive(directive);
     }
-    match "rustls=error".parse() {
+    // Never below warn, whatever RUST_LOG says: async-imap traces every line it sends, the
+    // import's LOGIN with the source password among them.
+    match "async_imap=warn".parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     }

@@ -89,16 +89,33 @@ pub(super) fn mbox(
         }
     }
     let mut out = Vec::new();
+    write_folders(store, mailbox, &folders, only.is_none(), &mut out)?;
+    Ok(out)
+}
+
+/// Writes the messages of `folders` as mboxrd to `out`, one message in memory at a time;
+/// `name_them`: each with its folder's name (an export of them all).
+pub(super) fn write_folders(
+    store: &crate::store::Store,
+    mailbox: &Mailbox,
+    folders: &[crate::store::Folder],
+    name_them: bool,
+    out: &mut dyn std::io::Write,
+) -> crate::store::StoreResult<()> {
+    let mut one = Vec::new();
     for folder in folders {
-        let shown = only.is_none().then_some(folder.name.as_str());
+        let shown = name_them.then_some(folder.name.as_str());
         for record in store.messages(mailbox.id, folder.id)? {
             let raw = store.read_message(&record.blob)?;
             let flags = mbox::flag_names(record.flags, &record.keywords);
+            one.clear();
             let date = record.internal_date;
-            mbox::write_message(&mut out, &mailbox.address, date, shown, &flags, &raw);
+            mbox::write_message(&mut one, &mailbox.address, date, shown, &flags, &raw);
+            out.write_all(&one)
+                .map_err(|e| crate::store::StoreError::io(std::path::Path::new("export"), e))?;
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -244,13 +244,15 @@ pub async fn mbox(
     let folder = query.folder.unwrap_or_else(|| "INBOX".into());
     let created = services.store.create_import(id, ImportSource::Mbox)?;
     let store = services.store.clone();
-    let done =
-        tokio::task::spawn_blocking(move || import::store_mbox(&store, created, &folder, &body))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "mbox import task failed");
-                ApiError::Internal
-            })??;
+    let max = u64::from(services.config.imap.max_message_bytes);
+    let done = tokio::task::spawn_blocking(move || {
+        import::store_mbox(&store, created, &folder, &body, max)
+    })
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "mbox import task failed");
+        ApiError::Internal
+    })??;
     audit::entry("mailbox.import.mbox", &mailbox.address)
         .org(org)
         .actor(caller.actor())

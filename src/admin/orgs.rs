@@ -163,7 +163,10 @@ pub async fn change(
     }
     match req.suspended {
         Some(true) => {
-            services.store.suspend_organization(org, None)?;
+            // Suspended again: a deletion already set stays set.
+            let due = services.store.suspension(org)?.and_then(|s| s.deletion_due);
+            services.store.suspend_organization(org, due)?;
+            cancel_imports(&services, org)?;
             audit::entry("org.suspend", &after.name)
                 .org(org)
                 .actor(caller.actor())
@@ -198,6 +201,7 @@ pub async fn delete(
     let grace = services.config.admin.organization_deletion_grace_days;
     let due = now_millis().saturating_add(grace.saturating_mul(DAY_MILLIS));
     services.store.suspend_organization(org, Some(due))?;
+    cancel_imports(&services, org)?;
     audit::entry("org.delete.scheduled", &organization.name)
         .org(org)
         .actor(caller.actor())
@@ -208,16 +212,36 @@ pub async fn delete(
 
 const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
 
+/// Stops the imports running into a suspended organization's mailboxes (resumable later).
+fn cancel_imports(services: &Services, org: OrgId) -> ApiResult<()> {
+    for import in services.store.imports()? {
+        if import.org == org {
+            services.imports.cancel(import.id);
+        }
+    }
+    Ok(())
+}
+
 /// Deletes the organizations whose grace period is over, each mailbox first exported as
 /// mboxrd to `exports/org-<id>/` in the data directory; checked every few seconds.
 pub async fn keep_deletions(services: Arc<Services>, shutdown: CancellationToken) {
+    // A deletion that failed (a full disk, say) is tried again later, not every check.
+    let mut retry_at: std::collections::HashMap<OrgId, std::time::Instant> = Default::default();
     loop {
         let store = services.store.clone();
         let due = tokio::task::spawn_blocking(move || due_deletions(&store)).await;
         match due {
             Ok(Ok(orgs)) => {
+                let now = std::time::Instant::now();
                 for org in orgs {
-                    delete_now(&services, org).await;
+                    if retry_at.get(&org).is_some_and(|at| *at > now) {
+                        continue;
+                    }
+                    if delete_now(&services, org).await {
+                        retry_at.remove(&org);
+                    } else {
+                        retry_at.insert(org, now + DELETION_RETRY);
+                    }
                 }
             }
             Ok(Err(e)) => tracing::error!(error = %e, "reading organization suspensions failed"),
@@ -231,6 +255,7 @@ pub async fn keep_deletions(services: Arc<Services>, shutdown: CancellationToken
 }
 
 const DELETION_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+const DELETION_RETRY: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn due_deletions(store: &Store) -> StoreResult<Vec<OrgId>> {
     let now = now_millis();
@@ -242,19 +267,23 @@ fn due_deletions(store: &Store) -> StoreResult<Vec<OrgId>> {
         .collect())
 }
 
-async fn delete_now(services: &Arc<Services>, org: OrgId) {
+/// Whether the organization went.
+async fn delete_now(services: &Arc<Services>, org: OrgId) -> bool {
     let store = services.store.clone();
     let done = tokio::task::spawn_blocking(move || export_and_delete(&store, org)).await;
-    match done {
+    let failure = match done {
         Ok(Ok((name, folder))) => {
             audit::entry("org.delete", &name)
                 .detail(format!("organization {org}; its mail exported to {folder}"))
                 .record(services, None);
             tracing::info!(%org, %name, export = %folder, "organization deleted");
+            return true;
         }
-        Ok(Err(e)) => tracing::error!(%org, error = ?e, "deleting an organization failed"),
-        Err(e) => tracing::error!(%org, error = %e, "deleting an organization failed"),
-    }
+        Ok(Err(e)) => format!("{e:?}"),
+        Err(e) => e.to_string(),
+    };
+    tracing::error!(%org, error = %failure, "deleting an organization failed; tried again in 10 minutes");
+    false
 }
 
 /// Exports every mailbox, then deletes; a failed export leaves the organization in place
@@ -266,13 +295,15 @@ fn export_and_delete(store: &Store, org: OrgId) -> ApiResult<(String, String)> {
     let folder = format!("org-{}", org.0);
     let mut path = None;
     for mailbox in store.mailboxes(org)? {
-        let mbox = super::export::mbox(store, &mailbox, None)?;
+        let folders = store.folders(mailbox.id)?;
         let name = format!(
             "{}-{}.mbox",
             mailbox.id.0,
             mailbox.address.replace('/', "_")
         );
-        path = Some(store.save_export(&folder, &name, &mbox)?);
+        path = Some(store.save_export(&folder, &name, |out| {
+            super::export::write_folders(store, &mailbox, &folders, true, out)
+        })?);
     }
     store.delete_organization(org)?;
     let shown = path

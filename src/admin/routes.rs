@@ -734,6 +734,11 @@ async fn body_budget(
 ) -> axum::response::Response {
     use axum::http::Method;
     use axum::response::IntoResponse;
+    let largest = if request.uri().path().ends_with("/imports/mbox") {
+        super::imports::MBOX_UPLOAD_LIMIT as u64
+    } else {
+        MAX_BODY_BYTES
+    };
     let announced = request
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)
@@ -744,13 +749,11 @@ async fn body_budget(
     );
     let bytes = match announced {
         // An mbox upload may be larger (`imports::MBOX_UPLOAD_LIMIT`); axum refuses bodies
-        // over each route's limit, so what is reserved is what will be read.
-        Some(n) => n.min(super::imports::MBOX_UPLOAD_LIMIT as u64),
+        // over each route's limit, so what is reserved is what will be read. Elsewhere a
+        // large announced length must not hold the budget (this runs before the login).
+        Some(n) => n.min(largest),
         None if bodiless => 0,
-        None if request.uri().path().ends_with("/imports/mbox") => {
-            super::imports::MBOX_UPLOAD_LIMIT as u64
-        }
-        None => MAX_BODY_BYTES,
+        None => largest,
     };
     if bytes == 0 {
         return next.run(request).await;

@@ -238,10 +238,18 @@ fn maildir_as_mbox(root: &Path, inbox: &str) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for (dir, folder) in folders {
         let keywords = std::fs::read_to_string(dir.join("dovecot-keywords")).unwrap_or_default();
-        let keywords: Vec<&str> = keywords
+        // "N name": the letter `a` + N in a file name means that keyword.
+        let mut numbered: Vec<(usize, &str)> = keywords
             .lines()
-            .filter_map(|l| l.split_once(' ').map(|(_, k)| k))
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(n, k)| Some((n.trim().parse().ok()?, k)))
+            .filter(|(n, _)| *n < 26)
             .collect();
+        numbered.sort();
+        let mut keywords: Vec<&str> = vec![""; numbered.last().map_or(0, |(n, _)| n + 1)];
+        for (n, k) in numbered {
+            keywords[n] = k;
+        }
         let mut files = Vec::new();
         for sub in ["cur", "new"] {
             let Ok(list) = std::fs::read_dir(dir.join(sub)) else {
@@ -281,6 +289,7 @@ fn maildir_flags(name: &str, keywords: &[&str]) -> Vec<String> {
             'D' => Some("\\Draft".to_string()),
             'a'..='z' => keywords
                 .get(c as usize - 'a' as usize)
+                .filter(|k| !k.is_empty())
                 .map(|k| k.to_string()),
             _ => None,
         })

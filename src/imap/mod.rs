@@ -88,7 +88,7 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
         };
         let Some(output) = output else {
             // A BYE written on the way out still needs its flush (TLS keeps a tail).
-            let _ = stream.shutdown().await;
+            let _ = tokio::time::timeout(stall, stream.shutdown()).await;
             return Ok(());
         };
         crate::net::write_all_within(&mut stream, &output.bytes, stall).await?;

@@ -106,9 +106,9 @@ pub async fn resolve(services: &Services, host: &str, port: u16) -> Result<std::
     if !services.config.import.allow_private_sources
         && let Some(private) = addrs.iter().find(|a| !is_public(a.ip()))
     {
+        tracing::info!(%host, ip = %private.ip(), "an import from a private address was refused");
         return Err(ImportError::Refused(format!(
-            "{host} is {}, a private address; this server imports from public ones only",
-            private.ip()
+            "{host} has a private address; this server imports from public ones only"
         )));
     }
     Ok(first)
@@ -125,12 +125,21 @@ fn is_public(ip: std::net::IpAddr) -> bool {
                 || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
         }
         std::net::IpAddr::V6(v6) => {
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let v4 =
+                |hi: u16, lo: u16| std::net::Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+            // IPv4 inside IPv6: mapped, compatible (::/96), NAT64 (64:ff9b::/96), 6to4.
+            let embedded = match s {
+                [0, 0, 0, 0, 0, 0xffff, hi, lo] | [0, 0, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+                [0x64, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+                [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+                _ => None,
+            };
             !(v6.is_loopback()
                 || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| !is_public(v4.into())))
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || embedded.is_some_and(|v4| !is_public(v4.into())))
         }
     }
 }
@@ -252,27 +261,46 @@ where
     T: AsyncRead + AsyncWrite + Unpin + std::fmt::Debug + Send,
 {
     let store = services.store.clone();
-    let target = target_folder(&store, import.mailbox, source)?;
-    let selected = timed("EXAMINE", session.examine(&source.name)).await?;
+    // A folder that cannot be made here or opened there is one failure; the rest goes on.
+    let target = match target_folder(&store, import.mailbox, source) {
+        Ok(target) => target,
+        Err(ImportError::Store(e)) => {
+            import.fail(&source.name, None, format!("no folder here for it: {e}"));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let selected = match tokio::time::timeout(EXCHANGE_TIMEOUT, session.examine(&source.name)).await
+    {
+        Ok(Ok(selected)) => selected,
+        Ok(Err(async_imap::error::Error::No(why) | async_imap::error::Error::Bad(why))) => {
+            import.fail(
+                &source.name,
+                None,
+                format!("the source would not open it: {why}"),
+            );
+            return Ok(());
+        }
+        Ok(Err(e)) => return Err(ImportError::Source(format!("EXAMINE: {e}"))),
+        Err(_) => return Err(ImportError::Source("EXAMINE: no answer".into())),
+    };
     let uidvalidity = selected.uid_validity.unwrap_or(0);
     let index = progress_index(import, source, &target.name);
     let progress = &mut import.folders[index];
-    if progress.done && progress.uidvalidity == uidvalidity {
-        // Done in an earlier run: only what came since.
-        progress.done = false;
-    }
     if progress.uidvalidity != uidvalidity && progress.last_uid > 0 {
-        // RFC 3501 §2.3.1.1: the old UIDs mean nothing now; the folder is read again.
+        // RFC 3501 §2.3.1.1: the old UIDs mean nothing now, and reading the folder again
+        // would store twice what an earlier run stored: it is left for a person to decide.
+        progress.done = true;
         let folder = source.name.clone();
-        progress.last_uid = 0;
-        progress.uidvalidity = uidvalidity;
         import.fail(
             &folder,
             None,
-            "UIDVALIDITY changed since the last run: the folder was read again from the start",
+            "UIDVALIDITY changed since the last run: not read again, to store nothing twice; import it anew into an empty folder",
         );
+        return Ok(());
     }
-    let progress = &mut import.folders[index];
+    // Done in an earlier run: only what came since.
+    progress.done = false;
     progress.uidvalidity = uidvalidity;
     progress.total = selected.exists;
     let after = progress.last_uid;
@@ -408,8 +436,15 @@ where
         })
         .await?
     };
-    let by_uid: std::collections::HashMap<u32, &Fetch> =
-        fetches.iter().filter_map(|f| Some((f.uid?, f))).collect();
+    // An unsolicited FETCH (new flags) may name the same UID: the one with the body counts.
+    let mut by_uid: std::collections::HashMap<u32, &Fetch> = std::collections::HashMap::new();
+    for f in &fetches {
+        if let Some(uid) = f.uid
+            && (f.body().is_some() || !by_uid.contains_key(&uid))
+        {
+            by_uid.insert(uid, f);
+        }
+    }
     let mut messages: Vec<(Vec<u8>, AppendMessage)> = Vec::with_capacity(batch.len());
     let mut bytes = 0;
     for (uid, size) in batch {
@@ -433,6 +468,15 @@ where
             import.fail(folder, Some(*uid), "the source sent no body");
             continue;
         };
+        if body.len() as u64 > max {
+            // Its announced size was smaller: what came counts, not what was said.
+            import.fail(
+                folder,
+                Some(*uid),
+                format!("larger than this server's limit of {max} bytes"),
+            );
+            continue;
+        }
         let names: Vec<String> = fetch.flags().map(|f| flag_name(&f)).collect();
         let date = fetch.internal_date().map(|d| d.timestamp_millis());
         let meta = super::append_meta(names.iter().map(String::as_str), date);
@@ -506,6 +550,9 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:1::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }

@@ -25,9 +25,9 @@ pub fn write_message(
     if let Some(folder) = folder {
         out.extend_from_slice(format!("X-Mailgate-Folder: {folder}\n").as_bytes());
     }
-    if !flags.is_empty() {
-        out.extend_from_slice(format!("X-Mailgate-Flags: {}\n", flags.join(" ")).as_bytes());
-    }
+    // Written even when empty, so that the reader does not take the message's own
+    // `Status:` field for its flags.
+    out.extend_from_slice(format!("X-Mailgate-Flags: {}\n", flags.join(" ")).as_bytes());
     for line in raw.split_inclusive(|b| *b == b'\n') {
         let quotes = line.iter().take_while(|b| **b == b'>').count();
         if line[quotes..].starts_with(b"From ") {
@@ -67,36 +67,55 @@ pub struct MboxMessage {
     pub meta: AppendMessage,
 }
 
-/// Splits an mbox into its messages. Text before the first `From ` line is not a message and
-/// is skipped; a message's own lines get CRLF endings and lose one level of `>From ` quoting.
-pub fn messages(mbox: &[u8]) -> Vec<MboxMessage> {
-    let mut out = Vec::new();
-    let mut current: Option<(Option<Millis>, Vec<&[u8]>)> = None;
-    for line in mbox.split_inclusive(|b| *b == b'\n') {
-        if line.starts_with(b"From ") {
-            if let Some((date, lines)) = current.take() {
-                out.push(message(date, lines));
-            }
-            current = Some((from_line_date(line), Vec::new()));
-        } else if let Some((_, lines)) = &mut current {
-            lines.push(line);
+/// The messages of an mbox, one at a time (an upload may hold many: only the one being read
+/// is copied). Text before the first `From ` line is not a message and is skipped; a
+/// message's own lines get CRLF endings and lose one level of `>From ` quoting.
+pub fn messages(mbox: &[u8]) -> impl Iterator<Item = MboxMessage> + '_ {
+    let mut rest = match next_from_line(mbox, 0) {
+        Some(start) => &mbox[start..],
+        None => &mbox[..0],
+    };
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
         }
-    }
-    if let Some((date, lines)) = current {
-        out.push(message(date, lines));
-    }
-    out
+        let first_end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(rest.len(), |p| p + 1);
+        let end = next_from_line(rest, first_end).unwrap_or(rest.len());
+        let date = from_line_date(&rest[..first_end]);
+        let body = &rest[first_end..end];
+        rest = &rest[end..];
+        Some(message(date, body))
+    })
 }
 
-fn message(date: Option<Millis>, mut lines: Vec<&[u8]>) -> MboxMessage {
+/// Where the next line starting with `From ` begins, at or after `from` (a line start).
+fn next_from_line(mbox: &[u8], from: usize) -> Option<usize> {
+    if mbox[from..].starts_with(b"From ") {
+        return Some(from);
+    }
+    mbox[from..]
+        .windows(6)
+        .position(|w| w == b"\nFrom ")
+        .map(|p| from + p + 1)
+}
+
+fn message(date: Option<Millis>, mut body: &[u8]) -> MboxMessage {
     // The empty line that ends each message in an mbox is the mbox's, not the message's.
-    if lines.last().is_some_and(|l| l.trim_ascii().is_empty()) {
-        lines.pop();
+    let without_newline = body.strip_suffix(b"\n").unwrap_or(body);
+    let last_start = without_newline
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
+    if body.ends_with(b"\n") && without_newline[last_start..].trim_ascii().is_empty() {
+        body = &body[..last_start];
     }
     let mut folder = None;
     let mut flags: Option<Vec<String>> = None;
-    let mut start = 0;
-    for line in &lines {
+    let mut lines = body.split_inclusive(|b| *b == b'\n').peekable();
+    while let Some(line) = lines.peek() {
         let text = String::from_utf8_lossy(line);
         if let Some(name) = strip_field(&text, "X-Mailgate-Folder:") {
             folder = Some(name.to_string());
@@ -105,17 +124,17 @@ fn message(date: Option<Millis>, mut lines: Vec<&[u8]>) -> MboxMessage {
         } else {
             break;
         }
-        start += 1;
+        lines.next();
     }
-    let mut raw = Vec::new();
-    for line in &lines[start..] {
-        let body = line.strip_suffix(b"\n").unwrap_or(line);
-        let body = body.strip_suffix(b"\r").unwrap_or(body);
-        let quotes = body.iter().take_while(|b| **b == b'>').count();
-        let unquoted = if quotes > 0 && body[quotes..].starts_with(b"From ") {
-            &body[1..]
+    let mut raw = Vec::with_capacity(body.len() + body.len() / 32);
+    for line in lines {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let quotes = line.iter().take_while(|b| **b == b'>').count();
+        let unquoted = if quotes > 0 && line[quotes..].starts_with(b"From ") {
+            &line[1..]
         } else {
-            body
+            line
         };
         raw.extend_from_slice(unquoted);
         raw.extend_from_slice(b"\r\n");
@@ -184,7 +203,7 @@ X-Mailgate-Flags: \\Seen $Forwarded\n\
 Subject: one\r\n\r\n>From here\r\n>>From there\r\nbody\r\n\n\
 From someone Fri Nov 27 11:00:00 2026\n\
 Subject: two\nStatus: RO\nX-Status: AF\n\nline\n\n";
-        let all = messages(mbox);
+        let all: Vec<_> = messages(mbox).collect();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].folder.as_deref(), Some("Archive/2024"));
         assert_eq!(
@@ -212,7 +231,7 @@ Subject: two\nStatus: RO\nX-Status: AF\n\nline\n\n";
         let mut out = Vec::new();
         let raw = b"Subject: x\r\n\r\nFrom here\r\n>From there\r\n From not\r\nend";
         write_message(&mut out, "a@b", 0, None, &[], raw);
-        let expected = b"From a@b Thu Jan  1 00:00:00 1970\nSubject: x\r\n\r\n>From here\r\n>>From there\r\n From not\r\nend\n\n";
+        let expected = b"From a@b Thu Jan  1 00:00:00 1970\nX-Mailgate-Flags: \nSubject: x\r\n\r\n>From here\r\n>>From there\r\n From not\r\nend\n\n";
         assert_eq!(out, expected.to_vec());
     }
 
@@ -230,7 +249,7 @@ Subject: two\nStatus: RO\nX-Status: AF\n\nline\n\n";
             raw,
         );
         write_message(&mut out, "a@b", 0, None, &[], b"Subject: t\r\n\r\nx\r\n");
-        let back = messages(&out);
+        let back: Vec<_> = messages(&out).collect();
         assert_eq!(back.len(), 2);
         assert_eq!(
             back[0].raw,
@@ -246,9 +265,13 @@ Subject: two\nStatus: RO\nX-Status: AF\n\nline\n\n";
 
     #[test]
     fn text_before_the_first_message_and_bad_dates_are_no_trouble() {
-        let all = messages(b"junk\nFrom x not a date\nSubject: s\n\nb\n");
+        let all: Vec<_> = messages(b"junk\nFrom x not a date\nSubject: s\n\nb\n").collect();
         assert_eq!(all.len(), 1);
         assert_eq!(all[0].meta.internal_date, None);
-        assert!(messages(b"").is_empty());
+        assert_eq!(all[0].raw, b"Subject: s\r\n\r\nb\r\n");
+        assert_eq!(messages(b"").count(), 0);
+        assert_eq!(messages(b"no From line at all\n").count(), 0);
+        let last: Vec<_> = messages(b"From a\nSubject: t\n\nno newline at the end").collect();
+        assert_eq!(last[0].raw, b"Subject: t\r\n\r\nno newline at the end\r\n");
     }
 }

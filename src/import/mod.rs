@@ -95,6 +95,22 @@ pub fn start(
     let token = services
         .imports
         .claim(import.id, services.config.import.max_running)?;
+    // The record as the store has it now: a run that ended since the caller read it may
+    // have stored more batches, and its progress must not go back.
+    match services.store.import(import.id) {
+        Ok(Some(current)) => import = current,
+        Ok(None) => {
+            services.imports.release(import.id);
+            return Err(ImportError::Refused(format!(
+                "import {} is gone",
+                import.id
+            )));
+        }
+        Err(e) => {
+            services.imports.release(import.id);
+            return Err(e.into());
+        }
+    }
     import.state = ImportState::Running;
     import.stopped_because = None;
     import.finished = None;
@@ -179,17 +195,61 @@ fn is_keyword(name: &str) -> bool {
 
 /// Stores an uploaded mbox into the import's mailbox: each message in the folder its
 /// `X-Mailgate-Folder:` line names, else in `folder` (made when missing), in batches that
-/// carry the import's counts. Returns the import as it ends.
+/// carry the import's counts; a message over `max` bytes is recorded as failed. Returns the
+/// import as it ends; one that stops on a store error is recorded as interrupted, with the
+/// messages stored before it counted.
 pub fn store_mbox(
     store: &crate::store::Store,
     mut import: Import,
     folder: &str,
     mbox: &[u8],
+    max: u64,
 ) -> Result<Import, ImportError> {
+    match store_messages(store, &mut import, folder, mbox, max) {
+        Ok(()) => {
+            for f in &mut import.folders {
+                f.done = true;
+                f.total = f.last_uid;
+            }
+            import.state = ImportState::Done;
+            import.finished = Some(now_millis());
+            store.save_import(&import)?;
+            Ok(import)
+        }
+        Err(e) => {
+            let mut saved = store.import(import.id)?.unwrap_or(import);
+            saved.state = ImportState::Interrupted;
+            saved.stopped_because = Some(e.to_string());
+            store.save_import(&saved)?;
+            Err(e)
+        }
+    }
+}
+
+/// A batch of an upload: at most this many messages, or about this many bytes.
+const MBOX_BATCH: (usize, u64) = (200, 8 * 1024 * 1024);
+
+fn store_messages(
+    store: &crate::store::Store,
+    import: &mut Import,
+    folder: &str,
+    mbox: &[u8],
+    max: u64,
+) -> Result<(), ImportError> {
     let mut pending: Vec<(Vec<u8>, AppendMessage)> = Vec::new();
+    let mut pending_bytes = 0;
     let mut pending_folder: Option<crate::store::Folder> = None;
     for message in mbox::messages(mbox) {
         let name = message.folder.as_deref().unwrap_or(folder);
+        let bytes = message.raw.len() as u64;
+        if bytes > max {
+            import.fail(
+                name,
+                None,
+                format!("larger than this server's limit of {max} bytes"),
+            );
+            continue;
+        }
         let target = match store.folder_by_name(import.mailbox, name)? {
             Some(f) => f,
             None => match store.create_folder(import.mailbox, name, None) {
@@ -200,11 +260,12 @@ pub fn store_mbox(
                 }
             },
         };
-        if pending_folder.as_ref().is_some_and(|f| f.id != target.id) || pending.len() >= 200 {
-            flush_mbox_batch(store, &mut import, pending_folder.as_ref(), &mut pending)?;
+        let full = pending.len() >= MBOX_BATCH.0 || pending_bytes + bytes > MBOX_BATCH.1;
+        if pending_folder.as_ref().is_some_and(|f| f.id != target.id) || full {
+            flush_mbox_batch(store, import, pending_folder.as_ref(), &mut pending)?;
+            pending_bytes = 0;
         }
-        let index = mbox_progress(&mut import, &target.name);
-        let bytes = message.raw.len() as u64;
+        let index = mbox_progress(import, &target.name);
         let progress = &mut import.folders[index];
         progress.last_uid = progress.last_uid.saturating_add(1);
         progress.messages += 1;
@@ -212,17 +273,10 @@ pub fn store_mbox(
         import.messages += 1;
         import.bytes += bytes;
         pending.push((message.raw, message.meta));
+        pending_bytes += bytes;
         pending_folder = Some(target);
     }
-    flush_mbox_batch(store, &mut import, pending_folder.as_ref(), &mut pending)?;
-    for f in &mut import.folders {
-        f.done = true;
-        f.total = f.last_uid;
-    }
-    import.state = ImportState::Done;
-    import.finished = Some(now_millis());
-    store.save_import(&import)?;
-    Ok(import)
+    flush_mbox_batch(store, import, pending_folder.as_ref(), &mut pending)
 }
 
 fn flush_mbox_batch(

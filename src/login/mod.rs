@@ -111,6 +111,13 @@ fn refresh_user(services: &Services, user: &mut User, facts: &mut UserFacts) -> 
     match services.store.user(user.id)? {
         Some(u) if !u.disabled && u.password == user.password => {
             *facts = services.store.user_facts(u.id)?;
+            // Every organization of hers suspended: as at login, nothing left to open.
+            if facts.memberships.is_empty()
+                && !facts.operator
+                && !services.store.memberships_of(u.id)?.is_empty()
+            {
+                return Ok(false);
+            }
             *user = u;
             Ok(true)
         }

@@ -135,6 +135,12 @@ impl Server {
         let limits = Arc::new(ConnectionLimits::new(&self.services.config));
         // Before any session can queue something held of its own.
         crate::smtp::outbound::drop_held(&self.services).await;
+        // Before the admin API can start one anew.
+        match self.services.store.interrupt_running_imports() {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(imports = n, "imports cut short by the last stop; resumable"),
+            Err(e) => tracing::error!(error = %e, "marking unfinished imports failed"),
+        }
         for bound in self.listeners {
             let services = self.services.clone();
             let (token, tracker2, limits) = (token.clone(), tracker.clone(), limits.clone());
@@ -145,11 +151,6 @@ impl Server {
                     accept_loop(bound, services, token, tracker2, limits).await;
                 }
             });
-        }
-        match self.services.store.interrupt_running_imports() {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(imports = n, "imports cut short by the last stop; resumable"),
-            Err(e) => tracing::error!(error = %e, "marking unfinished imports failed"),
         }
         let queue = (self.services.clone(), token.clone());
         tracker.spawn(crate::smtp::outbound::run(queue.0, queue.1));

@@ -186,11 +186,14 @@ impl Store {
         self.deliver_all(&deliveries, changes)
     }
 
-    /// At start: an import left running by a process that ended is interrupted.
+    /// At start, before any import can run: one left running by a process that ended is
+    /// interrupted; one whose mailbox is gone is forgotten.
     pub fn interrupt_running_imports(&self) -> StoreResult<usize> {
         let mut n = 0;
         for mut import in self.imports()? {
-            if import.state == ImportState::Running {
+            if self.mailbox(import.mailbox)?.is_none() {
+                self.delete_import(import.id)?;
+            } else if import.state == ImportState::Running {
                 import.state = ImportState::Interrupted;
                 import.stopped_because = Some("the server stopped during the import".into());
                 self.save_import(&import)?;

@@ -31,10 +31,19 @@ impl Store {
         Ok(suspension)
     }
 
-    /// Lifts a suspension, and with it a deletion set for later.
+    /// Lifts a suspension, and with it a deletion set for later; refused once the deletion is
+    /// due (it may be under way: its mail exported, its mailboxes going).
     pub fn resume_organization(&self, org: OrgId) -> StoreResult<()> {
         let guard = self.lock();
         self.require_org(org)?;
+        if let Some(due) = self.suspension(org)?.and_then(|s| s.deletion_due)
+            && due <= now_millis()
+        {
+            return Err(StoreError::Invalid {
+                what: "organization",
+                why: format!("{org} is being deleted; it cannot be resumed"),
+            });
+        }
         let mut changes = Changes::default();
         changes.del_model(key(codec::SUSPENDED, &[org.0]));
         self.commit(changes)?;
@@ -121,10 +130,16 @@ impl Store {
         Ok(())
     }
 
-    /// Keeps `bytes` as `exports/<folder>/<name>` under the data directory, durably (written
-    /// aside, synced, renamed): what an organization's deletion leaves of its mail. Names are
-    /// single path components.
-    pub fn save_export(&self, folder: &str, name: &str, bytes: &[u8]) -> StoreResult<PathBuf> {
+    /// Writes `exports/<folder>/<name>` under the data directory with `write`, durably
+    /// (written aside, synced, renamed): what an organization's deletion leaves of its mail.
+    /// `write` gets the file as it goes, so an export of any size holds no more than one
+    /// message in memory. Names are single path components.
+    pub fn save_export(
+        &self,
+        folder: &str,
+        name: &str,
+        write: impl FnOnce(&mut dyn Write) -> StoreResult<()>,
+    ) -> StoreResult<PathBuf> {
         for part in [folder, name] {
             if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
                 return Err(StoreError::Invalid {
@@ -136,15 +151,16 @@ impl Store {
         let dir = self.inner.dir.join("exports").join(folder);
         let path = dir.join(name);
         let tmp = dir.join(format!(".{name}.part"));
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(&dir)?;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(&dir)?.sync_all()
-        };
-        write().map_err(|e| StoreError::io(&path, e))?;
+        let io = |e| StoreError::io(&path, e);
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+        write(&mut file)?;
+        let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
         Ok(path)
     }
 }

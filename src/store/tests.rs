@@ -1434,6 +1434,12 @@ fn only_an_organization_set_for_deletion_is_deleted_and_then_wholly() {
     store
         .suspend_organization(w.acme.id, Some(now_millis()))
         .unwrap();
+    // Once due, the deletion may be under way: no taking it back.
+    refused!(
+        store,
+        store.resume_organization(w.acme.id),
+        StoreError::Invalid { .. }
+    );
     store.delete_organization(w.acme.id).unwrap();
     assert!(store.organization(w.acme.id).unwrap().is_none());
     assert!(store.mailbox(contact.id).unwrap().is_none());
@@ -1456,13 +1462,16 @@ fn only_an_organization_set_for_deletion_is_deleted_and_then_wholly() {
 fn exports_are_kept_under_the_data_directory_by_plain_names() {
     let (store, dir) = temp_store();
     let path = store
-        .save_export("org-1", "2-a@b.example.mbox", b"From x\n")
+        .save_export("org-1", "2-a@b.example.mbox", |out| {
+            out.write_all(b"From x\n")
+                .map_err(|e| StoreError::io(std::path::Path::new("x"), e))
+        })
         .unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"From x\n");
     assert!(path.starts_with(dir.path()));
     for (folder, name) in [("..", "x"), ("a/b", "x"), ("org-1", "../x"), ("org-1", "")] {
         assert!(
-            store.save_export(folder, name, b"").is_err(),
+            store.save_export(folder, name, |_| Ok(())).is_err(),
             "{folder}/{name}"
         );
     }
