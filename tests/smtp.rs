@@ -899,3 +899,26 @@ print("done")
         assert_eq!(items[0]["target"], CONTACT, "{action}: {page}");
     }
 }
+
+/// RFC 5322 §3.6.3, as Postfix's cleanup does: a submitted message's `Bcc:` field reaches no
+/// recipient, neither the blind one nor the others; a received message is left as it came.
+#[test]
+fn submission_removes_bcc_from_every_copy() {
+    let (_dir, _, server) = seeded_server("lrs");
+    let out = run(
+        &server,
+        r#"
+s = submission()
+s.login("contact@acme.example", "contact-password")
+msg = b"From: contact@acme.example\r\nTo: contact@acme.example\r\nBcc: secret@acme.example,\r\n hidden@acme.example\r\nSubject: blind\r\n\r\nbody\r\n"
+s.sendmail("contact@acme.example", ["contact@acme.example"], msg)
+s.quit()
+msgs = inbox("contact@acme.example", "contact-password")
+assert len(msgs) == 1, msgs
+assert b"Bcc" not in msgs[0] and b"secret@" not in msgs[0] and b"hidden@" not in msgs[0], msgs[0]
+assert b"Subject: blind\r\n" in msgs[0], msgs[0]
+print("done")
+"#,
+    );
+    assert!(out.contains("done"), "{out}");
+}

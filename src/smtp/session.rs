@@ -923,6 +923,7 @@ impl Session {
             sender,
             message_id: !submission::has_field(raw, "message-id"),
             date: !submission::has_field(raw, "date"),
+            drop_bcc: submission::has_field(raw, "bcc"),
         };
         if additions.is_empty() {
             return Ok(None);

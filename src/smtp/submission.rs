@@ -103,17 +103,20 @@ pub fn from_addresses(raw: &[u8]) -> Result<Vec<String>, FromProblem> {
     Ok(out)
 }
 
-/// The header fields the server adds on submission (RFC 6409 §8): `Sender:` for a message
-/// sent on behalf of a mailbox, `Message-ID:` and `Date:` when missing.
+/// What the server changes in a submitted message's header (RFC 6409 §8): `Sender:` added
+/// for a message sent on behalf of a mailbox, `Message-ID:` and `Date:` when missing, and
+/// `Bcc:` removed, so that no recipient learns who else got a blind copy (RFC 5322 §3.6.3;
+/// Postfix's cleanup does the same).
 pub struct Additions {
     pub sender: Option<String>,
     pub message_id: bool,
     pub date: bool,
+    pub drop_bcc: bool,
 }
 
 impl Additions {
     pub fn is_empty(&self) -> bool {
-        self.sender.is_none() && !self.message_id && !self.date
+        self.sender.is_none() && !self.message_id && !self.date && !self.drop_bcc
     }
 }
 
@@ -132,11 +135,13 @@ pub fn complete(raw: &[u8], hostname: &str, additions: &Additions) -> Vec<u8> {
     if additions.date {
         out.extend_from_slice(format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()).as_bytes());
     }
-    if additions.sender.is_some() {
-        out.extend_from_slice(&without_field(header, "sender"));
-    } else {
-        out.extend_from_slice(header);
-    }
+    let dropped: &[&str] = match (additions.sender.is_some(), additions.drop_bcc) {
+        (true, true) => &["sender", "bcc"],
+        (true, false) => &["sender"],
+        (false, true) => &["bcc"],
+        (false, false) => &[],
+    };
+    out.extend_from_slice(&without_fields(header, dropped));
     out.extend_from_slice(body);
     out
 }
@@ -187,9 +192,9 @@ fn field_name_is(field: &[u8], name: &str) -> bool {
     })
 }
 
-fn without_field(header: &[u8], name: &str) -> Vec<u8> {
+fn without_fields(header: &[u8], names: &[&str]) -> Vec<u8> {
     fields(header)
-        .filter(|f| !field_name_is(f, name))
+        .filter(|f| !names.iter().any(|name| field_name_is(f, name)))
         .flatten()
         .copied()
         .collect()
@@ -206,6 +211,7 @@ mod tests {
             sender: Some("Lucie <lucie@gmail.example>".into()),
             message_id: !has_field(raw, "message-id"),
             date: !has_field(raw, "date"),
+            drop_bcc: has_field(raw, "bcc"),
         };
         let out = String::from_utf8(complete(raw, "mx.acme.example", &additions)).unwrap();
         assert!(
@@ -242,7 +248,25 @@ mod tests {
             sender: None,
             message_id: false,
             date: false,
+            drop_bcc: false,
         };
         assert_eq!(complete(raw, "h", &none), raw.to_vec());
+    }
+
+    #[test]
+    fn bcc_goes_whole_with_its_continuation_lines() {
+        let raw = b"From: a@acme.example\r\nBcc: hidden@x.example,\r\n\tother@y.example\r\nTo: b@c.example\r\nBCC: again@z.example\r\n\r\nBcc: in the body stays\r\n";
+        let additions = Additions {
+            sender: None,
+            message_id: false,
+            date: false,
+            drop_bcc: has_field(raw, "bcc"),
+        };
+        assert!(!additions.is_empty());
+        let out = complete(raw, "h", &additions);
+        assert_eq!(
+            out,
+            b"From: a@acme.example\r\nTo: b@c.example\r\n\r\nBcc: in the body stays\r\n".to_vec()
+        );
     }
 }
