@@ -12,13 +12,21 @@ const MAX_REPLY_LINES: usize = 100;
 
 pub(super) struct Conversation<S> {
     stream: BufReader<S>,
+    /// Whether the last exchange ended with a whole reply: the connection is in step, and a
+    /// QUIT can close it properly (RFC 5321 §4.1.1.10).
+    in_step: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
     pub fn new(stream: S) -> Self {
         Conversation {
             stream: BufReader::new(stream),
+            in_step: false,
         }
+    }
+
+    pub fn in_step(&self) -> bool {
+        self.in_step
     }
 
     pub fn into_inner(self) -> S {
@@ -26,6 +34,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
     }
 
     pub async fn write(&mut self, bytes: &[u8], limit: Duration) -> Result<(), Failure> {
+        self.in_step = false;
         let stream = self.stream.get_mut();
         tokio::time::timeout(limit, async {
             stream.write_all(bytes).await?;
@@ -85,9 +94,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
 
     /// One reply, possibly multiline (RFC 5321 §4.2.1), within `limit`.
     pub async fn reply(&mut self, limit: Duration) -> Result<(u16, Vec<String>), Failure> {
-        tokio::time::timeout(limit, self.reply_lines())
+        self.in_step = false;
+        let reply = tokio::time::timeout(limit, self.reply_lines())
             .await
-            .map_err(|_| Failure::Temporary("reply timed out".into()))?
+            .map_err(|_| Failure::Temporary("reply timed out".into()))??;
+        self.in_step = true;
+        Ok(reply)
     }
 
     async fn reply_lines(&mut self) -> Result<(u16, Vec<String>), Failure> {

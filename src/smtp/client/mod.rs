@@ -223,30 +223,55 @@ async fn session(
     let config = &services.config.queue;
     if target.tls == SmarthostTls::Implicit {
         let mut conv = Conversation::new(start_tls(services, target, tcp).await?);
-        let ehlo = open(&mut conv, hostname, true).await?;
-        return transaction(config, target.route(), &mut conv, &ehlo, job).await;
+        let result = match open(&mut conv, hostname, true).await {
+            Ok(ehlo) => transaction(config, target.route(), &mut conv, &ehlo, job).await,
+            Err(f) => Err(f),
+        };
+        return closing(&mut conv, result).await;
     }
     let mut conv = Conversation::new(tcp);
-    let ehlo = open(&mut conv, hostname, true).await?;
+    let ehlo = match open(&mut conv, hostname, true).await {
+        Ok(ehlo) => ehlo,
+        Err(f) => return closing(&mut conv, Err(f)).await,
+    };
     if target.tls != SmarthostTls::None && offers(&ehlo, "STARTTLS") {
-        conv.command("STARTTLS", 220, wait::GREETING)
-            .await
-            .map_err(|f| Failure::Tls(format!("STARTTLS refused: {}", f.text())))?;
+        if let Err(f) = conv.command("STARTTLS", 220, wait::GREETING).await {
+            let refused = Failure::Tls(format!("STARTTLS refused: {}", f.text()));
+            return closing(&mut conv, Err(refused)).await;
+        }
         let stream = start_tls(services, target, conv.into_inner()).await?;
         let mut conv = Conversation::new(stream);
         // RFC 3207 §4.2: what was learnt before TLS is forgotten; EHLO again.
-        let ehlo = open(&mut conv, hostname, false).await?;
-        return transaction(config, target.route(), &mut conv, &ehlo, job).await;
+        let result = match open(&mut conv, hostname, false).await {
+            Ok(ehlo) => transaction(config, target.route(), &mut conv, &ehlo, job).await,
+            Err(f) => Err(f),
+        };
+        return closing(&mut conv, result).await;
     }
     // A password goes only over TLS, unless the configuration says the smarthost has none.
     let auth = target.route() == Route::Smarthost && !config.smarthost_user.is_empty();
     if auth && target.tls != SmarthostTls::None {
-        return Err(Failure::Temporary(format!(
+        let refused = Failure::Temporary(format!(
             "{} offers no STARTTLS; the smarthost password is not sent in clear",
             target.host
-        )));
+        ));
+        return closing(&mut conv, Err(refused)).await;
     }
-    transaction(config, target.route(), &mut conv, &ehlo, job).await
+    let result = transaction(config, target.route(), &mut conv, &ehlo, job).await;
+    closing(&mut conv, result).await
+}
+
+/// RFC 5321 §4.1.1.10: a host given up on mid-session (a refused EHLO, MAIL or AUTH, an
+/// extension missing) still gets its QUIT, as long as the connection is in step; one that
+/// stopped answering does not.
+async fn closing<S: AsyncRead + AsyncWrite + Unpin, T>(
+    conv: &mut Conversation<S>,
+    result: Result<T, Failure>,
+) -> Result<T, Failure> {
+    if result.is_err() && conv.in_step() {
+        quit(conv).await;
+    }
+    result
 }
 
 /// The greeting (unless TLS just started) and EHLO; the extensions offered.

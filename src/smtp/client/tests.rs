@@ -293,3 +293,48 @@ async fn the_fuzz_replay_delivers_against_a_willing_server() {
     assert!(matches!(&refused[0], RecipientResult::Permanent(why) if why.starts_with("550")));
     assert!(matches!(&refused[1], RecipientResult::Temporary(why) if why.starts_with("451")));
 }
+
+/// The lines a server got, answering each with the next of `replies` (none left: silence).
+async fn recording(stream: DuplexStream, replies: Vec<&'static str>) -> Vec<String> {
+    let mut stream = BufReader::new(stream);
+    let mut got = Vec::new();
+    let mut replies = replies.into_iter();
+    loop {
+        let mut line = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(600), stream.read_line(&mut line));
+        match read.await {
+            Ok(Ok(n)) if n > 0 => got.push(line.trim_end().to_string()),
+            _ => return got,
+        }
+        match replies.next() {
+            Some(reply) => {
+                let _ = stream.write_all(format!("{reply}\r\n").as_bytes()).await;
+            }
+            None => return got,
+        }
+    }
+}
+
+/// RFC 5321 §4.1.1.10: a refusal mid-session is followed by QUIT; a server that stopped
+/// answering is not sent one (nor waited on for it).
+#[tokio::test(start_paused = true)]
+async fn a_host_given_up_mid_session_gets_its_quit_unless_it_went_silent() {
+    for (replies, expected) in [
+        (
+            vec!["550 5.7.1 not from you", "221 bye"],
+            vec!["MAIL FROM:<s@x.example>", "QUIT"],
+        ),
+        (vec![], vec!["MAIL FROM:<s@x.example>"]),
+    ] {
+        let (client, server) = tokio::io::duplex(4096);
+        let server = tokio::spawn(recording(server, replies));
+        let mut conv = Conversation::new(client);
+        let sent = conv
+            .command("MAIL FROM:<s@x.example>", 250, wait::MAIL_RCPT)
+            .await;
+        let result = closing(&mut conv, sent).await;
+        assert!(result.is_err());
+        drop(conv);
+        assert_eq!(server.await.unwrap(), expected);
+    }
+}
