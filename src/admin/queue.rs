@@ -26,6 +26,14 @@ pub struct QueuedView {
     /// attempt, `deferred` after a temporary failure.
     pub state: &'static str,
     pub last_error: Option<String>,
+    /// Each recipient deferred by the last attempt, with its own reason.
+    pub deferred: Vec<DeferredRecipient>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct DeferredRecipient {
+    pub recipient: String,
+    pub reason: String,
 }
 
 pub async fn list(
@@ -51,6 +59,15 @@ pub async fn list(
             domain_of(&e.sender).is_some_and(|d| domains.iter().any(|o| o.eq_ignore_ascii_case(d)))
         })
         .map(|e| QueuedView {
+            deferred: e
+                .recipients
+                .iter()
+                .zip(&e.reasons)
+                .map(|(recipient, reason)| DeferredRecipient {
+                    recipient: recipient.clone(),
+                    reason: reason.clone(),
+                })
+                .collect(),
             id: e.id.to_string(),
             next_attempt: (!e.is_held()).then_some(e.next_attempt),
             state: if e.is_held() {

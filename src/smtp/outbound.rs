@@ -229,7 +229,7 @@ async fn finish(services: &Services, mut entry: QueueEntry, retry: Vec<(String, 
         blocking(move || store.dequeue(id).and_then(|_| store.flush_blocking())).await
     } else {
         entry.last_error = retry.last().map(|(_, why)| why.clone());
-        entry.recipients = retry.into_iter().map(|(r, _)| r).collect();
+        (entry.recipients, entry.reasons) = retry.into_iter().unzip();
         entry.next_attempt = now_millis() + backoff(services, entry.attempts).as_millis() as i64;
         tracing::info!(queue = %id, attempts = entry.attempts, error = ?entry.last_error, "deferred");
         blocking(move || store.defer(&entry).and_then(|_| store.flush_blocking())).await
@@ -420,5 +420,43 @@ mod tests {
         let left: Vec<QueueId> = store.queue().unwrap().into_iter().map(|e| e.id).collect();
         assert_eq!(left, [released.id, free.id]);
         assert!(!left.contains(&held.id));
+    }
+}
+
+#[cfg(test)]
+mod reasons_tests {
+    use super::*;
+    use crate::harness::{ADDRESS, Harness};
+    use crate::store::Hold;
+
+    /// Several recipients of one domain deferred for different reasons keep each its own.
+    #[tokio::test]
+    async fn each_deferred_recipient_keeps_its_reason() {
+        let h = Harness::new();
+        let far = ["a@away.example".to_string(), "b@away.example".to_string()];
+        let raw = b"Subject: x\r\n\r\nx\r\n";
+        let entry = h
+            .services
+            .store
+            .enqueue(raw, ADDRESS, &far, Hold::No)
+            .unwrap()[0]
+            .clone();
+        let retry = vec![
+            (
+                "a@away.example".to_string(),
+                "452 4.2.2 mailbox full".to_string(),
+            ),
+            (
+                "b@away.example".to_string(),
+                "451 4.7.1 greylisted".to_string(),
+            ),
+        ];
+        finish(&h.services, entry, retry).await;
+        let kept = h.services.store.queue().unwrap().remove(0);
+        assert_eq!(kept.recipients, far);
+        assert_eq!(
+            kept.reasons,
+            ["452 4.2.2 mailbox full", "451 4.7.1 greylisted"]
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! kept until delivered or bounced. An entry holds a reference on its message's blob, so the
 //! bytes stay until the last attempt.
 
-use super::codec::{self, decode, key};
+use super::codec::{self, key};
 use super::error::{StoreError, StoreResult};
 use super::folders::blob_key;
 use super::{BlobId, Changes, Store};
@@ -46,6 +46,38 @@ pub struct QueueEntry {
     pub next_attempt: Millis,
     /// Why the last attempt failed, for admins and for the bounce.
     pub last_error: Option<String>,
+    /// Why the last attempt failed for each recipient, in the order of `recipients` (empty
+    /// before the first attempt): several recipients of one domain may be deferred for
+    /// different reasons. Last in the record, so that older entries decode (`decode_entry`).
+    pub reasons: Vec<String>,
+}
+
+/// An entry of this layout, or of the one before `reasons`.
+fn decode_entry(bytes: &[u8]) -> StoreResult<QueueEntry> {
+    #[derive(Deserialize)]
+    struct Before {
+        id: QueueId,
+        blob: BlobId,
+        sender: String,
+        domain: String,
+        recipients: Vec<String>,
+        created: Millis,
+        attempts: u32,
+        next_attempt: Millis,
+        last_error: Option<String>,
+    }
+    codec::decode_either(bytes, "queue entry", |old: Before| QueueEntry {
+        id: old.id,
+        blob: old.blob,
+        sender: old.sender,
+        domain: old.domain,
+        recipients: old.recipients,
+        created: old.created,
+        attempts: old.attempts,
+        next_attempt: old.next_attempt,
+        last_error: old.last_error,
+        reasons: Vec::new(),
+    })
 }
 
 impl QueueEntry {
@@ -95,6 +127,7 @@ impl Store {
                 attempts: 0,
                 next_attempt: if hold == Hold::No { now } else { HELD },
                 last_error: None,
+                reasons: Vec::new(),
             };
             changes.put_mail(key(codec::QUEUE, &[entry.id.0]), &entry)?;
             entries.push(entry);
@@ -117,7 +150,7 @@ impl Store {
             let k = key(codec::QUEUE, &[id.0]);
             let entry = self.inner.mail.get(&k)?;
             let mut entry: QueueEntry = match entry {
-                Some(v) => decode(&v, "queue entry")?,
+                Some(v) => decode_entry(&v)?,
                 None => return Err(StoreError::not_found(format!("queue entry {id}"))),
             };
             if !entry.is_held() {
@@ -150,7 +183,7 @@ impl Store {
         self.inner
             .mail
             .scan_prefix([codec::QUEUE])
-            .map(|item| decode(&item?.1, "queue entry"))
+            .map(|item| decode_entry(&item?.1))
             .collect()
     }
 
@@ -174,12 +207,54 @@ impl Store {
         let Some(v) = self.inner.mail.get(&k)? else {
             return Ok(());
         };
-        let entry: QueueEntry = decode(&v, "queue entry")?;
+        let entry: QueueEntry = decode_entry(&v)?;
         let mut changes = Changes::default();
         changes.del_mail(k);
         self.drop_blob_reference(&mut changes, &entry.blob)?;
         self.commit(changes)?;
         drop(guard);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    /// An entry written before `reasons` existed decodes, with no reasons.
+    #[test]
+    fn entries_of_both_layouts_decode() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            id: QueueId,
+            blob: BlobId,
+            sender: &'a str,
+            domain: &'a str,
+            recipients: Vec<&'a str>,
+            created: Millis,
+            attempts: u32,
+            next_attempt: Millis,
+            last_error: Option<&'a str>,
+        }
+        let blob = BlobId::of(b"x");
+        let old = codec::encode(&Before {
+            id: QueueId(7),
+            blob,
+            sender: "s@a.example",
+            domain: "b.example",
+            recipients: vec!["r@b.example"],
+            created: 1,
+            attempts: 2,
+            next_attempt: 3,
+            last_error: Some("451 later"),
+        })
+        .unwrap();
+        let entry = decode_entry(&old).unwrap();
+        assert_eq!(entry.recipients, ["r@b.example"]);
+        assert_eq!(entry.last_error.as_deref(), Some("451 later"));
+        assert!(entry.reasons.is_empty());
+        let mut now = entry.clone();
+        now.reasons = vec!["451 later".into()];
+        assert_eq!(decode_entry(&codec::encode(&now).unwrap()).unwrap(), now);
     }
 }
