@@ -150,29 +150,65 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 }
 
 /// The self-signed certificate for `hostname`: generated once, kept in the store, reused on
-/// restart. A new hostname gets a new certificate.
+/// restart until it nears its end. A new hostname gets a new certificate.
 fn self_signed(
     hostname: &str,
     store: &Store,
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let name = format!("tls/self-signed/{hostname}");
-    let pem = store.server_secret(&name, || {
-        let names = vec![hostname.to_string()];
-        let generated = rcgen::generate_simple_self_signed(names).map_err(|e| e.to_string())?;
-        let both = format!(
-            "{}{}",
-            generated.cert.pem(),
-            generated.signing_key.serialize_pem()
-        );
-        tracing::info!(hostname, "generated a self-signed TLS certificate");
-        Ok(both.into_bytes())
-    })?;
+    let now = chrono::Utc::now().timestamp();
+    let good = |pem: &[u8]| not_after(pem).is_some_and(|end| end - now > RENEW_BEFORE_SECONDS);
+    let pem = store.server_secret_while(&name, good, || generate(hostname))?;
     let stored = |e: rustls_pki_types::pem::Error| TlsError::Stored(e.to_string());
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(stored)?;
     let key = PrivateKeyDer::from_pem_slice(&pem).map_err(stored)?;
     Ok((certs, key))
+}
+
+/// Apple's clients refuse a server certificate valid for more than 825 days, and browsers
+/// one of more than 398: the generated one is valid for 397, from yesterday (clocks differ).
+const VALID_DAYS: i64 = 397;
+/// A generated certificate is made anew at the first start within this of its end.
+const RENEW_BEFORE_SECONDS: i64 = 30 * 24 * 3600;
+/// The line before the PEM blocks that says when the certificate ends (Unix seconds), so
+/// that no X.509 parser is needed to know; PEM readers skip it.
+const NOT_AFTER: &str = "mailgate-not-after: ";
+
+/// A certificate for `hostname` (its subject and only name), with its key, as stored.
+fn generate(hostname: &str) -> Result<Vec<u8>, String> {
+    let mut params =
+        rcgen::CertificateParams::new(vec![hostname.to_string()]).map_err(|e| e.to_string())?;
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(rcgen::DnType::CommonName, hostname);
+    params.distinguished_name = subject;
+    let day = |offset: i64| {
+        let d = (chrono::Utc::now() + chrono::Duration::days(offset)).date_naive();
+        use chrono::Datelike;
+        (d.year(), d.month() as u8, d.day() as u8)
+    };
+    let (y, m, d) = day(-1);
+    params.not_before = rcgen::date_time_ymd(y, m, d);
+    let (y, m, d) = day(VALID_DAYS - 1);
+    params.not_after = rcgen::date_time_ymd(y, m, d);
+    let end = params.not_after.unix_timestamp();
+    let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+    tracing::info!(hostname, "generated a self-signed TLS certificate");
+    Ok(format!("{NOT_AFTER}{end}\n{}{}", cert.pem(), key.serialize_pem()).into_bytes())
+}
+
+/// When a stored certificate ends; `None` for one stored before this was written down (the
+/// old generator's, valid until 4096: made anew).
+fn not_after(stored: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(stored).ok()?;
+    text.lines()
+        .next()?
+        .strip_prefix(NOT_AFTER)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// The PEM of the self-signed certificate, for clients to trust (tests, the README).
@@ -202,6 +238,41 @@ fn pem_block(label: &str, der: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::store::Store;
+
+    /// Named for the host, valid for at most 397 days from yesterday; one stored by the old
+    /// generator (no end written down, valid until 4096) or near its end is made anew.
+    #[test]
+    fn the_generated_certificate_is_short_lived_and_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let stored = store
+            .server_secret("tls/self-signed/mail.test", || generate("mail.test"))
+            .unwrap();
+        let end = not_after(&stored).unwrap();
+        assert!(
+            end > now + 390 * 86_400 && end <= now + 397 * 86_400,
+            "{end}"
+        );
+        let (certs, _) = self_signed("mail.test", &store).unwrap();
+        let der = certs[0].as_ref();
+        // The subject's common name is the hostname (not "rcgen self signed cert").
+        assert!(der.windows(9).any(|w| w == b"mail.test"));
+        assert!(!der.windows(5).any(|w| w == b"rcgen"));
+        for old in [
+            b"-----BEGIN CERTIFICATE-----\n".to_vec(),
+            format!("{NOT_AFTER}{}\n", now + 86_400).into_bytes(),
+        ] {
+            let name = "tls/self-signed/old.test";
+            store
+                .server_secret_while(name, |_| false, || Ok(old.clone()))
+                .unwrap();
+            let (fresh, _) = self_signed("old.test", &store).unwrap();
+            assert!(!fresh.is_empty());
+            let kept = store.server_secret(name, || Err("kept".into())).unwrap();
+            assert!(not_after(&kept).unwrap() > now + 390 * 86_400);
+        }
+    }
 
     #[test]
     fn the_generated_certificate_is_kept_across_restarts() {

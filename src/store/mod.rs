@@ -149,9 +149,22 @@ impl Store {
         name: &str,
         make: impl FnOnce() -> Result<Vec<u8>, String>,
     ) -> StoreResult<Vec<u8>> {
+        self.server_secret_while(name, |_| true, make)
+    }
+
+    /// [`Store::server_secret`], made anew when the stored one is no longer `good` (a
+    /// certificate near its end).
+    pub fn server_secret_while(
+        &self,
+        name: &str,
+        good: impl FnOnce(&[u8]) -> bool,
+        make: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> StoreResult<Vec<u8>> {
         let key = format!("secret/{name}");
         let _guard = self.lock();
-        if let Some(v) = self.inner.meta.get(&key)? {
+        if let Some(v) = self.inner.meta.get(&key)?
+            && good(&v)
+        {
             return Ok(v.to_vec());
         }
         let value = make().map_err(|why| StoreError::Invalid {
