@@ -90,14 +90,23 @@ pub fn build(
         sender = entry.sender,
     );
     for (recipient, why) in failed {
-        let status = status_of(why);
-        let diagnostic = why.replace(['\r', '\n'], " ");
+        let why = why.replace(['\r', '\n'], " ");
         out.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {recipient}\r\n\
-             Action: failed\r\n\
-             Status: {status}\r\n\
-             Diagnostic-Code: smtp; {diagnostic}\r\n"
+            "\r\nFinal-Recipient: rfc822; {recipient}\r\nAction: failed\r\n"
         ));
+        // RFC 3464 §2.3.5-2.3.6: Remote-MTA and Diagnostic-Code are the remote host's and
+        // its reply; this server's own verdicts (no host answered, the message's content
+        // refused before sending) are not written as if one had said them.
+        match super::client::quoted_reply(&why) {
+            Some((host, reply)) => out.push_str(&format!(
+                "Status: {}\r\nRemote-MTA: dns; {host}\r\nDiagnostic-Code: smtp; {reply}\r\n",
+                status_of(reply)
+            )),
+            None => out.push_str(&format!(
+                "Status: {}\r\nX-Mailgate-Reason: {why}\r\n",
+                status_of(&why)
+            )),
+        }
     }
     let mut bytes = out.into_bytes();
     // The original header, when there is one to return (RFC 3462 §3).
@@ -133,5 +142,53 @@ fn status_of(why: &str) -> String {
         "5.0.0".into()
     } else {
         "4.4.7".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{BlobId, QueueId};
+
+    #[test]
+    fn remote_replies_and_our_own_verdicts_are_told_apart() {
+        let entry = QueueEntry {
+            id: QueueId(1),
+            blob: BlobId::of(b"x"),
+            sender: "s@acme.example".into(),
+            domain: "far.example".into(),
+            recipients: Vec::new(),
+            created: 0,
+            attempts: 1,
+            next_attempt: 0,
+            last_error: None,
+            reasons: Vec::new(),
+        };
+        let failed = [
+            (
+                "a@far.example".to_string(),
+                "host mx.far.example said: 550 5.1.1 no such user".to_string(),
+            ),
+            (
+                "b@far.example".to_string(),
+                "550 5.6.7 the receiving server does not take UTF-8 addresses (SMTPUTF8)"
+                    .to_string(),
+            ),
+            (
+                "c@far.example".to_string(),
+                "connection: refused".to_string(),
+            ),
+        ];
+        let report = String::from_utf8(build(
+            "mail.acme.example",
+            &entry,
+            b"Subject: x\r\n\r\nx\r\n",
+            &failed,
+        ))
+        .unwrap();
+        assert!(report.contains("Final-Recipient: rfc822; a@far.example\r\nAction: failed\r\nStatus: 5.1.1\r\nRemote-MTA: dns; mx.far.example\r\nDiagnostic-Code: smtp; 550 5.1.1 no such user\r\n"), "{report}");
+        assert!(report.contains("Final-Recipient: rfc822; b@far.example\r\nAction: failed\r\nStatus: 5.6.7\r\nX-Mailgate-Reason: 550 5.6.7 the receiving"), "{report}");
+        assert!(report.contains("Final-Recipient: rfc822; c@far.example\r\nAction: failed\r\nStatus: 4.4.7\r\nX-Mailgate-Reason: connection: refused\r\n"), "{report}");
+        assert_eq!(report.matches("Diagnostic-Code").count(), 1, "{report}");
     }
 }

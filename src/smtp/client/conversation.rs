@@ -12,6 +12,9 @@ const MAX_REPLY_LINES: usize = 100;
 
 pub(super) struct Conversation<S> {
     stream: BufReader<S>,
+    /// The host at the other end, named in what it says (`host mx.example said: 550 …`), so
+    /// that a bounce tells its replies from this server's own verdicts.
+    peer: String,
     /// Whether the last exchange ended with a whole reply: the connection is in step, and a
     /// QUIT can close it properly (RFC 5321 §4.1.1.10).
     in_step: bool,
@@ -21,7 +24,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
     pub fn new(stream: S) -> Self {
         Conversation {
             stream: BufReader::new(stream),
+            peer: String::new(),
             in_step: false,
+        }
+    }
+
+    pub fn with_peer(mut self, host: &str) -> Self {
+        self.peer = host.to_string();
+        self
+    }
+
+    /// A reply of the peer's, as reasons carry it.
+    pub fn said(&self, code: u16, text: &str) -> String {
+        if self.peer.is_empty() {
+            format!("{code} {text}")
+        } else {
+            format!("{HOST}{}{SAID}{code} {text}", self.peer)
         }
     }
 
@@ -69,10 +87,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
 
     pub async fn expect(&mut self, expected: u16, limit: Duration) -> Result<Vec<String>, Failure> {
         let (code, lines) = self.reply(limit).await?;
+        let said = self.said(code, &lines.join(" "));
         match code {
             c if c == expected => Ok(lines),
-            500..=599 => Err(Failure::Permanent(format!("{code} {}", lines.join(" ")))),
-            _ => Err(Failure::Temporary(format!("{code} {}", lines.join(" ")))),
+            500..=599 => Err(Failure::Permanent(said)),
+            _ => Err(Failure::Temporary(said)),
         }
     }
 
@@ -88,7 +107,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
                     .await?;
                 Ok(Vec::new())
             }
-            _ => Err(Failure::Temporary(format!("{code} {}", lines.join(" ")))),
+            _ => Err(Failure::Temporary(self.said(code, &lines.join(" ")))),
         }
     }
 
@@ -133,6 +152,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
             "a reply of more than {MAX_REPLY_LINES} lines"
         )))
     }
+}
+
+/// How a reason quotes a remote host's reply: `host mx.example said: 550 5.1.1 …`.
+pub(crate) const HOST: &str = "host ";
+pub(crate) const SAID: &str = " said: ";
+
+/// A reason's host and reply, when it quotes one (see [`Conversation::said`]).
+pub(crate) fn quoted_reply(reason: &str) -> Option<(&str, &str)> {
+    reason.strip_prefix(HOST)?.split_once(SAID)
 }
 
 /// RFC 5321 §4.5.2: a line that starts with "." gets another; the message ends with CRLF.

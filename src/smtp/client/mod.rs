@@ -6,6 +6,7 @@
 //! (RFC 5321 §3.1, §5.1). From MAIL on, a 5xx is the message's or the recipient's.
 
 mod conversation;
+pub(crate) use conversation::quoted_reply;
 mod route;
 #[cfg(test)]
 mod tests;
@@ -222,14 +223,15 @@ async fn session(
     let hostname = &services.config.hostname;
     let config = &services.config.queue;
     if target.tls == SmarthostTls::Implicit {
-        let mut conv = Conversation::new(start_tls(services, target, tcp).await?);
+        let mut conv =
+            Conversation::new(start_tls(services, target, tcp).await?).with_peer(&target.host);
         let result = match open(&mut conv, hostname, true).await {
             Ok(ehlo) => transaction(config, target.route(), &mut conv, &ehlo, job).await,
             Err(f) => Err(f),
         };
         return closing(&mut conv, result).await;
     }
-    let mut conv = Conversation::new(tcp);
+    let mut conv = Conversation::new(tcp).with_peer(&target.host);
     let ehlo = match open(&mut conv, hostname, true).await {
         Ok(ehlo) => ehlo,
         Err(f) => return closing(&mut conv, Err(f)).await,
@@ -240,7 +242,7 @@ async fn session(
             return closing(&mut conv, Err(refused)).await;
         }
         let stream = start_tls(services, target, conv.into_inner()).await?;
-        let mut conv = Conversation::new(stream);
+        let mut conv = Conversation::new(stream).with_peer(&target.host);
         // RFC 3207 §4.2: what was learnt before TLS is forgotten; EHLO again.
         let result = match open(&mut conv, hostname, false).await {
             Ok(ehlo) => transaction(config, target.route(), &mut conv, &ehlo, job).await,
@@ -345,7 +347,7 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
             .await?;
         results.push(match code {
             200..=299 => RecipientResult::Delivered,
-            _ => refusal(code, &text),
+            _ => refusal(code, conv.said(code, &text)),
         });
     }
     if !results.contains(&RecipientResult::Delivered) {
@@ -355,7 +357,7 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     let (code, text) = conv.send("DATA", wait::DATA_INIT).await?;
     if code != 354 {
         quit(conv).await;
-        return Ok(settle(results, refusal(code, &text)));
+        return Ok(settle(results, refusal(code, conv.said(code, &text))));
     }
     for block in dot_stuff(job.raw).chunks(BLOCK) {
         conv.write(block, wait::DATA_BLOCK).await?;
@@ -374,7 +376,7 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     quit(conv).await;
     Ok(match code {
         200..=299 => results,
-        _ => settle(results, refusal(code, &lines.join(" "))),
+        _ => settle(results, refusal(code, conv.said(code, &lines.join(" ")))),
     })
 }
 
@@ -399,11 +401,12 @@ async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// A reply that is not a success: 5xx for good, anything else for now.
-fn refusal(code: u16, text: &str) -> RecipientResult {
+/// A reply that is not a success (`said`: as the reason quotes it): 5xx for good, anything
+/// else for now.
+fn refusal(code: u16, said: String) -> RecipientResult {
     match code {
-        500..=599 => RecipientResult::Permanent(format!("{code} {text}")),
-        _ => RecipientResult::Temporary(format!("{code} {text}")),
+        500..=599 => RecipientResult::Permanent(said),
+        _ => RecipientResult::Temporary(said),
     }
 }
 
