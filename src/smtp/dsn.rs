@@ -57,6 +57,15 @@ pub fn build(
     failed: &[(String, String)],
 ) -> Vec<u8> {
     let boundary = format!("mailgate-dsn-{}", entry.id);
+    let header = returned_header(raw);
+    // RFC 6533: with a UTF-8 address or header, the report is the "global" kind.
+    let global =
+        !entry.sender.is_ascii() || failed.iter().any(|(r, _)| !r.is_ascii()) || !header.is_ascii();
+    let status_type = if global {
+        "message/global-delivery-status"
+    } else {
+        "message/delivery-status"
+    };
     let date = chrono::Utc::now().to_rfc2822();
     let arrival = chrono::DateTime::from_timestamp_millis(entry.created)
         .map(|d| d.to_rfc2822())
@@ -83,7 +92,7 @@ pub fn build(
          Your message could not be delivered to these recipients:\r\n\
          \r\n{list}\r\n\
          --{boundary}\r\n\
-         Content-Type: message/delivery-status\r\n\
+         Content-Type: {status_type}\r\n\
          \r\n\
          Reporting-MTA: dns; {hostname}\r\n\
          Arrival-Date: {arrival}\r\n",
@@ -91,8 +100,14 @@ pub fn build(
     );
     for (recipient, why) in failed {
         let why = why.replace(['\r', '\n'], " ");
+        // RFC 6533 §3: a UTF-8 address is of the `utf-8` type, not `rfc822`.
+        let kind = if recipient.is_ascii() {
+            "rfc822"
+        } else {
+            "utf-8"
+        };
         out.push_str(&format!(
-            "\r\nFinal-Recipient: rfc822; {recipient}\r\nAction: failed\r\n"
+            "\r\nFinal-Recipient: {kind}; {recipient}\r\nAction: failed\r\n"
         ));
         // RFC 3464 §2.3.5-2.3.6: Remote-MTA and Diagnostic-Code are the remote host's and
         // its reply; this server's own verdicts (no host answered, the message's content
@@ -109,19 +124,30 @@ pub fn build(
         }
     }
     let mut bytes = out.into_bytes();
-    // The original header, when there is one to return (RFC 3462 §3).
-    if !raw.is_empty() {
-        let header_end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map_or(raw.len(), |p| p + 2);
+    // The original header, when there is one to return (RFC 3462 §3); one with UTF-8 in it
+    // as message/global-headers (RFC 6533 §3).
+    if !header.is_empty() {
+        let kind = if header.is_ascii() {
+            "text/rfc822-headers"
+        } else {
+            "message/global-headers"
+        };
         bytes.extend_from_slice(
-            format!("\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n").as_bytes(),
+            format!("\r\n--{boundary}\r\nContent-Type: {kind}\r\n\r\n").as_bytes(),
         );
-        bytes.extend_from_slice(&raw[..header_end]);
+        bytes.extend_from_slice(header);
     }
     bytes.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     bytes
+}
+
+/// The header of the message returned with a bounce.
+fn returned_header(raw: &[u8]) -> &[u8] {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(raw.len(), |p| p + 2);
+    &raw[..end]
 }
 
 /// The enhanced status code of a remote reply ("550 5.1.1 ..."), else a generic one: 5.0.0
@@ -190,5 +216,48 @@ mod tests {
         assert!(report.contains("Final-Recipient: rfc822; b@far.example\r\nAction: failed\r\nStatus: 5.6.7\r\nX-Mailgate-Reason: 550 5.6.7 the receiving"), "{report}");
         assert!(report.contains("Final-Recipient: rfc822; c@far.example\r\nAction: failed\r\nStatus: 4.4.7\r\nX-Mailgate-Reason: connection: refused\r\n"), "{report}");
         assert_eq!(report.matches("Diagnostic-Code").count(), 1, "{report}");
+        assert!(
+            report.contains("Content-Type: message/delivery-status\r\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Content-Type: text/rfc822-headers\r\n"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn utf8_addresses_and_headers_make_a_global_report() {
+        let entry = QueueEntry {
+            id: QueueId(2),
+            blob: BlobId::of(b"y"),
+            sender: "jörg@acme.example".into(),
+            domain: "far.example".into(),
+            recipients: Vec::new(),
+            created: 0,
+            attempts: 1,
+            next_attempt: 0,
+            last_error: None,
+            reasons: Vec::new(),
+        };
+        let failed = [(
+            "émile@far.example".to_string(),
+            "host mx said: 550 5.1.1 no".to_string(),
+        )];
+        let raw = "Subject: Grüße\r\n\r\nbody\r\n".as_bytes();
+        let report = String::from_utf8(build("mail.acme.example", &entry, raw, &failed)).unwrap();
+        assert!(
+            report.contains("Content-Type: message/global-delivery-status\r\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Final-Recipient: utf-8; émile@far.example\r\n"),
+            "{report}"
+        );
+        assert!(
+            report.contains("Content-Type: message/global-headers\r\n\r\nSubject: Grüße\r\n"),
+            "{report}"
+        );
+        assert!(!report.contains("body"), "the header only: {report}");
     }
 }
