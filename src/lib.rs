@@ -7,6 +7,7 @@ pub mod admin;
 pub mod bootstrap;
 pub mod cli;
 pub mod config;
+pub mod connection;
 #[doc(hidden)]
 pub mod harness;
 pub mod imap;

@@ -39,7 +39,7 @@ mod tests;
 pub use identity::Identity;
 pub use session::{Action, Output, Session};
 
-use crate::net::{Connection, Stream};
+use crate::connection::{Connection, Stream};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,7 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
     let autologout = Duration::from_secs(services.config.imap.autologout_seconds);
     let stall = Duration::from_secs(services.config.imap.write_stall_seconds);
     let mut session = Session::new(services.clone(), peer, stream.is_tls());
-    crate::net::write_all_within(&mut stream, &session.greeting(), stall).await?;
+    crate::connection::write_all_within(&mut stream, &session.greeting(), stall).await?;
     // Small on purpose: thousands of idle sessions each hold one (issue 3: 50 KiB each).
     let mut buf = vec![0u8; 8 * 1024];
     // Bytes read but not yet fed: the commands pipelined behind one just answered.
@@ -91,7 +91,7 @@ pub async fn serve(conn: Connection) -> std::io::Result<()> {
             let _ = tokio::time::timeout(stall, stream.shutdown()).await;
             return Ok(());
         };
-        crate::net::write_all_within(&mut stream, &output.bytes, stall).await?;
+        crate::connection::write_all_within(&mut stream, &output.bytes, stall).await?;
         match output.action {
             Action::Continue => {}
             Action::Close => {

@@ -1,10 +1,7 @@
 //! Networking in one place: the listeners, TLS, the connection caps and graceful shutdown.
 //! Protocol sessions get a `Stream` and know nothing of sockets beyond it.
 
-mod stream;
-
-pub use stream::Stream;
-
+pub use crate::connection::{Connection, Protocol, Stream};
 use crate::services::Services;
 
 use crate::config::Config;
@@ -17,25 +14,6 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protocol {
-    Imap,
-    Smtp,
-    Submission,
-    Admin,
-}
-
-impl Protocol {
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Imap => "imap",
-            Protocol::Smtp => "smtp",
-            Protocol::Submission => "submission",
-            Protocol::Admin => "admin",
-        }
-    }
-}
 
 /// Whether TLS starts with the connection or on the client's STARTTLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -333,34 +311,11 @@ async fn accept_loop(
                 services,
                 shutdown: token,
             };
-            if let Err(e) = session.serve().await {
+            if let Err(e) = serve(session).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
     }
-}
-
-/// Writes `bytes` in pieces, each of which must go out within `stall`: a large answer to a
-/// slow but live reader takes as long as it needs, while a client that stops reading is
-/// dropped instead of holding its task, its buffer and its connection slot.
-pub async fn write_all_within(
-    stream: &mut Stream,
-    bytes: &[u8],
-    stall: Duration,
-) -> std::io::Result<()> {
-    let stalled = |_| std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading");
-    for piece in bytes.chunks(64 * 1024) {
-        tokio::time::timeout(stall, stream.write_all(piece))
-            .await
-            .map_err(stalled)??;
-    }
-    // TLS: rustls takes the plaintext and keeps what the socket would not take yet; only a
-    // flush sends that tail. Without it, the end of a large answer waited for the client's
-    // next command, which never came (found by tests/import.rs reading 5 MB in one FETCH).
-    tokio::time::timeout(stall, stream.flush())
-        .await
-        .map_err(stalled)??;
-    Ok(())
 }
 
 fn too_many(protocol: Protocol) -> &'static str {
@@ -370,24 +325,13 @@ fn too_many(protocol: Protocol) -> &'static str {
     }
 }
 
-/// An accepted client connection, handed to its protocol.
-pub struct Connection {
-    pub stream: Stream,
-    pub peer: SocketAddr,
-    pub protocol: Protocol,
-    pub services: Arc<Services>,
-    /// Cancelled when the server shuts down.
-    pub shutdown: CancellationToken,
-}
-
-impl Connection {
-    async fn serve(self) -> std::io::Result<()> {
-        match self.protocol {
-            Protocol::Imap => crate::imap::serve(self).await,
-            Protocol::Smtp => crate::smtp::serve(self, crate::smtp::Mode::Inbound).await,
-            Protocol::Submission => crate::smtp::serve(self, crate::smtp::Mode::Submission).await,
-            // The admin API has its own server (axum) and never gets here.
-            Protocol::Admin => Ok(()),
-        }
+/// Hands an accepted connection to its protocol: the one place that knows them all.
+async fn serve(conn: Connection) -> std::io::Result<()> {
+    match conn.protocol {
+        Protocol::Imap => crate::imap::serve(conn).await,
+        Protocol::Smtp => crate::smtp::serve(conn, crate::smtp::Mode::Inbound).await,
+        Protocol::Submission => crate::smtp::serve(conn, crate::smtp::Mode::Submission).await,
+        // The admin API has its own server (axum) and never gets here.
+        Protocol::Admin => Ok(()),
     }
 }

@@ -18,7 +18,7 @@ mod tests;
 
 pub use session::{Action, Mode, Output, Session};
 
-use crate::net::Connection;
+use crate::connection::Connection;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -52,7 +52,7 @@ pub async fn serve(conn: Connection, mode: Mode) -> std::io::Result<()> {
             }
         };
         // A client that stops reading must not hold the session forever.
-        crate::net::write_all_within(&mut stream, &output.bytes, timeout).await?;
+        crate::connection::write_all_within(&mut stream, &output.bytes, timeout).await?;
         match output.action {
             Action::Continue => {}
             Action::Close => {
