@@ -1,5 +1,5 @@
 """Helpers of the bench scripts: start a release mailgate on loopback, seed a mailbox."""
-import json, os, re, resource, subprocess, urllib.request
+import json, os, re, resource, socket, subprocess, sys, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARY = os.environ.get("MAILGATE_BIN") or os.path.join(ROOT, "target", "release", "mailgate")
@@ -76,3 +76,44 @@ def imaptest_users(admin, password, users, user_password):
     for n in range(1, users + 1):
         api(admin, "POST", f"/orgs/{org}/mailboxes", token,
             {"address": f"user{n}@bench.example", "password": user_password})
+
+
+# Debian's Dovecot 2.3 for the comparisons: a passwd-file and Maildirs under `{d}`, run as
+# root with its mail processes as dovenull. Each script adds its own listeners and settings.
+DOVECOT_BASE = """base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+protocols = imap
+listen = 127.0.0.1
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:{d}/mail/%u
+first_valid_uid = 1
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {d}/users
+}}
+userdb {{
+  driver = static
+  args = uid=dovenull gid=dovenull home={d}/home/%u
+}}
+"""
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+def run_dovecot(d, conf_text, port):
+    """Writes `d`/dovecot.conf, starts Dovecot and waits for `port`; returns the conf path."""
+    conf = os.path.join(d, "dovecot.conf")
+    with open(conf, "w") as f:
+        f.write(conf_text)
+    subprocess.run(["dovecot", "-c", conf], check=True)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return conf
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"Dovecot did not listen; see {d}/dovecot.log")

@@ -29,24 +29,7 @@ ARGS = parser.parse_args()
 if not os.environ.get("IMAPTEST"):
     sys.exit("set IMAPTEST to the imaptest binary (bash ../shared/tools/imaptest/build.sh)")
 
-DOVECOT_CONF = """base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:{d}/mail/%u
-first_valid_uid = 1
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/users
-}}
-userdb {{
-  driver = static
-  args = uid=dovenull gid=dovenull home={d}/home/%u
-}}
+DOVECOT_CONF = common.DOVECOT_BASE + """ssl = no
 service imap-login {{
   inet_listener imap {{
     address = 127.0.0.1
@@ -65,12 +48,6 @@ mail_max_userip_connections = 1000
 """
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_dovecot(workdir):
     d = os.path.join(workdir, "dovecot")
     # Dovecot's auth and mail processes run as other users: they must reach in.
@@ -82,18 +59,8 @@ def start_dovecot(workdir):
     with open(os.path.join(d, "users"), "w") as f:
         for n in range(1, ARGS.users + 1):
             f.write(f"user{n}@bench.example:{{PLAIN}}{PASSWORD}\n")
-    port = free_port()
-    conf = os.path.join(d, "dovecot.conf")
-    with open(conf, "w") as f:
-        f.write(DOVECOT_CONF.format(d=d, port=port))
-    subprocess.run(["dovecot", "-c", conf], check=True)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return conf, port
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"Dovecot did not listen; see {d}/dovecot.log")
+    port = common.free_port()
+    return common.run_dovecot(d, DOVECOT_CONF.format(d=d, port=port), port), port
 
 
 def busy_seconds():

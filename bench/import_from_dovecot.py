@@ -21,26 +21,9 @@ parser.add_argument("--rounds", type=int, default=3)
 ARGS = parser.parse_args()
 
 LOGIN, PASSWORD = "old@source.example", "source-password"
-CONF = """base_dir = {d}/run
-state_dir = {d}/state
-log_path = {d}/dovecot.log
-protocols = imap
-listen = 127.0.0.1
-ssl = {ssl}
+CONF = common.DOVECOT_BASE + """ssl = yes
 ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-mail_location = maildir:{d}/mail/%u
-first_valid_uid = 1
-passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {d}/users
-}}
-userdb {{
-  driver = static
-  args = uid=dovenull gid=dovenull home={d}/home/%u
-}}
 namespace inbox {{
   inbox = yes
   separator = /
@@ -56,12 +39,6 @@ service imap-login {{
   }}
 }}
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fill(d, n):
@@ -101,19 +78,10 @@ def start_dovecot(work):
         f.write(f"{LOGIN}:{{PLAIN}}{PASSWORD}\n")
     size = fill(d, ARGS.messages)
     subprocess.run(["chown", "-R", "dovenull:dovenull", d], check=True)
-    plain, tls = free_port(), free_port()
-    conf = os.path.join(d, "dovecot.conf")
-    with open(conf, "w") as f:
-        f.write(CONF.format(d=d, ssl="yes", plain=plain, tls=tls))
-    subprocess.run(["dovecot", "-c", conf], check=True)
+    plain, tls = common.free_port(), common.free_port()
     port = tls if ARGS.tls == "tls" else plain
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return conf, port, size
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"Dovecot did not listen; see {d}/dovecot.log")
+    conf = common.run_dovecot(d, CONF.format(d=d, plain=plain, tls=tls), port)
+    return conf, port, size
 
 
 def cpu_seconds(pid):

@@ -11,7 +11,7 @@ use crate::access::Action;
 use crate::import::{self, ImportError, Secret};
 use crate::model::*;
 use crate::services::Services;
-use crate::store::{Import, ImportSource, ImportState, SourceTls};
+use crate::store::{Import, ImportSource, SourceTls};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -120,8 +120,7 @@ pub async fn create(
         Err(e) => {
             // Not started: the record says why rather than lying about a run.
             let mut stopped = created;
-            stopped.state = ImportState::Interrupted;
-            stopped.stopped_because = Some(e.to_string());
+            stopped.interrupt(e.to_string());
             services.store.save_import(&stopped)?;
             return Err(e.into());
         }

@@ -5,9 +5,7 @@
 use super::{ImportError, Secret};
 use crate::model::*;
 use crate::services::Services;
-use crate::store::{
-    AppendMessage, Folder, FolderProgress, Import, ImportSource, SourceTls, SpecialUse, Store,
-};
+use crate::store::{AppendMessage, Folder, Import, ImportSource, SourceTls, SpecialUse, Store};
 use async_imap::types::{Fetch, Name, NameAttribute};
 use futures_util::TryStreamExt;
 use std::sync::Arc;
@@ -55,7 +53,7 @@ pub async fn copy(
     else {
         return Err(ImportError::Refused("not an IMAP import".into()));
     };
-    let addr = super::imap::resolve(services, &host, port).await?;
+    let addr = resolve(services, &host, port).await?;
     let tcp = timed("connecting", TcpStream::connect(addr)).await?;
     let tls_config = if accept_invalid_certificates {
         services.outbound_tls.mx.clone()
@@ -285,7 +283,7 @@ where
         Err(_) => return Err(ImportError::Source("EXAMINE: no answer".into())),
     };
     let uidvalidity = selected.uid_validity.unwrap_or(0);
-    let index = progress_index(import, source, &target.name);
+    let index = import.folder_progress(&source.name, &target.name);
     let progress = &mut import.folders[index];
     if progress.uidvalidity != uidvalidity && progress.last_uid > 0 {
         // RFC 3501 §2.3.1.1: the old UIDs mean nothing now, and reading the folder again
@@ -360,24 +358,6 @@ async fn stored(task: Option<tokio::task::JoinHandle<Result<()>>>) -> Result<()>
             .map_err(|e| ImportError::Refused(format!("the store task failed: {e}")))?,
         None => Ok(()),
     }
-}
-
-/// The folder's entry in the import's progress, made on the first run.
-fn progress_index(import: &mut Import, source: &SourceFolder, target: &str) -> usize {
-    if let Some(i) = import.folders.iter().position(|f| f.source == source.name) {
-        return i;
-    }
-    import.folders.push(FolderProgress {
-        source: source.name.clone(),
-        target: target.to_string(),
-        uidvalidity: 0,
-        last_uid: 0,
-        total: 0,
-        messages: 0,
-        bytes: 0,
-        done: false,
-    });
-    import.folders.len() - 1
 }
 
 /// The UIDs above `after`, in order, with their sizes.

@@ -142,13 +142,11 @@ fn finish(services: &Services, import: Import, result: Result<(), ImportError>) 
     };
     match result {
         Ok(()) => {
-            saved.state = ImportState::Done;
-            saved.finished = Some(now_millis());
+            saved.complete();
             tracing::info!(import = %saved.id, messages = saved.messages, "import done");
         }
         Err(e) => {
-            saved.state = ImportState::Interrupted;
-            saved.stopped_because = Some(e.to_string());
+            saved.interrupt(e.to_string());
             tracing::warn!(import = %saved.id, error = %e, "import stopped");
         }
     }
@@ -211,15 +209,13 @@ pub fn store_mbox(
                 f.done = true;
                 f.total = f.last_uid;
             }
-            import.state = ImportState::Done;
-            import.finished = Some(now_millis());
+            import.complete();
             store.save_import(&import)?;
             Ok(import)
         }
         Err(e) => {
             let mut saved = store.import(import.id)?.unwrap_or(import);
-            saved.state = ImportState::Interrupted;
-            saved.stopped_because = Some(e.to_string());
+            saved.interrupt(e.to_string());
             store.save_import(&saved)?;
             Err(e)
         }
@@ -265,7 +261,7 @@ fn store_messages(
             flush_mbox_batch(store, import, pending_folder.as_ref(), &mut pending)?;
             pending_bytes = 0;
         }
-        let index = mbox_progress(import, &target.name);
+        let index = import.folder_progress(&target.name, &target.name);
         let progress = &mut import.folders[index];
         progress.last_uid = progress.last_uid.saturating_add(1);
         progress.messages += 1;
@@ -292,21 +288,4 @@ fn flush_mbox_batch(
         pending.clear();
     }
     Ok(())
-}
-
-fn mbox_progress(import: &mut Import, folder: &str) -> usize {
-    if let Some(i) = import.folders.iter().position(|f| f.target == folder) {
-        return i;
-    }
-    import.folders.push(crate::store::FolderProgress {
-        source: folder.to_string(),
-        target: folder.to_string(),
-        uidvalidity: 0,
-        last_uid: 0,
-        total: 0,
-        messages: 0,
-        bytes: 0,
-        done: false,
-    });
-    import.folders.len() - 1
 }

@@ -176,12 +176,12 @@ mod tests {
     use super::*;
     use crate::store::{BlobId, QueueId};
 
-    #[test]
-    fn remote_replies_and_our_own_verdicts_are_told_apart() {
-        let entry = QueueEntry {
+    /// A queue entry from `sender`, as the bounce reads it.
+    fn entry_from(sender: &str) -> QueueEntry {
+        QueueEntry {
             id: QueueId(1),
             blob: BlobId::of(b"x"),
-            sender: "s@acme.example".into(),
+            sender: sender.into(),
             domain: "far.example".into(),
             recipients: Vec::new(),
             created: 0,
@@ -189,7 +189,12 @@ mod tests {
             next_attempt: 0,
             last_error: None,
             reasons: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn remote_replies_and_our_own_verdicts_are_told_apart() {
+        let entry = entry_from("s@acme.example");
         let failed = [
             (
                 "a@far.example".to_string(),
@@ -228,18 +233,7 @@ mod tests {
 
     #[test]
     fn utf8_addresses_and_headers_make_a_global_report() {
-        let entry = QueueEntry {
-            id: QueueId(2),
-            blob: BlobId::of(b"y"),
-            sender: "jörg@acme.example".into(),
-            domain: "far.example".into(),
-            recipients: Vec::new(),
-            created: 0,
-            attempts: 1,
-            next_attempt: 0,
-            last_error: None,
-            reasons: Vec::new(),
-        };
+        let entry = entry_from("jörg@acme.example");
         let failed = [(
             "émile@far.example".to_string(),
             "host mx said: 550 5.1.1 no".to_string(),

@@ -99,6 +99,36 @@ pub struct Import {
 }
 
 impl Import {
+    /// The index of `source`'s entry in `folders`, made (going to `target`) on first use.
+    pub fn folder_progress(&mut self, source: &str, target: &str) -> usize {
+        if let Some(i) = self.folders.iter().position(|f| f.source == source) {
+            return i;
+        }
+        self.folders.push(FolderProgress {
+            source: source.to_string(),
+            target: target.to_string(),
+            uidvalidity: 0,
+            last_uid: 0,
+            total: 0,
+            messages: 0,
+            bytes: 0,
+            done: false,
+        });
+        self.folders.len() - 1
+    }
+
+    /// Stopped before the end, resumable, with why.
+    pub fn interrupt(&mut self, why: impl Into<String>) {
+        self.state = ImportState::Interrupted;
+        self.stopped_because = Some(why.into());
+    }
+
+    /// Every folder read to its end.
+    pub fn complete(&mut self) {
+        self.state = ImportState::Done;
+        self.finished = Some(now_millis());
+    }
+
     /// Counts a failure, keeping the first `KEPT_FAILURES` of them.
     pub fn fail(&mut self, folder: &str, uid: Option<u32>, reason: impl Into<String>) {
         self.failed += 1;
@@ -194,8 +224,7 @@ impl Store {
             if self.mailbox(import.mailbox)?.is_none() {
                 self.delete_import(import.id)?;
             } else if import.state == ImportState::Running {
-                import.state = ImportState::Interrupted;
-                import.stopped_because = Some("the server stopped during the import".into());
+                import.interrupt("the server stopped during the import");
                 self.save_import(&import)?;
                 n += 1;
             }
