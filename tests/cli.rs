@@ -125,3 +125,63 @@ fn an_owner_sets_up_a_domain_mailbox_alias_and_grant_from_the_command_line() {
     let (ok, _) = admin(&home, &["me"], None);
     assert!(!ok, "logged out");
 }
+
+/// The operator's organization commands (issue 12): create, suspend, resume and delete from
+/// the command line; and `MAILGATE_ORG` naming the organization one command acts in.
+#[test]
+fn an_operator_runs_organizations_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    let config = EPHEMERAL.replace(
+        "[admin]\n",
+        "[admin]\norganization_deletion_grace_days = 30\n",
+    );
+    let server = start_with(
+        dir.path(),
+        &format!("{config}\n[bootstrap]\norganization = \"Acme\"\nowner = \"{OWNER}\"\n"),
+    );
+    let home = dir.path().join("home");
+    let url = format!("http://{}", server.addr("admin (HTTP)"));
+    let (ok, out) = admin(
+        &home,
+        &["login", OWNER, "--server", &url],
+        Some(OWNER_PASSWORD),
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = admin(
+        &home,
+        &["orgs", "create", "Beta", "--owner", "boss@beta.example"],
+        None,
+    );
+    assert!(ok && out.contains("initial_password"), "{out}");
+    let beta: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let id = beta["id"].to_string();
+    let (ok, out) = admin(&home, &["orgs", "suspend", &id], None);
+    assert!(ok && out.contains("\"since\""), "{out}");
+    let (ok, out) = admin(&home, &["orgs", "resume", &id], None);
+    assert!(ok && out.contains("\"suspension\": null"), "{out}");
+    let (ok, out) = admin(&home, &["orgs", "delete", &id], None);
+    assert!(ok && out.contains("\"deletion_due\""), "{out}");
+    let (ok, out) = admin(&home, &["orgs", "list"], None);
+    assert!(
+        ok && out.contains("deletion_due"),
+        "still there, for 30 days: {out}"
+    );
+
+    // MAILGATE_ORG wins for one command: Acme's domains, then none of Beta's to see.
+    let with_org = |org: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_mailgate"))
+            .args(["admin", "domains", "list"])
+            .env("XDG_CONFIG_HOME", &home)
+            .env("MAILGATE_ORG", org)
+            .output()
+            .expect("run mailgate admin");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, out) = with_org(&seeded.org.to_string());
+    assert!(ok && out.contains("acme.example"), "{out}");
+    let (ok, out) = with_org(&id);
+    assert!(!ok && out.contains("404"), "{out}");
+}
