@@ -480,23 +480,25 @@ async fn the_command_line_imports_from_dovecot_and_uploads_a_maildir() {
     let list: Value = serde_json::from_str(&mailboxes).unwrap();
     let contact = list["items"][0]["id"].to_string();
     let port = dovecot.starttls_port.to_string();
-    let out = admin(
-        &home,
-        &[
-            "mailboxes",
-            "import",
-            &contact,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port,
-            "--tls",
-            "starttls",
-            "--login",
-            SOURCE_LOGIN,
-            "--accept-invalid-certificates",
-        ],
-        &[("MAILGATE_SOURCE_PASSWORD", SOURCE_PASSWORD)],
+    // Under a pseudo-terminal (util-linux `script`), as a person runs it: the progress bar
+    // is drawn there, not into a pipe.
+    let command = format!(
+        "{} admin mailboxes import {contact} --host 127.0.0.1 --port {port} --tls starttls \
+         --login {SOURCE_LOGIN} --accept-invalid-certificates",
+        env!("CARGO_BIN_EXE_mailgate")
+    );
+    let run = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("XDG_CONFIG_HOME", &home)
+        .env_remove("MAILGATE_ORG")
+        .env("MAILGATE_SOURCE_PASSWORD", SOURCE_PASSWORD)
+        .output()
+        .expect("script (util-linux)");
+    let out = String::from_utf8_lossy(&run.stdout).to_string();
+    assert!(run.status.success(), "{out}");
+    assert!(
+        out.contains(" messages · ") && out.contains("msg/s") && out.contains("failed"),
+        "the progress bar, with messages, bytes and rate: {out}"
     );
     assert!(
         out.contains("\"done\"") && out.contains(&format!("\"messages\": {total}")),
