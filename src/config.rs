@@ -25,6 +25,134 @@ pub struct Config {
     pub store: StoreConfig,
     pub bootstrap: Bootstrap,
     pub import: ImportConfig,
+    pub inbound: InboundConfig,
+    pub filter: FilterConfig,
+}
+
+/// A spam filter asked about inbound mail (issue 13): rspamd over its HTTP protocol.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// rspamd's normal worker, `http://127.0.0.1:11333`; empty: no filter.
+    pub rspamd: String,
+    /// How long one answer may take.
+    pub timeout_seconds: u64,
+    /// What a message gets when rspamd cannot be asked.
+    pub unreachable: Unreachable,
+}
+
+impl Default for FilterConfig {
+    fn default() -> FilterConfig {
+        FilterConfig {
+            rspamd: String::new(),
+            timeout_seconds: 20,
+            unreachable: Unreachable::Accept,
+        }
+    }
+}
+
+/// The filter's failure: mail delivered unchecked, or refused for now.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Unreachable {
+    /// Delivered, with a header saying it was not checked.
+    Accept,
+    /// `451 4.7.1`: the sending server tries again later.
+    Defer,
+}
+
+/// What is checked of mail arriving on the SMTP listener (issue 13).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InboundConfig {
+    /// SPF, DKIM, ARC and DMARC checks, written in an `Authentication-Results:` field.
+    pub checks: bool,
+    /// Peers whose mail is not checked: the server's own networks, a filter in front of it.
+    pub trusted_networks: Vec<Network>,
+    /// What a DMARC failure under `p=reject` gets.
+    pub dmarc_reject: DmarcAction,
+    /// What a DMARC failure under `p=quarantine` gets.
+    pub dmarc_quarantine: DmarcAction,
+}
+
+impl Default for InboundConfig {
+    fn default() -> InboundConfig {
+        InboundConfig {
+            checks: true,
+            trusted_networks: ["127.0.0.0/8", "::1/128"]
+                .into_iter()
+                .filter_map(|n| Network::try_from(n.to_string()).ok())
+                .collect(),
+            dmarc_reject: DmarcAction::Reject,
+            dmarc_quarantine: DmarcAction::Junk,
+        }
+    }
+}
+
+/// What becomes of a message that fails DMARC.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcAction {
+    /// `550 5.7.1` at the end of DATA.
+    Reject,
+    /// Delivered to the recipient's `\Junk` folder.
+    Junk,
+    /// Delivered to the INBOX as any other message (the verdict is in its header).
+    Deliver,
+}
+
+/// An IP network: `192.0.2.0/24`, `2001:db8::/32`, or one address.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub struct Network {
+    address: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr::{V4, V6};
+        let ip = match ip {
+            V6(v6) => v6.to_ipv4_mapped().map_or(V6(v6), V4),
+            v4 => v4,
+        };
+        match (self.address, ip) {
+            (V4(net), V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (V6(net), V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl TryFrom<String> for Network {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Network, String> {
+        let bad = || format!("{text:?} is not a network such as 192.0.2.0/24 or 2001:db8::/32");
+        let (address, prefix) = match text.split_once('/') {
+            Some((a, p)) => (
+                a.parse().map_err(|_| bad())?,
+                Some(p.parse::<u8>().map_err(|_| bad())?),
+            ),
+            None => (text.parse::<std::net::IpAddr>().map_err(|_| bad())?, None),
+        };
+        let longest = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(longest);
+        if prefix > longest {
+            return Err(bad());
+        }
+        Ok(Network { address, prefix })
+    }
 }
 
 /// Moving mail in from other IMAP servers (issue 12).
@@ -367,6 +495,8 @@ impl Default for Config {
             store: StoreConfig::default(),
             bootstrap: Bootstrap::default(),
             import: ImportConfig::default(),
+            inbound: InboundConfig::default(),
+            filter: FilterConfig::default(),
         }
     }
 }
@@ -493,6 +623,17 @@ impl Config {
         if crate::model::domain_of(&self.bootstrap.owner).is_none() {
             return bad("bootstrap.owner", "must be a login of the form name@domain");
         }
+        let rspamd = &self.filter.rspamd;
+        let url = rspamd.starts_with("http://") || rspamd.starts_with("https://");
+        if !rspamd.is_empty() && !url {
+            return bad(
+                "filter.rspamd",
+                "must be an http:// or https:// URL, or empty",
+            );
+        }
+        if self.filter.timeout_seconds == 0 {
+            return bad("filter.timeout_seconds", "must be at least 1");
+        }
         if self.bootstrap.organization.trim().is_empty() {
             return bad("bootstrap.organization", "must not be empty");
         }
@@ -586,6 +727,39 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with("test.toml:3: `limits.max_connections`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn networks_contain_their_addresses_and_bad_ones_name_the_key() {
+        let c = parse(
+            "[inbound]\ntrusted_networks = [\"192.0.2.0/24\", \"2001:db8::/32\", \"10.1.2.3\"]\n",
+        )
+        .unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let trusted = |s: &str| c.inbound.trusted_networks.iter().any(|n| n.contains(ip(s)));
+        assert!(trusted("192.0.2.200") && trusted("::ffff:192.0.2.1"));
+        assert!(trusted("2001:db8:ffff::1") && trusted("10.1.2.3"));
+        assert!(!trusted("192.0.3.1") && !trusted("10.1.2.4") && !trusted("2001:db9::1"));
+        let all = Network::try_from("0.0.0.0/0".to_string()).unwrap();
+        assert!(all.contains(ip("203.0.113.9")) && !all.contains(ip("2001:db8::1")));
+        let defaults = Config::default().inbound;
+        assert!(
+            defaults
+                .trusted_networks
+                .iter()
+                .any(|n| n.contains(ip("127.0.0.1")))
+        );
+        assert!(
+            defaults
+                .trusted_networks
+                .iter()
+                .any(|n| n.contains(ip("::1")))
+        );
+        let err = parse("[inbound]\ntrusted_networks = [\"192.0.2.0/33\"]\n").unwrap_err();
+        assert!(
+            err.to_string().contains("inbound.trusted_networks"),
             "{err}"
         );
     }

@@ -8,6 +8,8 @@ pub mod bootstrap;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod dkim;
+pub mod dns;
 #[doc(hidden)]
 pub mod harness;
 pub mod imap;

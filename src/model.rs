@@ -401,6 +401,58 @@ pub struct Domain {
     pub org: OrgId,
 }
 
+/// A DKIM signing algorithm. Every domain signs with both (RFC 8463 §4: Ed25519 beside RSA,
+/// for verifiers that know only RSA).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DkimAlgorithm {
+    /// `ed25519-sha256` (RFC 8463).
+    Ed25519,
+    /// `rsa-sha256` with a 2048-bit key (RFC 6376, RFC 8301).
+    Rsa,
+}
+
+/// Where a DKIM key is in its rotation: published first, then signing, then kept published
+/// for the mail it signed until an admin retires it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DkimState {
+    /// To be published in the DNS; signs nothing yet.
+    Next,
+    /// Signs the domain's mail (one per algorithm).
+    Active,
+    /// Signs nothing any more; still to be published until retired.
+    Retiring,
+}
+
+/// A domain's DKIM key, as the admin API shows it: never the private half.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DkimKey {
+    pub domain: String,
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    pub state: DkimState,
+    pub created: Millis,
+    /// The DER public key (Ed25519: the 32 raw bytes; RSA: SubjectPublicKeyInfo), base64.
+    pub public_key: String,
+}
+
+impl DkimKey {
+    /// Where the key is published: `{selector}._domainkey.{domain}` (RFC 6376 §3.6.2.1).
+    pub fn dns_name(&self) -> String {
+        format!("{}._domainkey.{}", self.selector, self.domain)
+    }
+
+    /// The TXT record's text (RFC 6376 §3.6.1, RFC 8463 §4.2).
+    pub fn dns_value(&self) -> String {
+        let k = match self.algorithm {
+            DkimAlgorithm::Ed25519 => "ed25519",
+            DkimAlgorithm::Rsa => "rsa",
+        };
+        format!("v=DKIM1; k={k}; p={}", self.public_key)
+    }
+}
+
 /// Whether `\Seen` in a shared mailbox is one flag for all who use it or kept per user.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -13,6 +13,10 @@ pub enum ServicesError {
     Tls(#[from] crate::tls::TlsError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Dns(#[from] crate::dns::DnsError),
+    #[error(transparent)]
+    Filter(#[from] crate::smtp::filter::FilterError),
 }
 
 /// What every session shares.
@@ -32,6 +36,10 @@ pub struct Services {
     pub spool: Spool,
     /// The imports running now (issue 12).
     pub imports: crate::import::Running,
+    /// The one DNS resolver, with its cache: MX hosts, SPF, DKIM and DMARC records.
+    pub dns: std::sync::Arc<hickory_resolver::TokioResolver>,
+    /// The spam filter `[filter]` names, if any.
+    pub filter: Option<crate::smtp::filter::Filter>,
 }
 
 impl Services {
@@ -43,6 +51,8 @@ impl Services {
             Duration::from_secs(config.auth.password_cache_seconds),
             config.auth.password_check_limits(),
         );
+        let dns = crate::dns::resolver(&config.queue)?;
+        let filter = crate::smtp::filter::Filter::new(&config.filter)?;
         let spool = Spool::open(&store.dir().join("spool"), config.limits.spool_limits())?;
         Ok(Services {
             config,
@@ -55,6 +65,8 @@ impl Services {
             throttle: crate::login::Throttle::default(),
             spool,
             imports: crate::import::Running::default(),
+            dns,
+            filter,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! `/api/v1/orgs/{org}/domains`
 
 use super::auth::Caller;
-use super::error::{ApiJson, ApiPath, ApiQuery, ApiResult};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 use super::page::{Page, PageQuery, paginate};
 use super::{ClientAddr, audit};
 use crate::access::Action;
@@ -43,7 +43,133 @@ pub async fn create(
         .org(org)
         .actor(caller.actor())
         .record(&services, client);
+    // Its DKIM keys, so that its first message leaves signed. Should this fail, the domain
+    // stays and the keys are made at the next start (`dkim::keep_keys`).
+    if let Err(e) = crate::dkim::add_keys(&services.store, &domain.name).await {
+        tracing::error!(domain = %domain.name, error = %e, "making DKIM keys failed");
+    }
     Ok((StatusCode::CREATED, Json(domain)))
+}
+
+/// The domain, if it is `org`'s (another organization's domain is as unknown as a missing one).
+fn own_domain(services: &Services, org: OrgId, name: &str) -> ApiResult<Domain> {
+    match services.store.domain(name)? {
+        Some(d) if d.org == org => Ok(d),
+        _ => Err(ApiError::NotFound(format!("domain {name} not found"))),
+    }
+}
+
+/// A DKIM key with where and what to publish.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DkimKeyView {
+    pub selector: String,
+    pub algorithm: DkimAlgorithm,
+    pub state: DkimState,
+    pub created: Millis,
+    /// The TXT record's name.
+    pub dns_name: String,
+    /// The TXT record's text.
+    pub dns_value: String,
+}
+
+/// Keys a rotation step made or changed.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DkimKeys {
+    pub keys: Vec<DkimKeyView>,
+}
+
+fn view(key: DkimKey) -> DkimKeyView {
+    DkimKeyView {
+        dns_name: key.dns_name(),
+        dns_value: key.dns_value(),
+        selector: key.selector,
+        algorithm: key.algorithm,
+        state: key.state,
+        created: key.created,
+    }
+}
+
+fn views(keys: Vec<DkimKey>) -> Json<DkimKeys> {
+    Json(DkimKeys {
+        keys: keys.into_iter().map(view).collect(),
+    })
+}
+
+pub async fn dkim_keys(
+    State(services): State<Arc<Services>>,
+    caller: Caller,
+    ApiPath((org, name)): ApiPath<(OrgId, String)>,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<DkimKeyView>>> {
+    caller.see_org(org)?;
+    let domain = own_domain(&services, org, &name)?;
+    let keys = services.store.dkim_keys(&domain.name)?;
+    let keys: Vec<DkimKeyView> = keys.into_iter().map(view).collect();
+    Ok(Json(paginate(keys, |k| k.selector.clone(), &page)))
+}
+
+/// Rotation's first step: a new pair of keys, to publish before activating them.
+pub async fn new_dkim_keys(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath((org, name)): ApiPath<(OrgId, String)>,
+) -> ApiResult<(StatusCode, Json<DkimKeys>)> {
+    caller.require(org, &Action::ManageDomains)?;
+    let domain = own_domain(&services, org, &name)?;
+    let keys = crate::dkim::add_keys(&services.store, &domain.name)
+        .await
+        .map_err(|e| match e {
+            crate::dkim::DkimError::Store(e) => e.into(),
+            e => {
+                tracing::error!(error = %e, "making DKIM keys failed");
+                ApiError::Internal
+            }
+        })?;
+    let selectors: Vec<&str> = keys.iter().map(|k| k.selector.as_str()).collect();
+    audit::entry("domain.dkim.create", &domain.name)
+        .org(org)
+        .actor(caller.actor())
+        .detail(selectors.join(" "))
+        .record(&services, client);
+    Ok((StatusCode::CREATED, views(keys)))
+}
+
+/// Rotation's second step: `selector` signs from now on; the key it replaces is kept,
+/// retiring, until deleted.
+pub async fn activate_dkim_key(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath((org, name, selector)): ApiPath<(OrgId, String, String)>,
+) -> ApiResult<Json<DkimKeys>> {
+    caller.require(org, &Action::ManageDomains)?;
+    let domain = own_domain(&services, org, &name)?;
+    let keys = services.store.activate_dkim_key(&domain.name, &selector)?;
+    audit::entry("domain.dkim.activate", &domain.name)
+        .org(org)
+        .actor(caller.actor())
+        .detail(selector)
+        .record(&services, client);
+    Ok(views(keys))
+}
+
+/// Rotation's last step: a key that no longer signs is forgotten (its DNS record can go).
+pub async fn delete_dkim_key(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    caller: Caller,
+    ApiPath((org, name, selector)): ApiPath<(OrgId, String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require(org, &Action::ManageDomains)?;
+    let domain = own_domain(&services, org, &name)?;
+    services.store.retire_dkim_key(&domain.name, &selector)?;
+    audit::entry("domain.dkim.delete", &domain.name)
+        .org(org)
+        .actor(caller.actor())
+        .detail(selector)
+        .record(&services, client);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub async fn delete(

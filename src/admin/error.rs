@@ -82,9 +82,8 @@ impl From<StoreError> for ApiError {
         match e {
             NotFound(what) => ApiError::NotFound(format!("{what} not found")),
             AddressTaken(_) | DomainTaken(_) | LoginTaken(_) | FolderExists(_) | DomainInUse(_)
-            | AddressIsLogin(_) | LoginIsAddress(_) | LastOwner | LastOperator => {
-                ApiError::Conflict(e.to_string())
-            }
+            | AddressIsLogin(_) | LoginIsAddress(_) | LastOwner | LastOperator
+            | ActiveDkimKey(_) => ApiError::Conflict(e.to_string()),
             DomainNotOwned(_)
             | AliasAcrossOrganizations
             | WrongOrganization(_)

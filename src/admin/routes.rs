@@ -404,6 +404,34 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         ep(
             "get",
+            &at("/domains/{name}/dkim"),
+            "The domain's DKIM keys and their DNS records",
+            get(domains::dkim_keys),
+        )
+        .gives(page::<domains::DkimKeyView>()),
+        ep(
+            "post",
+            &at("/domains/{name}/dkim"),
+            "New DKIM keys, to publish before activating them",
+            post(domains::new_dkim_keys),
+        )
+        .gives(body::<domains::DkimKeys>())
+        .created(),
+        ep(
+            "post",
+            &at("/domains/{name}/dkim/{selector}/activate"),
+            "Sign with this DKIM key; the one it replaces retires",
+            post(domains::activate_dkim_key),
+        )
+        .gives(body::<domains::DkimKeys>()),
+        ep(
+            "delete",
+            &at("/domains/{name}/dkim/{selector}"),
+            "Forget a DKIM key that no longer signs",
+            delete(domains::delete_dkim_key),
+        ),
+        ep(
+            "get",
             &at("/mailboxes"),
             "List mailboxes with usage",
             get(mailboxes::list),

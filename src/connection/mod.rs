@@ -43,6 +43,19 @@ pub struct Connection {
     pub shutdown: CancellationToken,
 }
 
+/// Runs work that blocks (a disk wait, a long computation on borrowed data) without holding
+/// up the other sessions served by this runtime worker: tokio hands them to another
+/// meanwhile. On a single-threaded runtime (the tests, the fuzzer) it simply runs.
+pub fn blocking_here<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
+}
+
 /// Writes `bytes` in pieces, each of which must go out within `stall`: a large answer to a
 /// slow but live reader takes as long as it needs, while a client that stops reading is
 /// dropped instead of holding its task, its buffer and its connection slot.

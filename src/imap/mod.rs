@@ -45,16 +45,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 /// Runs store work that may wait on the disk (a flush) without holding up
-/// the other sessions served by this runtime worker: tokio hands them to another meanwhile.
-/// On a single-threaded runtime (the tests, the fuzzer) it simply runs.
+/// the other sessions served by this runtime worker (see `connection::blocking_here`).
 pub(crate) fn waiting_on_disk<T>(work: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(work)
-        }
-        _ => work(),
-    }
+    crate::connection::blocking_here(work)
 }
 
 /// Serves one IMAP connection until the client logs out, the connection drops, the session

@@ -134,6 +134,8 @@ impl Server {
         tracker.spawn(crate::smtp::outbound::run(queue.0, queue.1));
         tracker.spawn(prune_audit_log(self.services.clone(), token.clone()));
         tracker.spawn(sweep_freed_blobs(self.services.clone(), token.clone()));
+        let store = self.services.store.clone();
+        tracker.spawn(async move { crate::dkim::keep_keys(&store).await });
         tracker.spawn(crate::admin::keep_grant_time(
             self.services.clone(),
             token.clone(),

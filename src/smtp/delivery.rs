@@ -18,12 +18,30 @@ pub enum DeliveryError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// Which folder of each mailbox a message goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filing {
+    Inbox,
+    /// Judged spam or failing its domain's DMARC quarantine policy.
+    Junk,
+}
+
 /// Delivers `message` to the INBOX of every mailbox of `mailboxes` (duplicates once), in one
 /// transaction, and returns once it is on disk.
 pub async fn deliver(
     services: &Services,
     mailboxes: &[MailboxId],
     message: Loaded,
+) -> Result<(), DeliveryError> {
+    deliver_to(services, mailboxes, message, Filing::Inbox).await
+}
+
+/// [`deliver`], to the folder `filing` names.
+pub async fn deliver_to(
+    services: &Services,
+    mailboxes: &[MailboxId],
+    message: Loaded,
+    filing: Filing,
 ) -> Result<(), DeliveryError> {
     let mut unique = mailboxes.to_vec();
     unique.sort();
@@ -33,10 +51,13 @@ pub async fn deliver(
     tokio::task::spawn_blocking(move || {
         let mut targets = Vec::with_capacity(unique.len());
         for mailbox in unique {
-            let inbox = store
-                .folder_by_name(mailbox, "INBOX")?
-                .ok_or_else(|| StoreError::not_found(format!("INBOX of mailbox {mailbox}")))?;
-            targets.push((mailbox, inbox.id));
+            let folder = match filing {
+                Filing::Inbox => store
+                    .folder_by_name(mailbox, "INBOX")?
+                    .ok_or_else(|| StoreError::not_found(format!("INBOX of mailbox {mailbox}")))?,
+                Filing::Junk => store.junk_folder(mailbox)?,
+            };
+            targets.push((mailbox, folder.id));
         }
         match store.deliver_loaded(&targets, &message, AppendMessage::default()) {
             Err(StoreError::OverQuota { .. }) => Err(DeliveryError::OverQuota),

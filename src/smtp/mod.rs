@@ -5,13 +5,15 @@
 //! a connection: reads, writes, STARTTLS, timeouts and server shutdown.
 
 pub mod address;
+mod authenticity;
 pub mod client;
 pub mod delivery;
 mod dsn;
+pub(crate) mod filter;
 pub mod notice;
 pub mod outbound;
 mod session;
-mod submission;
+pub(crate) mod submission;
 
 #[cfg(test)]
 mod tests;

@@ -192,6 +192,21 @@ fn field_name_is(field: &[u8], name: &str) -> bool {
     })
 }
 
+/// `raw` without the header fields `drop` picks; None when it picks none.
+pub fn without_fields_where(raw: &[u8], drop: impl Fn(&[u8]) -> bool) -> Option<Vec<u8>> {
+    let (header, body) = raw.split_at(header_end(raw));
+    if !fields(header).any(&drop) {
+        return None;
+    }
+    let mut out: Vec<u8> = fields(header)
+        .filter(|f| !drop(f))
+        .flatten()
+        .copied()
+        .collect();
+    out.extend_from_slice(body);
+    Some(out)
+}
+
 fn without_fields(header: &[u8], names: &[&str]) -> Vec<u8> {
     fields(header)
         .filter(|f| !names.iter().any(|name| field_name_is(f, name)))

@@ -72,6 +72,8 @@ pub const OPERATOR: u8 = b'o';
 pub const SUSPENDED: u8 = b'z';
 /// import id → `Import`: mail being moved in from another server, with its progress.
 pub const IMPORT: u8 = b'J';
+/// domain ++ "/" ++ selector → a DKIM key with its private half (`model` tree).
+pub const DKIM_KEY: u8 = b'k';
 
 /// Builds a key from a prefix and big-endian ids.
 pub fn key(prefix: u8, ids: &[u64]) -> Vec<u8> {

@@ -137,6 +137,11 @@ impl Store {
         self.get_model(&k, "domain")
     }
 
+    /// Every domain of every organization.
+    pub fn all_domains(&self) -> StoreResult<Vec<Domain>> {
+        self.scan_model(&[codec::DOMAIN], "domain")
+    }
+
     pub fn domains(&self, org: OrgId) -> StoreResult<Vec<Domain>> {
         let all: Vec<Domain> = self.scan_model(&[codec::DOMAIN], "domain")?;
         Ok(all.into_iter().filter(|d| d.org == org).collect())
@@ -159,6 +164,7 @@ impl Store {
         }
         let mut changes = Changes::default();
         changes.del_model(key_str(codec::DOMAIN, &[], &name));
+        self.drop_dkim_keys(&name, &mut changes)?;
         self.commit(changes)
     }
 

@@ -53,6 +53,8 @@ pub enum StoreError {
     FolderExists(String),
     #[error("the mailbox is over its quota of {quota} bytes")]
     OverQuota { quota: u64 },
+    #[error("the DKIM key {0} signs the domain's mail; activate another one first")]
+    ActiveDkimKey(String),
     #[error("invalid {what}: {why}")]
     Invalid { what: &'static str, why: String },
 }

@@ -96,6 +96,7 @@ impl Store {
         let mut changes = Changes::default();
         for domain in self.domains(org)? {
             changes.del_model(key_str(codec::DOMAIN, &[], &domain.name));
+            self.drop_dkim_keys(&domain.name, &mut changes)?;
         }
         for m in &members {
             changes.del_model(key(codec::MEMBER, &[org.0, m.user.0]));

@@ -242,6 +242,9 @@ pub fn seed_with_send(dir: &Path, rights: &str, send: Option<mailgate::model::Se
         .set_member(org.id, lucie.id, Role::Collaborator)
         .unwrap();
     store.add_domain(org.id, "acme.example").unwrap();
+    // Its DKIM keys, as the admin API makes them with a domain: submitted mail is signed.
+    let keys = mailgate::dkim::make_keys().unwrap();
+    store.add_dkim_keys("acme.example", keys).unwrap();
     let contact = store
         .create_mailbox(NewMailbox {
             org: org.id,
@@ -310,6 +313,8 @@ pub fn seed_beta(dir: &Path) -> (u64, u64) {
         .unwrap();
     let org = store.create_organization("Beta", owner.id).unwrap();
     store.add_domain(org.id, "beta.example").unwrap();
+    let keys = mailgate::dkim::make_keys().unwrap();
+    store.add_dkim_keys("beta.example", keys).unwrap();
     let mailbox = store
         .create_mailbox(NewMailbox {
             org: org.id,

@@ -5,7 +5,10 @@
 const { MailServices } = ChromeUtils.importESModule("resource:///modules/MailServices.sys.mjs");
 const mg = globalThis.mg = {};
 mg.account = key => MailServices.accounts.getAccount(key);
-mg.pathOf = f => { let p = []; while (f && f.parent) { p.unshift(f.name); f = f.parent; } return p.join("/"); };
+// The server's names: some Thunderbird versions show the inbox as "Inbox" (RFC 3501 §5.1:
+// INBOX in any case is the inbox).
+mg.nameOf = f => (f.flags & Ci.nsMsgFolderFlags.Inbox) ? "INBOX" : f.name;
+mg.pathOf = f => { let p = []; while (f && f.parent) { p.unshift(mg.nameOf(f)); f = f.parent; } return p.join("/"); };
 mg.folder = (key, path) => mg.account(key).incomingServer.rootFolder.descendants.find(f => mg.pathOf(f) == path);
 mg.urlListener = resolve => ({ OnStartRunningUrl() {}, OnStopRunningUrl(url, status) { resolve(status); } });
 mg.addAccount = (user, port, pw, smtpPort) => {

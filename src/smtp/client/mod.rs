@@ -180,7 +180,7 @@ async fn try_hosts(
     services: &Services,
     job: &Attempt<'_>,
 ) -> Result<Vec<RecipientResult>, Failure> {
-    let targets = route::targets(&services.config.queue, job.domain).await?;
+    let targets = route::targets(&services.config.queue, &services.dns, job.domain).await?;
     let mut last: Option<Failure> = None;
     for target in targets {
         let mut result = session(services, &target, job).await;

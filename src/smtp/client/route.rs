@@ -3,12 +3,11 @@
 
 use super::{Failure, Target, wait};
 use crate::config::{QueueConfig, SmarthostTls};
-use hickory_resolver::config::{NameServerConfig, ResolverConfig};
-use hickory_resolver::name_server::TokioConnectionProvider;
-use hickory_resolver::proto::ProtoErrorKind;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::proto::xfer::Protocol;
-use hickory_resolver::{Name, TokioResolver};
+use hickory_resolver::proto::rr::Name;
+use hickory_resolver::proto::rr::RData;
 use rand::seq::SliceRandom;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,7 +46,11 @@ impl Lookup {
 
 /// Where to connect: the smarthost, else the MX hosts by preference, else the domain itself
 /// when it has no MX (RFC 5321 §5.1).
-pub(super) async fn targets(config: &QueueConfig, domain: &str) -> Result<Vec<Target>, Failure> {
+pub(super) async fn targets(
+    config: &QueueConfig,
+    resolver: &Arc<TokioResolver>,
+    domain: &str,
+) -> Result<Vec<Target>, Failure> {
     if !config.smarthost.is_empty() {
         let (host, port) = host_and_port(&config.smarthost);
         let (tls, lookup) = (config.smarthost_tls, Lookup::System);
@@ -58,7 +61,6 @@ pub(super) async fn targets(config: &QueueConfig, domain: &str) -> Result<Vec<Ta
             lookup,
         }]);
     }
-    let resolver = Arc::new(resolver(config)?);
     let mx = |host: String| Target {
         host,
         port: config.mx_port,
@@ -73,10 +75,14 @@ pub(super) async fn targets(config: &QueueConfig, domain: &str) -> Result<Vec<Ta
     match resolver.mx_lookup(name).await {
         Ok(answer) => {
             let records: Vec<(u16, String)> = answer
+                .answers()
                 .iter()
-                .map(|r| {
-                    let host = r.exchange().to_ascii();
-                    (r.preference(), host.trim_end_matches('.').to_string())
+                .filter_map(|r| match &r.data {
+                    RData::MX(mx) => {
+                        let host = mx.exchange.to_ascii();
+                        Some((mx.preference, host.trim_end_matches('.').to_string()))
+                    }
+                    _ => None,
                 })
                 .collect();
             // RFC 7505 §4.2: a "null MX" says the domain takes no mail.
@@ -114,27 +120,10 @@ fn host_and_port(text: &str) -> (String, u16) {
         .unwrap_or_else(|| (text.to_string(), 25))
 }
 
-/// The configured name servers, else the system's.
-fn resolver(config: &QueueConfig) -> Result<TokioResolver, Failure> {
-    let builder = if config.nameservers.is_empty() {
-        TokioResolver::builder_tokio()
-            .map_err(|e| Failure::Temporary(format!("DNS resolver: {e}")))?
-    } else {
-        let servers: Vec<NameServerConfig> = config
-            .nameservers
-            .iter()
-            .flat_map(|ns| [Protocol::Udp, Protocol::Tcp].map(|p| NameServerConfig::new(ns.0, p)))
-            .collect();
-        let config = ResolverConfig::from_parts(None, Vec::new(), servers);
-        TokioResolver::builder_with_config(config, TokioConnectionProvider::default())
-    };
-    Ok(builder.build())
-}
-
 /// The DNS answer's code when it had no records; None for a failure to get an answer.
-fn response_code(e: &hickory_resolver::ResolveError) -> Option<ResponseCode> {
-    match e.proto()?.kind() {
-        ProtoErrorKind::NoRecordsFound { response_code, .. } => Some(*response_code),
+fn response_code(e: &NetError) -> Option<ResponseCode> {
+    match e {
+        NetError::Dns(DnsError::NoRecordsFound(none)) => Some(none.response_code),
         _ => None,
     }
 }
@@ -162,16 +151,26 @@ async fn addresses(
     );
     let mut addrs = Vec::new();
     let mut failed = None;
-    let mut take =
-        |answer: Result<Vec<std::net::IpAddr>, hickory_resolver::ResolveError>| match answer {
-            Ok(ips) => addrs.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, port))),
-            Err(e) => match response_code(&e) {
-                Some(ResponseCode::NXDomain | ResponseCode::NoError) => {}
-                _ => failed = Some(e.to_string()),
-            },
-        };
-    take(v4.map(|a| a.iter().map(|r| std::net::IpAddr::V4(r.0)).collect()));
-    take(v6.map(|a| a.iter().map(|r| std::net::IpAddr::V6(r.0)).collect()));
+    let mut take = |answer: Result<Vec<std::net::IpAddr>, NetError>| match answer {
+        Ok(ips) => addrs.extend(ips.into_iter().map(|ip| SocketAddr::new(ip, port))),
+        Err(e) => match response_code(&e) {
+            Some(ResponseCode::NXDomain | ResponseCode::NoError) => {}
+            _ => failed = Some(e.to_string()),
+        },
+    };
+    let ips = |lookup: hickory_resolver::lookup::Lookup| {
+        lookup
+            .answers()
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(std::net::IpAddr::V6(a.0)),
+                _ => None,
+            })
+            .collect()
+    };
+    take(v4.map(ips));
+    take(v6.map(ips));
     match (addrs.is_empty(), failed) {
         (false, _) => Ok(addrs),
         (true, Some(e)) => Err(Failure::Temporary(format!("{host}: {e}"))),

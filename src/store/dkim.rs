@@ -1,0 +1,230 @@
+//! Each domain's DKIM keys (issue 13), private halves included, in the `model` tree. Keys are
+//! made elsewhere (`crate::dkim`: generating an RSA key takes a while, not under the lock);
+//! the store names them, keeps one active per algorithm and walks them through rotation.
+
+use super::codec::{self, key_str};
+use super::error::{StoreError, StoreResult};
+use super::{Changes, Store};
+use crate::model::*;
+use serde::{Deserialize, Serialize};
+
+/// A DKIM key with its private half (PKCS#8 DER), as the signer needs it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DkimSecret {
+    pub key: DkimKey,
+    pub private_der: Vec<u8>,
+}
+
+impl std::fmt::Debug for DkimSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DkimSecret")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key just made, not yet named.
+pub struct NewDkimKey {
+    pub algorithm: DkimAlgorithm,
+    pub public_key: String,
+    pub private_der: Vec<u8>,
+}
+
+fn prefix(domain: &str) -> Vec<u8> {
+    key_str(codec::DKIM_KEY, &[], &format!("{domain}/"))
+}
+
+fn record_key(domain: &str, selector: &str) -> Vec<u8> {
+    key_str(codec::DKIM_KEY, &[], &format!("{domain}/{selector}"))
+}
+
+impl Store {
+    /// Names and keeps keys made for `domain`. A key is active at once when the domain has no
+    /// active key of its algorithm (a new domain's first keys), otherwise it is the next one,
+    /// to be published before it is activated.
+    pub fn add_dkim_keys(&self, domain: &str, made: Vec<NewDkimKey>) -> StoreResult<Vec<DkimKey>> {
+        let domain = crate::model::normalize_address(domain);
+        let _guard = self.lock();
+        if self.domain(&domain)?.is_none() {
+            return Err(StoreError::not_found(format!("domain {domain}")));
+        }
+        let mut existing = self.dkim_secrets(&domain)?;
+        let day = chrono::Utc::now().format("%Y%m%d").to_string();
+        let mut changes = Changes::default();
+        let mut added = Vec::new();
+        for new in made {
+            let stem = match new.algorithm {
+                DkimAlgorithm::Ed25519 => format!("ed{day}"),
+                DkimAlgorithm::Rsa => format!("rsa{day}"),
+            };
+            let taken = |s: &str| existing.iter().any(|e| e.key.selector == s);
+            let selector = (1..)
+                .map(|n| match n {
+                    1 => stem.clone(),
+                    n => format!("{stem}-{n}"),
+                })
+                .find(|s| !taken(s))
+                .unwrap_or(stem);
+            let has_active = existing
+                .iter()
+                .any(|e| e.key.algorithm == new.algorithm && e.key.state == DkimState::Active);
+            let key = DkimKey {
+                domain: domain.clone(),
+                selector,
+                algorithm: new.algorithm,
+                state: if has_active {
+                    DkimState::Next
+                } else {
+                    DkimState::Active
+                },
+                created: now_millis(),
+                public_key: new.public_key,
+            };
+            let secret = DkimSecret {
+                key: key.clone(),
+                private_der: new.private_der,
+            };
+            changes.put_model(record_key(&domain, &key.selector), &secret)?;
+            existing.push(secret);
+            added.push(key);
+        }
+        self.commit(changes)?;
+        Ok(added)
+    }
+
+    /// The domain's keys, private halves included.
+    pub fn dkim_secrets(&self, domain: &str) -> StoreResult<Vec<DkimSecret>> {
+        let domain = crate::model::normalize_address(domain);
+        self.scan_model(&prefix(&domain), "DKIM key")
+    }
+
+    /// The domain's keys as the API shows them.
+    pub fn dkim_keys(&self, domain: &str) -> StoreResult<Vec<DkimKey>> {
+        Ok(self
+            .dkim_secrets(domain)?
+            .into_iter()
+            .map(|s| s.key)
+            .collect())
+    }
+
+    /// Makes `selector` the key that signs for its algorithm; the one that did is kept,
+    /// retiring, for the mail it signed.
+    pub fn activate_dkim_key(&self, domain: &str, selector: &str) -> StoreResult<Vec<DkimKey>> {
+        let domain = crate::model::normalize_address(domain);
+        let _guard = self.lock();
+        let mut keys = self.dkim_secrets(&domain)?;
+        let algorithm = keys
+            .iter()
+            .find(|s| s.key.selector == selector)
+            .map(|s| s.key.algorithm)
+            .ok_or_else(|| StoreError::not_found(format!("DKIM key {selector} of {domain}")))?;
+        let mut changes = Changes::default();
+        for secret in keys.iter_mut().filter(|s| s.key.algorithm == algorithm) {
+            let state = match (secret.key.selector == selector, secret.key.state) {
+                (true, _) => DkimState::Active,
+                (false, DkimState::Active) => DkimState::Retiring,
+                (false, other) => other,
+            };
+            if state != secret.key.state {
+                secret.key.state = state;
+                changes.put_model(record_key(&domain, &secret.key.selector), secret)?;
+            }
+        }
+        self.commit(changes)?;
+        Ok(keys.into_iter().map(|s| s.key).collect())
+    }
+
+    /// Forgets a key that no longer signs (the one that does cannot go: mail would leave
+    /// unsigned).
+    pub fn retire_dkim_key(&self, domain: &str, selector: &str) -> StoreResult<()> {
+        let domain = crate::model::normalize_address(domain);
+        let _guard = self.lock();
+        let k = record_key(&domain, selector);
+        let secret: DkimSecret = self
+            .get_model(&k, "DKIM key")?
+            .ok_or_else(|| StoreError::not_found(format!("DKIM key {selector} of {domain}")))?;
+        if secret.key.state == DkimState::Active {
+            return Err(StoreError::ActiveDkimKey(selector.to_string()));
+        }
+        let mut changes = Changes::default();
+        changes.del_model(k);
+        self.commit(changes)
+    }
+
+    /// Removals of every key of `domain`, for the change that removes the domain.
+    pub(super) fn drop_dkim_keys(&self, domain: &str, changes: &mut Changes) -> StoreResult<()> {
+        for item in self.inner.model.scan_prefix(prefix(domain)) {
+            changes.del_model(item?.0.to_vec());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::temp_store;
+
+    fn made(algorithm: DkimAlgorithm) -> NewDkimKey {
+        NewDkimKey {
+            algorithm,
+            public_key: "cHVibGlj".into(),
+            private_der: vec![1, 2, 3],
+        }
+    }
+
+    #[test]
+    fn keys_rotate_next_then_active_then_retiring_then_gone() {
+        let (store, _dir) = temp_store();
+        let owner = store
+            .create_user(crate::store::NewUser {
+                login: "owner@acme.example".into(),
+                display_name: String::new(),
+                password: PasswordHash("x".into()),
+                must_change_password: false,
+                own_mailbox: None,
+            })
+            .unwrap();
+        let org = store.create_organization("Acme", owner.id).unwrap();
+        store.add_domain(org.id, "acme.example").unwrap();
+        let both = || vec![made(DkimAlgorithm::Ed25519), made(DkimAlgorithm::Rsa)];
+        let first = store.add_dkim_keys("acme.example", both()).unwrap();
+        assert!(first.iter().all(|k| k.state == DkimState::Active));
+        assert!(first[0].selector.starts_with("ed") && first[1].selector.starts_with("rsa"));
+        let second = store.add_dkim_keys("ACME.example", both()).unwrap();
+        assert!(second.iter().all(|k| k.state == DkimState::Next));
+        assert!(second[0].selector.ends_with("-2"), "{:?}", second[0]);
+        // The active one cannot go.
+        let err = store
+            .retire_dkim_key("acme.example", &first[0].selector)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::ActiveDkimKey(_)), "{err}");
+        let keys = store
+            .activate_dkim_key("acme.example", &second[0].selector)
+            .unwrap();
+        let state = |sel: &str| keys.iter().find(|k| k.selector == sel).unwrap().state;
+        assert_eq!(state(&second[0].selector), DkimState::Active);
+        assert_eq!(state(&first[0].selector), DkimState::Retiring);
+        // RSA's rotation is its own.
+        assert_eq!(state(&first[1].selector), DkimState::Active);
+        assert_eq!(state(&second[1].selector), DkimState::Next);
+        store
+            .retire_dkim_key("acme.example", &first[0].selector)
+            .unwrap();
+        assert_eq!(store.dkim_keys("acme.example").unwrap().len(), 3);
+        let secret = &store.dkim_secrets("acme.example").unwrap()[0];
+        assert_eq!(secret.private_der, vec![1, 2, 3]);
+        assert!(!format!("{secret:?}").contains("private_der"));
+        store.remove_domain(org.id, "acme.example").unwrap();
+        assert!(store.dkim_keys("acme.example").unwrap().is_empty());
+    }
+
+    #[test]
+    fn keys_need_a_domain() {
+        let (store, _dir) = temp_store();
+        let err = store
+            .add_dkim_keys("nowhere.example", vec![made(DkimAlgorithm::Rsa)])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    }
+}
