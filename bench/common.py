@@ -15,7 +15,7 @@ def start_server(workdir, N=100, smtp=False, config_text=None, stderr=None):
         config_text = ('hostname = "bench.test"\n[imap]\nlisten = []\nlisten_tls = ["127.0.0.1:0"]\n'
                        f'[smtp]\nlisten = {["127.0.0.1:0"] if smtp else []}\n'.replace("'", '"') +
                        '[submission]\nlisten = []\nlisten_tls = []\n'
-                       '[admin]\nlisten = ["127.0.0.1:0"]\n'
+                       '[admin]\nlisten = ["127.0.0.1:0"]\nverify_domains = false\n'
                        f'[limits]\nmax_connections = {N + 100}\nmax_connections_per_client = {N + 100}\n')
     with open(config, "w") as f:
         f.write(config_text)
@@ -67,7 +67,7 @@ def stop(proc):
 # A server for Dovecot's imaptest: plaintext LOGIN on loopback, room for its connections.
 IMAPTEST_CONFIG = ('hostname = "bench.example"\n[imap]\nlisten = ["127.0.0.1:0"]\nlisten_tls = []\n'
                    '[smtp]\nlisten = []\n[submission]\nlisten = []\nlisten_tls = []\n'
-                   '[admin]\nlisten = ["127.0.0.1:0"]\n[auth]\nallow_plaintext_on_loopback = true\n'
+                   '[admin]\nlisten = ["127.0.0.1:0"]\nverify_domains = false\n[auth]\nallow_plaintext_on_loopback = true\n'
                    '[limits]\nmax_connections = 1000\nmax_connections_per_client = 1000\n')
 
 def imaptest_users(admin, password, users, user_password):

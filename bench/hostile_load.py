@@ -625,7 +625,7 @@ def main():
               '[imap]\nlisten = ["127.0.0.1:0"]\nlisten_tls = ["127.0.0.1:0"]\n'
               '[smtp]\nlisten = ["127.0.0.1:0"]\n'
               '[submission]\nlisten = ["127.0.0.1:0"]\nlisten_tls = []\n'
-              '[admin]\nlisten = ["127.0.0.1:0"]\n'
+              '[admin]\nlisten = ["127.0.0.1:0"]\nverify_domains = false\n'
               f'[limits]\nmax_connections = {cap}\nmax_connections_per_client = {cap}\n'
               'shutdown_grace_seconds = 5\n'
               '[auth]\nallow_plaintext_on_loopback = true\n')

@@ -30,7 +30,7 @@ PASSWORD = "soak-password-1"
 def config():
     return ('hostname = "bench.test"\n[imap]\nlisten = []\nlisten_tls = ["127.0.0.1:0"]\n'
             '[smtp]\nlisten = ["127.0.0.1:0"]\n[submission]\nlisten = []\nlisten_tls = []\n'
-            '[admin]\nlisten = ["127.0.0.1:0"]\n[limits]\nmax_connections = 500\n'
+            '[admin]\nlisten = ["127.0.0.1:0"]\nverify_domains = false\n[limits]\nmax_connections = 500\n'
             f'max_connections_per_client = 500\n[store]\nmode = "{ARGS.store_mode}"\n')
 
 def du(path):

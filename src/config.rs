@@ -357,6 +357,9 @@ pub struct AdminConfig {
     /// Days between an operator's deletion of an organization (which suspends it at once)
     /// and the deletion itself, which exports its mail first; 0 deletes at the next check.
     pub organization_deletion_grace_days: i64,
+    /// Whether a domain added through the API must show its token in the DNS before it
+    /// receives or sends mail (issue 13: one tenant cannot take another's domain).
+    pub verify_domains: bool,
 }
 
 impl Default for AdminConfig {
@@ -365,6 +368,7 @@ impl Default for AdminConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
             self_service_organizations: false,
             organization_deletion_grace_days: 30,
+            verify_domains: true,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod connection;
 pub mod dkim;
 pub mod dns;
+pub mod domain_records;
 #[doc(hidden)]
 pub mod harness;
 pub mod imap;

@@ -713,3 +713,223 @@ fn an_unreachable_filter_accepts_unchecked_or_defers_as_configured() {
         }
     }
 }
+
+/// Sends one message on the listener `kind` ("smtp (STARTTLS)" from outside, or submission
+/// as `login`) and prints the answer: `250`, or the refusing command's code and text.
+const ONE_MESSAGE: &str = r#"
+import smtplib, ssl, sys
+host, port, sender, rcpt, login, password = sys.argv[1:7]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP(host, int(port))
+s.ehlo("client.outside.test")
+if login:
+    s.starttls(context=ctx)
+    s.login(login, password)
+raw = f"From: {sender}\r\nTo: {rcpt}\r\nSubject: hello\r\n\r\nHello.\r\n".encode()
+try:
+    s.sendmail(sender, [rcpt], raw)
+    print("250")
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = list(e.recipients.values())[0]
+    print(code, text.decode())
+except smtplib.SMTPResponseException as e:
+    print(e.smtp_code, e.smtp_error.decode())
+s.quit()
+"#;
+
+fn one_message(
+    server: &TestServer,
+    kind: &str,
+    from: &str,
+    to: &str,
+    login: (&str, &str),
+) -> String {
+    let args = [
+        "127.0.0.1".to_string(),
+        server.addr(kind).port().to_string(),
+        from.to_string(),
+        to.to_string(),
+        login.0.to_string(),
+        login.1.to_string(),
+    ];
+    python(ONE_MESSAGE, &args).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_domain_shows_its_dns_records_and_takes_mail_once_its_token_is_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeded = seed(dir.path(), "lr");
+    seed_beta(dir.path());
+    let dns = Dns::start(dir.path());
+    let config = format!(
+        "{}\n[queue]\nnameservers = [\"127.0.0.1:{}\"]\n",
+        EPHEMERAL.replace("verify_domains = false", "verify_domains = true"),
+        dns.server.port
+    );
+    let server = start_with(dir.path(), &config);
+    let api = Api::login(&server, OWNER, OWNER_PASSWORD).await;
+    let org = seeded.org;
+    let (status, domain) = api
+        .post(
+            &format!("/api/v1/orgs/{org}/domains"),
+            json!({"name": "new.example"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{domain}");
+    assert_eq!(domain["verified"], false, "{domain}");
+    let token_name = domain["verification"]["name"].as_str().unwrap().to_string();
+    let token_value = domain["verification"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(token_name, "_mailgate.new.example");
+    let (status, mailbox) = api
+        .post(
+            &format!("/api/v1/orgs/{org}/mailboxes"),
+            json!({"address": "box@new.example", "password": "box-password-1"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{mailbox}");
+
+    // Unverified, the domain is not this server's for mail: no relay to it, no sending as it.
+    let inbound = one_message(
+        &server,
+        "smtp (STARTTLS)",
+        "a@outside.test",
+        "box@new.example",
+        ("", ""),
+    );
+    assert!(
+        inbound.starts_with("554 5.7.1") && inbound.contains("relay"),
+        "{inbound}"
+    );
+    let submitted = one_message(
+        &server,
+        "submission (STARTTLS)",
+        "box@new.example",
+        "contact@acme.example",
+        ("box@new.example", "box-password-1"),
+    );
+    assert!(
+        submitted.starts_with("550") && submitted.contains("not verified"),
+        "{submitted}"
+    );
+
+    // Some records published, some wrong, some missing.
+    let dkim: Value = keys_of(&api, org, "new.example").await;
+    let rsa = dkim
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["algorithm"] == "rsa")
+        .unwrap();
+    dns.add("new.example MX 10 mail.test.");
+    dns.add("new.example TXT v=spf1 -all");
+    dns.add("new.example TXT google-site-verification=abc");
+    dns.add(&format!(
+        "{} TXT {}",
+        rsa["dns_name"].as_str().unwrap(),
+        rsa["dns_value"].as_str().unwrap()
+    ));
+    let path = format!("/api/v1/orgs/{org}/domains/new.example/dns");
+    let (status, body) = api.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let state = |purpose: &str, name_part: &str| {
+        body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["purpose"] == purpose && r["name"].as_str().unwrap().contains(name_part))
+            .unwrap_or_else(|| panic!("no {purpose} record in {body}"))
+            .clone()
+    };
+    assert_eq!(state("verification", "")["state"], "missing", "{body}");
+    assert_eq!(state("mx", "")["state"], "ok", "{body}");
+    let spf = state("spf", "");
+    assert_eq!(spf["state"], "different", "{body}");
+    assert_eq!(spf["found"], json!(["v=spf1 -all"]), "{body}");
+    assert_eq!(state("dkim", "rsa")["state"], "ok", "{body}");
+    assert_eq!(state("dkim", "ed")["state"], "missing", "{body}");
+    assert_eq!(state("dmarc", "")["state"], "missing", "{body}");
+    assert_eq!(state("autoconfig", "")["type"], "CNAME", "{body}");
+    assert_eq!(state("imaps", "")["type"], "SRV", "{body}");
+    // Another organization's domain is not shown.
+    let (status, _) = api
+        .get(&format!("/api/v1/orgs/{org}/domains/beta.example/dns"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The command line prints it as a zone file.
+    let home = dir.path().join("home");
+    let url = format!("http://{}", server.addr("admin (HTTP)"));
+    let cli = |args: &[&str], password: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mailgate"));
+        cmd.arg("admin").args(args).env("XDG_CONFIG_HOME", &home);
+        cmd.env_remove("MAILGATE_ORG")
+            .env_remove("MAILGATE_PASSWORD");
+        if let Some(p) = password {
+            cmd.env("MAILGATE_PASSWORD", p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cli(&["login", OWNER, "--server", &url], Some(OWNER_PASSWORD));
+    let zone = cli(&["domains", "dns", "new.example"], None);
+    assert!(
+        zone.contains("; mx (ok)\nnew.example. 3600 IN MX 10 mail.test."),
+        "{zone}"
+    );
+    assert!(
+        zone.contains(&format!(
+            "_mailgate.new.example. 3600 IN TXT \"{token_value}\""
+        )),
+        "{zone}"
+    );
+    assert!(
+        zone.contains("; spf (different, found: v=spf1 -all)"),
+        "{zone}"
+    );
+
+    // Verification: refused while the token is not there, then the domain takes mail.
+    let verify = format!("/api/v1/orgs/{org}/domains/new.example/verify");
+    let (status, body) = api.post(&verify, json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("_mailgate.new.example"),
+        "{body}"
+    );
+    dns.add(&format!("{token_name} TXT {token_value}"));
+    let (status, body) = api.post(&verify, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["verified"], true, "{body}");
+    let inbound = one_message(
+        &server,
+        "smtp (STARTTLS)",
+        "a@outside.test",
+        "box@new.example",
+        ("", ""),
+    );
+    assert_eq!(inbound, "250");
+    let submitted = one_message(
+        &server,
+        "submission (STARTTLS)",
+        "box@new.example",
+        "contact@acme.example",
+        ("box@new.example", "box-password-1"),
+    );
+    assert_eq!(submitted, "250");
+}
+
+async fn keys_of(api: &Api, org: u64, domain: &str) -> Value {
+    let (status, body) = api
+        .get(&format!("/api/v1/orgs/{org}/domains/{domain}/dkim"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["items"].clone()
+}

@@ -18,10 +18,53 @@ pub async fn list(
     caller: Caller,
     ApiPath(org): ApiPath<OrgId>,
     ApiQuery(page): ApiQuery<PageQuery>,
-) -> ApiResult<Json<Page<Domain>>> {
+) -> ApiResult<Json<Page<DomainView>>> {
     caller.see_org(org)?;
-    let domains = services.store.domains(org)?;
+    let domains = services
+        .store
+        .domains(org)?
+        .into_iter()
+        .map(|d| DomainView::of(&services, d))
+        .collect::<ApiResult<Vec<_>>>()?;
     Ok(Json(paginate(domains, |d| d.name.clone(), &page)))
+}
+
+/// A domain with whether it may take mail yet, and the record that proves it is the
+/// organization's.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DomainView {
+    pub name: String,
+    pub org: OrgId,
+    /// Whether it receives and sends mail (its ownership token was seen, or never asked).
+    pub verified: bool,
+    /// The TXT record to publish, while it is not verified.
+    pub verification: Option<VerificationRecord>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct VerificationRecord {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub record_type: String,
+    pub value: String,
+}
+
+impl DomainView {
+    pub fn of(services: &Services, domain: Domain) -> ApiResult<DomainView> {
+        let claim = services.store.domain_claim(&domain.name)?;
+        let verified = claim.as_ref().is_none_or(|c| c.verified.is_some());
+        let verification = claim.filter(|_| !verified).map(|c| VerificationRecord {
+            name: crate::domain_records::verification_name(&domain.name),
+            record_type: "TXT".into(),
+            value: crate::domain_records::verification_value(&c.token),
+        });
+        Ok(DomainView {
+            name: domain.name,
+            org: domain.org,
+            verified,
+            verification,
+        })
+    }
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -36,9 +79,14 @@ pub async fn create(
     caller: Caller,
     ApiPath(org): ApiPath<OrgId>,
     ApiJson(req): ApiJson<NewDomain>,
-) -> ApiResult<(StatusCode, Json<Domain>)> {
+) -> ApiResult<(StatusCode, Json<DomainView>)> {
     caller.require(org, &Action::ManageDomains)?;
-    let domain = services.store.add_domain(org, &req.name)?;
+    let token = services
+        .config
+        .admin
+        .verify_domains
+        .then(|| hex::encode(rand::random::<[u8; 16]>()));
+    let domain = services.store.add_domain_claimed(org, &req.name, token)?;
     audit::entry("domain.create", &domain.name)
         .org(org)
         .actor(caller.actor())
@@ -48,11 +96,14 @@ pub async fn create(
     if let Err(e) = crate::dkim::add_keys(&services.store, &domain.name).await {
         tracing::error!(domain = %domain.name, error = %e, "making DKIM keys failed");
     }
-    Ok((StatusCode::CREATED, Json(domain)))
+    Ok((
+        StatusCode::CREATED,
+        Json(DomainView::of(&services, domain)?),
+    ))
 }
 
 /// The domain, if it is `org`'s (another organization's domain is as unknown as a missing one).
-fn own_domain(services: &Services, org: OrgId, name: &str) -> ApiResult<Domain> {
+pub(super) fn own_domain(services: &Services, org: OrgId, name: &str) -> ApiResult<Domain> {
     match services.store.domain(name)? {
         Some(d) if d.org == org => Ok(d),
         _ => Err(ApiError::NotFound(format!("domain {name} not found"))),

@@ -6,6 +6,7 @@ mod audit_log;
 mod auth;
 pub use auth::token_hash;
 mod autoconfig;
+mod domain_dns;
 mod domains;
 mod error;
 mod export;

@@ -2,7 +2,7 @@
 //! document (`GET /api/v1/openapi.json`), so the two cannot drift apart.
 
 use super::*;
-use crate::model::{AuditEvent, Domain};
+use crate::model::AuditEvent;
 use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
@@ -386,7 +386,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             "No longer an operator (the last one stays)",
             delete(orgs::remove_operator),
         ),
-        ep("get", &at("/domains"), "List domains", get(domains::list)).gives(page::<Domain>()),
+        ep("get", &at("/domains"), "List domains", get(domains::list))
+            .gives(page::<domains::DomainView>()),
         ep(
             "post",
             &at("/domains"),
@@ -394,7 +395,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             post(domains::create),
         )
         .takes(body::<domains::NewDomain>())
-        .gives(body::<Domain>())
+        .gives(body::<domains::DomainView>())
         .created(),
         ep(
             "delete",
@@ -402,6 +403,21 @@ pub fn endpoints() -> Vec<Endpoint> {
             "Remove a domain",
             delete(domains::delete),
         ),
+        ep(
+            "get",
+            &at("/domains/{name}/dns"),
+            "Every DNS record the domain needs, with what the DNS has now",
+            get(domain_dns::records),
+        )
+        .query(&["format"])
+        .gives(body::<domain_dns::DomainRecords>()),
+        ep(
+            "post",
+            &at("/domains/{name}/verify"),
+            "Look for the domain's ownership token in the DNS",
+            post(domain_dns::verify),
+        )
+        .gives(body::<domains::DomainView>()),
         ep(
             "get",
             &at("/domains/{name}/dkim"),

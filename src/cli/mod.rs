@@ -92,8 +92,20 @@ pub enum Admin {
 #[derive(Subcommand)]
 pub enum Domains {
     List,
-    Add { name: String },
-    Remove { name: String },
+    Add {
+        name: String,
+    },
+    Remove {
+        name: String,
+    },
+    /// The DNS records the domain needs, as a zone-file snippet with each one's state.
+    Dns {
+        name: String,
+    },
+    /// Look for the domain's ownership token in the DNS.
+    Verify {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -590,6 +602,14 @@ async fn request(client: &Client, command: Admin) -> Result<Request, String> {
                     (M::POST, format!("{o}/domains"), Some(json!({"name": name})))
                 }
                 Domains::Remove { name } => (M::DELETE, format!("{o}/domains/{name}"), None),
+                Domains::Dns { name } => {
+                    (M::GET, format!("{o}/domains/{name}/dns?format=zone"), None)
+                }
+                Domains::Verify { name } => (
+                    M::POST,
+                    format!("{o}/domains/{name}/verify"),
+                    Some(json!({})),
+                ),
             }
         }
         Admin::Mailboxes { action } => {

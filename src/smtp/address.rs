@@ -45,7 +45,9 @@ pub fn split(address: &str) -> Result<(&str, &str), Malformed> {
 pub fn destination(services: &Services, address: &str) -> Result<Destination, Malformed> {
     let (local, domain) = split(address)?;
     let domain = domain.trim_end_matches('.').to_ascii_lowercase();
-    let ours = services.store.domain(&domain).ok().flatten().is_some();
+    // A domain waiting for its ownership proof is not ours for mail (issue 13).
+    let ours = services.store.domain(&domain).ok().flatten().is_some()
+        && services.store.is_domain_verified(&domain).unwrap_or(false);
     if !ours {
         return Ok(Destination::Remote { domain });
     }

@@ -915,6 +915,18 @@ impl Session {
             let Some(sendable) = self.send_as.find(&from) else {
                 return Err(self.error(550, "5.7.1", &format!("You may not send as <{from}>")));
             };
+            let domain = from.rsplit_once('@').map_or("", |(_, d)| d);
+            if !self
+                .services
+                .store
+                .is_domain_verified(domain)
+                .unwrap_or(false)
+            {
+                let text = format!(
+                    "The domain of <{from}> is not verified yet: its admins publish its TXT record and verify it"
+                );
+                return Err(self.error(550, "5.7.1", &text));
+            }
             on_behalf |= sendable.mode == SendMode::OnBehalf;
             if through_grant {
                 sent_for.push(sendable.clone());

@@ -74,6 +74,8 @@ pub const SUSPENDED: u8 = b'z';
 pub const IMPORT: u8 = b'J';
 /// domain ++ "/" ++ selector → a DKIM key with its private half (`model` tree).
 pub const DKIM_KEY: u8 = b'k';
+/// domain → `DomainClaim`: the token a domain added through the API must show in the DNS.
+pub const DOMAIN_CLAIM: u8 = b'v';
 
 /// Builds a key from a prefix and big-endian ids.
 pub fn key(prefix: u8, ids: &[u64]) -> Vec<u8> {

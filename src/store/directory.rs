@@ -118,6 +118,17 @@ impl Store {
 
     /// Registers `name` as a domain of `org`. A domain belongs to exactly one organization.
     pub fn add_domain(&self, org: OrgId, name: &str) -> StoreResult<Domain> {
+        self.add_domain_claimed(org, name, None)
+    }
+
+    /// Adds a domain; with a token, it takes mail only once that token is seen in its DNS
+    /// (`Store::mark_domain_verified`).
+    pub fn add_domain_claimed(
+        &self,
+        org: OrgId,
+        name: &str,
+        token: Option<String>,
+    ) -> StoreResult<Domain> {
         let name = valid_domain(name)?;
         let _guard = self.lock();
         self.require_org(org)?;
@@ -128,6 +139,13 @@ impl Store {
         let domain = Domain { name, org };
         let mut changes = Changes::default();
         changes.put_model(k, &domain)?;
+        if let Some(token) = token {
+            let claim = super::DomainClaim {
+                token,
+                verified: None,
+            };
+            changes.put_model(super::claims::claim_key(&domain.name), &claim)?;
+        }
         self.commit(changes)?;
         Ok(domain)
     }
@@ -164,6 +182,7 @@ impl Store {
         }
         let mut changes = Changes::default();
         changes.del_model(key_str(codec::DOMAIN, &[], &name));
+        changes.del_model(super::claims::claim_key(&name));
         self.drop_dkim_keys(&name, &mut changes)?;
         self.commit(changes)
     }

@@ -96,6 +96,7 @@ impl Store {
         let mut changes = Changes::default();
         for domain in self.domains(org)? {
             changes.del_model(key_str(codec::DOMAIN, &[], &domain.name));
+            changes.del_model(super::claims::claim_key(&domain.name));
             self.drop_dkim_keys(&domain.name, &mut changes)?;
         }
         for m in &members {

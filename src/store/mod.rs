@@ -14,6 +14,7 @@
 
 mod audit;
 mod blobs;
+mod claims;
 mod codec;
 mod directory;
 mod dkim;
@@ -32,6 +33,7 @@ mod transfer;
 
 pub use audit::AuditQuery;
 pub use blobs::BlobId;
+pub use claims::DomainClaim;
 pub use directory::{AddressEntry, NewMailbox, NewUser};
 pub use dkim::{DkimSecret, NewDkimKey};
 pub use error::{StoreError, StoreResult};
