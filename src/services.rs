@@ -40,6 +40,8 @@ pub struct Services {
     pub dns: std::sync::Arc<hickory_resolver::TokioResolver>,
     /// The spam filter `[filter]` names, if any.
     pub filter: Option<crate::smtp::filter::Filter>,
+    /// The outbound queue's connections kept open between messages to one host.
+    pub outbound_pool: crate::smtp::client::Pool,
 }
 
 impl Services {
@@ -67,6 +69,7 @@ impl Services {
             imports: crate::import::Running::default(),
             dns,
             filter,
+            outbound_pool: crate::smtp::client::Pool::default(),
         })
     }
 }

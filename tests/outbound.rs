@@ -168,6 +168,11 @@ fn tls_sink(dir: &Path, mode: &str, names: &[&str]) -> (Sink, PathBuf) {
 
 /// Submits one message from contact@ to `recipients` over implicit TLS.
 fn submit(server: &TestServer, recipients: &[&str], subject: &str) {
+    submit_to(server.addr("submission (TLS)").port(), recipients, subject)
+}
+
+/// `submit`, to the implicit-TLS submission port given.
+fn submit_to(port: u16, recipients: &[&str], subject: &str) {
     let script = r#"
 import smtplib, ssl, sys
 ctx = ssl.create_default_context()
@@ -181,7 +186,7 @@ s.quit()
 "#;
     let mut args = vec![
         "127.0.0.1".to_string(),
-        server.addr("submission (TLS)").port().to_string(),
+        port.to_string(),
         subject.to_string(),
     ];
     args.extend(recipients.iter().map(|r| r.to_string()));
@@ -407,4 +412,45 @@ else:
             count.to_string(),
         ],
     )
+}
+
+/// Issue 13: a connection is kept for the host's next message (RSET, no new TLS or AUTH),
+/// and a backlog for one domain goes through a few connections, not one per message.
+#[test]
+fn messages_to_one_host_share_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let (smarthost, log) = tls_sink(dir.path(), "starttls", &["localhost"]);
+    let cert = dir.path().join("sink-cert.pem");
+    let server = start(
+        dir.path(),
+        &smarthost_config(smarthost.port, "starttls", Some(&cert)),
+    );
+    // One after another: each finds the last one's connection waiting.
+    for n in 0..3 {
+        submit(&server, &["far@away.example"], &format!("kept {n}"));
+        wait_for(&log, &[&format!("Subject: kept {n}")]);
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(text.matches("TLS localhost").count(), 1, "{text}");
+    assert_eq!(text.matches("AUTH |relay-user|").count(), 1, "{text}");
+    assert_eq!(text.matches("\nRSET").count(), 2, "{text}");
+
+    // Twenty at once: no more connections than the queue's per-domain limit (4), counting
+    // the one kept from before.
+    let subjects: Vec<String> = (0..20).map(|n| format!("backlog {n}")).collect();
+    let port = server.addr("submission (TLS)").port();
+    std::thread::scope(|s| {
+        for subject in &subjects {
+            s.spawn(move || submit_to(port, &["far@away.example"], subject));
+        }
+    });
+    let needles: Vec<String> = subjects.iter().map(|s| format!("Subject: {s}\r")).collect();
+    let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+    let text = wait_for(&log, &needles);
+    let connections = text.matches("TLS localhost").count();
+    assert!(
+        (1..=5).contains(&connections),
+        "{connections} connections: {text}"
+    );
 }

@@ -6,13 +6,17 @@ use super::client::{self, Attempt, RecipientResult};
 use crate::model::*;
 use crate::services::Services;
 use crate::store::{Hold, QueueEntry, QueueId, StoreError};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 /// Deliveries in flight at once.
 const PARALLEL: usize = 8;
+/// Deliveries in flight to one domain: a backlog for it goes through this many connections,
+/// each kept for the next message (Postfix's destination concurrency does the same), rather
+/// than one connection per message.
+const PER_DOMAIN: usize = 4;
 
 /// An envelope as the queue takes it.
 pub struct Outgoing<'a> {
@@ -98,8 +102,9 @@ pub async fn drop_held(services: &Services) {
 
 /// Runs until `shutdown`: picks due entries and delivers them.
 pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
-    let in_flight: Arc<Mutex<HashSet<QueueId>>> = Arc::default();
+    let in_flight: Arc<Mutex<InFlight>> = Arc::default();
     loop {
+        services.outbound_pool.close_idle().await;
         for entry in due(&services, &in_flight) {
             let (services, in_flight) = (services.clone(), in_flight.clone());
             tokio::spawn(async move {
@@ -120,10 +125,13 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
     }
 }
 
+/// The entries being worked on, with their domains.
+type InFlight = HashMap<QueueId, String>;
+
 /// An entry being worked on; dropping it lets the next round pick the entry again.
 struct Claim {
     id: QueueId,
-    in_flight: Arc<Mutex<HashSet<QueueId>>>,
+    in_flight: Arc<Mutex<InFlight>>,
 }
 
 impl Drop for Claim {
@@ -132,12 +140,12 @@ impl Drop for Claim {
     }
 }
 
-fn lock(set: &Mutex<HashSet<QueueId>>) -> std::sync::MutexGuard<'_, HashSet<QueueId>> {
+fn lock(set: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
     set.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Entries whose time has come and that no task is working on, claimed for this round.
-fn due(services: &Services, in_flight: &Mutex<HashSet<QueueId>>) -> Vec<QueueEntry> {
+fn due(services: &Services, in_flight: &Mutex<InFlight>) -> Vec<QueueEntry> {
     let entries = match services.store.queue() {
         Ok(entries) => entries,
         Err(e) => {
@@ -152,7 +160,9 @@ fn due(services: &Services, in_flight: &Mutex<HashSet<QueueId>>) -> Vec<QueueEnt
         if busy.len() >= PARALLEL {
             break;
         }
-        if entry.next_attempt <= now && busy.insert(entry.id) {
+        let to_domain = busy.values().filter(|d| **d == entry.domain).count();
+        if entry.next_attempt <= now && to_domain < PER_DOMAIN && !busy.contains_key(&entry.id) {
+            busy.insert(entry.id, entry.domain.clone());
             out.push(entry);
         }
     }
@@ -395,6 +405,21 @@ mod tests {
     }
 
     #[test]
+    fn no_more_than_a_few_deliveries_go_to_one_domain_at_once() {
+        let h = Harness::new();
+        for _ in 0..PER_DOMAIN + 2 {
+            queued(&h, Hold::No);
+        }
+        let in_flight = Mutex::default();
+        assert_eq!(due(&h.services, &in_flight).len(), PER_DOMAIN);
+        // The rest wait for a slot, and are not claimed twice meanwhile.
+        assert!(due(&h.services, &in_flight).is_empty());
+        let first = *lock(&in_flight).keys().next().unwrap();
+        lock(&in_flight).remove(&first);
+        assert_eq!(due(&h.services, &in_flight).len(), 1);
+    }
+
+    #[test]
     fn held_entries_wait_for_their_release_and_are_dropped_at_start() {
         let h = Harness::new();
         let store = &h.services.store;
@@ -402,7 +427,7 @@ mod tests {
         let released = queued(&h, Hold::UntilReleased);
         let free = queued(&h, Hold::No);
         let in_flight = Mutex::default();
-        let due_ids = |in_flight: &Mutex<HashSet<QueueId>>| {
+        let due_ids = |in_flight: &Mutex<InFlight>| {
             due(&h.services, in_flight)
                 .into_iter()
                 .map(|e| e.id)

@@ -47,6 +47,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conversation<S> {
         self.in_step
     }
 
+    /// Marks the connection as not to be used again (a reset that failed).
+    pub fn lose_step(&mut self) {
+        self.in_step = false;
+    }
+
     pub fn into_inner(self) -> S {
         self.stream.into_inner()
     }

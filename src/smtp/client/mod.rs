@@ -1,5 +1,6 @@
-//! The SMTP client of the outbound queue: one connection per attempt, to the smarthost or
-//! to the domain's MX hosts in order of preference, STARTTLS when offered.
+//! The SMTP client of the outbound queue: to the smarthost or to the domain's MX hosts in
+//! order of preference, STARTTLS when offered, a connection kept for the host's next message
+//! (`pool`).
 //!
 //! What a refusal means depends on when it comes. Before MAIL (greeting, EHLO, STARTTLS,
 //! AUTH) it is the host's, not the message's: the next host is tried and the message kept
@@ -7,6 +8,8 @@
 
 mod conversation;
 pub(crate) use conversation::quoted_reply;
+mod pool;
+pub use pool::Pool;
 mod route;
 #[cfg(test)]
 mod tests;
@@ -15,6 +18,7 @@ use crate::config::{QueueConfig, SmarthostTls};
 use crate::services::Services;
 use base64::Engine;
 use conversation::{Conversation, dot_stuff};
+use pool::Link;
 use route::{Lookup, Route};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -167,7 +171,7 @@ pub async fn replay(replies: Vec<u8>) -> Vec<RecipientResult> {
     let mut conv = Conversation::new(client);
     let result = async {
         let ehlo = open(&mut conv, "mailgate.test", true).await?;
-        transaction(&config, Route::Smarthost, &mut conv, &ehlo, &job).await
+        transaction(&config, Route::Smarthost, &mut conv, &ehlo, &job, true).await
     }
     .await;
     server_side.abort();
@@ -219,17 +223,39 @@ async fn session(
     target: &Target,
     job: &Attempt<'_>,
 ) -> Result<Vec<RecipientResult>, Failure> {
+    let key = pool::Key::of(target);
+    if let Some(parked) = services.outbound_pool.take(&key) {
+        let pool::Parked {
+            mut link,
+            ehlo,
+            messages,
+            ..
+        } = parked;
+        // A connection the host closed meanwhile fails its RSET: a fresh one is opened.
+        if link.reset().await {
+            let config = &services.config.queue;
+            let result = link
+                .transaction(config, target.route(), &ehlo, job, false)
+                .await;
+            return end(services, key, link, ehlo, messages + 1, result).await;
+        }
+    }
     let tcp = route::connect(target).await?;
     let hostname = &services.config.hostname;
     let config = &services.config.queue;
     if target.tls == SmarthostTls::Implicit {
-        let mut conv =
+        let conv =
             Conversation::new(start_tls(services, target, tcp).await?).with_peer(&target.host);
-        let result = match open(&mut conv, hostname, true).await {
-            Ok(ehlo) => transaction(config, target.route(), &mut conv, &ehlo, job).await,
-            Err(f) => Err(f),
+        let mut link = Link::Tls(Box::new(conv));
+        return match link.open(hostname, true).await {
+            Ok(ehlo) => {
+                let result = link
+                    .transaction(config, target.route(), &ehlo, job, true)
+                    .await;
+                end(services, key, link, ehlo, 1, result).await
+            }
+            Err(f) => link.closing(Err(f)).await,
         };
-        return closing(&mut conv, result).await;
     }
     let mut conv = Conversation::new(tcp).with_peer(&target.host);
     let ehlo = match open(&mut conv, hostname, true).await {
@@ -242,13 +268,18 @@ async fn session(
             return closing(&mut conv, Err(refused)).await;
         }
         let stream = start_tls(services, target, conv.into_inner()).await?;
-        let mut conv = Conversation::new(stream).with_peer(&target.host);
+        let conv = Conversation::new(stream).with_peer(&target.host);
+        let mut link = Link::Tls(Box::new(conv));
         // RFC 3207 §4.2: what was learnt before TLS is forgotten; EHLO again.
-        let result = match open(&mut conv, hostname, false).await {
-            Ok(ehlo) => transaction(config, target.route(), &mut conv, &ehlo, job).await,
-            Err(f) => Err(f),
+        return match link.open(hostname, false).await {
+            Ok(ehlo) => {
+                let result = link
+                    .transaction(config, target.route(), &ehlo, job, true)
+                    .await;
+                end(services, key, link, ehlo, 1, result).await
+            }
+            Err(f) => link.closing(Err(f)).await,
         };
-        return closing(&mut conv, result).await;
     }
     // A password goes only over TLS, unless the configuration says the smarthost has none.
     let auth = target.route() == Route::Smarthost && !config.smarthost_user.is_empty();
@@ -259,8 +290,74 @@ async fn session(
         ));
         return closing(&mut conv, Err(refused)).await;
     }
-    let result = transaction(config, target.route(), &mut conv, &ehlo, job).await;
-    closing(&mut conv, result).await
+    let mut link = Link::Plain(conv);
+    let result = link
+        .transaction(config, target.route(), &ehlo, job, true)
+        .await;
+    end(services, key, link, ehlo, 1, result).await
+}
+
+/// After a message: a connection in step that delivered is kept for the host's next one;
+/// one given up on gets its QUIT (`closing`).
+async fn end(
+    services: &Services,
+    key: pool::Key,
+    mut link: Link,
+    ehlo: Vec<String>,
+    messages: u32,
+    result: Result<Vec<RecipientResult>, Failure>,
+) -> Result<Vec<RecipientResult>, Failure> {
+    if result.is_ok() && link.in_step() {
+        services.outbound_pool.park(key, link, ehlo, messages).await;
+        return result;
+    }
+    link.closing(result).await
+}
+
+/// A session of either kind, so that both are driven, kept and closed alike.
+impl Link {
+    fn in_step(&self) -> bool {
+        match self {
+            Link::Plain(conv) => conv.in_step(),
+            Link::Tls(conv) => conv.in_step(),
+        }
+    }
+
+    async fn open(&mut self, hostname: &str, greeting: bool) -> Result<Vec<String>, Failure> {
+        match self {
+            Link::Plain(conv) => open(conv, hostname, greeting).await,
+            Link::Tls(conv) => open(&mut **conv, hostname, greeting).await,
+        }
+    }
+
+    /// RSET answered 250: the connection still works, no transaction open.
+    async fn reset(&mut self) -> bool {
+        match self {
+            Link::Plain(conv) => reset(conv).await,
+            Link::Tls(conv) => reset(&mut **conv).await,
+        }
+    }
+
+    async fn transaction(
+        &mut self,
+        config: &QueueConfig,
+        route: Route,
+        ehlo: &[String],
+        job: &Attempt<'_>,
+        fresh: bool,
+    ) -> Result<Vec<RecipientResult>, Failure> {
+        match self {
+            Link::Plain(conv) => transaction(config, route, conv, ehlo, job, fresh).await,
+            Link::Tls(conv) => transaction(config, route, &mut **conv, ehlo, job, fresh).await,
+        }
+    }
+
+    async fn closing<T>(&mut self, result: Result<T, Failure>) -> Result<T, Failure> {
+        match self {
+            Link::Plain(conv) => closing(conv, result).await,
+            Link::Tls(conv) => closing(&mut **conv, result).await,
+        }
+    }
 }
 
 /// RFC 5321 §4.1.1.10: a host given up on mid-session (a refused EHLO, MAIL or AUTH, an
@@ -308,15 +405,18 @@ fn offers_auth(ehlo: &[String], mechanism: &str) -> bool {
     })
 }
 
-/// AUTH to the smarthost when configured, then MAIL, RCPT and DATA.
+/// AUTH to the smarthost when configured (on a `fresh` connection: a kept one is logged in),
+/// then MAIL, RCPT and DATA. The connection is left in step for another message where it
+/// can be: a transaction that ends early is reset (RSET), not quit.
 async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     config: &QueueConfig,
     route: Route,
     conv: &mut Conversation<S>,
     ehlo: &[String],
     job: &Attempt<'_>,
+    fresh: bool,
 ) -> Result<Vec<RecipientResult>, Failure> {
-    if route == Route::Smarthost && !config.smarthost_user.is_empty() {
+    if fresh && route == Route::Smarthost && !config.smarthost_user.is_empty() {
         authenticate(config, conv, ehlo).await?;
     }
     let utf8 = !(job.sender.is_ascii() && job.recipients.iter().all(|r| r.is_ascii()));
@@ -351,12 +451,12 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         });
     }
     if !results.contains(&RecipientResult::Delivered) {
-        quit(conv).await;
+        reset(conv).await;
         return Ok(results);
     }
     let (code, text) = conv.send("DATA", wait::DATA_INIT).await?;
     if code != 354 {
-        quit(conv).await;
+        reset(conv).await;
         return Ok(settle(results, refusal(code, conv.said(code, &text))));
     }
     for block in dot_stuff(job.raw).chunks(BLOCK) {
@@ -373,7 +473,6 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(settle(results, RecipientResult::Temporary(why)));
         }
     };
-    quit(conv).await;
     Ok(match code {
         200..=299 => results,
         _ => settle(results, refusal(code, conv.said(code, &lines.join(" ")))),
@@ -424,6 +523,16 @@ fn settle(results: Vec<RecipientResult>, whole: RecipientResult) -> Vec<Recipien
 
 async fn quit<S: AsyncRead + AsyncWrite + Unpin>(conv: &mut Conversation<S>) {
     let _ = tokio::time::timeout(wait::QUIT, conv.send("QUIT", wait::QUIT)).await;
+}
+
+/// RSET (RFC 5321 §4.1.1.5): the open transaction dropped, the connection checked. A reply
+/// other than 250 leaves the connection out of step, so that it is not kept.
+async fn reset<S: AsyncRead + AsyncWrite + Unpin>(conv: &mut Conversation<S>) -> bool {
+    let ok = matches!(conv.send("RSET", wait::QUIT).await, Ok((250, _)));
+    if !ok {
+        conv.lose_step();
+    }
+    ok
 }
 
 async fn start_tls(

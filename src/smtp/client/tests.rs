@@ -63,7 +63,7 @@ async fn run(
     };
     let started = tokio::time::Instant::now();
     let mut conv = Conversation::new(client);
-    let result = transaction(config, route, &mut conv, &ehlo, &job).await;
+    let result = transaction(config, route, &mut conv, &ehlo, &job, true).await;
     (result, started.elapsed())
 }
 
@@ -225,7 +225,15 @@ async fn content_a_host_cannot_take_is_for_another_host() {
         raw: &raw,
     };
     let mut conv = Conversation::new(client);
-    let result = transaction(&QueueConfig::default(), Route::Mx, &mut conv, &[], &job).await;
+    let result = transaction(
+        &QueueConfig::default(),
+        Route::Mx,
+        &mut conv,
+        &[],
+        &job,
+        true,
+    )
+    .await;
     assert!(
         matches!(&result, Err(Failure::Unusable(why)) if why.contains("5.6.3")),
         "{result:?}"
