@@ -51,7 +51,9 @@ def send(args):
 
 
 def one_round(checks, zone, message):
-    dns = subprocess.Popen([sys.executable, DNS, zone], stdout=subprocess.PIPE, text=True)
+    # Run as -c: a file named dns.py would shadow dnspython's package.
+    dns = subprocess.Popen([sys.executable, "-c", open(DNS).read(), zone],
+                           stdout=subprocess.PIPE, text=True)
     dns_port = int(dns.stdout.readline())
     workdir = tempfile.mkdtemp()
     config = ('hostname = "bench.test"\n[imap]\nlisten = []\nlisten_tls = []\n'
