@@ -148,38 +148,41 @@ pub fn signatures(services: &Services, message: &[u8]) -> Result<Vec<u8>, DkimEr
 
 /// One signature, relaxed/relaxed (RFC 6376 §3.4: survives the re-folding relays do).
 fn sign(secret: &DkimSecret, message: &[u8]) -> Result<String, DkimError> {
-    use mail_auth::dkim::Canonicalization::Relaxed;
-    let key = &secret.key;
     let bad = |why: String| DkimError::BadKey {
-        selector: key.selector.clone(),
+        selector: secret.key.selector.clone(),
         why,
     };
-    let signature = match key.algorithm {
+    let header = match secret.key.algorithm {
         DkimAlgorithm::Ed25519 => {
             let pair =
                 Ed25519Key::from_pkcs8_der(&secret.private_der).map_err(|e| bad(e.to_string()))?;
-            DkimSigner::from_key(pair)
-                .domain(&key.domain)
-                .selector(&key.selector)
-                .headers(SIGNED_FIELDS.iter().copied())
-                .header_canonicalization(Relaxed)
-                .body_canonicalization(Relaxed)
-                .sign(message)
+            signed_with(pair, &secret.key, message)
         }
         DkimAlgorithm::Rsa => {
             let der = rustls_pki_types::PrivatePkcs8KeyDer::from(secret.private_der.as_slice());
             let pair =
                 RsaKey::<Sha256>::from_key_der(der.into()).map_err(|e| bad(e.to_string()))?;
-            DkimSigner::from_key(pair)
-                .domain(&key.domain)
-                .selector(&key.selector)
-                .headers(SIGNED_FIELDS.iter().copied())
-                .header_canonicalization(Relaxed)
-                .body_canonicalization(Relaxed)
-                .sign(message)
+            signed_with(pair, &secret.key, message)
         }
     };
-    Ok(signature.map_err(|e| bad(e.to_string()))?.to_header())
+    header.map_err(|e| bad(e.to_string()))
+}
+
+/// The `DKIM-Signature:` field `key` (its private half `pair`) makes for `message`.
+fn signed_with(
+    pair: impl mail_auth::common::crypto::SigningKey,
+    key: &DkimKey,
+    message: &[u8],
+) -> mail_auth::Result<String> {
+    use mail_auth::dkim::Canonicalization::Relaxed;
+    DkimSigner::from_key(pair)
+        .domain(&key.domain)
+        .selector(&key.selector)
+        .headers(SIGNED_FIELDS.iter().copied())
+        .header_canonicalization(Relaxed)
+        .body_canonicalization(Relaxed)
+        .sign(message)
+        .map(|signature| signature.to_header())
 }
 
 #[cfg(test)]

@@ -244,18 +244,8 @@ async fn session(
     let hostname = &services.config.hostname;
     let config = &services.config.queue;
     if target.tls == SmarthostTls::Implicit {
-        let conv =
-            Conversation::new(start_tls(services, target, tcp).await?).with_peer(&target.host);
-        let mut link = Link::Tls(Box::new(conv));
-        return match link.open(hostname, true).await {
-            Ok(ehlo) => {
-                let result = link
-                    .transaction(config, target.route(), &ehlo, job, true)
-                    .await;
-                end(services, key, link, ehlo, 1, result).await
-            }
-            Err(f) => link.closing(Err(f)).await,
-        };
+        let stream = start_tls(services, target, tcp).await?;
+        return fresh(services, target, key, stream, true, job).await;
     }
     let mut conv = Conversation::new(tcp).with_peer(&target.host);
     let ehlo = match open(&mut conv, hostname, true).await {
@@ -268,18 +258,8 @@ async fn session(
             return closing(&mut conv, Err(refused)).await;
         }
         let stream = start_tls(services, target, conv.into_inner()).await?;
-        let conv = Conversation::new(stream).with_peer(&target.host);
-        let mut link = Link::Tls(Box::new(conv));
         // RFC 3207 §4.2: what was learnt before TLS is forgotten; EHLO again.
-        return match link.open(hostname, false).await {
-            Ok(ehlo) => {
-                let result = link
-                    .transaction(config, target.route(), &ehlo, job, true)
-                    .await;
-                end(services, key, link, ehlo, 1, result).await
-            }
-            Err(f) => link.closing(Err(f)).await,
-        };
+        return fresh(services, target, key, stream, false, job).await;
     }
     // A password goes only over TLS, unless the configuration says the smarthost has none.
     let auth = target.route() == Route::Smarthost && !config.smarthost_user.is_empty();
@@ -295,6 +275,29 @@ async fn session(
         .transaction(config, target.route(), &ehlo, job, true)
         .await;
     end(services, key, link, ehlo, 1, result).await
+}
+
+/// A new TLS session: the greeting (after implicit TLS), EHLO, then the message.
+async fn fresh(
+    services: &Services,
+    target: &Target,
+    key: pool::Key,
+    stream: tokio_rustls::client::TlsStream<TcpStream>,
+    greeting: bool,
+    job: &Attempt<'_>,
+) -> Result<Vec<RecipientResult>, Failure> {
+    let conv = Conversation::new(stream).with_peer(&target.host);
+    let mut link = Link::Tls(Box::new(conv));
+    match link.open(&services.config.hostname, greeting).await {
+        Ok(ehlo) => {
+            let config = &services.config.queue;
+            let result = link
+                .transaction(config, target.route(), &ehlo, job, true)
+                .await;
+            end(services, key, link, ehlo, 1, result).await
+        }
+        Err(f) => link.closing(Err(f)).await,
+    }
 }
 
 /// After a message: a connection in step that delivered is kept for the host's next one;
