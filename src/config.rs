@@ -176,11 +176,28 @@ impl Default for ImportConfig {
 }
 
 /// Certificate and key in PEM; when both are absent a self-signed certificate is generated.
+/// With `acme`, certificates from an ACME authority serve the names they cover.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    pub acme: Option<AcmeConfig>,
+}
+
+/// An ACME authority (RFC 8555) that issues the server's certificates.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// The directory URL, such as Let's Encrypt's.
+    pub directory: String,
+    /// Where the authority writes about the account's certificates (an address).
+    #[serde(default)]
+    pub contact: Option<String>,
+    /// A PEM file of the CA that the directory's HTTPS certificate comes from, when it is not
+    /// one the system trusts (a test authority such as pebble).
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 /// IMAP: listeners and the limits of a session.
@@ -692,6 +709,18 @@ mod tests {
     fn the_documented_file_is_valid_and_says_the_defaults() {
         let text = include_str!("../config/mailgate.toml");
         assert_eq!(parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn acme_takes_a_directory_and_may_take_a_contact_and_a_ca() {
+        let c = parse("[tls.acme]\ndirectory = \"https://acme.test/dir\"\n").unwrap();
+        let acme = c.tls.acme.unwrap();
+        assert_eq!(acme.directory, "https://acme.test/dir");
+        assert_eq!((acme.contact, acme.ca), (None, None));
+        let err = parse("[tls.acme]\ncontact = \"pm@a.test\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("directory"), "{err}");
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub struct Services {
     pub config: Config,
     pub store: Store,
     pub tls: TlsAcceptor,
+    /// The certificates `tls` presents, replaced as they are renewed.
+    pub certificates: std::sync::Arc<crate::tls::Certificates>,
+    /// The ACME client's pending challenges (answered by the admin listener) and wake-up.
+    pub acme: crate::tls::acme::Acme,
     /// The outbound queue's TLS client configurations.
     pub outbound_tls: crate::tls::OutboundTls,
     pub passwords: Verifier,
@@ -47,7 +51,8 @@ pub struct Services {
 impl Services {
     /// Everything sessions share, from the configuration and the open store.
     pub fn new(config: Config, store: Store) -> Result<Services, ServicesError> {
-        let tls = crate::tls::acceptor(&config.tls, &config.hostname, &store)?;
+        let certificates = crate::tls::certificates(&config.tls, &config.hostname, &store)?;
+        let tls = crate::tls::acceptor(certificates.clone())?;
         let outbound_tls = crate::tls::outbound(&config.queue)?;
         let passwords = Verifier::new(
             Duration::from_secs(config.auth.password_cache_seconds),
@@ -60,6 +65,8 @@ impl Services {
             config,
             store,
             tls,
+            certificates,
+            acme: crate::tls::acme::Acme::default(),
             outbound_tls,
             passwords,
             queue_wake: tokio::sync::Notify::new(),

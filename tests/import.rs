@@ -42,14 +42,6 @@ impl Drop for Dovecot {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn run(cmd: &mut Command) {
     let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(status.success(), "{cmd:?}: {status}");

@@ -8,12 +8,8 @@ use common::api::Api;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// The tests' authoritative DNS server (see its header for the zone file's lines).
-const DNS: &str = include_str!("common/dns.py");
 
 /// Verifies every `DKIM-Signature:` of the message in the file given with dkimpy, the keys
 /// asked of the DNS server on the port given; one line per signature: selector, algorithm,
@@ -37,58 +33,20 @@ for i, sig in enumerate(signatures):
     print(tags[b"s"].decode().strip(), tags[b"a"].decode().strip(), "pass" if ok else "fail")
 "#;
 
-/// The DNS server and its zone file.
-struct Dns {
-    server: Sink,
-    zone: PathBuf,
-}
-
-impl Dns {
-    fn start(dir: &Path) -> Dns {
-        let zone = dir.join("zone.txt");
-        std::fs::write(&zone, "").unwrap();
-        Dns {
-            server: sink(DNS, &zone),
-            zone,
-        }
-    }
-
-    /// Adds a record (`name TYPE value`) to the zone.
-    fn add(&self, record: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&self.zone)
-            .unwrap();
-        writeln!(f, "{record}").unwrap();
-    }
-
-    /// Publishes every key the API lists for the domain.
-    fn publish(&self, keys: &Value) {
-        for key in keys.as_array().unwrap() {
-            let (name, value) = (&key["dns_name"], &key["dns_value"]);
-            self.add(&format!(
-                "{} TXT {}",
-                name.as_str().unwrap(),
-                value.as_str().unwrap()
-            ));
-        }
-    }
-
-    /// dkimpy's verdict on each signature of the message in `path`: (selector, algorithm,
-    /// pass/fail).
-    fn verify(&self, path: &Path) -> Vec<(String, String, String)> {
-        let out = python(
-            DKIM_VERIFY,
-            &[path.display().to_string(), self.server.port.to_string()],
-        );
-        out.lines()
-            .map(|line| {
-                let mut parts = line.split(' ').map(str::to_string);
-                let mut next = || parts.next().unwrap_or_default();
-                (next(), next(), next())
-            })
-            .collect()
-    }
+/// dkimpy's verdict on each signature of the message in `path`: (selector, algorithm,
+/// pass/fail).
+fn dkim_verify(dns: &Dns, path: &Path) -> Vec<(String, String, String)> {
+    let out = python(
+        DKIM_VERIFY,
+        &[path.display().to_string(), dns.server.port.to_string()],
+    );
+    out.lines()
+        .map(|line| {
+            let mut parts = line.split(' ').map(str::to_string);
+            let mut next = || parts.next().unwrap_or_default();
+            (next(), next(), next())
+        })
+        .collect()
 }
 
 /// Submits `message` from contact@ to `recipients` over implicit TLS.
@@ -221,7 +179,7 @@ async fn submitted_mail_is_signed_with_ed25519_and_rsa_and_dkimpy_verifies_both_
         })
         .collect();
     for copy in [&local, &relayed] {
-        let mut verdicts = dns.verify(copy);
+        let mut verdicts = dkim_verify(&dns, copy);
         verdicts.sort_by(|a, b| a.1.cmp(&b.1));
         assert_eq!(
             verdicts,
@@ -239,7 +197,7 @@ async fn submitted_mail_is_signed_with_ed25519_and_rsa_and_dkimpy_verifies_both_
         text.replace("Subject: signed", "Subject: changed"),
     )
     .unwrap();
-    let verdicts = dns.verify(&tampered);
+    let verdicts = dkim_verify(&dns, &tampered);
     assert_eq!(verdicts.len(), 2, "{verdicts:?}");
     assert!(verdicts.iter().all(|v| v.2 == "fail"), "{verdicts:?}");
 }
@@ -272,7 +230,7 @@ async fn dkim_keys_rotate_published_first_then_active_then_retired() {
     submit(&server, &message("before"), &[CONTACT]);
     let copy = dir.path().join("before.eml");
     fetch_local_copy(&server, "before", &copy);
-    let signed_by: Vec<String> = dns.verify(&copy).into_iter().map(|v| v.0).collect();
+    let signed_by: Vec<String> = dkim_verify(&dns, &copy).into_iter().map(|v| v.0).collect();
     let old_selectors: Vec<String> = old.iter().map(|k| k.0.clone()).collect();
     assert_eq!(signed_by.len(), 2);
     assert!(
@@ -310,7 +268,7 @@ async fn dkim_keys_rotate_published_first_then_active_then_retired() {
     submit(&server, &message("after"), &[CONTACT]);
     let copy = dir.path().join("after.eml");
     fetch_local_copy(&server, "after", &copy);
-    let verdicts = dns.verify(&copy);
+    let verdicts = dkim_verify(&dns, &copy);
     assert!(verdicts.iter().all(|v| v.2 == "pass"), "{verdicts:?}");
     let signed_by: Vec<&str> = verdicts.iter().map(|v| v.0.as_str()).collect();
     assert!(signed_by.contains(&new_ed.as_str()), "{signed_by:?}");

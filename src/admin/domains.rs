@@ -96,6 +96,8 @@ pub async fn create(
     if let Err(e) = crate::dkim::add_keys(&services.store, &domain.name).await {
         tracing::error!(domain = %domain.name, error = %e, "making DKIM keys failed");
     }
+    // A domain that takes mail at once (no ownership check) wants its certificates now.
+    services.acme.wake.notify_one();
     Ok((
         StatusCode::CREATED,
         Json(DomainView::of(&services, domain)?),

@@ -94,6 +94,20 @@ async fn metrics(
     ))
 }
 
+/// The key authorization of a pending HTTP-01 challenge, as text (RFC 8555 §8.3); 404 for
+/// any other token.
+async fn acme_challenge(
+    axum::extract::State(services): axum::extract::State<Arc<Services>>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
+    let answer = services.acme.key_authorization(&token);
+    let answer = answer.ok_or_else(|| ApiError::NotFound("no such ACME challenge".into()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        answer,
+    ))
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".into())
 }

@@ -166,6 +166,13 @@ pub fn endpoints() -> Vec<Endpoint> {
         .public(),
         ep(
             "get",
+            "/.well-known/acme-challenge/{token}",
+            "The answer to an ACME HTTP-01 challenge being validated now (RFC 8555 §8.3)",
+            get(acme_challenge),
+        )
+        .public(),
+        ep(
+            "get",
             "/metrics",
             "Counters in Prometheus text format",
             get(metrics),

@@ -136,6 +136,7 @@ impl Server {
         tracker.spawn(sweep_freed_blobs(self.services.clone(), token.clone()));
         let store = self.services.store.clone();
         tracker.spawn(async move { crate::dkim::keep_keys(&store).await });
+        tracker.spawn(crate::tls::keep(self.services.clone(), token.clone()));
         tracker.spawn(crate::admin::keep_grant_time(
             self.services.clone(),
             token.clone(),

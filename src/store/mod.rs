@@ -180,6 +180,21 @@ impl Store {
         Ok(value)
     }
 
+    /// The server secret `name`, if one is kept (ACME certificates and the account).
+    pub fn secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let key = format!("secret/{name}");
+        Ok(self.inner.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Keeps `value` as the server secret `name`, durably, in place of any before.
+    pub fn set_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {
+        let key = format!("secret/{name}");
+        let _guard = self.lock();
+        self.inner.meta.insert(key, value)?;
+        self.inner.meta.flush()?;
+        Ok(())
+    }
+
     /// Folders record whether the mailbox's own login subscribed to them in a field that is
     /// no longer read (subscriptions are kept by name now, and new folders leave it false):
     /// where it is still true, the subscription is written by name, once.
@@ -465,5 +480,9 @@ mod open_tests {
         let b = store.server_secret("x", || Ok(b"two".to_vec())).unwrap();
         assert_eq!(a, b"one");
         assert_eq!(b, b"one");
+        assert_eq!(store.secret("x").unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(store.secret("y").unwrap(), None);
+        store.set_secret("x", b"three").unwrap();
+        assert_eq!(store.secret("x").unwrap().as_deref(), Some(&b"three"[..]));
     }
 }

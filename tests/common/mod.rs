@@ -511,3 +511,54 @@ sys.stdin.readline()
         (at.parse().unwrap_or(0.0), text.to_string())
     }
 }
+
+/// The tests' authoritative DNS server (see its header for the zone file's lines).
+const DNS: &str = include_str!("dns.py");
+
+/// A DNS server for the test (dnspython) and its zone file.
+pub struct Dns {
+    pub server: Sink,
+    pub zone: PathBuf,
+}
+
+impl Dns {
+    pub fn start(dir: &Path) -> Dns {
+        let zone = dir.join("zone.txt");
+        std::fs::write(&zone, "").unwrap();
+        Dns {
+            server: sink(DNS, &zone),
+            zone,
+        }
+    }
+
+    /// Adds a record (`name TYPE value`) to the zone.
+    pub fn add(&self, record: &str) {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.zone)
+            .unwrap();
+        writeln!(f, "{record}").unwrap();
+    }
+
+    /// Publishes every key the API lists for the domain.
+    pub fn publish(&self, keys: &serde_json::Value) {
+        for key in keys.as_array().unwrap() {
+            let (name, value) = (&key["dns_name"], &key["dns_value"]);
+            self.add(&format!(
+                "{} TXT {}",
+                name.as_str().unwrap(),
+                value.as_str().unwrap()
+            ));
+        }
+    }
+}
+
+/// A port free now (the kernel's pick), for a peer that must be told its port before it starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -1,14 +1,23 @@
-//! TLS: one acceptor for STARTTLS and implicit TLS alike, TLS 1.2 and 1.3 only, on ring;
-//! and the client side of the outbound queue.
+//! TLS: one acceptor for STARTTLS and implicit TLS alike, TLS 1.2 and 1.3 only, on ring,
+//! with the certificate chosen per name (`certificates`) and kept current (`keep`): ACME
+//! (`acme`), configured files, or a generated one; and the client side of the outbound queue.
+
+pub mod acme;
+mod certificates;
+
+pub use certificates::Certificates;
 
 use crate::config::{QueueConfig, TlsConfig};
+use crate::services::Services;
 use crate::store::Store;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::{self, ClientConfig, ServerConfig};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -26,23 +35,64 @@ pub enum TlsError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// The acceptor for `config`: the configured PEM files, or the certificate generated for
-/// `hostname` on first start and kept in the store.
-pub fn acceptor(
+/// The server's certificates to begin with: the configured PEM files, or the certificate
+/// generated for `hostname` on first start and kept in the store; ACME's join them in `keep`.
+pub fn certificates(
     config: &TlsConfig,
     hostname: &str,
     store: &Store,
-) -> Result<TlsAcceptor, TlsError> {
+) -> Result<Arc<Certificates>, TlsError> {
     let (certs, key) = match (&config.cert, &config.key) {
         (Some(cert), Some(key)) => (read_certs(cert)?, read_key(key)?),
         _ => self_signed(hostname, store)?,
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(Arc::new(Certificates::new(provider, hostname, certs, key)?))
+}
+
+/// The acceptor of every listener, presenting `certificates` as they are at each handshake.
+pub fn acceptor(certificates: Arc<Certificates>) -> Result<TlsAcceptor, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+        .with_cert_resolver(certificates);
     Ok(TlsAcceptor::from(Arc::new(server)))
+}
+
+/// Certificates are looked at this often, and at once when a domain is added or verified.
+const CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
+
+/// Keeps the certificates current while the server runs: the generated one made anew before
+/// it ends, and with `[tls.acme]` the authority's obtained and renewed.
+pub async fn keep(services: Arc<Services>, shutdown: CancellationToken) {
+    let mut acme = services.config.tls.acme.clone().map(acme::Client::new);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = renew(&services, acme.as_mut()) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = services.acme.wake.notified() => {}
+        }
+    }
+}
+
+async fn renew(services: &Services, acme: Option<&mut acme::Client>) {
+    let tls = &services.config.tls;
+    if tls.cert.is_none() {
+        let generated = self_signed(&services.config.hostname, &services.store);
+        let served =
+            generated.and_then(|(certs, key)| services.certificates.set_fallback(certs, key));
+        if let Err(e) = served {
+            tracing::error!(error = %e, "renewing the generated certificate failed");
+        }
+    }
+    if let Some(acme) = acme {
+        acme.round(services).await;
+    }
 }
 
 /// The outbound queue's TLS: the smarthost, which is sent a password, is authenticated
@@ -279,7 +329,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let first = {
             let store = Store::open(dir.path()).unwrap();
-            acceptor(&TlsConfig::default(), "mail.test", &store).unwrap();
+            certificates(&TlsConfig::default(), "mail.test", &store).unwrap();
             self_signed_certificate_pem("mail.test", &store).unwrap()
         };
         let store = Store::open(dir.path()).unwrap();
@@ -295,8 +345,12 @@ mod tests {
         let config = TlsConfig {
             cert: Some("/nonexistent/cert.pem".into()),
             key: Some("/nonexistent/key.pem".into()),
+            acme: None,
         };
-        let err = acceptor(&config, "x", &store).err().unwrap().to_string();
+        let err = certificates(&config, "x", &store)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("/nonexistent/cert.pem"), "{err}");
     }
 }

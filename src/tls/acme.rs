@@ -1,0 +1,423 @@
+//! Certificates from an ACME authority (RFC 8555) such as Let's Encrypt, for the server's
+//! hostname and each verified domain's `mail.` and `autoconfig.` names: obtained over the
+//! HTTP-01 challenge (§8.3), which the admin listener answers; kept in the store; renewed 30
+//! days before they end; and handed to [`super::Certificates`] so that every listener serves them
+//! from its next handshake on.
+
+use super::{NOT_AFTER, TlsError};
+use crate::config::AcmeConfig;
+use crate::services::Services;
+use instant_acme::{
+    Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
+    RetryPolicy,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcmeError {
+    #[error("the ACME server: {0}")]
+    Protocol(#[from] instant_acme::Error),
+    #[error("the ACME server offers no HTTP-01 challenge for {0}")]
+    NoHttpChallenge(String),
+    #[error("the ACME server did not validate {names}: the order is {status:?}")]
+    NotValidated { names: String, status: OrderStatus },
+    #[error("the authorization for {name} is {status:?}")]
+    Authorization {
+        name: String,
+        status: AuthorizationStatus,
+    },
+    #[error("the issued certificate is unreadable: {0}")]
+    Issued(String),
+    #[error("the stored ACME account is unreadable: {0}")]
+    Account(#[from] serde_json::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// A certificate is renewed when it ends within this.
+const RENEW_BEFORE_SECONDS: i64 = 30 * 24 * 3600;
+/// A set of names whose order failed is not asked for again before this, so that a name
+/// whose DNS is wrong does not use up the authority's limit on failed validations.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(3600);
+/// How long the authority may take to validate and to issue.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What the ACME client shares with the admin listener, which answers the HTTP-01
+/// challenges, and with the admin API, which wakes it when a domain becomes verified.
+#[derive(Default)]
+pub struct Acme {
+    /// Token → key authorization, for the challenges being validated now.
+    challenges: Mutex<HashMap<String, String>>,
+    pub wake: tokio::sync::Notify,
+}
+
+impl Acme {
+    /// The answer to the HTTP-01 challenge `token` (RFC 8555 §8.3), while it is pending.
+    pub fn key_authorization(&self, token: &str) -> Option<String> {
+        let challenges = self.challenges.lock().unwrap_or_else(|e| e.into_inner());
+        challenges.get(token).cloned()
+    }
+
+    fn answer(&self, token: String, key_authorization: String) {
+        let mut challenges = self.challenges.lock().unwrap_or_else(|e| e.into_inner());
+        challenges.insert(token, key_authorization);
+    }
+
+    fn forget(&self, tokens: &[String]) {
+        let mut challenges = self.challenges.lock().unwrap_or_else(|e| e.into_inner());
+        for token in tokens {
+            challenges.remove(token);
+        }
+    }
+}
+
+/// One certificate's worth of names: the server's own, or one domain's.
+#[derive(Debug, PartialEq)]
+struct Group {
+    /// What the certificate is stored under: `server`, or the domain.
+    key: String,
+    names: Vec<String>,
+}
+
+/// A certificate as the store keeps it: two lines that say when it ends and what it covers
+/// (so that no X.509 parsing is needed to decide on renewal), then the chain and key in PEM.
+struct Stored {
+    not_after: i64,
+    names: Vec<String>,
+    pem: Vec<u8>,
+}
+
+const NAMES: &str = "mailgate-names: ";
+
+impl Stored {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = format!(
+            "{NOT_AFTER}{}\n{NAMES}{}\n",
+            self.not_after,
+            self.names.join(" ")
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.pem);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Stored> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (first, rest) = text.split_once('\n')?;
+        let (second, pem) = rest.split_once('\n')?;
+        let not_after = first.strip_prefix(NOT_AFTER)?.trim().parse().ok()?;
+        let names = second.strip_prefix(NAMES)?;
+        let names = names.split_whitespace().map(str::to_string).collect();
+        Some(Stored {
+            not_after,
+            names,
+            pem: pem.as_bytes().to_vec(),
+        })
+    }
+
+    /// Whether it serves `wanted` for at least another 30 days.
+    fn serves(&self, wanted: &[String], now: i64) -> bool {
+        self.not_after - now > RENEW_BEFORE_SECONDS && wanted.iter().all(|n| self.names.contains(n))
+    }
+
+    fn parts(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let stored = |e: rustls_pki_types::pem::Error| TlsError::Stored(e.to_string());
+        let certs = CertificateDer::pem_slice_iter(&self.pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(stored)?;
+        let key = PrivateKeyDer::from_pem_slice(&self.pem).map_err(stored)?;
+        Ok((certs, key))
+    }
+}
+
+fn stored_name(group: &str) -> String {
+    format!("tls/acme/certificate/{group}")
+}
+
+/// The ACME client's state between rounds.
+pub struct Client {
+    config: AcmeConfig,
+    account: Option<Account>,
+    failed: HashMap<Vec<String>, Instant>,
+}
+
+impl Client {
+    pub fn new(config: AcmeConfig) -> Client {
+        Client {
+            config,
+            account: None,
+            failed: HashMap::new(),
+        }
+    }
+
+    /// Serves every stored certificate, then obtains the missing and renews the ending ones.
+    pub async fn round(&mut self, services: &Services) {
+        let groups = match groups(services) {
+            Ok(groups) => groups,
+            Err(e) => {
+                tracing::error!(error = %e, "listing the names that need certificates failed");
+                return;
+            }
+        };
+        serve_stored(services, &groups);
+        for group in groups {
+            let names = resolvable(services, &group.names).await;
+            if names.is_empty() || !self.due(services, &group.key, &names) {
+                continue;
+            }
+            match self.obtain(services, &names).await {
+                Ok(stored) => {
+                    tracing::info!(names = %names.join(" "), "obtained an ACME certificate");
+                    let saved = services
+                        .store
+                        .set_secret(&stored_name(&group.key), &stored.encode());
+                    if let Err(e) = saved.map_err(AcmeError::from).and_then(|()| {
+                        let (certs, key) = stored.parts()?;
+                        Ok(services
+                            .certificates
+                            .set_for_names(&stored.names, certs, key)?)
+                    }) {
+                        tracing::error!(error = %e, "keeping the new certificate failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(names = %names.join(" "), error = %e, "obtaining an ACME certificate failed; retrying in an hour");
+                    self.failed.insert(names, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Whether `names` need a certificate now: none stored covers them for 30 more days, and
+    /// no order for them failed within the hour.
+    fn due(&self, services: &Services, group: &str, names: &[String]) -> bool {
+        let now = chrono::Utc::now().timestamp();
+        let stored = services.store.secret(&stored_name(group)).ok().flatten();
+        if stored
+            .as_deref()
+            .and_then(Stored::decode)
+            .is_some_and(|s| s.serves(names, now))
+        {
+            return false;
+        }
+        self.failed
+            .get(names)
+            .is_none_or(|at| at.elapsed() >= RETRY_AFTER_FAILURE)
+    }
+
+    async fn obtain(&mut self, services: &Services, names: &[String]) -> Result<Stored, AcmeError> {
+        let account = self.account(services).await?;
+        let identifiers: Vec<Identifier> =
+            names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+        let mut order = account.new_order(&NewOrder::new(&identifiers)).await?;
+        let mut tokens = Vec::new();
+        let ready = async {
+            let mut authorizations = order.authorizations();
+            while let Some(authorization) = authorizations.next().await {
+                let mut authorization = authorization?;
+                let name = format!("{:?}", authorization.identifier());
+                match authorization.status {
+                    AuthorizationStatus::Pending => {}
+                    AuthorizationStatus::Valid => continue,
+                    status => return Err(AcmeError::Authorization { name, status }),
+                }
+                let mut challenge = authorization
+                    .challenge(ChallengeType::Http01)
+                    .ok_or_else(|| AcmeError::NoHttpChallenge(name))?;
+                let answer = challenge.key_authorization().as_str().to_string();
+                services.acme.answer(challenge.token.clone(), answer);
+                tokens.push(challenge.token.clone());
+                challenge.set_ready().await?;
+            }
+            Ok(order.poll_ready(&retry()).await?)
+        }
+        .await;
+        services.acme.forget(&tokens);
+        let status = ready?;
+        if status != OrderStatus::Ready {
+            return Err(AcmeError::NotValidated {
+                names: names.join(" "),
+                status,
+            });
+        }
+        let key = order.finalize().await?;
+        let chain = order.poll_certificate(&retry()).await?;
+        let not_after = not_after(&chain).map_err(AcmeError::Issued)?;
+        Ok(Stored {
+            not_after,
+            names: names.to_vec(),
+            pem: format!("{chain}\n{key}").into_bytes(),
+        })
+    }
+
+    /// The account at the configured directory: the stored one, or a new one (stored).
+    async fn account(&mut self, services: &Services) -> Result<Account, AcmeError> {
+        if let Some(account) = &self.account {
+            return Ok(account.clone());
+        }
+        let builder = match &self.config.ca {
+            Some(ca) => Account::builder_with_root(ca)?,
+            None => Account::builder()?,
+        };
+        let name = format!("tls/acme/account/{}", self.config.directory);
+        let account = match services.store.secret(&name)? {
+            Some(json) => {
+                builder
+                    .from_credentials(serde_json::from_slice(&json)?)
+                    .await?
+            }
+            None => {
+                let contact: Vec<String> = self.config.contact.iter().map(|c| mailto(c)).collect();
+                let contact: Vec<&str> = contact.iter().map(String::as_str).collect();
+                let new = NewAccount {
+                    contact: &contact,
+                    terms_of_service_agreed: true,
+                    only_return_existing: false,
+                };
+                let (account, credentials) = builder
+                    .create(&new, self.config.directory.clone(), None)
+                    .await?;
+                services
+                    .store
+                    .set_secret(&name, &serde_json::to_vec(&credentials)?)?;
+                account
+            }
+        };
+        self.account = Some(account.clone());
+        Ok(account)
+    }
+}
+
+fn retry() -> RetryPolicy {
+    RetryPolicy::new().timeout(ORDER_TIMEOUT)
+}
+
+fn mailto(contact: &str) -> String {
+    if contact.starts_with("mailto:") {
+        contact.to_string()
+    } else {
+        format!("mailto:{contact}")
+    }
+}
+
+/// The server's names, and each verified domain's `mail.` and `autoconfig.` names.
+fn groups(services: &Services) -> Result<Vec<Group>, AcmeError> {
+    let config = &services.config;
+    let mut own = vec![host(&config.hostname)];
+    if let Some(public) = &config.public.hostname
+        && !own.contains(&host(public))
+    {
+        own.push(host(public));
+    }
+    let mut groups = vec![Group {
+        key: "server".into(),
+        names: own,
+    }];
+    for domain in services.store.all_domains()? {
+        if services.store.is_domain_verified(&domain.name)? {
+            let names = ["mail", "autoconfig"].map(|sub| format!("{sub}.{}", host(&domain.name)));
+            groups.push(Group {
+                key: host(&domain.name),
+                names: names.to_vec(),
+            });
+        }
+    }
+    Ok(groups)
+}
+
+fn host(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Serves each group's stored certificate for the names it covers.
+fn serve_stored(services: &Services, groups: &[Group]) {
+    for group in groups {
+        let Ok(Some(bytes)) = services.store.secret(&stored_name(&group.key)) else {
+            continue;
+        };
+        let Some(stored) = Stored::decode(&bytes) else {
+            continue;
+        };
+        let served = stored.parts().and_then(|(certs, key)| {
+            services
+                .certificates
+                .set_for_names(&stored.names, certs, key)
+        });
+        if let Err(e) = served {
+            tracing::error!(group = %group.key, error = %e, "a stored ACME certificate is unusable");
+        }
+    }
+}
+
+/// The names that resolve to an address: the authority would fail to validate the others
+/// (and count the failure against the account).
+async fn resolvable(services: &Services, names: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for name in names {
+        match services.dns.lookup_ip(name.as_str()).await {
+            Ok(found) if found.iter().next().is_some() => out.push(name.clone()),
+            _ => tracing::debug!(name, "no address in DNS: no certificate asked for"),
+        }
+    }
+    out
+}
+
+/// When the first certificate of a PEM chain ends (Unix seconds).
+fn not_after(chain: &str) -> Result<i64, String> {
+    let first = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .next()
+        .ok_or("no certificate in the chain")?
+        .map_err(|e| e.to_string())?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(first.as_ref()).map_err(|e| e.to_string())?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(not_after: i64, names: &[&str]) -> Stored {
+        Stored {
+            not_after,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            pem: b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_stored_certificate_reads_back() {
+        let s = stored(1_900_000_000, &["mail.a.test", "autoconfig.a.test"]);
+        let back = Stored::decode(&s.encode()).unwrap();
+        assert_eq!(back.not_after, 1_900_000_000);
+        assert_eq!(back.names, ["mail.a.test", "autoconfig.a.test"]);
+        assert_eq!(back.pem, s.pem);
+        assert!(Stored::decode(b"-----BEGIN CERTIFICATE-----\n").is_none());
+    }
+
+    /// Renewed 30 days before it ends, or when a name it lacks is wanted; a name it covers
+    /// that is no longer wanted (its DNS gone) does not make it due.
+    #[test]
+    fn a_certificate_is_due_30_days_before_its_end_or_for_a_new_name() {
+        let day = 24 * 3600;
+        let now = 1_800_000_000;
+        let wanted = ["mail.a.test".to_string()];
+        let s = stored(now + 31 * day, &["mail.a.test", "autoconfig.a.test"]);
+        assert!(s.serves(&wanted, now));
+        assert!(!s.serves(&wanted, now + 2 * day));
+        let more = ["mail.a.test".to_string(), "new.a.test".to_string()];
+        assert!(!s.serves(&more, now));
+    }
+
+    #[test]
+    fn contacts_are_mailto_urls() {
+        assert_eq!(mailto("pm@a.test"), "mailto:pm@a.test");
+        assert_eq!(mailto("mailto:pm@a.test"), "mailto:pm@a.test");
+    }
+}
