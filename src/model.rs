@@ -674,3 +674,78 @@ mod tests {
         assert!(backwards.check(0).is_err());
     }
 }
+
+/// What the sender of a message asked to be told about it (RFC 3461 §4): RET and ENVID for
+/// the message, NOTIFY and ORCPT for each recipient that gave them. The default asks for
+/// nothing: a failure is reported, with the header only.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DsnRequest {
+    pub ret: Option<DsnReturn>,
+    /// The sender's own identifier of the transaction, returned in every report (§4.4).
+    pub envid: Option<String>,
+    pub recipients: Vec<RecipientDsn>,
+}
+
+/// RET (RFC 3461 §4.3): what of the message a failure report returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DsnReturn {
+    Full,
+    Headers,
+}
+
+/// NOTIFY and ORCPT of one recipient (RFC 3461 §4.1, §4.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientDsn {
+    pub address: String,
+    /// `None` when NOTIFY was not given.
+    pub notify: Option<Notify>,
+    /// The address as the sender first gave it (`rfc822` type).
+    pub orcpt: Option<String>,
+}
+
+/// The events NOTIFY asks to hear of; none of them is NOTIFY=NEVER.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+impl DsnRequest {
+    pub fn is_empty(&self) -> bool {
+        *self == DsnRequest::default()
+    }
+
+    pub fn recipient(&self, address: &str) -> Option<&RecipientDsn> {
+        self.recipients.iter().find(|r| r.address == address)
+    }
+
+    /// Whether a failure to deliver to `address` is reported: unless NOTIFY left it out
+    /// (§4.1: without NOTIFY, failures are reported).
+    pub fn wants_failure(&self, address: &str) -> bool {
+        self.notify(address).is_none_or(|n| n.failure)
+    }
+
+    /// Whether a delivery to `address` is reported: only when NOTIFY asked for SUCCESS.
+    pub fn wants_success(&self, address: &str) -> bool {
+        self.notify(address).is_some_and(|n| n.success)
+    }
+
+    fn notify(&self, address: &str) -> Option<Notify> {
+        self.recipient(address).and_then(|r| r.notify)
+    }
+
+    /// The part of the request that concerns `recipients` (one queue entry's).
+    pub fn only_for(&self, recipients: &[String]) -> DsnRequest {
+        DsnRequest {
+            ret: self.ret,
+            envid: self.envid.clone(),
+            recipients: self
+                .recipients
+                .iter()
+                .filter(|r| recipients.contains(&r.address))
+                .cloned()
+                .collect(),
+        }
+    }
+}

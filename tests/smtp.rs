@@ -927,3 +927,202 @@ print("done")
     );
     assert!(out.contains("done"), "{out}");
 }
+
+/// A smarthost that offers DSN when its second argument says `dsn`; it writes each MAIL and
+/// RCPT line it gets to the file given, refuses `bad@` and `never@`, and takes the rest.
+const DSN_SINK: &str = r#"
+import socket, sys, threading
+out, offers = sys.argv[1], sys.argv[2] == "dsn"
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+print(srv.getsockname()[1], flush=True)
+def log(text):
+    with open(out, "a") as o:
+        o.write(text + "\n")
+def serve(conn):
+    f = conn.makefile("rb")
+    send = lambda s: conn.sendall(s.encode() + b"\r\n")
+    send("220 sink.test ESMTP")
+    while True:
+        line = f.readline().decode().strip()
+        if not line:
+            return
+        verb = line.split(" ")[0].upper()
+        if verb == "EHLO":
+            send("250-sink.test\r\n250-8BITMIME\r\n250 " + ("DSN" if offers else "PIPELINING"))
+        elif verb in ("MAIL", "RCPT"):
+            log(line)
+            send("550 5.1.1 no such user" if "bad@" in line or "never@" in line else "250 ok")
+        elif verb == "DATA":
+            send("354 go on")
+            while f.readline() != b".\r\n":
+                pass
+            log("DATA")
+            send("250 2.0.0 stored")
+        elif verb == "QUIT":
+            send("221 bye")
+            return
+        else:
+            send("250 ok")
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+
+/// The submitting client's per-recipient DSN requests (RFC 3461), as smtplib sends them.
+const DSN_SUBMIT: &str = r#"
+s = submission()
+s.login("contact@acme.example", "contact-password")
+assert s.has_extn("dsn"), s.esmtp_features
+msg = b"From: contact@acme.example\r\nTo: friend@remote.example\r\nSubject: with dsn\r\n\r\nthe body\r\n"
+def send(recipients):
+    assert s.mail("contact@acme.example", ["RET=FULL", "ENVID=env+2B1"])[0] == 250
+    for rcpt, options in recipients:
+        assert s.rcpt(rcpt, options)[0] == 250, rcpt
+    assert s.data(msg)[0] == 250
+"#;
+
+/// Waits for `count` messages in contact@'s INBOX and prints them, split by a marker line.
+const DSN_INBOX: &str = r#"
+deadline = time.time() + 60
+while True:
+    msgs = inbox("contact@acme.example", "contact-password")
+    if len(msgs) >= int(sys.argv[-1]) or time.time() > deadline:
+        break
+    time.sleep(0.2)
+time.sleep(1)  # and nothing more comes
+print("\n=====\n".join(m.decode(errors="replace") for m in inbox("contact@acme.example", "contact-password")))
+"#;
+
+/// contact@'s INBOX once it holds `count` messages (and a second later), one string each.
+fn dsn_inbox(server: &TestServer, count: usize) -> Vec<String> {
+    let port = |kind: &str| server.addr(kind).port().to_string();
+    let out = python(
+        &format!("{PRELUDE}\n{DSN_INBOX}"),
+        &[
+            "127.0.0.1".into(),
+            port("smtp (STARTTLS)"),
+            port("submission (STARTTLS)"),
+            port("submission (TLS)"),
+            port("imap (TLS)"),
+            count.to_string(),
+        ],
+    );
+    out.split("\n=====\n").map(str::to_string).collect()
+}
+
+/// Submission offers DSN (RFC 3461): a failure comes back with the whole message (RET=FULL),
+/// the ENVID and the ORCPT; NOTIFY=NEVER silences one; NOTIFY=SUCCESS reports a local
+/// delivery; a smarthost that offers DSN gets the requests passed on (and no report is made
+/// for it), one that does not leads to a "relayed" report.
+#[test]
+fn dsn_requests_are_honoured_and_passed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let log = dir.path().join("dsn-sink.log");
+    let smarthost = sink_with(DSN_SINK, &log, &[std::ffi::OsStr::new("dsn")]);
+    let server = start(dir.path(), &smarthost.queue_config());
+    let out = run(
+        &server,
+        &format!(
+            "{DSN_SUBMIT}
+send([
+    (\"contact@acme.example\", [\"NOTIFY=SUCCESS\"]),
+    (\"friend@remote.example\", [\"NOTIFY=SUCCESS,FAILURE\", \"ORCPT=rfc822;Friend+2B@remote.example\"]),
+    (\"bad@remote.example\", [\"NOTIFY=FAILURE\", \"ORCPT=rfc822;first-bad@remote.example\"]),
+    (\"never@remote.example\", [\"NOTIFY=NEVER\"]),
+])
+s.mail(\"contact@acme.example\", [\"RET=FULL\"])
+code, text = s.rcpt(\"x@remote.example\", [\"NOTIFY=NEVER,SUCCESS\"])
+assert code == 501 and b\"5.5.4\" in text, (code, text)
+s.quit()
+print(\"sent\")
+"
+        ),
+    );
+    assert!(out.contains("sent"), "{out}");
+    // The message itself, the report of its delivery to contact@, the failure for bad@.
+    let inbox = dsn_inbox(&server, 3);
+    assert_eq!(inbox.len(), 3, "{inbox:?}");
+    let delivered = inbox
+        .iter()
+        .find(|m| m.contains("Subject: Successful Mail Delivery Report"))
+        .unwrap_or_else(|| panic!("no delivery report: {inbox:?}"));
+    assert!(
+        delivered.contains(
+            "Final-Recipient: rfc822; contact@acme.example\r\nAction: delivered\r\nStatus: 2.0.0"
+        ),
+        "{delivered}"
+    );
+    assert!(
+        delivered.contains("Original-Envelope-Id: env+1\r\n"),
+        "{delivered}"
+    );
+    assert!(!delivered.contains("the body"), "headers only: {delivered}");
+    let failed = inbox
+        .iter()
+        .find(|m| m.contains("Subject: Undelivered Mail Returned to Sender"))
+        .unwrap_or_else(|| panic!("no failure report: {inbox:?}"));
+    assert!(
+        failed.contains("Original-Envelope-Id: env+1\r\n"),
+        "{failed}"
+    );
+    assert!(
+        failed.contains("Original-Recipient: rfc822; first-bad@remote.example\r\nFinal-Recipient: rfc822; bad@remote.example\r\nAction: failed\r\nStatus: 5.1.1"),
+        "{failed}"
+    );
+    assert!(
+        !failed.contains("never@remote.example"),
+        "NOTIFY=NEVER: {failed}"
+    );
+    assert!(
+        failed.contains("Content-Type: message/rfc822\r\n\r\n") && failed.contains("the body"),
+        "RET=FULL: {failed}"
+    );
+    // Passed on to a smarthost that offers DSN, in xtext.
+    let sent = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        sent.contains("MAIL FROM:<contact@acme.example> RET=FULL ENVID=env+2B1"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("RCPT TO:<friend@remote.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Friend+2B@remote.example"),
+        "{sent}"
+    );
+    assert!(
+        sent.contains("RCPT TO:<never@remote.example> NOTIFY=NEVER"),
+        "{sent}"
+    );
+    drop(smarthost);
+    server.terminate();
+
+    // A smarthost without DSN: the sender who asked is told the message was relayed.
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "lr");
+    let log = dir.path().join("plain-sink.log");
+    let smarthost = sink_with(DSN_SINK, &log, &[std::ffi::OsStr::new("plain")]);
+    let server = start(dir.path(), &smarthost.queue_config());
+    let out = run(
+        &server,
+        &format!(
+            "{DSN_SUBMIT}
+send([(\"friend@remote.example\", [\"NOTIFY=SUCCESS\"]), (\"other@remote.example\", [])])
+s.quit()
+print(\"sent\")
+"
+        ),
+    );
+    assert!(out.contains("sent"), "{out}");
+    let inbox = dsn_inbox(&server, 1);
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert!(
+        inbox[0].contains(
+            "Final-Recipient: rfc822; friend@remote.example\r\nAction: relayed\r\nStatus: 2.0.0"
+        ),
+        "{inbox:?}"
+    );
+    assert!(!inbox[0].contains("other@remote.example\r\n"), "{inbox:?}");
+    let sent = std::fs::read_to_string(&log).unwrap();
+    assert!(!sent.contains("NOTIFY") && !sent.contains("RET="), "{sent}");
+}

@@ -33,6 +33,7 @@ pub async fn send(
             let outgoing = Outgoing {
                 sender: "",
                 recipients: &recipients,
+                dsn: &crate::model::DsnRequest::default(),
                 hold: crate::store::Hold::No,
             };
             super::outbound::enqueue(services, &raw, outgoing)

@@ -3,6 +3,7 @@
 //! failures and expired mail with a delivery status notification (RFC 3464).
 
 use super::client::{self, Attempt, RecipientResult};
+use super::dsn::{Action, Outcome, Reported};
 use crate::model::*;
 use crate::services::Services;
 use crate::store::{Hold, QueueEntry, QueueId, StoreError};
@@ -23,6 +24,8 @@ pub struct Outgoing<'a> {
     /// The reverse-path; empty for a bounce.
     pub sender: &'a str,
     pub recipients: &'a [String],
+    /// What the sender asked to be told (RFC 3461).
+    pub dsn: &'a DsnRequest,
     pub hold: Hold,
 }
 
@@ -34,14 +37,15 @@ pub async fn enqueue(
     outgoing: Outgoing<'_>,
 ) -> Result<Vec<QueueId>, StoreError> {
     let store = services.store.clone();
-    let (raw, sender, recipients, hold) = (
+    let (raw, sender, recipients, dsn, hold) = (
         raw.to_vec(),
         outgoing.sender.to_string(),
         outgoing.recipients.to_vec(),
+        outgoing.dsn.clone(),
         outgoing.hold,
     );
     let entries = blocking(move || {
-        let entries = store.enqueue(&raw, &sender, &recipients, hold)?;
+        let entries = store.enqueue(&raw, &sender, &recipients, &dsn, hold)?;
         store.flush_blocking()?;
         Ok(entries)
     })
@@ -178,6 +182,7 @@ async fn attempt(services: &Services, mut entry: QueueEntry) {
                 domain: &entry.domain,
                 recipients: &entry.recipients,
                 raw: &raw,
+                dsn: &entry.dsn,
             };
             let results = client::deliver(services, &job).await;
             (raw, results)
@@ -186,14 +191,24 @@ async fn attempt(services: &Services, mut entry: QueueEntry) {
     };
     let mut failed = Vec::new();
     let mut retry = Vec::new();
+    let mut relayed = Vec::new();
     for (recipient, result) in entry.recipients.iter().zip(results) {
         match result {
             RecipientResult::Delivered => {
                 tracing::info!(queue = %entry.id, %recipient, "delivered");
             }
+            RecipientResult::Relayed => {
+                tracing::info!(queue = %entry.id, %recipient, "delivered (relayed: no DSN onward)");
+                relayed.push(Outcome::new(recipient, Action::Relayed, ""));
+            }
             RecipientResult::Permanent(why) => failed.push((recipient.clone(), why)),
             RecipientResult::Temporary(why) => retry.push((recipient.clone(), why)),
         }
+    }
+    if !relayed.is_empty()
+        && let Err(e) = super::dsn::report(services, &Reported::of(&entry, &raw), relayed).await
+    {
+        tracing::error!(queue = %entry.id, error = %e, "the success report could not be sent");
     }
     entry.attempts += 1;
     let config = &services.config.queue;
@@ -270,7 +285,11 @@ mod tests {
     fn queued(h: &Harness, hold: Hold) -> QueueEntry {
         let far = ["far@away.example".to_string()];
         let raw = b"Subject: x\r\n\r\nx\r\n";
-        h.services.store.enqueue(raw, ADDRESS, &far, hold).unwrap()[0].clone()
+        h.services
+            .store
+            .enqueue(raw, ADDRESS, &far, &DsnRequest::default(), hold)
+            .unwrap()[0]
+            .clone()
     }
 
     fn last_in_inbox(h: &Harness) -> String {
@@ -396,7 +415,13 @@ mod tests {
         let far = ["far@away.example".to_string()];
         // No such mailbox here: the notice has nowhere to go, now or later.
         let entry = store
-            .enqueue(b"x", "ghost@harness.test", &far, Hold::No)
+            .enqueue(
+                b"x",
+                "ghost@harness.test",
+                &far,
+                &DsnRequest::default(),
+                Hold::No,
+            )
             .unwrap()[0]
             .clone();
         std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
@@ -463,7 +488,7 @@ mod reasons_tests {
         let entry = h
             .services
             .store
-            .enqueue(raw, ADDRESS, &far, Hold::No)
+            .enqueue(raw, ADDRESS, &far, &DsnRequest::default(), Hold::No)
             .unwrap()[0]
             .clone();
         let retry = vec![

@@ -8,6 +8,7 @@
 use super::address::{self, Destination, Malformed};
 use super::authenticity;
 use super::delivery::{self, DeliveryError, Filing};
+use super::dsn::{self, message_dsn, recipient_dsn};
 use super::filter;
 use super::outbound::Outgoing;
 use super::submission::{self, Additions, SendAs};
@@ -64,6 +65,8 @@ struct Envelope {
     smtputf8: bool,
     local: Vec<(String, MailboxId)>,
     remote: Vec<String>,
+    /// What the sender asked to be told (RFC 3461; submission only).
+    dsn: DsnRequest,
 }
 
 impl Envelope {
@@ -396,6 +399,10 @@ impl Session {
         if !self.tls {
             lines.push("STARTTLS".into());
         }
+        if self.mode == Mode::Submission {
+            // RFC 3461: what the sender is told of each recipient, as Postfix offers it.
+            lines.push("DSN".into());
+        }
         if self.mode == Mode::Submission && self.offers_auth() {
             lines.push("AUTH PLAIN LOGIN".into());
         }
@@ -613,6 +620,14 @@ impl Session {
                 &format!("Messages are limited to {max} bytes"),
             );
         }
+        // DSN is offered on submission only; elsewhere its parameters are not looked at.
+        let dsn = match self.mode {
+            Mode::Submission => match message_dsn(&from) {
+                Ok(dsn) => dsn,
+                Err(why) => return self.error(501, "5.5.4", why),
+            },
+            _ => DsnRequest::default(),
+        };
         let sender = from.address;
         if self.mode == Mode::Submission {
             if sender.is_empty() {
@@ -630,6 +645,7 @@ impl Session {
             smtputf8: from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
             local: Vec::new(),
             remote: Vec::new(),
+            dsn,
         });
         self.reply(250, "2.1.0", "Sender OK");
         Action::Continue
@@ -644,6 +660,13 @@ impl Session {
             self.reply(452, "4.5.3", "Too many recipients");
             return Action::Continue;
         }
+        let asked = match self.mode {
+            Mode::Submission => match recipient_dsn(&to) {
+                Ok(asked) => asked,
+                Err(why) => return self.error(501, "5.5.4", why),
+            },
+            _ => None,
+        };
         let address = to.address;
         let size = envelope.size as u64;
         if !envelope.smtputf8 && !address.is_ascii() {
@@ -671,7 +694,7 @@ impl Session {
                 self.error(554, "5.7.1", &format!("<{address}>: relay access denied"))
             }
             Ok(Destination::Remote { .. }) => {
-                self.accept_recipient(address, None);
+                self.accept_recipient(address, None, asked);
                 Action::Continue
             }
             Ok(Destination::Local { mailbox }) => {
@@ -690,14 +713,25 @@ impl Session {
                     self.reply(452, "4.2.2", &format!("<{address}>: mailbox full"));
                     return Action::Continue;
                 }
-                self.accept_recipient(address, Some(mailbox));
+                self.accept_recipient(address, Some(mailbox), asked);
                 Action::Continue
             }
         }
     }
 
-    fn accept_recipient(&mut self, address: String, local: Option<MailboxId>) {
+    fn accept_recipient(
+        &mut self,
+        address: String,
+        local: Option<MailboxId>,
+        asked: Option<RecipientDsn>,
+    ) {
         if let Some(envelope) = &mut self.envelope {
+            if let Some(asked) = asked {
+                envelope.dsn.recipients.push(RecipientDsn {
+                    address: address.clone(),
+                    ..asked
+                });
+            }
             match local {
                 Some(mailbox) => envelope.local.push((address, mailbox)),
                 None => envelope.remote.push(address),
@@ -1078,6 +1112,11 @@ impl Session {
         if mailboxes.is_empty() {
             return self.accepted(envelope);
         }
+        let wants_report = envelope
+            .local
+            .iter()
+            .any(|(address, _)| envelope.dsn.wants_success(address));
+        let header = wants_report.then(|| dsn::returned_header(message.bytes()).to_vec());
         if let Err(e) = delivery::deliver_to(&self.services, &mailboxes, message, filing).await {
             super::outbound::withdraw(&self.services, &queued).await;
             if let DeliveryError::OverQuota = e {
@@ -1099,7 +1138,29 @@ impl Session {
             super::outbound::withdraw(&self.services, &queued).await;
             return (451, "4.3.0", "Queueing failed; try again later".into());
         }
+        if let Some(header) = header {
+            self.report_local_deliveries(envelope, &header).await;
+        }
         self.accepted(envelope)
+    }
+
+    /// Tells the sender of the local deliveries they asked to hear of (NOTIFY=SUCCESS, RFC
+    /// 3461 §4.1). The message is in the mailboxes already: a report that fails is logged.
+    async fn report_local_deliveries(&self, envelope: &Envelope, header: &[u8]) {
+        let outcomes = envelope
+            .local
+            .iter()
+            .map(|(address, _)| dsn::Outcome::new(address, dsn::Action::Delivered, ""))
+            .collect();
+        let about = dsn::Reported {
+            sender: &envelope.sender,
+            arrival: now_millis(),
+            dsn: &envelope.dsn,
+            raw: header,
+        };
+        if let Err(e) = dsn::report(&self.services, &about, outcomes).await {
+            tracing::error!(error = %e, "the delivery report could not be sent");
+        }
     }
 
     fn accepted(&self, envelope: &Envelope) -> (u16, &'static str, String) {
@@ -1152,6 +1213,7 @@ impl Envelope {
         Outgoing {
             sender: &self.sender,
             recipients: &self.remote,
+            dsn: &self.dsn,
             hold,
         }
     }

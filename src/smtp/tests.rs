@@ -133,3 +133,35 @@ async fn an_over_long_line_is_refused() {
     let (out, _) = talk(&mut s, &long).await;
     assert!(out.starts_with("500 5.5.2 Line too long"), "{out}");
 }
+
+/// DSN (RFC 3461) is offered on submission, where RET twice and NOTIFY=NEVER with another
+/// value are refused (501 5.5.4); not on port 25, whose parameters are not looked at.
+#[tokio::test]
+async fn dsn_is_offered_on_submission_only_and_its_parameters_are_checked() {
+    let h = Harness::new();
+    let mut inbound = h.smtp_session(Mode::Inbound);
+    let (out, _) = talk(&mut inbound, "EHLO c.example\r\n").await;
+    assert!(!out.contains("DSN"), "{out}");
+    let mut s = h.smtp_session(Mode::Submission);
+    let plain =
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{ADDRESS}\0{PASSWORD}"));
+    let (out, _) = talk(&mut s, &format!("EHLO c.example\r\nAUTH PLAIN {plain}\r\n")).await;
+    assert!(out.contains("250-DSN\r\n"), "{out}");
+    let (out, _) = talk(
+        &mut s,
+        &format!("MAIL FROM:<{ADDRESS}> RET=FULL RET=HDRS\r\n"),
+    )
+    .await;
+    assert!(out.starts_with("501 5.5.4"), "{out}");
+    let (out, _) = talk(
+        &mut s,
+        &format!(
+            "MAIL FROM:<{ADDRESS}> RET=HDRS ENVID=x+2By\r\n\
+             RCPT TO:<a@away.example> NOTIFY=NEVER,SUCCESS\r\n\
+             RCPT TO:<b@away.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;B@away.example\r\n\
+             RCPT TO:<c@away.example>\r\n"
+        ),
+    )
+    .await;
+    assert_eq!(codes(&out), ["250", "501", "250", "250"], "{out}");
+}

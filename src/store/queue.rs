@@ -48,12 +48,45 @@ pub struct QueueEntry {
     pub last_error: Option<String>,
     /// Why the last attempt failed for each recipient, in the order of `recipients` (empty
     /// before the first attempt): several recipients of one domain may be deferred for
-    /// different reasons. Last in the record, so that older entries decode (`decode_entry`).
+    /// different reasons. Late in the record, so that older entries decode (`decode_entry`).
     pub reasons: Vec<String>,
+    /// What the sender asked to be told (RFC 3461), for these recipients. Last in the record.
+    pub dsn: DsnRequest,
 }
 
-/// An entry of this layout, or of the one before `reasons`.
+/// An entry of this layout, of the one before `dsn`, or of the one before `reasons`.
 fn decode_entry(bytes: &[u8]) -> StoreResult<QueueEntry> {
+    #[derive(Deserialize)]
+    struct BeforeDsn {
+        id: QueueId,
+        blob: BlobId,
+        sender: String,
+        domain: String,
+        recipients: Vec<String>,
+        created: Millis,
+        attempts: u32,
+        next_attempt: Millis,
+        last_error: Option<String>,
+        reasons: Vec<String>,
+    }
+    let before_dsn = |old: BeforeDsn| QueueEntry {
+        id: old.id,
+        blob: old.blob,
+        sender: old.sender,
+        domain: old.domain,
+        recipients: old.recipients,
+        created: old.created,
+        attempts: old.attempts,
+        next_attempt: old.next_attempt,
+        last_error: old.last_error,
+        reasons: old.reasons,
+        dsn: DsnRequest::default(),
+    };
+    codec::decode_either(bytes, "queue entry", before_dsn)
+        .or_else(|e| decode_before_reasons(bytes).map_err(|_| e))
+}
+
+fn decode_before_reasons(bytes: &[u8]) -> StoreResult<QueueEntry> {
     #[derive(Deserialize)]
     struct Before {
         id: QueueId,
@@ -66,7 +99,8 @@ fn decode_entry(bytes: &[u8]) -> StoreResult<QueueEntry> {
         next_attempt: Millis,
         last_error: Option<String>,
     }
-    codec::decode_either(bytes, "queue entry", |old: Before| QueueEntry {
+    let old: Before = codec::decode(bytes, "queue entry")?;
+    Ok(QueueEntry {
         id: old.id,
         blob: old.blob,
         sender: old.sender,
@@ -77,6 +111,7 @@ fn decode_entry(bytes: &[u8]) -> StoreResult<QueueEntry> {
         next_attempt: old.next_attempt,
         last_error: old.last_error,
         reasons: Vec::new(),
+        dsn: DsnRequest::default(),
     })
 }
 
@@ -88,13 +123,15 @@ impl QueueEntry {
 }
 
 impl Store {
-    /// Queues `raw` from `sender` for remote `recipients`, one entry per domain, in one
-    /// transaction with its blob. The caller flushes before acknowledging.
+    /// Queues `raw` from `sender` for remote `recipients`, one entry per domain (each with
+    /// the part of `dsn` that concerns its recipients), in one transaction with its blob.
+    /// The caller flushes before acknowledging.
     pub fn enqueue(
         &self,
         raw: &[u8],
         sender: &str,
         recipients: &[String],
+        dsn: &DsnRequest,
         hold: Hold,
     ) -> StoreResult<Vec<QueueEntry>> {
         let mut by_domain: std::collections::BTreeMap<String, Vec<String>> = Default::default();
@@ -122,6 +159,7 @@ impl Store {
                 blob,
                 sender: sender.to_string(),
                 domain,
+                dsn: dsn.only_for(&recipients),
                 recipients,
                 created: now,
                 attempts: 0,
@@ -221,9 +259,9 @@ impl Store {
 mod layout_tests {
     use super::*;
 
-    /// An entry written before `reasons` existed decodes, with no reasons.
+    /// Entries written before `reasons` and before `dsn` existed decode, with none.
     #[test]
-    fn entries_of_both_layouts_decode() {
+    fn entries_of_every_layout_decode() {
         #[derive(Serialize)]
         struct Before<'a> {
             id: QueueId,
@@ -253,8 +291,48 @@ mod layout_tests {
         assert_eq!(entry.recipients, ["r@b.example"]);
         assert_eq!(entry.last_error.as_deref(), Some("451 later"));
         assert!(entry.reasons.is_empty());
+        assert!(entry.dsn.is_empty());
+
+        #[derive(Serialize)]
+        struct BeforeDsn<'a> {
+            id: QueueId,
+            blob: BlobId,
+            sender: &'a str,
+            domain: &'a str,
+            recipients: Vec<&'a str>,
+            created: Millis,
+            attempts: u32,
+            next_attempt: Millis,
+            last_error: Option<&'a str>,
+            reasons: Vec<&'a str>,
+        }
+        let before_dsn = codec::encode(&BeforeDsn {
+            id: QueueId(8),
+            blob,
+            sender: "s@a.example",
+            domain: "b.example",
+            recipients: vec!["r@b.example"],
+            created: 1,
+            attempts: 2,
+            next_attempt: 3,
+            last_error: Some("451 later"),
+            reasons: vec!["451 later"],
+        })
+        .unwrap();
+        let entry = decode_entry(&before_dsn).unwrap();
+        assert_eq!(entry.reasons, ["451 later"]);
+        assert!(entry.dsn.is_empty());
+
         let mut now = entry.clone();
-        now.reasons = vec!["451 later".into()];
+        now.dsn = DsnRequest {
+            ret: Some(DsnReturn::Full),
+            envid: Some("e1".into()),
+            recipients: vec![RecipientDsn {
+                address: "r@b.example".into(),
+                notify: Some(Notify::default()),
+                orcpt: None,
+            }],
+        };
         assert_eq!(decode_entry(&codec::encode(&now).unwrap()).unwrap(), now);
     }
 }

@@ -15,6 +15,7 @@ mod route;
 mod tests;
 
 use crate::config::{QueueConfig, SmarthostTls};
+use crate::model::DsnRequest;
 use crate::services::Services;
 use base64::Engine;
 use conversation::{Conversation, dot_stuff};
@@ -29,11 +30,16 @@ pub struct Attempt<'a> {
     pub domain: &'a str,
     pub recipients: &'a [String],
     pub raw: &'a [u8],
+    /// What the sender asked to be told (RFC 3461), passed on where the host takes it.
+    pub dsn: &'a DsnRequest,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecipientResult {
     Delivered,
+    /// Delivered to a host that does not take DSN requests (RFC 3461 §5.2.2): the sender,
+    /// who asked to hear of the delivery, is told it was relayed, as far as we can tell.
+    Relayed,
     /// 4xx, a connection failure, no host answering: tried again later.
     Temporary(String),
     /// 5xx: bounced.
@@ -162,11 +168,26 @@ pub async fn replay(replies: Vec<u8>) -> Vec<RecipientResult> {
         ..QueueConfig::default()
     };
     let recipients = ["a@fuzz.test".to_string(), "b@fuzz.test".to_string()];
+    // A DSN request, so that a host offering DSN gets its parameters and one not offering
+    // it makes relayed results.
+    let dsn = DsnRequest {
+        ret: Some(crate::model::DsnReturn::Full),
+        envid: Some("fuzz envid".into()),
+        recipients: vec![crate::model::RecipientDsn {
+            address: "a@fuzz.test".into(),
+            notify: Some(crate::model::Notify {
+                success: true,
+                ..Default::default()
+            }),
+            orcpt: Some("A@fuzz.test".into()),
+        }],
+    };
     let job = Attempt {
         sender: "sender@mailgate.test",
         domain: "fuzz.test",
         recipients: &recipients,
         raw: "Subject: fuzz\r\n\r\n.a dot\r\n8 bits: \u{e9}\r\n".as_bytes(),
+        dsn: &dsn,
     };
     let mut conv = Conversation::new(client);
     let result = async {
@@ -435,6 +456,7 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
             "554 5.6.3 the receiving server does not take 8-bit content (8BITMIME)".into(),
         ));
     }
+    let dsn = offers(ehlo, "DSN").then_some(job.dsn);
     let mut mail = format!("MAIL FROM:<{}>", job.sender);
     if eight_bit {
         mail.push_str(" BODY=8BITMIME");
@@ -442,12 +464,17 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
     if utf8 {
         mail.push_str(" SMTPUTF8");
     }
+    if let Some(dsn) = dsn {
+        mail.push_str(&super::dsn::mail_parameters(dsn));
+    }
     conv.command(&mail, 250, wait::MAIL_RCPT).await?;
     let mut results = Vec::new();
     for rcpt in job.recipients {
-        let (code, text) = conv
-            .send(&format!("RCPT TO:<{rcpt}>"), wait::MAIL_RCPT)
-            .await?;
+        let mut line = format!("RCPT TO:<{rcpt}>");
+        if let Some(dsn) = dsn {
+            line.push_str(&super::dsn::rcpt_parameters(dsn, rcpt));
+        }
+        let (code, text) = conv.send(&line, wait::MAIL_RCPT).await?;
         results.push(match code {
             200..=299 => RecipientResult::Delivered,
             _ => refusal(code, conv.said(code, &text)),
@@ -477,9 +504,22 @@ async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     Ok(match code {
+        200..=299 if dsn.is_none() => relayed(results, job),
         200..=299 => results,
         _ => settle(results, refusal(code, conv.said(code, &lines.join(" ")))),
     })
+}
+
+/// Deliveries to a host without DSN, of recipients whose sender asked to hear of them.
+fn relayed(results: Vec<RecipientResult>, job: &Attempt<'_>) -> Vec<RecipientResult> {
+    results
+        .into_iter()
+        .zip(job.recipients)
+        .map(|(result, rcpt)| match result {
+            RecipientResult::Delivered if job.dsn.wants_success(rcpt) => RecipientResult::Relayed,
+            other => other,
+        })
+        .collect()
 }
 
 /// AUTH PLAIN (RFC 4954, RFC 4616). A refusal is the smarthost's (a password changed on one

@@ -55,6 +55,7 @@ async fn run(
         domain: "remote.example",
         recipients: &recipients,
         raw: &raw,
+        dsn: &crate::model::DsnRequest::default(),
     };
     let route = if config.smarthost.is_empty() {
         Route::Mx
@@ -223,6 +224,7 @@ async fn content_a_host_cannot_take_is_for_another_host() {
         domain: "r.example",
         recipients: &recipients,
         raw: &raw,
+        dsn: &crate::model::DsnRequest::default(),
     };
     let mut conv = Conversation::new(client);
     let result = transaction(
@@ -292,7 +294,14 @@ async fn the_fuzz_replay_delivers_against_a_willing_server() {
         );
         std::fs::read(path).unwrap()
     };
+    // a@ asked to hear of its delivery (NOTIFY=SUCCESS): a host without DSN ends that
+    // request here (relayed); one with DSN takes it on.
     let delivered = replay(seed("success")).await;
+    assert_eq!(
+        delivered,
+        [RecipientResult::Relayed, RecipientResult::Delivered]
+    );
+    let delivered = replay(seed("success_dsn")).await;
     assert_eq!(
         delivered,
         [RecipientResult::Delivered, RecipientResult::Delivered]
