@@ -45,6 +45,9 @@ impl Pebble {
             "httpPort": http_port,
             "tlsPort": free_port(),
             "ocspResponderURL": "",
+            // Shorter than the 30 days before their end at which certificates are renewed:
+            // every round renews, so a renewal can be watched.
+            "certificateValidityPeriod": 20 * 24 * 3600,
             "externalAccountBindingRequired": false,
         }});
         let config_path = dir.join("pebble.json");
@@ -158,6 +161,24 @@ with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as ra
         .to_string()
 }
 
+/// A digest of the certificate presented for `name`, once it verifies under `root`.
+fn fingerprint(port: u16, name: &str, root: &Path) -> String {
+    let script = r#"
+import hashlib, socket, ssl, sys
+port, name, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=root)
+with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname=name) as tls:
+        print(hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest())
+"#;
+    python(
+        script,
+        &[port.to_string(), name.into(), root.display().to_string()],
+    )
+    .trim()
+    .to_string()
+}
+
 /// Whether the certificate presented for `name` verifies under `root` (one try).
 fn verifies(port: u16, name: &str, root: &Path) -> bool {
     let script = r#"
@@ -181,8 +202,9 @@ except ssl.SSLError:
 
 /// The hostname's certificate and each verified domain's come from pebble over HTTP-01, for
 /// the names that resolve; every TLS listener presents the right one per name; a domain added
-/// while the server runs gets its own at once, without a restart; and after a restart the
-/// stored certificates are served before any authority is asked.
+/// while the server runs gets its own at once, and a certificate near its end is renewed,
+/// without a restart; after a restart the stored certificates are served at once, the
+/// authority gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_come_from_the_acme_authority_and_follow_new_domains() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,8 +253,12 @@ async fn certificates_come_from_the_acme_authority_and_follow_new_domains() {
         .unwrap();
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
 
+    let first = fingerprint(imaps, "mail.test", &root);
+    assert_eq!(fingerprint(submissions, "mail.test", &root), first);
+
     // A new domain, whose names resolve: its certificate follows without a restart, and the
-    // STARTTLS listeners present it too.
+    // STARTTLS listeners present it too. The same round renews the others (pebble's last 20
+    // days, within the 30 before their end): IMAPS and submissions present the renewed one.
     dns.add("mail.new.example A 127.0.0.1");
     dns.add("autoconfig.new.example A 127.0.0.1");
     let api = Api::login(&server, OWNER, OWNER_PASSWORD).await;
@@ -264,6 +290,9 @@ m.logout()
         ],
     );
     assert!(starttls.contains("mail.new.example"), "{starttls}");
+    let renewed = fingerprint(imaps, "mail.test", &root);
+    assert_ne!(renewed, first, "renewed without a restart");
+    assert_eq!(fingerprint(submissions, "mail.test", &root), renewed);
     drop(pebble);
 
     // Restarted with the authority gone: the stored certificates are served at once.

@@ -119,6 +119,7 @@ impl Server {
             Ok(n) => tracing::warn!(imports = n, "imports cut short by the last stop; resumable"),
             Err(e) => tracing::error!(error = %e, "marking unfinished imports failed"),
         }
+        crate::tls::acme::serve_stored_at_start(&self.services);
         for bound in self.listeners {
             let services = self.services.clone();
             let (token, tracker2, limits) = (token.clone(), tracker.clone(), limits.clone());

@@ -335,6 +335,18 @@ fn host(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// At start, before the listeners take connections: the stored certificates, so that none is
+/// met with the fallback while the first round asks the authority.
+pub fn serve_stored_at_start(services: &Services) {
+    if services.config.tls.acme.is_none() {
+        return;
+    }
+    match groups(services) {
+        Ok(groups) => serve_stored(services, &groups),
+        Err(e) => tracing::error!(error = %e, "listing the names that need certificates failed"),
+    }
+}
+
 /// Serves each group's stored certificate for the names it covers.
 fn serve_stored(services: &Services, groups: &[Group]) {
     for group in groups {
