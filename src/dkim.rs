@@ -7,9 +7,11 @@ use crate::model::*;
 use crate::services::Services;
 use crate::store::{DkimSecret, NewDkimKey, Store, StoreError};
 use base64::Engine;
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
-use mail_auth::common::headers::HeaderWriter;
+use mail_auth::common::crypto::{self, Ed25519Key, RsaKey, Sha256};
+use mail_auth::common::headers::{HeaderWriter, Writable};
 use mail_auth::dkim::DkimSigner;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DkimError {
@@ -123,54 +125,100 @@ pub async fn keep_keys(store: &Store) {
     }
 }
 
-/// The `DKIM-Signature:` fields for `message`, one per active key of the domain of its
-/// `From:` (the first address of it), or nothing when that domain has no key here.
-pub fn signatures(services: &Services, message: &[u8]) -> Result<Vec<u8>, DkimError> {
-    let from = match crate::smtp::submission::from_addresses(message) {
-        Ok(addresses) => addresses,
-        Err(_) => return Ok(Vec::new()),
-    };
-    let Some(domain) = from
-        .first()
-        .and_then(|a| a.rsplit_once('@'))
-        .map(|(_, d)| d)
-    else {
-        return Ok(Vec::new());
-    };
+/// The `DKIM-Signature:` fields for `message`, one per active key of `domain` (that of its
+/// `From:`), or nothing when that domain has no key here.
+pub fn signatures(services: &Services, domain: &str, message: &[u8]) -> Result<Vec<u8>, DkimError> {
     let mut out = Vec::new();
     for secret in services.store.dkim_secrets(domain)? {
         if secret.key.state == DkimState::Active {
-            out.extend_from_slice(sign(&secret, message)?.as_bytes());
+            let key = services.dkim_keys.parsed(&secret)?;
+            out.extend_from_slice(sign(&key, &secret.key, message)?.as_bytes());
         }
     }
     Ok(out)
 }
 
-/// One signature, relaxed/relaxed (RFC 6376 §3.4: survives the re-folding relays do).
-fn sign(secret: &DkimSecret, message: &[u8]) -> Result<String, DkimError> {
+/// Private keys parsed once, by domain and selector: parsing an RSA key costs more than
+/// signing a small message, and every submitted message is signed.
+#[derive(Default)]
+pub struct KeyCache(Mutex<HashMap<Selector, (Vec<u8>, SigningKey)>>);
+
+/// A key's domain and selector.
+type Selector = (String, String);
+
+/// A parsed private key, shared by the signers that use it.
+#[derive(Clone)]
+pub enum SigningKey {
+    Ed25519(Arc<Ed25519Key>),
+    Rsa(Arc<RsaKey<Sha256>>),
+}
+
+impl KeyCache {
+    /// The parsed key of `secret` (parsed anew if the stored key under its selector changed).
+    fn parsed(&self, secret: &DkimSecret) -> Result<SigningKey, DkimError> {
+        let id = (secret.key.domain.clone(), secret.key.selector.clone());
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((der, key)) = cache.get(&id)
+            && *der == secret.private_der
+        {
+            return Ok(key.clone());
+        }
+        let key = parse(secret)?;
+        cache.insert(id, (secret.private_der.clone(), key.clone()));
+        Ok(key)
+    }
+}
+
+fn parse(secret: &DkimSecret) -> Result<SigningKey, DkimError> {
     let bad = |why: String| DkimError::BadKey {
         selector: secret.key.selector.clone(),
         why,
     };
-    let header = match secret.key.algorithm {
+    Ok(match secret.key.algorithm {
         DkimAlgorithm::Ed25519 => {
             let pair =
                 Ed25519Key::from_pkcs8_der(&secret.private_der).map_err(|e| bad(e.to_string()))?;
-            signed_with(pair, &secret.key, message)
+            SigningKey::Ed25519(Arc::new(pair))
         }
         DkimAlgorithm::Rsa => {
             let der = rustls_pki_types::PrivatePkcs8KeyDer::from(secret.private_der.as_slice());
             let pair =
                 RsaKey::<Sha256>::from_key_der(der.into()).map_err(|e| bad(e.to_string()))?;
-            signed_with(pair, &secret.key, message)
+            SigningKey::Rsa(Arc::new(pair))
         }
+    })
+}
+
+/// One signature, relaxed/relaxed (RFC 6376 §3.4: survives the re-folding relays do).
+fn sign(key: &SigningKey, public: &DkimKey, message: &[u8]) -> Result<String, DkimError> {
+    let header = match key {
+        SigningKey::Ed25519(pair) => signed_with(Lent(pair.clone()), public, message),
+        SigningKey::Rsa(pair) => signed_with(Lent(pair.clone()), public, message),
     };
-    header.map_err(|e| bad(e.to_string()))
+    header.map_err(|e| DkimError::BadKey {
+        selector: public.selector.clone(),
+        why: e.to_string(),
+    })
+}
+
+/// A cached key lent to one signer (`DkimSigner` takes its key by value).
+struct Lent<K>(Arc<K>);
+
+impl<K: crypto::SigningKey> crypto::SigningKey for Lent<K> {
+    type Hasher = K::Hasher;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
+        self.0.algorithm()
+    }
 }
 
 /// The `DKIM-Signature:` field `key` (its private half `pair`) makes for `message`.
 fn signed_with(
-    pair: impl mail_auth::common::crypto::SigningKey,
+    pair: impl crypto::SigningKey,
     key: &DkimKey,
     message: &[u8],
 ) -> mail_auth::Result<String> {
@@ -206,7 +254,7 @@ mod tests {
                 },
                 private_der: new.private_der,
             };
-            let header = sign(&secret, message).unwrap();
+            let header = sign(&parse(&secret).unwrap(), &secret.key, message).unwrap();
             assert!(header.starts_with("DKIM-Signature: "), "{header}");
             assert!(header.contains("d=acme.example"), "{header}");
             assert!(header.contains("s=s1"), "{header}");
@@ -218,5 +266,36 @@ mod tests {
             let text = secret.key.dns_value();
             assert!(text.starts_with("v=DKIM1; k="), "{text}");
         }
+    }
+
+    /// A key is parsed once per selector; a different key stored under the selector is
+    /// parsed anew.
+    #[test]
+    fn parsed_keys_are_kept_until_the_stored_key_changes() {
+        let mut made = make_keys().unwrap();
+        let secret = |new: &NewDkimKey| DkimSecret {
+            key: DkimKey {
+                domain: "acme.example".into(),
+                selector: "s1".into(),
+                algorithm: new.algorithm,
+                state: DkimState::Active,
+                created: 0,
+                public_key: new.public_key.clone(),
+            },
+            private_der: new.private_der.clone(),
+        };
+        let cache = KeyCache::default();
+        let first = secret(&made[0]);
+        let same = |a: &SigningKey, b: &SigningKey| match (a, b) {
+            (SigningKey::Ed25519(a), SigningKey::Ed25519(b)) => Arc::ptr_eq(a, b),
+            (SigningKey::Rsa(a), SigningKey::Rsa(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        let a = cache.parsed(&first).unwrap();
+        assert!(same(&a, &cache.parsed(&first).unwrap()));
+        let other = make_keys().unwrap().remove(0);
+        made[0] = other;
+        let b = cache.parsed(&secret(&made[0])).unwrap();
+        assert!(!same(&a, &b));
     }
 }

@@ -46,6 +46,8 @@ pub struct Services {
     pub filter: Option<crate::smtp::filter::Filter>,
     /// The outbound queue's connections kept open between messages to one host.
     pub outbound_pool: crate::smtp::client::Pool,
+    /// The DKIM private keys, parsed once.
+    pub dkim_keys: crate::dkim::KeyCache,
 }
 
 impl Services {
@@ -77,6 +79,7 @@ impl Services {
             dns,
             filter,
             outbound_pool: crate::smtp::client::Pool::default(),
+            dkim_keys: crate::dkim::KeyCache::default(),
         })
     }
 }

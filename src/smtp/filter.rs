@@ -73,7 +73,12 @@ impl Filter {
     }
 
     /// rspamd's verdict on `message` from `sender` to `recipients`.
-    pub async fn check(&self, sender: &Sender<'_>, recipients: &[&str], message: &[u8]) -> Outcome {
+    pub async fn check(
+        &self,
+        sender: &Sender<'_>,
+        recipients: &[&str],
+        message: bytes::Bytes,
+    ) -> Outcome {
         match self.ask(sender, recipients, message).await {
             Ok(answer) => verdict(answer),
             Err(why) => {
@@ -99,7 +104,7 @@ impl Filter {
         &self,
         sender: &Sender<'_>,
         recipients: &[&str],
-        message: &[u8],
+        message: bytes::Bytes,
     ) -> Result<Answer, String> {
         let mut request = self
             .client
@@ -111,7 +116,7 @@ impl Filter {
             request = request.header("Rcpt", *rcpt);
         }
         let response = request
-            .body(message.to_vec())
+            .body(message)
             .send()
             .await
             .map_err(|e| e.to_string())?;

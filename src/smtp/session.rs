@@ -867,17 +867,18 @@ impl Session {
         };
         if self.mode == Mode::Submission {
             let (received, body) = message.bytes().split_at(received_len.min(message.len()));
-            match self.prepare_submission(body) {
-                Ok(None) => {}
-                Ok(Some(completed)) => {
+            let from_domain = match self.prepare_submission(body) {
+                Ok((from_domain, None)) => from_domain,
+                Ok((from_domain, Some(completed))) => {
                     let mut full = Vec::with_capacity(received.len() + completed.len());
                     full.extend_from_slice(received);
                     full.extend_from_slice(&completed);
                     message.replace(full);
+                    from_domain
                 }
                 Err(action) => return action,
-            }
-            if let Err(action) = self.sign(&mut message) {
+            };
+            if let Err(action) = self.sign(&from_domain, &mut message) {
                 return action;
             }
         }
@@ -929,9 +930,9 @@ impl Session {
         }
     }
 
-    /// Checks `From:` against the send-as rules; the message completed with what the server
-    /// adds (RFC 6409 §8), if it adds anything.
-    fn prepare_submission(&mut self, raw: &[u8]) -> Result<Option<Vec<u8>>, Action> {
+    /// Checks `From:` against the send-as rules; the domain of its (first) address, and the
+    /// message completed with what the server adds (RFC 6409 §8), if it adds anything.
+    fn prepare_submission(&mut self, raw: &[u8]) -> Result<(String, Option<Vec<u8>>), Action> {
         let mut on_behalf = false;
         let addresses = match submission::from_addresses(raw) {
             Ok(addresses) => addresses,
@@ -943,6 +944,10 @@ impl Session {
                 return Err(self.error(550, "5.6.0", "Every From: mailbox needs an address"));
             }
         };
+        let from_domain = addresses
+            .first()
+            .and_then(|a| a.rsplit_once('@'))
+            .map_or(String::new(), |(_, d)| d.to_string());
         let through_grant = !matches!(self.identity, Some(Identity::Mailbox(_)) | None);
         let mut sent_for = Vec::new();
         for from in addresses {
@@ -984,13 +989,10 @@ impl Session {
             drop_bcc: submission::has_field(raw, "bcc"),
         };
         if additions.is_empty() {
-            return Ok(None);
+            return Ok((from_domain, None));
         }
-        Ok(Some(submission::complete(
-            raw,
-            &self.services.config.hostname,
-            &additions,
-        )))
+        let completed = submission::complete(raw, &self.services.config.hostname, &additions);
+        Ok((from_domain, Some(completed)))
     }
 
     /// Issue 13: SPF, DKIM, ARC and DMARC of a message from another server, then the spam
@@ -1038,7 +1040,7 @@ impl Session {
             message.replace(cleaned);
         }
         let recipients: Vec<&str> = envelope.local.iter().map(|(a, _)| a.as_str()).collect();
-        match filter.check(&sender, &recipients, message.bytes()).await {
+        match filter.check(&sender, &recipients, message.shared()).await {
             filter::Outcome::Refuse { code, status, text } => Err(self.error(code, status, &text)),
             filter::Outcome::Deliver {
                 header,
@@ -1053,11 +1055,11 @@ impl Session {
 
     /// Puts the DKIM signatures of the `From:` domain on top of a submitted message, before
     /// it is split between local and remote recipients (so that both copies verify).
-    fn sign(&mut self, message: &mut Loaded) -> Result<(), Action> {
+    fn sign(&mut self, from_domain: &str, message: &mut Loaded) -> Result<(), Action> {
         let services = &self.services;
         // Hashing a large body and an RSA signature: not on the runtime's threads.
         let signed = crate::connection::blocking_here(|| {
-            let fields = crate::dkim::signatures(services, message.bytes())?;
+            let fields = crate::dkim::signatures(services, from_domain, message.bytes())?;
             if fields.is_empty() {
                 return Ok::<_, crate::dkim::DkimError>(None);
             }

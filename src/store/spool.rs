@@ -154,7 +154,8 @@ pub struct Incoming {
 /// message is stored) and, when it was spooled, its file: the store may take that file as
 /// the message's blob instead of writing the bytes again.
 pub struct Loaded {
-    bytes: Vec<u8>,
+    /// Shared, so that a copy for the spam filter's request costs nothing.
+    bytes: bytes::Bytes,
     file: Option<SpooledFile>,
     _turn: Option<OwnedSemaphorePermit>,
 }
@@ -195,11 +196,12 @@ impl Loaded {
     /// keeping its turn; the spool file no longer matches and goes.
     pub fn replace(&mut self, bytes: Vec<u8>) {
         self.file = None;
-        self.bytes = bytes;
+        self.bytes = bytes.into();
     }
 
-    pub fn into_bytes(mut self) -> Vec<u8> {
-        std::mem::take(&mut self.bytes)
+    /// The bytes, shared rather than copied (a request body that must own them).
+    pub fn shared(&self) -> bytes::Bytes {
+        self.bytes.clone()
     }
 }
 
@@ -207,7 +209,7 @@ impl Loaded {
 impl From<Vec<u8>> for Loaded {
     fn from(bytes: Vec<u8>) -> Loaded {
         Loaded {
-            bytes,
+            bytes: bytes.into(),
             file: None,
             _turn: None,
         }
@@ -314,7 +316,7 @@ impl Incoming {
             }
         };
         Ok(Loaded {
-            bytes,
+            bytes: bytes.into(),
             file,
             _turn: Some(turn),
         })

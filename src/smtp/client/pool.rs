@@ -69,15 +69,23 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An idle connection to `key`'s host, the most recent first.
-    pub(super) fn take(&self, key: &Key) -> Option<Parked> {
-        let mut idle = self.lock();
-        let parked = idle.get_mut(key)?;
-        let found = parked.pop();
-        if parked.is_empty() {
-            idle.remove(key);
+    /// An idle connection to `key`'s host, the most recent first. One idle for too long is
+    /// closed with QUIT (RFC 5321 §4.1.1.10), not dropped, and none is given.
+    pub(super) async fn take(&self, key: &Key) -> Option<Parked> {
+        let found = {
+            let mut idle = self.lock();
+            let parked = idle.get_mut(key)?;
+            let found = parked.pop();
+            if parked.is_empty() {
+                idle.remove(key);
+            }
+            found?
+        };
+        if found.since.elapsed() < IDLE {
+            return Some(found);
         }
-        found.filter(|p| p.since.elapsed() < IDLE)
+        close(found.link).await;
+        None
     }
 
     /// Keeps a connection that just delivered a message, unless it carried enough or the
@@ -133,5 +141,63 @@ async fn close(link: Link) {
     match link {
         Link::Plain(mut conv) => quit(&mut conv).await,
         Link::Tls(mut conv) => quit(&mut *conv).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    /// A parked plain connection to a loopback peer that answers QUIT and reports the lines
+    /// it got.
+    async fn parked(since: Instant) -> (Parked, tokio::task::JoinHandle<Vec<String>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let peer = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            let mut got = Vec::new();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line == "QUIT" {
+                    let _ = write.write_all(b"221 bye\r\n").await;
+                }
+                got.push(line);
+            }
+            got
+        });
+        let stream = TcpStream::connect(address).await.unwrap();
+        let parked = Parked {
+            link: Link::Plain(Conversation::new(stream)),
+            ehlo: Vec::new(),
+            messages: 1,
+            since,
+        };
+        (parked, peer)
+    }
+
+    fn key() -> Key {
+        Key {
+            host: "mx.test".into(),
+            port: 25,
+            tls: 2,
+        }
+    }
+
+    /// A connection idle for longer than `IDLE` is not handed out: it gets its QUIT.
+    #[tokio::test]
+    async fn an_expired_connection_is_quit_not_dropped() {
+        let pool = Pool::default();
+        let old = Instant::now() - IDLE - Duration::from_secs(1);
+        let (stale, peer) = parked(old).await;
+        pool.lock().entry(key()).or_default().push(stale);
+        assert!(pool.take(&key()).await.is_none());
+        assert_eq!(pool.idle_count(), 0);
+        assert_eq!(peer.await.unwrap(), ["QUIT"]);
+
+        let (fresh, _peer) = parked(Instant::now()).await;
+        pool.lock().entry(key()).or_default().push(fresh);
+        assert!(pool.take(&key()).await.is_some());
     }
 }
