@@ -715,6 +715,26 @@ fn one_message(
     python(ONE_MESSAGE, &args).trim().to_string()
 }
 
+/// The answers to a message from outside to box@new.example (port 25), and to one that
+/// box@new.example submits to contact@.
+fn to_and_from_new_domain(server: &TestServer) -> (String, String) {
+    let inbound = one_message(
+        server,
+        "smtp (STARTTLS)",
+        "a@outside.test",
+        "box@new.example",
+        ("", ""),
+    );
+    let submitted = one_message(
+        server,
+        "submission (STARTTLS)",
+        "box@new.example",
+        "contact@acme.example",
+        ("box@new.example", "box-password-1"),
+    );
+    (inbound, submitted)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_domain_shows_its_dns_records_and_takes_mail_once_its_token_is_published() {
     let dir = tempfile::tempdir().unwrap();
@@ -752,23 +772,10 @@ async fn a_new_domain_shows_its_dns_records_and_takes_mail_once_its_token_is_pub
     assert_eq!(status, StatusCode::CREATED, "{mailbox}");
 
     // Unverified, the domain is not this server's for mail: no relay to it, no sending as it.
-    let inbound = one_message(
-        &server,
-        "smtp (STARTTLS)",
-        "a@outside.test",
-        "box@new.example",
-        ("", ""),
-    );
+    let (inbound, submitted) = to_and_from_new_domain(&server);
     assert!(
         inbound.starts_with("554 5.7.1") && inbound.contains("relay"),
         "{inbound}"
-    );
-    let submitted = one_message(
-        &server,
-        "submission (STARTTLS)",
-        "box@new.example",
-        "contact@acme.example",
-        ("box@new.example", "box-password-1"),
     );
     assert!(
         submitted.starts_with("550") && submitted.contains("not verified"),
@@ -866,21 +873,8 @@ async fn a_new_domain_shows_its_dns_records_and_takes_mail_once_its_token_is_pub
     let (status, body) = api.post(&verify, json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["verified"], true, "{body}");
-    let inbound = one_message(
-        &server,
-        "smtp (STARTTLS)",
-        "a@outside.test",
-        "box@new.example",
-        ("", ""),
-    );
+    let (inbound, submitted) = to_and_from_new_domain(&server);
     assert_eq!(inbound, "250");
-    let submitted = one_message(
-        &server,
-        "submission (STARTTLS)",
-        "box@new.example",
-        "contact@acme.example",
-        ("box@new.example", "box-password-1"),
-    );
     assert_eq!(submitted, "250");
 }
 

@@ -87,67 +87,17 @@ while True:
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
 "#;
 
-/// An authoritative DNS server over UDP and TCP for the test's domains, logging each
-/// question ("MX remote.test", "A mx1.remote.test") to the file given.
-const DNS: &str = r#"
-import socket, struct, sys, threading
-out = sys.argv[1]
-MX, A = 15, 1
-zone = {
-    ("remote.test", MX): [(10, "mx1.remote.test"), (5, "dead.remote.test")],
-    ("mx1.remote.test", A): ["127.0.0.1"],
-    ("dead.remote.test", A): ["127.0.0.2"],
-    ("plain.test", A): ["127.0.0.1"],
-    ("nomail.test", MX): [(0, "")],
-    ("broken.test", MX): [(10, "nowhere.broken.test")],
-}
-names = {name for name, _ in zone}
-def encode(name):
-    return b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\0"
-def answer(query):
-    qid, flags = struct.unpack(">HH", query[:4])
-    i, labels = 12, []
-    while query[i]:
-        labels.append(query[i + 1:i + 1 + query[i]].decode())
-        i += 1 + query[i]
-    qtype = struct.unpack(">H", query[i + 1:i + 3])[0]
-    name = ".".join(labels).lower()
-    with open(out, "a") as o:
-        o.write(f"{ {MX: 'MX', A: 'A'}.get(qtype, qtype)} {name}\n")
-    records = zone.get((name, qtype), [])
-    body = b""
-    for r in records:
-        rdata = struct.pack(">H", r[0]) + encode(r[1]) if qtype == MX else socket.inet_aton(r)
-        body += b"\xc0\x0c" + struct.pack(">HHIH", qtype, 1, 60, len(rdata)) + rdata
-    rcode = 0 if name in names else 3
-    header = struct.pack(">HHHHHH", qid, 0x8480 | (flags & 0x0100) | rcode, 1, len(records), 0, 0)
-    return header + query[12:i + 5] + body
-while True:  # one port number free for both UDP and TCP
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    port = udp.getsockname()[1]
-    tcp = socket.socket()
-    try:
-        tcp.bind(("127.0.0.1", port))
-        break
-    except OSError:
-        udp.close()
-        tcp.close()
-tcp.listen()
-def serve_tcp():
-    while True:
-        conn, _ = tcp.accept()
-        f = conn.makefile("rb")
-        while len(head := f.read(2)) == 2:
-            reply = answer(f.read(struct.unpack(">H", head)[0]))
-            conn.sendall(struct.pack(">H", len(reply)) + reply)
-        conn.close()
-threading.Thread(target=serve_tcp, daemon=True).start()
-print(port, flush=True)
-while True:
-    query, peer = udp.recvfrom(4096)
-    udp.sendto(answer(query), peer)
-"#;
+/// The test's domains: remote.test's MX hosts by preference (the dead one first), a domain
+/// without MX (its address), a null MX (RFC 7505), an MX whose name has no address.
+const ZONE: &[&str] = &[
+    "remote.test MX 10 mx1.remote.test.",
+    "remote.test MX 5 dead.remote.test.",
+    "mx1.remote.test A 127.0.0.1",
+    "dead.remote.test A 127.0.0.2",
+    "plain.test A 127.0.0.1",
+    "nomail.test MX 0 .",
+    "broken.test MX 10 nowhere.broken.test.",
+];
 
 /// A self-signed certificate for `names`, as PEM files in `dir`.
 fn certificate(dir: &Path, names: &[&str]) -> (PathBuf, PathBuf) {
@@ -289,7 +239,7 @@ async fn no_password_goes_to_a_smarthost_that_is_not_trusted_or_offers_no_tls() 
 /// The MX host and the DNS server naming it, with their logs; stopped when dropped.
 struct MxSinks {
     _mx: Sink,
-    _dns: Sink,
+    _dns: Dns,
     log: PathBuf,
     questions: PathBuf,
 }
@@ -300,10 +250,10 @@ fn mx_world(dir: &Path, mode: &str, names: &[&str]) -> (TestServer, MxSinks) {
     seed(dir, "lr");
     let (mx, log) = tls_sink(dir, mode, names);
     let questions = dir.join("dns.log");
-    let dns = sink(DNS, &questions);
+    let dns = Dns::with_records(dir, ZONE, &questions);
     let config = format!(
         "[queue]\nnameservers = [\"127.0.0.1:{}\"]\nmx_port = {}\nfirst_retry_seconds = 1\n",
-        dns.port, mx.port
+        dns.server.port, mx.port
     );
     let sinks = MxSinks {
         _mx: mx,

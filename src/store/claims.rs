@@ -52,22 +52,12 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::*;
-    use crate::store::testing::temp_store;
+    use crate::store::testing::{organization, temp_store};
 
     #[test]
     fn a_claimed_domain_is_verified_once_marked_and_its_claim_goes_with_it() {
         let (store, _dir) = temp_store();
-        let owner = store
-            .create_user(crate::store::NewUser {
-                login: "owner@acme.example".into(),
-                display_name: String::new(),
-                password: PasswordHash("x".into()),
-                must_change_password: false,
-                own_mailbox: None,
-            })
-            .unwrap();
-        let org = store.create_organization("Acme", owner.id).unwrap().id;
+        let org = organization(&store, "Acme", "owner@acme.example");
         store.add_domain(org, "old.example").unwrap();
         assert!(store.is_domain_verified("old.example").unwrap());
         store

@@ -163,7 +163,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::temp_store;
+    use crate::store::testing::{organization, temp_store};
 
     fn made(algorithm: DkimAlgorithm) -> NewDkimKey {
         NewDkimKey {
@@ -176,17 +176,8 @@ mod tests {
     #[test]
     fn keys_rotate_next_then_active_then_retiring_then_gone() {
         let (store, _dir) = temp_store();
-        let owner = store
-            .create_user(crate::store::NewUser {
-                login: "owner@acme.example".into(),
-                display_name: String::new(),
-                password: PasswordHash("x".into()),
-                must_change_password: false,
-                own_mailbox: None,
-            })
-            .unwrap();
-        let org = store.create_organization("Acme", owner.id).unwrap();
-        store.add_domain(org.id, "acme.example").unwrap();
+        let org = organization(&store, "Acme", "owner@acme.example");
+        store.add_domain(org, "acme.example").unwrap();
         let both = || vec![made(DkimAlgorithm::Ed25519), made(DkimAlgorithm::Rsa)];
         let first = store.add_dkim_keys("acme.example", both()).unwrap();
         assert!(first.iter().all(|k| k.state == DkimState::Active));
@@ -215,7 +206,7 @@ mod tests {
         let secret = &store.dkim_secrets("acme.example").unwrap()[0];
         assert_eq!(secret.private_der, vec![1, 2, 3]);
         assert!(!format!("{secret:?}").contains("private_der"));
-        store.remove_domain(org.id, "acme.example").unwrap();
+        store.remove_domain(org, "acme.example").unwrap();
         assert!(store.dkim_keys("acme.example").unwrap().is_empty());
     }
 

@@ -433,12 +433,28 @@ fn lock_data_dir(dir: &Path) -> StoreResult<File> {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::*;
+    use crate::model::{OrgId, PasswordHash};
 
     /// A store in a fresh temporary directory, removed when the guard drops.
     pub fn temp_store() -> (Store, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(dir.path()).expect("open store");
         (store, dir)
+    }
+
+    /// An organization named `name` with its owner `owner_login`.
+    pub fn organization(store: &Store, name: &str, owner_login: &str) -> OrgId {
+        let owner = store
+            .create_user(NewUser {
+                login: owner_login.into(),
+                display_name: String::new(),
+                password: PasswordHash("x".into()),
+                must_change_password: false,
+                own_mailbox: None,
+            })
+            .expect("create the owner");
+        let org = store.create_organization(name, owner.id);
+        org.expect("create the organization").id
     }
 }
 

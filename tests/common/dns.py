@@ -5,10 +5,13 @@
 #     name SERVFAIL              (every question about the name or below it fails: a
 #                                 temporary error)
 # A name with no line is NXDOMAIN; a known name without the type asked is an empty answer.
+# With a second argument, each question is appended to that file as "TYPE name".
 import socket, sys, threading
 import dns.flags, dns.message, dns.rcode, dns.rdata, dns.rdataclass, dns.rdatatype, dns.rrset
 
 zone_path = sys.argv[1]
+log_path = sys.argv[2] if len(sys.argv) > 2 else None
+log_lock = threading.Lock()
 
 
 def zone():
@@ -41,6 +44,9 @@ def answer(wire):
     question = query.question[0]
     name = question.name.to_text().lower().rstrip(".")
     rtype = dns.rdatatype.to_text(question.rdtype)
+    if log_path:
+        with log_lock, open(log_path, "a") as log:
+            log.write(f"{rtype} {name}\n")
     records, failing = zone()
     if any(name == f or name.endswith("." + f) for f in failing):
         response.set_rcode(dns.rcode.SERVFAIL)

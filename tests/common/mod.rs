@@ -531,6 +531,17 @@ impl Dns {
         }
     }
 
+    /// As `start`, with `records` in the zone and each question written to `questions`
+    /// ("MX remote.test").
+    pub fn with_records(dir: &Path, records: &[&str], questions: &Path) -> Dns {
+        let zone = dir.join("zone.txt");
+        std::fs::write(&zone, records.join("\n") + "\n").unwrap();
+        Dns {
+            server: sink_with(DNS, &zone, &[questions.as_os_str()]),
+            zone,
+        }
+    }
+
     /// Adds a record (`name TYPE value`) to the zone.
     pub fn add(&self, record: &str) {
         use std::io::Write;
