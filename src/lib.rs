@@ -1,5 +1,5 @@
 //! mailgate: a self-hosted IMAP/SMTP mail server with the access control of a hosted mail
-//! provider. DESIGN.md describes the model; each module below has one job.
+//! provider. ARCHITECTURE.md describes the model and the modules; each module below has one job.
 
 pub mod access;
 pub mod address;

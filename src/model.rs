@@ -1,4 +1,4 @@
-//! The entities of DESIGN.md §2, as plain data shared by `store`, `access` and the front ends.
+//! The entities of ARCHITECTURE.md §2, as plain data shared by `store`, `access` and the front ends.
 //!
 //! Nothing here touches disk or decides rights; these are the nouns the rest of the code speaks.
 
@@ -129,7 +129,7 @@ impl fmt::Display for Role {
     }
 }
 
-/// One right of RFC 4314 §2.1. `Administer` (`a`) is the *manage* right of DESIGN.md §2.
+/// One right of RFC 4314 §2.1. `Administer` (`a`) is the *manage* right of ARCHITECTURE.md §2.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Right {
     Lookup,

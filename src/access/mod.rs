@@ -1,4 +1,4 @@
-//! The access policy: the only code that decides who may do what (DESIGN.md §2, §4).
+//! The access policy: the only code that decides who may do what (ARCHITECTURE.md §2, §4).
 //!
 //! Everything here is a pure function of facts the caller loads from the store (`UserFacts`),
 //! so IMAP, SMTP and the admin API ask the same questions and every role × action × resource
@@ -181,7 +181,7 @@ fn partner_scope(facts: &UserFacts, client: OrgId) -> Option<PartnerScope> {
     best
 }
 
-/// Whether a grant reaches this user. RFC-free rule of DESIGN.md §2: external members are not
+/// Whether a grant reaches this user. RFC-free rule of ARCHITECTURE.md §2: external members are not
 /// part of organization-wide sharing, so a grant on *every mailbox* reaches an external only
 /// when it names the external directly, not through a team.
 fn grant_reaches(facts: &UserFacts, grant: &Grant) -> bool {
@@ -199,7 +199,7 @@ fn grant_reaches(facts: &UserFacts, grant: &Grant) -> bool {
 }
 
 /// The rights and send mode `principal` has on `mailbox`'s mail. Owners and admins manage
-/// every mailbox but read mail only through a grant (DESIGN.md §2).
+/// every mailbox but read mail only through a grant (ARCHITECTURE.md §2).
 pub fn mailbox_access(principal: &Principal, mailbox: MailboxRef) -> MailboxAccess {
     match principal {
         Principal::Anonymous => MailboxAccess::default(),

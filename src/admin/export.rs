@@ -27,7 +27,7 @@ pub struct ExportQuery {
 /// and flags on `X-Mailgate-` lines after its `From ` line, so that `…/imports/mbox` takes it
 /// back whole. Reading mail takes the
 /// `r` right, as over IMAP: owners and admins manage mailboxes but read them only through a
-/// grant (DESIGN.md §2).
+/// grant (ARCHITECTURE.md §2).
 pub async fn mailbox(
     State(services): State<Arc<Services>>,
     super::ClientAddr(client): super::ClientAddr,

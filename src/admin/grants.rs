@@ -246,7 +246,7 @@ pub async fn members(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<MemberView>>> {
     caller.see_org(org)?;
-    // External members do not see the directory: only themselves (DESIGN.md §2).
+    // External members do not see the directory: only themselves (ARCHITECTURE.md §2).
     let whole = access::may(&caller.principal(), org, &Action::ListDirectory).is_ok();
     let mut views = Vec::new();
     for m in services.store.members(org)? {

@@ -3,8 +3,10 @@
 //! server's shutdown. A leaf: `net` accepts connections and hands them to the protocols;
 //! the protocols depend on this module, not on `net`.
 
+mod dialogue;
 mod stream;
 
+pub use dialogue::{Action, Dialogue, Output, Waiting, converse};
 pub use stream::Stream;
 
 use crate::services::Services;

@@ -1,4 +1,4 @@
-//! RFC 4314 ACL commands on the grants of DESIGN.md §2: an IMAP ACL is the set of grants on
+//! RFC 4314 ACL commands on the grants of ARCHITECTURE.md §2: an IMAP ACL is the set of grants on
 //! the mailbox a folder belongs to, and SETACL/DELETEACL change the same grants the admin API
 //! changes, under the same rule (nobody grants what they do not hold).
 

@@ -317,7 +317,7 @@ impl Session {
                     on,
                 )?;
             }
-            // The namespace roots and a user's own INBOX: harmless (DESIGN.md, issue 3).
+            // The namespace roots and a user's own INBOX: harmless (ARCHITECTURE.md §3).
             Some(_) => {}
             None => return Err(No("[NONEXISTENT] No such folder".into())),
         }

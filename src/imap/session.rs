@@ -1,5 +1,5 @@
 //! The IMAP session as a state machine without sockets: bytes in, bytes out
-//! (DESIGN.md §4). The network driver in `super` feeds it; tests and the fuzzer do the same.
+//! (ARCHITECTURE.md §4). The network driver in `super` feeds it; tests and the fuzzer do the same.
 
 use super::identity::Identity;
 use super::selection::Selection;
@@ -14,20 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 
-/// What the driver must do after writing the output.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Action {
-    Continue,
-    /// Run the TLS handshake now (after `OK Begin TLS negotiation`).
-    StartTls,
-    /// Close the connection.
-    Close,
-}
-
-pub struct Output {
-    pub bytes: Vec<u8>,
-    pub action: Action,
-}
+pub use crate::connection::{Action, Output};
 
 /// What the next complete message from the client is.
 pub(super) enum Expect {
@@ -54,7 +41,7 @@ pub(super) enum State {
     NotAuthenticated,
     Authenticated(Identity),
     Selected(Identity, Box<Selection>),
-    /// A user's own INBOX is selected: it exists and is always empty (DESIGN.md §3).
+    /// A user's own INBOX is selected: it exists and is always empty (ARCHITECTURE.md §3).
     EmptyInbox(Identity),
     Logout,
 }

@@ -1,4 +1,4 @@
-//! Who a client session acts as (DESIGN.md §3), for IMAP and SMTP alike: a mailbox (its own
+//! Who a client session acts as (ARCHITECTURE.md §3), for IMAP and SMTP alike: a mailbox (its own
 //! password), a user (their password), or a user acting as one mailbox (`mailbox*user`, SASL
 //! authzid). What each may do is `access`'s to say.
 
@@ -130,7 +130,7 @@ fn refresh_user(services: &Services, user: &mut User, facts: &mut UserFacts) -> 
 pub enum LoginRefusal {
     /// Unknown name or wrong password (one answer for both, so as not to reveal which).
     Credentials,
-    /// An alias is not a box (DESIGN.md §1).
+    /// An alias is not a box (ARCHITECTURE.md §1).
     Alias,
     Disabled,
     MustChangePassword,

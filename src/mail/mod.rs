@@ -1,4 +1,4 @@
-//! Messages as IMAP sees them: parsed once, at delivery or APPEND (DESIGN.md §4), into a
+//! Messages as IMAP sees them: parsed once, at delivery or APPEND (ARCHITECTURE.md §4), into a
 //! `MessageSummary` that the store keeps beside the blob, so that FETCH ENVELOPE,
 //! BODYSTRUCTURE, BODY[section] and header SEARCH never re-parse a message.
 

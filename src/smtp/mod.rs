@@ -20,52 +20,54 @@ mod tests;
 
 pub use session::{Action, Mode, Output, Session};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Dialogue, Waiting};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Serves one SMTP connection until QUIT, a drop, a timeout or server shutdown.
 pub async fn serve(conn: Connection, mode: Mode) -> std::io::Result<()> {
-    let Connection {
-        mut stream,
-        peer,
-        services,
-        shutdown,
-        ..
-    } = conn;
-    let timeout = Duration::from_secs(services.config.smtp.timeout_seconds);
-    let mut session = Session::new(services.clone(), peer, stream.is_tls(), mode);
-    stream.write_all(&session.greeting()).await?;
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        let output = tokio::select! {
-            read = tokio::time::timeout(timeout, stream.read(&mut buf)) => match read {
-                Err(_) => {
-                    stream.write_all(session.timeout_reply()).await?;
-                    return Ok(());
-                }
-                Ok(Ok(0)) => return Ok(()),
-                Ok(Ok(n)) => session.feed(&buf[..n]).await,
-                Ok(Err(e)) => return Err(e),
-            },
-            _ = shutdown.cancelled() => {
-                stream.write_all(b"421 4.3.2 Server shutting down\r\n").await?;
-                return Ok(());
-            }
-        };
-        // A client that stops reading must not hold the session forever.
-        crate::connection::write_all_within(&mut stream, &output.bytes, timeout).await?;
-        match output.action {
-            Action::Continue => {}
-            Action::Close => {
-                let _ = stream.shutdown().await;
-                return Ok(());
-            }
-            Action::StartTls => {
-                stream.flush().await?;
-                stream = stream.start_tls(&services.tls).await?;
-                session.tls_started();
-            }
-        }
+    let tls = conn.stream.is_tls();
+    let session = Session::new(conn.services.clone(), conn.peer, tls, mode);
+    crate::connection::converse(conn, session).await
+}
+
+impl Dialogue for Session {
+    /// Only the client wakes an SMTP session.
+    type Wake = std::convert::Infallible;
+
+    fn greeting(&self) -> Vec<u8> {
+        Session::greeting(self)
+    }
+
+    async fn feed_some(&mut self, bytes: &[u8]) -> (Output, usize) {
+        (self.feed(bytes).await, bytes.len())
+    }
+
+    fn wake(&mut self) -> Option<Waiting<Self::Wake>> {
+        None
+    }
+
+    async fn woken(&mut self, wake: Self::Wake) -> Output {
+        match wake {}
+    }
+
+    fn tls_started(&mut self) {
+        Session::tls_started(self)
+    }
+
+    fn silence(&self) -> (Duration, &'static [u8]) {
+        (self.timeout(), self.timeout_reply())
+    }
+
+    fn farewell(&self) -> &'static [u8] {
+        b"421 4.3.2 Server shutting down\r\n"
+    }
+
+    /// A client that stops reading must not hold the session forever.
+    fn write_limit(&self) -> Duration {
+        self.timeout()
+    }
+
+    fn buffer_size(&self) -> usize {
+        16 * 1024
     }
 }

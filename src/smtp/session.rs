@@ -29,18 +29,7 @@ pub enum Mode {
     Submission,
 }
 
-/// What the connection should do after sending the output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    Continue,
-    Close,
-    StartTls,
-}
-
-pub struct Output {
-    pub bytes: Vec<u8>,
-    pub action: Action,
-}
+pub use crate::connection::{Action, Output};
 
 /// What the next bytes are.
 enum Phase {
@@ -164,6 +153,11 @@ impl Session {
         self.send_as = SendAs::default();
         self.commands = 0;
         self.requests = RequestReceiver::default();
+    }
+
+    /// How long the client may stay silent, or take to read an answer.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.services.config.smtp.timeout_seconds)
     }
 
     /// The client is told the session is over because it took too long.

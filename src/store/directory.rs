@@ -8,7 +8,7 @@ use super::{Changes, Store};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 
-/// What an address is: exactly one of a mailbox or an alias (DESIGN.md §1).
+/// What an address is: exactly one of a mailbox or an alias (ARCHITECTURE.md §1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AddressEntry {
     Mailbox(MailboxId),
@@ -224,7 +224,7 @@ impl Store {
 
     // ----- mailboxes -----
 
-    /// Creates a mailbox with the standard folders (DESIGN.md §2).
+    /// Creates a mailbox with the standard folders (ARCHITECTURE.md §2).
     pub fn create_mailbox(&self, new: NewMailbox) -> StoreResult<Mailbox> {
         let address = valid_address(&new.address)?;
         let _guard = self.lock();

@@ -63,7 +63,7 @@ impl SpecialUse {
     }
 }
 
-/// The folders every new mailbox starts with (DESIGN.md §2).
+/// The folders every new mailbox starts with (ARCHITECTURE.md §2).
 pub const STANDARD_FOLDERS: [(&str, Option<SpecialUse>); 6] = [
     ("INBOX", None),
     ("Sent", Some(SpecialUse::Sent)),

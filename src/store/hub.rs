@@ -1,6 +1,6 @@
 //! The change notification hub: every open session of a folder hears of new messages, flag
 //! changes and expunges there, and every session hears when access may have changed
-//! (DESIGN.md §4). Events are published after the change is committed.
+//! (ARCHITECTURE.md §5). Events are published after the change is committed.
 
 use crate::model::{FolderId, MailboxId, OrgId, UserId};
 use std::collections::HashMap;

@@ -1,4 +1,4 @@
-//! The durable store: the only code that touches sled or the blob files (DESIGN.md §4).
+//! The durable store: the only code that touches sled or the blob files (ARCHITECTURE.md §6).
 //!
 //! Layout of the data directory:
 //! - `mailgate.lock`: held while a server runs, so a second one refuses to start;

@@ -5,7 +5,7 @@
 //! share of a second budget, so that memory stays bounded however many arrive at once.
 //!
 //! Spool files are not durable and need not be: a message is acknowledged only once the store
-//! has written it (DESIGN.md §4). Those a crash leaves behind are removed at the next start.
+//! has written it (ARCHITECTURE.md §6). Those a crash leaves behind are removed at the next start.
 //! A spooled message is hashed as it arrives, so that when it is stored as it came (an IMAP
 //! APPEND, inbound SMTP) its file is renamed into the blob directory rather than written again.
 

@@ -1,4 +1,4 @@
-//! The store's invariants (DESIGN.md §2), each shown to reject the bad change and to leave the
+//! The store's invariants (ARCHITECTURE.md §2), each shown to reject the bad change and to leave the
 //! store exactly as it was.
 
 use super::testing::temp_store;

@@ -565,11 +565,21 @@ impl Dns {
     }
 }
 
-/// A port free now (the kernel's pick), for a peer that must be told its port before it starts.
+/// A port free now (the kernel's pick), for a peer that must be told its port before it
+/// starts; never the same one twice in a test process (the kernel may hand a port just
+/// released out again, and two listeners of one peer would then clash).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
