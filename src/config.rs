@@ -27,6 +27,7 @@ pub struct Config {
     pub import: ImportConfig,
     pub inbound: InboundConfig,
     pub filter: FilterConfig,
+    pub proxy: ProxyConfig,
 }
 
 /// A spam filter asked about inbound mail (issue 13): rspamd over its HTTP protocol.
@@ -59,6 +60,14 @@ pub enum Unreachable {
     Accept,
     /// `451 4.7.1`: the sending server tries again later.
     Defer,
+}
+
+/// Load balancers that send the PROXY protocol v2 header before each connection.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Connections from these must start with the header; the address it names is served.
+    pub trusted: Vec<Network>,
 }
 
 /// What is checked of mail arriving on the SMTP listener (issue 13).
@@ -518,6 +527,7 @@ impl Default for Config {
             import: ImportConfig::default(),
             inbound: InboundConfig::default(),
             filter: FilterConfig::default(),
+            proxy: ProxyConfig::default(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! Networking in one place: the listeners, TLS, the connection caps and graceful shutdown.
 //! Protocol sessions get a `Stream` and know nothing of sockets beyond it.
 
+mod proxy;
+
 pub use crate::connection::{Connection, Protocol, Stream};
 use crate::services::Services;
 
@@ -286,10 +288,19 @@ async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let (protocol, security) = (bound.protocol, bound.security);
-        let (services, token) = (services.clone(), token.clone());
-        let slot = limits.admit(peer.ip());
+        let (services, token, limits) = (services.clone(), token.clone(), limits.clone());
         tracker.spawn(async move {
             let _permit = permit;
+            let mut tcp = tcp;
+            let trusted = &services.config.proxy.trusted;
+            let peer = match proxy::client_address(&mut tcp, peer, trusted).await {
+                Ok(client) => client,
+                Err(e) => {
+                    tracing::warn!(balancer = %peer, error = %e, "connection refused");
+                    return;
+                }
+            };
+            let slot = limits.admit(peer.ip());
             let mut stream = Stream::Plain(tcp);
             if security == Security::Implicit {
                 stream = match stream.start_tls(&services.tls).await {
