@@ -28,6 +28,7 @@ pub use error::ApiError;
 pub use grants::keep_time as keep_grant_time;
 pub use orgs::keep_deletions as keep_organization_deletions;
 
+use crate::connection::proxy::ProxiedListener;
 use crate::services::Services;
 use axum::Json;
 use axum::Router;
@@ -46,8 +47,20 @@ pub fn router(services: Arc<Services>) -> Router {
     routes::build(services)
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled.
+/// Serves the API on `listener` until `shutdown` is cancelled; behind a balancer of
+/// `[proxy] trusted`, each connection's client address comes from its PROXY header.
 pub async fn serve(listener: TcpListener, services: Arc<Services>, shutdown: CancellationToken) {
+    use axum::serve::ListenerExt;
+    let trusted = services.config.proxy.trusted.clone();
+    let listener = match ProxiedListener::new(listener, trusted, shutdown.clone()) {
+        Ok(listener) => listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "the admin HTTP listener failed");
+            return;
+        }
+    };
     let app = router(services).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())

@@ -4,6 +4,7 @@
 //! the protocols depend on this module, not on `net`.
 
 mod dialogue;
+pub mod proxy;
 mod stream;
 
 pub use dialogue::{Action, Dialogue, Output, Waiting, converse};

@@ -1,8 +1,7 @@
 //! Networking in one place: the listeners, TLS, the connection caps and graceful shutdown.
 //! Protocol sessions get a `Stream` and know nothing of sockets beyond it.
 
-mod proxy;
-
+use crate::connection::proxy;
 pub use crate::connection::{Connection, Protocol, Stream};
 use crate::services::Services;
 

@@ -9,6 +9,9 @@ use crate::config::Network;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// How long a balancer may take to send the header.
 const HEADER_WITHIN: Duration = Duration::from_secs(5);
@@ -43,6 +46,70 @@ pub async fn client_address<S: AsyncRead + Unpin>(
     match tokio::time::timeout(HEADER_WITHIN, read_header(stream)).await {
         Ok(header) => Ok(source(&header?)?.unwrap_or(peer)),
         Err(_) => Err(ProxyError::Timeout),
+    }
+}
+
+/// A listener for axum (the admin API) that reads each connection's PROXY header, when its
+/// peer is a trusted balancer, before handing it over with the client's address. Headers are
+/// read concurrently, so that a slow balancer connection holds up no other.
+pub struct ProxiedListener {
+    local: SocketAddr,
+    ready: mpsc::Receiver<(TcpStream, SocketAddr)>,
+}
+
+impl ProxiedListener {
+    pub fn new(
+        listener: TcpListener,
+        trusted: Vec<Network>,
+        shutdown: CancellationToken,
+    ) -> std::io::Result<ProxiedListener> {
+        let local = listener.local_addr()?;
+        let (sender, ready) = mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (mut tcp, peer) = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // Out of file descriptors and the like: back off rather than spin.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                let (sender, trusted) = (sender.clone(), trusted.clone());
+                tokio::spawn(async move {
+                    match client_address(&mut tcp, peer, &trusted).await {
+                        Ok(client) => {
+                            let _ = sender.send((tcp, client)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(balancer = %peer, error = %e, "connection refused")
+                        }
+                    }
+                });
+            }
+        });
+        Ok(ProxiedListener { local, ready })
+    }
+}
+
+impl axum::serve::Listener for ProxiedListener {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        match self.ready.recv().await {
+            Some(connection) => connection,
+            // The accepting task ended (shutdown): nothing more comes.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
     }
 }
 
