@@ -207,6 +207,10 @@ pub struct AcmeConfig {
     /// one the system trusts (a test authority such as pebble).
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// Listeners that answer only the HTTP-01 challenges (port 80 on the Internet), so that
+    /// the admin API need not be exposed; empty: the admin listener answers them.
+    #[serde(default)]
+    pub challenge_listen: Vec<SocketAddr>,
 }
 
 /// IMAP: listeners and the limits of a session.

@@ -70,6 +70,28 @@ pub async fn serve(listener: TcpListener, services: Arc<Services>, shutdown: Can
     }
 }
 
+/// Serves only the answers to ACME HTTP-01 challenges on `listener` (`[tls.acme]
+/// challenge_listen`, port 80 on the Internet), so that the API itself need not face it.
+pub async fn serve_acme_challenges(
+    listener: TcpListener,
+    services: Arc<Services>,
+    shutdown: CancellationToken,
+) {
+    let app = Router::new()
+        .route(
+            "/.well-known/acme-challenge/{token}",
+            axum::routing::get(acme_challenge),
+        )
+        .fallback(not_found)
+        .with_state(services);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "the ACME challenge listener failed");
+    }
+}
+
 /// The client's address, when the server knows it.
 pub struct ClientAddr(pub Option<SocketAddr>);
 

@@ -23,6 +23,8 @@ pub enum Protocol {
     Smtp,
     Submission,
     Admin,
+    /// Only the answers to ACME HTTP-01 challenges (`[tls.acme] challenge_listen`).
+    AcmeChallenge,
 }
 
 impl Protocol {
@@ -32,6 +34,7 @@ impl Protocol {
             Protocol::Smtp => "smtp",
             Protocol::Submission => "submission",
             Protocol::Admin => "admin",
+            Protocol::AcmeChallenge => "acme-challenge",
         }
     }
 }

@@ -129,18 +129,22 @@ async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Vec<u8>, Pr
     Ok(header)
 }
 
-/// The source address a header names; `None` for LOCAL or an address family without one.
+/// The source address a header names; `None` for LOCAL (the balancer's own health checks).
+/// A PROXY header without an IP source is refused: served as the balancer's address, such a
+/// client would be taken for a local one.
 fn source(header: &[u8]) -> Result<Option<SocketAddr>, ProxyError> {
     use ppp::v2::{Addresses, Command, Header};
     let parsed = Header::try_from(header).map_err(|e| ProxyError::Invalid(e.to_string()))?;
     if parsed.command == Command::Local {
         return Ok(None);
     }
-    Ok(match parsed.addresses {
-        Addresses::IPv4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-        Addresses::IPv6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-        Addresses::Unspecified | Addresses::Unix(_) => None,
-    })
+    match parsed.addresses {
+        Addresses::IPv4(a) => Ok(Some(SocketAddr::from((a.source_address, a.source_port)))),
+        Addresses::IPv6(a) => Ok(Some(SocketAddr::from((a.source_address, a.source_port)))),
+        Addresses::Unspecified | Addresses::Unix(_) => Err(ProxyError::Invalid(
+            "a PROXY header without the client's IP address".into(),
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -204,6 +208,15 @@ mod tests {
         let short = b"\r\n\r\n\0\r\n".as_slice();
         let err = client_address(&mut { short }, balancer, &trusted()).await;
         assert!(matches!(err, Err(ProxyError::Io(_))), "{err:?}");
+        let unix = ppp::v2::Builder::with_addresses(
+            ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+            ppp::v2::Protocol::Stream,
+            ppp::v2::Unix::new([0; 108], [0; 108]),
+        )
+        .build()
+        .unwrap();
+        let err = client_address(&mut unix.as_slice(), balancer, &trusted()).await;
+        assert!(matches!(err, Err(ProxyError::Invalid(_))), "{err:?}");
         let mut long = header("PROXY", "203.0.113.7:4444", "10.9.9.9:993");
         long[14..16].copy_from_slice(&60000u16.to_be_bytes());
         let err = client_address(&mut long.as_slice(), balancer, &trusted()).await;

@@ -13,11 +13,25 @@ pub enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
+/// How long a client may take over the TLS handshake.
+const HANDSHAKE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Stream {
-    /// Runs the TLS handshake: at once for implicit-TLS ports, after STARTTLS otherwise.
+    /// Runs the TLS handshake: at once for implicit-TLS ports, after STARTTLS otherwise. A
+    /// client that does not finish it within `HANDSHAKE_WITHIN` is dropped, so that silent
+    /// connections cannot hold the server's connection places.
     pub async fn start_tls(self, acceptor: &TlsAcceptor) -> io::Result<Stream> {
         match self {
-            Stream::Plain(tcp) => Ok(Stream::Tls(Box::new(acceptor.accept(tcp).await?))),
+            Stream::Plain(tcp) => {
+                let handshake = acceptor.accept(tcp);
+                match tokio::time::timeout(HANDSHAKE_WITHIN, handshake).await {
+                    Ok(tls) => Ok(Stream::Tls(Box::new(tls?))),
+                    Err(_) => Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the TLS handshake took too long",
+                    )),
+                }
+            }
             Stream::Tls(_) => Err(io::Error::other("TLS is already active")),
         }
     }

@@ -51,6 +51,12 @@ impl Server {
     /// Binds every configured listener; fails naming the first that cannot be bound.
     pub async fn bind(services: Arc<Services>) -> Result<Server, NetError> {
         let c = &services.config;
+        let challenge_listen = c
+            .tls
+            .acme
+            .as_ref()
+            .map(|a| a.challenge_listen.clone())
+            .unwrap_or_default();
         let wanted = [
             (&c.imap.listen, Protocol::Imap, Security::StartTls),
             (&c.imap.listen_tls, Protocol::Imap, Security::Implicit),
@@ -66,6 +72,7 @@ impl Server {
                 Security::Implicit,
             ),
             (&c.admin.listen, Protocol::Admin, Security::Http),
+            (&challenge_listen, Protocol::AcmeChallenge, Security::Http),
         ];
         let mut listeners = Vec::new();
         for (addresses, protocol, security) in wanted {
@@ -127,6 +134,8 @@ impl Server {
             tracker.spawn(async move {
                 if bound.protocol == Protocol::Admin {
                     crate::admin::serve(bound.listener, services, token).await;
+                } else if bound.protocol == Protocol::AcmeChallenge {
+                    crate::admin::serve_acme_challenges(bound.listener, services, token).await;
                 } else {
                     accept_loop(bound, services, token, tracker2, limits).await;
                 }
@@ -346,6 +355,6 @@ async fn serve(conn: Connection) -> std::io::Result<()> {
         Protocol::Smtp => crate::smtp::serve(conn, crate::smtp::Mode::Inbound).await,
         Protocol::Submission => crate::smtp::serve(conn, crate::smtp::Mode::Submission).await,
         // The admin API has its own server (axum) and never gets here.
-        Protocol::Admin => Ok(()),
+        Protocol::Admin | Protocol::AcmeChallenge => Ok(()),
     }
 }

@@ -146,10 +146,12 @@ pub fn build(hostname: &str, about: &Reported<'_>, outcomes: &[Outcome]) -> Vec<
     } else {
         returned_header(about.raw)
     };
-    // RFC 6533: with a UTF-8 address or header, the report is the "global" kind.
+    // RFC 6533: with a UTF-8 address or header, the report is the "global" kind (an 8-bit
+    // body alone does not make it one).
+    let header_is_ascii = returned_header(about.raw).is_ascii();
     let global = !about.sender.is_ascii()
         || outcomes.iter().any(|o| !o.recipient.is_ascii())
-        || !returned.is_ascii();
+        || !header_is_ascii;
     let status_type = if global {
         "message/global-delivery-status"
     } else {
@@ -199,14 +201,20 @@ pub fn build(hostname: &str, about: &Reported<'_>, outcomes: &[Outcome]) -> Vec<
     // What comes back (RFC 3462 §3): the header, or with RET=FULL the message; one with
     // UTF-8 in it of the global kinds (RFC 6533 §3).
     if !returned.is_empty() {
-        let kind = match (full, returned.is_ascii()) {
+        let kind = match (full, header_is_ascii) {
             (true, true) => "message/rfc822",
             (true, false) => "message/global",
             (false, true) => "text/rfc822-headers",
             (false, false) => "message/global-headers",
         };
+        // An 8-bit part says so (RFC 2045 §6.1); the queue sends it with BODY=8BITMIME.
+        let encoding = if returned.is_ascii() {
+            ""
+        } else {
+            "Content-Transfer-Encoding: 8bit\r\n"
+        };
         bytes.extend_from_slice(
-            format!("\r\n--{boundary}\r\nContent-Type: {kind}\r\n\r\n").as_bytes(),
+            format!("\r\n--{boundary}\r\nContent-Type: {kind}\r\n{encoding}\r\n").as_bytes(),
         );
         bytes.extend_from_slice(returned);
     }
@@ -302,11 +310,20 @@ pub fn message_dsn(from: &smtp_proto::MailFrom<String>) -> Result<DsnRequest, &'
         (false, true) => Some(DsnReturn::Headers),
         (false, false) => None,
     };
+    if from.env_id.as_deref().is_some_and(|e| !printable(e)) {
+        return Err("ENVID must be printable ASCII once decoded");
+    }
     Ok(DsnRequest {
         ret,
         envid: from.env_id.clone(),
         recipients: Vec::new(),
     })
+}
+
+/// RFC 3461 §4.2, §4.4: an ORCPT of type rfc822 and an ENVID are printable ASCII (xtext only
+/// carries them); anything else would reach reports and next hops garbled.
+fn printable(text: &str) -> bool {
+    text.bytes().all(|b| (b' '..=b'~').contains(&b))
 }
 
 /// NOTIFY and ORCPT of RCPT TO, if either was given (RFC 3461 §4.1, §4.2).
@@ -323,6 +340,9 @@ pub fn recipient_dsn(
     let events = notify != Notify::default();
     if never && events {
         return Err("NOTIFY=NEVER cannot be combined with other values");
+    }
+    if to.orcpt.as_deref().is_some_and(|o| !printable(o)) {
+        return Err("ORCPT must be printable ASCII once decoded");
     }
     if !never && !events && to.orcpt.is_none() {
         return Ok(None);
@@ -481,7 +501,7 @@ mod tests {
             "{report}"
         );
         assert!(
-            report.contains("Content-Type: message/global-headers\r\n\r\nSubject: Grüße\r\n"),
+            report.contains("Content-Type: message/global-headers\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: Grüße\r\n"),
             "{report}"
         );
         assert!(!report.contains("body"), "the header only: {report}");
@@ -569,6 +589,20 @@ mod tests {
             "{report}"
         );
 
+        // An 8-bit body under an ASCII header: message/rfc822, marked 8bit, not "global".
+        let raw = "Subject: x\r\n\r\nGrüße\r\n".as_bytes();
+        let eight_bit = about_full(&dsn, raw);
+        assert!(
+            eight_bit.contains("Content-Type: message/delivery-status\r\n"),
+            "{eight_bit}"
+        );
+        assert!(
+            eight_bit.contains(
+                "Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSubject: x"
+            ),
+            "{eight_bit}"
+        );
+
         let delivered = String::from_utf8(build(
             "mail.acme.example",
             &about,
@@ -578,6 +612,16 @@ mod tests {
         assert!(delivered.contains("Subject: Successful Mail Delivery Report\r\n"));
         assert!(delivered.contains("Action: delivered\r\nStatus: 2.0.0\r\n"));
         assert!(!delivered.contains("the body"), "{delivered}");
+    }
+
+    fn about_full(dsn: &DsnRequest, raw: &[u8]) -> String {
+        let failed = [failed("a@far.example", "host mx said: 550 5.1.1 no")];
+        String::from_utf8(build(
+            "mail.acme.example",
+            &about("s@acme.example", dsn, raw),
+            &failed,
+        ))
+        .unwrap()
     }
 
     /// What is passed on to a next hop that offers DSN, in xtext.

@@ -159,9 +159,10 @@ async fn dsn_is_offered_on_submission_only_and_its_parameters_are_checked() {
             "MAIL FROM:<{ADDRESS}> RET=HDRS ENVID=x+2By\r\n\
              RCPT TO:<a@away.example> NOTIFY=NEVER,SUCCESS\r\n\
              RCPT TO:<b@away.example> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;B@away.example\r\n\
-             RCPT TO:<c@away.example>\r\n"
+             RCPT TO:<c@away.example>\r\n\
+             RCPT TO:<d@away.example> ORCPT=rfc822;d+00@away.example\r\n"
         ),
     )
     .await;
-    assert_eq!(codes(&out), ["250", "501", "250", "250"], "{out}");
+    assert_eq!(codes(&out), ["250", "501", "250", "250", "501"], "{out}");
 }

@@ -30,6 +30,8 @@ pub enum AcmeError {
         name: String,
         status: AuthorizationStatus,
     },
+    #[error("the ACME server took more than {} s", ORDER_LIMIT.as_secs())]
+    TimedOut,
     #[error("the issued certificate is unreadable: {0}")]
     Issued(String),
     #[error("the stored ACME account is unreadable: {0}")]
@@ -45,8 +47,13 @@ const RENEW_BEFORE_SECONDS: i64 = 30 * 24 * 3600;
 /// A set of names whose order failed is not asked for again before this, so that a name
 /// whose DNS is wrong does not use up the authority's limit on failed validations.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(3600);
+/// Rounds are at least this far apart (seconds), whatever a certificate's renewal time.
+const MIN_WAIT: i64 = 60;
 /// How long the authority may take to validate and to issue.
 const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long one order may take in all (each request of it included: a server that stops
+/// answering must not hold up the renewals for good).
+const ORDER_LIMIT: Duration = Duration::from_secs(300);
 
 /// What the ACME client shares with the admin listener, which answers the HTTP-01
 /// challenges, and with the admin API, which wakes it when a domain becomes verified.
@@ -85,21 +92,25 @@ struct Group {
     names: Vec<String>,
 }
 
-/// A certificate as the store keeps it: two lines that say when it ends and what it covers
-/// (so that no X.509 parsing is needed to decide on renewal), then the chain and key in PEM.
+/// A certificate as the store keeps it: three lines that say when it ends and began and what
+/// it covers (so that no X.509 parsing is needed to decide on renewal), then the chain and
+/// key in PEM.
 struct Stored {
     not_after: i64,
+    not_before: i64,
     names: Vec<String>,
     pem: Vec<u8>,
 }
 
+const NOT_BEFORE: &str = "mailgate-not-before: ";
 const NAMES: &str = "mailgate-names: ";
 
 impl Stored {
     fn encode(&self) -> Vec<u8> {
         let mut out = format!(
-            "{NOT_AFTER}{}\n{NAMES}{}\n",
+            "{NOT_AFTER}{}\n{NOT_BEFORE}{}\n{NAMES}{}\n",
             self.not_after,
+            self.not_before,
             self.names.join(" ")
         )
         .into_bytes();
@@ -110,20 +121,30 @@ impl Stored {
     fn decode(bytes: &[u8]) -> Option<Stored> {
         let text = std::str::from_utf8(bytes).ok()?;
         let (first, rest) = text.split_once('\n')?;
-        let (second, pem) = rest.split_once('\n')?;
+        let (second, rest) = rest.split_once('\n')?;
+        let (third, pem) = rest.split_once('\n')?;
         let not_after = first.strip_prefix(NOT_AFTER)?.trim().parse().ok()?;
-        let names = second.strip_prefix(NAMES)?;
+        let not_before = second.strip_prefix(NOT_BEFORE)?.trim().parse().ok()?;
+        let names = third.strip_prefix(NAMES)?;
         let names = names.split_whitespace().map(str::to_string).collect();
         Some(Stored {
             not_after,
+            not_before,
             names,
             pem: pem.as_bytes().to_vec(),
         })
     }
 
-    /// Whether it serves `wanted` for at least another 30 days.
+    /// When it is renewed: 30 days before its end, or with a third of its life left when it
+    /// lives less than 90 days (else a short-lived one would be ordered again every round).
+    fn renew_at(&self) -> i64 {
+        let lifetime = (self.not_after - self.not_before).max(0);
+        self.not_after - RENEW_BEFORE_SECONDS.min(lifetime / 3)
+    }
+
+    /// Whether it serves `wanted` and is not yet to be renewed.
     fn serves(&self, wanted: &[String], now: i64) -> bool {
-        self.not_after - now > RENEW_BEFORE_SECONDS && wanted.iter().all(|n| self.names.contains(n))
+        now < self.renew_at() && wanted.iter().all(|n| self.names.contains(n))
     }
 
     fn parts(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
@@ -156,22 +177,27 @@ impl Client {
         }
     }
 
-    /// Serves every stored certificate, then obtains the missing and renews the ending ones.
-    pub async fn round(&mut self, services: &Services) {
+    /// Serves every stored certificate, then obtains the missing and renews the ending ones;
+    /// returns how long until the next round: sooner after a failure, or when a certificate
+    /// is to be renewed before the usual check.
+    pub async fn round(&mut self, services: &Services, usual: Duration) -> Duration {
         let groups = match groups(services) {
             Ok(groups) => groups,
             Err(e) => {
                 tracing::error!(error = %e, "listing the names that need certificates failed");
-                return;
+                return RETRY_AFTER_FAILURE;
             }
         };
         serve_stored(services, &groups);
-        for group in groups {
+        let mut failed = false;
+        for group in &groups {
             let names = resolvable(services, &group.names).await;
             if names.is_empty() || !self.due(services, &group.key, &names) {
                 continue;
             }
-            match self.obtain(services, &names).await {
+            let order = tokio::time::timeout(ORDER_LIMIT, self.obtain(services, &names));
+            let obtained = order.await.unwrap_or(Err(AcmeError::TimedOut));
+            match obtained {
                 Ok(stored) => {
                     tracing::info!(names = %names.join(" "), "obtained an ACME certificate");
                     let saved = services
@@ -189,9 +215,17 @@ impl Client {
                 Err(e) => {
                     tracing::warn!(names = %names.join(" "), error = %e, "obtaining an ACME certificate failed; retrying in an hour");
                     self.failed.insert(names, Instant::now());
+                    failed = true;
                 }
             }
         }
+        if failed {
+            return RETRY_AFTER_FAILURE;
+        }
+        next_renewal(services, &groups).map_or(usual, |at| {
+            let wait = at - chrono::Utc::now().timestamp();
+            Duration::from_secs(wait.max(MIN_WAIT) as u64).min(usual)
+        })
     }
 
     /// Whether `names` need a certificate now: none stored covers them for 30 more days, and
@@ -248,9 +282,10 @@ impl Client {
         }
         let key = order.finalize().await?;
         let chain = order.poll_certificate(&retry()).await?;
-        let not_after = not_after(&chain).map_err(AcmeError::Issued)?;
+        let (not_before, not_after) = validity(&chain).map_err(AcmeError::Issued)?;
         Ok(Stored {
             not_after,
+            not_before,
             names: names.to_vec(),
             pem: format!("{chain}\n{key}").into_bytes(),
         })
@@ -347,6 +382,16 @@ pub fn serve_stored_at_start(services: &Services) {
     }
 }
 
+/// When the first of the groups' stored certificates is to be renewed.
+fn next_renewal(services: &Services, groups: &[Group]) -> Option<i64> {
+    groups
+        .iter()
+        .filter_map(|g| services.store.secret(&stored_name(&g.key)).ok().flatten())
+        .filter_map(|bytes| Stored::decode(&bytes))
+        .map(|stored| stored.renew_at())
+        .min()
+}
+
 /// Serves each group's stored certificate for the names it covers.
 fn serve_stored(services: &Services, groups: &[Group]) {
     for group in groups {
@@ -380,15 +425,19 @@ async fn resolvable(services: &Services, names: &[String]) -> Vec<String> {
     out
 }
 
-/// When the first certificate of a PEM chain ends (Unix seconds).
-fn not_after(chain: &str) -> Result<i64, String> {
+/// When the first certificate of a PEM chain begins and ends (Unix seconds).
+fn validity(chain: &str) -> Result<(i64, i64), String> {
     let first = CertificateDer::pem_slice_iter(chain.as_bytes())
         .next()
         .ok_or("no certificate in the chain")?
         .map_err(|e| e.to_string())?;
     let (_, cert) =
         x509_parser::parse_x509_certificate(first.as_ref()).map_err(|e| e.to_string())?;
-    Ok(cert.validity().not_after.timestamp())
+    let validity = cert.validity();
+    Ok((
+        validity.not_before.timestamp(),
+        validity.not_after.timestamp(),
+    ))
 }
 
 #[cfg(test)]
@@ -398,6 +447,7 @@ mod tests {
     fn stored(not_after: i64, names: &[&str]) -> Stored {
         Stored {
             not_after,
+            not_before: not_after - 90 * 24 * 3600,
             names: names.iter().map(|n| n.to_string()).collect(),
             pem: b"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n".to_vec(),
         }
@@ -408,15 +458,17 @@ mod tests {
         let s = stored(1_900_000_000, &["mail.a.test", "autoconfig.a.test"]);
         let back = Stored::decode(&s.encode()).unwrap();
         assert_eq!(back.not_after, 1_900_000_000);
+        assert_eq!(back.not_before, s.not_before);
         assert_eq!(back.names, ["mail.a.test", "autoconfig.a.test"]);
         assert_eq!(back.pem, s.pem);
         assert!(Stored::decode(b"-----BEGIN CERTIFICATE-----\n").is_none());
     }
 
-    /// Renewed 30 days before it ends, or when a name it lacks is wanted; a name it covers
-    /// that is no longer wanted (its DNS gone) does not make it due.
+    /// Renewed 30 days before it ends (a third of its life for a short-lived one), or when a
+    /// name it lacks is wanted; a name it covers that is no longer wanted (its DNS gone) does
+    /// not make it due.
     #[test]
-    fn a_certificate_is_due_30_days_before_its_end_or_for_a_new_name() {
+    fn a_certificate_is_due_30_days_or_a_third_of_its_life_before_its_end_or_for_a_new_name() {
         let day = 24 * 3600;
         let now = 1_800_000_000;
         let wanted = ["mail.a.test".to_string()];
@@ -425,6 +477,27 @@ mod tests {
         assert!(!s.serves(&wanted, now + 2 * day));
         let more = ["mail.a.test".to_string(), "new.a.test".to_string()];
         assert!(!s.serves(&more, now));
+        // One that lives 6 days is renewed with 2 left, not at every round.
+        let short = Stored {
+            not_before: now,
+            not_after: now + 6 * day,
+            ..stored(0, &["mail.a.test"])
+        };
+        assert_eq!(short.renew_at(), now + 4 * day);
+        assert!(short.serves(&wanted, now + 3 * day));
+        assert!(!short.serves(&wanted, now + 4 * day));
+    }
+
+    /// A challenge is answered while it is validated, and not after.
+    #[test]
+    fn challenge_answers_are_forgotten_once_used() {
+        let acme = Acme::default();
+        acme.answer("t1".into(), "t1.key".into());
+        acme.answer("t2".into(), "t2.key".into());
+        assert_eq!(acme.key_authorization("t1").as_deref(), Some("t1.key"));
+        acme.forget(&["t1".into(), "t2".into()]);
+        assert_eq!(acme.key_authorization("t1"), None);
+        assert_eq!(acme.key_authorization("t2"), None);
     }
 
     #[test]

@@ -68,19 +68,21 @@ const CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
 pub async fn keep(services: Arc<Services>, shutdown: CancellationToken) {
     let mut acme = services.config.tls.acme.clone().map(acme::Client::new);
     loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            next = renew(&services, acme.as_mut()) => next,
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = renew(&services, acme.as_mut()) => {}
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(CHECK_EVERY) => {}
+            _ = tokio::time::sleep(next) => {}
             _ = services.acme.wake.notified() => {}
         }
     }
 }
 
-async fn renew(services: &Services, acme: Option<&mut acme::Client>) {
+/// How long until the next look: the usual, or sooner for ACME (a failed order retried
+/// within the hour, a certificate due before then).
+async fn renew(services: &Services, acme: Option<&mut acme::Client>) -> Duration {
     let tls = &services.config.tls;
     if tls.cert.is_none() {
         let generated = self_signed(&services.config.hostname, &services.store);
@@ -90,8 +92,9 @@ async fn renew(services: &Services, acme: Option<&mut acme::Client>) {
             tracing::error!(error = %e, "renewing the generated certificate failed");
         }
     }
-    if let Some(acme) = acme {
-        acme.round(services).await;
+    match acme {
+        Some(acme) => acme.round(services, CHECK_EVERY).await,
+        None => CHECK_EVERY,
     }
 }
 
