@@ -381,6 +381,9 @@ pub struct DualListener {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub listen: Vec<SocketAddr>,
+    /// The same API over TLS, with the listeners' certificates (autoconfig and Autodiscover
+    /// over HTTPS, on the names ACME certifies).
+    pub listen_tls: Vec<SocketAddr>,
     /// Whether any signed-in user may create an organization, becoming its owner (issue
     /// 12); otherwise only the server's operators create them.
     pub self_service_organizations: bool,
@@ -396,6 +399,7 @@ impl Default for AdminConfig {
     fn default() -> AdminConfig {
         AdminConfig {
             listen: vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
+            listen_tls: Vec::new(),
             self_service_organizations: false,
             organization_deletion_grace_days: 30,
             verify_domains: true,

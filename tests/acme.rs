@@ -216,8 +216,12 @@ async fn certificates_come_from_the_acme_authority_and_follow_new_domains() {
     }
     let challenge_port = free_port();
     let pebble = Pebble::start(dir.path(), challenge_port, &dns);
+    let ephemeral = EPHEMERAL.replace(
+        "[admin]\nlisten = [\"127.0.0.1:0\"]",
+        "[admin]\nlisten = [\"127.0.0.1:0\"]\nlisten_tls = [\"127.0.0.1:0\"]",
+    );
     let config = format!(
-        "{EPHEMERAL}\n[queue]\nnameservers = [\"127.0.0.1:{}\"]\n[tls.acme]\ndirectory = \"{}\"\n\
+        "{ephemeral}\n[queue]\nnameservers = [\"127.0.0.1:{}\"]\n[tls.acme]\ndirectory = \"{}\"\n\
          contact = \"postmaster@acme.example\"\nca = \"{}\"\n\
          challenge_listen = [\"127.0.0.1:{challenge_port}\"]\n",
         dns.server.port,
@@ -258,8 +262,9 @@ async fn certificates_come_from_the_acme_authority_and_follow_new_domains() {
 
     // A new domain, whose names resolve: its certificate follows without a restart, and the
     // STARTTLS listeners present it too.
-    dns.add("mail.new.example A 127.0.0.1");
-    dns.add("autoconfig.new.example A 127.0.0.1");
+    for name in ["mail", "autoconfig", "autodiscover"] {
+        dns.add(&format!("{name}.new.example A 127.0.0.1"));
+    }
     let api = Api::login(&server, OWNER, OWNER_PASSWORD).await;
     let (status, body) = api
         .post(
@@ -270,7 +275,36 @@ async fn certificates_come_from_the_acme_authority_and_follow_new_domains() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(
         certified_names(imaps, "autoconfig.new.example", &root),
-        ["autoconfig.new.example", "mail.new.example"]
+        [
+            "autoconfig.new.example",
+            "autodiscover.new.example",
+            "mail.new.example"
+        ]
+    );
+    // Thunderbird's autoconfig over HTTPS, on the admin API's TLS listener, by that name.
+    let https = python(
+        r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as raw:
+    with ctx.wrap_socket(raw, server_hostname="autoconfig.new.example") as tls:
+        tls.sendall(b"GET /mail/config-v1.1.xml?emailaddress=contact%40acme.example HTTP/1.1\r\n"
+                    b"Host: autoconfig.new.example\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(4096):
+            answer += chunk
+print(answer.split(b"\r\n")[0].decode())
+print("clientConfig" in answer.decode(errors="replace"))
+"#,
+        &[
+            server.addr("admin (TLS)").port().to_string(),
+            root.display().to_string(),
+        ],
+    );
+    assert_eq!(
+        https.lines().collect::<Vec<_>>(),
+        ["HTTP/1.1 200 OK", "True"],
+        "{https}"
     );
     let starttls = python(
         r#"

@@ -28,7 +28,7 @@ pub use error::ApiError;
 pub use grants::keep_time as keep_grant_time;
 pub use orgs::keep_deletions as keep_organization_deletions;
 
-use crate::connection::proxy::ProxiedListener;
+use crate::connection::proxy::AdminListener;
 use crate::services::Services;
 use axum::Json;
 use axum::Router;
@@ -47,15 +47,22 @@ pub fn router(services: Arc<Services>) -> Router {
     routes::build(services)
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled; behind a balancer of
-/// `[proxy] trusted`, each connection's client address comes from its PROXY header.
-pub async fn serve(listener: TcpListener, services: Arc<Services>, shutdown: CancellationToken) {
+/// Serves the API on `listener` (over TLS when `tls`) until `shutdown` is cancelled; behind
+/// a balancer of `[proxy] trusted`, each connection's client address comes from its PROXY
+/// header.
+pub async fn serve(
+    listener: TcpListener,
+    services: Arc<Services>,
+    shutdown: CancellationToken,
+    tls: bool,
+) {
     use axum::serve::ListenerExt;
     let trusted = services.config.proxy.trusted.clone();
-    let listener = match ProxiedListener::new(listener, trusted, shutdown.clone()) {
-        Ok(listener) => listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        }),
+    let acceptor = tls.then(|| services.tls.clone());
+    let listener = match AdminListener::new(listener, trusted, acceptor, shutdown.clone()) {
+        // Tapped for nothing: axum gives the client's address (ConnectInfo) to a tapped
+        // listener of any kind.
+        Ok(listener) => listener.tap_io(|_| {}),
         Err(e) => {
             tracing::error!(error = %e, "the admin HTTP listener failed");
             return;

@@ -11,7 +11,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+use super::Stream;
 
 /// How long a balancer may take to send the header.
 const HEADER_WITHIN: Duration = Duration::from_secs(5);
@@ -49,25 +52,27 @@ pub async fn client_address<S: AsyncRead + Unpin>(
     }
 }
 
-/// A listener for axum (the admin API) that reads each connection's PROXY header, when its
-/// peer is a trusted balancer, before handing it over with the client's address. Headers are
-/// read concurrently, so that a slow balancer connection holds up no other.
-pub struct ProxiedListener {
+/// A listener for axum (the admin API): each connection's PROXY header read, when its peer is
+/// a trusted balancer, and its TLS handshake run, when the listener is a TLS one, before it is
+/// handed over with the client's address. Both run per connection, concurrently, so that a
+/// slow client holds up no other.
+pub struct AdminListener {
     local: SocketAddr,
-    ready: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    ready: mpsc::Receiver<(Stream, SocketAddr)>,
 }
 
-impl ProxiedListener {
+impl AdminListener {
     pub fn new(
         listener: TcpListener,
         trusted: Vec<Network>,
+        tls: Option<TlsAcceptor>,
         shutdown: CancellationToken,
-    ) -> std::io::Result<ProxiedListener> {
+    ) -> std::io::Result<AdminListener> {
         let local = listener.local_addr()?;
         let (sender, ready) = mpsc::channel(64);
         tokio::spawn(async move {
             loop {
-                let (mut tcp, peer) = tokio::select! {
+                let (tcp, peer) = tokio::select! {
                     _ = shutdown.cancelled() => return,
                     accepted = listener.accept() => match accepted {
                         Ok(accepted) => accepted,
@@ -79,28 +84,44 @@ impl ProxiedListener {
                         }
                     },
                 };
-                let (sender, trusted) = (sender.clone(), trusted.clone());
+                let (sender, trusted, tls) = (sender.clone(), trusted.clone(), tls.clone());
                 tokio::spawn(async move {
-                    match client_address(&mut tcp, peer, &trusted).await {
-                        Ok(client) => {
-                            let _ = sender.send((tcp, client)).await;
+                    match admitted(tcp, peer, &trusted, tls.as_ref()).await {
+                        Ok(admitted) => {
+                            let _ = sender.send(admitted).await;
                         }
-                        Err(e) => {
-                            tracing::warn!(balancer = %peer, error = %e, "connection refused")
-                        }
+                        Err(e) => tracing::debug!(%peer, error = %e, "admin connection dropped"),
                     }
                 });
             }
         });
-        Ok(ProxiedListener { local, ready })
+        Ok(AdminListener { local, ready })
     }
 }
 
-impl axum::serve::Listener for ProxiedListener {
-    type Io = TcpStream;
+/// The connection ready for HTTP, with its client's address.
+async fn admitted(
+    mut tcp: TcpStream,
+    peer: SocketAddr,
+    trusted: &[Network],
+    tls: Option<&TlsAcceptor>,
+) -> std::io::Result<(Stream, SocketAddr)> {
+    let _ = tcp.set_nodelay(true);
+    let client = client_address(&mut tcp, peer, trusted)
+        .await
+        .map_err(std::io::Error::other)?;
+    let stream = match tls {
+        Some(acceptor) => Stream::Plain(tcp).start_tls(acceptor).await?,
+        None => Stream::Plain(tcp),
+    };
+    Ok((stream, client))
+}
+
+impl axum::serve::Listener for AdminListener {
+    type Io = Stream;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (Stream, SocketAddr) {
         match self.ready.recv().await {
             Some(connection) => connection,
             // The accepting task ended (shutdown): nothing more comes.

@@ -72,6 +72,7 @@ impl Server {
                 Security::Implicit,
             ),
             (&c.admin.listen, Protocol::Admin, Security::Http),
+            (&c.admin.listen_tls, Protocol::Admin, Security::Implicit),
             (&challenge_listen, Protocol::AcmeChallenge, Security::Http),
         ];
         let mut listeners = Vec::new();
@@ -133,7 +134,8 @@ impl Server {
             let (token, tracker2, limits) = (token.clone(), tracker.clone(), limits.clone());
             tracker.spawn(async move {
                 if bound.protocol == Protocol::Admin {
-                    crate::admin::serve(bound.listener, services, token).await;
+                    let tls = bound.security == Security::Implicit;
+                    crate::admin::serve(bound.listener, services, token, tls).await;
                 } else if bound.protocol == Protocol::AcmeChallenge {
                     crate::admin::serve_acme_challenges(bound.listener, services, token).await;
                 } else {

@@ -1,5 +1,5 @@
 //! Certificates from an ACME authority (RFC 8555) such as Let's Encrypt, for the server's
-//! hostname and each verified domain's `mail.` and `autoconfig.` names: obtained over the
+//! hostname and each verified domain's `mail.`, `autoconfig.` and `autodiscover.` names: obtained over the
 //! HTTP-01 challenge (§8.3), which the admin listener answers; kept in the store; renewed 30
 //! days before they end; and handed to [`super::Certificates`] so that every listener serves them
 //! from its next handshake on.
@@ -341,7 +341,8 @@ fn mailto(contact: &str) -> String {
     }
 }
 
-/// The server's names, and each verified domain's `mail.` and `autoconfig.` names.
+/// The server's names, and each verified domain's `mail.`, `autoconfig.` and `autodiscover.`
+/// names (the last two for clients' set-up over HTTPS, `[admin] listen_tls`).
 fn groups(services: &Services) -> Result<Vec<Group>, AcmeError> {
     let config = &services.config;
     let mut own = vec![host(&config.hostname)];
@@ -356,7 +357,8 @@ fn groups(services: &Services) -> Result<Vec<Group>, AcmeError> {
     }];
     for domain in services.store.all_domains()? {
         if services.store.is_domain_verified(&domain.name)? {
-            let names = ["mail", "autoconfig"].map(|sub| format!("{sub}.{}", host(&domain.name)));
+            let names = ["mail", "autoconfig", "autodiscover"]
+                .map(|sub| format!("{sub}.{}", host(&domain.name)));
             groups.push(Group {
                 key: host(&domain.name),
                 names: names.to_vec(),
