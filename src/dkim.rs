@@ -237,23 +237,28 @@ fn signed_with(
 mod tests {
     use super::*;
 
+    /// `new` as the store returns it, active under selector s1 of acme.example.
+    fn secret(new: &NewDkimKey) -> DkimSecret {
+        DkimSecret {
+            key: DkimKey {
+                domain: "acme.example".into(),
+                selector: "s1".into(),
+                algorithm: new.algorithm,
+                state: DkimState::Active,
+                created: 0,
+                public_key: new.public_key.clone(),
+            },
+            private_der: new.private_der.clone(),
+        }
+    }
+
     #[test]
     fn made_keys_sign_and_their_published_halves_verify() {
         let made = make_keys().unwrap();
         assert_eq!(made.len(), 2);
         let message = b"From: Lucie <lucie@acme.example>\r\nTo: b@beta.example\r\nSubject: hi\r\n\r\nHello\r\n";
         for new in made {
-            let secret = DkimSecret {
-                key: DkimKey {
-                    domain: "acme.example".into(),
-                    selector: "s1".into(),
-                    algorithm: new.algorithm,
-                    state: DkimState::Active,
-                    created: 0,
-                    public_key: new.public_key.clone(),
-                },
-                private_der: new.private_der,
-            };
+            let secret = secret(&new);
             let header = sign(&parse(&secret).unwrap(), &secret.key, message).unwrap();
             assert!(header.starts_with("DKIM-Signature: "), "{header}");
             assert!(header.contains("d=acme.example"), "{header}");
@@ -273,17 +278,6 @@ mod tests {
     #[test]
     fn parsed_keys_are_kept_until_the_stored_key_changes() {
         let mut made = make_keys().unwrap();
-        let secret = |new: &NewDkimKey| DkimSecret {
-            key: DkimKey {
-                domain: "acme.example".into(),
-                selector: "s1".into(),
-                algorithm: new.algorithm,
-                state: DkimState::Active,
-                created: 0,
-                public_key: new.public_key.clone(),
-            },
-            private_der: new.private_der.clone(),
-        };
         let cache = KeyCache::default();
         let first = secret(&made[0]);
         let same = |a: &SigningKey, b: &SigningKey| match (a, b) {

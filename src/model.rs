@@ -712,6 +712,7 @@ pub struct Notify {
 }
 
 impl DsnRequest {
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         *self == DsnRequest::default()
     }

@@ -116,87 +116,68 @@ fn https_certificate(ca_path: &Path, cert_path: &Path, key_path: &Path) {
     std::fs::write(key_path, key.serialize_pem()).unwrap();
 }
 
-/// Connects to `port` asking for `name` (SNI) until the certificate presented verifies for
-/// that name under `root` alone (or 90 s pass); returns the names it covers.
-fn certified_names(port: u16, name: &str, root: &Path) -> Vec<String> {
-    let script = r#"
-import socket, ssl, sys, time
-port, name, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context(cafile=root)
-deadline, last = time.time() + 90, None
-while time.time() < deadline:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            with ctx.wrap_socket(raw, server_hostname=name) as tls:
-                print(" ".join(v for _, v in tls.getpeercert()["subjectAltName"]))
-                sys.exit(0)
-    except ssl.SSLError as e:
-        last = e
-    time.sleep(0.5)
-sys.exit("no certificate for %s under pebble's root within 90 s: %s" % (name, last))
-"#;
-    let out = python(
-        script,
-        &[port.to_string(), name.into(), root.display().to_string()],
-    );
-    let mut names: Vec<String> = out.split_whitespace().map(str::to_string).collect();
-    names.sort();
-    names
+/// What a listener presents to a client that trusts `root` alone.
+struct Presented {
+    /// The names it covers, sorted.
+    names: Vec<String>,
+    /// A digest of the certificate.
+    fingerprint: String,
 }
 
-/// The names of the certificate presented to a client that asks for none (no SNI), verified
-/// under `root`.
-fn unnamed(port: u16, root: &Path) -> String {
-    let script = r#"
-import socket, ssl, sys
-ctx = ssl.create_default_context(cafile=sys.argv[2])
-ctx.check_hostname = False
-with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as raw:
-    with ctx.wrap_socket(raw) as tls:
-        print(" ".join(v for _, v in tls.getpeercert()["subjectAltName"]))
-"#;
-    python(script, &[port.to_string(), root.display().to_string()])
-        .trim()
-        .to_string()
-}
-
-/// A digest of the certificate presented for `name`, once it verifies under `root`.
-fn fingerprint(port: u16, name: &str, root: &Path) -> String {
+/// Connects to `port` asking for `name` (SNI; none with `None`): the certificate presented,
+/// if it verifies for that name under `root` alone.
+fn presented(port: u16, name: Option<&str>, root: &Path) -> Option<Presented> {
     let script = r#"
 import hashlib, socket, ssl, sys
-port, name, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+port, name, root = int(sys.argv[1]), sys.argv[2] or None, sys.argv[3]
 ctx = ssl.create_default_context(cafile=root)
-with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-    with ctx.wrap_socket(raw, server_hostname=name) as tls:
-        print(hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest())
-"#;
-    python(
-        script,
-        &[port.to_string(), name.into(), root.display().to_string()],
-    )
-    .trim()
-    .to_string()
-}
-
-/// Whether the certificate presented for `name` verifies under `root` (one try).
-fn verifies(port: u16, name: &str, root: &Path) -> bool {
-    let script = r#"
-import socket, ssl, sys
-port, name, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-ctx = ssl.create_default_context(cafile=root)
+ctx.check_hostname = name is not None
 try:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname=name):
-            print("yes")
+        with ctx.wrap_socket(raw, server_hostname=name) as tls:
+            digest = hashlib.sha256(tls.getpeercert(binary_form=True)).hexdigest()
+            print(digest, *(v for _, v in tls.getpeercert()["subjectAltName"]))
 except ssl.SSLError:
-    print("no")
+    print("unverified")
 "#;
-    python(
-        script,
-        &[port.to_string(), name.into(), root.display().to_string()],
-    )
-    .trim()
-        == "yes"
+    let args = [
+        port.to_string(),
+        name.unwrap_or_default().to_string(),
+        root.display().to_string(),
+    ];
+    let out = python(script, &args);
+    let mut words = out.split_whitespace().map(str::to_string);
+    let fingerprint = words.next().filter(|w| w != "unverified")?;
+    let mut names: Vec<String> = words.collect();
+    names.sort();
+    Some(Presented { names, fingerprint })
+}
+
+/// The names of the certificate presented for `name`, once one verifies (within 90 s).
+fn certified_names(port: u16, name: &str, root: &Path) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        if let Some(found) = presented(port, Some(name), root) {
+            return found.names;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no certificate for {name} under pebble's root within 90 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The digest of the certificate presented for `name`, which must verify.
+fn fingerprint(port: u16, name: &str, root: &Path) -> String {
+    let found = presented(port, Some(name), root);
+    found
+        .unwrap_or_else(|| panic!("{name} does not verify"))
+        .fingerprint
+}
+
+fn verifies(port: u16, name: &str, root: &Path) -> bool {
+    presented(port, Some(name), root).is_some()
 }
 
 /// The hostname's certificate and each verified domain's come from pebble over HTTP-01, for
@@ -241,7 +222,8 @@ async fn certificates_come_from_the_acme_authority_and_follow_new_domains() {
         ["mail.acme.example"]
     );
     // A client that names nothing (no SNI) gets the server's own certificate.
-    assert_eq!(unnamed(imaps, &root), "mail.test");
+    let unnamed = presented(imaps, None, &root).expect("verifies");
+    assert_eq!(unnamed.names, ["mail.test"]);
     assert!(!verifies(imaps, "autoconfig.acme.example", &root));
     let http = reqwest::Client::new();
     // The challenge listener answers challenges only: not the API.

@@ -983,12 +983,13 @@ def send(recipients):
     assert s.data(msg)[0] == 250
 "#;
 
-/// Waits for `count` messages in contact@'s INBOX and prints them, split by a marker line.
+/// Waits for `count` messages (set before it) in contact@'s INBOX and prints them, split by
+/// a marker line.
 const DSN_INBOX: &str = r#"
 deadline = time.time() + 60
 while True:
     msgs = inbox("contact@acme.example", "contact-password")
-    if len(msgs) >= int(sys.argv[-1]) or time.time() > deadline:
+    if len(msgs) >= count or time.time() > deadline:
         break
     time.sleep(0.2)
 time.sleep(1)  # and nothing more comes
@@ -997,18 +998,7 @@ print("\n=====\n".join(m.decode(errors="replace") for m in inbox("contact@acme.e
 
 /// contact@'s INBOX once it holds `count` messages (and a second later), one string each.
 fn dsn_inbox(server: &TestServer, count: usize) -> Vec<String> {
-    let port = |kind: &str| server.addr(kind).port().to_string();
-    let out = python(
-        &format!("{PRELUDE}\n{DSN_INBOX}"),
-        &[
-            "127.0.0.1".into(),
-            port("smtp (STARTTLS)"),
-            port("submission (STARTTLS)"),
-            port("submission (TLS)"),
-            port("imap (TLS)"),
-            count.to_string(),
-        ],
-    );
+    let out = run(server, &format!("count = {count}\n{DSN_INBOX}"));
     out.split("\n=====\n").map(str::to_string).collect()
 }
 

@@ -84,3 +84,17 @@ pub async fn write_all_within(
         .map_err(stalled)??;
     Ok(())
 }
+
+/// The next connection on `listener`. An accept that fails (out of file descriptors and the
+/// like) is retried after a pause rather than in a spin.
+pub async fn accept(listener: &tokio::net::TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

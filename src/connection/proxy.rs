@@ -74,15 +74,7 @@ impl AdminListener {
             loop {
                 let (tcp, peer) = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    accepted = listener.accept() => match accepted {
-                        Ok(accepted) => accepted,
-                        Err(e) => {
-                            // Out of file descriptors and the like: back off rather than spin.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    },
+                    accepted = super::accept(&listener) => accepted,
                 };
                 let (sender, trusted, tls) = (sender.clone(), trusted.clone(), tls.clone());
                 tokio::spawn(async move {

@@ -286,15 +286,7 @@ async fn accept_loop(
         };
         let (tcp, peer) = tokio::select! {
             _ = token.cancelled() => return,
-            accepted = bound.listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+            accepted = crate::connection::accept(&bound.listener) => accepted,
         };
         let _ = tcp.set_nodelay(true);
         let (protocol, security) = (bound.protocol, bound.security);

@@ -54,64 +54,50 @@ pub struct QueueEntry {
     pub dsn: DsnRequest,
 }
 
-/// An entry of this layout, of the one before `dsn`, or of the one before `reasons`.
-fn decode_entry(bytes: &[u8]) -> StoreResult<QueueEntry> {
-    #[derive(Deserialize)]
-    struct BeforeDsn {
-        id: QueueId,
-        blob: BlobId,
-        sender: String,
-        domain: String,
-        recipients: Vec<String>,
-        created: Millis,
-        attempts: u32,
-        next_attempt: Millis,
-        last_error: Option<String>,
-        reasons: Vec<String>,
-    }
-    let before_dsn = |old: BeforeDsn| QueueEntry {
-        id: old.id,
-        blob: old.blob,
-        sender: old.sender,
-        domain: old.domain,
-        recipients: old.recipients,
-        created: old.created,
-        attempts: old.attempts,
-        next_attempt: old.next_attempt,
-        last_error: old.last_error,
-        reasons: old.reasons,
-        dsn: DsnRequest::default(),
-    };
-    codec::decode_either(bytes, "queue entry", before_dsn)
-        .or_else(|e| decode_before_reasons(bytes).map_err(|_| e))
+/// The fields of every layout of an entry, in their order: an older layout is these, then
+/// what it had of the later fields (postcard writes a struct as its fields in a row, so a
+/// tuple of this and the rest reads the same bytes).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct Common {
+    id: QueueId,
+    blob: BlobId,
+    sender: String,
+    domain: String,
+    recipients: Vec<String>,
+    created: Millis,
+    attempts: u32,
+    next_attempt: Millis,
+    last_error: Option<String>,
 }
 
-fn decode_before_reasons(bytes: &[u8]) -> StoreResult<QueueEntry> {
-    #[derive(Deserialize)]
-    struct Before {
-        id: QueueId,
-        blob: BlobId,
-        sender: String,
-        domain: String,
-        recipients: Vec<String>,
-        created: Millis,
-        attempts: u32,
-        next_attempt: Millis,
-        last_error: Option<String>,
+impl Common {
+    fn with(self, reasons: Vec<String>) -> QueueEntry {
+        QueueEntry {
+            id: self.id,
+            blob: self.blob,
+            sender: self.sender,
+            domain: self.domain,
+            recipients: self.recipients,
+            created: self.created,
+            attempts: self.attempts,
+            next_attempt: self.next_attempt,
+            last_error: self.last_error,
+            reasons,
+            dsn: DsnRequest::default(),
+        }
     }
-    let old: Before = codec::decode(bytes, "queue entry")?;
-    Ok(QueueEntry {
-        id: old.id,
-        blob: old.blob,
-        sender: old.sender,
-        domain: old.domain,
-        recipients: old.recipients,
-        created: old.created,
-        attempts: old.attempts,
-        next_attempt: old.next_attempt,
-        last_error: old.last_error,
-        reasons: Vec::new(),
-        dsn: DsnRequest::default(),
+}
+
+/// An entry of this layout, of the one before `dsn`, or of the one before `reasons`.
+fn decode_entry(bytes: &[u8]) -> StoreResult<QueueEntry> {
+    let what = "queue entry";
+    let before_dsn = |(common, reasons): (Common, Vec<String>)| common.with(reasons);
+    codec::decode_either(bytes, what, before_dsn).or_else(|e| {
+        let before_reasons = codec::decode::<Common>(bytes, what);
+        before_reasons
+            .map(|common| common.with(Vec::new()))
+            .map_err(|_| e)
     })
 }
 
@@ -262,63 +248,25 @@ mod layout_tests {
     /// Entries written before `reasons` and before `dsn` existed decode, with none.
     #[test]
     fn entries_of_every_layout_decode() {
-        #[derive(Serialize)]
-        struct Before<'a> {
-            id: QueueId,
-            blob: BlobId,
-            sender: &'a str,
-            domain: &'a str,
-            recipients: Vec<&'a str>,
-            created: Millis,
-            attempts: u32,
-            next_attempt: Millis,
-            last_error: Option<&'a str>,
-        }
-        let blob = BlobId::of(b"x");
-        let old = codec::encode(&Before {
-            id: QueueId(7),
-            blob,
-            sender: "s@a.example",
-            domain: "b.example",
-            recipients: vec!["r@b.example"],
+        let common = |id| Common {
+            id: QueueId(id),
+            blob: BlobId::of(b"x"),
+            sender: "s@a.example".into(),
+            domain: "b.example".into(),
+            recipients: vec!["r@b.example".into()],
             created: 1,
             attempts: 2,
             next_attempt: 3,
-            last_error: Some("451 later"),
-        })
-        .unwrap();
+            last_error: Some("451 later".into()),
+        };
+        let old = codec::encode(&common(7)).unwrap();
         let entry = decode_entry(&old).unwrap();
         assert_eq!(entry.recipients, ["r@b.example"]);
         assert_eq!(entry.last_error.as_deref(), Some("451 later"));
         assert!(entry.reasons.is_empty());
         assert!(entry.dsn.is_empty());
 
-        #[derive(Serialize)]
-        struct BeforeDsn<'a> {
-            id: QueueId,
-            blob: BlobId,
-            sender: &'a str,
-            domain: &'a str,
-            recipients: Vec<&'a str>,
-            created: Millis,
-            attempts: u32,
-            next_attempt: Millis,
-            last_error: Option<&'a str>,
-            reasons: Vec<&'a str>,
-        }
-        let before_dsn = codec::encode(&BeforeDsn {
-            id: QueueId(8),
-            blob,
-            sender: "s@a.example",
-            domain: "b.example",
-            recipients: vec!["r@b.example"],
-            created: 1,
-            attempts: 2,
-            next_attempt: 3,
-            last_error: Some("451 later"),
-            reasons: vec!["451 later"],
-        })
-        .unwrap();
+        let before_dsn = codec::encode(&(common(8), vec!["451 later"])).unwrap();
         let entry = decode_entry(&before_dsn).unwrap();
         assert_eq!(entry.reasons, ["451 later"]);
         assert!(entry.dsn.is_empty());

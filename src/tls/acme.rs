@@ -188,29 +188,28 @@ impl Client {
                 return RETRY_AFTER_FAILURE;
             }
         };
-        serve_stored(services, &groups);
+        let mut stored = load(services, &groups);
+        for (group, certificate) in &stored {
+            serve(services, group, certificate);
+        }
         let mut failed = false;
         for group in &groups {
             let names = resolvable(services, &group.names).await;
-            if names.is_empty() || !self.due(services, &group.key, &names) {
+            if names.is_empty() || !self.due(stored.get(&group.key), &names) {
                 continue;
             }
             let order = tokio::time::timeout(ORDER_LIMIT, self.obtain(services, &names));
             let obtained = order.await.unwrap_or(Err(AcmeError::TimedOut));
             match obtained {
-                Ok(stored) => {
+                Ok(certificate) => {
                     tracing::info!(names = %names.join(" "), "obtained an ACME certificate");
-                    let saved = services
-                        .store
-                        .set_secret(&stored_name(&group.key), &stored.encode());
-                    if let Err(e) = saved.map_err(AcmeError::from).and_then(|()| {
-                        let (certs, key) = stored.parts()?;
-                        Ok(services
-                            .certificates
-                            .set_for_names(&stored.names, certs, key)?)
-                    }) {
+                    let key = stored_name(&group.key);
+                    if let Err(e) = services.store.set_secret(&key, &certificate.encode()) {
                         tracing::error!(error = %e, "keeping the new certificate failed");
+                        continue;
                     }
+                    serve(services, &group.key, &certificate);
+                    stored.insert(group.key.clone(), certificate);
                 }
                 Err(e) => {
                     tracing::warn!(names = %names.join(" "), error = %e, "obtaining an ACME certificate failed; retrying in an hour");
@@ -222,22 +221,18 @@ impl Client {
         if failed {
             return RETRY_AFTER_FAILURE;
         }
-        next_renewal(services, &groups).map_or(usual, |at| {
+        let next_renewal = stored.values().map(Stored::renew_at).min();
+        next_renewal.map_or(usual, |at| {
             let wait = at - chrono::Utc::now().timestamp();
             Duration::from_secs(wait.max(MIN_WAIT) as u64).min(usual)
         })
     }
 
-    /// Whether `names` need a certificate now: none stored covers them for 30 more days, and
-    /// no order for them failed within the hour.
-    fn due(&self, services: &Services, group: &str, names: &[String]) -> bool {
+    /// Whether `names` need a certificate now: the `stored` one does not cover them or is to
+    /// be renewed, and no order for them failed within the hour.
+    fn due(&self, stored: Option<&Stored>, names: &[String]) -> bool {
         let now = chrono::Utc::now().timestamp();
-        let stored = services.store.secret(&stored_name(group)).ok().flatten();
-        if stored
-            .as_deref()
-            .and_then(Stored::decode)
-            .is_some_and(|s| s.serves(names, now))
-        {
+        if stored.is_some_and(|s| s.serves(names, now)) {
             return false;
         }
         self.failed
@@ -379,38 +374,33 @@ pub fn serve_stored_at_start(services: &Services) {
         return;
     }
     match groups(services) {
-        Ok(groups) => serve_stored(services, &groups),
+        Ok(groups) => {
+            for (group, certificate) in load(services, &groups) {
+                serve(services, &group, &certificate);
+            }
+        }
         Err(e) => tracing::error!(error = %e, "listing the names that need certificates failed"),
     }
 }
 
-/// When the first of the groups' stored certificates is to be renewed.
-fn next_renewal(services: &Services, groups: &[Group]) -> Option<i64> {
+/// The groups' stored certificates, by group.
+fn load(services: &Services, groups: &[Group]) -> HashMap<String, Stored> {
+    let stored = |g: &Group| services.store.secret(&stored_name(&g.key)).ok().flatten();
     groups
         .iter()
-        .filter_map(|g| services.store.secret(&stored_name(&g.key)).ok().flatten())
-        .filter_map(|bytes| Stored::decode(&bytes))
-        .map(|stored| stored.renew_at())
-        .min()
+        .filter_map(|g| Some((g.key.clone(), Stored::decode(&stored(g)?)?)))
+        .collect()
 }
 
-/// Serves each group's stored certificate for the names it covers.
-fn serve_stored(services: &Services, groups: &[Group]) {
-    for group in groups {
-        let Ok(Some(bytes)) = services.store.secret(&stored_name(&group.key)) else {
-            continue;
-        };
-        let Some(stored) = Stored::decode(&bytes) else {
-            continue;
-        };
-        let served = stored.parts().and_then(|(certs, key)| {
-            services
-                .certificates
-                .set_for_names(&stored.names, certs, key)
-        });
-        if let Err(e) = served {
-            tracing::error!(group = %group.key, error = %e, "a stored ACME certificate is unusable");
-        }
+/// Serves `certificate` for the names it covers, from the next handshake on.
+fn serve(services: &Services, group: &str, certificate: &Stored) {
+    let served = certificate.parts().and_then(|(certs, key)| {
+        services
+            .certificates
+            .set_for_names(&certificate.names, certs, key)
+    });
+    if let Err(e) = served {
+        tracing::error!(group, error = %e, "an ACME certificate is unusable");
     }
 }
 

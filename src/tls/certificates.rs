@@ -64,6 +64,7 @@ impl Certificates {
     }
 
     /// The names with a certificate of their own.
+    #[cfg(test)]
     pub fn names(&self) -> Vec<String> {
         let by_name = self.by_name.read().unwrap_or_else(|e| e.into_inner());
         let mut names: Vec<String> = by_name.keys().cloned().collect();
