@@ -479,6 +479,8 @@ pub struct StoreConfig {
     /// sled's page cache, in MiB: the directory, folder indexes and message summaries that
     /// stay in memory. Message bodies are files, read through the kernel's page cache.
     pub cache_mib: u64,
+    /// Message bodies kept in memory after they are written or read, in MiB; 0 for none.
+    pub body_cache_mib: u64,
     /// Audit events older than this many days are removed (every hour); 0 keeps them all.
     pub audit_retention_days: u64,
     /// What sled favours: write throughput, or disk space (it rewrites data more often).
@@ -497,6 +499,7 @@ impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
             cache_mib: 64,
+            body_cache_mib: 32,
             audit_retention_days: 365,
             mode: StoreMode::HighThroughput,
         }

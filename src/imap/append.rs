@@ -314,7 +314,7 @@ impl Session {
             .ok_or_else(bad)?;
         let raw = store.read_message(&record.blob)?;
         let bytes = match &target.section {
-            None => raw,
+            None => raw.to_vec(),
             Some(section) => {
                 let section = section_of(section).ok_or_else(bad)?;
                 let summary = store.summary(&record.blob)?;

@@ -18,7 +18,7 @@ pub struct Candidate<'a> {
     flags: Flags,
     recent: bool,
     summary: OnceCell<MessageSummary>,
-    raw: OnceCell<Vec<u8>>,
+    raw: OnceCell<bytes::Bytes>,
     decoded: OnceCell<String>,
 }
 

@@ -499,7 +499,7 @@ async fn multiappend_stores_every_message_in_order_large_ones_spooled() {
     let records = store.messages(m.id, inbox.id).unwrap();
     let stored: Vec<Vec<u8>> = records[2..]
         .iter()
-        .map(|r| store.read_message(&r.blob).unwrap())
+        .map(|r| store.read_message(&r.blob).unwrap().to_vec())
         .collect();
     assert_eq!(stored, [one.as_bytes(), two.as_bytes(), three.as_bytes()]);
     assert!(records[3].flags.contains(crate::store::Flags::FLAGGED));

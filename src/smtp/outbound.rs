@@ -187,7 +187,7 @@ async fn attempt(services: &Services, mut entry: QueueEntry) {
             let results = client::deliver(services, &job).await;
             (raw, results)
         }
-        Err(e) => (Vec::new(), unreadable(&entry, &e)),
+        Err(e) => (bytes::Bytes::new(), unreadable(&entry, &e)),
     };
     let mut failed = Vec::new();
     let mut retry = Vec::new();

@@ -7,9 +7,14 @@
 //! [`BlobDir::ensure`] then checks the file is still there if any blob was removed since
 //! ([`BlobDir::removals`]): the sweep of freed blobs removes files under the lock, and may
 //! have removed this content in between.
+//!
+//! Bodies just written or read stay in a bounded memory cache: a client fetches new mail
+//! right after it arrives, and then its parts one request at a time; each read from the
+//! cache saves opening, sizing, reading and closing the file.
 
 use super::error::{StoreError, StoreResult};
 use super::spool::SpooledFile;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
@@ -43,10 +48,39 @@ pub(super) struct BlobDir {
     counter: AtomicU64,
     /// How many blobs were removed since the store opened.
     removals: AtomicU64,
+    /// Recently written or read bodies (`[store] body_cache_mib`); `None` when that is 0.
+    cache: Option<BodyCache>,
+}
+
+/// Message bodies by content, weighed by their size.
+struct BodyCache {
+    bodies: moka::sync::Cache<BlobId, Bytes>,
+    /// Larger bodies are read from their file each time: one big attachment would otherwise
+    /// push out hundreds of ordinary messages.
+    largest: usize,
+}
+
+impl BodyCache {
+    fn new(capacity_bytes: u64) -> Option<BodyCache> {
+        (capacity_bytes > 0).then(|| BodyCache {
+            bodies: moka::sync::Cache::builder()
+                .max_capacity(capacity_bytes)
+                .weigher(|_, body: &Bytes| u32::try_from(body.len()).unwrap_or(u32::MAX))
+                .build(),
+            largest: usize::try_from(capacity_bytes / 16).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn keep(&self, id: BlobId, body: &Bytes) {
+        if body.len() <= self.largest {
+            self.bodies.insert(id, body.clone());
+        }
+    }
 }
 
 impl BlobDir {
-    pub fn open(root: &Path) -> StoreResult<BlobDir> {
+    /// The blob directory at `root`, keeping up to `cache_bytes` of bodies in memory.
+    pub fn open(root: &Path, cache_bytes: u64) -> StoreResult<BlobDir> {
         let tmp = root.join("tmp");
         fs::create_dir_all(&tmp).map_err(|e| StoreError::io(&tmp, e))?;
         // Temporary files left by a crash were never referenced: they can go.
@@ -61,6 +95,7 @@ impl BlobDir {
             tmp,
             counter: AtomicU64::new(0),
             removals: AtomicU64::new(0),
+            cache: BodyCache::new(cache_bytes),
         })
     }
 
@@ -118,7 +153,7 @@ impl BlobDir {
         {
             return Ok(());
         }
-        self.write_new(bytes, &path)
+        self.write_new(id, bytes, &path)
     }
 
     /// Makes a spool file durable and renames it into place. Where that cannot be done (the
@@ -133,7 +168,7 @@ impl BlobDir {
         path.parent().unwrap_or(&self.root)
     }
 
-    fn write_new(&self, bytes: &[u8], path: &Path) -> StoreResult<()> {
+    fn write_new(&self, id: &BlobId, bytes: &[u8], path: &Path) -> StoreResult<()> {
         let dir = self.dir_of(path);
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{}-{n}", std::process::id()));
@@ -147,12 +182,34 @@ impl BlobDir {
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
             StoreError::io(path, e)
-        })
+        })?;
+        if let Some(cache) = &self.cache
+            && bytes.len() <= cache.largest
+        {
+            cache.keep(*id, &Bytes::copy_from_slice(bytes));
+        }
+        Ok(())
     }
 
-    pub fn read(&self, id: &BlobId) -> StoreResult<Vec<u8>> {
+    /// The blob's bytes, from the cache or else from its file.
+    pub fn read(&self, id: &BlobId) -> StoreResult<Bytes> {
+        if let Some(body) = self.cache.as_ref().and_then(|c| c.bodies.get(id)) {
+            return Ok(body);
+        }
         let path = self.path(id);
-        fs::read(&path).map_err(|e| StoreError::io(&path, e))
+        let body = Bytes::from(fs::read(&path).map_err(|e| StoreError::io(&path, e))?);
+        if let Some(cache) = &self.cache {
+            cache.keep(*id, &body);
+        }
+        Ok(body)
+    }
+
+    /// Drops a body from the memory cache, for tests that change its file.
+    #[cfg(test)]
+    pub fn forget_cached(&self, id: &BlobId) {
+        if let Some(cache) = &self.cache {
+            cache.bodies.invalidate(id);
+        }
     }
 
     /// How many blobs were removed so far: a blob made durable while this stayed the same is
@@ -165,6 +222,9 @@ impl BlobDir {
     /// costs disk but never data.
     pub fn remove(&self, id: &BlobId) {
         self.removals.fetch_add(1, Ordering::SeqCst);
+        if let Some(cache) = &self.cache {
+            cache.bodies.invalidate(id);
+        }
         let path = self.path(id);
         if let Err(e) = fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "could not remove an unreferenced blob");
@@ -185,19 +245,43 @@ mod tests {
     #[test]
     fn a_blob_removed_between_write_and_ensure_is_written_again() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobDir::open(dir.path()).unwrap();
+        let blobs = BlobDir::open(dir.path(), 1 << 20).unwrap();
         let id = blobs.write(b"body").unwrap();
         // An expunge of the last message with the same content, between the two steps.
         blobs.remove(&id);
         assert!(blobs.read(&id).is_err());
         blobs.ensure(&id, b"body", None).unwrap();
-        assert_eq!(blobs.read(&id).unwrap(), b"body");
+        assert_eq!(blobs.read(&id).unwrap(), &b"body"[..]);
+    }
+
+    #[test]
+    fn bodies_are_served_from_memory_up_to_a_sixteenth_of_the_cache_and_not_after_removal() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobDir::open(dir.path(), 1 << 20).unwrap();
+        let small = blobs.write(b"small body").unwrap();
+        let big_body = vec![b'x'; (1 << 16) + 1];
+        let big = blobs.write(&big_body).unwrap();
+        // With the files gone behind the store's back, only the cache can answer.
+        fs::remove_file(blobs.path(&small)).unwrap();
+        fs::remove_file(blobs.path(&big)).unwrap();
+        assert_eq!(blobs.read(&small).unwrap(), &b"small body"[..]);
+        assert!(
+            blobs.read(&big).is_err(),
+            "a body over the bound is not kept"
+        );
+        blobs.remove(&small);
+        assert!(blobs.read(&small).is_err(), "a removed body is not served");
+
+        let uncached = BlobDir::open(&dir.path().join("off"), 0).unwrap();
+        let id = uncached.write(b"small body").unwrap();
+        fs::remove_file(uncached.path(&id)).unwrap();
+        assert!(uncached.read(&id).is_err());
     }
 
     #[test]
     fn same_content_is_one_file_and_the_fan_out_exists_from_the_start() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = BlobDir::open(dir.path()).unwrap();
+        let blobs = BlobDir::open(dir.path(), 1 << 20).unwrap();
         assert!(dir.path().join("00").is_dir() && dir.path().join("ff").is_dir());
         let a = blobs.write(b"same").unwrap();
         let b = blobs.write(b"same").unwrap();

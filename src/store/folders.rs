@@ -816,14 +816,16 @@ impl Store {
         Ok(removed)
     }
 
-    /// Where a blob's file is, for tests that damage the store on purpose.
+    /// Where a blob's file is, for tests that damage the store on purpose; the body leaves
+    /// the memory cache, so that what they do to the file is what is read.
     #[cfg(test)]
     pub fn blob_path(&self, blob: &BlobId) -> std::path::PathBuf {
+        self.inner.blobs.forget_cached(blob);
         self.inner.blobs.path(blob)
     }
 
     /// The message's bytes.
-    pub fn read_message(&self, blob: &BlobId) -> StoreResult<Vec<u8>> {
+    pub fn read_message(&self, blob: &BlobId) -> StoreResult<bytes::Bytes> {
         self.inner.blobs.read(blob)
     }
 

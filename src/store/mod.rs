@@ -103,7 +103,10 @@ impl Store {
                 mail: db.open_tree("mail")?,
                 audit: db.open_tree("audit")?,
                 meta: db.open_tree("meta")?,
-                blobs: blobs::BlobDir::open(&dir.join("blobs"))?,
+                blobs: blobs::BlobDir::open(
+                    &dir.join("blobs"),
+                    settings.body_cache_mib.saturating_mul(1 << 20),
+                )?,
                 db,
                 write_lock: Mutex::new(()),
                 hub: Hub::default(),

@@ -462,7 +462,7 @@ fn deleting_a_mailbox_removes_aliases_grants_and_unshared_blobs() {
         "unreferenced blob kept"
     );
     let kept = &store.messages(sales.id, targets[1].1).unwrap()[0];
-    assert_eq!(store.read_message(&kept.blob).unwrap(), shared);
+    assert_eq!(store.read_message(&kept.blob).unwrap().as_ref(), shared);
 }
 
 #[test]
@@ -491,10 +491,10 @@ fn one_message_to_many_mailboxes_is_stored_once() {
         store.expunge(*m, *f, &[1]).unwrap();
     }
     assert_eq!(store.sweep_freed_blobs().unwrap(), 0);
-    assert_eq!(store.read_message(&records[0].blob).unwrap(), raw);
+    assert_eq!(store.read_message(&records[0].blob).unwrap().as_ref(), raw);
     store.expunge(targets[4].0, targets[4].1, &[1]).unwrap();
     // The file stays until the sweep, which removes it once.
-    assert_eq!(store.read_message(&records[0].blob).unwrap(), raw);
+    assert_eq!(store.read_message(&records[0].blob).unwrap().as_ref(), raw);
     assert_eq!(store.sweep_freed_blobs().unwrap(), 1);
     assert!(store.read_message(&records[0].blob).is_err());
     assert_eq!(store.sweep_freed_blobs().unwrap(), 0);
@@ -504,7 +504,7 @@ fn one_message_to_many_mailboxes_is_stored_once() {
         .deliver(&targets[..1], raw, AppendMessage::default())
         .unwrap();
     assert_eq!(store.sweep_freed_blobs().unwrap(), 0);
-    assert_eq!(store.read_message(&again[0].blob).unwrap(), raw);
+    assert_eq!(store.read_message(&again[0].blob).unwrap().as_ref(), raw);
 }
 
 /// A crash between an expunge and the sweep leaves the file and its mark: the next open
@@ -523,7 +523,7 @@ fn a_freed_blob_left_by_a_crash_goes_at_the_next_open() {
             .unwrap();
         store.expunge(m.id, f, &[record.uid]).unwrap();
         store.flush_blocking().unwrap();
-        assert_eq!(store.read_message(&record.blob).unwrap(), raw);
+        assert_eq!(store.read_message(&record.blob).unwrap().as_ref(), raw);
         record.blob
     };
     let store = Store::open(dir.path()).unwrap();
@@ -1051,7 +1051,7 @@ fn copy_over_quota_leaves_no_partial_copy() {
     // The copies share the bytes: expunging the originals keeps them readable.
     store.expunge(source.id, fs, &[1, 2, 3]).unwrap();
     let copy = store.message(target.id, ft, 1).unwrap().unwrap();
-    assert_eq!(&store.read_message(&copy.blob).unwrap()[..1], b"1");
+    assert_eq!(&store.read_message(&copy.blob).unwrap().as_ref()[..1], b"1");
 }
 
 #[test]
@@ -1077,7 +1077,7 @@ fn move_within_a_mailbox_keeps_usage_and_leaves_tombstones() {
         ExpungedSince::Exactly(vec![1])
     );
     let moved = store.message(m.id, archive, 1).unwrap().unwrap();
-    assert_eq!(store.read_message(&moved.blob).unwrap(), b"hello");
+    assert_eq!(store.read_message(&moved.blob).unwrap().as_ref(), b"hello");
 }
 
 #[test]
@@ -1167,7 +1167,7 @@ async fn a_spooled_message_is_moved_into_the_store_not_copied() {
         inode,
         "the same file"
     );
-    assert_eq!(store.read_message(&record.blob).unwrap(), raw);
+    assert_eq!(store.read_message(&record.blob).unwrap().as_ref(), raw);
     drop(message);
     assert_eq!(spool_files(), 0);
 
@@ -1181,7 +1181,7 @@ async fn a_spooled_message_is_moved_into_the_store_not_copied() {
     assert_eq!(second.blob, record.blob);
     drop(again);
     assert_eq!(spool_files(), 0);
-    assert_eq!(store.read_message(&record.blob).unwrap(), raw);
+    assert_eq!(store.read_message(&record.blob).unwrap().as_ref(), raw);
 }
 
 /// Summaries are a cache of the blobs: those of an older layout go at open, and a missing
