@@ -1,8 +1,9 @@
 //! The audit log: append-only, keyed by time so that a time range is a range scan.
 
-use super::Store;
+use super::SledStore;
 use super::codec::{decode, encode};
 use super::error::StoreResult;
+use super::interface::*;
 use crate::model::*;
 
 /// Which events to return; `None` fields do not filter.
@@ -31,10 +32,8 @@ impl AuditQuery {
     }
 }
 
-impl Store {
-    /// Records an event (its `id` and `at` are set here). Audit writes are flushed with the
-    /// change they describe, by the caller's next flush.
-    pub fn record_audit(&self, mut event: AuditEvent) -> StoreResult<AuditEvent> {
+impl AuditStore for SledStore {
+    fn record_audit(&self, mut event: AuditEvent) -> StoreResult<AuditEvent> {
         event.id = AuditId(self.next_id()?);
         if event.at == 0 {
             event.at = now_millis();
@@ -45,8 +44,7 @@ impl Store {
         Ok(event)
     }
 
-    /// Events matching `query`, newest first.
-    pub fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
+    fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         let start = audit_key(query.since.unwrap_or(0), AuditId(0));
         let end = audit_key(query.until.unwrap_or(Millis::MAX), AuditId(u64::MAX));
         let mut out = Vec::new();
@@ -62,10 +60,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes the events recorded before `before`; returns how many went. The log is keyed
-    /// by time, so they are the first keys; they go in batches, so that a large backlog does
-    /// not make one huge write.
-    pub fn prune_audit(&self, before: Millis) -> StoreResult<usize> {
+    fn prune_audit(&self, before: Millis) -> StoreResult<usize> {
         let end = audit_key(before, AuditId(0));
         let mut removed = 0;
         loop {

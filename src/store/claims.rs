@@ -5,7 +5,8 @@
 
 use super::codec::{self, key_str};
 use super::error::{StoreError, StoreResult};
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 
@@ -20,21 +21,18 @@ pub(super) fn claim_key(domain: &str) -> Vec<u8> {
     key_str(codec::DOMAIN_CLAIM, &[], domain)
 }
 
-impl Store {
-    /// The domain's claim, if it was added to be verified.
-    pub fn domain_claim(&self, domain: &str) -> StoreResult<Option<DomainClaim>> {
+impl ClaimStore for SledStore {
+    fn domain_claim(&self, domain: &str) -> StoreResult<Option<DomainClaim>> {
         self.get_model(&claim_key(&normalize_address(domain)), "domain claim")
     }
 
-    /// Whether the domain may receive and send mail: verified, or never asked to be.
-    pub fn is_domain_verified(&self, domain: &str) -> StoreResult<bool> {
+    fn is_domain_verified(&self, domain: &str) -> StoreResult<bool> {
         Ok(self
             .domain_claim(domain)?
             .is_none_or(|claim| claim.verified.is_some()))
     }
 
-    /// Records that the domain's TXT record showed its token.
-    pub fn mark_domain_verified(&self, domain: &str) -> StoreResult<DomainClaim> {
+    fn mark_domain_verified(&self, domain: &str) -> StoreResult<DomainClaim> {
         let domain = normalize_address(domain);
         let _guard = self.lock();
         let mut claim = self
@@ -52,6 +50,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::store::interface::*;
     use crate::store::testing::{organization, temp_store};
 
     #[test]

@@ -4,7 +4,8 @@ use super::codec::{self, decode, id_at, key, key_str};
 use super::error::{StoreError, StoreResult};
 use super::folders::STANDARD_FOLDERS;
 use super::hub::AccessChange;
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 
@@ -37,12 +38,8 @@ pub struct NewUser {
     pub own_mailbox: Option<MailboxId>,
 }
 
-impl Store {
-    // ----- organizations -----
-
-    /// Creates an organization with `owner` as its first owner: an organization is never
-    /// without an owner.
-    pub fn create_organization(&self, name: &str, owner: UserId) -> StoreResult<Organization> {
+impl DirectoryStore for SledStore {
+    fn create_organization(&self, name: &str, owner: UserId) -> StoreResult<Organization> {
         let name = non_empty("organization name", name)?;
         let _guard = self.lock();
         self.user(owner)?
@@ -59,19 +56,15 @@ impl Store {
         Ok(org)
     }
 
-    pub fn organization(&self, id: OrgId) -> StoreResult<Option<Organization>> {
+    fn organization(&self, id: OrgId) -> StoreResult<Option<Organization>> {
         self.get_model(&key(codec::ORG, &[id.0]), "organization")
     }
 
-    pub fn organizations(&self) -> StoreResult<Vec<Organization>> {
+    fn organizations(&self) -> StoreResult<Vec<Organization>> {
         self.scan_model(&[codec::ORG], "organization")
     }
 
-    // ----- server operators -----
-
-    /// Makes `user` a server operator, or no longer one. The last operator stays one, so
-    /// that someone can always create organizations.
-    pub fn set_operator(&self, user: UserId, operator: bool) -> StoreResult<()> {
+    fn set_operator(&self, user: UserId, operator: bool) -> StoreResult<()> {
         let _guard = self.lock();
         self.require_user(user)?;
         let mut changes = Changes::default();
@@ -89,19 +82,19 @@ impl Store {
         Ok(())
     }
 
-    pub fn operators(&self) -> StoreResult<Vec<UserId>> {
+    fn operators(&self) -> StoreResult<Vec<UserId>> {
         let scan = self.inner.model.scan_prefix([codec::OPERATOR]);
         scan.keys().map(|k| Ok(UserId(id_at(&k?, 0)?))).collect()
     }
 
-    pub fn is_operator(&self, user: UserId) -> StoreResult<bool> {
+    fn is_operator(&self, user: UserId) -> StoreResult<bool> {
         Ok(self
             .inner
             .model
             .contains_key(key(codec::OPERATOR, &[user.0]))?)
     }
 
-    pub fn rename_organization(&self, id: OrgId, name: &str) -> StoreResult<Organization> {
+    fn rename_organization(&self, id: OrgId, name: &str) -> StoreResult<Organization> {
         let name = non_empty("organization name", name)?;
         let _guard = self.lock();
         let mut org = self
@@ -114,16 +107,11 @@ impl Store {
         Ok(org)
     }
 
-    // ----- domains -----
-
-    /// Registers `name` as a domain of `org`. A domain belongs to exactly one organization.
-    pub fn add_domain(&self, org: OrgId, name: &str) -> StoreResult<Domain> {
+    fn add_domain(&self, org: OrgId, name: &str) -> StoreResult<Domain> {
         self.add_domain_claimed(org, name, None)
     }
 
-    /// Adds a domain; with a token, it takes mail only once that token is seen in its DNS
-    /// (`Store::mark_domain_verified`).
-    pub fn add_domain_claimed(
+    fn add_domain_claimed(
         &self,
         org: OrgId,
         name: &str,
@@ -150,23 +138,21 @@ impl Store {
         Ok(domain)
     }
 
-    pub fn domain(&self, name: &str) -> StoreResult<Option<Domain>> {
+    fn domain(&self, name: &str) -> StoreResult<Option<Domain>> {
         let k = key_str(codec::DOMAIN, &[], &normalize_address(name));
         self.get_model(&k, "domain")
     }
 
-    /// Every domain of every organization.
-    pub fn all_domains(&self) -> StoreResult<Vec<Domain>> {
+    fn all_domains(&self) -> StoreResult<Vec<Domain>> {
         self.scan_model(&[codec::DOMAIN], "domain")
     }
 
-    pub fn domains(&self, org: OrgId) -> StoreResult<Vec<Domain>> {
+    fn domains(&self, org: OrgId) -> StoreResult<Vec<Domain>> {
         let all: Vec<Domain> = self.scan_model(&[codec::DOMAIN], "domain")?;
         Ok(all.into_iter().filter(|d| d.org == org).collect())
     }
 
-    /// Removes a domain that no longer holds any mailbox or alias.
-    pub fn remove_domain(&self, org: OrgId, name: &str) -> StoreResult<()> {
+    fn remove_domain(&self, org: OrgId, name: &str) -> StoreResult<()> {
         let name = normalize_address(name);
         let _guard = self.lock();
         match self.domain(&name)? {
@@ -187,45 +173,12 @@ impl Store {
         self.commit(changes)
     }
 
-    // ----- addresses -----
-
-    /// What `address` is on this server, if anything.
-    pub fn resolve_address(&self, address: &str) -> StoreResult<Option<AddressEntry>> {
+    fn resolve_address(&self, address: &str) -> StoreResult<Option<AddressEntry>> {
         let k = key_str(codec::ADDRESS, &[], &normalize_address(address));
         self.get_model(&k, "address")
     }
 
-    fn address_entries(&self) -> StoreResult<Vec<(String, AddressEntry)>> {
-        let mut out = Vec::new();
-        for item in self.inner.model.scan_prefix([codec::ADDRESS]) {
-            let (k, v) = item?;
-            let address = String::from_utf8_lossy(&k[1..]).into_owned();
-            out.push((address, decode(&v, "address")?));
-        }
-        Ok(out)
-    }
-
-    /// Checks that `address` may be created in `org`: its domain is the organization's and the
-    /// address is not yet a mailbox or an alias anywhere.
-    fn check_new_address(&self, org: OrgId, address: &str) -> StoreResult<()> {
-        let domain = domain_of(address).ok_or_else(|| StoreError::Invalid {
-            what: "address",
-            why: format!("{address:?} is not of the form local@domain"),
-        })?;
-        match self.domain(domain)? {
-            Some(d) if d.org == org => {}
-            _ => return Err(StoreError::DomainNotOwned(address.to_string())),
-        }
-        if self.resolve_address(address)?.is_some() {
-            return Err(StoreError::AddressTaken(address.to_string()));
-        }
-        Ok(())
-    }
-
-    // ----- mailboxes -----
-
-    /// Creates a mailbox with the standard folders (ARCHITECTURE.md §2).
-    pub fn create_mailbox(&self, new: NewMailbox) -> StoreResult<Mailbox> {
+    fn create_mailbox(&self, new: NewMailbox) -> StoreResult<Mailbox> {
         let address = valid_address(&new.address)?;
         let _guard = self.lock();
         self.check_new_address(new.org, &address)?;
@@ -273,34 +226,26 @@ impl Store {
         Ok(mailbox)
     }
 
-    pub fn mailbox(&self, id: MailboxId) -> StoreResult<Option<Mailbox>> {
+    fn mailbox(&self, id: MailboxId) -> StoreResult<Option<Mailbox>> {
         self.get_model(&key(codec::MAILBOX, &[id.0]), "mailbox")
     }
 
-    pub(crate) fn require_mailbox(&self, id: MailboxId) -> StoreResult<Mailbox> {
-        self.mailbox(id)?
-            .ok_or_else(|| StoreError::not_found(format!("mailbox {id}")))
-    }
-
-    /// The mailbox whose own address is `address` (not an alias).
-    pub fn mailbox_by_address(&self, address: &str) -> StoreResult<Option<Mailbox>> {
+    fn mailbox_by_address(&self, address: &str) -> StoreResult<Option<Mailbox>> {
         match self.resolve_address(address)? {
             Some(AddressEntry::Mailbox(id)) => self.mailbox(id),
             _ => Ok(None),
         }
     }
 
-    pub fn mailboxes(&self, org: OrgId) -> StoreResult<Vec<Mailbox>> {
+    fn mailboxes(&self, org: OrgId) -> StoreResult<Vec<Mailbox>> {
         let all: Vec<Mailbox> = self.scan_model(&[codec::MAILBOX], "mailbox")?;
         Ok(all.into_iter().filter(|m| m.org == org).collect())
     }
 
-    /// Changes a mailbox's password, display name, quota or `\Seen` policy. The address and
-    /// organization cannot change.
-    pub fn update_mailbox(
+    fn update_mailbox(
         &self,
         id: MailboxId,
-        change: impl FnOnce(&mut Mailbox),
+        change: Box<dyn FnOnce(&mut Mailbox) + '_>,
     ) -> StoreResult<Mailbox> {
         let _guard = self.lock();
         let before = self.require_mailbox(id)?;
@@ -318,9 +263,7 @@ impl Store {
         Ok(after)
     }
 
-    /// Deletes a mailbox with its aliases, the grants on it, its folders and messages, and the
-    /// blobs no other message references.
-    pub fn delete_mailbox(&self, id: MailboxId) -> StoreResult<()> {
+    fn delete_mailbox(&self, id: MailboxId) -> StoreResult<()> {
         let guard = self.lock();
         let mailbox = self.require_mailbox(id)?;
         let mut changes = Changes::default();
@@ -350,15 +293,7 @@ impl Store {
         Ok(())
     }
 
-    // ----- aliases -----
-
-    /// Adds `address` as another address of `mailbox`, in the mailbox's organization.
-    pub fn create_alias(
-        &self,
-        org: OrgId,
-        address: &str,
-        mailbox: MailboxId,
-    ) -> StoreResult<Alias> {
+    fn create_alias(&self, org: OrgId, address: &str, mailbox: MailboxId) -> StoreResult<Alias> {
         let address = valid_address(address)?;
         let _guard = self.lock();
         let target = self.require_mailbox(mailbox)?;
@@ -384,7 +319,7 @@ impl Store {
         Ok(alias)
     }
 
-    pub fn aliases_of(&self, mailbox: MailboxId) -> StoreResult<Vec<Alias>> {
+    fn aliases_of(&self, mailbox: MailboxId) -> StoreResult<Vec<Alias>> {
         Ok(self
             .address_entries()?
             .into_iter()
@@ -395,7 +330,7 @@ impl Store {
             .collect())
     }
 
-    pub fn aliases(&self, org: OrgId) -> StoreResult<Vec<Alias>> {
+    fn aliases(&self, org: OrgId) -> StoreResult<Vec<Alias>> {
         Ok(self
             .address_entries()?
             .into_iter()
@@ -406,7 +341,7 @@ impl Store {
             .collect())
     }
 
-    pub fn delete_alias(&self, org: OrgId, address: &str) -> StoreResult<()> {
+    fn delete_alias(&self, org: OrgId, address: &str) -> StoreResult<()> {
         let address = normalize_address(address);
         let _guard = self.lock();
         match self.resolve_address(&address)? {
@@ -418,10 +353,7 @@ impl Store {
         self.commit(changes)
     }
 
-    // ----- users -----
-
-    /// Creates a user; logins are unique case-insensitively across the server.
-    pub fn create_user(&self, new: NewUser) -> StoreResult<User> {
+    fn create_user(&self, new: NewUser) -> StoreResult<User> {
         let login = new.login.trim().to_string();
         let normalized = valid_address(&login)?;
         let _guard = self.lock();
@@ -452,16 +384,11 @@ impl Store {
         Ok(user)
     }
 
-    pub fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+    fn user(&self, id: UserId) -> StoreResult<Option<User>> {
         self.get_model(&key(codec::USER, &[id.0]), "user")
     }
 
-    pub(crate) fn require_user(&self, id: UserId) -> StoreResult<User> {
-        self.user(id)?
-            .ok_or_else(|| StoreError::not_found(format!("user {id}")))
-    }
-
-    pub fn user_by_login(&self, login: &str) -> StoreResult<Option<User>> {
+    fn user_by_login(&self, login: &str) -> StoreResult<Option<User>> {
         let k = key_str(codec::LOGIN, &[], &normalize_address(login));
         match self.get_model::<UserId>(&k, "login")? {
             Some(id) => self.user(id),
@@ -469,9 +396,11 @@ impl Store {
         }
     }
 
-    /// Changes a user's password, display name, `must_change_password` or `disabled`. The
-    /// login cannot change here.
-    pub fn update_user(&self, id: UserId, change: impl FnOnce(&mut User)) -> StoreResult<User> {
+    fn update_user(
+        &self,
+        id: UserId,
+        change: Box<dyn FnOnce(&mut User) + '_>,
+    ) -> StoreResult<User> {
         let _guard = self.lock();
         let before = self.require_user(id)?;
         let mut after = before.clone();
@@ -487,11 +416,7 @@ impl Store {
         Ok(after)
     }
 
-    // ----- memberships -----
-
-    /// Adds `user` to `org` with `role`, or changes the role of a member. Demoting the last
-    /// owner is refused.
-    pub fn set_member(&self, org: OrgId, user: UserId, role: Role) -> StoreResult<Membership> {
+    fn set_member(&self, org: OrgId, user: UserId, role: Role) -> StoreResult<Membership> {
         let _guard = self.lock();
         self.require_org(org)?;
         self.require_user(user)?;
@@ -505,9 +430,7 @@ impl Store {
         Ok(Membership { org, user, role })
     }
 
-    /// Removes `user` from `org`, with the user's grants and team places there. Removing the
-    /// last owner is refused.
-    pub fn remove_member(&self, org: OrgId, user: UserId) -> StoreResult<()> {
+    fn remove_member(&self, org: OrgId, user: UserId) -> StoreResult<()> {
         let _guard = self.lock();
         if self.role_in(org, user)?.is_none() {
             return Err(StoreError::not_found(format!(
@@ -533,11 +456,11 @@ impl Store {
         Ok(())
     }
 
-    pub fn role_in(&self, org: OrgId, user: UserId) -> StoreResult<Option<Role>> {
+    fn role_in(&self, org: OrgId, user: UserId) -> StoreResult<Option<Role>> {
         self.get_model(&key(codec::MEMBER, &[org.0, user.0]), "membership")
     }
 
-    pub fn members(&self, org: OrgId) -> StoreResult<Vec<Membership>> {
+    fn members(&self, org: OrgId) -> StoreResult<Vec<Membership>> {
         let mut out = Vec::new();
         for item in self.inner.model.scan_prefix(key(codec::MEMBER, &[org.0])) {
             let (k, v) = item?;
@@ -550,8 +473,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Every organization `user` belongs to, with the role there.
-    pub fn memberships_of(&self, user: UserId) -> StoreResult<Vec<Membership>> {
+    fn memberships_of(&self, user: UserId) -> StoreResult<Vec<Membership>> {
         let mut out = Vec::new();
         for item in self
             .inner
@@ -565,6 +487,45 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+impl SledStore {
+    fn address_entries(&self) -> StoreResult<Vec<(String, AddressEntry)>> {
+        let mut out = Vec::new();
+        for item in self.inner.model.scan_prefix([codec::ADDRESS]) {
+            let (k, v) = item?;
+            let address = String::from_utf8_lossy(&k[1..]).into_owned();
+            out.push((address, decode(&v, "address")?));
+        }
+        Ok(out)
+    }
+
+    /// Checks that `address` may be created in `org`: its domain is the organization's and the
+    /// address is not yet a mailbox or an alias anywhere.
+    fn check_new_address(&self, org: OrgId, address: &str) -> StoreResult<()> {
+        let domain = domain_of(address).ok_or_else(|| StoreError::Invalid {
+            what: "address",
+            why: format!("{address:?} is not of the form local@domain"),
+        })?;
+        match self.domain(domain)? {
+            Some(d) if d.org == org => {}
+            _ => return Err(StoreError::DomainNotOwned(address.to_string())),
+        }
+        if self.resolve_address(address)?.is_some() {
+            return Err(StoreError::AddressTaken(address.to_string()));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn require_mailbox(&self, id: MailboxId) -> StoreResult<Mailbox> {
+        self.mailbox(id)?
+            .ok_or_else(|| StoreError::not_found(format!("mailbox {id}")))
+    }
+
+    pub(crate) fn require_user(&self, id: UserId) -> StoreResult<User> {
+        self.user(id)?
+            .ok_or_else(|| StoreError::not_found(format!("user {id}")))
     }
 
     /// Refuses a change that would leave `org` without an owner because `user` stops being one.

@@ -4,7 +4,8 @@
 
 use super::codec::{self, key_str};
 use super::error::{StoreError, StoreResult};
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 
@@ -38,11 +39,8 @@ fn record_key(domain: &str, selector: &str) -> Vec<u8> {
     key_str(codec::DKIM_KEY, &[], &format!("{domain}/{selector}"))
 }
 
-impl Store {
-    /// Names and keeps keys made for `domain`. A key is active at once when the domain has no
-    /// active key of its algorithm (a new domain's first keys), otherwise it is the next one,
-    /// to be published before it is activated.
-    pub fn add_dkim_keys(&self, domain: &str, made: Vec<NewDkimKey>) -> StoreResult<Vec<DkimKey>> {
+impl DkimStore for SledStore {
+    fn add_dkim_keys(&self, domain: &str, made: Vec<NewDkimKey>) -> StoreResult<Vec<DkimKey>> {
         let domain = crate::model::normalize_address(domain);
         let _guard = self.lock();
         if self.domain(&domain)?.is_none() {
@@ -92,14 +90,12 @@ impl Store {
         Ok(added)
     }
 
-    /// The domain's keys, private halves included.
-    pub fn dkim_secrets(&self, domain: &str) -> StoreResult<Vec<DkimSecret>> {
+    fn dkim_secrets(&self, domain: &str) -> StoreResult<Vec<DkimSecret>> {
         let domain = crate::model::normalize_address(domain);
         self.scan_model(&prefix(&domain), "DKIM key")
     }
 
-    /// The domain's keys as the API shows them.
-    pub fn dkim_keys(&self, domain: &str) -> StoreResult<Vec<DkimKey>> {
+    fn dkim_keys(&self, domain: &str) -> StoreResult<Vec<DkimKey>> {
         Ok(self
             .dkim_secrets(domain)?
             .into_iter()
@@ -107,9 +103,7 @@ impl Store {
             .collect())
     }
 
-    /// Makes `selector` the key that signs for its algorithm; the one that did is kept,
-    /// retiring, for the mail it signed.
-    pub fn activate_dkim_key(&self, domain: &str, selector: &str) -> StoreResult<Vec<DkimKey>> {
+    fn activate_dkim_key(&self, domain: &str, selector: &str) -> StoreResult<Vec<DkimKey>> {
         let domain = crate::model::normalize_address(domain);
         let _guard = self.lock();
         let mut keys = self.dkim_secrets(&domain)?;
@@ -134,9 +128,7 @@ impl Store {
         Ok(keys.into_iter().map(|s| s.key).collect())
     }
 
-    /// Forgets a key that no longer signs (the one that does cannot go: mail would leave
-    /// unsigned).
-    pub fn retire_dkim_key(&self, domain: &str, selector: &str) -> StoreResult<()> {
+    fn retire_dkim_key(&self, domain: &str, selector: &str) -> StoreResult<()> {
         let domain = crate::model::normalize_address(domain);
         let _guard = self.lock();
         let k = record_key(&domain, selector);
@@ -150,7 +142,9 @@ impl Store {
         changes.del_model(k);
         self.commit(changes)
     }
+}
 
+impl SledStore {
     /// Removals of every key of `domain`, for the change that removes the domain.
     pub(super) fn drop_dkim_keys(&self, domain: &str, changes: &mut Changes) -> StoreResult<()> {
         for item in self.inner.model.scan_prefix(prefix(domain)) {

@@ -10,7 +10,8 @@
 
 use super::codec::{self, decode, id_at, key};
 use super::error::StoreResult;
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::model::{FolderId, MailboxId};
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +36,34 @@ struct ExpungeLog {
     kept: u64,
 }
 
-impl Store {
+impl ExpungeStore for SledStore {
+    fn expunged_since(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        modseq: u64,
+    ) -> StoreResult<ExpungedSince> {
+        if modseq < self.expunge_log(mailbox, folder)?.forgotten_through {
+            return Ok(ExpungedSince::Forgotten);
+        }
+        let prefix = key(codec::EXPUNGES, &[mailbox.0, folder.0]);
+        let start = key(
+            codec::EXPUNGES,
+            &[mailbox.0, folder.0, modseq.saturating_add(1)],
+        );
+        let mut uids = Vec::new();
+        for item in self.inner.mail.range(start..) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            uids.push(id_at(&k, 3)? as u32);
+        }
+        Ok(ExpungedSince::Exactly(uids))
+    }
+}
+
+impl SledStore {
     /// Adds to `changes` the record of `uids` expunged from a folder at `modseq`, forgetting
     /// the oldest records when the folder keeps too many. Called under the write lock.
     pub(super) fn log_expunges(
@@ -87,32 +115,6 @@ impl Store {
             Some(v) => decode(&v, "expunge log"),
             None => Ok(ExpungeLog::default()),
         }
-    }
-
-    /// UIDs expunged from a folder after `modseq` (RFC 7162 §3.2.5.1, VANISHED (EARLIER)).
-    pub fn expunged_since(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        modseq: u64,
-    ) -> StoreResult<ExpungedSince> {
-        if modseq < self.expunge_log(mailbox, folder)?.forgotten_through {
-            return Ok(ExpungedSince::Forgotten);
-        }
-        let prefix = key(codec::EXPUNGES, &[mailbox.0, folder.0]);
-        let start = key(
-            codec::EXPUNGES,
-            &[mailbox.0, folder.0, modseq.saturating_add(1)],
-        );
-        let mut uids = Vec::new();
-        for item in self.inner.mail.range(start..) {
-            let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
-            uids.push(id_at(&k, 3)? as u32);
-        }
-        Ok(ExpungedSince::Exactly(uids))
     }
 
     /// Adds to `changes` the removal of everything a folder remembers of its expunges.

@@ -6,7 +6,8 @@ use super::codec::{self, key};
 use super::error::StoreResult;
 use super::folders::{Flags, MessageRecord};
 use super::hub::FolderEvent;
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::model::*;
 
 /// The flags of a message as one reader sees them: where the mailbox keeps `\Seen` per user,
@@ -37,11 +38,8 @@ pub struct FlagOutcome {
     pub modified: Vec<u32>,
 }
 
-impl Store {
-    /// Changes the flags of `uids` in one transaction. Every message changed gets the same new
-    /// MODSEQ (RFC 7162 §3.1: it only has to grow); a change of a user's own `\Seen` counts as
-    /// a change of the message too, so that the user's other devices hear of it.
-    pub fn change_flags(
+impl FlagStore for SledStore {
+    fn change_flags(
         &self,
         mailbox: MailboxId,
         folder: FolderId,
@@ -114,7 +112,9 @@ impl Store {
         }
         Ok(outcome)
     }
+}
 
+impl SledStore {
     pub(super) fn has_user_seen(
         &self,
         mailbox: MailboxId,

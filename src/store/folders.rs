@@ -4,8 +4,9 @@ use super::blobs::BlobId;
 use super::codec::{self, decode, id_at, key, key_str};
 use super::error::{StoreError, StoreResult};
 use super::hub::FolderEvent;
+use super::interface::*;
 use super::spool::{Loaded, SpooledFile};
-use super::{Changes, Store};
+use super::{Changes, SledStore};
 use crate::mail::MessageSummary;
 use crate::model::*;
 use serde::{Deserialize, Serialize};
@@ -186,7 +187,386 @@ pub struct AppendMessage {
     pub seen_by: Option<UserId>,
 }
 
-impl Store {
+impl FolderStore for SledStore {
+    fn create_folder(
+        &self,
+        mailbox: MailboxId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> StoreResult<Folder> {
+        let name = valid_folder_name(name)?;
+        let _guard = self.lock();
+        self.require_mailbox(mailbox)?;
+        if self.folder_id(mailbox, &name)?.is_some() {
+            return Err(StoreError::FolderExists(name));
+        }
+        let mut changes = Changes::default();
+        let folder = self.new_folder_changes(&mut changes, mailbox, &name, special_use)?;
+        self.commit(changes)?;
+        Ok(folder)
+    }
+
+    fn folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<Option<Folder>> {
+        self.inner
+            .mail
+            .get(key(codec::FOLDER, &[mailbox.0, id.0]))?
+            .map(|v| decode(&v, "folder"))
+            .transpose()
+    }
+
+    fn folder_by_name(&self, mailbox: MailboxId, name: &str) -> StoreResult<Option<Folder>> {
+        match self.folder_id(mailbox, name)? {
+            Some(id) => self.folder(mailbox, id),
+            None => Ok(None),
+        }
+    }
+
+    fn junk_folder(&self, mailbox: MailboxId) -> StoreResult<Folder> {
+        let folders = self.folders(mailbox)?;
+        if let Some(junk) = folders
+            .into_iter()
+            .find(|f| f.special_use == Some(SpecialUse::Junk))
+        {
+            return Ok(junk);
+        }
+        if let Some(named) = self.folder_by_name(mailbox, "Junk")? {
+            return Ok(named);
+        }
+        match self.create_folder(mailbox, "Junk", Some(SpecialUse::Junk)) {
+            // Made meanwhile by another delivery.
+            Err(StoreError::FolderExists(_)) => self
+                .folder_by_name(mailbox, "Junk")?
+                .ok_or_else(|| StoreError::not_found(format!("Junk of mailbox {mailbox}"))),
+            other => other,
+        }
+    }
+
+    fn folders(&self, mailbox: MailboxId) -> StoreResult<Vec<Folder>> {
+        self.inner
+            .mail
+            .scan_prefix(key(codec::FOLDER, &[mailbox.0]))
+            .map(|item| decode(&item?.1, "folder"))
+            .collect()
+    }
+
+    fn rename_folder(&self, mailbox: MailboxId, from: &str, to: &str) -> StoreResult<()> {
+        let from = canonical_name(from);
+        let to = valid_folder_name(to)?;
+        let _guard = self.lock();
+        if self.folder_id(mailbox, &to)?.is_some() {
+            return Err(StoreError::FolderExists(to));
+        }
+        let prefix = format!("{from}{SEPARATOR}");
+        let mut changes = Changes::default();
+        let mut moved = Vec::new();
+        for mut folder in self.folders(mailbox)? {
+            let new_name = if folder.name == from {
+                to.clone()
+            } else if let Some(rest) = folder.name.strip_prefix(&prefix) {
+                format!("{to}{SEPARATOR}{rest}")
+            } else {
+                continue;
+            };
+            // A child may not land on a folder that exists (`to/x` made before).
+            if new_name != to && self.folder_id(mailbox, &new_name)?.is_some() {
+                return Err(StoreError::FolderExists(new_name));
+            }
+            changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
+            changes.put_mail(
+                key_str(codec::FOLDER_NAME, &[mailbox.0], &new_name),
+                &folder.id,
+            )?;
+            folder.name = new_name;
+            changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.id.0]), &folder)?;
+            moved.push(folder.id);
+        }
+        if moved.is_empty() {
+            return Err(StoreError::not_found(format!("folder {from:?}")));
+        }
+        self.commit(changes)?;
+        for id in moved {
+            self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
+        }
+        Ok(())
+    }
+
+    fn delete_folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<()> {
+        let guard = self.lock();
+        let folder = self.require_folder(mailbox, id)?;
+        let mut changes = Changes::default();
+        changes.del_mail(key(codec::FOLDER, &[mailbox.0, id.0]));
+        changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
+        let mut bytes = 0;
+        for record in self.messages(mailbox, id)? {
+            bytes += record.size;
+            self.unlink_message(&mut changes, mailbox, id, &record)?;
+        }
+        self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
+        self.tombstone_removal(&mut changes, mailbox, id)?;
+        self.commit(changes)?;
+        drop(guard);
+        self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
+        Ok(())
+    }
+
+    fn append(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        raw: &[u8],
+        meta: AppendMessage,
+    ) -> StoreResult<MessageRecord> {
+        let mut records = self.deliver(&[(mailbox, folder)], raw, meta)?;
+        records
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("append stored nothing".into()))
+    }
+
+    fn deliver(
+        &self,
+        targets: &[(MailboxId, FolderId)],
+        raw: &[u8],
+        meta: AppendMessage,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        self.deliver_body(targets, raw, None, meta)
+    }
+
+    fn deliver_loaded(
+        &self,
+        targets: &[(MailboxId, FolderId)],
+        message: &Loaded,
+        meta: AppendMessage,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        self.deliver_body(targets, message.bytes(), message.spooled(), meta)
+    }
+
+    fn append_loaded(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        message: &Loaded,
+        meta: AppendMessage,
+    ) -> StoreResult<MessageRecord> {
+        let mut records = self.deliver_loaded(&[(mailbox, folder)], message, meta)?;
+        records
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("append stored nothing".into()))
+    }
+
+    fn append_all(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        messages: &[(&Loaded, AppendMessage)],
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let targets = [(mailbox, folder)];
+        let items: Vec<Delivery<'_>> = messages
+            .iter()
+            .map(|(m, meta)| Delivery::new(&targets, m.bytes(), m.spooled(), meta.clone()))
+            .collect();
+        self.deliver_all(&items, Changes::default())
+    }
+
+    fn messages(&self, mailbox: MailboxId, folder: FolderId) -> StoreResult<Vec<MessageRecord>> {
+        self.inner
+            .mail
+            .scan_prefix(key(codec::MESSAGE, &[mailbox.0, folder.0]))
+            .map(|item| decode_record(&item?.1))
+            .collect()
+    }
+
+    fn messages_between(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        first: u32,
+        last: u32,
+    ) -> StoreResult<Vec<MessageRecord>> {
+        let start = key(codec::MESSAGE, &[mailbox.0, folder.0, first as u64]);
+        let end = key(codec::MESSAGE, &[mailbox.0, folder.0, last as u64]);
+        self.inner
+            .mail
+            .range(start..=end)
+            .map(|item| decode_record(&item?.1))
+            .collect()
+    }
+
+    fn message(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        uid: u32,
+    ) -> StoreResult<Option<MessageRecord>> {
+        self.inner
+            .mail
+            .get(key(codec::MESSAGE, &[mailbox.0, folder.0, uid as u64]))?
+            .map(|v| decode_record(&v))
+            .transpose()
+    }
+
+    fn expunge(&self, mailbox: MailboxId, folder: FolderId, uids: &[u32]) -> StoreResult<Vec<u32>> {
+        self.expunge_where(mailbox, folder, uids, |_| true)
+    }
+
+    fn expunge_deleted(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        uids: &[u32],
+    ) -> StoreResult<Vec<u32>> {
+        self.expunge_where(mailbox, folder, uids, |r| r.flags.contains(Flags::DELETED))
+    }
+
+    fn claim_recent(&self, mailbox: MailboxId, folder: FolderId, uidnext: u32) -> StoreResult<u32> {
+        let k = key(codec::RECENT, &[mailbox.0, folder.0]);
+        let mut old = 1;
+        self.inner.mail.update_and_fetch(&k, |current| {
+            old = current
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map(u32::from_be_bytes)
+                .unwrap_or(1);
+            Some(old.max(uidnext).to_be_bytes().to_vec())
+        })?;
+        Ok(old)
+    }
+
+    fn recent_floor(&self, mailbox: MailboxId, folder: FolderId) -> StoreResult<u32> {
+        Ok(self
+            .inner
+            .mail
+            .get(key(codec::RECENT, &[mailbox.0, folder.0]))?
+            .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
+            .map(u32::from_be_bytes)
+            .unwrap_or(1))
+    }
+
+    fn sweep_freed_blobs(&self) -> StoreResult<usize> {
+        if self.inner.mail.scan_prefix([codec::FREED]).next().is_none() {
+            return Ok(0);
+        }
+        self.inner.db.flush()?;
+        let _guard = self.lock();
+        self.inner.db.flush()?;
+        let mut changes = Changes::default();
+        let mut removed = 0;
+        for item in self.inner.mail.scan_prefix([codec::FREED]) {
+            let (k, _) = item?;
+            let blob = BlobId(
+                k.get(1..)
+                    .and_then(|id| <[u8; 32]>::try_from(id).ok())
+                    .ok_or_else(|| StoreError::Corrupt("a freed blob's key".into()))?,
+            );
+            if self.blob_refs(&blob)? == 0 {
+                self.inner.blobs.remove(&blob);
+                removed += 1;
+            }
+            changes.del_mail(k.to_vec());
+        }
+        self.commit(changes)?;
+        Ok(removed)
+    }
+
+    #[cfg(test)]
+    fn blob_path(&self, blob: &BlobId) -> std::path::PathBuf {
+        self.inner.blobs.forget_cached(blob);
+        self.inner.blobs.path(blob)
+    }
+
+    fn read_message(&self, blob: &BlobId) -> StoreResult<bytes::Bytes> {
+        self.inner.blobs.read(blob)
+    }
+
+    fn summary(&self, blob: &BlobId) -> StoreResult<MessageSummary> {
+        let k = blob_key(codec::SUMMARY, blob);
+        if let Some(v) = self.inner.mail.get(&k)? {
+            return decode(&v, "summary");
+        }
+        // A summary is a cache of its blob: one an older version wrote in another layout is
+        // made again. No blob: the message is gone.
+        let raw = self
+            .inner
+            .blobs
+            .read(blob)
+            .map_err(|_| StoreError::not_found(format!("summary of {blob:?}")))?;
+        let summary = MessageSummary::parse(&raw);
+        let _guard = self.lock();
+        // Not for a blob an expunge dropped meanwhile, whose summary went with it.
+        if self.blob_refs(blob)? > 0 {
+            let mut changes = Changes::default();
+            changes.put_mail_raw(k, codec::encode(&summary)?);
+            self.commit(changes)?;
+        }
+        Ok(summary)
+    }
+
+    fn usage(&self, mailbox: MailboxId) -> StoreResult<u64> {
+        Ok(self
+            .inner
+            .mail
+            .get(key(codec::USAGE, &[mailbox.0]))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .unwrap_or(0))
+    }
+
+    fn user_seen(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+        user: UserId,
+    ) -> StoreResult<Vec<u32>> {
+        let mut uids = Vec::new();
+        for item in self
+            .inner
+            .mail
+            .scan_prefix(key(codec::USER_SEEN, &[mailbox.0, folder.0]))
+        {
+            let (k, _) = item?;
+            if id_at(&k, 3)? == user.0 {
+                uids.push(id_at(&k, 2)? as u32);
+            }
+        }
+        Ok(uids)
+    }
+
+    fn set_subscription(
+        &self,
+        who: Subscriber,
+        mailbox: MailboxId,
+        name: &str,
+        on: bool,
+    ) -> StoreResult<()> {
+        let k = key_str(
+            codec::SUBSCRIPTION,
+            &[who.id(), mailbox.0],
+            &canonical_name(name),
+        );
+        let _guard = self.lock();
+        let mut changes = Changes::default();
+        changes.put_mail_raw(k, vec![u8::from(on)]);
+        self.commit(changes)
+    }
+
+    fn subscriptions(
+        &self,
+        who: Subscriber,
+        mailbox: MailboxId,
+    ) -> StoreResult<BTreeMap<String, bool>> {
+        let prefix = key(codec::SUBSCRIPTION, &[who.id(), mailbox.0]);
+        self.inner
+            .mail
+            .scan_prefix(&prefix)
+            .map(|item| {
+                let (k, v) = item?;
+                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+                // Records written before choices were kept hold nothing: subscribed.
+                Ok((name, v.first() != Some(&0)))
+            })
+            .collect()
+    }
+}
+
+impl SledStore {
     // ----- folders -----
 
     /// Adds to `changes` a new folder of `mailbox`; the caller holds the write lock.
@@ -228,24 +608,6 @@ impl Store {
             .ok_or_else(|| StoreError::Corrupt("uidvalidity counter".into()))
     }
 
-    pub fn create_folder(
-        &self,
-        mailbox: MailboxId,
-        name: &str,
-        special_use: Option<SpecialUse>,
-    ) -> StoreResult<Folder> {
-        let name = valid_folder_name(name)?;
-        let _guard = self.lock();
-        self.require_mailbox(mailbox)?;
-        if self.folder_id(mailbox, &name)?.is_some() {
-            return Err(StoreError::FolderExists(name));
-        }
-        let mut changes = Changes::default();
-        let folder = self.new_folder_changes(&mut changes, mailbox, &name, special_use)?;
-        self.commit(changes)?;
-        Ok(folder)
-    }
-
     fn folder_id(&self, mailbox: MailboxId, name: &str) -> StoreResult<Option<FolderId>> {
         let k = key_str(codec::FOLDER_NAME, &[mailbox.0], &canonical_name(name));
         self.inner
@@ -255,186 +617,9 @@ impl Store {
             .transpose()
     }
 
-    pub fn folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<Option<Folder>> {
-        self.inner
-            .mail
-            .get(key(codec::FOLDER, &[mailbox.0, id.0]))?
-            .map(|v| decode(&v, "folder"))
-            .transpose()
-    }
-
-    /// The folder named `name` (`INBOX` in any case is the inbox, RFC 3501 §5.1).
-    pub fn folder_by_name(&self, mailbox: MailboxId, name: &str) -> StoreResult<Option<Folder>> {
-        match self.folder_id(mailbox, name)? {
-            Some(id) => self.folder(mailbox, id),
-            None => Ok(None),
-        }
-    }
-
-    /// Where the mailbox keeps junk: its `\\Junk` folder, else one named Junk, else a Junk
-    /// folder made now with that attribute (RFC 6154) for mail judged spam.
-    pub fn junk_folder(&self, mailbox: MailboxId) -> StoreResult<Folder> {
-        let folders = self.folders(mailbox)?;
-        if let Some(junk) = folders
-            .into_iter()
-            .find(|f| f.special_use == Some(SpecialUse::Junk))
-        {
-            return Ok(junk);
-        }
-        if let Some(named) = self.folder_by_name(mailbox, "Junk")? {
-            return Ok(named);
-        }
-        match self.create_folder(mailbox, "Junk", Some(SpecialUse::Junk)) {
-            // Made meanwhile by another delivery.
-            Err(StoreError::FolderExists(_)) => self
-                .folder_by_name(mailbox, "Junk")?
-                .ok_or_else(|| StoreError::not_found(format!("Junk of mailbox {mailbox}"))),
-            other => other,
-        }
-    }
-
-    pub fn folders(&self, mailbox: MailboxId) -> StoreResult<Vec<Folder>> {
-        self.inner
-            .mail
-            .scan_prefix(key(codec::FOLDER, &[mailbox.0]))
-            .map(|item| decode(&item?.1, "folder"))
-            .collect()
-    }
-
     pub(super) fn require_folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<Folder> {
         self.folder(mailbox, id)?
             .ok_or_else(|| StoreError::not_found(format!("folder {id}")))
-    }
-
-    /// Renames a folder and its children (`a` → `b` also moves `a/x` to `b/x`). The UIDs and
-    /// UIDVALIDITY of the folders are kept: their messages did not change.
-    pub fn rename_folder(&self, mailbox: MailboxId, from: &str, to: &str) -> StoreResult<()> {
-        let from = canonical_name(from);
-        let to = valid_folder_name(to)?;
-        let _guard = self.lock();
-        if self.folder_id(mailbox, &to)?.is_some() {
-            return Err(StoreError::FolderExists(to));
-        }
-        let prefix = format!("{from}{SEPARATOR}");
-        let mut changes = Changes::default();
-        let mut moved = Vec::new();
-        for mut folder in self.folders(mailbox)? {
-            let new_name = if folder.name == from {
-                to.clone()
-            } else if let Some(rest) = folder.name.strip_prefix(&prefix) {
-                format!("{to}{SEPARATOR}{rest}")
-            } else {
-                continue;
-            };
-            // A child may not land on a folder that exists (`to/x` made before).
-            if new_name != to && self.folder_id(mailbox, &new_name)?.is_some() {
-                return Err(StoreError::FolderExists(new_name));
-            }
-            changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
-            changes.put_mail(
-                key_str(codec::FOLDER_NAME, &[mailbox.0], &new_name),
-                &folder.id,
-            )?;
-            folder.name = new_name;
-            changes.put_mail(key(codec::FOLDER, &[mailbox.0, folder.id.0]), &folder)?;
-            moved.push(folder.id);
-        }
-        if moved.is_empty() {
-            return Err(StoreError::not_found(format!("folder {from:?}")));
-        }
-        self.commit(changes)?;
-        for id in moved {
-            self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
-        }
-        Ok(())
-    }
-
-    /// Deletes one folder with its messages (children stay, RFC 3501 §6.3.4).
-    pub fn delete_folder(&self, mailbox: MailboxId, id: FolderId) -> StoreResult<()> {
-        let guard = self.lock();
-        let folder = self.require_folder(mailbox, id)?;
-        let mut changes = Changes::default();
-        changes.del_mail(key(codec::FOLDER, &[mailbox.0, id.0]));
-        changes.del_mail(key_str(codec::FOLDER_NAME, &[mailbox.0], &folder.name));
-        let mut bytes = 0;
-        for record in self.messages(mailbox, id)? {
-            bytes += record.size;
-            self.unlink_message(&mut changes, mailbox, id, &record)?;
-        }
-        self.adjust_usage(&mut changes, mailbox, -(bytes as i128))?;
-        self.tombstone_removal(&mut changes, mailbox, id)?;
-        self.commit(changes)?;
-        drop(guard);
-        self.hub().publish_folder(mailbox, id, FolderEvent::Gone);
-        Ok(())
-    }
-
-    // ----- messages -----
-
-    /// Stores one message in one folder. See `deliver` for several at once.
-    pub fn append(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        raw: &[u8],
-        meta: AppendMessage,
-    ) -> StoreResult<MessageRecord> {
-        let mut records = self.deliver(&[(mailbox, folder)], raw, meta)?;
-        records
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("append stored nothing".into()))
-    }
-
-    /// Stores one message in several folders (of several mailboxes): the body once, a record
-    /// in each, all in one transaction. The caller flushes before acknowledging.
-    pub fn deliver(
-        &self,
-        targets: &[(MailboxId, FolderId)],
-        raw: &[u8],
-        meta: AppendMessage,
-    ) -> StoreResult<Vec<MessageRecord>> {
-        self.deliver_body(targets, raw, None, meta)
-    }
-
-    /// [`Store::deliver`] of a message that came in through the spool: a spooled one's file
-    /// becomes its blob, unless the same content is stored already.
-    pub fn deliver_loaded(
-        &self,
-        targets: &[(MailboxId, FolderId)],
-        message: &Loaded,
-        meta: AppendMessage,
-    ) -> StoreResult<Vec<MessageRecord>> {
-        self.deliver_body(targets, message.bytes(), message.spooled(), meta)
-    }
-
-    /// [`Store::append`] of a message that came in through the spool.
-    pub fn append_loaded(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        message: &Loaded,
-        meta: AppendMessage,
-    ) -> StoreResult<MessageRecord> {
-        let mut records = self.deliver_loaded(&[(mailbox, folder)], message, meta)?;
-        records
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("append stored nothing".into()))
-    }
-
-    /// [`Store::append_loaded`] of several messages into one folder at once: all stored, or
-    /// none (RFC 3502 MULTIAPPEND); their records in the given order.
-    pub fn append_all(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        messages: &[(&Loaded, AppendMessage)],
-    ) -> StoreResult<Vec<MessageRecord>> {
-        let targets = [(mailbox, folder)];
-        let items: Vec<Delivery<'_>> = messages
-            .iter()
-            .map(|(m, meta)| Delivery::new(&targets, m.bytes(), m.spooled(), meta.clone()))
-            .collect();
-        self.deliver_all(&items, Changes::default())
     }
 
     fn deliver_body(
@@ -581,71 +766,6 @@ impl Store {
         Ok(())
     }
 
-    /// The messages of a folder in UID order.
-    pub fn messages(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-    ) -> StoreResult<Vec<MessageRecord>> {
-        self.inner
-            .mail
-            .scan_prefix(key(codec::MESSAGE, &[mailbox.0, folder.0]))
-            .map(|item| decode_record(&item?.1))
-            .collect()
-    }
-
-    /// The messages of a folder whose UIDs lie in `first..=last`, in UID order: one range
-    /// scan, for FETCH and STORE over many messages.
-    pub fn messages_between(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        first: u32,
-        last: u32,
-    ) -> StoreResult<Vec<MessageRecord>> {
-        let start = key(codec::MESSAGE, &[mailbox.0, folder.0, first as u64]);
-        let end = key(codec::MESSAGE, &[mailbox.0, folder.0, last as u64]);
-        self.inner
-            .mail
-            .range(start..=end)
-            .map(|item| decode_record(&item?.1))
-            .collect()
-    }
-
-    pub fn message(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        uid: u32,
-    ) -> StoreResult<Option<MessageRecord>> {
-        self.inner
-            .mail
-            .get(key(codec::MESSAGE, &[mailbox.0, folder.0, uid as u64]))?
-            .map(|v| decode_record(&v))
-            .transpose()
-    }
-
-    /// Removes messages for good; returns the UIDs that were there.
-    pub fn expunge(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        uids: &[u32],
-    ) -> StoreResult<Vec<u32>> {
-        self.expunge_where(mailbox, folder, uids, |_| true)
-    }
-
-    /// EXPUNGE: removes those of `uids` still flagged `\Deleted` when the lock is taken (another
-    /// session may have cleared the flag since the caller looked).
-    pub fn expunge_deleted(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        uids: &[u32],
-    ) -> StoreResult<Vec<u32>> {
-        self.expunge_where(mailbox, folder, uids, |r| r.flags.contains(Flags::DELETED))
-    }
-
     fn expunge_where(
         &self,
         mailbox: MailboxId,
@@ -679,38 +799,6 @@ impl Store {
         let event = FolderEvent::Expunged { uids: gone.clone() };
         self.hub().publish_folder(mailbox, folder, event);
         Ok(gone)
-    }
-
-    /// RFC 3501 §2.3.2 \Recent: claims for the calling session every message below `uidnext`
-    /// that no session has claimed; returns the lowest UID it claimed (those at or above it
-    /// are recent for the caller alone).
-    pub fn claim_recent(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        uidnext: u32,
-    ) -> StoreResult<u32> {
-        let k = key(codec::RECENT, &[mailbox.0, folder.0]);
-        let mut old = 1;
-        self.inner.mail.update_and_fetch(&k, |current| {
-            old = current
-                .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                .map(u32::from_be_bytes)
-                .unwrap_or(1);
-            Some(old.max(uidnext).to_be_bytes().to_vec())
-        })?;
-        Ok(old)
-    }
-
-    /// The lowest UID no session has claimed as recent, without claiming.
-    pub fn recent_floor(&self, mailbox: MailboxId, folder: FolderId) -> StoreResult<u32> {
-        Ok(self
-            .inner
-            .mail
-            .get(key(codec::RECENT, &[mailbox.0, folder.0]))?
-            .and_then(|b| <[u8; 4]>::try_from(b.as_ref()).ok())
-            .map(u32::from_be_bytes)
-            .unwrap_or(1))
     }
 
     /// Adds to `changes` the removal of one message record and its per-user state, and one
@@ -783,89 +871,6 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Removes the files of blobs that lost their last reference (marked `FREED` by that
-    /// change); returns how many went. A file goes only once "unreferenced" is on disk (a
-    /// crash must not bring back records whose bodies are gone) and still true under the lock
-    /// (a delivery of the same content may have taken it up again): hence a flush without the
-    /// lock, which does the work, and one under it, which has little left to write. One sweep
-    /// serves every expunge since the last; the server runs one a second
-    /// (`net::sweep_freed_blobs`), and one at open takes what a crash left.
-    pub fn sweep_freed_blobs(&self) -> StoreResult<usize> {
-        if self.inner.mail.scan_prefix([codec::FREED]).next().is_none() {
-            return Ok(0);
-        }
-        self.inner.db.flush()?;
-        let _guard = self.lock();
-        self.inner.db.flush()?;
-        let mut changes = Changes::default();
-        let mut removed = 0;
-        for item in self.inner.mail.scan_prefix([codec::FREED]) {
-            let (k, _) = item?;
-            let blob = BlobId(
-                k.get(1..)
-                    .and_then(|id| <[u8; 32]>::try_from(id).ok())
-                    .ok_or_else(|| StoreError::Corrupt("a freed blob's key".into()))?,
-            );
-            if self.blob_refs(&blob)? == 0 {
-                self.inner.blobs.remove(&blob);
-                removed += 1;
-            }
-            changes.del_mail(k.to_vec());
-        }
-        self.commit(changes)?;
-        Ok(removed)
-    }
-
-    /// Where a blob's file is, for tests that damage the store on purpose; the body leaves
-    /// the memory cache, so that what they do to the file is what is read.
-    #[cfg(test)]
-    pub fn blob_path(&self, blob: &BlobId) -> std::path::PathBuf {
-        self.inner.blobs.forget_cached(blob);
-        self.inner.blobs.path(blob)
-    }
-
-    /// The message's bytes.
-    pub fn read_message(&self, blob: &BlobId) -> StoreResult<bytes::Bytes> {
-        self.inner.blobs.read(blob)
-    }
-
-    /// What delivery parsed of the message: envelope, body structure, header fields.
-    pub fn summary(&self, blob: &BlobId) -> StoreResult<MessageSummary> {
-        let k = blob_key(codec::SUMMARY, blob);
-        if let Some(v) = self.inner.mail.get(&k)? {
-            return decode(&v, "summary");
-        }
-        // A summary is a cache of its blob: one an older version wrote in another layout is
-        // made again. No blob: the message is gone.
-        let raw = self
-            .inner
-            .blobs
-            .read(blob)
-            .map_err(|_| StoreError::not_found(format!("summary of {blob:?}")))?;
-        let summary = MessageSummary::parse(&raw);
-        let _guard = self.lock();
-        // Not for a blob an expunge dropped meanwhile, whose summary went with it.
-        if self.blob_refs(blob)? > 0 {
-            let mut changes = Changes::default();
-            changes.put_mail_raw(k, codec::encode(&summary)?);
-            self.commit(changes)?;
-        }
-        Ok(summary)
-    }
-
-    // ----- quota -----
-
-    /// Bytes of mail the mailbox holds.
-    pub fn usage(&self, mailbox: MailboxId) -> StoreResult<u64> {
-        Ok(self
-            .inner
-            .mail
-            .get(key(codec::USAGE, &[mailbox.0]))?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .unwrap_or(0))
-    }
-
     pub(super) fn adjust_usage(
         &self,
         changes: &mut Changes,
@@ -877,70 +882,6 @@ impl Store {
         let next = (current as i128 + delta).max(0) as u64;
         changes.put_mail_raw(k, next.to_be_bytes().to_vec());
         Ok(())
-    }
-
-    // ----- per-user state -----
-
-    /// The UIDs `user` has seen in a folder of a mailbox that keeps `\Seen` per user.
-    pub fn user_seen(
-        &self,
-        mailbox: MailboxId,
-        folder: FolderId,
-        user: UserId,
-    ) -> StoreResult<Vec<u32>> {
-        let mut uids = Vec::new();
-        for item in self
-            .inner
-            .mail
-            .scan_prefix(key(codec::USER_SEEN, &[mailbox.0, folder.0]))
-        {
-            let (k, _) = item?;
-            if id_at(&k, 3)? == user.0 {
-                uids.push(id_at(&k, 2)? as u32);
-            }
-        }
-        Ok(uids)
-    }
-
-    /// Records `who`'s choice on a folder name of `mailbox`: subscribed, or explicitly not.
-    /// Subscriptions name folders, not records: they may name folders that do not exist and
-    /// outlive a DELETE (RFC 3501 §6.3.6, §6.3.4). An explicit "not" overrides the default
-    /// subscription of the standard folders (see `imap::list`).
-    pub fn set_subscription(
-        &self,
-        who: Subscriber,
-        mailbox: MailboxId,
-        name: &str,
-        on: bool,
-    ) -> StoreResult<()> {
-        let k = key_str(
-            codec::SUBSCRIPTION,
-            &[who.id(), mailbox.0],
-            &canonical_name(name),
-        );
-        let _guard = self.lock();
-        let mut changes = Changes::default();
-        changes.put_mail_raw(k, vec![u8::from(on)]);
-        self.commit(changes)
-    }
-
-    /// The choices `who` made on `mailbox`'s folder names: name → subscribed.
-    pub fn subscriptions(
-        &self,
-        who: Subscriber,
-        mailbox: MailboxId,
-    ) -> StoreResult<BTreeMap<String, bool>> {
-        let prefix = key(codec::SUBSCRIPTION, &[who.id(), mailbox.0]);
-        self.inner
-            .mail
-            .scan_prefix(&prefix)
-            .map(|item| {
-                let (k, v) = item?;
-                let name = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-                // Records written before choices were kept hold nothing: subscribed.
-                Ok((name, v.first() != Some(&0)))
-            })
-            .collect()
     }
 
     /// Adds to `changes` the removal of everything mail-side of a mailbox.
@@ -968,7 +909,7 @@ impl Store {
     }
 }
 
-impl Store {
+impl SledStore {
     fn tombstone_removal(
         &self,
         changes: &mut Changes,

@@ -3,14 +3,13 @@
 use super::codec::{self, id_at, key};
 use super::error::{StoreError, StoreResult};
 use super::hub::AccessChange;
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::access::UserFacts;
 use crate::model::*;
 
-impl Store {
-    // ----- teams -----
-
-    pub fn create_team(&self, org: OrgId, name: &str) -> StoreResult<Team> {
+impl GrantStore for SledStore {
+    fn create_team(&self, org: OrgId, name: &str) -> StoreResult<Team> {
         let name = team_name(name)?;
         let _guard = self.lock();
         self.require_org(org)?;
@@ -25,23 +24,16 @@ impl Store {
         Ok(team)
     }
 
-    pub fn team(&self, id: TeamId) -> StoreResult<Option<Team>> {
+    fn team(&self, id: TeamId) -> StoreResult<Option<Team>> {
         self.get_model(&key(codec::TEAM, &[id.0]), "team")
     }
 
-    fn require_team(&self, org: OrgId, id: TeamId) -> StoreResult<Team> {
-        match self.team(id)? {
-            Some(t) if t.org == org => Ok(t),
-            _ => Err(StoreError::not_found(format!("team {id}"))),
-        }
-    }
-
-    pub fn teams(&self, org: OrgId) -> StoreResult<Vec<Team>> {
+    fn teams(&self, org: OrgId) -> StoreResult<Vec<Team>> {
         let all: Vec<Team> = self.scan_model(&[codec::TEAM], "team")?;
         Ok(all.into_iter().filter(|t| t.org == org).collect())
     }
 
-    pub fn rename_team(&self, org: OrgId, id: TeamId, name: &str) -> StoreResult<Team> {
+    fn rename_team(&self, org: OrgId, id: TeamId, name: &str) -> StoreResult<Team> {
         let name = team_name(name)?;
         let _guard = self.lock();
         let mut team = self.require_team(org, id)?;
@@ -52,8 +44,7 @@ impl Store {
         Ok(team)
     }
 
-    /// Deletes a team, its member list and the grants it carried.
-    pub fn delete_team(&self, org: OrgId, id: TeamId) -> StoreResult<()> {
+    fn delete_team(&self, org: OrgId, id: TeamId) -> StoreResult<()> {
         let _guard = self.lock();
         self.require_team(org, id)?;
         let mut changes = Changes::default();
@@ -72,8 +63,7 @@ impl Store {
         Ok(())
     }
 
-    /// Adds a member of the team's organization to the team.
-    pub fn add_team_member(&self, org: OrgId, team: TeamId, user: UserId) -> StoreResult<()> {
+    fn add_team_member(&self, org: OrgId, team: TeamId, user: UserId) -> StoreResult<()> {
         let _guard = self.lock();
         self.require_team(org, team)?;
         if self.role_in(org, user)?.is_none() {
@@ -87,7 +77,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn remove_team_member(&self, org: OrgId, team: TeamId, user: UserId) -> StoreResult<()> {
+    fn remove_team_member(&self, org: OrgId, team: TeamId, user: UserId) -> StoreResult<()> {
         let _guard = self.lock();
         self.require_team(org, team)?;
         let mut changes = Changes::default();
@@ -98,7 +88,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn team_members(&self, team: TeamId) -> StoreResult<Vec<UserId>> {
+    fn team_members(&self, team: TeamId) -> StoreResult<Vec<UserId>> {
         self.inner
             .model
             .scan_prefix(key(codec::TEAM_MEMBER, &[team.0]))
@@ -106,7 +96,7 @@ impl Store {
             .collect()
     }
 
-    pub fn teams_of(&self, user: UserId) -> StoreResult<Vec<Team>> {
+    fn teams_of(&self, user: UserId) -> StoreResult<Vec<Team>> {
         let mut out = Vec::new();
         for item in self
             .inner
@@ -121,16 +111,11 @@ impl Store {
         Ok(out)
     }
 
-    // ----- grants -----
-
-    /// Records a grant. The grantee must belong to the grant's organization and the target
-    /// mailbox too; nothing here decides whether the granter may give it (that is `access`).
-    pub fn add_grant(&self, new: NewGrant) -> StoreResult<Grant> {
+    fn add_grant(&self, new: NewGrant) -> StoreResult<Grant> {
         self.add_grant_within(new, Validity::default())
     }
 
-    /// Records a grant that counts only within `validity` (`model::Validity`).
-    pub fn add_grant_within(&self, new: NewGrant, validity: Validity) -> StoreResult<Grant> {
+    fn add_grant_within(&self, new: NewGrant, validity: Validity) -> StoreResult<Grant> {
         let _guard = self.lock();
         self.check_grant_parts(&new)?;
         let mut changes = Changes::default();
@@ -139,6 +124,233 @@ impl Store {
         self.hub()
             .publish_access(AccessChange::Organization(grant.org));
         Ok(grant)
+    }
+
+    fn grant(&self, org: OrgId, id: GrantId) -> StoreResult<Option<Grant>> {
+        let found = self.inner.model.get(key(codec::GRANT, &[org.0, id.0]))?;
+        found.map(|v| decode_grant(&v)).transpose()
+    }
+
+    fn grants(&self, org: OrgId) -> StoreResult<Vec<Grant>> {
+        self.grants_under(&key(codec::GRANT, &[org.0]))
+    }
+
+    fn grant_clock(&self, since: Millis, now: Millis) -> StoreResult<GrantClock> {
+        let mut clock = GrantClock::default();
+        let mut changes = Changes::default();
+        let mut touched = std::collections::BTreeSet::new();
+        for grant in self.grants_under(&[codec::GRANT])? {
+            let Validity { from, until } = grant.validity;
+            if from.is_some_and(|f| since < f && f <= now) {
+                touched.insert(grant.org);
+            }
+            if until.is_some_and(|u| u <= now) {
+                changes.del_model(key(codec::GRANT, &[grant.org.0, grant.id.0]));
+                touched.insert(grant.org);
+                clock.ended.push(grant);
+                continue;
+            }
+            let upcoming = [from, until].into_iter().flatten().filter(|t| *t > now);
+            clock.next = clock.next.into_iter().chain(upcoming).min();
+        }
+        if !clock.ended.is_empty() {
+            // Removing one that went meanwhile removes nothing; one changed meanwhile ended too.
+            let _guard = self.lock();
+            self.commit(changes)?;
+        }
+        for org in touched {
+            self.hub().publish_access(AccessChange::Organization(org));
+        }
+        Ok(clock)
+    }
+
+    fn update_grant(
+        &self,
+        org: OrgId,
+        id: GrantId,
+        rights: Rights,
+        send: Option<SendMode>,
+    ) -> StoreResult<Grant> {
+        let _guard = self.lock();
+        let mut grant = self
+            .grant(org, id)?
+            .ok_or_else(|| StoreError::not_found(format!("grant {id}")))?;
+        grant.rights = rights;
+        grant.send = send;
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::GRANT, &[org.0, id.0]), &grant)?;
+        self.commit(changes)?;
+        self.hub().publish_access(AccessChange::Organization(org));
+        Ok(grant)
+    }
+
+    fn remove_grant(&self, org: OrgId, id: GrantId) -> StoreResult<()> {
+        let _guard = self.lock();
+        self.grant(org, id)?
+            .ok_or_else(|| StoreError::not_found(format!("grant {id}")))?;
+        let mut changes = Changes::default();
+        changes.del_model(key(codec::GRANT, &[org.0, id.0]));
+        self.commit(changes)?;
+        self.hub().publish_access(AccessChange::Organization(org));
+        Ok(())
+    }
+
+    fn invite_partner(
+        &self,
+        client: OrgId,
+        partner: OrgId,
+        scope: PartnerScope,
+    ) -> StoreResult<Partnership> {
+        if client == partner {
+            return Err(StoreError::Invalid {
+                what: "partnership",
+                why: "an organization cannot be its own partner".into(),
+            });
+        }
+        let _guard = self.lock();
+        self.require_org(client)?;
+        self.require_org(partner)?;
+        self.check_scope(client, &scope)?;
+        let partnership = Partnership {
+            id: PartnershipId(self.next_id()?),
+            client,
+            partner,
+            scope,
+            status: PartnershipStatus::Invited,
+            created: now_millis(),
+        };
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::PARTNERSHIP, &[partnership.id.0]), &partnership)?;
+        self.commit(changes)?;
+        Ok(partnership)
+    }
+
+    fn partnership(&self, id: PartnershipId) -> StoreResult<Option<Partnership>> {
+        self.get_model(&key(codec::PARTNERSHIP, &[id.0]), "partnership")
+    }
+
+    fn partnerships_of(&self, org: OrgId) -> StoreResult<Vec<Partnership>> {
+        let all: Vec<Partnership> = self.scan_model(&[codec::PARTNERSHIP], "partnership")?;
+        Ok(all
+            .into_iter()
+            .filter(|p| p.client == org || p.partner == org)
+            .collect())
+    }
+
+    fn update_partnership(
+        &self,
+        id: PartnershipId,
+        status: PartnershipStatus,
+        scope: Option<PartnerScope>,
+    ) -> StoreResult<Partnership> {
+        let _guard = self.lock();
+        let mut p = self
+            .partnership(id)?
+            .ok_or_else(|| StoreError::not_found(format!("partnership {id}")))?;
+        if let Some(scope) = scope {
+            self.check_scope(p.client, &scope)?;
+            p.scope = scope;
+        }
+        p.status = status;
+        let mut changes = Changes::default();
+        changes.put_model(key(codec::PARTNERSHIP, &[id.0]), &p)?;
+        self.commit(changes)?;
+        self.hub()
+            .publish_access(AccessChange::Organization(p.client));
+        Ok(p)
+    }
+
+    fn create_invitation(&self, invitation: Invitation) -> StoreResult<()> {
+        let _guard = self.lock();
+        self.require_org(invitation.org)?;
+        let mut changes = Changes::default();
+        changes.put_model(invitation_key(&invitation.token_hash), &invitation)?;
+        self.commit(changes)
+    }
+
+    fn invitations(&self, org: OrgId) -> StoreResult<Vec<Invitation>> {
+        let all: Vec<Invitation> = self.scan_model(&[codec::INVITATION], "invitation")?;
+        Ok(all.into_iter().filter(|i| i.org == org).collect())
+    }
+
+    fn all_invitations(&self) -> StoreResult<Vec<Invitation>> {
+        self.scan_model(&[codec::INVITATION], "invitation")
+    }
+
+    fn take_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Invitation> {
+        let _guard = self.lock();
+        let k = invitation_key(token_hash);
+        let invitation: Invitation = self
+            .get_model(&k, "invitation")?
+            .ok_or_else(|| StoreError::not_found("invitation"))?;
+        let mut changes = Changes::default();
+        changes.del_model(k);
+        self.commit(changes)?;
+        if invitation.expires < now_millis() {
+            return Err(StoreError::not_found("invitation"));
+        }
+        Ok(invitation)
+    }
+
+    fn delete_invitation(&self, org: OrgId, token_hash: &[u8; 32]) -> StoreResult<()> {
+        let _guard = self.lock();
+        let mut changes = Changes::default();
+        self.withdraw_invitation(&mut changes, org, token_hash)?;
+        self.commit(changes)
+    }
+
+    fn renew_invitation(&self, org: OrgId, old: &[u8; 32], renewed: Invitation) -> StoreResult<()> {
+        let _guard = self.lock();
+        let mut changes = Changes::default();
+        self.withdraw_invitation(&mut changes, org, old)?;
+        changes.put_model(invitation_key(&renewed.token_hash), &renewed)?;
+        self.commit(changes)
+    }
+
+    fn user_facts(&self, user: UserId) -> StoreResult<UserFacts> {
+        let record = self.require_user(user)?;
+        // A suspended organization's memberships, teams, grants and partnerships count for
+        // nothing until it is resumed (issue 12).
+        let suspended: Vec<OrgId> = self.suspensions()?.into_iter().map(|(o, _)| o).collect();
+        let live = |org: &OrgId| !suspended.contains(org);
+        let mut memberships = self.memberships_of(user)?;
+        memberships.retain(|m| live(&m.org));
+        let mut teams = self.teams_of(user)?;
+        teams.retain(|t| live(&t.org));
+        let mut grants = Vec::new();
+        let mut partnerships = Vec::new();
+        let now = now_millis();
+        for m in &memberships {
+            // A time-limited grant counts within its window only (`grant_clock` ends it).
+            grants.extend(self.grants(m.org)?.into_iter().filter(|g| {
+                g.active_at(now)
+                    && match g.grantee {
+                        Grantee::User(u) => u == user,
+                        Grantee::Team(t) => teams.iter().any(|team| team.id == t),
+                    }
+            }));
+            partnerships.extend(self.partnerships_of(m.org)?.into_iter().filter(|p| {
+                p.partner == m.org && p.status == PartnershipStatus::Accepted && live(&p.client)
+            }));
+        }
+        Ok(UserFacts {
+            operator: self.is_operator(user)?,
+            user,
+            disabled: record.disabled,
+            memberships,
+            teams: teams.iter().map(|t| (t.id, t.org)).collect(),
+            grants,
+            partnerships,
+        })
+    }
+}
+
+impl SledStore {
+    fn require_team(&self, org: OrgId, id: TeamId) -> StoreResult<Team> {
+        match self.team(id)? {
+            Some(t) if t.org == org => Ok(t),
+            _ => Err(StoreError::not_found(format!("team {id}"))),
+        }
     }
 
     /// The grant `new` with its id, written into `changes`.
@@ -182,115 +394,9 @@ impl Store {
         Ok(())
     }
 
-    pub fn grant(&self, org: OrgId, id: GrantId) -> StoreResult<Option<Grant>> {
-        let found = self.inner.model.get(key(codec::GRANT, &[org.0, id.0]))?;
-        found.map(|v| decode_grant(&v)).transpose()
-    }
-
-    pub fn grants(&self, org: OrgId) -> StoreResult<Vec<Grant>> {
-        self.grants_under(&key(codec::GRANT, &[org.0]))
-    }
-
     fn grants_under(&self, prefix: &[u8]) -> StoreResult<Vec<Grant>> {
         let scan = self.inner.model.scan_prefix(prefix);
         scan.map(|item| decode_grant(&item?.1)).collect()
-    }
-
-    /// Ends the time-limited grants whose end has come by `now` (returned, for the audit
-    /// log), tells the open sessions of each organization where a grant started or ended
-    /// after `since`, and says when the next grant starts or ends.
-    pub fn grant_clock(&self, since: Millis, now: Millis) -> StoreResult<GrantClock> {
-        let mut clock = GrantClock::default();
-        let mut changes = Changes::default();
-        let mut touched = std::collections::BTreeSet::new();
-        for grant in self.grants_under(&[codec::GRANT])? {
-            let Validity { from, until } = grant.validity;
-            if from.is_some_and(|f| since < f && f <= now) {
-                touched.insert(grant.org);
-            }
-            if until.is_some_and(|u| u <= now) {
-                changes.del_model(key(codec::GRANT, &[grant.org.0, grant.id.0]));
-                touched.insert(grant.org);
-                clock.ended.push(grant);
-                continue;
-            }
-            let upcoming = [from, until].into_iter().flatten().filter(|t| *t > now);
-            clock.next = clock.next.into_iter().chain(upcoming).min();
-        }
-        if !clock.ended.is_empty() {
-            // Removing one that went meanwhile removes nothing; one changed meanwhile ended too.
-            let _guard = self.lock();
-            self.commit(changes)?;
-        }
-        for org in touched {
-            self.hub().publish_access(AccessChange::Organization(org));
-        }
-        Ok(clock)
-    }
-
-    /// Changes the rights and send mode of a grant; revocation reaches open sessions.
-    pub fn update_grant(
-        &self,
-        org: OrgId,
-        id: GrantId,
-        rights: Rights,
-        send: Option<SendMode>,
-    ) -> StoreResult<Grant> {
-        let _guard = self.lock();
-        let mut grant = self
-            .grant(org, id)?
-            .ok_or_else(|| StoreError::not_found(format!("grant {id}")))?;
-        grant.rights = rights;
-        grant.send = send;
-        let mut changes = Changes::default();
-        changes.put_model(key(codec::GRANT, &[org.0, id.0]), &grant)?;
-        self.commit(changes)?;
-        self.hub().publish_access(AccessChange::Organization(org));
-        Ok(grant)
-    }
-
-    pub fn remove_grant(&self, org: OrgId, id: GrantId) -> StoreResult<()> {
-        let _guard = self.lock();
-        self.grant(org, id)?
-            .ok_or_else(|| StoreError::not_found(format!("grant {id}")))?;
-        let mut changes = Changes::default();
-        changes.del_model(key(codec::GRANT, &[org.0, id.0]));
-        self.commit(changes)?;
-        self.hub().publish_access(AccessChange::Organization(org));
-        Ok(())
-    }
-
-    // ----- partnerships -----
-
-    /// A client organization invites a partner to manage it.
-    pub fn invite_partner(
-        &self,
-        client: OrgId,
-        partner: OrgId,
-        scope: PartnerScope,
-    ) -> StoreResult<Partnership> {
-        if client == partner {
-            return Err(StoreError::Invalid {
-                what: "partnership",
-                why: "an organization cannot be its own partner".into(),
-            });
-        }
-        let _guard = self.lock();
-        self.require_org(client)?;
-        self.require_org(partner)?;
-        self.check_scope(client, &scope)?;
-        let partnership = Partnership {
-            id: PartnershipId(self.next_id()?),
-            client,
-            partner,
-            scope,
-            status: PartnershipStatus::Invited,
-            created: now_millis(),
-        };
-        let mut changes = Changes::default();
-        changes.put_model(key(codec::PARTNERSHIP, &[partnership.id.0]), &partnership)?;
-        self.commit(changes)?;
-        Ok(partnership)
     }
 
     fn check_scope(&self, client: OrgId, scope: &PartnerScope) -> StoreResult<()> {
@@ -302,43 +408,6 @@ impl Store {
             }
         }
         Ok(())
-    }
-
-    pub fn partnership(&self, id: PartnershipId) -> StoreResult<Option<Partnership>> {
-        self.get_model(&key(codec::PARTNERSHIP, &[id.0]), "partnership")
-    }
-
-    /// Every partnership in which `org` is the client or the partner.
-    pub fn partnerships_of(&self, org: OrgId) -> StoreResult<Vec<Partnership>> {
-        let all: Vec<Partnership> = self.scan_model(&[codec::PARTNERSHIP], "partnership")?;
-        Ok(all
-            .into_iter()
-            .filter(|p| p.client == org || p.partner == org)
-            .collect())
-    }
-
-    /// Accepts, refuses or ends a partnership, or changes its scope.
-    pub fn update_partnership(
-        &self,
-        id: PartnershipId,
-        status: PartnershipStatus,
-        scope: Option<PartnerScope>,
-    ) -> StoreResult<Partnership> {
-        let _guard = self.lock();
-        let mut p = self
-            .partnership(id)?
-            .ok_or_else(|| StoreError::not_found(format!("partnership {id}")))?;
-        if let Some(scope) = scope {
-            self.check_scope(p.client, &scope)?;
-            p.scope = scope;
-        }
-        p.status = status;
-        let mut changes = Changes::default();
-        changes.put_model(key(codec::PARTNERSHIP, &[id.0]), &p)?;
-        self.commit(changes)?;
-        self.hub()
-            .publish_access(AccessChange::Organization(p.client));
-        Ok(p)
     }
 
     /// Removes a deleted mailbox from every limited partnership scope.
@@ -358,64 +427,6 @@ impl Store {
         Ok(())
     }
 
-    // ----- invitations -----
-
-    pub fn create_invitation(&self, invitation: Invitation) -> StoreResult<()> {
-        let _guard = self.lock();
-        self.require_org(invitation.org)?;
-        let mut changes = Changes::default();
-        changes.put_model(invitation_key(&invitation.token_hash), &invitation)?;
-        self.commit(changes)
-    }
-
-    pub fn invitations(&self, org: OrgId) -> StoreResult<Vec<Invitation>> {
-        let all: Vec<Invitation> = self.scan_model(&[codec::INVITATION], "invitation")?;
-        Ok(all.into_iter().filter(|i| i.org == org).collect())
-    }
-
-    /// Every pending invitation of every organization (an acceptance names none).
-    pub fn all_invitations(&self) -> StoreResult<Vec<Invitation>> {
-        self.scan_model(&[codec::INVITATION], "invitation")
-    }
-
-    /// Takes an invitation out of the store: it can be used once, and not after it expired.
-    pub fn take_invitation(&self, token_hash: &[u8; 32]) -> StoreResult<Invitation> {
-        let _guard = self.lock();
-        let k = invitation_key(token_hash);
-        let invitation: Invitation = self
-            .get_model(&k, "invitation")?
-            .ok_or_else(|| StoreError::not_found("invitation"))?;
-        let mut changes = Changes::default();
-        changes.del_model(k);
-        self.commit(changes)?;
-        if invitation.expires < now_millis() {
-            return Err(StoreError::not_found("invitation"));
-        }
-        Ok(invitation)
-    }
-
-    pub fn delete_invitation(&self, org: OrgId, token_hash: &[u8; 32]) -> StoreResult<()> {
-        let _guard = self.lock();
-        let mut changes = Changes::default();
-        self.withdraw_invitation(&mut changes, org, token_hash)?;
-        self.commit(changes)
-    }
-
-    /// Puts `renewed` (a new token) in the place of the invitation `old`, in one commit: a
-    /// failure leaves the old one valid.
-    pub fn renew_invitation(
-        &self,
-        org: OrgId,
-        old: &[u8; 32],
-        renewed: Invitation,
-    ) -> StoreResult<()> {
-        let _guard = self.lock();
-        let mut changes = Changes::default();
-        self.withdraw_invitation(&mut changes, org, old)?;
-        changes.put_model(invitation_key(&renewed.token_hash), &renewed)?;
-        self.commit(changes)
-    }
-
     fn withdraw_invitation(
         &self,
         changes: &mut Changes,
@@ -429,48 +440,6 @@ impl Store {
         }
         changes.del_model(k);
         Ok(())
-    }
-
-    // ----- what access needs -----
-
-    /// Everything `access` needs to decide for `user`: memberships, teams, the grants that
-    /// reach the user directly or through a team, and the accepted partnerships in which one
-    /// of the user's organizations is the partner.
-    pub fn user_facts(&self, user: UserId) -> StoreResult<UserFacts> {
-        let record = self.require_user(user)?;
-        // A suspended organization's memberships, teams, grants and partnerships count for
-        // nothing until it is resumed (issue 12).
-        let suspended: Vec<OrgId> = self.suspensions()?.into_iter().map(|(o, _)| o).collect();
-        let live = |org: &OrgId| !suspended.contains(org);
-        let mut memberships = self.memberships_of(user)?;
-        memberships.retain(|m| live(&m.org));
-        let mut teams = self.teams_of(user)?;
-        teams.retain(|t| live(&t.org));
-        let mut grants = Vec::new();
-        let mut partnerships = Vec::new();
-        let now = now_millis();
-        for m in &memberships {
-            // A time-limited grant counts within its window only (`grant_clock` ends it).
-            grants.extend(self.grants(m.org)?.into_iter().filter(|g| {
-                g.active_at(now)
-                    && match g.grantee {
-                        Grantee::User(u) => u == user,
-                        Grantee::Team(t) => teams.iter().any(|team| team.id == t),
-                    }
-            }));
-            partnerships.extend(self.partnerships_of(m.org)?.into_iter().filter(|p| {
-                p.partner == m.org && p.status == PartnershipStatus::Accepted && live(&p.client)
-            }));
-        }
-        Ok(UserFacts {
-            operator: self.is_operator(user)?,
-            user,
-            disabled: record.disabled,
-            memberships,
-            teams: teams.iter().map(|t| (t.id, t.org)).collect(),
-            grants,
-            partnerships,
-        })
     }
 }
 

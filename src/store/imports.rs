@@ -6,7 +6,8 @@
 use super::codec::{self, key};
 use super::error::{StoreError, StoreResult};
 use super::folders::{AppendMessage, Delivery, MessageRecord};
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 
@@ -142,9 +143,8 @@ impl Import {
     }
 }
 
-impl Store {
-    /// A new import of `mailbox`, running.
-    pub fn create_import(&self, mailbox: MailboxId, source: ImportSource) -> StoreResult<Import> {
+impl ImportStore for SledStore {
+    fn create_import(&self, mailbox: MailboxId, source: ImportSource) -> StoreResult<Import> {
         let _guard = self.lock();
         let m = self.require_mailbox(mailbox)?;
         let now = now_millis();
@@ -171,22 +171,20 @@ impl Store {
         Ok(import)
     }
 
-    pub fn import(&self, id: ImportId) -> StoreResult<Option<Import>> {
+    fn import(&self, id: ImportId) -> StoreResult<Option<Import>> {
         self.get_model(&key(codec::IMPORT, &[id.0]), "import")
     }
 
-    pub fn imports_of(&self, mailbox: MailboxId) -> StoreResult<Vec<Import>> {
+    fn imports_of(&self, mailbox: MailboxId) -> StoreResult<Vec<Import>> {
         let all: Vec<Import> = self.scan_model(&[codec::IMPORT], "import")?;
         Ok(all.into_iter().filter(|i| i.mailbox == mailbox).collect())
     }
 
-    /// Every import, of every mailbox.
-    pub fn imports(&self) -> StoreResult<Vec<Import>> {
+    fn imports(&self) -> StoreResult<Vec<Import>> {
         self.scan_model(&[codec::IMPORT], "import")
     }
 
-    /// Writes an import's record (its state, its folders) as it is now.
-    pub fn save_import(&self, import: &Import) -> StoreResult<()> {
+    fn save_import(&self, import: &Import) -> StoreResult<()> {
         let _guard = self.lock();
         self.require_mailbox(import.mailbox)?;
         let mut changes = Changes::default();
@@ -194,10 +192,7 @@ impl Store {
         self.commit(changes)
     }
 
-    /// Stores `messages` in `folder` of the import's mailbox together with `import` (whose
-    /// progress the caller has advanced past them): both or neither. No flush: a batch lost
-    /// to a crash is lost with the progress that counted it, and imported again.
-    pub fn import_batch(
+    fn import_batch(
         &self,
         import: &Import,
         folder: FolderId,
@@ -216,9 +211,7 @@ impl Store {
         self.deliver_all(&deliveries, changes)
     }
 
-    /// At start, before any import can run: one left running by a process that ended is
-    /// interrupted; one whose mailbox is gone is forgotten.
-    pub fn interrupt_running_imports(&self) -> StoreResult<usize> {
+    fn interrupt_running_imports(&self) -> StoreResult<usize> {
         let mut n = 0;
         for mut import in self.imports()? {
             if self.mailbox(import.mailbox)?.is_none() {
@@ -231,11 +224,8 @@ impl Store {
         }
         Ok(n)
     }
-}
 
-impl Store {
-    /// Forgets an import's record; the mail it moved stays.
-    pub fn delete_import(&self, id: ImportId) -> StoreResult<()> {
+    fn delete_import(&self, id: ImportId) -> StoreResult<()> {
         let _guard = self.lock();
         let mut changes = Changes::default();
         changes.del_model(key(codec::IMPORT, &[id.0]));

@@ -4,15 +4,13 @@
 use super::codec::{self, id_at, key, key_str};
 use super::error::{StoreError, StoreResult};
 use super::hub::AccessChange;
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::model::*;
-use std::io::Write;
 use std::path::PathBuf;
 
-impl Store {
-    /// Suspends `org` (kept as it is when already suspended, but for `deletion_due`, which
-    /// this call sets or clears). Open sessions are told through the hub.
-    pub fn suspend_organization(
+impl LifecycleStore for SledStore {
+    fn suspend_organization(
         &self,
         org: OrgId,
         deletion_due: Option<Millis>,
@@ -31,9 +29,7 @@ impl Store {
         Ok(suspension)
     }
 
-    /// Lifts a suspension, and with it a deletion set for later; refused once the deletion is
-    /// due (it may be under way: its mail exported, its mailboxes going).
-    pub fn resume_organization(&self, org: OrgId) -> StoreResult<()> {
+    fn resume_organization(&self, org: OrgId) -> StoreResult<()> {
         let guard = self.lock();
         self.require_org(org)?;
         if let Some(due) = self.suspension(org)?.and_then(|s| s.deletion_due)
@@ -52,19 +48,18 @@ impl Store {
         Ok(())
     }
 
-    pub fn suspension(&self, org: OrgId) -> StoreResult<Option<Suspension>> {
+    fn suspension(&self, org: OrgId) -> StoreResult<Option<Suspension>> {
         self.get_model(&key(codec::SUSPENDED, &[org.0]), "suspension")
     }
 
-    pub fn is_suspended(&self, org: OrgId) -> StoreResult<bool> {
+    fn is_suspended(&self, org: OrgId) -> StoreResult<bool> {
         Ok(self
             .inner
             .model
             .contains_key(key(codec::SUSPENDED, &[org.0]))?)
     }
 
-    /// Every suspended organization.
-    pub fn suspensions(&self) -> StoreResult<Vec<(OrgId, Suspension)>> {
+    fn suspensions(&self) -> StoreResult<Vec<(OrgId, Suspension)>> {
         self.inner
             .model
             .scan_prefix([codec::SUSPENDED])
@@ -75,13 +70,7 @@ impl Store {
             .collect()
     }
 
-    /// Deletes an organization set for deletion: each mailbox with its mail (one commit each,
-    /// so an interrupted deletion goes on where it stopped), then in one commit its domains,
-    /// memberships, teams, grants, partnerships, invitations, suspension and record. Its
-    /// users stay (a user may belong elsewhere; one left in none can still sign in to the
-    /// admin API and be invited again). Refused for one not set for deletion, so that no
-    /// slip deletes a live organization.
-    pub fn delete_organization(&self, org: OrgId) -> StoreResult<()> {
+    fn delete_organization(&self, org: OrgId) -> StoreResult<()> {
         if self.suspension(org)?.and_then(|s| s.deletion_due).is_none() {
             return Err(StoreError::Invalid {
                 what: "organization",
@@ -132,15 +121,11 @@ impl Store {
         Ok(())
     }
 
-    /// Writes `exports/<folder>/<name>` under the data directory with `write`, durably
-    /// (written aside, synced, renamed): what an organization's deletion leaves of its mail.
-    /// `write` gets the file as it goes, so an export of any size holds no more than one
-    /// message in memory. Names are single path components.
-    pub fn save_export(
+    fn save_export(
         &self,
         folder: &str,
         name: &str,
-        write: impl FnOnce(&mut dyn Write) -> StoreResult<()>,
+        write: ExportWriter<'_>,
     ) -> StoreResult<PathBuf> {
         for part in [folder, name] {
             if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {

@@ -25,6 +25,7 @@ mod folders;
 mod grants;
 pub mod hub;
 mod imports;
+pub mod interface;
 mod lifecycle;
 mod queue;
 pub mod spool;
@@ -45,14 +46,18 @@ pub use folders::{
 pub use grants::GrantClock;
 pub use hub::{AccessChange, FolderEvent, Hub};
 pub use imports::{FolderProgress, Import, ImportFailure, ImportSource, ImportState, SourceTls};
+pub use interface::*;
 pub use queue::{Hold, QueueEntry, QueueId};
 pub use spool::{Incoming, Spool, SpoolError, SpoolLimits};
 pub use tokens::{ApiToken, TokenKind};
 pub use transfer::{FolderView, Transfer, Transferred};
 
+use crate::model::{Mailbox, MailboxId, User, UserId};
 use std::fs::{File, OpenOptions};
+use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 /// Bumped whenever the on-disk encoding changes; a store of another version refuses to open.
@@ -63,9 +68,79 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 /// Set once the folders' old subscription flags were rewritten by name.
 const SUBSCRIPTIONS_BY_NAME: &[u8] = b"upgraded/subscriptions-by-name";
 
-/// A handle on the open store; cheap to clone.
+/// The store the server runs on: one interface ([`Backend`]), whichever backend keeps the
+/// data; cheap to clone. Its methods are the backend's, through `Deref`.
 #[derive(Clone)]
-pub struct Store {
+pub struct Store(Arc<dyn Backend>);
+
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the embedded store in `dir`, taking the directory's exclusive
+    /// lock, with the default settings.
+    pub fn open(dir: &Path) -> StoreResult<Store> {
+        Ok(Store(Arc::new(SledStore::open(dir)?)))
+    }
+
+    /// Opens (or creates) the embedded store in `dir` with `settings`.
+    pub fn open_with(dir: &Path, settings: &crate::config::StoreConfig) -> StoreResult<Store> {
+        Ok(Store(Arc::new(SledStore::open_with(dir, settings)?)))
+    }
+
+    /// [`ServerStore::server_secret_while`] with plain closures.
+    pub fn server_secret_while(
+        &self,
+        name: &str,
+        good: impl FnOnce(&[u8]) -> bool,
+        make: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> StoreResult<Vec<u8>> {
+        self.0
+            .server_secret_while(name, Box::new(good), Box::new(make))
+    }
+
+    /// [`DirectoryStore::update_mailbox`] with a plain closure.
+    pub fn update_mailbox(
+        &self,
+        id: MailboxId,
+        change: impl FnOnce(&mut Mailbox),
+    ) -> StoreResult<Mailbox> {
+        self.0.update_mailbox(id, Box::new(change))
+    }
+
+    /// [`DirectoryStore::update_user`] with a plain closure.
+    pub fn update_user(&self, id: UserId, change: impl FnOnce(&mut User)) -> StoreResult<User> {
+        self.0.update_user(id, Box::new(change))
+    }
+
+    /// [`LifecycleStore::save_export`] with a plain closure.
+    pub fn save_export(
+        &self,
+        folder: &str,
+        name: &str,
+        write: impl FnOnce(&mut dyn Write) -> StoreResult<()>,
+    ) -> StoreResult<PathBuf> {
+        self.0.save_export(folder, name, Box::new(write))
+    }
+
+    /// A server secret, made by `make` (and kept) the first time it is asked for.
+    pub fn server_secret(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> StoreResult<Vec<u8>> {
+        self.server_secret_while(name, |_| true, make)
+    }
+}
+
+/// sled's store, the embedded backend: the trees and blob files described above.
+#[derive(Clone)]
+pub struct SledStore {
     inner: Arc<Inner>,
 }
 
@@ -84,19 +159,80 @@ struct Inner {
     _lock: File,
 }
 
-impl Store {
+impl ServerStore for SledStore {
+    fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    fn is_empty(&self) -> StoreResult<bool> {
+        Ok(self.inner.model.scan_prefix([codec::ORG]).next().is_none())
+    }
+
+    fn flush_blocking(&self) -> StoreResult<()> {
+        self.inner.db.flush()?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
+        Box::pin(async move {
+            self.inner.db.flush_async().await?;
+            Ok(())
+        })
+    }
+
+    fn server_secret_while(
+        &self,
+        name: &str,
+        good: SecretCheck<'_>,
+        make: SecretMaker<'_>,
+    ) -> StoreResult<Vec<u8>> {
+        let key = format!("secret/{name}");
+        let _guard = self.lock();
+        if let Some(v) = self.inner.meta.get(&key)?
+            && good(&v)
+        {
+            return Ok(v.to_vec());
+        }
+        let value = make().map_err(|why| StoreError::Invalid {
+            what: "server secret",
+            why,
+        })?;
+        self.inner.meta.insert(key, value.as_slice())?;
+        self.inner.meta.flush()?;
+        Ok(value)
+    }
+
+    fn secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let key = format!("secret/{name}");
+        Ok(self.inner.meta.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn set_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {
+        let key = format!("secret/{name}");
+        let _guard = self.lock();
+        self.inner.meta.insert(key, value)?;
+        self.inner.meta.flush()?;
+        Ok(())
+    }
+}
+
+impl SledStore {
     /// Opens (or creates) the store in `dir`, taking the directory's exclusive lock, with
     /// the default settings.
-    pub fn open(dir: &Path) -> StoreResult<Store> {
-        Store::open_with(dir, &crate::config::StoreConfig::default())
+    pub fn open(dir: &Path) -> StoreResult<SledStore> {
+        SledStore::open_with(dir, &crate::config::StoreConfig::default())
     }
 
     /// Opens (or creates) the store in `dir` with `settings`.
-    pub fn open_with(dir: &Path, settings: &crate::config::StoreConfig) -> StoreResult<Store> {
+    pub fn open_with(dir: &Path, settings: &crate::config::StoreConfig) -> StoreResult<SledStore> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let lock = lock_data_dir(dir)?;
         let db = open_db(&dir.join("db"), settings)?;
-        let store = Store {
+        let store = SledStore {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
                 model: db.open_tree("model")?,
@@ -120,82 +256,6 @@ impl Store {
         // Files whose last reference went just before a crash, never swept.
         store.sweep_freed_blobs()?;
         Ok(store)
-    }
-
-    /// The data directory.
-    pub fn dir(&self) -> &Path {
-        &self.inner.dir
-    }
-
-    /// The change notification hub of this store.
-    pub fn hub(&self) -> &Hub {
-        &self.inner.hub
-    }
-
-    /// Whether nothing has been created yet (no organization exists).
-    pub fn is_empty(&self) -> StoreResult<bool> {
-        Ok(self.inner.model.scan_prefix([codec::ORG]).next().is_none())
-    }
-
-    /// Flushes every pending write to disk; returns once it is durable.
-    pub async fn flush(&self) -> StoreResult<()> {
-        self.inner.db.flush_async().await?;
-        Ok(())
-    }
-
-    /// Flushes from synchronous code.
-    pub fn flush_blocking(&self) -> StoreResult<()> {
-        self.inner.db.flush()?;
-        Ok(())
-    }
-
-    /// A server secret kept in the store (such as the generated TLS certificate): returned if
-    /// present, otherwise made by `make`, stored durably and returned.
-    pub fn server_secret(
-        &self,
-        name: &str,
-        make: impl FnOnce() -> Result<Vec<u8>, String>,
-    ) -> StoreResult<Vec<u8>> {
-        self.server_secret_while(name, |_| true, make)
-    }
-
-    /// [`Store::server_secret`], made anew when the stored one is no longer `good` (a
-    /// certificate near its end).
-    pub fn server_secret_while(
-        &self,
-        name: &str,
-        good: impl FnOnce(&[u8]) -> bool,
-        make: impl FnOnce() -> Result<Vec<u8>, String>,
-    ) -> StoreResult<Vec<u8>> {
-        let key = format!("secret/{name}");
-        let _guard = self.lock();
-        if let Some(v) = self.inner.meta.get(&key)?
-            && good(&v)
-        {
-            return Ok(v.to_vec());
-        }
-        let value = make().map_err(|why| StoreError::Invalid {
-            what: "server secret",
-            why,
-        })?;
-        self.inner.meta.insert(key, value.as_slice())?;
-        self.inner.meta.flush()?;
-        Ok(value)
-    }
-
-    /// The server secret `name`, if one is kept (ACME certificates and the account).
-    pub fn secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        let key = format!("secret/{name}");
-        Ok(self.inner.meta.get(key)?.map(|v| v.to_vec()))
-    }
-
-    /// Keeps `value` as the server secret `name`, durably, in place of any before.
-    pub fn set_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {
-        let key = format!("secret/{name}");
-        let _guard = self.lock();
-        self.inner.meta.insert(key, value)?;
-        self.inner.meta.flush()?;
-        Ok(())
     }
 
     /// Folders record whether the mailbox's own login subscribed to them in a field that is
@@ -439,14 +499,14 @@ pub(crate) mod testing {
     use crate::model::{OrgId, PasswordHash};
 
     /// A store in a fresh temporary directory, removed when the guard drops.
-    pub fn temp_store() -> (Store, tempfile::TempDir) {
+    pub fn temp_store() -> (SledStore, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
-        let store = Store::open(dir.path()).expect("open store");
+        let store = SledStore::open(dir.path()).expect("open store");
         (store, dir)
     }
 
     /// An organization named `name` with its owner `owner_login`.
-    pub fn organization(store: &Store, name: &str, owner_login: &str) -> OrgId {
+    pub fn organization(store: &SledStore, name: &str, owner_login: &str) -> OrgId {
         let owner = store
             .create_user(NewUser {
                 login: owner_login.into(),
@@ -472,7 +532,7 @@ mod open_tests {
     #[test]
     fn second_open_of_the_same_directory_is_refused() {
         let (store, dir) = temp_store();
-        let err = Store::open(dir.path()).err().expect("must refuse");
+        let err = SledStore::open(dir.path()).err().expect("must refuse");
         assert!(matches!(err, StoreError::Locked { .. }), "{err}");
         assert!(err.to_string().contains("in use"), "{err}");
         drop(store);
@@ -488,13 +548,14 @@ mod open_tests {
             .unwrap();
         store.flush_blocking().unwrap();
         drop(store);
-        let err = Store::open(dir.path()).err().expect("must refuse");
+        let err = SledStore::open(dir.path()).err().expect("must refuse");
         assert!(matches!(err, StoreError::Schema { found: 99, .. }), "{err}");
     }
 
     #[test]
     fn server_secret_is_made_once() {
-        let (store, _dir) = temp_store();
+        let (sled, _dir) = temp_store();
+        let store = Store(Arc::new(sled));
         let a = store.server_secret("x", || Ok(b"one".to_vec())).unwrap();
         let b = store.server_secret("x", || Ok(b"two".to_vec())).unwrap();
         assert_eq!(a, b"one");

@@ -5,7 +5,8 @@
 use super::codec::{self, key};
 use super::error::{StoreError, StoreResult};
 use super::folders::blob_key;
-use super::{BlobId, Changes, Store};
+use super::interface::*;
+use super::{BlobId, Changes, SledStore};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 
@@ -108,11 +109,8 @@ impl QueueEntry {
     }
 }
 
-impl Store {
-    /// Queues `raw` from `sender` for remote `recipients`, one entry per domain (each with
-    /// the part of `dsn` that concerns its recipients), in one transaction with its blob.
-    /// The caller flushes before acknowledging.
-    pub fn enqueue(
+impl QueueStore for SledStore {
+    fn enqueue(
         &self,
         raw: &[u8],
         sender: &str,
@@ -165,9 +163,7 @@ impl Store {
         Ok(entries)
     }
 
-    /// Lets held entries leave: the message they belong to is accepted. An entry no longer
-    /// there, or not held, is an error: the message must not be acknowledged.
-    pub fn release(&self, ids: &[QueueId]) -> StoreResult<()> {
+    fn release(&self, ids: &[QueueId]) -> StoreResult<()> {
         let _guard = self.lock();
         let mut changes = Changes::default();
         for id in ids {
@@ -188,8 +184,7 @@ impl Store {
         self.commit(changes)
     }
 
-    /// Drops the entries still held: at start, they belong to messages never acknowledged.
-    pub fn drop_held(&self) -> StoreResult<usize> {
+    fn drop_held(&self) -> StoreResult<usize> {
         let held: Vec<QueueId> = self
             .queue()?
             .into_iter()
@@ -202,8 +197,7 @@ impl Store {
         Ok(held.len())
     }
 
-    /// Every queued entry, oldest first.
-    pub fn queue(&self) -> StoreResult<Vec<QueueEntry>> {
+    fn queue(&self) -> StoreResult<Vec<QueueEntry>> {
         self.inner
             .mail
             .scan_prefix([codec::QUEUE])
@@ -211,9 +205,7 @@ impl Store {
             .collect()
     }
 
-    /// Records a failed attempt: the entry waits until `next_attempt`, with only the
-    /// recipients still to do.
-    pub fn defer(&self, entry: &QueueEntry) -> StoreResult<()> {
+    fn defer(&self, entry: &QueueEntry) -> StoreResult<()> {
         let _guard = self.lock();
         let k = key(codec::QUEUE, &[entry.id.0]);
         if !self.inner.mail.contains_key(&k)? {
@@ -224,8 +216,7 @@ impl Store {
         self.commit(changes)
     }
 
-    /// Removes a finished entry (delivered, or bounced) and its reference on the blob.
-    pub fn dequeue(&self, id: QueueId) -> StoreResult<()> {
+    fn dequeue(&self, id: QueueId) -> StoreResult<()> {
         let guard = self.lock();
         let k = key(codec::QUEUE, &[id.0]);
         let Some(v) = self.inner.mail.get(&k)? else {

@@ -8,7 +8,7 @@ use crate::model::*;
 type Snapshot = Vec<(String, Vec<u8>, Vec<u8>)>;
 
 /// Every record of every tree, to compare before and after a refused change.
-fn snapshot(store: &Store) -> Snapshot {
+fn snapshot(store: &SledStore) -> Snapshot {
     let trees = [
         ("model", &store.inner.model),
         ("mail", &store.inner.mail),
@@ -46,7 +46,7 @@ fn hash() -> PasswordHash {
     PasswordHash("$argon2id$test".into())
 }
 
-fn new_user(store: &Store, login: &str) -> User {
+fn new_user(store: &SledStore, login: &str) -> User {
     store
         .create_user(NewUser {
             login: login.into(),
@@ -58,7 +58,7 @@ fn new_user(store: &Store, login: &str) -> User {
         .unwrap()
 }
 
-fn new_mailbox(store: &Store, org: OrgId, address: &str) -> Mailbox {
+fn new_mailbox(store: &SledStore, org: OrgId, address: &str) -> Mailbox {
     store
         .create_mailbox(NewMailbox {
             org,
@@ -78,7 +78,7 @@ struct World {
     owner: User,
 }
 
-fn world(store: &Store) -> World {
+fn world(store: &SledStore) -> World {
     let owner = new_user(store, "owner@acme.example");
     let other = new_user(store, "boss@beta.example");
     let acme = store.create_organization("Acme", owner.id).unwrap();
@@ -91,7 +91,7 @@ fn world(store: &Store) -> World {
 /// A store with one mailbox of Acme: the store, its directory, the world, the mailbox and
 /// its INBOX.
 struct OneMailbox {
-    store: Store,
+    store: SledStore,
     _dir: tempfile::TempDir,
     w: World,
     m: Mailbox,
@@ -112,7 +112,7 @@ fn one_mailbox(address: &str) -> OneMailbox {
     }
 }
 
-fn inbox(store: &Store, mailbox: MailboxId) -> Folder {
+fn inbox(store: &SledStore, mailbox: MailboxId) -> Folder {
     store.folder_by_name(mailbox, "inbox").unwrap().unwrap()
 }
 
@@ -513,7 +513,7 @@ fn one_message_to_many_mailboxes_is_stored_once() {
 fn a_freed_blob_left_by_a_crash_goes_at_the_next_open() {
     let dir = tempfile::tempdir().unwrap();
     let blob = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
         let w = world(&store);
         let m = new_mailbox(&store, w.acme.id, "m@acme.example");
         let f = inbox(&store, m.id).id;
@@ -526,7 +526,7 @@ fn a_freed_blob_left_by_a_crash_goes_at_the_next_open() {
         assert_eq!(store.read_message(&record.blob).unwrap().as_ref(), raw);
         record.blob
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
     assert!(store.read_message(&blob).is_err());
     assert_eq!(store.sweep_freed_blobs().unwrap(), 0);
 }
@@ -568,7 +568,9 @@ fn quota_is_enforced_and_usage_follows_expunge() {
     let (store, _dir) = temp_store();
     let w = world(&store);
     let m = new_mailbox(&store, w.acme.id, "small@acme.example");
-    store.update_mailbox(m.id, |m| m.quota_bytes = 100).unwrap();
+    store
+        .update_mailbox(m.id, Box::new(|m| m.quota_bytes = 100))
+        .unwrap();
     let f = inbox(&store, m.id).id;
     let record = store
         .append(m.id, f, &[b'x'; 60], AppendMessage::default())
@@ -722,7 +724,7 @@ fn access_facts_follow_teams_and_partnerships() {
         id: contact.id,
         org: w.acme.id,
     };
-    let principal = |s: &Store| crate::access::Principal::User(s.user_facts(lucie.id).unwrap());
+    let principal = |s: &SledStore| crate::access::Principal::User(s.user_facts(lucie.id).unwrap());
     assert_eq!(
         crate::access::mailbox_access(&principal(&store), mref)
             .rights
@@ -835,7 +837,7 @@ fn everything_survives_a_restart() {
     store.flush_blocking().unwrap();
     drop(store);
 
-    let store = Store::open(dir.path()).unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(store.organization(w.acme.id).unwrap().unwrap().name, "Acme");
     assert_eq!(
         store
@@ -910,7 +912,7 @@ fn audit_queries_filter_and_order_newest_first() {
 
 /// Adds `flags` to one message, as STORE +FLAGS does; returns its record.
 fn set_flags(
-    store: &Store,
+    store: &SledStore,
     m: MailboxId,
     f: FolderId,
     uid: u32,
@@ -1003,7 +1005,7 @@ fn expunge_deleted_spares_a_message_undeleted_meanwhile() {
 }
 
 fn transfer_between(
-    store: &Store,
+    store: &SledStore,
     from: (MailboxId, FolderId),
     to: (MailboxId, FolderId),
     uids: &[u32],
@@ -1030,7 +1032,7 @@ fn copy_over_quota_leaves_no_partial_copy() {
     let source = new_mailbox(&store, w.acme.id, "a@acme.example");
     let target = new_mailbox(&store, w.acme.id, "b@acme.example");
     store
-        .update_mailbox(target.id, |m| m.quota_bytes = 150)
+        .update_mailbox(target.id, Box::new(|m| m.quota_bytes = 150))
         .unwrap();
     let (fs, ft) = (inbox(&store, source.id).id, inbox(&store, target.id).id);
     for body in [&b"1"[..], b"2", b"3"] {
@@ -1209,7 +1211,7 @@ fn summaries_are_made_again_from_the_blob() {
         .insert(&old, b"old layout".to_vec())
         .unwrap();
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
     assert!(
         store.inner.mail.get(&old).unwrap().is_none(),
         "dropped at open"
@@ -1236,7 +1238,7 @@ fn folder_subscriptions_of_an_older_layout_are_kept_by_name() {
     // An older version's directory: no mark of the upgrade.
     store.inner.meta.remove(SUBSCRIPTIONS_BY_NAME).unwrap();
     drop(store);
-    let store = Store::open(dir.path()).unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
     let subs = store.subscriptions(Subscriber::MailboxLogin, m.id).unwrap();
     assert_eq!(subs.get("Projects"), Some(&true));
     assert!(!store.folder(m.id, folder.id).unwrap().unwrap().subscribed);
@@ -1330,7 +1332,9 @@ fn messages_appended_together_are_stored_together_or_not_at_all() {
     let (store, _dir) = temp_store();
     let w = world(&store);
     let m = new_mailbox(&store, w.acme.id, "small@acme.example");
-    store.update_mailbox(m.id, |m| m.quota_bytes = 10).unwrap();
+    store
+        .update_mailbox(m.id, Box::new(|m| m.quota_bytes = 10))
+        .unwrap();
     let f = inbox(&store, m.id).id;
     let message = |b: &[u8]| spool::Loaded::from(b.to_vec());
     let (a, b, c) = (message(b"12345"), message(b"12345"), message(b"x"));
@@ -1462,16 +1466,22 @@ fn only_an_organization_set_for_deletion_is_deleted_and_then_wholly() {
 fn exports_are_kept_under_the_data_directory_by_plain_names() {
     let (store, dir) = temp_store();
     let path = store
-        .save_export("org-1", "2-a@b.example.mbox", |out| {
-            out.write_all(b"From x\n")
-                .map_err(|e| StoreError::io(std::path::Path::new("x"), e))
-        })
+        .save_export(
+            "org-1",
+            "2-a@b.example.mbox",
+            Box::new(|out| {
+                out.write_all(b"From x\n")
+                    .map_err(|e| StoreError::io(std::path::Path::new("x"), e))
+            }),
+        )
         .unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), b"From x\n");
     assert!(path.starts_with(dir.path()));
     for (folder, name) in [("..", "x"), ("a/b", "x"), ("org-1", "../x"), ("org-1", "")] {
         assert!(
-            store.save_export(folder, name, |_| Ok(())).is_err(),
+            store
+                .save_export(folder, name, Box::new(|_| Ok(())))
+                .is_err(),
             "{folder}/{name}"
         );
     }

@@ -2,7 +2,8 @@
 //! SHA-256 of a token, so a copy of the data directory does not hold usable credentials.
 
 use super::error::{StoreError, StoreResult};
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::model::*;
 use serde::{Deserialize, Serialize};
 
@@ -33,8 +34,8 @@ fn token_key(hash: &[u8; 32]) -> Vec<u8> {
     k
 }
 
-impl Store {
-    pub fn create_api_token(&self, token: ApiToken) -> StoreResult<()> {
+impl TokenStore for SledStore {
+    fn create_api_token(&self, token: ApiToken) -> StoreResult<()> {
         let _guard = self.lock();
         self.require_user(token.user)?;
         let mut changes = Changes::default();
@@ -42,18 +43,17 @@ impl Store {
         self.commit(changes)
     }
 
-    /// The token with this hash, if it exists and has not expired.
-    pub fn api_token(&self, hash: &[u8; 32]) -> StoreResult<Option<ApiToken>> {
+    fn api_token(&self, hash: &[u8; 32]) -> StoreResult<Option<ApiToken>> {
         let token: Option<ApiToken> = self.get_model(&token_key(hash), "api token")?;
         Ok(token.filter(|t| t.expires.is_none_or(|e| e > now_millis())))
     }
 
-    pub fn api_tokens_of(&self, user: UserId) -> StoreResult<Vec<ApiToken>> {
+    fn api_tokens_of(&self, user: UserId) -> StoreResult<Vec<ApiToken>> {
         let all: Vec<ApiToken> = self.scan_model(&[super::codec::API_TOKEN], "api token")?;
         Ok(all.into_iter().filter(|t| t.user == user).collect())
     }
 
-    pub fn delete_api_token(&self, hash: &[u8; 32]) -> StoreResult<()> {
+    fn delete_api_token(&self, hash: &[u8; 32]) -> StoreResult<()> {
         let _guard = self.lock();
         if self
             .get_model::<ApiToken>(&token_key(hash), "api token")?
@@ -66,9 +66,7 @@ impl Store {
         self.commit(changes)
     }
 
-    /// Changes a user's password and lifts the password-change-only restriction of the
-    /// user's tokens, in one transaction.
-    pub fn change_user_password(&self, user: UserId, password: PasswordHash) -> StoreResult<User> {
+    fn change_user_password(&self, user: UserId, password: PasswordHash) -> StoreResult<User> {
         let tokens = self.api_tokens_of(user)?;
         let _guard = self.lock();
         let mut record = self.require_user(user)?;

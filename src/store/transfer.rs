@@ -8,7 +8,8 @@ use super::codec::{self, key};
 use super::error::StoreResult;
 use super::folders::{Flags, Folder, MessageRecord};
 use super::hub::FolderEvent;
-use super::{Changes, Store};
+use super::interface::*;
+use super::{Changes, SledStore};
 use crate::model::*;
 use std::collections::HashMap;
 
@@ -35,8 +36,8 @@ pub struct Transfer<'a> {
 /// (source UID, target UID) for every message that was there, in the order asked.
 pub type Transferred = Vec<(u32, u32)>;
 
-impl Store {
-    pub fn transfer(&self, t: Transfer<'_>) -> StoreResult<Transferred> {
+impl TransferStore for SledStore {
+    fn transfer(&self, t: Transfer<'_>) -> StoreResult<Transferred> {
         let _guard = self.lock();
         let mut target = self.require_folder(t.to.mailbox, t.to.folder)?;
         let same_folder = (t.from.mailbox, t.from.folder) == (t.to.mailbox, t.to.folder);
@@ -95,7 +96,9 @@ impl Store {
         self.publish_transfer(&t, &pairs);
         Ok(pairs)
     }
+}
 
+impl SledStore {
     /// Adds to `changes` the copy of `record` in `target`, with the flags the session carries
     /// over; returns the new record.
     fn copied_record(

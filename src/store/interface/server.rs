@@ -1,0 +1,45 @@
+//! The store's interface for server-wide state: secrets, the change hub, durability.
+
+use crate::store::*;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+
+/// What [`ServerStore::server_secret_while`] asks whether a kept secret is still good with.
+pub type SecretCheck<'a> = Box<dyn FnOnce(&[u8]) -> bool + 'a>;
+/// What [`ServerStore::server_secret_while`] makes a new secret with.
+pub type SecretMaker<'a> = Box<dyn FnOnce() -> Result<Vec<u8>, String> + 'a>;
+
+/// Server-wide state: secrets, the change hub, durability.
+pub trait ServerStore {
+    /// The data directory.
+    fn dir(&self) -> &Path;
+
+    /// The change notification hub of this store.
+    fn hub(&self) -> &Hub;
+
+    /// Whether nothing has been created yet (no organization exists).
+    fn is_empty(&self) -> StoreResult<bool>;
+
+    /// Flushes every pending write to disk; the future ends once it is durable.
+    fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>>;
+
+    /// Flushes from synchronous code.
+    fn flush_blocking(&self) -> StoreResult<()>;
+
+    /// A server secret kept in the store (such as the generated TLS certificate): returned if
+    /// present and still `good` (a certificate not near its end), otherwise made by `make`,
+    /// stored durably and returned. [`Store::server_secret_while`] takes plain closures.
+    fn server_secret_while(
+        &self,
+        name: &str,
+        good: SecretCheck<'_>,
+        make: SecretMaker<'_>,
+    ) -> StoreResult<Vec<u8>>;
+
+    /// The server secret `name`, if one is kept (ACME certificates and the account).
+    fn secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+
+    /// Keeps `value` as the server secret `name`, durably, in place of any before.
+    fn set_secret(&self, name: &str, value: &[u8]) -> StoreResult<()>;
+}
