@@ -89,7 +89,11 @@ impl From<StoreError> for ApiError {
             | WrongOrganization(_)
             | OverQuota { .. }
             | Invalid { .. } => ApiError::Invalid(e.to_string()),
-            Locked { .. } | Schema { .. } | Db(_) | Io { .. } | Corrupt(_) => {
+            Pool(_) => {
+                tracing::error!(error = %e, "store unreachable in the admin API");
+                ApiError::Unavailable("the database cannot be reached now; try again")
+            }
+            Locked { .. } | Schema { .. } | Db(_) | Postgres(_) | Io { .. } | Corrupt(_) => {
                 tracing::error!(error = %e, "store failure in the admin API");
                 ApiError::Internal
             }

@@ -14,6 +14,10 @@ pub enum StoreError {
     Schema { found: u32, expected: u32 },
     #[error("database error: {0}")]
     Db(#[from] sled::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("PostgreSQL connection pool: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
     #[error("I/O error on {path}: {source}")]
     Io {
         path: PathBuf,

@@ -27,6 +27,7 @@ pub mod hub;
 mod imports;
 pub mod interface;
 mod lifecycle;
+pub mod postgres;
 mod queue;
 pub mod spool;
 mod tokens;

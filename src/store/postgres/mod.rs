@@ -1,0 +1,243 @@
+//! The PostgreSQL backend (ARCHITECTURE.md §6), for several nodes serving one set of
+//! organizations: the model in real tables (`schema.sql`), each operation one transaction.
+//!
+//! The client is `tokio-postgres`, pooled by `deadpool-postgres`: asynchronous, so that one
+//! connection per node can LISTEN for the other nodes' notifications, and well kept. The
+//! store's interface stays synchronous, as sled's is: the backend runs its connections on a
+//! small runtime of its own, and a caller waits for its query as it waits for sled's disk
+//! (`PgStore::block`). A caller on one of the server's own runtime threads therefore never
+//! nests a runtime in another.
+//!
+//! Built so far: the connection layer, the schema and its versioning, and the server's own
+//! state ([`ServerStore`]); the other families of the interface follow.
+
+use super::error::{StoreError, StoreResult};
+use super::hub::Hub;
+use super::interface::*;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
+
+/// The schema this build reads and writes; a database at another version is refused.
+const SCHEMA_VERSION: i32 = 1;
+const SCHEMA: &str = include_str!("schema.sql");
+/// Taken while the schema is made, so that nodes starting together make it once.
+const SCHEMA_LOCK: i64 = 0x6d61_696c_6761_7465; // "mailgate"
+
+/// Connections per node: enough for the server's concurrent store calls, few enough that a
+/// dozen nodes stay under PostgreSQL's default `max_connections` of 100.
+const POOL_SIZE: usize = 8;
+
+/// The store on PostgreSQL; cheap to clone.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Drives the connections: their sockets and the pool's background work. Always `Some`
+    /// until the drop, which shuts it down without waiting (it may be dropped on another
+    /// runtime's thread, where waiting is not allowed).
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: deadpool_postgres::Pool,
+    /// The node's local directory: the spool and exports stay on local disk.
+    dir: PathBuf,
+    hub: Hub,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/database`), making or
+    /// checking its schema; `dir` is this node's local data directory.
+    pub fn connect(url: &str, dir: &Path) -> StoreResult<PgStore> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid {
+            what: "PostgreSQL URL",
+            why: format!("{e}"),
+        })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mailgate-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::io(dir, e))?;
+        let manager = deadpool_postgres::Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = {
+            // The pool spawns each connection's driver on the runtime it is built in.
+            let _entered = runtime.enter();
+            deadpool_postgres::Pool::builder(manager)
+                .max_size(POOL_SIZE)
+                .runtime(deadpool_postgres::Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::Invalid {
+                    what: "PostgreSQL pool",
+                    why: e.to_string(),
+                })?
+        };
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                runtime: Some(runtime),
+                pool,
+                dir: dir.to_path_buf(),
+                hub: Hub::default(),
+            }),
+        };
+        store.block(store.make_schema())?;
+        Ok(store)
+    }
+
+    /// Runs `work` to its end on the calling thread, with the backend's runtime entered so
+    /// that the connections it opens are driven there.
+    fn block<T>(&self, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        let _entered = self.inner.runtime.as_ref().map(|r| r.enter());
+        futures_executor::block_on(work)
+    }
+
+    async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
+        Ok(self.inner.pool.get().await?)
+    }
+
+    /// Makes the schema in an empty database, or checks the version of the one there.
+    async fn make_schema(&self) -> StoreResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+            .await?;
+        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            .await?;
+        let found: Option<i32> = tx
+            .query_opt("SELECT version FROM schema_version", &[])
+            .await?
+            .map(|row| row.get(0));
+        match found {
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(StoreError::Schema {
+                    found: u32::try_from(other).unwrap_or(0),
+                    expected: SCHEMA_VERSION as u32,
+                });
+            }
+            None => {
+                tx.batch_execute(SCHEMA).await?;
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl ServerStore for PgStore {
+    fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    fn is_empty(&self) -> StoreResult<bool> {
+        self.block(async {
+            let row = self
+                .client()
+                .await?
+                .query_one("SELECT NOT EXISTS (SELECT 1 FROM organizations)", &[])
+                .await?;
+            Ok(row.get(0))
+        })
+    }
+
+    /// Every change is durable at its commit (`synchronous_commit` as the operator sets it):
+    /// nothing is left to flush.
+    fn flush(&self) -> Pin<Box<dyn Future<Output = StoreResult<()>> + Send + '_>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn flush_blocking(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
+    fn server_secret_while(
+        &self,
+        name: &str,
+        good: SecretCheck<'_>,
+        make: SecretMaker<'_>,
+    ) -> StoreResult<Vec<u8>> {
+        self.block(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // Two nodes starting together make one secret: the second waits for the first.
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&name])
+                .await?;
+            let kept: Option<Vec<u8>> = tx
+                .query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
+                .await?
+                .map(|row| row.get(0));
+            if let Some(value) = kept.filter(|v| good(v)) {
+                return Ok(value);
+            }
+            let value = make().map_err(|why| StoreError::Invalid {
+                what: "server secret",
+                why,
+            })?;
+            upsert_secret(&tx, name, &value).await?;
+            tx.commit().await?;
+            Ok(value)
+        })
+    }
+
+    fn secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        self.block(async {
+            let row = self
+                .client()
+                .await?
+                .query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
+                .await?;
+            Ok(row.map(|row| row.get(0)))
+        })
+    }
+
+    fn set_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {
+        self.block(async {
+            let client = self.client().await?;
+            upsert_secret(&client, name, value).await
+        })
+    }
+}
+
+async fn upsert_secret(
+    client: &impl deadpool_postgres::GenericClient,
+    name: &str,
+    value: &[u8],
+) -> StoreResult<()> {
+    client
+        .execute(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
+            &[&name, &value],
+        )
+        .await?;
+    Ok(())
+}
