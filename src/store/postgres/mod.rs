@@ -8,8 +8,9 @@
 //! (`PgStore::block`). A caller on one of the server's own runtime threads therefore never
 //! nests a runtime in another.
 //!
-//! Built so far: the connection layer, the schema and its versioning, and the server's own
-//! state ([`ServerStore`]); the other families of the interface follow.
+//! Built so far: the connection layer, the schema and its versioning, the server's own state
+//! ([`ServerStore`]), the audit log and API tokens; the other families of the interface
+//! follow.
 
 use super::error::{StoreError, StoreResult};
 use super::hub::Hub;
@@ -18,6 +19,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+
+mod audit;
+mod rows;
+mod tokens;
 
 #[cfg(test)]
 pub(crate) mod testing;

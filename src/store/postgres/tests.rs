@@ -2,6 +2,8 @@
 
 use super::testing::TempCluster;
 use super::*;
+use crate::model::*;
+use crate::store::{ApiToken, AuditQuery, TokenKind};
 
 #[test]
 fn the_schema_is_made_once_and_a_database_of_another_version_is_refused() {
@@ -84,4 +86,167 @@ async fn the_backend_answers_calls_made_on_the_servers_runtime() {
         on_worker.await.unwrap().unwrap().as_deref(),
         Some(&b"v"[..])
     );
+}
+
+/// One node on a fresh database of its own cluster.
+fn fresh(name: &str) -> (TempCluster, PgStore, tempfile::TempDir) {
+    let cluster = TempCluster::start();
+    let url = cluster.new_database(name);
+    let dir = tempfile::tempdir().unwrap();
+    let store = PgStore::connect(&url, dir.path()).unwrap();
+    (cluster, store, dir)
+}
+
+fn sql(store: &PgStore, statement: &str) {
+    store
+        .block(async {
+            store.client().await?.batch_execute(statement).await?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn audit_events_are_filtered_newest_first_and_pruned_by_age() {
+    let (_cluster, store, _dir) = fresh("audit");
+    let event = |at: Millis, org: Option<u64>, actor: Actor, action: &str, outcome| AuditEvent {
+        id: AuditId(0),
+        at,
+        org: org.map(OrgId),
+        actor,
+        action: action.into(),
+        target: "contact@acme.example".into(),
+        client: Some("192.0.2.1".into()),
+        outcome,
+        detail: String::new(),
+    };
+    let delegate = Actor::Delegate {
+        user: UserId(7),
+        mailbox: MailboxId(8),
+    };
+    let first = store
+        .record_audit(event(
+            1_000,
+            Some(1),
+            Actor::System,
+            "imap.login",
+            Outcome::Success,
+        ))
+        .unwrap();
+    let second = store
+        .record_audit(event(
+            2_000,
+            Some(1),
+            delegate.clone(),
+            "imap.login",
+            Outcome::Failure,
+        ))
+        .unwrap();
+    let third = store
+        .record_audit(event(
+            3_000,
+            Some(2),
+            Actor::Anonymous,
+            "api.org.rename",
+            Outcome::Success,
+        ))
+        .unwrap();
+    assert!(first.id.0 > 0 && first.id != second.id);
+    let all = store.audit_events(&AuditQuery::default()).unwrap();
+    assert_eq!(all, vec![third.clone(), second.clone(), first.clone()]);
+    let of = |q: AuditQuery| store.audit_events(&q).unwrap();
+    let imap = AuditQuery {
+        action_prefix: Some("imap.".into()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(of(imap.clone()), vec![second.clone(), first.clone()]);
+    assert_eq!(
+        of(AuditQuery {
+            actor: Some(delegate),
+            ..AuditQuery::default()
+        }),
+        vec![second.clone()]
+    );
+    assert_eq!(
+        of(AuditQuery {
+            org: Some(OrgId(2)),
+            ..AuditQuery::default()
+        }),
+        vec![third.clone()]
+    );
+    assert_eq!(
+        of(AuditQuery {
+            since: Some(1_500),
+            until: Some(2_500),
+            ..AuditQuery::default()
+        }),
+        vec![second.clone()]
+    );
+    assert_eq!(of(AuditQuery { limit: 1, ..imap }), vec![second]);
+    assert_eq!(store.prune_audit(2_500).unwrap(), 2);
+    assert_eq!(of(AuditQuery::default()), vec![third]);
+}
+
+#[test]
+fn api_tokens_expire_belong_to_existing_users_and_a_password_change_frees_them() {
+    let (_cluster, store, _dir) = fresh("tokens");
+    sql(
+        &store,
+        "INSERT INTO users (id, login, display_name, password, must_change_password, disabled, created) \
+         VALUES (5, 'lucie@acme.example', 'Lucie', 'old-hash', true, false, 1)",
+    );
+    let token = |byte: u8, kind: TokenKind, expires: Option<Millis>| ApiToken {
+        token_hash: [byte; 32],
+        user: UserId(5),
+        kind,
+        created: i64::from(byte),
+        expires,
+        password_change_only: true,
+    };
+    let session = token(1, TokenKind::Session, None);
+    let personal = token(
+        2,
+        TokenKind::Personal {
+            name: "backup".into(),
+        },
+        Some(now_millis() + 60_000),
+    );
+    let expired = token(3, TokenKind::Session, Some(now_millis() - 1));
+    for t in [&session, &personal, &expired] {
+        store.create_api_token(t.clone()).unwrap();
+    }
+    let stranger = ApiToken {
+        user: UserId(99),
+        ..token(4, TokenKind::Session, None)
+    };
+    assert!(matches!(
+        store.create_api_token(stranger),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.api_token(&[1; 32]).unwrap(), Some(session.clone()));
+    assert_eq!(store.api_token(&[2; 32]).unwrap(), Some(personal.clone()));
+    assert_eq!(store.api_token(&[3; 32]).unwrap(), None, "expired");
+    assert_eq!(store.api_tokens_of(UserId(5)).unwrap().len(), 3);
+    let changed = store
+        .change_user_password(UserId(5), PasswordHash("new-hash".into()))
+        .unwrap();
+    assert_eq!(changed.password, PasswordHash("new-hash".into()));
+    assert!(!changed.must_change_password);
+    assert!(
+        store
+            .api_tokens_of(UserId(5))
+            .unwrap()
+            .iter()
+            .all(|t| !t.password_change_only)
+    );
+    store.delete_api_token(&[1; 32]).unwrap();
+    assert_eq!(store.api_token(&[1; 32]).unwrap(), None);
+    assert!(matches!(
+        store.delete_api_token(&[1; 32]),
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.change_user_password(UserId(99), PasswordHash("x".into())),
+        Err(StoreError::NotFound(_))
+    ));
 }
