@@ -66,14 +66,23 @@ impl BodyCache {
             bodies: moka::sync::Cache::builder()
                 .max_capacity(capacity_bytes)
                 .weigher(|_, body: &Bytes| u32::try_from(body.len()).unwrap_or(u32::MAX))
+                // Recency, not frequency: a body just delivered is the likeliest to be read,
+                // and has never been read yet.
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .build(),
             largest: usize::try_from(capacity_bytes / 16).unwrap_or(usize::MAX),
         })
     }
 
-    fn keep(&self, id: BlobId, body: &Bytes) {
-        if body.len() <= self.largest {
-            self.bodies.insert(id, body.clone());
+    /// Keeps `body` unless it is too large, or a blob was removed since `removals_before`
+    /// (read before the body was): the removed one may be this one, whose file is gone.
+    fn keep(&self, id: BlobId, body: &Bytes, removals: &AtomicU64, removals_before: u64) {
+        if body.len() > self.largest {
+            return;
+        }
+        self.bodies.insert(id, body.clone());
+        if removals.load(Ordering::SeqCst) != removals_before {
+            self.bodies.invalidate(&id);
         }
     }
 }
@@ -169,6 +178,7 @@ impl BlobDir {
     }
 
     fn write_new(&self, id: &BlobId, bytes: &[u8], path: &Path) -> StoreResult<()> {
+        let removals_before = self.removals();
         let dir = self.dir_of(path);
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self.tmp.join(format!("{}-{n}", std::process::id()));
@@ -186,7 +196,8 @@ impl BlobDir {
         if let Some(cache) = &self.cache
             && bytes.len() <= cache.largest
         {
-            cache.keep(*id, &Bytes::copy_from_slice(bytes));
+            let body = Bytes::copy_from_slice(bytes);
+            cache.keep(*id, &body, &self.removals, removals_before);
         }
         Ok(())
     }
@@ -196,10 +207,11 @@ impl BlobDir {
         if let Some(body) = self.cache.as_ref().and_then(|c| c.bodies.get(id)) {
             return Ok(body);
         }
+        let removals_before = self.removals();
         let path = self.path(id);
         let body = Bytes::from(fs::read(&path).map_err(|e| StoreError::io(&path, e))?);
         if let Some(cache) = &self.cache {
-            cache.keep(*id, &body);
+            cache.keep(*id, &body, &self.removals, removals_before);
         }
         Ok(body)
     }
@@ -220,14 +232,17 @@ impl BlobDir {
 
     /// Removes a blob no message references any more. A failure leaves an orphan file, which
     /// costs disk but never data.
+    /// The count goes up after the file is gone, and the cache is emptied after that: a
+    /// read racing the removal either fails, or sees the count move and drops what it kept.
+    /// (The check in `ensure`'s callers is under the store lock, as removals are.)
     pub fn remove(&self, id: &BlobId) {
-        self.removals.fetch_add(1, Ordering::SeqCst);
-        if let Some(cache) = &self.cache {
-            cache.bodies.invalidate(id);
-        }
         let path = self.path(id);
         if let Err(e) = fs::remove_file(&path) {
             tracing::warn!(path = %path.display(), error = %e, "could not remove an unreferenced blob");
+        }
+        self.removals.fetch_add(1, Ordering::SeqCst);
+        if let Some(cache) = &self.cache {
+            cache.bodies.invalidate(id);
         }
     }
 }

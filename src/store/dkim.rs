@@ -31,6 +31,76 @@ pub struct NewDkimKey {
     pub private_der: Vec<u8>,
 }
 
+/// Names keys made for `domain`, beside its `existing` ones: a selector of the algorithm and
+/// the day, numbered when taken. A key is active at once when the domain has no active key of
+/// its algorithm, otherwise it is the next one. Every backend names keys this way.
+pub(super) fn name_new_keys(
+    domain: &str,
+    existing: &[DkimKey],
+    made: Vec<NewDkimKey>,
+) -> Vec<DkimSecret> {
+    let day = chrono::Utc::now().format("%Y%m%d").to_string();
+    let mut keys: Vec<DkimKey> = existing.to_vec();
+    let mut named = Vec::new();
+    for new in made {
+        let stem = match new.algorithm {
+            DkimAlgorithm::Ed25519 => format!("ed{day}"),
+            DkimAlgorithm::Rsa => format!("rsa{day}"),
+        };
+        let taken = |s: &str| keys.iter().any(|k| k.selector == s);
+        let selector = (1..)
+            .map(|n| match n {
+                1 => stem.clone(),
+                n => format!("{stem}-{n}"),
+            })
+            .find(|s| !taken(s))
+            .unwrap_or(stem);
+        let has_active = keys
+            .iter()
+            .any(|k| k.algorithm == new.algorithm && k.state == DkimState::Active);
+        let key = DkimKey {
+            domain: domain.to_string(),
+            selector,
+            algorithm: new.algorithm,
+            state: if has_active {
+                DkimState::Next
+            } else {
+                DkimState::Active
+            },
+            created: now_millis(),
+            public_key: new.public_key,
+        };
+        keys.push(key.clone());
+        named.push(DkimSecret {
+            key,
+            private_der: new.private_der,
+        });
+    }
+    named
+}
+
+/// Each of `keys`' state once `selector` is activated: it signs for its algorithm, the one
+/// that did retires (kept for the mail it signed), the others stay as they were.
+pub(super) fn activation<'k>(
+    domain: &str,
+    keys: impl Iterator<Item = &'k DkimKey> + Clone,
+    selector: &str,
+) -> StoreResult<Vec<DkimState>> {
+    let algorithm = keys
+        .clone()
+        .find(|k| k.selector == selector)
+        .map(|k| k.algorithm)
+        .ok_or_else(|| StoreError::not_found(format!("DKIM key {selector} of {domain}")))?;
+    Ok(keys
+        .map(|k| match (k.selector == selector, k.state) {
+            _ if k.algorithm != algorithm => k.state,
+            (true, _) => DkimState::Active,
+            (false, DkimState::Active) => DkimState::Retiring,
+            (false, other) => other,
+        })
+        .collect())
+}
+
 fn prefix(domain: &str) -> Vec<u8> {
     key_str(codec::DKIM_KEY, &[], &format!("{domain}/"))
 }
@@ -46,45 +116,13 @@ impl DkimStore for SledStore {
         if self.domain(&domain)?.is_none() {
             return Err(StoreError::not_found(format!("domain {domain}")));
         }
-        let mut existing = self.dkim_secrets(&domain)?;
-        let day = chrono::Utc::now().format("%Y%m%d").to_string();
+        let existing = self.dkim_secrets(&domain)?;
+        let existing: Vec<DkimKey> = existing.into_iter().map(|s| s.key).collect();
         let mut changes = Changes::default();
         let mut added = Vec::new();
-        for new in made {
-            let stem = match new.algorithm {
-                DkimAlgorithm::Ed25519 => format!("ed{day}"),
-                DkimAlgorithm::Rsa => format!("rsa{day}"),
-            };
-            let taken = |s: &str| existing.iter().any(|e| e.key.selector == s);
-            let selector = (1..)
-                .map(|n| match n {
-                    1 => stem.clone(),
-                    n => format!("{stem}-{n}"),
-                })
-                .find(|s| !taken(s))
-                .unwrap_or(stem);
-            let has_active = existing
-                .iter()
-                .any(|e| e.key.algorithm == new.algorithm && e.key.state == DkimState::Active);
-            let key = DkimKey {
-                domain: domain.clone(),
-                selector,
-                algorithm: new.algorithm,
-                state: if has_active {
-                    DkimState::Next
-                } else {
-                    DkimState::Active
-                },
-                created: now_millis(),
-                public_key: new.public_key,
-            };
-            let secret = DkimSecret {
-                key: key.clone(),
-                private_der: new.private_der,
-            };
-            changes.put_model(record_key(&domain, &key.selector), &secret)?;
-            existing.push(secret);
-            added.push(key);
+        for secret in name_new_keys(&domain, &existing, made) {
+            changes.put_model(record_key(&domain, &secret.key.selector), &secret)?;
+            added.push(secret.key);
         }
         self.commit(changes)?;
         Ok(added)
@@ -107,18 +145,9 @@ impl DkimStore for SledStore {
         let domain = crate::model::normalize_address(domain);
         let _guard = self.lock();
         let mut keys = self.dkim_secrets(&domain)?;
-        let algorithm = keys
-            .iter()
-            .find(|s| s.key.selector == selector)
-            .map(|s| s.key.algorithm)
-            .ok_or_else(|| StoreError::not_found(format!("DKIM key {selector} of {domain}")))?;
+        let states = activation(&domain, keys.iter().map(|s| &s.key), selector)?;
         let mut changes = Changes::default();
-        for secret in keys.iter_mut().filter(|s| s.key.algorithm == algorithm) {
-            let state = match (secret.key.selector == selector, secret.key.state) {
-                (true, _) => DkimState::Active,
-                (false, DkimState::Active) => DkimState::Retiring,
-                (false, other) => other,
-            };
+        for (secret, state) in keys.iter_mut().zip(states) {
             if state != secret.key.state {
                 secret.key.state = state;
                 changes.put_model(record_key(&domain, &secret.key.selector), secret)?;

@@ -67,8 +67,9 @@ impl TokenStore for SledStore {
     }
 
     fn change_user_password(&self, user: UserId, password: PasswordHash) -> StoreResult<User> {
-        let tokens = self.api_tokens_of(user)?;
         let _guard = self.lock();
+        // Read under the lock: a token deleted meanwhile (a logout) must stay deleted.
+        let tokens = self.api_tokens_of(user)?;
         let mut record = self.require_user(user)?;
         record.password = password;
         record.must_change_password = false;

@@ -1,6 +1,7 @@
 //! The store's one interface (ARCHITECTURE.md §6): what the rest of the server asks of
 //! persistent state, family by family, whichever backend keeps it. [`Store`](super::Store)
-//! hands out a [`Backend`]; today sled's (`SledStore`) is the one there is.
+//! hands out a [`Backend`]: sled's (`SledStore`), or in time PostgreSQL's (`postgres::PgStore`,
+//! which implements some families so far).
 
 mod audit;
 mod claims;

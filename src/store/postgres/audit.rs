@@ -18,11 +18,13 @@ impl AuditStore for PgStore {
             let client = self.client().await?;
             let row = client
                 .query_one(
-                    "INSERT INTO audit (id, at, org, actor, action, target, client, outcome, detail) \
-                     VALUES (nextval('ids'), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                    &format!(
+                        "INSERT INTO audit ({COLUMNS}) \
+                         VALUES (nextval('ids'), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"
+                    ),
                     &[
                         &event.at,
-                        &event.org.map(|o| id(o.0)),
+                        &event.org.map(|o| id(o.0)).transpose()?,
                         &json(&event.actor)?,
                         &event.action,
                         &event.target,
@@ -49,16 +51,17 @@ impl AuditStore for PgStore {
                         "SELECT {COLUMNS} FROM audit \
                          WHERE ($1::bigint IS NULL OR org = $1) AND ($2::jsonb IS NULL OR actor = $2) \
                          AND ($3::text IS NULL OR starts_with(action, $3)) \
-                         AND ($4::text IS NULL OR target = $4) AND at >= $5 AND at <= $6 \
+                         AND ($4::text IS NULL OR target = $4) \
+                         AND ($5::bigint IS NULL OR at >= $5) AND ($6::bigint IS NULL OR at <= $6) \
                          ORDER BY at DESC, id DESC LIMIT $7"
                     ),
                     &[
-                        &query.org.map(|o| id(o.0)),
+                        &query.org.map(|o| id(o.0)).transpose()?,
                         &actor,
                         &query.action_prefix,
                         &query.target,
-                        &query.since.unwrap_or(0),
-                        &query.until.unwrap_or(Millis::MAX),
+                        &query.since,
+                        &query.until,
                         &limit,
                     ],
                 )
@@ -67,14 +70,24 @@ impl AuditStore for PgStore {
         })
     }
 
+    /// In batches, as sled's: years of events do not go in one transaction.
     fn prune_audit(&self, before: Millis) -> StoreResult<usize> {
         self.block(async {
-            let removed = self
-                .client()
-                .await?
-                .execute("DELETE FROM audit WHERE at < $1", &[&before])
-                .await?;
-            Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+            let client = self.client().await?;
+            let mut removed = 0;
+            loop {
+                let n = client
+                    .execute(
+                        "DELETE FROM audit WHERE id IN \
+                         (SELECT id FROM audit WHERE at < $1 LIMIT 10000)",
+                        &[&before],
+                    )
+                    .await?;
+                if n == 0 {
+                    return Ok(removed);
+                }
+                removed += usize::try_from(n).unwrap_or(usize::MAX);
+            }
         })
     }
 }

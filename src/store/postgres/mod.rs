@@ -9,8 +9,9 @@
 //! nests a runtime in another.
 //!
 //! Built so far: the connection layer, the schema and its versioning, the server's own state
-//! ([`ServerStore`]), the audit log and API tokens; the other families of the interface
-//! follow.
+//! ([`ServerStore`]), the audit log, API tokens, domain claims and DKIM keys; the other
+//! families of the interface follow. Until they do, `PgStore` is not yet a `Backend`, and
+//! its change hub is this node's alone (LISTEN/NOTIFY comes with the mail families).
 
 use super::error::{StoreError, StoreResult};
 use super::hub::Hub;
@@ -19,8 +20,10 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 mod audit;
+mod dkim;
 mod rows;
 mod tokens;
 
@@ -35,9 +38,18 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// Taken while the schema is made, so that nodes starting together make it once.
 const SCHEMA_LOCK: i64 = 0x6d61_696c_6761_7465; // "mailgate"
 
-/// Connections per node: enough for the server's concurrent store calls, few enough that a
-/// dozen nodes stay under PostgreSQL's default `max_connections` of 100.
+/// Connections per node: enough for the server's concurrent store calls, few enough that
+/// eight nodes (plus a LISTEN connection each) stay well under PostgreSQL's default
+/// `max_connections` of 100 (97 for ordinary roles).
 const POOL_SIZE: usize = 8;
+
+/// How long a store call waits for a connection, or for one to be made; a database that does
+/// not answer makes calls fail (the API answers 503) instead of freezing the node.
+const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+/// The longest any statement may run, set on every connection.
+const STATEMENT_TIMEOUT: &str = "-c statement_timeout=30000";
+/// TCP keepalives find a database host that vanished without closing the connection.
+const KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// The store on PostgreSQL; cheap to clone.
 #[derive(Clone)]
@@ -48,7 +60,8 @@ pub struct PgStore {
 struct Inner {
     /// Drives the connections: their sockets and the pool's background work. Always `Some`
     /// until the drop, which shuts it down without waiting (it may be dropped on another
-    /// runtime's thread, where waiting is not allowed).
+    /// runtime's thread, where waiting is not allowed). That drop runs before the pool's, so
+    /// the connections close without a goodbye; PostgreSQL ends their sessions.
     runtime: Option<tokio::runtime::Runtime>,
     pool: deadpool_postgres::Pool,
     /// The node's local directory: the spool and exports stay on local disk.
@@ -60,10 +73,15 @@ impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host:port/database`), making or
     /// checking its schema; `dir` is this node's local data directory.
     pub fn connect(url: &str, dir: &Path) -> StoreResult<PgStore> {
-        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid {
             what: "PostgreSQL URL",
             why: format!("{e}"),
         })?;
+        config
+            .connect_timeout(CONNECT_WITHIN)
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE)
+            .options(STATEMENT_TIMEOUT);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("mailgate-postgres")
@@ -82,6 +100,9 @@ impl PgStore {
             let _entered = runtime.enter();
             deadpool_postgres::Pool::builder(manager)
                 .max_size(POOL_SIZE)
+                .wait_timeout(Some(CONNECT_WITHIN))
+                .create_timeout(Some(CONNECT_WITHIN))
+                .recycle_timeout(Some(CONNECT_WITHIN))
                 .runtime(deadpool_postgres::Runtime::Tokio1)
                 .build()
                 .map_err(|e| StoreError::Invalid {
@@ -102,7 +123,10 @@ impl PgStore {
     }
 
     /// Runs `work` to its end on the calling thread, with the backend's runtime entered so
-    /// that the connections it opens are driven there.
+    /// that the connections it opens are driven there. The caller's thread waits for the
+    /// database as it would for sled's disk: bounded by the timeouts above. Never called
+    /// from within `work` (one connection each, and the executor does not nest), nor on the
+    /// backend's own runtime threads, which drive the connections.
     fn block<T>(&self, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
         let _entered = self.inner.runtime.as_ref().map(|r| r.enter());
         futures_executor::block_on(work)
@@ -118,12 +142,19 @@ impl PgStore {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .await?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
-            .await?;
-        let found: Option<i32> = tx
-            .query_opt("SELECT version FROM schema_version", &[])
+        // Only the first node creates anything: the others may run as a role that cannot.
+        let made: bool = tx
+            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
             .await?
-            .map(|row| row.get(0));
+            .try_get(0)?;
+        let found: Option<i32> = match made {
+            true => tx
+                .query_opt("SELECT version FROM schema_version", &[])
+                .await?
+                .map(|row| row.try_get(0))
+                .transpose()?,
+            false => None,
+        };
         match found {
             Some(SCHEMA_VERSION) => {}
             Some(other) => {
@@ -133,6 +164,8 @@ impl PgStore {
                 });
             }
             None => {
+                tx.batch_execute("CREATE TABLE schema_version (version integer NOT NULL)")
+                    .await?;
                 tx.batch_execute(SCHEMA).await?;
                 tx.execute(
                     "INSERT INTO schema_version (version) VALUES ($1)",

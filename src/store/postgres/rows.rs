@@ -7,9 +7,13 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_postgres::Row;
 
-/// An identifier as its column holds it. Ids come from one sequence and stay far below 2^63.
-pub fn id(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
+/// An identifier as its column holds it: ids come from one sequence, far below 2^63; one
+/// above is refused, never wrapped into another's.
+pub fn id(value: u64) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Invalid {
+        what: "identifier",
+        why: format!("{value} is beyond what the database keeps"),
+    })
 }
 
 /// A column's identifier back; a negative one is a damaged row.
@@ -21,7 +25,10 @@ pub fn from_id(value: i64, what: &str) -> StoreResult<u64> {
 pub fn word<T: Serialize>(value: &T) -> StoreResult<String> {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(s)) => Ok(s),
-        _ => Err(StoreError::Corrupt("an enumeration without a word".into())),
+        _ => Err(StoreError::Invalid {
+            what: "enumeration",
+            why: "not a unit variant".into(),
+        }),
     }
 }
 
@@ -33,7 +40,10 @@ pub fn from_word<T: DeserializeOwned>(word: &str, what: &str) -> StoreResult<T> 
 
 /// A value kept as jsonb.
 pub fn json<T: Serialize>(value: &T) -> StoreResult<serde_json::Value> {
-    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(format!("to JSON: {e}")))
+    serde_json::to_value(value).map_err(|e| StoreError::Invalid {
+        what: "record",
+        why: format!("not expressible in JSON: {e}"),
+    })
 }
 
 pub fn from_json<T: DeserializeOwned>(value: serde_json::Value, what: &str) -> StoreResult<T> {

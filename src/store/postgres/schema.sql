@@ -12,7 +12,8 @@ CREATE TABLE organizations (
     name text NOT NULL,
     created bigint NOT NULL,
     suspended_since bigint,
-    deletion_due bigint
+    deletion_due bigint,
+    CHECK (deletion_due IS NULL OR suspended_since IS NOT NULL)
 );
 
 CREATE TABLE domains (
@@ -29,7 +30,8 @@ CREATE TABLE domain_claims (
 
 CREATE TABLE users (
     id bigint PRIMARY KEY,
-    login text NOT NULL UNIQUE,
+    login text NOT NULL,
+    login_key text NOT NULL UNIQUE, -- the login as compared (case folded, IDNA), as sled keys it
     display_name text NOT NULL,
     password text NOT NULL,
     must_change_password boolean NOT NULL,
@@ -57,10 +59,10 @@ CREATE TABLE mailboxes (
     usage_bytes bigint NOT NULL DEFAULT 0 CHECK (usage_bytes >= 0)
 );
 
--- Mailboxes' own addresses and aliases share one namespace: each address names one mailbox.
+-- Mailboxes' own addresses and aliases share one namespace: each address names one mailbox
+-- (of the alias's organization: the mailbox's).
 CREATE TABLE addresses (
     address text PRIMARY KEY,
-    org bigint NOT NULL REFERENCES organizations ON DELETE CASCADE,
     mailbox bigint NOT NULL REFERENCES mailboxes ON DELETE CASCADE,
     alias boolean NOT NULL
 );
@@ -192,7 +194,7 @@ CREATE TABLE folders (
     name_key text NOT NULL, -- the name as compared (INBOX in any case is INBOX)
     special_use text CHECK (special_use IN ('sent', 'drafts', 'trash', 'junk', 'archive')),
     uidvalidity bigint NOT NULL CHECK (uidvalidity > 0 AND uidvalidity < 4294967296),
-    uidnext bigint NOT NULL CHECK (uidnext > 0),
+    uidnext bigint NOT NULL CHECK (uidnext > 0 AND uidnext <= 4294967296),
     highestmodseq bigint NOT NULL,
     recent_floor bigint NOT NULL DEFAULT 1,
     UNIQUE (mailbox, name_key)
@@ -200,7 +202,7 @@ CREATE TABLE folders (
 
 CREATE TABLE messages (
     folder bigint NOT NULL REFERENCES folders ON DELETE CASCADE,
-    uid bigint NOT NULL CHECK (uid > 0),
+    uid bigint NOT NULL CHECK (uid > 0 AND uid < 4294967296),
     flags smallint NOT NULL,
     keywords text[] NOT NULL,
     internal_date bigint NOT NULL,
@@ -231,7 +233,8 @@ CREATE TABLE expunges (
 CREATE INDEX expunges_by_modseq ON expunges (folder, modseq);
 
 -- Subscriptions by name (RFC 3501 §6.3.6: a name may be subscribed without a folder).
--- subscriber 0 is the mailbox's own login, any other a user.
+-- subscriber 0 is the mailbox's own login, any other a user (so no foreign key: a user's
+-- subscriptions go with the user in the same transaction).
 CREATE TABLE subscriptions (
     mailbox bigint NOT NULL REFERENCES mailboxes ON DELETE CASCADE,
     subscriber bigint NOT NULL,

@@ -3,7 +3,7 @@
 use super::testing::TempCluster;
 use super::*;
 use crate::model::*;
-use crate::store::{ApiToken, AuditQuery, TokenKind};
+use crate::store::{ApiToken, AuditQuery, NewDkimKey, TokenKind};
 
 #[test]
 fn the_schema_is_made_once_and_a_database_of_another_version_is_refused() {
@@ -192,8 +192,9 @@ fn api_tokens_expire_belong_to_existing_users_and_a_password_change_frees_them()
     let (_cluster, store, _dir) = fresh("tokens");
     sql(
         &store,
-        "INSERT INTO users (id, login, display_name, password, must_change_password, disabled, created) \
-         VALUES (5, 'lucie@acme.example', 'Lucie', 'old-hash', true, false, 1)",
+        "INSERT INTO users (id, login, login_key, display_name, password, must_change_password, \
+         disabled, created) \
+         VALUES (5, 'Lucie@acme.example', 'lucie@acme.example', 'Lucie', 'old-hash', true, false, 1)",
     );
     let token = |byte: u8, kind: TokenKind, expires: Option<Millis>| ApiToken {
         token_hash: [byte; 32],
@@ -249,4 +250,81 @@ fn api_tokens_expire_belong_to_existing_users_and_a_password_change_frees_them()
         store.change_user_password(UserId(99), PasswordHash("x".into())),
         Err(StoreError::NotFound(_))
     ));
+}
+
+#[test]
+fn domain_claims_are_verified_once_and_dkim_keys_rotate_one_active_per_algorithm() {
+    let (_cluster, store, _dir) = fresh("dkim");
+    sql(
+        &store,
+        "INSERT INTO organizations (id, name, created) VALUES (1, 'Acme', 1); \
+         INSERT INTO domains (name, org) VALUES ('acme.example', 1), ('open.example', 1); \
+         INSERT INTO domain_claims (domain, token) VALUES ('acme.example', 't0ken');",
+    );
+    assert!(!store.is_domain_verified("ACME.example").unwrap());
+    assert!(
+        store.is_domain_verified("open.example").unwrap(),
+        "never claimed"
+    );
+    let first = store.mark_domain_verified("acme.example").unwrap();
+    let again = store.mark_domain_verified("acme.example").unwrap();
+    assert_eq!(first, again, "the first verification's time stays");
+    assert!(store.is_domain_verified("acme.example").unwrap());
+    assert!(matches!(
+        store.mark_domain_verified("open.example"),
+        Err(StoreError::NotFound(_))
+    ));
+
+    let made = |algorithm| NewDkimKey {
+        algorithm,
+        public_key: "cHVibGlj".into(),
+        private_der: vec![1, 2, 3],
+    };
+    let first = store
+        .add_dkim_keys(
+            "acme.example",
+            vec![made(DkimAlgorithm::Ed25519), made(DkimAlgorithm::Rsa)],
+        )
+        .unwrap();
+    assert!(
+        first.iter().all(|k| k.state == DkimState::Active),
+        "{first:?}"
+    );
+    let next = store
+        .add_dkim_keys("acme.example", vec![made(DkimAlgorithm::Ed25519)])
+        .unwrap();
+    assert_eq!(next[0].state, DkimState::Next);
+    assert_ne!(next[0].selector, first[0].selector, "numbered when taken");
+    assert!(matches!(
+        store.add_dkim_keys("nowhere.example", vec![made(DkimAlgorithm::Rsa)]),
+        Err(StoreError::NotFound(_))
+    ));
+    let keys = store
+        .activate_dkim_key("acme.example", &next[0].selector)
+        .unwrap();
+    let state_of = |selector: &str| keys.iter().find(|k| k.selector == selector).unwrap().state;
+    assert_eq!(state_of(&next[0].selector), DkimState::Active);
+    assert_eq!(state_of(&first[0].selector), DkimState::Retiring);
+    assert_eq!(
+        state_of(&first[1].selector),
+        DkimState::Active,
+        "RSA untouched"
+    );
+    assert_eq!(store.dkim_keys("acme.example").unwrap(), keys);
+    assert_eq!(
+        store.dkim_secrets("acme.example").unwrap()[0].private_der,
+        [1, 2, 3]
+    );
+    assert!(matches!(
+        store.retire_dkim_key("acme.example", &next[0].selector),
+        Err(StoreError::ActiveDkimKey(_))
+    ));
+    store
+        .retire_dkim_key("acme.example", &first[0].selector)
+        .unwrap();
+    assert!(matches!(
+        store.retire_dkim_key("acme.example", &first[0].selector),
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.dkim_keys("acme.example").unwrap().len(), 2);
 }

@@ -23,11 +23,13 @@ impl TokenStore for PgStore {
                 .execute(
                     &format!(
                         "INSERT INTO api_tokens ({COLUMNS}) \
-                         SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2)"
+                         SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) \
+                         ON CONFLICT (token_hash) DO UPDATE SET user_id = $2, name = $3, \
+                         created = $4, expires = $5, password_change_only = $6"
                     ),
                     &[
                         &token.token_hash.as_slice(),
-                        &id(token.user.0),
+                        &id(token.user.0)?,
                         &name,
                         &token.created,
                         &token.expires,
@@ -66,9 +68,9 @@ impl TokenStore for PgStore {
                 .await?
                 .query(
                     &format!(
-                        "SELECT {COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY created"
+                        "SELECT {COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY token_hash"
                     ),
-                    &[&id(user.0)],
+                    &[&id(user.0)?],
                 )
                 .await?;
             rows.iter().map(token).collect()
@@ -103,13 +105,13 @@ impl TokenStore for PgStore {
                          WHERE id = $1 RETURNING {}",
                         rows::USER_COLUMNS
                     ),
-                    &[&id(user.0), &password.0],
+                    &[&id(user.0)?, &password.0],
                 )
                 .await?
                 .ok_or_else(|| StoreError::not_found(format!("user {}", user.0)))?;
             tx.execute(
                 "UPDATE api_tokens SET password_change_only = false WHERE user_id = $1",
-                &[&id(user.0)],
+                &[&id(user.0)?],
             )
             .await?;
             tx.commit().await?;
