@@ -25,7 +25,8 @@ pub enum FolderEvent {
 }
 
 /// Rights may have changed for whoever these concern: sessions re-ask `access`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum AccessChange {
     /// A user's password, membership, teams or disabled state changed.
     User(UserId),
@@ -33,6 +34,9 @@ pub enum AccessChange {
     Mailbox(MailboxId),
     /// Grants, teams or partnerships of an organization changed.
     Organization(OrgId),
+    /// Changes may have been missed (another node's, while this one could not hear them):
+    /// every session re-asks.
+    Anything,
 }
 
 pub struct Hub {

@@ -10,8 +10,8 @@
 //!
 //! Built so far: the connection layer, the schema and its versioning, the server's own state
 //! ([`ServerStore`]), the audit log, API tokens, domain claims and DKIM keys; the other
-//! families of the interface follow. Until they do, `PgStore` is not yet a `Backend`, and
-//! its change hub is this node's alone (LISTEN/NOTIFY comes with the mail families).
+//! families of the interface follow. Until they do, `PgStore` is not yet a `Backend`. Access
+//! changes already cross nodes (`notices`); folder events come with the mail families.
 
 use super::error::{StoreError, StoreResult};
 use super::hub::Hub;
@@ -24,6 +24,7 @@ use std::time::Duration;
 
 mod audit;
 mod dkim;
+mod notices;
 mod rows;
 mod tokens;
 
@@ -58,15 +59,15 @@ pub struct PgStore {
 }
 
 struct Inner {
-    /// Drives the connections: their sockets and the pool's background work. Always `Some`
-    /// until the drop, which shuts it down without waiting (it may be dropped on another
-    /// runtime's thread, where waiting is not allowed). That drop runs before the pool's, so
-    /// the connections close without a goodbye; PostgreSQL ends their sessions.
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Drives the connections: their sockets, the pool's background work, the listener.
+    runtime: OwnRuntime,
     pool: deadpool_postgres::Pool,
     /// The node's local directory: the spool and exports stay on local disk.
     dir: PathBuf,
-    hub: Hub,
+    /// This node's sessions' hub, fed also by the other nodes' notices (`notices`).
+    hub: Arc<Hub>,
+    /// This node's name in its notices, so that it does not hear itself.
+    node: u64,
 }
 
 impl PgStore {
@@ -88,6 +89,11 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::io(dir, e))?;
+        let handle = runtime.handle().clone();
+        let runtime = OwnRuntime(Some(runtime));
+        let node: u64 = rand::random();
+        let hub = Arc::new(Hub::default());
+        handle.spawn(notices::listen(config.clone(), node, hub.clone()));
         let manager = deadpool_postgres::Manager::from_config(
             config,
             tokio_postgres::NoTls,
@@ -97,7 +103,7 @@ impl PgStore {
         );
         let pool = {
             // The pool spawns each connection's driver on the runtime it is built in.
-            let _entered = runtime.enter();
+            let _entered = handle.enter();
             deadpool_postgres::Pool::builder(manager)
                 .max_size(POOL_SIZE)
                 .wait_timeout(Some(CONNECT_WITHIN))
@@ -112,10 +118,11 @@ impl PgStore {
         };
         let store = PgStore {
             inner: Arc::new(Inner {
-                runtime: Some(runtime),
+                runtime,
                 pool,
                 dir: dir.to_path_buf(),
-                hub: Hub::default(),
+                hub,
+                node,
             }),
         };
         store.block(store.make_schema())?;
@@ -128,12 +135,22 @@ impl PgStore {
     /// from within `work` (one connection each, and the executor does not nest), nor on the
     /// backend's own runtime threads, which drive the connections.
     fn block<T>(&self, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
-        let _entered = self.inner.runtime.as_ref().map(|r| r.enter());
+        let _entered = self.inner.runtime.get().map(|r| r.enter());
         futures_executor::block_on(work)
     }
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
         Ok(self.inner.pool.get().await?)
+    }
+
+    /// Has `change` heard by the other nodes once `client`'s transaction commits; the caller
+    /// publishes it in this node's hub after the commit.
+    async fn tell_nodes(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        change: super::hub::AccessChange,
+    ) -> StoreResult<()> {
+        notices::send(client, self.inner.node, change).await
     }
 
     /// Makes the schema in an empty database, or checks the version of the one there.
@@ -179,9 +196,20 @@ impl PgStore {
     }
 }
 
-impl Drop for Inner {
+/// The backend's runtime, shut down without waiting when dropped: it may be dropped on
+/// another runtime's thread, where waiting is not allowed. Its connections then close without
+/// a goodbye; PostgreSQL ends their sessions.
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn get(&self) -> Option<&tokio::runtime::Runtime> {
+        self.0.as_ref()
+    }
+}
+
+impl Drop for OwnRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
+        if let Some(runtime) = self.0.take() {
             runtime.shutdown_background();
         }
     }

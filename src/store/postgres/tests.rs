@@ -3,7 +3,8 @@
 use super::testing::TempCluster;
 use super::*;
 use crate::model::*;
-use crate::store::{ApiToken, AuditQuery, NewDkimKey, TokenKind};
+use crate::store::{AccessChange, ApiToken, AuditQuery, NewDkimKey, TokenKind};
+use std::time::{Duration, Instant};
 
 #[test]
 fn the_schema_is_made_once_and_a_database_of_another_version_is_refused() {
@@ -327,4 +328,71 @@ fn domain_claims_are_verified_once_and_dkim_keys_rotate_one_active_per_algorithm
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.dkim_keys("acme.example").unwrap().len(), 2);
+}
+
+/// A password change on one node ends the sessions the old password opened on another: the
+/// notice crosses through PostgreSQL, and each node hears each change once.
+#[test]
+fn an_access_change_on_one_node_is_heard_by_the_others() {
+    let cluster = TempCluster::start();
+    let url = cluster.new_database("notices");
+    let dir = tempfile::tempdir().unwrap();
+    let a = PgStore::connect(&url, dir.path()).unwrap();
+    let b = PgStore::connect(&url, dir.path()).unwrap();
+    sql(
+        &a,
+        "INSERT INTO users (id, login, login_key, display_name, password, must_change_password, \
+         disabled, created) VALUES (5, 'l@acme.example', 'l@acme.example', 'L', 'h', false, false, 1)",
+    );
+    let mut on_a = a.hub().subscribe_access();
+    let mut on_b = b.hub().subscribe_access();
+    let user = AccessChange::User(UserId(5));
+    // B listens from its start; its connection may take a while to be up: A changes the
+    // password until B hears of it, within a generous deadline.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut changes_on_a = 0;
+    loop {
+        a.change_user_password(UserId(5), PasswordHash("new".into()))
+            .unwrap();
+        changes_on_a += 1;
+        std::thread::sleep(Duration::from_millis(200));
+        if let Ok(change) = on_b.try_recv() {
+            assert_eq!(change, user);
+            break;
+        }
+        assert!(Instant::now() < deadline, "B never heard A");
+    }
+    b.change_user_password(UserId(5), PasswordHash("newer".into()))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut heard_on_a = 0;
+    while heard_on_a < changes_on_a + 1 {
+        match on_a.try_recv() {
+            Ok(change) => {
+                assert_eq!(change, user);
+                heard_on_a += 1;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+        assert!(Instant::now() < deadline, "A never heard B");
+    }
+    // A published each of its own changes itself, and never heard them back.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(on_a.try_recv().is_err(), "A heard itself");
+    // The listening connections cut (a database restart, a network fault): once they listen
+    // again, every session is told to re-ask, for what was said meanwhile is lost.
+    sql(
+        &a,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match on_b.try_recv() {
+            Ok(AccessChange::Anything) => break,
+            Ok(_) => {}
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+        assert!(Instant::now() < deadline, "B never listened again");
+    }
 }

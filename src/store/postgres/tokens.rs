@@ -114,6 +114,7 @@ impl TokenStore for PgStore {
                 &[&id(user.0)?],
             )
             .await?;
+            self.tell_nodes(&tx, AccessChange::User(user)).await?;
             tx.commit().await?;
             rows::user(&row)
         })?;

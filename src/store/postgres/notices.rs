@@ -1,0 +1,91 @@
+//! Changes heard across nodes (ARCHITECTURE.md §6): a node that commits a change others must
+//! act on sends a notice with it (`pg_notify`, delivered only if the transaction commits),
+//! and every node keeps one connection of its own, outside the pool, listening. Notices are
+//! hints, tiny, and carry no state: a node that lost its listening connection tells every
+//! session to re-ask ([`AccessChange::Anything`]) once it listens again, since PostgreSQL
+//! keeps nothing for a listener that was away.
+
+use crate::store::error::StoreResult;
+use crate::store::hub::{AccessChange, Hub};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::AsyncMessage;
+
+const CHANNEL: &str = "mailgate_changes";
+/// Between two attempts to listen again.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// What one notice says; `node` is its sender's, so that a node skips its own.
+#[derive(Serialize, Deserialize)]
+struct Notice {
+    node: u64,
+    access: AccessChange,
+}
+
+/// Sends `change` to the other nodes when `client`'s transaction commits.
+pub async fn send(
+    client: &impl deadpool_postgres::GenericClient,
+    node: u64,
+    change: AccessChange,
+) -> StoreResult<()> {
+    let payload = super::rows::json(&Notice {
+        node,
+        access: change,
+    })?
+    .to_string();
+    client
+        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .await?;
+    Ok(())
+}
+
+/// Listens for the other nodes' notices and publishes them in this node's hub, for as long as
+/// the backend's runtime runs; reconnects after a failure.
+pub async fn listen(config: tokio_postgres::Config, node: u64, hub: Arc<Hub>) {
+    let mut missed = false;
+    loop {
+        if let Err(e) = listen_once(&config, node, &hub, missed).await {
+            tracing::warn!(error = %e, "not hearing the other nodes' changes; trying again");
+        }
+        missed = true;
+        tokio::time::sleep(RECONNECT_AFTER).await;
+    }
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    node: u64,
+    hub: &Hub,
+    missed: bool,
+) -> Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(tokio_postgres::NoTls).await?;
+    let (heard, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message? {
+                let _ = heard.send(n.payload().to_string());
+            }
+        }
+        Ok::<(), tokio_postgres::Error>(())
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    if missed {
+        hub.publish_access(AccessChange::Anything);
+    }
+    while let Some(payload) = notices.recv().await {
+        match serde_json::from_str::<Notice>(&payload) {
+            Ok(notice) if notice.node != node => hub.publish_access(notice.access),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, payload, "a notice not understood"),
+        }
+    }
+    // The connection ended: its driver says why.
+    drop(client);
+    match driver.await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
+    }
+}
