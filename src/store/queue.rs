@@ -25,7 +25,24 @@ pub enum Hold {
 }
 
 /// The `next_attempt` of a held entry: never, until released.
-const HELD: Millis = Millis::MAX;
+pub(super) const HELD: Millis = Millis::MAX;
+
+/// Recipients by their domain, in the domains' order: one queue entry each, in every backend.
+pub(super) fn by_domain(
+    recipients: &[String],
+) -> StoreResult<std::collections::BTreeMap<String, Vec<String>>> {
+    let mut by_domain: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for r in recipients {
+        let domain = domain_of(r)
+            .ok_or_else(|| StoreError::Invalid {
+                what: "recipient",
+                why: format!("{r:?} has no domain"),
+            })?
+            .to_ascii_lowercase();
+        by_domain.entry(domain).or_default().push(r.clone());
+    }
+    Ok(by_domain)
+}
 
 impl std::fmt::Display for QueueId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -118,16 +135,7 @@ impl QueueStore for SledStore {
         dsn: &DsnRequest,
         hold: Hold,
     ) -> StoreResult<Vec<QueueEntry>> {
-        let mut by_domain: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-        for r in recipients {
-            let domain = domain_of(r)
-                .ok_or_else(|| StoreError::Invalid {
-                    what: "recipient",
-                    why: format!("{r:?} has no domain"),
-                })?
-                .to_ascii_lowercase();
-            by_domain.entry(domain).or_default().push(r.clone());
-        }
+        let by_domain = by_domain(recipients)?;
         let removals = self.inner.blobs.removals();
         let blob = self.inner.blobs.write(raw)?;
         let _guard = self.lock();

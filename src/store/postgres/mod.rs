@@ -9,9 +9,10 @@
 //! nests a runtime in another.
 //!
 //! Built so far: the connection layer, the schema and its versioning, the server's own state
-//! ([`ServerStore`]), the audit log, API tokens, domain claims and DKIM keys; the other
-//! families of the interface follow. Until they do, `PgStore` is not yet a `Backend`. Access
-//! changes already cross nodes (`notices`); folder events come with the mail families.
+//! ([`ServerStore`]), the audit log, API tokens, domain claims, DKIM keys, message bytes
+//! (`blobs`) and the outbound queue (leases to come); the other families of the interface
+//! follow. Until they do, `PgStore` is not yet a `Backend`. Access changes already cross
+//! nodes (`notices`); folder events come with the mail families.
 
 use super::error::{StoreError, StoreResult};
 use super::hub::Hub;
@@ -23,8 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod audit;
+mod blobs;
 mod dkim;
 mod notices;
+mod queue;
 mod rows;
 mod tokens;
 

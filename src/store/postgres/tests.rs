@@ -3,7 +3,7 @@
 use super::testing::TempCluster;
 use super::*;
 use crate::model::*;
-use crate::store::{AccessChange, ApiToken, AuditQuery, NewDkimKey, TokenKind};
+use crate::store::{AccessChange, ApiToken, AuditQuery, Hold, NewDkimKey, QueueEntry, TokenKind};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -395,4 +395,75 @@ fn an_access_change_on_one_node_is_heard_by_the_others() {
         }
         assert!(Instant::now() < deadline, "B never listened again");
     }
+}
+
+/// The queue on PostgreSQL: one entry per domain sharing one stored body (in chunks), held
+/// entries leaving only once released, and the body gone with the last entry.
+#[test]
+fn queued_mail_shares_its_body_until_the_last_entry_leaves() {
+    let (_cluster, store, _dir) = fresh("queue");
+    let recipients = ["a@one.example", "b@TWO.example", "c@two.example"].map(String::from);
+    // Over one chunk, so that the body is stored in two.
+    let raw: Vec<u8> = (0..blobs::CHUNK + 10).map(|i| (i % 251) as u8).collect();
+    let dsn = DsnRequest::default();
+    let entries = store
+        .enqueue(
+            &raw,
+            "me@acme.example",
+            &recipients,
+            &dsn,
+            Hold::UntilReleased,
+        )
+        .unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1].domain, "two.example");
+    assert_eq!(entries[1].recipients, ["b@TWO.example", "c@two.example"]);
+    assert!(entries.iter().all(QueueEntry::is_held));
+    assert_eq!(store.queue().unwrap(), entries);
+    let stored = |store: &PgStore| {
+        store
+            .block(async { queue::stored(&store.client().await?, &entries[0].blob).await })
+            .unwrap()
+    };
+    assert_eq!(
+        stored(&store),
+        Some((raw.clone(), 2, 2)),
+        "one body, two references"
+    );
+    assert!(matches!(
+        store.enqueue(
+            &raw,
+            "me@acme.example",
+            &["nodomain".into()],
+            &dsn,
+            Hold::No
+        ),
+        Err(StoreError::Invalid { .. })
+    ));
+
+    store.release(&[entries[0].id]).unwrap();
+    let released = &store.queue().unwrap()[0];
+    assert!(!released.is_held() && released.next_attempt <= now_millis());
+    assert!(
+        store.release(&[entries[1].id, entries[0].id]).is_err(),
+        "one not held: none released"
+    );
+    assert!(store.queue().unwrap()[1].is_held());
+    let mut deferred = released.clone();
+    deferred.attempts = 1;
+    deferred.last_error = Some("451 4.3.0 try later".into());
+    deferred.reasons = vec!["451 4.3.0 try later".into()];
+    store.defer(&deferred).unwrap();
+    assert_eq!(store.queue().unwrap()[0], deferred);
+
+    assert_eq!(store.drop_held().unwrap(), 1);
+    assert_eq!(stored(&store).map(|s| s.1), Some(1));
+    store.dequeue(entries[0].id).unwrap();
+    store.dequeue(entries[0].id).unwrap();
+    assert!(store.queue().unwrap().is_empty());
+    assert_eq!(stored(&store), None, "the body went with the last entry");
+    assert!(matches!(
+        store.defer(&deferred),
+        Err(StoreError::NotFound(_))
+    ));
 }

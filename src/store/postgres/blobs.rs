@@ -1,0 +1,77 @@
+//! Message bytes on PostgreSQL: content-addressed (SHA-256) like sled's blob files, stored
+//! once with a count of what refers to them, in chunks so that a partial FETCH reads only the
+//! chunks it needs. Taken and released inside the transaction that adds or drops the
+//! reference, so bytes and references never disagree (no sweep needed, unlike files).
+
+use super::rows;
+use crate::store::BlobId;
+use crate::store::error::{StoreError, StoreResult};
+use deadpool_postgres::GenericClient;
+
+/// Bytes per chunk: large enough that a whole message is a few rows, small enough that a
+/// partial FETCH of a large attachment does not read it all.
+pub const CHUNK: usize = 256 * 1024;
+
+/// Adds `references` references on the blob of `bytes`, storing the bytes if they are not
+/// there yet; returns its id.
+pub async fn hold(
+    client: &impl GenericClient,
+    bytes: &[u8],
+    references: u64,
+) -> StoreResult<BlobId> {
+    let blob = BlobId::of(bytes);
+    let size = i64::try_from(bytes.len()).map_err(|_| StoreError::Invalid {
+        what: "message",
+        why: "larger than the database keeps".into(),
+    })?;
+    // A delivery of the same bytes in another transaction waits here for that one to end,
+    // then adds its reference to the row it made (or makes it, if that one rolled back).
+    let inserted: bool = client
+        .query_one(
+            "INSERT INTO blobs (id, size, refs) VALUES ($1, $2, $3) \
+             ON CONFLICT (id) DO UPDATE SET refs = blobs.refs + EXCLUDED.refs \
+             RETURNING xmax = 0",
+            &[&blob.0.as_slice(), &size, &rows::id(references)?],
+        )
+        .await?
+        .try_get(0)?;
+    if inserted {
+        for (n, chunk) in bytes.chunks(CHUNK).enumerate() {
+            let n = i32::try_from(n).map_err(|_| StoreError::Invalid {
+                what: "message",
+                why: "too many chunks".into(),
+            })?;
+            client
+                .execute(
+                    "INSERT INTO blob_chunks (blob, n, data) VALUES ($1, $2, $3)",
+                    &[&blob.0.as_slice(), &n, &chunk],
+                )
+                .await?;
+        }
+    }
+    Ok(blob)
+}
+
+/// Drops one reference on `blob`; the bytes go with the last.
+pub async fn release(client: &impl GenericClient, blob: &BlobId) -> StoreResult<()> {
+    let left: Option<i64> = client
+        .query_opt(
+            "UPDATE blobs SET refs = refs - 1 WHERE id = $1 RETURNING refs",
+            &[&blob.0.as_slice()],
+        )
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?;
+    match left {
+        Some(0) => {
+            client
+                .execute("DELETE FROM blobs WHERE id = $1", &[&blob.0.as_slice()])
+                .await?;
+            Ok(())
+        }
+        Some(_) => Ok(()),
+        None => Err(StoreError::Corrupt(format!(
+            "a reference on {blob:?}, which is not there"
+        ))),
+    }
+}
