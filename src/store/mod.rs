@@ -523,6 +523,8 @@ pub(crate) mod testing {
 }
 
 #[cfg(test)]
+mod suite;
+#[cfg(test)]
 mod tests;
 
 #[cfg(test)]

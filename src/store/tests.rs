@@ -1529,3 +1529,22 @@ fn an_import_batch_is_stored_with_the_progress_that_counts_it() {
         "goes with its mailbox"
     );
 }
+
+// ----- the suite every backend passes (`store::suite`) -----
+
+#[test]
+fn suite_audit_events_are_filtered_newest_first_and_pruned_by_age() {
+    super::suite::audit_events_are_filtered_newest_first_and_pruned_by_age(&temp_store().0);
+}
+
+#[test]
+fn suite_queued_mail_is_grouped_by_domain_held_released_deferred_and_dequeued() {
+    super::suite::queued_mail_is_grouped_by_domain_held_released_deferred_and_dequeued(
+        &temp_store().0,
+    );
+}
+
+#[test]
+fn suite_server_secrets_are_made_once_and_replaced_when_no_longer_good() {
+    super::suite::server_secrets_are_made_once_and_replaced_when_no_longer_good(&temp_store().0);
+}

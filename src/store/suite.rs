@@ -1,0 +1,184 @@
+//! Tests of the store's interface that every backend passes: the same function runs against
+//! sled's store (`store::tests`) and PostgreSQL's (`store::postgres::tests`).
+
+use crate::model::*;
+use crate::store::error::StoreError;
+use crate::store::interface::*;
+use crate::store::{AuditQuery, Hold, QueueEntry, SecretMaker};
+
+/// A body larger than one of PostgreSQL's chunks (256 KiB).
+const BIG: usize = 256 * 1024 + 10;
+
+pub fn audit_events_are_filtered_newest_first_and_pruned_by_age(store: &impl AuditStore) {
+    let event = |at: Millis, org: Option<u64>, actor: Actor, action: &str, outcome| AuditEvent {
+        id: AuditId(0),
+        at,
+        org: org.map(OrgId),
+        actor,
+        action: action.into(),
+        target: "contact@acme.example".into(),
+        client: Some("192.0.2.1".into()),
+        outcome,
+        detail: String::new(),
+    };
+    let delegate = Actor::Delegate {
+        user: UserId(7),
+        mailbox: MailboxId(8),
+    };
+    let first = store
+        .record_audit(event(
+            1_000,
+            Some(1),
+            Actor::System,
+            "imap.login",
+            Outcome::Success,
+        ))
+        .unwrap();
+    let second = store
+        .record_audit(event(
+            2_000,
+            Some(1),
+            delegate.clone(),
+            "imap.login",
+            Outcome::Failure,
+        ))
+        .unwrap();
+    let third = store
+        .record_audit(event(
+            3_000,
+            Some(2),
+            Actor::Anonymous,
+            "api.org.rename",
+            Outcome::Success,
+        ))
+        .unwrap();
+    assert!(first.id.0 > 0 && first.id != second.id);
+    let all = store.audit_events(&AuditQuery::default()).unwrap();
+    assert_eq!(all, vec![third.clone(), second.clone(), first.clone()]);
+    let of = |q: AuditQuery| store.audit_events(&q).unwrap();
+    let imap = AuditQuery {
+        action_prefix: Some("imap.".into()),
+        ..AuditQuery::default()
+    };
+    assert_eq!(of(imap.clone()), vec![second.clone(), first.clone()]);
+    assert_eq!(
+        of(AuditQuery {
+            actor: Some(delegate),
+            ..AuditQuery::default()
+        }),
+        vec![second.clone()]
+    );
+    assert_eq!(
+        of(AuditQuery {
+            org: Some(OrgId(2)),
+            ..AuditQuery::default()
+        }),
+        vec![third.clone()]
+    );
+    assert_eq!(
+        of(AuditQuery {
+            since: Some(1_500),
+            until: Some(2_500),
+            ..AuditQuery::default()
+        }),
+        vec![second.clone()]
+    );
+    assert_eq!(of(AuditQuery { limit: 1, ..imap }), vec![second]);
+    assert_eq!(store.prune_audit(2_500).unwrap(), 2);
+    assert_eq!(of(AuditQuery::default()), vec![third]);
+}
+
+pub fn queued_mail_is_grouped_by_domain_held_released_deferred_and_dequeued(
+    store: &impl QueueStore,
+) {
+    let recipients = ["a@one.example", "b@TWO.example", "c@two.example"].map(String::from);
+    // Larger than PostgreSQL's chunks, so that the body is stored in two there.
+    let raw: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+    let dsn = DsnRequest::default();
+    let entries = store
+        .enqueue(
+            &raw,
+            "me@acme.example",
+            &recipients,
+            &dsn,
+            Hold::UntilReleased,
+        )
+        .unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1].domain, "two.example");
+    assert_eq!(entries[1].recipients, ["b@TWO.example", "c@two.example"]);
+    assert!(entries.iter().all(QueueEntry::is_held));
+    assert_eq!(store.queue().unwrap(), entries);
+    assert!(matches!(
+        store.enqueue(
+            &raw,
+            "me@acme.example",
+            &["nodomain".into()],
+            &dsn,
+            Hold::No
+        ),
+        Err(StoreError::Invalid { .. })
+    ));
+
+    store.release(&[entries[0].id]).unwrap();
+    let released = &store.queue().unwrap()[0];
+    assert!(!released.is_held() && released.next_attempt <= now_millis());
+    assert!(
+        store.release(&[entries[1].id, entries[0].id]).is_err(),
+        "one not held: none released"
+    );
+    assert!(store.queue().unwrap()[1].is_held());
+    let mut deferred = released.clone();
+    deferred.attempts = 1;
+    deferred.last_error = Some("451 4.3.0 try later".into());
+    deferred.reasons = vec!["451 4.3.0 try later".into()];
+    store.defer(&deferred).unwrap();
+    assert_eq!(store.queue().unwrap()[0], deferred);
+
+    assert_eq!(store.drop_held().unwrap(), 1);
+    store.dequeue(entries[0].id).unwrap();
+    store.dequeue(entries[0].id).unwrap();
+    assert!(store.queue().unwrap().is_empty());
+    assert!(matches!(
+        store.defer(&deferred),
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub fn server_secrets_are_made_once_and_replaced_when_no_longer_good(store: &impl ServerStore) {
+    let make = |v: &'static [u8]| -> SecretMaker<'static> { Box::new(move || Ok(v.to_vec())) };
+    let always = || Box::new(|_: &[u8]| true);
+    assert_eq!(
+        store
+            .server_secret_while("x", always(), make(b"one"))
+            .unwrap(),
+        b"one"
+    );
+    assert_eq!(
+        store
+            .server_secret_while("x", always(), make(b"two"))
+            .unwrap(),
+        b"one"
+    );
+    let stale = Box::new(|v: &[u8]| v != b"one");
+    assert_eq!(
+        store
+            .server_secret_while("x", stale, make(b"three"))
+            .unwrap(),
+        b"three"
+    );
+    assert_eq!(store.secret("x").unwrap().as_deref(), Some(&b"three"[..]));
+    assert_eq!(store.secret("y").unwrap(), None);
+    store.set_secret("y", b"four").unwrap();
+    assert_eq!(store.secret("y").unwrap().as_deref(), Some(&b"four"[..]));
+    let refused = store.server_secret_while("z", always(), Box::new(|| Err("no entropy".into())));
+    assert!(
+        matches!(refused, Err(StoreError::Invalid { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.secret("z").unwrap(),
+        None,
+        "nothing kept of a failed making"
+    );
+}
