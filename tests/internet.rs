@@ -326,6 +326,8 @@ records = [
     "tampered.test TXT v=spf1 -all",
     "_dmarc.tampered.test TXT v=DMARC1; p=quarantine",
     f"s1._domainkey.tampered.test TXT v=DKIM1; k=rsa; p={public}",
+    "sealer.test TXT v=spf1 -all",
+    f"s1._domainkey.sealer.test TXT v=DKIM1; k=rsa; p={public}",
 ]
 open(zone, "a").write("\n".join(records) + "\n")
 
@@ -338,6 +340,11 @@ def signed(domain, subject):
     raw = message(domain, subject)
     return dkim.sign(raw, b"s1", domain.encode(), open(key, "rb").read(),
                      include_headers=[b"from", b"to", b"subject", b"date", b"message-id"]) + raw
+
+def sealed(domain, subject):
+    # As a forwarder (a mailing list) passes it on: its own verdict, sealed with ARC.
+    raw = message(domain, subject, f"Authentication-Results: mx.{domain}; spf=pass smtp.mailfrom=a@origin.test\r\n".encode())
+    return b"".join(dkim.arc_sign(raw, b"s1", domain.encode(), open(key, "rb").read(), f"mx.{domain}".encode())) + raw
 
 def send(domain, raw, refused=None):
     s = smtplib.SMTP(host, smtp_port)
@@ -360,6 +367,7 @@ send("signer.test", signed("signer.test", "dkim-pass"))
 # A signed field changed on the way: the signature fails (a changed body would be "neutral",
 # the body hash not matching).
 send("tampered.test", signed("tampered.test", "dkim-fail").replace(b"10:00:00", b"10:00:01"))
+send("sealer.test", sealed("sealer.test", "arc-pass"))
 
 ctx = ssl.create_default_context()
 ctx.check_hostname = False
@@ -382,7 +390,7 @@ m.logout()
 "#;
 
 #[test]
-fn inbound_mail_is_judged_by_spf_dkim_and_dmarc_and_filed_as_its_domain_asks() {
+fn inbound_mail_is_judged_by_spf_dkim_arc_and_dmarc_and_filed_as_its_domain_asks() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "lr");
     let dns = Dns::start(dir.path());
@@ -461,6 +469,8 @@ fn inbound_mail_is_judged_by_spf_dkim_and_dmarc_and_filed_as_its_domain_asks() {
         "Junk",
         &["dkim=fail", "dmarc=fail", "policy.dmarc=quarantine"],
     );
+    // RFC 8617: the chain of custody a forwarder sealed is verified and reported.
+    landed("arc-pass", "INBOX", &["arc=pass"]);
     assert!(
         out.contains("refused reject.test 550 5.7.1 reject.test asks"),
         "{out}"
