@@ -70,6 +70,8 @@ impl AdminListener {
     ) -> std::io::Result<AdminListener> {
         let local = listener.local_addr()?;
         let (sender, ready) = mpsc::channel(64);
+        // Shared by the connections' tasks, not copied for each.
+        let trusted: std::sync::Arc<[Network]> = trusted.into();
         tokio::spawn(async move {
             loop {
                 let (tcp, peer) = tokio::select! {

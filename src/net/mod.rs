@@ -133,13 +133,17 @@ impl Server {
             let services = self.services.clone();
             let (token, tracker2, limits) = (token.clone(), tracker.clone(), limits.clone());
             tracker.spawn(async move {
-                if bound.protocol == Protocol::Admin {
-                    let tls = bound.security == Security::Implicit;
-                    crate::admin::serve(bound.listener, services, token, tls).await;
-                } else if bound.protocol == Protocol::AcmeChallenge {
-                    crate::admin::serve_acme_challenges(bound.listener, services, token).await;
-                } else {
-                    accept_loop(bound, services, token, tracker2, limits).await;
+                match bound.protocol {
+                    Protocol::Admin => {
+                        let tls = bound.security == Security::Implicit;
+                        crate::admin::serve(bound.listener, services, token, tls).await;
+                    }
+                    Protocol::AcmeChallenge => {
+                        crate::admin::serve_acme_challenges(bound.listener, services, token).await;
+                    }
+                    Protocol::Imap | Protocol::Smtp | Protocol::Submission => {
+                        accept_loop(bound, services, token, tracker2, limits).await;
+                    }
                 }
             });
         }

@@ -141,14 +141,11 @@ pub fn build(hostname: &str, about: &Reported<'_>, outcomes: &[Outcome]) -> Vec<
     let failed = outcomes.iter().any(|o| o.action == Action::Failed);
     let full =
         failed && about.dsn.ret == Some(DsnReturn::Full) && about.raw.len() <= FULL_RETURN_LIMIT;
-    let returned = if full {
-        about.raw
-    } else {
-        returned_header(about.raw)
-    };
+    let header = returned_header(about.raw);
+    let returned = if full { about.raw } else { header };
     // RFC 6533: with a UTF-8 address or header, the report is the "global" kind (an 8-bit
     // body alone does not make it one).
-    let header_is_ascii = returned_header(about.raw).is_ascii();
+    let header_is_ascii = header.is_ascii();
     let global = !about.sender.is_ascii()
         || outcomes.iter().any(|o| !o.recipient.is_ascii())
         || !header_is_ascii;

@@ -26,12 +26,6 @@ impl ClaimStore for SledStore {
         self.get_model(&claim_key(&normalize_address(domain)), "domain claim")
     }
 
-    fn is_domain_verified(&self, domain: &str) -> StoreResult<bool> {
-        Ok(self
-            .domain_claim(domain)?
-            .is_none_or(|claim| claim.verified.is_some()))
-    }
-
     fn mark_domain_verified(&self, domain: &str) -> StoreResult<DomainClaim> {
         let domain = normalize_address(domain);
         let _guard = self.lock();

@@ -133,14 +133,6 @@ impl DkimStore for SledStore {
         self.scan_model(&prefix(&domain), "DKIM key")
     }
 
-    fn dkim_keys(&self, domain: &str) -> StoreResult<Vec<DkimKey>> {
-        Ok(self
-            .dkim_secrets(domain)?
-            .into_iter()
-            .map(|s| s.key)
-            .collect())
-    }
-
     fn activate_dkim_key(&self, domain: &str, selector: &str) -> StoreResult<Vec<DkimKey>> {
         let domain = crate::model::normalize_address(domain);
         let _guard = self.lock();

@@ -139,6 +139,8 @@ impl Store {
     }
 }
 
+impl Backend for SledStore {}
+
 /// sled's store, the embedded backend: the trees and blob files described above.
 #[derive(Clone)]
 pub struct SledStore {
@@ -198,10 +200,7 @@ impl ServerStore for SledStore {
         {
             return Ok(v.to_vec());
         }
-        let value = make().map_err(|why| StoreError::Invalid {
-            what: "server secret",
-            why,
-        })?;
+        let value = make_secret(make)?;
         self.inner.meta.insert(key, value.as_slice())?;
         self.inner.meta.flush()?;
         Ok(value)

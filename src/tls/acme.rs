@@ -194,6 +194,15 @@ impl Client {
         }
         let mut failed = false;
         for group in &groups {
+            // A certificate for every name of the group, not due, serves any part of it: no
+            // need to look the names up.
+            let now = chrono::Utc::now().timestamp();
+            if stored
+                .get(&group.key)
+                .is_some_and(|s| s.serves(&group.names, now))
+            {
+                continue;
+            }
             let names = resolvable(services, &group.names).await;
             if names.is_empty() || !self.due(stored.get(&group.key), &names) {
                 continue;

@@ -523,21 +523,20 @@ pub struct Dns {
 
 impl Dns {
     pub fn start(dir: &Path) -> Dns {
-        let zone = dir.join("zone.txt");
-        std::fs::write(&zone, "").unwrap();
-        Dns {
-            server: sink(DNS, &zone),
-            zone,
-        }
+        Dns::serving(dir, "", &[])
     }
 
     /// As `start`, with `records` in the zone and each question written to `questions`
     /// ("MX remote.test").
     pub fn with_records(dir: &Path, records: &[&str], questions: &Path) -> Dns {
+        Dns::serving(dir, &(records.join("\n") + "\n"), &[questions.as_os_str()])
+    }
+
+    fn serving(dir: &Path, zone_text: &str, args: &[&std::ffi::OsStr]) -> Dns {
         let zone = dir.join("zone.txt");
-        std::fs::write(&zone, records.join("\n") + "\n").unwrap();
+        std::fs::write(&zone, zone_text).unwrap();
         Dns {
-            server: sink_with(DNS, &zone, &[questions.as_os_str()]),
+            server: sink_with(DNS, &zone, args),
             zone,
         }
     }

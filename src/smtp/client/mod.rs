@@ -245,7 +245,7 @@ async fn session(
     job: &Attempt<'_>,
 ) -> Result<Vec<RecipientResult>, Failure> {
     let key = pool::Key::of(target);
-    if let Some(parked) = services.outbound_pool.take(&key).await {
+    if let Some(parked) = services.outbound_pool.take(&key) {
         let pool::Parked {
             mut link,
             ehlo,

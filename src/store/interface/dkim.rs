@@ -14,7 +14,13 @@ pub trait DkimStore {
     fn dkim_secrets(&self, domain: &str) -> StoreResult<Vec<DkimSecret>>;
 
     /// The domain's keys as the API shows them.
-    fn dkim_keys(&self, domain: &str) -> StoreResult<Vec<DkimKey>>;
+    fn dkim_keys(&self, domain: &str) -> StoreResult<Vec<DkimKey>> {
+        Ok(self
+            .dkim_secrets(domain)?
+            .into_iter()
+            .map(|s| s.key)
+            .collect())
+    }
 
     /// Makes `selector` the key that signs for its algorithm; the one that did is kept,
     /// retiring, for the mail it signed.

@@ -29,6 +29,7 @@ pub use grants::GrantStore;
 pub use imports::ImportStore;
 pub use lifecycle::{ExportWriter, LifecycleStore};
 pub use queue::QueueStore;
+pub(crate) use server::make_secret;
 pub use server::{SecretCheck, SecretMaker, ServerStore};
 pub use tokens::TokenStore;
 pub use transfer::TransferStore;
@@ -51,25 +52,5 @@ pub trait Backend:
     + ServerStore
     + Send
     + Sync
-{
-}
-
-impl<T> Backend for T where
-    T: AuditStore
-        + ClaimStore
-        + DirectoryStore
-        + DkimStore
-        + ExpungeStore
-        + FlagStore
-        + FolderStore
-        + GrantStore
-        + ImportStore
-        + LifecycleStore
-        + QueueStore
-        + TokenStore
-        + TransferStore
-        + ServerStore
-        + Send
-        + Sync
 {
 }

@@ -43,3 +43,12 @@ pub trait ServerStore {
     /// Keeps `value` as the server secret `name`, durably, in place of any before.
     fn set_secret(&self, name: &str, value: &[u8]) -> StoreResult<()>;
 }
+
+/// A new server secret from `make`, its failure as the store reports it; every backend's
+/// [`ServerStore::server_secret_while`] makes one this way.
+pub(crate) fn make_secret(make: SecretMaker<'_>) -> StoreResult<Vec<u8>> {
+    make().map_err(|why| StoreError::Invalid {
+        what: "server secret",
+        why,
+    })
+}

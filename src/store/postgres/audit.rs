@@ -14,39 +14,30 @@ impl AuditStore for PgStore {
         if event.at == 0 {
             event.at = now_millis();
         }
-        self.block(async {
-            let client = self.client().await?;
-            let row = client
-                .query_one(
-                    &format!(
-                        "INSERT INTO audit ({COLUMNS}) \
+        let row = self.query_one(
+            &format!(
+                "INSERT INTO audit ({COLUMNS}) \
                          VALUES (nextval('ids'), $1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"
-                    ),
-                    &[
-                        &event.at,
-                        &event.org.map(|o| id(o.0)).transpose()?,
-                        &json(&event.actor)?,
-                        &event.action,
-                        &event.target,
-                        &event.client,
-                        &word(&event.outcome)?,
-                        &event.detail,
-                    ],
-                )
-                .await?;
-            event.id = AuditId(from_id(row.try_get(0)?, "audit")?);
-            Ok(event)
-        })
+            ),
+            &[
+                &event.at,
+                &event.org.map(|o| id(o.0)).transpose()?,
+                &json(&event.actor)?,
+                &event.action,
+                &event.target,
+                &event.client,
+                &word(&event.outcome)?,
+                &event.detail,
+            ],
+        )?;
+        event.id = AuditId(from_id(row.try_get(0)?, "audit")?);
+        Ok(event)
     }
 
     fn audit_events(&self, query: &AuditQuery) -> StoreResult<Vec<AuditEvent>> {
         let actor = query.actor.as_ref().map(json).transpose()?;
         let limit = (query.limit > 0).then(|| i64::try_from(query.limit).unwrap_or(i64::MAX));
-        self.block(async {
-            let rows = self
-                .client()
-                .await?
-                .query(
+        let rows = self.query(
                     &format!(
                         "SELECT {COLUMNS} FROM audit \
                          WHERE ($1::bigint IS NULL OR org = $1) AND ($2::jsonb IS NULL OR actor = $2) \
@@ -64,10 +55,8 @@ impl AuditStore for PgStore {
                         &query.until,
                         &limit,
                     ],
-                )
-                .await?;
-            rows.iter().map(event).collect()
-        })
+                )?;
+        rows.iter().map(event).collect()
     }
 
     /// In batches, as sled's: years of events do not go in one transaction.

@@ -75,3 +75,21 @@ pub async fn release(client: &impl GenericClient, blob: &BlobId) -> StoreResult<
         ))),
     }
 }
+
+/// For tests: the bytes of a blob as its chunks hold them, and its reference count.
+#[cfg(test)]
+pub(super) async fn stored(
+    client: &impl GenericClient,
+    blob: &BlobId,
+) -> StoreResult<Option<(Vec<u8>, i64, i64)>> {
+    let row = client
+        .query_opt(
+            "SELECT b.refs, (SELECT count(*) FROM blob_chunks WHERE blob = b.id), \
+             (SELECT string_agg(data, ''::bytea ORDER BY n) FROM blob_chunks WHERE blob = b.id) \
+             FROM blobs b WHERE b.id = $1",
+            &[&blob.0.as_slice()],
+        )
+        .await?;
+    row.map(|row| Ok((row.try_get(2)?, row.try_get(0)?, row.try_get(1)?)))
+        .transpose()
+}

@@ -16,41 +16,24 @@ const KEY_COLUMNS: &str = "domain, selector, algorithm, state, created, public_k
 impl ClaimStore for PgStore {
     fn domain_claim(&self, domain: &str) -> StoreResult<Option<DomainClaim>> {
         let domain = normalize_address(domain);
-        self.block(async {
-            let row = self
-                .client()
-                .await?
-                .query_opt(
-                    "SELECT token, verified FROM domain_claims WHERE domain = $1",
-                    &[&domain],
-                )
-                .await?;
-            row.map(|row| claim(&row)).transpose()
-        })
-    }
-
-    fn is_domain_verified(&self, domain: &str) -> StoreResult<bool> {
-        Ok(self
-            .domain_claim(domain)?
-            .is_none_or(|claim| claim.verified.is_some()))
+        let row = self.query_opt(
+            "SELECT token, verified FROM domain_claims WHERE domain = $1",
+            &[&domain],
+        )?;
+        row.map(|row| claim(&row)).transpose()
     }
 
     fn mark_domain_verified(&self, domain: &str) -> StoreResult<DomainClaim> {
         let domain = normalize_address(domain);
-        self.block(async {
-            // The first verification's time stays.
-            let row = self
-                .client()
-                .await?
-                .query_opt(
-                    "UPDATE domain_claims SET verified = coalesce(verified, $2) \
+        // The first verification's time stays.
+        let row = self
+            .query_opt(
+                "UPDATE domain_claims SET verified = coalesce(verified, $2) \
                      WHERE domain = $1 RETURNING token, verified",
-                    &[&domain, &now_millis()],
-                )
-                .await?
-                .ok_or_else(|| StoreError::not_found(format!("claim of domain {domain}")))?;
-            claim(&row)
-        })
+                &[&domain, &now_millis()],
+            )?
+            .ok_or_else(|| StoreError::not_found(format!("claim of domain {domain}")))?;
+        claim(&row)
     }
 }
 
@@ -91,14 +74,6 @@ impl DkimStore for PgStore {
     fn dkim_secrets(&self, domain: &str) -> StoreResult<Vec<DkimSecret>> {
         let domain = normalize_address(domain);
         self.block(async { secrets(&self.client().await?, &domain).await })
-    }
-
-    fn dkim_keys(&self, domain: &str) -> StoreResult<Vec<DkimKey>> {
-        Ok(self
-            .dkim_secrets(domain)?
-            .into_iter()
-            .map(|s| s.key)
-            .collect())
     }
 
     fn activate_dkim_key(&self, domain: &str, selector: &str) -> StoreResult<Vec<DkimKey>> {

@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 mod audit;
 mod blobs;
@@ -146,6 +148,26 @@ impl PgStore {
         Ok(self.inner.pool.get().await?)
     }
 
+    /// One statement on a pooled connection, outside any transaction: its rows.
+    fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
+        self.block(async { Ok(self.client().await?.query(sql, params).await?) })
+    }
+
+    /// [`PgStore::query`] of a statement that returns at most one row.
+    fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Option<Row>> {
+        self.block(async { Ok(self.client().await?.query_opt(sql, params).await?) })
+    }
+
+    /// [`PgStore::query`] of a statement that returns exactly one row.
+    fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Row> {
+        self.block(async { Ok(self.client().await?.query_one(sql, params).await?) })
+    }
+
+    /// [`PgStore::query`] of a statement that returns no rows: how many it changed.
+    fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
+        self.block(async { Ok(self.client().await?.execute(sql, params).await?) })
+    }
+
     /// Has `change` heard by the other nodes once `client`'s transaction commits; the caller
     /// publishes it in this node's hub after the commit.
     async fn tell_nodes(
@@ -228,14 +250,8 @@ impl ServerStore for PgStore {
     }
 
     fn is_empty(&self) -> StoreResult<bool> {
-        self.block(async {
-            let row = self
-                .client()
-                .await?
-                .query_one("SELECT NOT EXISTS (SELECT 1 FROM organizations)", &[])
-                .await?;
-            Ok(row.get(0))
-        })
+        let row = self.query_one("SELECT NOT EXISTS (SELECT 1 FROM organizations)", &[])?;
+        Ok(row.try_get(0)?)
     }
 
     /// Every change is durable at its commit (`synchronous_commit` as the operator sets it):
@@ -263,14 +279,12 @@ impl ServerStore for PgStore {
             let kept: Option<Vec<u8>> = tx
                 .query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
                 .await?
-                .map(|row| row.get(0));
+                .map(|row| row.try_get(0))
+                .transpose()?;
             if let Some(value) = kept.filter(|v| good(v)) {
                 return Ok(value);
             }
-            let value = make().map_err(|why| StoreError::Invalid {
-                what: "server secret",
-                why,
-            })?;
+            let value = make_secret(make)?;
             upsert_secret(&tx, name, &value).await?;
             tx.commit().await?;
             Ok(value)
@@ -278,14 +292,8 @@ impl ServerStore for PgStore {
     }
 
     fn secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
-        self.block(async {
-            let row = self
-                .client()
-                .await?
-                .query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
-                .await?;
-            Ok(row.map(|row| row.get(0)))
-        })
+        let row = self.query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
     }
 
     fn set_secret(&self, name: &str, value: &[u8]) -> StoreResult<()> {

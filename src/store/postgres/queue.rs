@@ -114,40 +114,28 @@ impl QueueStore for PgStore {
     }
 
     fn queue(&self) -> StoreResult<Vec<QueueEntry>> {
-        self.block(async {
-            let rows = self
-                .client()
-                .await?
-                .query(&format!("SELECT {COLUMNS} FROM queue ORDER BY id"), &[])
-                .await?;
-            rows.iter().map(entry).collect()
-        })
+        let rows = self.query(&format!("SELECT {COLUMNS} FROM queue ORDER BY id"), &[])?;
+        rows.iter().map(entry).collect()
     }
 
     fn defer(&self, entry: &QueueEntry) -> StoreResult<()> {
-        self.block(async {
-            let updated = self
-                .client()
-                .await?
-                .execute(
-                    "UPDATE queue SET recipients = $2, attempts = $3, next_attempt = $4, \
+        let updated = self.execute(
+            "UPDATE queue SET recipients = $2, attempts = $3, next_attempt = $4, \
                      last_error = $5, reasons = $6, dsn = $7 WHERE id = $1",
-                    &[
-                        &id(entry.id.0)?,
-                        &entry.recipients,
-                        &i32::try_from(entry.attempts).unwrap_or(i32::MAX),
-                        &entry.next_attempt,
-                        &entry.last_error,
-                        &entry.reasons,
-                        &json(&entry.dsn)?,
-                    ],
-                )
-                .await?;
-            match updated {
-                0 => Err(StoreError::not_found(format!("queue entry {}", entry.id))),
-                _ => Ok(()),
-            }
-        })
+            &[
+                &id(entry.id.0)?,
+                &entry.recipients,
+                &i32::try_from(entry.attempts).unwrap_or(i32::MAX),
+                &entry.next_attempt,
+                &entry.last_error,
+                &entry.reasons,
+                &json(&entry.dsn)?,
+            ],
+        )?;
+        match updated {
+            0 => Err(StoreError::not_found(format!("queue entry {}", entry.id))),
+            _ => Ok(()),
+        }
     }
 
     fn dequeue(&self, queued: QueueId) -> StoreResult<()> {
@@ -184,22 +172,4 @@ fn entry(row: &Row) -> StoreResult<QueueEntry> {
         reasons: row.try_get(9)?,
         dsn: from_json(row.try_get(10)?, "delivery status request")?,
     })
-}
-
-/// For tests: the bytes of a blob as its chunks hold them, and its reference count.
-#[cfg(test)]
-pub(super) async fn stored(
-    client: &impl GenericClient,
-    blob: &BlobId,
-) -> StoreResult<Option<(Vec<u8>, i64, i64)>> {
-    let row = client
-        .query_opt(
-            "SELECT b.refs, (SELECT count(*) FROM blob_chunks WHERE blob = b.id), \
-             (SELECT string_agg(data, ''::bytea ORDER BY n) FROM blob_chunks WHERE blob = b.id) \
-             FROM blobs b WHERE b.id = $1",
-            &[&blob.0.as_slice()],
-        )
-        .await?;
-    row.map(|row| Ok((row.try_get(2)?, row.try_get(0)?, row.try_get(1)?)))
-        .transpose()
 }

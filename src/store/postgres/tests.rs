@@ -339,7 +339,7 @@ fn a_queued_body_is_stored_once_in_chunks_until_the_last_entry_leaves() {
         .unwrap();
     let stored = || {
         store
-            .block(async { queue::stored(&store.client().await?, &entries[0].blob).await })
+            .block(async { blobs::stored(&store.client().await?, &entries[0].blob).await })
             .unwrap()
     };
     assert_eq!(

@@ -16,11 +16,7 @@ impl TokenStore for PgStore {
             TokenKind::Session => None,
             TokenKind::Personal { name } => Some(name.as_str()),
         };
-        self.block(async {
-            let inserted = self
-                .client()
-                .await?
-                .execute(
+        let inserted = self.execute(
                     &format!(
                         "INSERT INTO api_tokens ({COLUMNS}) \
                          SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) \
@@ -35,63 +31,41 @@ impl TokenStore for PgStore {
                         &token.expires,
                         &token.password_change_only,
                     ],
-                )
-                .await?;
-            match inserted {
-                0 => Err(StoreError::not_found(format!("user {}", token.user.0))),
-                _ => Ok(()),
-            }
-        })
+                )?;
+        match inserted {
+            0 => Err(StoreError::not_found(format!("user {}", token.user.0))),
+            _ => Ok(()),
+        }
     }
 
     fn api_token(&self, hash: &[u8; 32]) -> StoreResult<Option<ApiToken>> {
-        self.block(async {
-            let row = self
-                .client()
-                .await?
-                .query_opt(
-                    &format!(
-                        "SELECT {COLUMNS} FROM api_tokens \
+        let row = self.query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM api_tokens \
                          WHERE token_hash = $1 AND (expires IS NULL OR expires > $2)"
-                    ),
-                    &[&hash.as_slice(), &now_millis()],
-                )
-                .await?;
-            row.as_ref().map(token).transpose()
-        })
+            ),
+            &[&hash.as_slice(), &now_millis()],
+        )?;
+        row.as_ref().map(token).transpose()
     }
 
     fn api_tokens_of(&self, user: UserId) -> StoreResult<Vec<ApiToken>> {
-        self.block(async {
-            let rows = self
-                .client()
-                .await?
-                .query(
-                    &format!(
-                        "SELECT {COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY token_hash"
-                    ),
-                    &[&id(user.0)?],
-                )
-                .await?;
-            rows.iter().map(token).collect()
-        })
+        let rows = self.query(
+            &format!("SELECT {COLUMNS} FROM api_tokens WHERE user_id = $1 ORDER BY token_hash"),
+            &[&id(user.0)?],
+        )?;
+        rows.iter().map(token).collect()
     }
 
     fn delete_api_token(&self, hash: &[u8; 32]) -> StoreResult<()> {
-        self.block(async {
-            let deleted = self
-                .client()
-                .await?
-                .execute(
-                    "DELETE FROM api_tokens WHERE token_hash = $1",
-                    &[&hash.as_slice()],
-                )
-                .await?;
-            match deleted {
-                0 => Err(StoreError::not_found("token")),
-                _ => Ok(()),
-            }
-        })
+        let deleted = self.execute(
+            "DELETE FROM api_tokens WHERE token_hash = $1",
+            &[&hash.as_slice()],
+        )?;
+        match deleted {
+            0 => Err(StoreError::not_found("token")),
+            _ => Ok(()),
+        }
     }
 
     fn change_user_password(&self, user: UserId, password: PasswordHash) -> StoreResult<User> {
