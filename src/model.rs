@@ -203,6 +203,17 @@ impl Rights {
 
     /// Parses letters such as `"lrs"`. RFC 4314 §2.1.1's obsolete `c` and `d` expand to the
     /// rights they stood for (`kx` and `xte`), as the RFC asks of servers.
+    /// The rights as bits, one per RFC 4314 letter in `Right`'s order, as a database column
+    /// keeps them.
+    pub fn bits(self) -> u16 {
+        self.0
+    }
+
+    /// Rights from [`Rights::bits`]; `None` if a bit names no right.
+    pub fn from_bits(bits: u16) -> Option<Rights> {
+        (bits & !Rights::ALL.0 == 0).then_some(Rights(bits))
+    }
+
     pub fn parse(letters: &str) -> Result<Rights, UnknownRight> {
         let mut rights = Rights::NONE;
         for c in letters.chars() {

@@ -572,7 +572,7 @@ fn membership_changes(
     Ok(())
 }
 
-fn non_empty<'a>(what: &'static str, value: &'a str) -> StoreResult<&'a str> {
+pub(super) fn non_empty<'a>(what: &'static str, value: &'a str) -> StoreResult<&'a str> {
     let value = value.trim();
     if value.is_empty() {
         return Err(StoreError::Invalid {
@@ -584,7 +584,7 @@ fn non_empty<'a>(what: &'static str, value: &'a str) -> StoreResult<&'a str> {
 }
 
 /// A domain name as the store keeps it: IDNA A-labels, lower case (`crate::address`).
-fn valid_domain(name: &str) -> StoreResult<String> {
+pub(super) fn valid_domain(name: &str) -> StoreResult<String> {
     crate::address::parse_domain(name).map_err(|e| StoreError::Invalid {
         what: "domain",
         why: format!("{name:?}: {e}"),
@@ -593,7 +593,7 @@ fn valid_domain(name: &str) -> StoreResult<String> {
 
 /// An address as the store keeps it (`crate::address`): lower case, A-label domain. The
 /// delegation separator is the front ends' to refuse; the store knows no configuration.
-fn valid_address(address: &str) -> StoreResult<String> {
+pub(super) fn valid_address(address: &str) -> StoreResult<String> {
     crate::address::Address::parse(address, Default::default())
         .map(|a| a.key())
         .map_err(|e| StoreError::Invalid {

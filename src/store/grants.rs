@@ -485,7 +485,7 @@ fn invitation_key(token_hash: &[u8; 32]) -> Vec<u8> {
 }
 
 /// A team's name: what is left after trimming, never empty (creating and renaming alike).
-fn team_name(name: &str) -> StoreResult<&str> {
+pub(super) fn team_name(name: &str) -> StoreResult<&str> {
     let name = name.trim();
     if name.is_empty() {
         return Err(StoreError::Invalid {

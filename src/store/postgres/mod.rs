@@ -9,8 +9,9 @@
 //! nests a runtime in another.
 //!
 //! Built so far: the connection layer, the schema and its versioning, the server's own state
-//! ([`ServerStore`]), the audit log, API tokens, domain claims, DKIM keys, message bytes
-//! (`blobs`) and the outbound queue (leases to come); the other families of the interface
+//! ([`ServerStore`]), the directory (organizations, domains, addresses, users, memberships),
+//! teams, grants, partnerships and invitations, the audit log, API tokens, domain claims, DKIM
+//! keys, message bytes (`blobs`) and the outbound queue (leases to come); the mail families
 //! follow. Until they do, `PgStore` is not yet a `Backend`. Access changes already cross
 //! nodes (`notices`); folder events come with the mail families.
 
@@ -27,7 +28,10 @@ use tokio_postgres::types::ToSql;
 
 mod audit;
 mod blobs;
+mod directory;
 mod dkim;
+mod folders;
+mod grants;
 mod notices;
 mod queue;
 mod rows;

@@ -71,8 +71,7 @@ CREATE INDEX addresses_of_mailbox ON addresses (mailbox);
 CREATE TABLE teams (
     id bigint PRIMARY KEY,
     org bigint NOT NULL REFERENCES organizations ON DELETE CASCADE,
-    name text NOT NULL,
-    UNIQUE (org, name)
+    name text NOT NULL -- not unique, as in sled's store: a team is known by its id
 );
 
 CREATE TABLE team_members (
@@ -192,13 +191,18 @@ CREATE TABLE folders (
     mailbox bigint NOT NULL REFERENCES mailboxes ON DELETE CASCADE,
     name text NOT NULL,
     name_key text NOT NULL, -- the name as compared (INBOX in any case is INBOX)
-    special_use text CHECK (special_use IN ('sent', 'drafts', 'trash', 'junk', 'archive')),
+    special_use text CHECK (special_use IN ('Sent', 'Drafts', 'Trash', 'Junk', 'Archive')),
     uidvalidity bigint NOT NULL CHECK (uidvalidity > 0 AND uidvalidity < 4294967296),
     uidnext bigint NOT NULL CHECK (uidnext > 0 AND uidnext <= 4294967296),
     highestmodseq bigint NOT NULL,
     recent_floor bigint NOT NULL DEFAULT 1,
     UNIQUE (mailbox, name_key)
 );
+
+-- The last UIDVALIDITY given: each new folder's is larger than any before (RFC 3501
+-- §2.3.1.1), the time in seconds or one more than the last.
+CREATE TABLE uidvalidity (last bigint NOT NULL CHECK (last < 4294967296));
+INSERT INTO uidvalidity (last) VALUES (0);
 
 CREATE TABLE messages (
     folder bigint NOT NULL REFERENCES folders ON DELETE CASCADE,

@@ -85,6 +85,49 @@ fn fresh(name: &str) -> (TempCluster, PgStore, tempfile::TempDir) {
     (cluster, store, dir)
 }
 
+impl suite::Snapshot for PgStore {
+    /// Every row of every table, as text, table by table.
+    fn snapshot(&self) -> Vec<String> {
+        self.block(async {
+            let client = self.client().await?;
+            let tables = client
+                .query(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = 'public' \
+                     ORDER BY tablename",
+                    &[],
+                )
+                .await?;
+            let mut out = Vec::new();
+            for table in tables {
+                let name: String = table.try_get(0)?;
+                let rows = client
+                    .query(
+                        &format!("SELECT t::text FROM {name} t ORDER BY t::text COLLATE \"C\""),
+                        &[],
+                    )
+                    .await?;
+                for row in rows {
+                    out.push(format!("{name} {}", row.try_get::<_, String>(0)?));
+                }
+            }
+            Ok(out)
+        })
+        .unwrap()
+    }
+}
+
+/// The directory suite (`store::suite::directory`), each test on a fresh database of one
+/// cluster (a cluster per test would cost a second or two each).
+#[test]
+fn the_directory_suite_passes() {
+    let cluster = TempCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    suite::run(suite::directory::all(), |n| {
+        let url = cluster.new_database(&format!("directory{n}"));
+        PgStore::connect(&url, dir.path()).unwrap()
+    });
+}
+
 fn sql(store: &PgStore, statement: &str) {
     store
         .block(async {

@@ -1,10 +1,100 @@
 //! Tests of the store's interface that every backend passes: the same function runs against
 //! sled's store (`store::tests`) and PostgreSQL's (`store::postgres::tests`).
 
+pub mod directory;
+
 use crate::model::*;
 use crate::store::error::StoreError;
 use crate::store::interface::*;
-use crate::store::{AuditQuery, Hold, QueueEntry, SecretMaker};
+use crate::store::{AuditQuery, Hold, NewMailbox, NewUser, QueueEntry, SecretMaker};
+
+/// Everything a backend keeps, as text, to compare before and after a refused change.
+pub trait Snapshot {
+    fn snapshot(&self) -> Vec<String>;
+}
+
+/// A test of the suite, by name.
+pub type Test<S> = (&'static str, fn(&S));
+
+/// Runs `tests`, each on a fresh store from `fresh`, saying which runs (a failure names it).
+pub fn run<S>(tests: Vec<Test<S>>, mut fresh: impl FnMut(usize) -> S) {
+    for (n, (name, test)) in tests.into_iter().enumerate() {
+        eprintln!("suite: {name}");
+        test(&fresh(n));
+    }
+}
+
+/// What the directory tests need of a backend.
+pub trait Directory: DirectoryStore + GrantStore + ServerStore + Snapshot {}
+
+impl<T: DirectoryStore + GrantStore + ServerStore + Snapshot> Directory for T {}
+
+/// Asserts that `change` fails with an error matching `expected` and changes nothing.
+macro_rules! refused {
+    ($store:expr, $change:expr, $expected:pat) => {{
+        #[allow(unused_imports)] // needed where the store is not generic
+        use $crate::store::suite::Snapshot as _;
+        let before = $store.snapshot();
+        let result = $change;
+        assert!(
+            matches!(result, Err($expected)),
+            "expected refusal, got {:?}",
+            result.map(|_| ())
+        );
+        assert_eq!(
+            before,
+            $store.snapshot(),
+            "a refused change altered the store"
+        );
+    }};
+}
+pub(crate) use refused;
+
+pub fn hash() -> PasswordHash {
+    PasswordHash("$argon2id$test".into())
+}
+
+pub fn new_user(store: &(impl DirectoryStore + ?Sized), login: &str) -> User {
+    store
+        .create_user(NewUser {
+            login: login.into(),
+            display_name: String::new(),
+            password: hash(),
+            must_change_password: false,
+            own_mailbox: None,
+        })
+        .unwrap()
+}
+
+pub fn new_mailbox(store: &(impl DirectoryStore + ?Sized), org: OrgId, address: &str) -> Mailbox {
+    store
+        .create_mailbox(NewMailbox {
+            org,
+            address: address.into(),
+            display_name: String::new(),
+            password: hash(),
+            quota_bytes: 0,
+            seen: SeenPolicy::Shared,
+        })
+        .unwrap()
+}
+
+/// Two organizations, acme (acme.example) and beta (beta.example), each with an owner.
+pub struct World {
+    pub acme: Organization,
+    pub beta: Organization,
+    pub owner: User,
+}
+
+pub fn world(store: &(impl DirectoryStore + ?Sized)) -> World {
+    let owner = new_user(store, "owner@acme.example");
+    let other = new_user(store, "boss@beta.example");
+    let acme = store.create_organization("Acme", owner.id).unwrap();
+    let beta = store.create_organization("Beta", other.id).unwrap();
+    store.add_domain(acme.id, "acme.example").unwrap();
+    store.add_domain(beta.id, "beta.example").unwrap();
+    World { acme, beta, owner }
+}
 
 /// A body larger than one of PostgreSQL's chunks (256 KiB).
 const BIG: usize = 256 * 1024 + 10;
