@@ -472,10 +472,13 @@ impl AuthConfig {
     }
 }
 
-/// The embedded database.
+/// Where the server's state lives: the embedded database, or PostgreSQL.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// `postgres://user@host:port/database`: the whole state in PostgreSQL, which several
+    /// nodes may share. Unset: sled in the data directory, for one node.
+    pub postgres_url: Option<String>,
     /// sled's page cache, in MiB: the directory, folder indexes and message summaries that
     /// stay in memory. Message bodies are files, read through the kernel's page cache.
     pub cache_mib: u64,
@@ -498,6 +501,7 @@ pub enum StoreMode {
 impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
+            postgres_url: None,
             cache_mib: 64,
             body_cache_mib: 32,
             audit_retention_days: 365,

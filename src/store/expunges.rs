@@ -16,7 +16,7 @@ use crate::model::{FolderId, MailboxId};
 use serde::{Deserialize, Serialize};
 
 /// Expunges kept per folder: about 50 bytes each on disk. Past this, the oldest half goes.
-const REMEMBERED: u64 = 1000;
+pub(super) const REMEMBERED: u64 = 1000;
 
 /// What the store can say about a folder's expunges since a MODSEQ.
 #[derive(Debug, PartialEq, Eq)]

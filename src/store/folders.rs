@@ -221,26 +221,6 @@ impl FolderStore for SledStore {
         }
     }
 
-    fn junk_folder(&self, mailbox: MailboxId) -> StoreResult<Folder> {
-        let folders = self.folders(mailbox)?;
-        if let Some(junk) = folders
-            .into_iter()
-            .find(|f| f.special_use == Some(SpecialUse::Junk))
-        {
-            return Ok(junk);
-        }
-        if let Some(named) = self.folder_by_name(mailbox, "Junk")? {
-            return Ok(named);
-        }
-        match self.create_folder(mailbox, "Junk", Some(SpecialUse::Junk)) {
-            // Made meanwhile by another delivery.
-            Err(StoreError::FolderExists(_)) => self
-                .folder_by_name(mailbox, "Junk")?
-                .ok_or_else(|| StoreError::not_found(format!("Junk of mailbox {mailbox}"))),
-            other => other,
-        }
-    }
-
     fn folders(&self, mailbox: MailboxId) -> StoreResult<Vec<Folder>> {
         self.inner
             .mail
@@ -936,7 +916,7 @@ pub(super) fn canonical_name(name: &str) -> String {
     }
 }
 
-fn valid_folder_name(name: &str) -> StoreResult<String> {
+pub(super) fn valid_folder_name(name: &str) -> StoreResult<String> {
     let bad = |why: &str| StoreError::Invalid {
         what: "folder name",
         why: format!("{name:?} {why}"),

@@ -12,7 +12,8 @@ const FOLDER_BACKLOG: usize = 256;
 const ACCESS_BACKLOG: usize = 1024;
 
 /// Something changed in one folder.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FolderEvent {
     /// A message was added with this UID.
     Appended { uid: u32 },

@@ -127,27 +127,38 @@ impl LifecycleStore for SledStore {
         name: &str,
         write: ExportWriter<'_>,
     ) -> StoreResult<PathBuf> {
-        for part in [folder, name] {
-            if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
-                return Err(StoreError::Invalid {
-                    what: "export name",
-                    why: format!("{part:?} is not a plain file name"),
-                });
-            }
-        }
-        let dir = self.inner.dir.join("exports").join(folder);
-        let path = dir.join(name);
-        let tmp = dir.join(format!(".{name}.part"));
-        let io = |e| StoreError::io(&path, e);
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
-        write(&mut file)?;
-        let file = file.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        std::fs::File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        Ok(path)
+        write_export(&self.inner.dir, folder, name, write)
     }
+}
+
+/// Writes `exports/<folder>/<name>` under `data_dir` (`LifecycleStore::save_export`): on
+/// local disk whichever backend keeps the rest.
+pub(super) fn write_export(
+    data_dir: &std::path::Path,
+    folder: &str,
+    name: &str,
+    write: ExportWriter<'_>,
+) -> StoreResult<PathBuf> {
+    for part in [folder, name] {
+        if part.is_empty() || part.contains(['/', '\\']) || part.starts_with('.') {
+            return Err(StoreError::Invalid {
+                what: "export name",
+                why: format!("{part:?} is not a plain file name"),
+            });
+        }
+    }
+    let dir = data_dir.join("exports").join(folder);
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.part"));
+    let io = |e| StoreError::io(&path, e);
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp).map_err(io)?);
+    write(&mut file)?;
+    let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    std::fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io)?;
+    Ok(path)
 }

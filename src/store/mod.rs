@@ -89,9 +89,13 @@ impl Store {
         Ok(Store(Arc::new(SledStore::open(dir)?)))
     }
 
-    /// Opens (or creates) the embedded store in `dir` with `settings`.
+    /// Opens (or creates) the store `settings` name: PostgreSQL's at `postgres_url`, or the
+    /// embedded one in `dir`. `dir` is the node's data directory either way.
     pub fn open_with(dir: &Path, settings: &crate::config::StoreConfig) -> StoreResult<Store> {
-        Ok(Store(Arc::new(SledStore::open_with(dir, settings)?)))
+        Ok(match &settings.postgres_url {
+            Some(url) => Store(Arc::new(postgres::PgStore::connect(url, dir)?)),
+            None => Store(Arc::new(SledStore::open_with(dir, settings)?)),
+        })
     }
 
     /// [`ServerStore::server_secret_while`] with plain closures.

@@ -23,7 +23,25 @@ pub trait FolderStore {
 
     /// Where the mailbox keeps junk: its `\\Junk` folder, else one named Junk, else a Junk
     /// folder made now with that attribute (RFC 6154) for mail judged spam.
-    fn junk_folder(&self, mailbox: MailboxId) -> StoreResult<Folder>;
+    fn junk_folder(&self, mailbox: MailboxId) -> StoreResult<Folder> {
+        let folders = self.folders(mailbox)?;
+        if let Some(junk) = folders
+            .into_iter()
+            .find(|f| f.special_use == Some(SpecialUse::Junk))
+        {
+            return Ok(junk);
+        }
+        if let Some(named) = self.folder_by_name(mailbox, "Junk")? {
+            return Ok(named);
+        }
+        match self.create_folder(mailbox, "Junk", Some(SpecialUse::Junk)) {
+            // Made meanwhile by another delivery.
+            Err(StoreError::FolderExists(_)) => self
+                .folder_by_name(mailbox, "Junk")?
+                .ok_or_else(|| StoreError::not_found(format!("Junk of mailbox {mailbox}"))),
+            other => other,
+        }
+    }
 
     fn folders(&self, mailbox: MailboxId) -> StoreResult<Vec<Folder>>;
 

@@ -54,10 +54,15 @@ pub async fn hold(
 
 /// Drops one reference on `blob`; the bytes go with the last.
 pub async fn release(client: &impl GenericClient, blob: &BlobId) -> StoreResult<()> {
+    release_n(client, blob, 1).await
+}
+
+/// Drops `n` references on `blob`; the bytes go with the last.
+pub async fn release_n(client: &impl GenericClient, blob: &BlobId, n: u64) -> StoreResult<()> {
     let left: Option<i64> = client
         .query_opt(
-            "UPDATE blobs SET refs = refs - 1 WHERE id = $1 RETURNING refs",
-            &[&blob.0.as_slice()],
+            "UPDATE blobs SET refs = refs - $2 WHERE id = $1 RETURNING refs",
+            &[&blob.0.as_slice(), &rows::id(n)?],
         )
         .await?
         .map(|row| row.try_get(0))
@@ -74,6 +79,34 @@ pub async fn release(client: &impl GenericClient, blob: &BlobId) -> StoreResult<
             "a reference on {blob:?}, which is not there"
         ))),
     }
+}
+
+/// The bytes of `blob`, chunk by chunk.
+pub async fn read(client: &impl GenericClient, blob: &BlobId) -> StoreResult<bytes::Bytes> {
+    let rows = client
+        .query(
+            "SELECT b.size, c.data FROM blobs b LEFT JOIN blob_chunks c ON c.blob = b.id \
+             WHERE b.id = $1 ORDER BY c.n",
+            &[&blob.0.as_slice()],
+        )
+        .await?;
+    let Some(first) = rows.first() else {
+        return Err(StoreError::not_found(format!("message {blob:?}")));
+    };
+    let size: i64 = first.try_get(0)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    for row in &rows {
+        if let Some(data) = row.try_get::<_, Option<&[u8]>>(1)? {
+            bytes.extend_from_slice(data);
+        }
+    }
+    if bytes.len() as i64 != size {
+        return Err(StoreError::Corrupt(format!(
+            "{blob:?} holds {} bytes of {size}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes.into())
 }
 
 /// For tests: the bytes of a blob as its chunks hold them, and its reference count.

@@ -32,10 +32,13 @@ mod directory;
 mod dkim;
 mod folders;
 mod grants;
+mod lifecycle;
+mod messages;
 mod notices;
 mod queue;
 mod rows;
 mod tokens;
+mod transfer;
 
 #[cfg(test)]
 pub(crate) mod testing;
@@ -182,6 +185,17 @@ impl PgStore {
         notices::send(client, self.inner.node, change).await
     }
 
+    /// Has a folder's `events` heard by the other nodes once `client`'s transaction commits;
+    /// the caller publishes them in this node's hub after the commit.
+    async fn tell_folder(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        place: (crate::model::MailboxId, crate::model::FolderId),
+        events: Vec<super::hub::FolderEvent>,
+    ) -> StoreResult<()> {
+        notices::send_folder(client, self.inner.node, place, events).await
+    }
+
     /// Makes the schema in an empty database, or checks the version of the one there.
     async fn make_schema(&self) -> StoreResult<()> {
         let mut client = self.client().await?;
@@ -243,6 +257,9 @@ impl Drop for OwnRuntime {
         }
     }
 }
+
+/// Every family of the store's interface.
+impl Backend for PgStore {}
 
 impl ServerStore for PgStore {
     fn dir(&self) -> &Path {

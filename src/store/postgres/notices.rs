@@ -5,8 +5,9 @@
 //! session to re-ask ([`AccessChange::Anything`]) once it listens again, since PostgreSQL
 //! keeps nothing for a listener that was away.
 
+use crate::model::{FolderId, MailboxId};
 use crate::store::error::StoreResult;
-use crate::store::hub::{AccessChange, Hub};
+use crate::store::hub::{AccessChange, FolderEvent, Hub};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -17,11 +18,25 @@ const CHANNEL: &str = "mailgate_changes";
 /// Between two attempts to listen again.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
+/// UIDs per notice of an expunge: a notice's payload must stay under 8000 bytes.
+const UIDS_PER_NOTICE: usize = 500;
+
 /// What one notice says; `node` is its sender's, so that a node skips its own.
 #[derive(Serialize, Deserialize)]
 struct Notice {
     node: u64,
-    access: AccessChange,
+    change: Change,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Change {
+    Access(AccessChange),
+    Folder {
+        mailbox: MailboxId,
+        folder: FolderId,
+        event: FolderEvent,
+    },
 }
 
 /// Sends `change` to the other nodes when `client`'s transaction commits.
@@ -30,13 +45,55 @@ pub async fn send(
     node: u64,
     change: AccessChange,
 ) -> StoreResult<()> {
-    let payload = super::rows::json(&Notice {
-        node,
-        access: change,
-    })?
-    .to_string();
+    send_all(client, node, vec![Change::Access(change)]).await
+}
+
+/// Sends a folder's `events` to the other nodes when `client`'s transaction commits, so that
+/// their sessions of the folder (IDLE among them) hear of them as this node's do.
+pub async fn send_folder(
+    client: &impl deadpool_postgres::GenericClient,
+    node: u64,
+    (mailbox, folder): (MailboxId, FolderId),
+    events: Vec<FolderEvent>,
+) -> StoreResult<()> {
+    let mut changes = Vec::new();
+    for event in events {
+        let parts = match event {
+            FolderEvent::Expunged { uids } => uids
+                .chunks(UIDS_PER_NOTICE)
+                .map(|part| FolderEvent::Expunged {
+                    uids: part.to_vec(),
+                })
+                .collect(),
+            other => vec![other],
+        };
+        changes.extend(parts.into_iter().map(|event| Change::Folder {
+            mailbox,
+            folder,
+            event,
+        }));
+    }
+    send_all(client, node, changes).await
+}
+
+/// One statement for all of them, however many.
+async fn send_all(
+    client: &impl deadpool_postgres::GenericClient,
+    node: u64,
+    changes: Vec<Change>,
+) -> StoreResult<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let payloads = changes
+        .into_iter()
+        .map(|change| Ok(super::rows::json(&Notice { node, change })?.to_string()))
+        .collect::<StoreResult<Vec<String>>>()?;
     client
-        .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .execute(
+            "SELECT pg_notify($1, p) FROM unnest($2::text[]) p",
+            &[&CHANNEL, &payloads],
+        )
         .await?;
     Ok(())
 }
@@ -77,7 +134,14 @@ async fn listen_once(
     }
     while let Some(payload) = notices.recv().await {
         match serde_json::from_str::<Notice>(&payload) {
-            Ok(notice) if notice.node != node => hub.publish_access(notice.access),
+            Ok(notice) if notice.node != node => match notice.change {
+                Change::Access(change) => hub.publish_access(change),
+                Change::Folder {
+                    mailbox,
+                    folder,
+                    event,
+                } => hub.publish_folder(mailbox, folder, event),
+            },
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, payload, "a notice not understood"),
         }

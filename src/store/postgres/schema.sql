@@ -193,9 +193,11 @@ CREATE TABLE folders (
     name_key text NOT NULL, -- the name as compared (INBOX in any case is INBOX)
     special_use text CHECK (special_use IN ('Sent', 'Drafts', 'Trash', 'Junk', 'Archive')),
     uidvalidity bigint NOT NULL CHECK (uidvalidity > 0 AND uidvalidity < 4294967296),
-    uidnext bigint NOT NULL CHECK (uidnext > 0 AND uidnext <= 4294967296),
+    uidnext bigint NOT NULL CHECK (uidnext > 0 AND uidnext < 4294967296),
     highestmodseq bigint NOT NULL,
     recent_floor bigint NOT NULL DEFAULT 1,
+    -- Expunges up to this MODSEQ are forgotten (`expunges`).
+    expunges_forgotten_through bigint NOT NULL DEFAULT 0,
     UNIQUE (mailbox, name_key)
 );
 
@@ -243,6 +245,7 @@ CREATE TABLE subscriptions (
     mailbox bigint NOT NULL REFERENCES mailboxes ON DELETE CASCADE,
     subscriber bigint NOT NULL,
     name text NOT NULL,
+    subscribed boolean NOT NULL, -- false: explicitly not (a standard folder's default undone)
     PRIMARY KEY (mailbox, subscriber, name)
 );
 

@@ -1,0 +1,222 @@
+//! Several mailgate nodes on one PostgreSQL database (issue 14), as a provider runs them
+//! behind a load balancer: what one node is told, the others serve. A throwaway PostgreSQL
+//! cluster (Debian's `postgresql`, which `.ci/run` installs) and two real server processes.
+
+mod common;
+
+#[path = "../src/store/postgres/testing.rs"]
+#[allow(dead_code)]
+mod postgres;
+
+use common::api::Api;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::json;
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "contact-password-1";
+
+/// Logs in to `node`'s admin API as the first owner, with the password given.
+async fn owner(node: &common::TestServer, password: &str) -> Api {
+    Api::login(node, "owner@localhost", password).await
+}
+
+/// Node A bootstraps the database and sets up a mailbox; node B, started on the same URL,
+/// finds it all. Mail delivered by SMTP to A wakes an IDLE session on B; a message appended
+/// on B is read on A; a password changed through A's API ends B's session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_serve_the_same_mail_and_hear_each_others_changes() {
+    let cluster = postgres::TempCluster::start();
+    let url = cluster.new_database("mailgate");
+    let config = format!("[store]\npostgres_url = \"{url}\"\n");
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = common::start(dir_a.path(), &config);
+    let initial = a
+        .initial_password()
+        .expect("node A bootstraps the empty database");
+    let b = common::start(dir_b.path(), &config);
+    assert!(
+        b.initial_password().is_none(),
+        "node B finds the organization node A made: {:?}",
+        b.banner
+    );
+
+    // The owner's forced password change on A; B's API knows the new password at once.
+    let mut api_a = Api {
+        client: Client::new(),
+        base: format!("http://{}", a.addr("admin (HTTP)")),
+        token: None,
+    };
+    let (status, session) = api_a
+        .post(
+            "/api/v1/session",
+            json!({"login": "owner@localhost", "password": initial}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    api_a.token = Some(session["token"].as_str().unwrap().to_string());
+    let change = json!({"current_password": initial, "new_password": "a new password 1"});
+    let (status, body) = api_a.post("/api/v1/me/password", change).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let api_a = owner(&a, "a new password 1").await;
+    let api_b = owner(&b, "a new password 1").await;
+
+    let (_, me) = api_b.get("/api/v1/me").await;
+    let org = me["organizations"][0]["id"].as_u64().unwrap();
+    let base = format!("/api/v1/orgs/{org}");
+    let (status, body) = api_a
+        .post(&format!("{base}/domains"), json!({"name": "acme.example"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, mailbox) = api_b
+        .post(
+            &format!("{base}/mailboxes"),
+            json!({"address": "contact@acme.example", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{mailbox}");
+    let mailbox = mailbox["id"].as_u64().unwrap();
+    let (status, body) = api_a
+        .post(
+            &format!("{base}/mailboxes"),
+            json!({"address": "contact@acme.example"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "one address, whichever node: {body}"
+    );
+
+    // B's IMAP session idles in INBOX; A takes the mail by SMTP.
+    let mut idle = python(&b, IDLE_ON_B);
+    assert_eq!(idle.line(), "idling");
+    let sent_at = Instant::now();
+    let out = common::python(SEND_TO_A, &[a.addr("smtp (STARTTLS)").port().to_string()]);
+    assert!(out.contains("sent"), "{out}");
+    let exists = idle.line();
+    assert_eq!(exists, "* 1 EXISTS", "B's IDLE hears of A's delivery");
+    eprintln!(
+        "B's IDLE heard of A's delivery {:.3} s after the SMTP session began",
+        sent_at.elapsed().as_secs_f64()
+    );
+    let fetched = idle.line();
+    assert!(fetched.contains("Across nodes"), "{fetched}");
+    assert_eq!(idle.line(), "appended");
+
+    // What B appended, A serves.
+    let out = common::python(READ_ON_A, &[a.addr("imap (TLS)").port().to_string()]);
+    assert!(out.contains("From B"), "{out}");
+    assert!(out.contains("read"), "{out}");
+
+    // A new password set through A ends B's session within moments.
+    let changed_at = Instant::now();
+    let (status, body) = api_a
+        .call(
+            Method::PATCH,
+            &format!("{base}/mailboxes/{mailbox}"),
+            Some(json!({"password": "another-password-2"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bye = idle.line();
+    assert!(bye.starts_with("* BYE"), "{bye}");
+    eprintln!(
+        "B's session ended {:.3} s after A changed the password",
+        changed_at.elapsed().as_secs_f64()
+    );
+    assert!(idle.finish().success());
+    drop((a, b));
+}
+
+/// A Python IMAP client script, reading its output line by line.
+struct Script {
+    child: std::process::Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    started: Instant,
+}
+
+impl Script {
+    fn line(&mut self) -> String {
+        // The script's own timeouts (60 s) end it if the server never answers.
+        let line = self.lines.next();
+        assert!(
+            self.started.elapsed() < Duration::from_secs(300),
+            "the script ran for five minutes"
+        );
+        line.expect("a line from the script").expect("readable")
+    }
+
+    fn finish(mut self) -> std::process::ExitStatus {
+        common::wait_with_timeout(&mut self.child, Duration::from_secs(60))
+    }
+}
+
+fn python(node: &common::TestServer, script: &str) -> Script {
+    let mut child = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(node.addr("imap (TLS)").port().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    Script {
+        child,
+        lines,
+        started: Instant::now(),
+    }
+}
+
+const IDLE_ON_B: &str = r#"
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx, timeout=60)
+m.login("contact@acme.example", "contact-password-1")
+typ, data = m.select("INBOX")
+assert typ == "OK" and data == [b"0"], data
+m.send(b"i1 IDLE\r\n")
+assert m.readline().startswith(b"+")
+print("idling", flush=True)
+print(m.readline().decode().strip(), flush=True)
+m.send(b"DONE\r\n")
+while not m.readline().startswith(b"i1 OK"):
+    pass
+typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+assert typ == "OK", data
+print(data[0][1].decode().strip(), flush=True)
+typ, data = m.append("INBOX", None, None, b"Subject: From B\r\n\r\nappended on B\r\n")
+assert typ == "OK", data
+print("appended", flush=True)
+m.send(b"i2 IDLE\r\n")
+assert m.readline().startswith(b"+")
+while True:
+    line = m.readline()
+    if not line or line.startswith(b"* BYE"):
+        break
+print(line.decode().strip(), flush=True)
+"#;
+
+const SEND_TO_A: &str = r#"
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=60) as s:
+    s.sendmail("someone@elsewhere.example", ["contact@acme.example"],
+               b"From: someone@elsewhere.example\r\nTo: contact@acme.example\r\n"
+               b"Subject: Across nodes\r\n\r\nhello\r\n")
+print("sent")
+"#;
+
+const READ_ON_A: &str = r#"
+import imaplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx, timeout=60)
+m.login("contact@acme.example", "contact-password-1")
+typ, data = m.select("INBOX")
+assert typ == "OK" and data == [b"2"], data
+typ, data = m.fetch("2", "(BODY[HEADER.FIELDS (SUBJECT)] FLAGS)")
+assert typ == "OK", data
+print(data[0][1].decode().strip())
+typ, data = m.fetch("2", "(FLAGS)")
+assert b"\\Seen" in data[0], data
+print("read")
+"#;
