@@ -128,6 +128,17 @@ fn the_directory_suite_passes() {
     });
 }
 
+/// The mail suite (`store::suite::mail`), as the directory suite.
+#[test]
+fn the_mail_suite_passes() {
+    let cluster = TempCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    suite::run(suite::mail::all(), |n| {
+        let url = cluster.new_database(&format!("mail{n}"));
+        PgStore::connect(&url, dir.path()).unwrap()
+    });
+}
+
 fn sql(store: &PgStore, statement: &str) {
     store
         .block(async {

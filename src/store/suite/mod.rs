@@ -2,6 +2,7 @@
 //! sled's store (`store::tests`) and PostgreSQL's (`store::postgres::tests`).
 
 pub mod directory;
+pub mod mail;
 
 use crate::model::*;
 use crate::store::error::StoreError;
@@ -28,6 +29,11 @@ pub fn run<S>(tests: Vec<Test<S>>, mut fresh: impl FnMut(usize) -> S) {
 pub trait Directory: DirectoryStore + GrantStore + ServerStore + Snapshot {}
 
 impl<T: DirectoryStore + GrantStore + ServerStore + Snapshot> Directory for T {}
+
+/// What the mail tests need: the whole interface.
+pub trait Whole: Backend + Snapshot {}
+
+impl<T: Backend + Snapshot> Whole for T {}
 
 /// Asserts that `change` fails with an error matching `expected` and changes nothing.
 macro_rules! refused {
