@@ -312,6 +312,9 @@ pub struct QueueConfig {
     pub max_retry_seconds: u64,
     /// How long temporary failures are retried before the message bounces (5 days).
     pub give_up_after_seconds: u64,
+    /// How long a node holds a queue entry it is delivering, renewed meanwhile: a node that
+    /// dies mid-delivery leaves the entry to the others after this (PostgreSQL only).
+    pub lease_seconds: u64,
 }
 
 /// A DNS server: `192.0.2.53` (port 53) or `192.0.2.53:5353`, `[2001:db8::53]:53`.
@@ -351,6 +354,7 @@ impl Default for QueueConfig {
             first_retry_seconds: 60,
             max_retry_seconds: 4 * 3600,
             give_up_after_seconds: 5 * 24 * 3600,
+            lease_seconds: 300,
         }
     }
 }

@@ -42,25 +42,8 @@ async fn two_nodes_on_one_database_serve_the_same_mail_and_hear_each_others_chan
     );
 
     // The owner's forced password change on A; B's API knows the new password at once.
-    let mut api_a = Api {
-        client: Client::new(),
-        base: format!("http://{}", a.addr("admin (HTTP)")),
-        token: None,
-    };
-    let (status, session) = api_a
-        .post(
-            "/api/v1/session",
-            json!({"login": "owner@localhost", "password": initial}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{session}");
-    api_a.token = Some(session["token"].as_str().unwrap().to_string());
-    let change = json!({"current_password": initial, "new_password": "a new password 1"});
-    let (status, body) = api_a.post("/api/v1/me/password", change).await;
-    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    let api_a = owner(&a, "a new password 1").await;
+    let api_a = first_owner_session(&a, &initial).await;
     let api_b = owner(&b, "a new password 1").await;
-
     let (_, me) = api_b.get("/api/v1/me").await;
     let org = me["organizations"][0]["id"].as_u64().unwrap();
     let base = format!("/api/v1/orgs/{org}");
@@ -88,7 +71,7 @@ async fn two_nodes_on_one_database_serve_the_same_mail_and_hear_each_others_chan
         "one address, whichever node: {body}"
     );
 
-    // B's IMAP session idles in INBOX; A takes the mail by SMTP.
+    // B's IDLE session idles in INBOX; A takes the mail by SMTP.
     let mut idle = python(&b, IDLE_ON_B);
     assert_eq!(idle.line(), "idling");
     let sent_at = Instant::now();
@@ -127,6 +110,101 @@ async fn two_nodes_on_one_database_serve_the_same_mail_and_hear_each_others_chan
     );
     assert!(idle.finish().success());
     drop((a, b));
+}
+
+/// The first owner's session on `node`, after the forced change of the initial password to
+/// "a new password 1".
+async fn first_owner_session(node: &common::TestServer, initial: &str) -> Api {
+    let mut api = Api {
+        client: Client::new(),
+        base: format!("http://{}", node.addr("admin (HTTP)")),
+        token: None,
+    };
+    let (status, session) = api
+        .post(
+            "/api/v1/session",
+            json!({"login": "owner@localhost", "password": initial}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{session}");
+    api.token = Some(session["token"].as_str().unwrap().to_string());
+    let change = json!({"current_password": initial, "new_password": "a new password 1"});
+    let (status, body) = api.post("/api/v1/me/password", change).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    owner(node, "a new password 1").await
+}
+
+/// A message submitted on node A for a remote domain: A starts delivering it to a smarthost
+/// that takes it up to the end of DATA and then answers nothing; A is killed there. Node B,
+/// sharing the queue, delivers it once A's lease has run out, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_delivery_leaves_the_message_to_another_node() {
+    let cluster = postgres::TempCluster::start();
+    let url = cluster.new_database("mailgate");
+    let work = tempfile::tempdir().unwrap();
+    let relayed = work.path().join("relayed");
+    let smarthost = common::sink(STALLING_ONCE_SINK, &relayed);
+    let config = format!(
+        "[store]\npostgres_url = \"{url}\"\n{}lease_seconds = 3\n",
+        smarthost.queue_config()
+    );
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = common::start(dir_a.path(), &config);
+    let initial = a
+        .initial_password()
+        .expect("node A bootstraps the empty database");
+    let api = first_owner_session(&a, &initial).await;
+    let (_, me) = api.get("/api/v1/me").await;
+    let org = me["organizations"][0]["id"].as_u64().unwrap();
+    let base = format!("/api/v1/orgs/{org}");
+    api.post(&format!("{base}/domains"), json!({"name": "acme.example"}))
+        .await;
+    let (status, body) = api
+        .post(
+            &format!("{base}/mailboxes"),
+            json!({"address": "contact@acme.example", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let out = common::python(
+        SUBMIT_REMOTE,
+        &[a.addr("submission (TLS)").port().to_string()],
+    );
+    assert!(out.contains("submitted"), "{out}");
+    // The smarthost says when A's delivery reached the end of DATA.
+    let stalled = relayed.with_extension("stalled");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !stalled.exists() {
+        assert!(Instant::now() < deadline, "node A never started delivering");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill();
+    let killed_at = Instant::now();
+
+    let b = common::start(dir_b.path(), &config);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let delivered = loop {
+        let text = std::fs::read_to_string(&relayed).unwrap_or_default();
+        if text.contains("Subject: Leased") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node B never delivered the message"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "node B delivered {:.1} s after node A was killed (lease 3 s)",
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        delivered.matches("Subject: Leased").count(),
+        1,
+        "{delivered}"
+    );
+    drop(b);
 }
 
 /// A Python IMAP client script, reading its output line by line.
@@ -195,6 +273,58 @@ while True:
     if not line or line.startswith(b"* BYE"):
         break
 print(line.decode().strip(), flush=True)
+"#;
+
+/// Takes the first connection's message up to the end of DATA, marks `<out>.stalled` and
+/// never answers; stores every later connection's messages in `<out>` (ACCEPTING_SINK's way).
+const STALLING_ONCE_SINK: &str = r#"
+import socket, sys, threading
+out = sys.argv[1]
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen()
+print(srv.getsockname()[1], flush=True)
+first = [True]
+def serve(conn):
+    f = conn.makefile("rb")
+    send = lambda s: conn.sendall(s.encode() + b"\r\n")
+    send("220 sink.test ESMTP")
+    while True:
+        line = f.readline().decode().strip()
+        if not line:
+            return
+        verb = line.split(" ")[0].upper()
+        if verb == "DATA":
+            send("354 go on")
+            data = b""
+            while (l := f.readline()) != b".\r\n":
+                data += l
+            if first[0]:
+                first[0] = False
+                open(out + ".stalled", "w").close()
+                threading.Event().wait()
+            with open(out, "ab") as o:
+                o.write(data)
+            send("250 2.0.0 stored")
+        elif verb == "QUIT":
+            send("221 bye")
+            return
+        else:
+            send("250 ok")
+while True:
+    conn, _ = srv.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
+"#;
+
+const SUBMIT_REMOTE: &str = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=60)
+s.login("contact@acme.example", "contact-password-1")
+s.sendmail("contact@acme.example", ["someone@far.example"],
+           b"From: contact@acme.example\r\nTo: someone@far.example\r\nSubject: Leased\r\n\r\nhi\r\n")
+s.quit()
+print("submitted")
 "#;
 
 const SEND_TO_A: &str = r#"

@@ -6,7 +6,7 @@ use super::client::{self, Attempt, RecipientResult};
 use super::dsn::{Action, Outcome, Reported};
 use crate::model::*;
 use crate::services::Services;
-use crate::store::{Hold, QueueEntry, QueueId, StoreError};
+use crate::store::{Hold, Lease, QueueEntry, QueueId, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -94,7 +94,8 @@ pub async fn withdraw(services: &Services, ids: &[QueueId]) {
 /// messages never acknowledged (their clients send them again).
 pub async fn drop_held(services: &Services) {
     let store = services.store.clone();
-    match blocking(move || store.drop_held()).await {
+    let before = now_millis() - HELD_FOR_LONG.as_millis() as Millis;
+    match blocking(move || store.drop_held(before)).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             entries = n,
@@ -104,12 +105,23 @@ pub async fn drop_held(services: &Services) {
     }
 }
 
-/// Runs until `shutdown`: picks due entries and delivers them.
+/// How long an entry may stay held before it is taken for one of a message never
+/// acknowledged: an SMTP transaction releases its entries within seconds, and others (on
+/// another node sharing the queue) may be running at any time.
+const HELD_FOR_LONG: Duration = Duration::from_secs(600);
+
+/// Runs until `shutdown`: picks due entries and delivers them, and drops those a transaction
+/// that never finished left held.
 pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
     let in_flight: Arc<Mutex<InFlight>> = Arc::default();
+    let mut last_drop = std::time::Instant::now();
     loop {
+        if last_drop.elapsed() >= HELD_FOR_LONG / 10 {
+            drop_held(&services).await;
+            last_drop = std::time::Instant::now();
+        }
         services.outbound_pool.close_idle().await;
-        for entry in due(&services, &in_flight) {
+        for (entry, lease) in due(&services, &in_flight) {
             let (services, in_flight) = (services.clone(), in_flight.clone());
             tokio::spawn(async move {
                 // Released however the attempt ends, a panic included.
@@ -117,7 +129,9 @@ pub async fn run(services: Arc<Services>, shutdown: CancellationToken) {
                     id: entry.id,
                     in_flight,
                 };
-                attempt(&services, entry).await;
+                let renewal = tokio::spawn(keep_lease(services.clone(), lease));
+                attempt(&services, entry, lease).await;
+                renewal.abort();
                 services.queue_wake.notify_one();
             });
         }
@@ -148,8 +162,36 @@ fn lock(set: &Mutex<InFlight>) -> std::sync::MutexGuard<'_, InFlight> {
     set.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Entries whose time has come and that no task is working on, claimed for this round.
-fn due(services: &Services, in_flight: &Mutex<InFlight>) -> Vec<QueueEntry> {
+/// Renews `lease` while its attempt runs (the task is aborted when the attempt ends).
+async fn keep_lease(services: Arc<Services>, lease: Lease) {
+    let every = lease_time(&services) / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let (store, until) = (services.store.clone(), lease_end(&services));
+        match blocking(move || store.renew_lease(&lease, until)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(queue = %lease.id, "the delivery's lease ran out and another node took the entry");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(queue = %lease.id, error = %e, "renewing the delivery's lease failed")
+            }
+        }
+    }
+}
+
+fn lease_time(services: &Services) -> Duration {
+    Duration::from_secs(services.config.queue.lease_seconds.max(3))
+}
+
+fn lease_end(services: &Services) -> Millis {
+    now_millis() + lease_time(services).as_millis() as Millis
+}
+
+/// Entries whose time has come and that no task is working on, claimed for this round, each
+/// with its lease (another node may hold some: those are left to it).
+fn due(services: &Services, in_flight: &Mutex<InFlight>) -> Vec<(QueueEntry, Lease)> {
     let entries = match services.store.queue() {
         Ok(entries) => entries,
         Err(e) => {
@@ -166,15 +208,23 @@ fn due(services: &Services, in_flight: &Mutex<InFlight>) -> Vec<QueueEntry> {
         }
         let to_domain = busy.values().filter(|d| **d == entry.domain).count();
         if entry.next_attempt <= now && to_domain < PER_DOMAIN && !busy.contains_key(&entry.id) {
+            let lease = match services.store.lease(entry.id, lease_end(services)) {
+                Ok(Some(lease)) => lease,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::error!(queue = %entry.id, error = %e, "leasing a queue entry failed");
+                    continue;
+                }
+            };
             busy.insert(entry.id, entry.domain.clone());
-            out.push(entry);
+            out.push((entry, lease));
         }
     }
     out
 }
 
 /// One delivery attempt of one entry, and what follows from it.
-async fn attempt(services: &Services, mut entry: QueueEntry) {
+async fn attempt(services: &Services, mut entry: QueueEntry, lease: Lease) {
     let (raw, results) = match services.store.read_message(&entry.blob) {
         Ok(raw) => {
             let job = Attempt {
@@ -228,7 +278,7 @@ async fn attempt(services: &Services, mut entry: QueueEntry) {
             retry.append(&mut failed);
         }
     }
-    finish(services, entry, retry).await;
+    finish(services, entry, lease, retry).await;
 }
 
 /// A queued message whose file is gone (damage to the store) will never leave: it bounces,
@@ -247,20 +297,39 @@ fn unreadable(entry: &QueueEntry, error: &StoreError) -> Vec<RecipientResult> {
 }
 
 /// Removes the entry when nobody is left to try, else defers it with those who are.
-async fn finish(services: &Services, mut entry: QueueEntry, retry: Vec<(String, String)>) {
+async fn finish(
+    services: &Services,
+    mut entry: QueueEntry,
+    lease: Lease,
+    retry: Vec<(String, String)>,
+) {
     let store = services.store.clone();
     let id = entry.id;
     let outcome = if retry.is_empty() {
-        blocking(move || store.dequeue(id).and_then(|_| store.flush_blocking())).await
+        blocking(move || {
+            let done = store.finish(&lease)?;
+            store.flush_blocking()?;
+            Ok(done)
+        })
+        .await
     } else {
         entry.last_error = retry.last().map(|(_, why)| why.clone());
         (entry.recipients, entry.reasons) = retry.into_iter().unzip();
         entry.next_attempt = now_millis() + backoff(services, entry.attempts).as_millis() as i64;
         tracing::info!(queue = %id, attempts = entry.attempts, error = ?entry.last_error, "deferred");
-        blocking(move || store.defer(&entry).and_then(|_| store.flush_blocking())).await
+        blocking(move || {
+            let done = store.defer(&entry, &lease)?;
+            store.flush_blocking()?;
+            Ok(done)
+        })
+        .await
     };
-    if let Err(e) = outcome {
-        tracing::error!(queue = %id, error = %e, "updating the queue failed");
+    match outcome {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(queue = %id, "the lease ran out before the attempt ended: another node's attempt decides")
+        }
+        Err(e) => tracing::error!(queue = %id, error = %e, "updating the queue failed"),
     }
 }
 
@@ -281,6 +350,15 @@ mod tests {
     use super::*;
     use crate::harness::{ADDRESS, Harness};
     use crate::store::Hold;
+
+    /// One attempt, with the lease the outbound loop would have taken (sled's: any).
+    async fn attempt_now(services: &Services, entry: QueueEntry) {
+        let lease = Lease {
+            id: entry.id,
+            token: 0,
+        };
+        attempt(services, entry, lease).await
+    }
 
     fn queued(h: &Harness, hold: Hold) -> QueueEntry {
         let far = ["far@away.example".to_string()];
@@ -311,7 +389,7 @@ mod tests {
         let store = &h.services.store;
         let entry = queued(&h, Hold::No);
         std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
-        attempt(&h.services, entry).await;
+        attempt_now(&h.services, entry).await;
         assert!(store.queue().unwrap().is_empty(), "no longer tried");
         let dsn = last_in_inbox(&h);
         assert!(dsn.contains("Status: 5.3.0"), "{dsn}");
@@ -330,7 +408,7 @@ mod tests {
         let path = store.blob_path(&entry.blob);
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
-        attempt(&h.services, entry).await;
+        attempt_now(&h.services, entry).await;
         let queue = store.queue().unwrap();
         assert_eq!(queue.len(), 1, "kept");
         assert!(
@@ -356,7 +434,7 @@ mod tests {
         let mut entry = queued(&h, Hold::No);
         for expected_wait in [60, 120, 240] {
             let before = now_millis();
-            attempt(&h.services, entry).await;
+            attempt_now(&h.services, entry).await;
             let after = now_millis();
             entry = h.services.store.queue().unwrap().remove(0);
             // The wait counts from the end of the attempt, some moment between `before` and
@@ -377,7 +455,7 @@ mod tests {
             );
         }
         let h = Harness::with_config(|c| unreachable(c, 0));
-        attempt(&h.services, queued(&h, Hold::No)).await;
+        attempt_now(&h.services, queued(&h, Hold::No)).await;
         assert!(h.services.store.queue().unwrap().is_empty(), "given up");
         let dsn = last_in_inbox(&h);
         assert!(dsn.contains("Status: 4.4.7"), "expired: {dsn}");
@@ -399,7 +477,7 @@ mod tests {
                 .unwrap();
             let entry = queued(&h, Hold::No);
             std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
-            attempt(&h.services, entry).await;
+            attempt_now(&h.services, entry).await;
             assert_eq!(
                 store.queue().unwrap().len(),
                 kept,
@@ -425,7 +503,7 @@ mod tests {
             .unwrap()[0]
             .clone();
         std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
-        attempt(&h.services, entry).await;
+        attempt_now(&h.services, entry).await;
         assert!(store.queue().unwrap().is_empty());
     }
 
@@ -455,7 +533,7 @@ mod tests {
         let due_ids = |in_flight: &Mutex<InFlight>| {
             due(&h.services, in_flight)
                 .into_iter()
-                .map(|e| e.id)
+                .map(|(e, _)| e.id)
                 .collect::<Vec<_>>()
         };
         assert_eq!(due_ids(&in_flight), [free.id], "held ones are not due");
@@ -466,7 +544,7 @@ mod tests {
             "gone: no 250 on it"
         );
         assert_eq!(due_ids(&Mutex::default()), [released.id, free.id]);
-        assert_eq!(store.drop_held().unwrap(), 1);
+        assert_eq!(store.drop_held(now_millis() + 1).unwrap(), 1);
         let left: Vec<QueueId> = store.queue().unwrap().into_iter().map(|e| e.id).collect();
         assert_eq!(left, [released.id, free.id]);
         assert!(!left.contains(&held.id));
@@ -501,7 +579,11 @@ mod reasons_tests {
                 "451 4.7.1 greylisted".to_string(),
             ),
         ];
-        finish(&h.services, entry, retry).await;
+        let lease = Lease {
+            id: entry.id,
+            token: 0,
+        };
+        finish(&h.services, entry, lease, retry).await;
         let kept = h.services.store.queue().unwrap().remove(0);
         assert_eq!(kept.recipients, far);
         assert_eq!(

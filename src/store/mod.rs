@@ -48,7 +48,7 @@ pub use grants::GrantClock;
 pub use hub::{AccessChange, FolderEvent, Hub};
 pub use imports::{FolderProgress, Import, ImportFailure, ImportSource, ImportState, SourceTls};
 pub use interface::*;
-pub use queue::{Hold, QueueEntry, QueueId};
+pub use queue::{Hold, Lease, QueueEntry, QueueId};
 pub use spool::{Incoming, Spool, SpoolError, SpoolLimits};
 pub use tokens::{ApiToken, TokenKind};
 pub use transfer::{FolderView, Transfer, Transferred};

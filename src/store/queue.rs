@@ -50,6 +50,14 @@ impl std::fmt::Display for QueueId {
     }
 }
 
+/// A node's hold on a queue entry for one delivery attempt (`QueueStore::lease`): the
+/// entry's id and a token the node's status writes must show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub id: QueueId,
+    pub token: i64,
+}
+
 /// A message waiting for one domain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueEntry {
@@ -192,11 +200,11 @@ impl QueueStore for SledStore {
         self.commit(changes)
     }
 
-    fn drop_held(&self) -> StoreResult<usize> {
+    fn drop_held(&self, before: Millis) -> StoreResult<usize> {
         let held: Vec<QueueId> = self
             .queue()?
             .into_iter()
-            .filter(QueueEntry::is_held)
+            .filter(|e| e.is_held() && e.created < before)
             .map(|e| e.id)
             .collect();
         for id in &held {
@@ -213,15 +221,36 @@ impl QueueStore for SledStore {
             .collect()
     }
 
-    fn defer(&self, entry: &QueueEntry) -> StoreResult<()> {
+    /// One node: the outbound loop's claims keep two attempts of one entry apart; the lease
+    /// only checks that the entry is there to attempt.
+    fn lease(&self, id: QueueId, _until: Millis) -> StoreResult<Option<Lease>> {
+        let there = self.inner.mail.get(key(codec::QUEUE, &[id.0]))?;
+        let due = match there {
+            Some(v) => decode_entry(&v)?.next_attempt <= now_millis(),
+            None => false,
+        };
+        Ok(due.then_some(Lease { id, token: 0 }))
+    }
+
+    fn renew_lease(&self, _lease: &Lease, _until: Millis) -> StoreResult<bool> {
+        Ok(true)
+    }
+
+    fn defer(&self, entry: &QueueEntry, _lease: &Lease) -> StoreResult<bool> {
         let _guard = self.lock();
         let k = key(codec::QUEUE, &[entry.id.0]);
         if !self.inner.mail.contains_key(&k)? {
-            return Err(StoreError::not_found(format!("queue entry {}", entry.id)));
+            return Ok(false);
         }
         let mut changes = Changes::default();
         changes.put_mail(k, entry)?;
-        self.commit(changes)
+        self.commit(changes)?;
+        Ok(true)
+    }
+
+    fn finish(&self, lease: &Lease) -> StoreResult<bool> {
+        self.dequeue(lease.id)?;
+        Ok(true)
     }
 
     fn dequeue(&self, id: QueueId) -> StoreResult<()> {

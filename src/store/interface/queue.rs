@@ -21,16 +21,34 @@ pub trait QueueStore {
     /// there, or not held, is an error: the message must not be acknowledged.
     fn release(&self, ids: &[QueueId]) -> StoreResult<()>;
 
-    /// Drops the entries still held: at start, they belong to messages never acknowledged.
-    fn drop_held(&self) -> StoreResult<usize>;
+    /// Drops the entries still held that were queued before `before`: they belong to messages
+    /// never acknowledged (their clients send them again). Younger ones may be a running
+    /// SMTP transaction's, on this node or another.
+    fn drop_held(&self, before: Millis) -> StoreResult<usize>;
 
     /// Every queued entry, oldest first.
     fn queue(&self) -> StoreResult<Vec<QueueEntry>>;
 
-    /// Records a failed attempt: the entry waits until `next_attempt`, with only the
-    /// recipients still to do.
-    fn defer(&self, entry: &QueueEntry) -> StoreResult<()>;
+    /// Takes the entry `id`, due and not held, for one delivery attempt until `until`: no
+    /// other node attempts it meanwhile. `None`: another node holds it, or it is no longer
+    /// due, or gone. A node that dies mid-attempt leaves the entry to the others once `until`
+    /// has passed (sent twice only if the remote server's answer was lost, as RFC 5321 §6.1
+    /// accepts). With one node (sled), the outbound loop's own claims are what count.
+    fn lease(&self, id: QueueId, until: Millis) -> StoreResult<Option<Lease>>;
 
-    /// Removes a finished entry (delivered, or bounced) and its reference on the blob.
+    /// Extends a lease still held; `false` if it ran out and another node took the entry.
+    fn renew_lease(&self, lease: &Lease, until: Millis) -> StoreResult<bool>;
+
+    /// Records a failed attempt under `lease`: the entry waits until `next_attempt`, with only
+    /// the recipients still to do, and is free for any node then. `false` (nothing written):
+    /// the lease was lost, and another node's attempt decides.
+    fn defer(&self, entry: &QueueEntry, lease: &Lease) -> StoreResult<bool>;
+
+    /// Removes an entry finished under `lease` (delivered, or bounced) and its reference on
+    /// the blob; `false` as for [`QueueStore::defer`].
+    fn finish(&self, lease: &Lease) -> StoreResult<bool>;
+
+    /// Removes an entry (one just queued for a message that will not be acknowledged) and its
+    /// reference on the blob.
     fn dequeue(&self, id: QueueId) -> StoreResult<()>;
 }

@@ -8,7 +8,7 @@ use crate::model::*;
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::interface::QueueStore;
 use crate::store::queue::{HELD, by_domain};
-use crate::store::{BlobId, Hold, QueueEntry, QueueId};
+use crate::store::{BlobId, Hold, Lease, QueueEntry, QueueId};
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
@@ -98,12 +98,15 @@ impl QueueStore for PgStore {
         })
     }
 
-    fn drop_held(&self) -> StoreResult<usize> {
+    fn drop_held(&self, before: Millis) -> StoreResult<usize> {
         self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let dropped = tx
-                .query("DELETE FROM queue WHERE held RETURNING blob", &[])
+                .query(
+                    "DELETE FROM queue WHERE held AND created < $1 RETURNING blob",
+                    &[&before],
+                )
                 .await?;
             for row in &dropped {
                 blobs::release(&tx, &BlobId(hash32(row.try_get(0)?, "blob")?)).await?;
@@ -118,10 +121,32 @@ impl QueueStore for PgStore {
         rows.iter().map(entry).collect()
     }
 
-    fn defer(&self, entry: &QueueEntry) -> StoreResult<()> {
+    fn lease(&self, queued: QueueId, until: Millis) -> StoreResult<Option<Lease>> {
+        let token: i64 = rand::random();
+        // SKIP LOCKED: an entry another node is leasing right now is that node's.
+        let row = self.query_opt(
+            "UPDATE queue SET lease_token = $2, lease_until = $3 WHERE id = \
+             (SELECT id FROM queue WHERE id = $1 AND NOT held AND next_attempt <= $4 \
+              AND (lease_until IS NULL OR lease_until < $4) FOR UPDATE SKIP LOCKED) \
+             RETURNING id",
+            &[&id(queued.0)?, &token, &until, &now_millis()],
+        )?;
+        Ok(row.map(|_| Lease { id: queued, token }))
+    }
+
+    fn renew_lease(&self, lease: &Lease, until: Millis) -> StoreResult<bool> {
+        let renewed = self.execute(
+            "UPDATE queue SET lease_until = $3 WHERE id = $1 AND lease_token = $2",
+            &[&id(lease.id.0)?, &lease.token, &until],
+        )?;
+        Ok(renewed > 0)
+    }
+
+    fn defer(&self, entry: &QueueEntry, lease: &Lease) -> StoreResult<bool> {
         let updated = self.execute(
             "UPDATE queue SET recipients = $2, attempts = $3, next_attempt = $4, \
-                     last_error = $5, reasons = $6, dsn = $7 WHERE id = $1",
+             last_error = $5, reasons = $6, dsn = $7, lease_token = NULL, lease_until = NULL \
+             WHERE id = $1 AND lease_token = $8",
             &[
                 &id(entry.id.0)?,
                 &entry.recipients,
@@ -130,29 +155,41 @@ impl QueueStore for PgStore {
                 &entry.last_error,
                 &entry.reasons,
                 &json(&entry.dsn)?,
+                &lease.token,
             ],
         )?;
-        match updated {
-            0 => Err(StoreError::not_found(format!("queue entry {}", entry.id))),
-            _ => Ok(()),
-        }
+        Ok(updated > 0)
+    }
+
+    fn finish(&self, lease: &Lease) -> StoreResult<bool> {
+        self.remove_entry(lease.id, Some(lease.token))
     }
 
     fn dequeue(&self, queued: QueueId) -> StoreResult<()> {
+        self.remove_entry(queued, None).map(|_| ())
+    }
+}
+
+impl PgStore {
+    /// Deletes an entry (only under the lease `token`, when given) with its reference on the
+    /// message's bytes; whether it was there to delete.
+    fn remove_entry(&self, queued: QueueId, token: Option<i64>) -> StoreResult<bool> {
         self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let gone = tx
                 .query_opt(
-                    "DELETE FROM queue WHERE id = $1 RETURNING blob",
-                    &[&id(queued.0)?],
+                    "DELETE FROM queue WHERE id = $1 AND ($2::bigint IS NULL OR lease_token = $2) \
+                     RETURNING blob",
+                    &[&id(queued.0)?, &token],
                 )
                 .await?;
-            if let Some(row) = gone {
-                blobs::release(&tx, &BlobId(hash32(row.try_get(0)?, "blob")?)).await?;
-            }
+            let Some(row) = gone else {
+                return Ok(false);
+            };
+            blobs::release(&tx, &BlobId(hash32(row.try_get(0)?, "blob")?)).await?;
             tx.commit().await?;
-            Ok(())
+            Ok(true)
         })
     }
 }

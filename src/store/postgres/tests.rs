@@ -406,3 +406,54 @@ fn a_queued_body_is_stored_once_in_chunks_until_the_last_entry_leaves() {
     store.dequeue(entries[1].id).unwrap();
     assert_eq!(stored(), None, "the body went with the last entry");
 }
+
+/// The outbound queue shared by two nodes: an entry one node leases is not the other's until
+/// the lease runs out (the node died); then the other takes it, and the first node's late
+/// writes change nothing.
+#[test]
+fn a_queue_entry_is_one_nodes_until_its_lease_runs_out() {
+    let cluster = TempCluster::start();
+    let url = cluster.new_database("leases");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        PgStore::connect(&url, dir.path()).unwrap(),
+        PgStore::connect(&url, dir.path()).unwrap(),
+    );
+    let dsn = DsnRequest::default();
+    let entry = a
+        .enqueue(
+            b"x",
+            "me@acme.example",
+            &["you@far.example".into()],
+            &dsn,
+            Hold::No,
+        )
+        .unwrap()
+        .remove(0);
+    let soon = now_millis() + 300;
+    let first = a.lease(entry.id, soon).unwrap().expect("due and free");
+    assert!(
+        b.lease(entry.id, now_millis() + 60_000).unwrap().is_none(),
+        "A holds it"
+    );
+    assert!(a.renew_lease(&first, soon).unwrap());
+    // A dies (it renews no more); once the lease has run out, B takes the entry.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        if let Some(lease) = b.lease(entry.id, now_millis() + 60_000).unwrap() {
+            break lease;
+        }
+        assert!(Instant::now() < deadline, "B never got the entry");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(first.token, second.token);
+    assert!(!a.renew_lease(&first, now_millis() + 60_000).unwrap());
+    assert!(
+        !a.defer(&entry, &first).unwrap(),
+        "A's late write changes nothing"
+    );
+    assert!(!a.finish(&first).unwrap());
+    assert_eq!(b.queue().unwrap().len(), 1);
+    assert!(b.finish(&second).unwrap());
+    assert!(b.queue().unwrap().is_empty());
+}

@@ -228,17 +228,32 @@ pub fn queued_mail_is_grouped_by_domain_held_released_deferred_and_dequeued(
     deferred.attempts = 1;
     deferred.last_error = Some("451 4.3.0 try later".into());
     deferred.reasons = vec!["451 4.3.0 try later".into()];
-    store.defer(&deferred).unwrap();
+    let lease = store
+        .lease(released.id, now_millis() + 60_000)
+        .unwrap()
+        .expect("a due entry is leased");
+    assert!(
+        store.lease(entries[1].id, now_millis()).unwrap().is_none(),
+        "held"
+    );
+    assert!(store.renew_lease(&lease, now_millis() + 60_000).unwrap());
+    assert!(store.defer(&deferred, &lease).unwrap());
     assert_eq!(store.queue().unwrap()[0], deferred);
 
-    assert_eq!(store.drop_held().unwrap(), 1);
+    let created = entries[1].created;
+    assert_eq!(
+        store.drop_held(created).unwrap(),
+        0,
+        "held since, not before"
+    );
+    assert_eq!(store.drop_held(created + 1).unwrap(), 1);
     store.dequeue(entries[0].id).unwrap();
     store.dequeue(entries[0].id).unwrap();
     assert!(store.queue().unwrap().is_empty());
-    assert!(matches!(
-        store.defer(&deferred),
-        Err(StoreError::NotFound(_))
-    ));
+    assert!(
+        !store.defer(&deferred, &lease).unwrap(),
+        "nothing written for an entry no longer there"
+    );
 }
 
 pub fn server_secrets_are_made_once_and_replaced_when_no_longer_good(store: &impl ServerStore) {
