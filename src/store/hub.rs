@@ -23,6 +23,9 @@ pub enum FolderEvent {
     Expunged { uids: Vec<u32> },
     /// The folder was deleted or renamed away.
     Gone,
+    /// Changes may have been missed (another node's, while this node could not hear them):
+    /// the folder's sessions read it again.
+    Resync,
 }
 
 /// Rights may have changed for whoever these concern: sessions re-ask `access`.
@@ -74,6 +77,15 @@ impl Hub {
             // Nobody listens any more: forget the channel.
             map.remove(&(mailbox, folder));
         }
+    }
+
+    /// The folders some session of this node is watching.
+    pub fn watched_folders(&self) -> Vec<(MailboxId, FolderId)> {
+        let map = self.folders.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|(_, sender)| sender.receiver_count() > 0)
+            .map(|(place, _)| *place)
+            .collect()
     }
 
     pub fn subscribe_access(&self) -> broadcast::Receiver<AccessChange> {

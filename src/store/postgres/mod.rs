@@ -138,6 +138,10 @@ impl PgStore {
             }),
         };
         store.block(store.make_schema())?;
+        handle.spawn(notices::poll(
+            store.inner.pool.clone(),
+            store.inner.hub.clone(),
+        ));
         Ok(store)
     }
 

@@ -10,6 +10,7 @@ use crate::store::error::StoreResult;
 use crate::store::hub::{AccessChange, FolderEvent, Hub};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::AsyncMessage;
@@ -131,6 +132,9 @@ async fn listen_once(
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     if missed {
         hub.publish_access(AccessChange::Anything);
+        for (mailbox, folder) in hub.watched_folders() {
+            hub.publish_folder(mailbox, folder, FolderEvent::Resync);
+        }
     }
     while let Some(payload) = notices.recv().await {
         match serde_json::from_str::<Notice>(&payload) {
@@ -152,4 +156,63 @@ async fn listen_once(
         Ok(result) => result,
         Err(_) => Ok(()),
     }
+}
+
+/// Between two looks at the watched folders' counters (the unit tests look more often).
+const POLL_EVERY: Duration = match cfg!(test) {
+    true => Duration::from_millis(200),
+    false => Duration::from_secs(20),
+};
+
+/// The safety net under the notices: every `POLL_EVERY`, the UIDNEXT and HIGHESTMODSEQ of
+/// the folders this node's sessions watch; a folder whose counters moved since the last look
+/// is read again by its sessions (`FolderEvent::Resync`), in case a notice went astray. Most
+/// such moves were heard already; reading a folder again costs a session little.
+pub async fn poll(pool: deadpool_postgres::Pool, hub: Arc<Hub>) {
+    let mut last: HashMap<(MailboxId, FolderId), (i64, i64)> = HashMap::new();
+    loop {
+        tokio::time::sleep(POLL_EVERY).await;
+        let watched = hub.watched_folders();
+        last.retain(|place, _| watched.contains(place));
+        if watched.is_empty() {
+            continue;
+        }
+        match counters(&pool, &watched).await {
+            Ok(now) => {
+                for (place, counters) in now {
+                    if last
+                        .insert(place, counters)
+                        .is_some_and(|before| before != counters)
+                    {
+                        hub.publish_folder(place.0, place.1, FolderEvent::Resync);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "polling the watched folders failed"),
+        }
+    }
+}
+
+async fn counters(
+    pool: &deadpool_postgres::Pool,
+    watched: &[(MailboxId, FolderId)],
+) -> StoreResult<Vec<((MailboxId, FolderId), (i64, i64))>> {
+    let ids: Vec<i64> = watched
+        .iter()
+        .map(|(_, folder)| super::rows::id(folder.0))
+        .collect::<StoreResult<_>>()?;
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT mailbox, id, uidnext, highestmodseq FROM folders WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let mailbox = MailboxId(super::rows::from_id(row.try_get(0)?, "mailbox")?);
+            let folder = FolderId(super::rows::from_id(row.try_get(1)?, "folder")?);
+            Ok(((mailbox, folder), (row.try_get(2)?, row.try_get(3)?)))
+        })
+        .collect()
 }

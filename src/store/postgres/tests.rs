@@ -4,7 +4,7 @@ use super::testing::TempCluster;
 use super::*;
 use crate::model::*;
 use crate::store::suite;
-use crate::store::{AccessChange, ApiToken, Hold, NewDkimKey, TokenKind};
+use crate::store::{AccessChange, ApiToken, FolderEvent, Hold, NewDkimKey, TokenKind};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -456,4 +456,30 @@ fn a_queue_entry_is_one_nodes_until_its_lease_runs_out() {
     assert_eq!(b.queue().unwrap().len(), 1);
     assert!(b.finish(&second).unwrap());
     assert!(b.queue().unwrap().is_empty());
+}
+
+/// The safety net under the notices: a change a node never heard of (made here behind every
+/// node's back) still reaches the sessions watching the folder, at the next poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_no_notice_told_of_reaches_the_watching_sessions_at_the_next_poll() {
+    let (_cluster, store, _dir) = fresh("poll");
+    let w = suite::world(&store);
+    let m = suite::new_mailbox(&store, w.acme.id, "contact@acme.example");
+    let inbox = suite::mail::inbox(&store, m.id);
+    let mut events = store.hub().subscribe_folder(m.id, inbox.id);
+    // Let a poll or two see the folder as it is.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(events.try_recv().is_err(), "nothing changed yet");
+    sql(
+        &store,
+        &format!(
+            "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = {}",
+            inbox.id.0
+        ),
+    );
+    let event = tokio::time::timeout(Duration::from_secs(30), events.recv())
+        .await
+        .expect("the poll sees the change")
+        .unwrap();
+    assert_eq!(event, FolderEvent::Resync);
 }
