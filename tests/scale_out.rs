@@ -207,6 +207,83 @@ async fn a_node_killed_mid_delivery_leaves_the_message_to_another_node() {
     drop(b);
 }
 
+/// APPEND through node A and SMTP delivery through node B at once, into one INBOX: every
+/// acknowledged message is there once, with UIDs unique and each node's answers increasing.
+/// Then node B is SIGKILLed in the middle of a stream of deliveries: every message it
+/// acknowledged is there, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_through_two_nodes_and_a_node_killed_mid_stream_lose_nothing() {
+    let cluster = postgres::TempCluster::start();
+    let url = cluster.new_database("mailgate");
+    let config = format!("[store]\npostgres_url = \"{url}\"\n");
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = common::start(dir_a.path(), &config);
+    let initial = a
+        .initial_password()
+        .expect("node A bootstraps the empty database");
+    let b = common::start(dir_b.path(), &config);
+    let api = first_owner_session(&a, &initial).await;
+    let (_, me) = api.get("/api/v1/me").await;
+    let org = me["organizations"][0]["id"].as_u64().unwrap();
+    let base = format!("/api/v1/orgs/{org}");
+    api.post(&format!("{base}/domains"), json!({"name": "acme.example"}))
+        .await;
+    let (status, body) = api
+        .post(
+            &format!("{base}/mailboxes"),
+            json!({"address": "contact@acme.example", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let out = common::python(
+        CONCURRENT_WRITES,
+        &[
+            a.addr("imap (TLS)").port().to_string(),
+            b.addr("smtp (STARTTLS)").port().to_string(),
+        ],
+    );
+    assert!(out.contains("all 60 there once"), "{out}");
+
+    // A stream of deliveries through B, which is killed after its tenth acknowledgement.
+    let mut stream = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(STREAM)
+        .arg(b.addr("smtp (STARTTLS)").port().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(stream.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("acked ") {
+            acked.push(n.to_string());
+            if acked.len() == 10 {
+                common::signal(b.pid(), "KILL");
+                break;
+            }
+        }
+    }
+    for line in lines {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("acked ") {
+            acked.push(n.to_string());
+        }
+    }
+    common::wait_with_timeout(&mut stream, Duration::from_secs(120));
+    drop(b);
+    let out = common::python(
+        COUNT_STREAM,
+        &[a.addr("imap (TLS)").port().to_string(), acked.join(",")],
+    );
+    assert!(out.contains("every acknowledged message once"), "{out}");
+    eprintln!(
+        "{} deliveries acknowledged before the kill; {out}",
+        acked.len()
+    );
+}
+
 /// A Python IMAP client script, reading its output line by line.
 struct Script {
     child: std::process::Child,
@@ -325,6 +402,75 @@ s.sendmail("contact@acme.example", ["someone@far.example"],
            b"From: contact@acme.example\r\nTo: someone@far.example\r\nSubject: Leased\r\n\r\nhi\r\n")
 s.quit()
 print("submitted")
+"#;
+
+const CONCURRENT_WRITES: &str = r#"
+import imaplib, smtplib, ssl, sys, threading, re
+imap_port, smtp_port = int(sys.argv[1]), int(sys.argv[2])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def imap():
+    m = imaplib.IMAP4_SSL("127.0.0.1", imap_port, ssl_context=ctx, timeout=60)
+    m.login("contact@acme.example", "contact-password-1")
+    return m
+uids = []
+def appends():
+    m = imap()
+    for n in range(30):
+        typ, data = m.append("INBOX", None, None, f"Subject: append {n}\r\n\r\nx\r\n".encode())
+        assert typ == "OK", data
+        uids.append(int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1)))
+def deliveries():
+    with smtplib.SMTP("127.0.0.1", smtp_port, timeout=60) as s:
+        for n in range(30):
+            s.sendmail("someone@elsewhere.example", ["contact@acme.example"],
+                       f"Subject: smtp {n}\r\n\r\nx\r\n".encode())
+threads = [threading.Thread(target=appends), threading.Thread(target=deliveries)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert uids == sorted(uids) and len(set(uids)) == 30, uids
+m = imap()
+typ, data = m.select("INBOX")
+typ, data = m.fetch("1:*", "(UID BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+subjects = [d[1].decode().strip() for d in data if isinstance(d, tuple)]
+all_uids = [int(re.search(rb"UID (\d+)", d[0]).group(1)) for d in data if isinstance(d, tuple)]
+assert len(all_uids) == 60 and len(set(all_uids)) == 60 and all_uids == sorted(all_uids), all_uids
+assert sorted(subjects) == sorted([f"Subject: append {n}" for n in range(30)] + [f"Subject: smtp {n}" for n in range(30)]), subjects
+print("all 60 there once")
+"#;
+
+const STREAM: &str = r#"
+import smtplib, sys
+n = 0
+try:
+    while n < 1000:
+        with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
+            for _ in range(5):
+                s.sendmail("someone@elsewhere.example", ["contact@acme.example"],
+                           f"Subject: stream {n}\r\n\r\nx\r\n".encode())
+                print(f"acked {n}", flush=True)
+                n += 1
+except Exception as e:
+    print("stopped:", e, flush=True)
+"#;
+
+const COUNT_STREAM: &str = r#"
+import imaplib, ssl, sys, collections
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+m = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx, timeout=60)
+m.login("contact@acme.example", "contact-password-1")
+m.select("INBOX")
+typ, data = m.search(None, "SUBJECT", "stream")
+found = collections.Counter()
+if data[0]:
+    typ, data = m.fetch(b",".join(data[0].split()).decode(), "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    for d in data:
+        if isinstance(d, tuple):
+            found[d[1].decode().strip().split()[-1]] += 1
+acked = sys.argv[2].split(",")
+missing = [n for n in acked if found[n] != 1]
+assert not missing, ("acknowledged but not there once", missing, found)
+assert all(c == 1 for c in found.values()), found
+print(f"every acknowledged message once ({len(found)} stored)")
 "#;
 
 const SEND_TO_A: &str = r#"
