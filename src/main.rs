@@ -31,11 +31,32 @@ enum Command {
         #[arg(long, env = "MAILGATE_DATA")]
         data: Option<PathBuf>,
     },
+    /// The server's stored state, handled with the server stopped.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Manage organizations through the admin HTTP API of a running server (log in once with
     /// `mailgate admin login <login>`; MAILGATE_ORG picks the organization).
     Admin {
         #[command(subcommand)]
         command: mailgate::cli::Admin,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copies this installation's sled store into an empty PostgreSQL database (every id,
+    /// UIDVALIDITY, UID and MODSEQ kept), then compares the two by counts, a digest of every
+    /// message record, and every message's bytes read back. Then set `[store] postgres_url`.
+    Copy {
+        #[arg(long, env = "MAILGATE_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long, env = "MAILGATE_DATA")]
+        data: Option<PathBuf>,
+        /// postgres://user@host:port/database
+        #[arg(long)]
+        to: String,
     },
 }
 
@@ -49,6 +70,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config, data } => serve(config, data),
         Command::Admin { command } => admin(command),
+        Command::Store {
+            command: StoreCommand::Copy { config, data, to },
+        } => store_copy(config, data, &to),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,7 +91,7 @@ fn admin(command: mailgate::cli::Admin) -> Result<(), String> {
     runtime.block_on(mailgate::cli::run(command))
 }
 
-fn serve(config_path: Option<PathBuf>, data: Option<PathBuf>) -> Result<(), String> {
+fn load_config(config_path: Option<PathBuf>, data: Option<PathBuf>) -> Result<Config, String> {
     let mut config = match &config_path {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default(),
@@ -75,6 +99,27 @@ fn serve(config_path: Option<PathBuf>, data: Option<PathBuf>) -> Result<(), Stri
     if let Some(data) = data {
         config.data_dir = data;
     }
+    Ok(config)
+}
+
+fn store_copy(config: Option<PathBuf>, data: Option<PathBuf>, to: &str) -> Result<(), String> {
+    let config = load_config(config, data)?;
+    if config.store.postgres_url.is_some() {
+        return Err(
+            "the configuration already names PostgreSQL ([store] postgres_url): \
+                    copy from the sled store, with that setting unset"
+                .into(),
+        );
+    }
+    let report = mailgate::store::copy::copy_to_postgres(&config.data_dir, &config.store, to)
+        .map_err(|e| format!("the copy failed: {e}"))?;
+    println!("{report}");
+    println!("copied and checked; now set [store] postgres_url = {to:?}");
+    Ok(())
+}
+
+fn serve(config_path: Option<PathBuf>, data: Option<PathBuf>) -> Result<(), String> {
+    let config = load_config(config_path, data)?;
     let store = Store::open_with(&config.data_dir, &config.store).map_err(|e| e.to_string())?;
     if let Some(first) =
         mailgate::bootstrap::bootstrap(&store, &config.bootstrap).map_err(|e| e.to_string())?

@@ -284,6 +284,99 @@ async fn concurrent_writes_through_two_nodes_and_a_node_killed_mid_stream_lose_n
     );
 }
 
+/// `mailgate store copy` moves a sled installation (the server stopped) into PostgreSQL: a
+/// node on the database then serves the same mailbox with the same UIDVALIDITY, UIDs, flags
+/// and MODSEQs, the same passwords and the same grants; a second copy into it is refused.
+#[test]
+fn store_copy_moves_an_installation_to_postgresql_as_clients_knew_it() {
+    let (dir, _, server) = common::seeded_server("lrs");
+    let before = common::python(
+        MAIL_STATE,
+        &[server.addr("imap (TLS)").port().to_string(), "fill".into()],
+    );
+    let (status, _) = server.terminate();
+    assert!(status.success());
+
+    let cluster = postgres::TempCluster::start();
+    let url = cluster.new_database("copied");
+    let copy = |url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mailgate"))
+            .args(["store", "copy", "--data"])
+            .arg(dir.path().join("data"))
+            .args(["--to", url])
+            .output()
+            .expect("mailgate store copy")
+    };
+    let out = copy(&url);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(report.contains("messages: 3"), "{report}");
+    assert!(report.contains("matching their SHA-256: 3"), "{report}");
+    let again = copy(&url);
+    assert!(
+        !again.status.success(),
+        "a second copy into a full database is refused"
+    );
+
+    let node_dir = tempfile::tempdir().unwrap();
+    let node = common::start(
+        node_dir.path(),
+        &format!("[store]\npostgres_url = \"{url}\"\n"),
+    );
+    assert!(
+        node.initial_password().is_none(),
+        "nothing bootstrapped: the copy is there"
+    );
+    let after = common::python(
+        MAIL_STATE,
+        &[node.addr("imap (TLS)").port().to_string(), "read".into()],
+    );
+    assert_eq!(before, after, "what clients see, before and after");
+    assert!(after.contains("lucie sees 3"), "{after}");
+}
+
+/// With "fill", appends three messages, flags and expunges; then (both ways) prints what a
+/// client sees: UIDVALIDITY, each message's UID, flags and MODSEQ, and what the delegate sees.
+const MAIL_STATE: &str = r#"
+import imaplib, ssl, sys, re
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def login(user, password):
+    m = imaplib.IMAP4_SSL("127.0.0.1", int(sys.argv[1]), ssl_context=ctx, timeout=60)
+    m.login(user, password)
+    return m
+m = login("contact@acme.example", "contact-password")
+if sys.argv[2] == "fill":
+    m.create("Projects")
+    for n in range(4):
+        typ, data = m.append("INBOX", None, None, f"Subject: copy {n}\r\n\r\nbody {n}\r\n".encode())
+        assert typ == "OK", data
+    m.select("INBOX")
+    m.store("2", "+FLAGS", "(\\Flagged $Work)")
+    m.store("1", "+FLAGS", "(\\Deleted)")
+    m.expunge()
+    m.close()
+typ, data = m.select("INBOX")
+typ, validity = m.response("UIDVALIDITY")
+print("uidvalidity", validity)
+m.send(b"a1 ENABLE CONDSTORE\r\n")
+while not m.readline().startswith(b"a1 "):
+    pass
+typ, data = m.fetch("1:*", "(UID FLAGS MODSEQ BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+for d in data:
+    if isinstance(d, tuple):
+        print(d[0].decode(), d[1].decode().strip())
+typ, folders = m.list()
+print(sorted(f.decode() for f in folders))
+l = login("lucie@gmail.example", "lucie-password")
+typ, data = l.select('"Shared/contact@acme.example/INBOX"')
+assert typ == "OK", data
+print("lucie sees", data[0].decode())
+"#;
+
 /// A Python IMAP client script, reading its output line by line.
 struct Script {
     child: std::process::Child,

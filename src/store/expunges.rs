@@ -31,8 +31,8 @@ pub enum ExpungedSince {
 /// The per-folder bookkeeping: how many expunges are kept, and up to which MODSEQ (inclusive)
 /// the older ones were forgotten.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct ExpungeLog {
-    forgotten_through: u64,
+pub(super) struct ExpungeLog {
+    pub(super) forgotten_through: u64,
     kept: u64,
 }
 
@@ -109,7 +109,11 @@ impl SledStore {
         Ok(())
     }
 
-    fn expunge_log(&self, mailbox: MailboxId, folder: FolderId) -> StoreResult<ExpungeLog> {
+    pub(super) fn expunge_log(
+        &self,
+        mailbox: MailboxId,
+        folder: FolderId,
+    ) -> StoreResult<ExpungeLog> {
         let k = key(codec::EXPUNGE_LOG, &[mailbox.0, folder.0]);
         match self.inner.mail.get(k)? {
             Some(v) => decode(&v, "expunge log"),

@@ -16,6 +16,7 @@ mod audit;
 mod blobs;
 mod claims;
 mod codec;
+pub mod copy;
 mod directory;
 mod dkim;
 mod error;

@@ -15,7 +15,7 @@ use deadpool_postgres::GenericClient;
 use std::collections::BTreeSet;
 use tokio_postgres::Row;
 
-const GRANT_COLUMNS: &str =
+pub(super) const GRANT_COLUMNS: &str =
     "id, org, grantee_user, grantee_team, mailbox, rights, send, created, valid_from, valid_until";
 const PARTNERSHIP_COLUMNS: &str = "p.id, p.client, p.partner, p.full_scope, p.status, p.created, \
      ARRAY(SELECT mailbox FROM partnership_mailboxes WHERE partnership = p.id ORDER BY mailbox)";

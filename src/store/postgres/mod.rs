@@ -28,6 +28,7 @@ use tokio_postgres::types::ToSql;
 
 mod audit;
 mod blobs;
+mod copy;
 mod directory;
 mod dkim;
 mod folders;
