@@ -117,3 +117,37 @@ def run_dovecot(d, conf_text, port):
         except OSError:
             time.sleep(0.1)
     sys.exit(f"Dovecot did not listen; see {d}/dovecot.log")
+
+
+def postgres_cluster(workdir):
+    """A throwaway PostgreSQL cluster (Debian's postgresql) in `workdir`, as the tests make
+    one: run as `postgres` when we are root. Returns (base URL without a database, stop)."""
+    bins = sorted(d for d in os.listdir("/usr/lib/postgresql")
+                  if os.path.exists(f"/usr/lib/postgresql/{d}/bin/initdb"))
+    if not bins:
+        sys.exit("PostgreSQL's server is not installed: apt-get install postgresql")
+    bin_dir = f"/usr/lib/postgresql/{bins[-1]}/bin"
+    root = os.geteuid() == 0
+    wrap = (lambda cmd: ["runuser", "-u", "postgres", "--"] + cmd) if root else (lambda cmd: cmd)
+    d = os.path.join(workdir, "postgres")
+    os.makedirs(d)
+    if root:
+        import shutil
+        os.chmod(workdir, 0o755)
+        shutil.chown(d, "postgres", "postgres")
+    port = free_port()
+    subprocess.run(wrap([f"{bin_dir}/initdb", "--auth=trust", "--username=mailgate", "--no-sync",
+                         "-D", f"{d}/data"]), check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(wrap([f"{bin_dir}/pg_ctl", "-w", "-l", f"{d}/log", "-D", f"{d}/data", "-o",
+                         f"-p {port} -k {d} -c listen_addresses=127.0.0.1", "start"]),
+                   check=True, stdout=subprocess.DEVNULL)
+    stop = lambda: subprocess.run(wrap([f"{bin_dir}/pg_ctl", "-m", "fast", "-D", f"{d}/data", "stop"]),
+                                  check=False, stdout=subprocess.DEVNULL)
+    return f"postgres://mailgate@127.0.0.1:{port}", stop
+
+
+def fresh_database(base, name):
+    """An empty database `name` on the cluster at `base`; its URL."""
+    for sql in (f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"):
+        subprocess.run(["psql", f"{base}/postgres", "-q", "-c", sql], check=True)
+    return f"{base}/{name}"

@@ -25,6 +25,8 @@ parser.add_argument("--clients", type=int, default=10)
 parser.add_argument("--users", type=int, default=100)
 parser.add_argument("--args", default="logout=0")
 parser.add_argument("--binary", default=common.BINARY)
+parser.add_argument("--postgres", action="store_true",
+                    help="mailgate on PostgreSQL (a throwaway cluster, a fresh database each round)")
 ARGS = parser.parse_args()
 if not os.environ.get("IMAPTEST"):
     sys.exit("set IMAPTEST to the imaptest binary (bash ../shared/tools/imaptest/build.sh)")
@@ -90,9 +92,16 @@ def bench(port, out):
     return result.stdout + cpu + "\n"
 
 
+POSTGRES = None
+
+
 def mailgate_round(workdir):
     common.BINARY = ARGS.binary
-    proc, ports, password = common.start_server(workdir, config_text=common.IMAPTEST_CONFIG,
+    config = common.IMAPTEST_CONFIG
+    if POSTGRES:
+        url = common.fresh_database(POSTGRES, "imaptest")
+        config += f'\n[store]\npostgres_url = "{url}"\n'
+    proc, ports, password = common.start_server(workdir, config_text=config,
                                                 stderr=open(os.path.join(workdir, "server.log"), "w"))
     try:
         common.imaptest_users(ports["admin (HTTP)"], password, ARGS.users, PASSWORD)
@@ -130,4 +139,13 @@ def main():
           f" ({m / d if d else 0:.2f}x)")
 
 
-main()
+if ARGS.postgres:
+    cluster_dir = tempfile.mkdtemp()
+    POSTGRES, stop_cluster = common.postgres_cluster(cluster_dir)
+    try:
+        main()
+    finally:
+        stop_cluster()
+        shutil.rmtree(cluster_dir, ignore_errors=True)
+else:
+    main()

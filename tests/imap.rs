@@ -757,7 +757,7 @@ no(lambda: m.login("contact@acme.example", "wrong"), "AUTHENTICATIONFAILED")
     );
     let (status, _) = server.terminate();
     assert!(status.success());
-    let store = mailgate::store::Store::open(&dir.path().join("data")).unwrap();
+    let store = common::open_store(&dir.path().join("data"));
     let query = mailgate::store::AuditQuery {
         action_prefix: Some("imap.login".into()),
         ..Default::default()

@@ -183,8 +183,8 @@ fn a_nul_in_a_message_never_reaches_a_literal() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "lr");
     {
-        use mailgate::store::{AppendMessage, Store};
-        let store = Store::open(&dir.path().join("data")).unwrap();
+        use mailgate::store::AppendMessage;
+        let store = common::open_store(&dir.path().join("data"));
         let mailbox = store.mailbox_by_address(CONTACT).unwrap().unwrap();
         let inbox = store.folder_by_name(mailbox.id, "INBOX").unwrap().unwrap();
         let raw = b"Subject: nul\r\n\r\nbefore\0after\r\n";

@@ -92,7 +92,7 @@ async fn a_mailbox_cannot_take_over_a_users_login() {
     {
         // Before the server starts: Acme also hosts gmail.example, where Lucie (a member)
         // and a stranger (a user of no organization of Acme's) have their logins.
-        let store = mailgate::store::Store::open(&dir.path().join("data")).unwrap();
+        let store = common::open_store(&dir.path().join("data"));
         let org = mailgate::model::OrgId(seeded.org);
         store.add_domain(org, "gmail.example").unwrap();
         store

@@ -68,7 +68,7 @@ fn mailbox(store: &Store, org: OrgId, address: &str) -> Mailbox {
 /// member about to leave, teams and grants; Beta (a limited partner: contact@ only) and
 /// Gamma (a full partner), each with its owner.
 fn seed_world(dir: &std::path::Path) -> World {
-    let store = Store::open(&dir.join("data")).unwrap();
+    let store = common::open_store(&dir.join("data"));
     let owner = user(&store, "owner@acme.example");
     let acme = store.create_organization("Acme", owner.id).unwrap();
     let member = |login: &str, role| {

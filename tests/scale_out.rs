@@ -289,7 +289,13 @@ async fn concurrent_writes_through_two_nodes_and_a_node_killed_mid_stream_lose_n
 /// and MODSEQs, the same passwords and the same grants; a second copy into it is refused.
 #[test]
 fn store_copy_moves_an_installation_to_postgresql_as_clients_knew_it() {
-    let (dir, _, server) = common::seeded_server("lrs");
+    // The source is sled's, whichever backend the other tests run on.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let sled = mailgate::store::Store::open(&dir.path().join("data")).unwrap();
+        common::seed_into(&sled, "lrs", None);
+    }
+    let server = common::start(dir.path(), common::ON_SLED);
     let before = common::python(
         MAIL_STATE,
         &[server.addr("imap (TLS)").port().to_string(), "fill".into()],

@@ -259,7 +259,9 @@ pub fn copy_to_postgres(
 ) -> StoreResult<CopyReport> {
     let from = SledStore::open_with(dir, settings)?;
     let dump = from.dump()?;
-    let to = super::postgres::PgStore::connect(url, dir)?;
+    // The target's own node directory, aside: the data directory is sled's, and locked.
+    let aside = dir.join("postgres-copy");
+    let to = super::postgres::PgStore::connect(url, &aside)?;
     to.load(&dump, &|blob| from.read_message(blob))?;
     let (before, after) = (dump.tally(), to.tally()?);
     if before != after {
@@ -268,6 +270,8 @@ pub fn copy_to_postgres(
         )));
     }
     let bytes_checked = to.verify_bytes()?;
+    drop(to);
+    let _ = std::fs::remove_dir_all(&aside);
     Ok(CopyReport {
         tally: after,
         bytes_checked,

@@ -461,7 +461,7 @@ fn open_db(path: &Path, settings: &crate::config::StoreConfig) -> StoreResult<sl
 }
 
 /// Takes the exclusive lock of the data directory, or says which process holds it.
-fn lock_data_dir(dir: &Path) -> StoreResult<File> {
+pub(super) fn lock_data_dir(dir: &Path) -> StoreResult<File> {
     let path = dir.join("mailgate.lock");
     let mut file = OpenOptions::new()
         .read(true)

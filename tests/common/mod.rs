@@ -43,6 +43,68 @@ pub struct TestServer {
     lines: mpsc::Receiver<String>,
 }
 
+/// With `MAILGATE_TEST_POSTGRES` set (a server's URL without a database,
+/// `postgres://mailgate@127.0.0.1:5432`), every test server and seeded store keeps its state
+/// in a database of its own there (named after its data directory), so that the integration
+/// suites run on PostgreSQL too; unset, on sled in the data directory.
+pub fn postgres_url(data: &Path) -> Option<String> {
+    let base = std::env::var("MAILGATE_TEST_POSTGRES").ok()?;
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data.hash(&mut hasher);
+    let name = format!("t{:016x}", hasher.finish());
+    let out = Command::new("psql")
+        .arg(format!("{base}/postgres"))
+        .args([
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            &format!("CREATE DATABASE {name}"),
+        ])
+        .output()
+        .expect("psql (Debian's postgresql-client)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || err.contains("already exists"),
+        "creating {name}: {err}"
+    );
+    Some(format!("{base}/{name}"))
+}
+
+/// A configuration line that keeps a server on sled whatever the tests run on: for a test of
+/// sled itself (`mailgate store copy` reads one).
+pub const ON_SLED: &str = "# the tests keep this server on sled";
+
+/// Whether the tests run on PostgreSQL (`MAILGATE_TEST_POSTGRES`).
+pub fn on_postgres() -> bool {
+    std::env::var_os("MAILGATE_TEST_POSTGRES").is_some()
+}
+
+/// The result of one SQL query (`psql -At`) on the database of the data directory `data`.
+pub fn postgres_query(data: &Path, sql: &str) -> String {
+    let url = postgres_url(data).expect("MAILGATE_TEST_POSTGRES");
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The store of the data directory `data`, on the backend the tests run on.
+pub fn open_store(data: &Path) -> mailgate::store::Store {
+    let settings = mailgate::config::StoreConfig {
+        postgres_url: postgres_url(data),
+        ..Default::default()
+    };
+    mailgate::store::Store::open_with(data, &settings).expect("open store")
+}
+
 /// Starts a server with `EPHEMERAL` plus `extra` configuration, data in `dir/data`.
 pub fn start(dir: &Path, extra: &str) -> TestServer {
     start_with(dir, &format!("{EPHEMERAL}\n{extra}"))
@@ -56,8 +118,14 @@ pub fn start_with(dir: &Path, text: &str) -> TestServer {
 /// As `start_with`, with the server's log (standard error, `RUST_LOG=warn`) going to `log`.
 pub fn start_logging(dir: &Path, text: &str, log: impl Into<Stdio>) -> TestServer {
     let config = dir.join("mailgate.toml");
-    std::fs::write(&config, text).expect("write config");
     let data = dir.join("data");
+    let text = match postgres_url(&data) {
+        Some(url) if !text.contains("postgres_url") && !text.contains(ON_SLED) => {
+            format!("{text}\n[store]\npostgres_url = \"{url}\"\n")
+        }
+        _ => text.to_string(),
+    };
+    std::fs::write(&config, text).expect("write config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailgate"))
         .args(["serve", "--config"])
         .arg(&config)
@@ -224,9 +292,17 @@ pub fn seed(dir: &Path, rights: &str) -> Seeded {
 
 /// As `seed`, with Lucie's grant also letting her send as `contact@` (or on its behalf).
 pub fn seed_with_send(dir: &Path, rights: &str, send: Option<mailgate::model::SendMode>) -> Seeded {
+    seed_into(&open_store(&dir.join("data")), rights, send)
+}
+
+/// What `seed_with_send` writes, into `store`.
+pub fn seed_into(
+    store: &mailgate::store::Store,
+    rights: &str,
+    send: Option<mailgate::model::SendMode>,
+) -> Seeded {
     use mailgate::model::*;
-    use mailgate::store::{NewMailbox, NewUser, Store};
-    let store = Store::open(&dir.join("data")).expect("open store");
+    use mailgate::store::{NewMailbox, NewUser};
     let user = |login: &str, password: &str| {
         store
             .create_user(NewUser {
@@ -285,7 +361,7 @@ pub fn adjust_mailbox(
     address: &str,
     change: impl FnOnce(&mut mailgate::model::Mailbox),
 ) {
-    let store = mailgate::store::Store::open(&dir.join("data")).expect("open store");
+    let store = open_store(&dir.join("data"));
     let mailbox = store
         .mailbox_by_address(address)
         .expect("read store")
@@ -303,8 +379,8 @@ pub const BETA_OWNER_PASSWORD: &str = "beta-owner-password";
 /// tenant isolation and partnerships. Returns (org id, mailbox id).
 pub fn seed_beta(dir: &Path) -> (u64, u64) {
     use mailgate::model::*;
-    use mailgate::store::{NewMailbox, NewUser, Store};
-    let store = Store::open(&dir.join("data")).expect("open store");
+    use mailgate::store::{NewMailbox, NewUser};
+    let store = open_store(&dir.join("data"));
     let owner = store
         .create_user(NewUser {
             login: BETA_OWNER.into(),

@@ -140,6 +140,7 @@ impl FolderStore for PgStore {
         self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
+            super::messages::lock_mailboxes(&tx, &[mailbox]).await?;
             find_folder(&tx, mailbox, folder, "FOR UPDATE")
                 .await?
                 .ok_or_else(|| StoreError::not_found(format!("folder {folder}")))?;

@@ -131,6 +131,7 @@ impl PgStore {
         let gone = self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
+            lock_mailboxes(&tx, &[mailbox]).await?;
             find_folder(&tx, mailbox, folder, "FOR UPDATE")
                 .await?
                 .ok_or_else(|| StoreError::not_found(format!("folder {folder}")))?;
@@ -341,8 +342,29 @@ impl ExpungeStore for PgStore {
     }
 }
 
-/// Holds the rows of every mailbox and folder `items` go to, in id order, so that two
-/// deliveries to the same mailboxes never wait on each other in a circle.
+/// Holds `mailboxes`' rows, in id order. Every change that holds a mailbox's row and a
+/// folder's takes the mailbox's first (deliveries, expunges, COPY and MOVE, deletions), so
+/// that no two wait on each other in a circle.
+pub(super) async fn lock_mailboxes(
+    client: &impl GenericClient,
+    mailboxes: &[MailboxId],
+) -> StoreResult<()> {
+    let mut ids = mailboxes
+        .iter()
+        .map(|m| id(m.0))
+        .collect::<StoreResult<Vec<i64>>>()?;
+    ids.sort_unstable();
+    client
+        .execute(
+            "SELECT 1 FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&ids],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Holds the rows of every mailbox and folder `items` go to, mailboxes first, each kind in
+/// id order (see `lock_mailboxes`).
 async fn lock_targets(client: &impl GenericClient, items: &[NewMessage<'_>]) -> StoreResult<()> {
     let mut mailboxes = BTreeSet::new();
     let mut folders = BTreeSet::new();

@@ -77,6 +77,8 @@ struct Inner {
     pool: deadpool_postgres::Pool,
     /// The node's local directory: the spool and exports stay on local disk.
     dir: PathBuf,
+    /// The directory's exclusive lock: one node per data directory, as with sled.
+    _lock: std::fs::File,
     /// This node's sessions' hub, fed also by the other nodes' notices (`notices`).
     hub: Arc<Hub>,
     /// This node's name in its notices, so that it does not hear itself.
@@ -87,6 +89,8 @@ impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host:port/database`), making or
     /// checking its schema; `dir` is this node's local data directory.
     pub fn connect(url: &str, dir: &Path) -> StoreResult<PgStore> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let lock = super::lock_data_dir(dir)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid {
             what: "PostgreSQL URL",
             why: format!("{e}"),
@@ -134,6 +138,7 @@ impl PgStore {
                 runtime,
                 pool,
                 dir: dir.to_path_buf(),
+                _lock: lock,
                 hub,
                 node,
             }),

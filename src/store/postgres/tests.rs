@@ -15,7 +15,7 @@ fn the_schema_is_made_once_and_a_database_of_another_version_is_refused() {
     let store = PgStore::connect(&url, dir.path()).unwrap();
     assert!(store.is_empty().unwrap());
     // A second node on the same database finds the schema there.
-    let again = PgStore::connect(&url, dir.path()).unwrap();
+    let again = PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap();
     assert!(again.is_empty().unwrap());
     store
         .block(async {
@@ -26,7 +26,9 @@ fn the_schema_is_made_once_and_a_database_of_another_version_is_refused() {
             Ok(())
         })
         .unwrap();
-    let err = PgStore::connect(&url, dir.path()).err().expect("refused");
+    let err = PgStore::connect(&url, tempfile::tempdir().unwrap().path())
+        .err()
+        .expect("refused");
     assert!(matches!(err, StoreError::Schema { found: 99, .. }), "{err}");
 }
 
@@ -38,7 +40,7 @@ fn server_secrets_are_made_once_across_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (
         PgStore::connect(&url, dir.path()).unwrap(),
-        PgStore::connect(&url, dir.path()).unwrap(),
+        PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap(),
     );
     let make = |v: &'static [u8]| -> SecretMaker<'static> { Box::new(move || Ok(v.to_vec())) };
     let good = |_: &[u8]| true;
@@ -316,7 +318,7 @@ fn an_access_change_on_one_node_is_heard_by_the_others() {
     let url = cluster.new_database("notices");
     let dir = tempfile::tempdir().unwrap();
     let a = PgStore::connect(&url, dir.path()).unwrap();
-    let b = PgStore::connect(&url, dir.path()).unwrap();
+    let b = PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap();
     sql(
         &a,
         "INSERT INTO users (id, login, login_key, display_name, password, must_change_password, \
@@ -417,7 +419,7 @@ fn a_queue_entry_is_one_nodes_until_its_lease_runs_out() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (
         PgStore::connect(&url, dir.path()).unwrap(),
-        PgStore::connect(&url, dir.path()).unwrap(),
+        PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap(),
     );
     let dsn = DsnRequest::default();
     let entry = a

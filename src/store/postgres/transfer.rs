@@ -19,6 +19,7 @@ impl TransferStore for PgStore {
         let pairs = self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
+            super::messages::lock_mailboxes(&tx, &[t.from.mailbox, t.to.mailbox]).await?;
             let (mut target, _) = lock_folders(&tx, &t).await?;
             let target_modseq = target.highestmodseq + 1;
             // A UID named twice is one message.
