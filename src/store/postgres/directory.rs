@@ -333,7 +333,7 @@ impl DirectoryStore for PgStore {
     }
 
     fn delete_mailbox(&self, id: MailboxId) -> StoreResult<()> {
-        self.block(async {
+        let held = self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             require_mailbox(&tx, id, "FOR UPDATE").await?;
@@ -361,8 +361,14 @@ impl DirectoryStore for PgStore {
             )
             .await?;
             self.tell_nodes(&tx, AccessChange::Mailbox(id)).await?;
-            Ok(tx.commit().await?)
+            tx.commit().await?;
+            Ok(held)
         })?;
+        self.forget_bodies(
+            held.into_iter()
+                .filter_map(|b| <[u8; 32]>::try_from(b).ok())
+                .map(crate::store::BlobId),
+        );
         self.hub().publish_access(AccessChange::Mailbox(id));
         Ok(())
     }

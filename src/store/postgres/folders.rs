@@ -156,7 +156,9 @@ impl FolderStore for PgStore {
                 .await?;
             self.tell_folder(&tx, (mailbox, folder), vec![FolderEvent::Gone])
                 .await?;
-            Ok(tx.commit().await?)
+            tx.commit().await?;
+            self.forget_bodies(super::messages::blob_ids(&gone)?);
+            Ok(())
         })?;
         self.hub()
             .publish_folder(mailbox, folder, FolderEvent::Gone);

@@ -40,8 +40,10 @@ impl PgStore {
         let now = now_millis();
         // Parsing is the slow part: done before the transaction, for bytes not yet stored.
         let mut summaries = Vec::with_capacity(items.len());
+        let mut ids = Vec::with_capacity(items.len());
         for (_, raw, _) in items {
             let blob = BlobId::of(raw);
+            ids.push(blob);
             let known = self
                 .query_opt(
                     "SELECT 1 FROM blobs WHERE id = $1 AND summary IS NOT NULL",
@@ -87,6 +89,10 @@ impl PgStore {
             tx.commit().await?;
             Ok(records)
         })?;
+        // Clients fetch new mail as it arrives: its bytes are at hand.
+        for ((_, raw, _), blob) in items.iter().zip(ids) {
+            self.keep_body(blob, &bytes::Bytes::copy_from_slice(raw));
+        }
         for ((mailbox, folder), record) in &records {
             let event = FolderEvent::Appended { uid: record.uid };
             self.hub().publish_folder(*mailbox, *folder, event);
@@ -155,6 +161,7 @@ impl PgStore {
                 .iter()
                 .map(|row| uid(row.try_get(2)?))
                 .collect::<StoreResult<BTreeSet<u32>>>()?;
+            let freed = blob_ids(&rows)?;
             log_expunges(&tx, folder, &gone).await?;
             let event = FolderEvent::Expunged {
                 uids: gone.iter().copied().collect(),
@@ -162,6 +169,7 @@ impl PgStore {
             self.tell_folder(&tx, (mailbox, folder), vec![event])
                 .await?;
             tx.commit().await?;
+            self.forget_bodies(freed);
             Ok(gone)
         })?;
         let mut seen = BTreeSet::new();
@@ -180,11 +188,31 @@ impl PgStore {
     }
 
     pub(super) fn read_blob(&self, blob: &BlobId) -> StoreResult<bytes::Bytes> {
-        self.block(async { blobs::read(&self.client().await?, blob).await })
+        if let Some(body) = self.inner.bodies.get(blob) {
+            return Ok(body);
+        }
+        let body = self.block(async { blobs::read(&self.client().await?, blob).await })?;
+        self.keep_body(*blob, &body);
+        Ok(body)
+    }
+
+    fn keep_body(&self, blob: BlobId, body: &bytes::Bytes) {
+        if (body.len() as u64) <= super::BODY_CACHE_BYTES / 16 {
+            self.inner.bodies.insert(blob, body.clone());
+        }
     }
 
     /// What delivery parsed of the message; made again from the bytes if missing.
     pub(super) fn blob_summary(&self, blob: &BlobId) -> StoreResult<MessageSummary> {
+        if let Some(summary) = self.inner.summaries.get(blob) {
+            return Ok(summary);
+        }
+        let summary = self.stored_summary(blob)?;
+        self.inner.summaries.insert(*blob, summary.clone());
+        Ok(summary)
+    }
+
+    fn stored_summary(&self, blob: &BlobId) -> StoreResult<MessageSummary> {
         let row = self
             .query_opt(
                 "SELECT summary FROM blobs WHERE id = $1",
@@ -618,6 +646,13 @@ pub(super) fn record(row: &Row) -> StoreResult<MessageRecord> {
         blob: BlobId(hash32(row.try_get(6)?, "message blob")?),
         saved: row.try_get(7)?,
     })
+}
+
+/// The message bytes named in the first column of `rows`.
+pub(super) fn blob_ids(rows: &[Row]) -> StoreResult<Vec<BlobId>> {
+    rows.iter()
+        .map(|row| Ok(BlobId(hash32(row.try_get(0)?, "message blob")?)))
+        .collect()
 }
 
 /// A UID column's value.

@@ -83,7 +83,16 @@ struct Inner {
     hub: Arc<Hub>,
     /// This node's name in its notices, so that it does not hear itself.
     node: u64,
+    /// Message bytes and what delivery parsed of them, kept in memory: both are named by
+    /// their content (SHA-256), so a kept copy is never stale, and FETCH skips the database.
+    bodies: moka::sync::Cache<super::BlobId, bytes::Bytes>,
+    summaries: moka::sync::Cache<super::BlobId, crate::mail::MessageSummary>,
 }
+
+/// Bytes of message bodies kept in memory per node; none larger than a sixteenth of it.
+const BODY_CACHE_BYTES: u64 = 32 << 20;
+/// Summaries kept in memory per node (a few KiB each).
+const SUMMARY_CACHE_ENTRIES: u64 = 20_000;
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host:port/database`), making or
@@ -141,6 +150,11 @@ impl PgStore {
                 _lock: lock,
                 hub,
                 node,
+                bodies: moka::sync::Cache::builder()
+                    .max_capacity(BODY_CACHE_BYTES)
+                    .weigher(|_, body: &bytes::Bytes| u32::try_from(body.len()).unwrap_or(u32::MAX))
+                    .build(),
+                summaries: moka::sync::Cache::new(SUMMARY_CACHE_ENTRIES),
             }),
         };
         store.block(store.make_schema())?;
@@ -193,6 +207,16 @@ impl PgStore {
         change: super::hub::AccessChange,
     ) -> StoreResult<()> {
         notices::send(client, self.inner.node, change).await
+    }
+
+    /// Drops from this node's memory the bytes of messages whose records went: bytes nothing
+    /// refers to any more are gone from the database, and must not outlive it here. (Other
+    /// nodes keep theirs until evicted; no record leads to them.)
+    fn forget_bodies(&self, blobs: impl IntoIterator<Item = super::BlobId>) {
+        for blob in blobs {
+            self.inner.bodies.invalidate(&blob);
+            self.inner.summaries.invalidate(&blob);
+        }
     }
 
     /// Has a folder's `events` heard by the other nodes once `client`'s transaction commits;

@@ -187,8 +187,10 @@ impl PgStore {
             let Some(row) = gone else {
                 return Ok(false);
             };
-            blobs::release(&tx, &BlobId(hash32(row.try_get(0)?, "blob")?)).await?;
+            let blob = BlobId(hash32(row.try_get(0)?, "blob")?);
+            blobs::release(&tx, &blob).await?;
             tx.commit().await?;
+            self.forget_bodies([blob]);
             Ok(true)
         })
     }
