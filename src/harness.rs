@@ -15,6 +15,8 @@ pub const PASSWORD: &str = "harness-password";
 /// A store in a temporary directory with `box@harness.test` (two messages in INBOX).
 pub struct Harness {
     pub services: Arc<Services>,
+    /// The same store as sled's, for tests that reach its files.
+    pub sled: crate::store::SledStore,
     dir: PathBuf,
 }
 
@@ -29,7 +31,8 @@ impl Harness {
         let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("mailgate-harness-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let store = Store::open(&dir).expect("harness store");
+        let sled = crate::store::SledStore::open(&dir).expect("harness store");
+        let store = Store::of_sled(sled.clone());
         seed(&store);
         let mut config = Config::default();
         config.imap.max_line_bytes = 4096;
@@ -38,7 +41,11 @@ impl Harness {
         config.inbound.checks = false;
         adjust(&mut config);
         let services = Arc::new(Services::new(config, store).expect("harness services"));
-        Harness { services, dir }
+        Harness {
+            services,
+            sled,
+            dir,
+        }
     }
 
     /// A session as if over TLS from 192.0.2.1.

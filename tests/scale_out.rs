@@ -134,6 +134,24 @@ async fn first_owner_session(node: &common::TestServer, initial: &str) -> Api {
     owner(node, "a new password 1").await
 }
 
+/// acme.example and its mailbox `contact@`, with `PASSWORD`, in the owner's organization.
+async fn contact_mailbox(api: &Api) {
+    let (_, me) = api.get("/api/v1/me").await;
+    let org = me["organizations"][0]["id"].as_u64().unwrap();
+    let base = format!("/api/v1/orgs/{org}");
+    let (status, body) = api
+        .post(&format!("{base}/domains"), json!({"name": "acme.example"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = api
+        .post(
+            &format!("{base}/mailboxes"),
+            json!({"address": "contact@acme.example", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
 /// A message submitted on node A for a remote domain: A starts delivering it to a smarthost
 /// that takes it up to the end of DATA and then answers nothing; A is killed there. Node B,
 /// sharing the queue, delivers it once A's lease has run out, and nothing is lost.
@@ -153,19 +171,7 @@ async fn a_node_killed_mid_delivery_leaves_the_message_to_another_node() {
     let initial = a
         .initial_password()
         .expect("node A bootstraps the empty database");
-    let api = first_owner_session(&a, &initial).await;
-    let (_, me) = api.get("/api/v1/me").await;
-    let org = me["organizations"][0]["id"].as_u64().unwrap();
-    let base = format!("/api/v1/orgs/{org}");
-    api.post(&format!("{base}/domains"), json!({"name": "acme.example"}))
-        .await;
-    let (status, body) = api
-        .post(
-            &format!("{base}/mailboxes"),
-            json!({"address": "contact@acme.example", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    contact_mailbox(&first_owner_session(&a, &initial).await).await;
 
     let out = common::python(
         SUBMIT_REMOTE,
@@ -222,19 +228,7 @@ async fn concurrent_writes_through_two_nodes_and_a_node_killed_mid_stream_lose_n
         .initial_password()
         .expect("node A bootstraps the empty database");
     let b = common::start(dir_b.path(), &config);
-    let api = first_owner_session(&a, &initial).await;
-    let (_, me) = api.get("/api/v1/me").await;
-    let org = me["organizations"][0]["id"].as_u64().unwrap();
-    let base = format!("/api/v1/orgs/{org}");
-    api.post(&format!("{base}/domains"), json!({"name": "acme.example"}))
-        .await;
-    let (status, body) = api
-        .post(
-            &format!("{base}/mailboxes"),
-            json!({"address": "contact@acme.example", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    contact_mailbox(&first_owner_session(&a, &initial).await).await;
 
     let out = common::python(
         CONCURRENT_WRITES,

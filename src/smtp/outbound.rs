@@ -388,7 +388,7 @@ mod tests {
         let h = Harness::new();
         let store = &h.services.store;
         let entry = queued(&h, Hold::No);
-        std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
+        std::fs::remove_file(h.sled.blob_path(&entry.blob)).unwrap();
         attempt_now(&h.services, entry).await;
         assert!(store.queue().unwrap().is_empty(), "no longer tried");
         let dsn = last_in_inbox(&h);
@@ -405,7 +405,7 @@ mod tests {
         let store = &h.services.store;
         let entry = queued(&h, Hold::No);
         // Reading a directory fails as a passing error would, not as a missing file.
-        let path = store.blob_path(&entry.blob);
+        let path = h.sled.blob_path(&entry.blob);
         std::fs::remove_file(&path).unwrap();
         std::fs::create_dir(&path).unwrap();
         attempt_now(&h.services, entry).await;
@@ -476,7 +476,7 @@ mod tests {
                 .update_mailbox(mailbox, |m| m.quota_bytes = 1)
                 .unwrap();
             let entry = queued(&h, Hold::No);
-            std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
+            std::fs::remove_file(h.sled.blob_path(&entry.blob)).unwrap();
             attempt_now(&h.services, entry).await;
             assert_eq!(
                 store.queue().unwrap().len(),
@@ -502,7 +502,7 @@ mod tests {
             )
             .unwrap()[0]
             .clone();
-        std::fs::remove_file(store.blob_path(&entry.blob)).unwrap();
+        std::fs::remove_file(h.sled.blob_path(&entry.blob)).unwrap();
         attempt_now(&h.services, entry).await;
         assert!(store.queue().unwrap().is_empty());
     }

@@ -446,12 +446,6 @@ impl FolderStore for SledStore {
         Ok(removed)
     }
 
-    #[cfg(test)]
-    fn blob_path(&self, blob: &BlobId) -> std::path::PathBuf {
-        self.inner.blobs.forget_cached(blob);
-        self.inner.blobs.path(blob)
-    }
-
     fn read_message(&self, blob: &BlobId) -> StoreResult<bytes::Bytes> {
         self.inner.blobs.read(blob)
     }
@@ -547,6 +541,14 @@ impl FolderStore for SledStore {
 }
 
 impl SledStore {
+    /// Where a blob's file is, for tests that damage the store on purpose; the body leaves
+    /// the memory cache, so that what they do to the file is what is read.
+    #[cfg(test)]
+    pub(crate) fn blob_path(&self, blob: &BlobId) -> std::path::PathBuf {
+        self.inner.blobs.forget_cached(blob);
+        self.inner.blobs.path(blob)
+    }
+
     // ----- folders -----
 
     /// Adds to `changes` a new folder of `mailbox`; the caller holds the write lock.

@@ -90,6 +90,11 @@ impl Store {
         Ok(Store(Arc::new(SledStore::open(dir)?)))
     }
 
+    /// The store over `sled`, which the test harness keeps to reach sled's own files.
+    pub(crate) fn of_sled(sled: SledStore) -> Store {
+        Store(Arc::new(sled))
+    }
+
     /// Opens (or creates) the store `settings` name: PostgreSQL's at `postgres_url`, or the
     /// embedded one in `dir`. `dir` is the node's data directory either way.
     pub fn open_with(dir: &Path, settings: &crate::config::StoreConfig) -> StoreResult<Store> {

@@ -147,11 +147,6 @@ pub trait FolderStore {
     /// (`net::sweep_freed_blobs`), and one at open takes what a crash left.
     fn sweep_freed_blobs(&self) -> StoreResult<usize>;
 
-    /// Where a blob's file is, for tests that damage the store on purpose; the body leaves
-    /// the memory cache, so that what they do to the file is what is read.
-    #[cfg(test)]
-    fn blob_path(&self, blob: &BlobId) -> std::path::PathBuf;
-
     /// The message's bytes.
     fn read_message(&self, blob: &BlobId) -> StoreResult<bytes::Bytes>;
 

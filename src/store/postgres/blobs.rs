@@ -12,14 +12,14 @@ use deadpool_postgres::GenericClient;
 /// partial FETCH of a large attachment does not read it all.
 pub const CHUNK: usize = 256 * 1024;
 
-/// Adds `references` references on the blob of `bytes`, storing the bytes if they are not
-/// there yet; returns its id.
+/// Adds `references` references on `blob` (`BlobId::of(bytes)`, which the caller has),
+/// storing the bytes if they are not there yet.
 pub async fn hold(
     client: &impl GenericClient,
+    blob: BlobId,
     bytes: &[u8],
     references: u64,
 ) -> StoreResult<BlobId> {
-    let blob = BlobId::of(bytes);
     let size = i64::try_from(bytes.len()).map_err(|_| StoreError::Invalid {
         what: "message",
         why: "larger than the database keeps".into(),

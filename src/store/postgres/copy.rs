@@ -338,7 +338,7 @@ async fn load_mail(tx: &impl GenericClient, d: &Dump, read: ReadBytes<'_>) -> St
         if BlobId::of(&bytes) != *blob {
             return Err(StoreError::Corrupt(format!("{blob:?} holds other bytes")));
         }
-        blobs::hold(tx, &bytes, *n).await?;
+        blobs::hold(tx, *blob, &bytes, *n).await?;
     }
     for f in &d.folders {
         load_folder(tx, f).await?;

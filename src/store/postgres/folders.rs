@@ -281,11 +281,6 @@ impl FolderStore for PgStore {
         Ok(0)
     }
 
-    #[cfg(test)]
-    fn blob_path(&self, _blob: &BlobId) -> std::path::PathBuf {
-        unimplemented!("PostgreSQL keeps message bytes in the database, not in files")
-    }
-
     fn read_message(&self, blob: &BlobId) -> StoreResult<bytes::Bytes> {
         self.read_blob(blob)
     }

@@ -44,12 +44,14 @@ impl PgStore {
         for (_, raw, _) in items {
             let blob = BlobId::of(raw);
             ids.push(blob);
-            let known = self
-                .query_opt(
-                    "SELECT 1 FROM blobs WHERE id = $1 AND summary IS NOT NULL",
-                    &[&blob.0.as_slice()],
-                )?
-                .is_some();
+            // A summary this node holds is stored too: no need to ask.
+            let known = self.inner.summaries.contains_key(&blob)
+                || self
+                    .query_opt(
+                        "SELECT 1 FROM blobs WHERE id = $1 AND summary IS NOT NULL",
+                        &[&blob.0.as_slice()],
+                    )?
+                    .is_some();
             let summary = match known {
                 true => None,
                 false => Some(codec::encode(&MessageSummary::parse(raw))?),
@@ -64,8 +66,8 @@ impl PgStore {
                 super::lifecycle::write_import(&tx, import).await?;
             }
             let mut records = Vec::new();
-            for ((targets, raw, meta), summary) in items.iter().zip(&summaries) {
-                let blob = blobs::hold(&tx, raw, targets.len() as u64).await?;
+            for (((targets, raw, meta), summary), blob) in items.iter().zip(&summaries).zip(&ids) {
+                let blob = blobs::hold(&tx, *blob, raw, targets.len() as u64).await?;
                 if let Some(summary) = summary {
                     tx.execute(
                         "UPDATE blobs SET summary = $2 WHERE id = $1 AND summary IS NULL",

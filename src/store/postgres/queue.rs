@@ -30,7 +30,7 @@ impl QueueStore for PgStore {
         self.block(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
-            let blob = blobs::hold(&tx, raw, by_domain.len() as u64).await?;
+            let blob = blobs::hold(&tx, BlobId::of(raw), raw, by_domain.len() as u64).await?;
             let mut entries = Vec::new();
             for (domain, recipients) in by_domain {
                 let dsn = dsn.only_for(&recipients);
