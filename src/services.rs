@@ -83,3 +83,61 @@ impl Services {
         })
     }
 }
+
+/// The server-wide periodic jobs that one node at a time runs, when several share a store
+/// (`ServerStore::hold_job`); with one node, that node runs them all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// Ordering and renewing ACME certificates: two nodes ordering at once would each
+    /// answer challenges the other's order is judged by, and spend the authority's limits.
+    AcmeOrders,
+    /// Ending time-limited grants (recorded once in the audit log) and telling the nodes.
+    GrantClock,
+    /// Deleting organizations whose grace period is over.
+    Deletions,
+    /// Removing audit events past their retention.
+    AuditPruning,
+}
+
+impl Job {
+    fn name(self) -> &'static str {
+        match self {
+            Job::AcmeOrders => "acme-orders",
+            Job::GrantClock => "grant-clock",
+            Job::Deletions => "deletions",
+            Job::AuditPruning => "audit-pruning",
+        }
+    }
+
+    /// How long a node holds the job each time it asks: several of its rounds (or one ACME
+    /// order's longest wait, twice), so that the holder keeps it from round to round, and
+    /// another node takes over soon after the holder dies.
+    pub fn hold(self) -> Duration {
+        match self {
+            Job::AcmeOrders => Duration::from_secs(15 * 60),
+            Job::GrantClock => Duration::from_secs(10),
+            Job::Deletions => Duration::from_secs(30),
+            Job::AuditPruning => Duration::from_secs(3 * 3600),
+        }
+    }
+}
+
+impl Services {
+    /// Whether this node runs `job` now. A store that cannot answer says no: the job waits for
+    /// the next round rather than run on two nodes at once.
+    pub async fn runs(&self, job: Job) -> bool {
+        let store = self.store.clone();
+        let until = crate::model::now_millis() + job.hold().as_millis() as crate::model::Millis;
+        match tokio::task::spawn_blocking(move || store.hold_job(job.name(), until)).await {
+            Ok(Ok(held)) => held,
+            Ok(Err(e)) => {
+                tracing::error!(job = job.name(), error = %e, "asking who runs a job failed");
+                false
+            }
+            Err(e) => {
+                tracing::error!(job = job.name(), error = %e, "asking who runs a job failed");
+                false
+            }
+        }
+    }
+}

@@ -400,6 +400,15 @@ pub async fn remove_member(
 pub async fn keep_time(services: Arc<Services>, shutdown: tokio_util::sync::CancellationToken) {
     let mut since = now_millis();
     loop {
+        if !services.runs(crate::services::Job::GrantClock).await {
+            // Another node keeps the time; its notices reach this node's sessions.
+            since = now_millis();
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            continue;
+        }
         let now = now_millis();
         let store = services.store.clone();
         let clock = tokio::task::spawn_blocking(move || store.grant_clock(since, now))

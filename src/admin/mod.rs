@@ -142,7 +142,7 @@ async fn acme_challenge(
     axum::extract::State(services): axum::extract::State<Arc<Services>>,
     axum::extract::Path(token): axum::extract::Path<String>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let answer = services.acme.key_authorization(&token);
+    let answer = services.acme.key_authorization(&services.store, &token);
     let answer = answer.ok_or_else(|| ApiError::NotFound("no such ACME challenge".into()))?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],

@@ -228,6 +228,13 @@ pub async fn keep_deletions(services: Arc<Services>, shutdown: CancellationToken
     // A deletion that failed (a full disk, say) is tried again later, not every check.
     let mut retry_at: std::collections::HashMap<OrgId, std::time::Instant> = Default::default();
     loop {
+        if !services.runs(crate::services::Job::Deletions).await {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(DELETION_CHECK) => {}
+            }
+            continue;
+        }
         let store = services.store.clone();
         let due = tokio::task::spawn_blocking(move || due_deletions(&store)).await;
         match due {

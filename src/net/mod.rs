@@ -208,13 +208,15 @@ async fn prune_audit_log(services: Arc<Services>, shutdown: CancellationToken) {
         return;
     }
     loop {
-        let before = crate::model::now_millis() - (days * 24 * 3600 * 1000) as i64;
-        let store = services.store.clone();
-        match tokio::task::spawn_blocking(move || store.prune_audit(before)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(removed = n, days, "old audit events removed"),
-            Ok(Err(e)) => tracing::error!(error = %e, "removing old audit events failed"),
-            Err(e) => tracing::error!(error = %e, "removing old audit events failed"),
+        if services.runs(crate::services::Job::AuditPruning).await {
+            let before = crate::model::now_millis() - (days * 24 * 3600 * 1000) as i64;
+            let store = services.store.clone();
+            match tokio::task::spawn_blocking(move || store.prune_audit(before)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(removed = n, days, "old audit events removed"),
+                Ok(Err(e)) => tracing::error!(error = %e, "removing old audit events failed"),
+                Err(e) => tracing::error!(error = %e, "removing old audit events failed"),
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

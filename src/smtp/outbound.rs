@@ -255,17 +255,34 @@ async fn attempt(services: &Services, mut entry: QueueEntry, lease: Lease) {
             RecipientResult::Temporary(why) => retry.push((recipient.clone(), why)),
         }
     }
-    if !relayed.is_empty()
-        && let Err(e) = super::dsn::report(services, &Reported::of(&entry, &raw), relayed).await
-    {
-        tracing::error!(queue = %entry.id, error = %e, "the success report could not be sent");
-    }
     entry.attempts += 1;
     let config = &services.config.queue;
     let expired = now_millis() - entry.created >= config.give_up_after_seconds as i64 * 1000;
     if expired {
         failed.append(&mut retry);
     }
+    // What the remote servers took is written down before anything else is sent (reports,
+    // bounces), so that a node dying meanwhile leaves only the rest to the next.
+    let mut lease = Some(lease);
+    let left = failed.len() + retry.len();
+    if left == 0 {
+        if let Some(lease) = lease.take() {
+            finish(services, entry.clone(), lease, Vec::new()).await;
+        }
+    } else if left < entry.recipients.len() {
+        let still: Vec<_> = failed.iter().chain(&retry).cloned().collect();
+        if let Some(held) = &lease
+            && !record_progress(services, &entry, held, still).await
+        {
+            lease = None;
+        }
+    }
+    if !relayed.is_empty()
+        && let Err(e) = super::dsn::report(services, &Reported::of(&entry, &raw), relayed).await
+    {
+        tracing::error!(queue = %entry.id, error = %e, "the success report could not be sent");
+    }
+    let Some(lease) = lease else { return };
     if !failed.is_empty()
         && let Err(e) = super::dsn::bounce(services, &entry, &raw, &failed).await
     {
@@ -279,6 +296,39 @@ async fn attempt(services: &Services, mut entry: QueueEntry, lease: Lease) {
         }
     }
     finish(services, entry, lease, retry).await;
+}
+
+/// Narrows the entry to the recipients `still` to do, durably, keeping the lease; `false`
+/// when the lease was lost: another node's attempt decides. A failed write is logged and the
+/// attempt goes on: its end is written as one.
+async fn record_progress(
+    services: &Services,
+    entry: &QueueEntry,
+    lease: &Lease,
+    still: Vec<(String, String)>,
+) -> bool {
+    let mut narrowed = entry.clone();
+    (narrowed.recipients, narrowed.reasons) = still.into_iter().unzip();
+    let store = services.store.clone();
+    let lease = *lease;
+    let id = entry.id;
+    let written = blocking(move || {
+        let kept = store.record_progress(&narrowed, &lease)?;
+        store.flush_blocking()?;
+        Ok(kept)
+    })
+    .await;
+    match written {
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::warn!(queue = %id, "the lease ran out before the attempt ended: another node's attempt decides");
+            false
+        }
+        Err(e) => {
+            tracing::error!(queue = %id, error = %e, "recording the delivered recipients failed");
+            true
+        }
+    }
 }
 
 /// A queued message whose file is gone (damage to the store) will never leave: it bounces,

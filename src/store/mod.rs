@@ -228,6 +228,18 @@ impl ServerStore for SledStore {
         self.inner.meta.flush()?;
         Ok(())
     }
+
+    fn remove_secret(&self, name: &str) -> StoreResult<()> {
+        let key = format!("secret/{name}");
+        let _guard = self.lock();
+        self.inner.meta.remove(key)?;
+        self.inner.meta.flush()?;
+        Ok(())
+    }
+
+    fn hold_job(&self, _name: &str, _until: crate::model::Millis) -> StoreResult<bool> {
+        Ok(true)
+    }
 }
 
 impl SledStore {

@@ -237,15 +237,11 @@ impl QueueStore for SledStore {
     }
 
     fn defer(&self, entry: &QueueEntry, _lease: &Lease) -> StoreResult<bool> {
-        let _guard = self.lock();
-        let k = key(codec::QUEUE, &[entry.id.0]);
-        if !self.inner.mail.contains_key(&k)? {
-            return Ok(false);
-        }
-        let mut changes = Changes::default();
-        changes.put_mail(k, entry)?;
-        self.commit(changes)?;
-        Ok(true)
+        self.rewrite_entry(entry)
+    }
+
+    fn record_progress(&self, entry: &QueueEntry, _lease: &Lease) -> StoreResult<bool> {
+        self.rewrite_entry(entry)
     }
 
     fn finish(&self, lease: &Lease) -> StoreResult<bool> {
@@ -266,6 +262,22 @@ impl QueueStore for SledStore {
         self.commit(changes)?;
         drop(guard);
         Ok(())
+    }
+}
+
+impl SledStore {
+    /// Writes `entry` over the one queued under its id; `false` if that one is gone. One
+    /// node, so no lease to check.
+    fn rewrite_entry(&self, entry: &QueueEntry) -> StoreResult<bool> {
+        let _guard = self.lock();
+        let k = key(codec::QUEUE, &[entry.id.0]);
+        if !self.inner.mail.contains_key(&k)? {
+            return Ok(false);
+        }
+        let mut changes = Changes::default();
+        changes.put_mail(k, entry)?;
+        self.commit(changes)?;
+        Ok(true)
     }
 }
 

@@ -6,7 +6,8 @@
 
 use super::{NOT_AFTER, TlsError};
 use crate::config::AcmeConfig;
-use crate::services::Services;
+use crate::services::{Job, Services};
+use crate::store::Store;
 use instant_acme::{
     Account, AuthorizationStatus, ChallengeType, Identifier, NewAccount, NewOrder, OrderStatus,
     RetryPolicy,
@@ -54,33 +55,70 @@ const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long one order may take in all (each request of it included: a server that stops
 /// answering must not hold up the renewals for good).
 const ORDER_LIMIT: Duration = Duration::from_secs(300);
+/// How soon a node looks again for what another node did: the certificates it obtained, the
+/// domains verified through it.
+const OTHER_NODE_ORDERS: Duration = Duration::from_secs(10 * 60);
 
 /// What the ACME client shares with the admin listener, which answers the HTTP-01
 /// challenges, and with the admin API, which wakes it when a domain becomes verified.
 #[derive(Default)]
 pub struct Acme {
-    /// Token → key authorization, for the challenges being validated now.
+    /// Token → key authorization, for the challenges this node's orders are validated by now.
     challenges: Mutex<HashMap<String, String>>,
     pub wake: tokio::sync::Notify,
 }
 
+/// Where a pending challenge's answer is kept in the store, for the other nodes: behind a
+/// balancer, the authority's request may reach any of them.
+fn challenge_secret(token: &str) -> String {
+    format!("acme-challenge/{token}")
+}
+
+/// Whether `token` can be an ACME token (base64url, RFC 8555 §8.1): anything else is not
+/// looked up in the store.
+fn well_formed(token: &str) -> bool {
+    (1..=128).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl Acme {
-    /// The answer to the HTTP-01 challenge `token` (RFC 8555 §8.3), while it is pending.
-    pub fn key_authorization(&self, token: &str) -> Option<String> {
-        let challenges = self.challenges.lock().unwrap_or_else(|e| e.into_inner());
-        challenges.get(token).cloned()
+    /// The answer to the HTTP-01 challenge `token` (RFC 8555 §8.3), while it is pending: one
+    /// of this node's orders, or another node's, kept in the store while its order runs.
+    pub fn key_authorization(&self, store: &Store, token: &str) -> Option<String> {
+        let local = self.lock().get(token).cloned();
+        if local.is_some() || !well_formed(token) {
+            return local;
+        }
+        match store.secret(&challenge_secret(token)) {
+            Ok(answer) => answer.and_then(|a| String::from_utf8(a).ok()),
+            Err(e) => {
+                tracing::error!(error = %e, "reading an ACME challenge's answer failed");
+                None
+            }
+        }
     }
 
-    fn answer(&self, token: String, key_authorization: String) {
-        let mut challenges = self.challenges.lock().unwrap_or_else(|e| e.into_inner());
-        challenges.insert(token, key_authorization);
+    fn answer(&self, store: &Store, token: String, key_authorization: String) {
+        if let Err(e) = store.set_secret(&challenge_secret(&token), key_authorization.as_bytes()) {
+            tracing::warn!(error = %e, "keeping an ACME challenge's answer for the other nodes failed");
+        }
+        self.lock().insert(token, key_authorization);
     }
 
-    fn forget(&self, tokens: &[String]) {
-        let mut challenges = self.challenges.lock().unwrap_or_else(|e| e.into_inner());
+    fn forget(&self, store: &Store, tokens: &[String]) {
+        let mut challenges = self.lock();
         for token in tokens {
             challenges.remove(token);
+            if let Err(e) = store.remove_secret(&challenge_secret(token)) {
+                tracing::warn!(error = %e, "removing an ACME challenge's answer failed");
+            }
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.challenges.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -207,6 +245,11 @@ impl Client {
             if names.is_empty() || !self.due(stored.get(&group.key), &names) {
                 continue;
             }
+            // Asked before each order, which renews the hold for as long as it may take.
+            if !services.runs(Job::AcmeOrders).await {
+                // Another node orders; what it obtains is served from the store.
+                return usual.min(OTHER_NODE_ORDERS);
+            }
             let order = tokio::time::timeout(ORDER_LIMIT, self.obtain(services, &names));
             let obtained = order.await.unwrap_or(Err(AcmeError::TimedOut));
             match obtained {
@@ -230,6 +273,9 @@ impl Client {
         if failed {
             return RETRY_AFTER_FAILURE;
         }
+        // A domain verified through another node wakes that node, not this one: it is
+        // ordered here at the next round.
+        let usual = usual.min(OTHER_NODE_ORDERS);
         let next_renewal = stored.values().map(Stored::renew_at).min();
         next_renewal.map_or(usual, |at| {
             let wait = at - chrono::Utc::now().timestamp();
@@ -269,14 +315,16 @@ impl Client {
                     .challenge(ChallengeType::Http01)
                     .ok_or_else(|| AcmeError::NoHttpChallenge(name))?;
                 let answer = challenge.key_authorization().as_str().to_string();
-                services.acme.answer(challenge.token.clone(), answer);
+                services
+                    .acme
+                    .answer(&services.store, challenge.token.clone(), answer);
                 tokens.push(challenge.token.clone());
                 challenge.set_ready().await?;
             }
             Ok(order.poll_ready(&retry()).await?)
         }
         .await;
-        services.acme.forget(&tokens);
+        services.acme.forget(&services.store, &tokens);
         let status = ready?;
         if status != OrderStatus::Ready {
             return Err(AcmeError::NotValidated {
@@ -492,13 +540,24 @@ mod tests {
     /// A challenge is answered while it is validated, and not after.
     #[test]
     fn challenge_answers_are_forgotten_once_used() {
-        let acme = Acme::default();
-        acme.answer("t1".into(), "t1.key".into());
-        acme.answer("t2".into(), "t2.key".into());
-        assert_eq!(acme.key_authorization("t1").as_deref(), Some("t1.key"));
-        acme.forget(&["t1".into(), "t2".into()]);
-        assert_eq!(acme.key_authorization("t1"), None);
-        assert_eq!(acme.key_authorization("t2"), None);
+        let h = crate::harness::Harness::new();
+        let store = &h.services.store;
+        let (acme, other_node) = (Acme::default(), Acme::default());
+        acme.answer(store, "t1".into(), "t1.key".into());
+        acme.answer(store, "t2".into(), "t2.key".into());
+        assert_eq!(
+            acme.key_authorization(store, "t1").as_deref(),
+            Some("t1.key")
+        );
+        assert_eq!(
+            other_node.key_authorization(store, "t2").as_deref(),
+            Some("t2.key"),
+            "a node sharing the store answers too"
+        );
+        assert_eq!(other_node.key_authorization(store, "t2/../x"), None);
+        acme.forget(store, &["t1".into(), "t2".into()]);
+        assert_eq!(acme.key_authorization(store, "t1"), None);
+        assert_eq!(other_node.key_authorization(store, "t2"), None);
     }
 
     #[test]

@@ -44,6 +44,13 @@ pub trait QueueStore {
     /// the lease was lost, and another node's attempt decides.
     fn defer(&self, entry: &QueueEntry, lease: &Lease) -> StoreResult<bool>;
 
+    /// Records under `lease`, as soon as an attempt's answers are in, that the recipients no
+    /// longer in `entry.recipients` are done (the remote server took the message for them):
+    /// a node that dies before the attempt ends leaves only the rest to the next, so that
+    /// nobody gets the message twice. The entry stays leased; `false` as for
+    /// [`QueueStore::defer`].
+    fn record_progress(&self, entry: &QueueEntry, lease: &Lease) -> StoreResult<bool>;
+
     /// Removes an entry finished under `lease` (delivered, or bounced) and its reference on
     /// the blob; `false` as for [`QueueStore::defer`].
     fn finish(&self, lease: &Lease) -> StoreResult<bool>;

@@ -42,6 +42,17 @@ pub trait ServerStore {
 
     /// Keeps `value` as the server secret `name`, durably, in place of any before.
     fn set_secret(&self, name: &str, value: &[u8]) -> StoreResult<()>;
+
+    /// Removes the server secret `name`, if kept.
+    fn remove_secret(&self, name: &str) -> StoreResult<()>;
+
+    /// Whether this node is the one to run the server-wide job `name` (ordering ACME
+    /// certificates, ending time-limited grants, deleting organizations…) until `until`: the
+    /// job is taken when nobody holds it or its holder's time ran out, and kept by asking
+    /// again before `until`. A node that dies leaves it to another once `until` has passed
+    /// (as told by the nodes' clocks, which must agree to well under the hold). With one
+    /// node (sled): always.
+    fn hold_job(&self, name: &str, until: crate::model::Millis) -> StoreResult<bool>;
 }
 
 /// A new server secret from `make`, its failure as the store reports it; every backend's

@@ -46,9 +46,12 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-/// The schema this build reads and writes; a database at another version is refused.
-const SCHEMA_VERSION: i32 = 1;
+/// The schema as first made (version 1), then each step to the next version, in order: a
+/// database at an older version is brought up to date at start, one at a newer refused.
 const SCHEMA: &str = include_str!("schema.sql");
+const MIGRATIONS: [&str; 1] = [include_str!("migrations/2.sql")];
+/// The schema this build reads and writes.
+const SCHEMA_VERSION: i32 = 1 + MIGRATIONS.len() as i32;
 /// Taken while the schema is made, so that nodes starting together make it once.
 const SCHEMA_LOCK: i64 = 0x6d61_696c_6761_7465; // "mailgate"
 
@@ -249,8 +252,8 @@ impl PgStore {
                 .transpose()?,
             false => None,
         };
-        match found {
-            Some(SCHEMA_VERSION) => {}
+        let from = match found {
+            Some(version) if (1..=SCHEMA_VERSION).contains(&version) => version,
             Some(other) => {
                 return Err(StoreError::Schema {
                     found: u32::try_from(other).unwrap_or(0),
@@ -261,12 +264,17 @@ impl PgStore {
                 tx.batch_execute("CREATE TABLE schema_version (version integer NOT NULL)")
                     .await?;
                 tx.batch_execute(SCHEMA).await?;
-                tx.execute(
-                    "INSERT INTO schema_version (version) VALUES ($1)",
-                    &[&SCHEMA_VERSION],
-                )
-                .await?;
+                tx.execute("INSERT INTO schema_version (version) VALUES (1)", &[])
+                    .await?;
+                1
             }
+        };
+        if from < SCHEMA_VERSION {
+            for step in &MIGRATIONS[(from - 1) as usize..] {
+                tx.batch_execute(step).await?;
+            }
+            tx.execute("UPDATE schema_version SET version = $1", &[&SCHEMA_VERSION])
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -356,6 +364,24 @@ impl ServerStore for PgStore {
             let client = self.client().await?;
             upsert_secret(&client, name, value).await
         })
+    }
+
+    fn remove_secret(&self, name: &str) -> StoreResult<()> {
+        self.execute("DELETE FROM secrets WHERE name = $1", &[&name])?;
+        Ok(())
+    }
+
+    fn hold_job(&self, name: &str, until: crate::model::Millis) -> StoreResult<bool> {
+        // The node's random name, as a column's bits.
+        let node = self.inner.node as i64;
+        // Taken when free or run out; kept by its holder, who asks again in time.
+        let held = self.query_opt(
+            "INSERT INTO job_leases (name, node, until) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET node = EXCLUDED.node, until = EXCLUDED.until \
+             WHERE job_leases.node = EXCLUDED.node OR job_leases.until < $4 RETURNING node",
+            &[&name, &node, &until, &crate::model::now_millis()],
+        )?;
+        Ok(held.is_some())
     }
 }
 

@@ -161,6 +161,19 @@ impl QueueStore for PgStore {
         Ok(updated > 0)
     }
 
+    fn record_progress(&self, entry: &QueueEntry, lease: &Lease) -> StoreResult<bool> {
+        let updated = self.execute(
+            "UPDATE queue SET recipients = $2, reasons = $3 WHERE id = $1 AND lease_token = $4",
+            &[
+                &id(entry.id.0)?,
+                &entry.recipients,
+                &entry.reasons,
+                &lease.token,
+            ],
+        )?;
+        Ok(updated > 0)
+    }
+
     fn finish(&self, lease: &Lease) -> StoreResult<bool> {
         self.remove_entry(lease.id, Some(lease.token))
     }

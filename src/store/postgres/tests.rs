@@ -32,6 +32,55 @@ fn the_schema_is_made_once_and_a_database_of_another_version_is_refused() {
     assert!(matches!(err, StoreError::Schema { found: 99, .. }), "{err}");
 }
 
+/// A database made by an older build (version 1: no job leases) is brought up to date by the
+/// first node of this one, and keeps its data.
+#[test]
+fn a_database_of_an_older_version_is_migrated() {
+    let cluster = TempCluster::start();
+    let url = cluster.new_database("migrate");
+    let store = PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap();
+    let w = suite::world(&store);
+    sql(
+        &store,
+        "DROP TABLE job_leases; UPDATE schema_version SET version = 1",
+    );
+    let upgraded = PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap();
+    assert!(upgraded.hold_job("x", now_millis() + 1000).unwrap());
+    assert_eq!(
+        upgraded.organization(w.acme.id).unwrap().unwrap().name,
+        "Acme"
+    );
+    let version = upgraded.query_opt("SELECT version FROM schema_version", &[]);
+    let version: i32 = version.unwrap().unwrap().get(0);
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+/// A server-wide job is one node's while it keeps asking; once its holder stops (dies), the
+/// other node takes it at its first question after the hold ran out.
+#[test]
+fn a_job_is_one_nodes_until_its_holder_stops_asking() {
+    let cluster = TempCluster::start();
+    let url = cluster.new_database("jobs");
+    let (a, b) = (
+        PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap(),
+        PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap(),
+    );
+    let soon = now_millis() + 300;
+    assert!(a.hold_job("acme-orders", soon).unwrap());
+    assert!(!b.hold_job("acme-orders", now_millis() + 60_000).unwrap());
+    assert!(
+        b.hold_job("deletions", now_millis() + 60_000).unwrap(),
+        "jobs apart"
+    );
+    assert!(a.hold_job("acme-orders", soon).unwrap(), "kept by asking");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !b.hold_job("acme-orders", now_millis() + 60_000).unwrap() {
+        assert!(Instant::now() < deadline, "B never got the job");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!a.hold_job("acme-orders", now_millis() + 60_000).unwrap());
+}
+
 /// What one node makes, another finds; what one replaces, the other reads.
 #[test]
 fn server_secrets_are_made_once_across_nodes() {
@@ -453,6 +502,10 @@ fn a_queue_entry_is_one_nodes_until_its_lease_runs_out() {
     assert!(
         !a.defer(&entry, &first).unwrap(),
         "A's late write changes nothing"
+    );
+    assert!(
+        !a.record_progress(&entry, &first).unwrap(),
+        "nor its record of progress"
     );
     assert!(!a.finish(&first).unwrap());
     assert_eq!(b.queue().unwrap().len(), 1);

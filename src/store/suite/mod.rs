@@ -187,7 +187,13 @@ pub fn audit_events_are_filtered_newest_first_and_pruned_by_age(store: &impl Aud
 pub fn queued_mail_is_grouped_by_domain_held_released_deferred_and_dequeued(
     store: &impl QueueStore,
 ) {
-    let recipients = ["a@one.example", "b@TWO.example", "c@two.example"].map(String::from);
+    let recipients = [
+        "a@one.example",
+        "b@TWO.example",
+        "c@two.example",
+        "d@one.example",
+    ]
+    .map(String::from);
     // Larger than PostgreSQL's chunks, so that the body is stored in two there.
     let raw: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
     let dsn = DsnRequest::default();
@@ -201,6 +207,7 @@ pub fn queued_mail_is_grouped_by_domain_held_released_deferred_and_dequeued(
         )
         .unwrap();
     assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0].recipients, ["a@one.example", "d@one.example"]);
     assert_eq!(entries[1].domain, "two.example");
     assert_eq!(entries[1].recipients, ["b@TWO.example", "c@two.example"]);
     assert!(entries.iter().all(QueueEntry::is_held));
@@ -237,6 +244,15 @@ pub fn queued_mail_is_grouped_by_domain_held_released_deferred_and_dequeued(
         "held"
     );
     assert!(store.renew_lease(&lease, now_millis() + 60_000).unwrap());
+    // The attempt's answers: the first recipient took it; only the rest is left, still leased.
+    let mut narrowed = released.clone();
+    narrowed.recipients.remove(0);
+    narrowed.reasons = vec!["451 4.3.0 try later".into(); narrowed.recipients.len()];
+    assert!(store.record_progress(&narrowed, &lease).unwrap());
+    assert_eq!(store.queue().unwrap()[0].recipients, narrowed.recipients);
+    assert!(store.renew_lease(&lease, now_millis() + 60_000).unwrap());
+    deferred.recipients = narrowed.recipients.clone();
+    deferred.reasons = narrowed.reasons.clone();
     assert!(store.defer(&deferred, &lease).unwrap());
     assert_eq!(store.queue().unwrap()[0], deferred);
 
