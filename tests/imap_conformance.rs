@@ -220,44 +220,53 @@ fn fetch_racing_expunge_answers_the_rest() {
         &server,
         "imap (TLS)",
         r#"
-import threading
+import threading, traceback
 done = threading.Event()
+worker_errors = []
 def churn():
-    e = tls()
-    ok(e.login("contact@acme.example", "contact-password"))
-    ok(e.select("INBOX"))
-    n = 0
-    while not done.is_set():
-        for _ in range(5):
-            ok(e.append("INBOX", None, None, b"Subject: churn %d\r\n\r\n" % n + b"y" * 2000 + b"\r\n"))
-            n += 1
-        ok(e.store("1:5", "+FLAGS.SILENT", "(\\Deleted)"))
-        ok(e.expunge())
-    e.logout()
+    try:
+        e = tls()
+        ok(e.login("contact@acme.example", "contact-password"))
+        ok(e.select("INBOX"))
+        n = 0
+        while not done.is_set():
+            for _ in range(5):
+                ok(e.append("INBOX", None, None, b"Subject: churn %d\r\n\r\n" % n + b"y" * 2000 + b"\r\n"))
+                n += 1
+            ok(e.store("1:5", "+FLAGS.SILENT", "(\\Deleted)"))
+            ok(e.expunge())
+        e.logout()
+    except Exception:
+        worker_errors.append(traceback.format_exc())
 setup = tls()
 ok(setup.login("contact@acme.example", "contact-password"))
 for n in range(60):
     ok(setup.append("INBOX", None, None, b"Subject: seed %d\r\n\r\nx\r\n" % n))
 setup.logout()
-workers = [threading.Thread(target=churn) for _ in range(3)]
+# Daemon threads, stopped in `finally`: a failure here must end the script, not leave the
+# workers churning forever.
+workers = [threading.Thread(target=churn, daemon=True) for _ in range(3)]
 for w in workers:
     w.start()
-f = tls()
-ok(f.login("contact@acme.example", "contact-password"))
-ok(f.select("INBOX"))
 failures = []
-deadline = time.time() + 10
 rounds = 0
-while time.time() < deadline:
-    ok(f.noop())
-    lines, tagged = raw(f, "FETCH 1:* (BODY.PEEK[] ENVELOPE)")
-    rounds += 1
-    if tagged.split()[1] != "OK":
-        failures.append(tagged)
-done.set()
-for w in workers:
-    w.join()
+try:
+    f = tls()
+    ok(f.login("contact@acme.example", "contact-password"))
+    ok(f.select("INBOX"))
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        ok(f.noop())
+        lines, tagged = raw(f, "FETCH 1:* (BODY.PEEK[] ENVELOPE)")
+        rounds += 1
+        if tagged.split()[1] != "OK":
+            failures.append(tagged)
+finally:
+    done.set()
+    for w in workers:
+        w.join(60)
 assert not failures, failures[:3]
+assert not worker_errors, worker_errors[0]
 print("race ok", rounds)
 "#,
     );

@@ -318,7 +318,9 @@ impl Session {
             Some(section) => {
                 let section = section_of(section).ok_or_else(bad)?;
                 let summary = store.summary(&record.blob)?;
-                super::fetch::section_bytes(&raw, &summary, Some(&section))
+                let window = super::fetch::Window::whole(&raw);
+                let size = u32::try_from(raw.len()).unwrap_or(u32::MAX);
+                super::fetch::section_bytes(window, &summary, Some(&section), size)
             }
         };
         let partial = target

@@ -5,6 +5,8 @@ use crate::mail::{BodyPart, MessageSummary, PartContent};
 use imap_codec::imap_types::fetch::{
     Macro, MacroOrMessageDataItemNames, MessageDataItemName, Section,
 };
+use std::num::NonZeroU32;
+use std::ops::Range;
 
 /// The items asked for, with macros expanded.
 pub fn items(m: MacroOrMessageDataItemNames<'static>) -> Vec<MessageDataItemName<'static>> {
@@ -89,10 +91,6 @@ fn message_of<'a>(root: &'a BodyPart, path: Option<&[u32]>) -> Option<&'a BodyPa
     }
 }
 
-fn slice(raw: &[u8], from: u32, to: u32) -> &[u8] {
-    raw.get(from as usize..to as usize).unwrap_or_default()
-}
-
 /// The header fields of `header` whose names are (or, with `not`, are not) in `names`,
 /// followed by the blank line.
 fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
@@ -116,49 +114,185 @@ fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
     out
 }
 
-/// The bytes of `section` (None: the whole message).
-pub fn section_bytes(
-    raw: &[u8],
-    summary: &MessageSummary,
-    section: Option<&Section<'_>>,
-) -> Vec<u8> {
+/// The bytes of a message that a FETCH read: all of them, or, for items that need only part
+/// of a large message (a partial `BODY[]<0.65536>`, one attachment, the header), the range
+/// that holds them, so that the store reads only that (issue 14).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Window<'a> {
+    /// Where `bytes` start in the message.
+    start: u32,
+    bytes: &'a [u8],
+}
+
+impl<'a> Window<'a> {
+    pub fn whole(raw: &'a [u8]) -> Window<'a> {
+        Window {
+            start: 0,
+            bytes: raw,
+        }
+    }
+
+    pub fn at(start: u32, bytes: &'a [u8]) -> Window<'a> {
+        Window { start, bytes }
+    }
+
+    /// Bytes `range` of the message; nothing if the window does not hold them all (as for a
+    /// range beyond the message).
+    fn slice(self, range: Range<u32>) -> &'a [u8] {
+        let (Some(from), Some(to)) = (
+            range.start.checked_sub(self.start),
+            range.end.checked_sub(self.start),
+        ) else {
+            return &[];
+        };
+        self.bytes
+            .get(from as usize..to as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// Where a section's bytes come from: a range of the message, or the header fields picked
+/// from a header (`HEADER.FIELDS`, `HEADER.FIELDS.NOT`).
+enum Span<'s> {
+    Cut(Range<u32>),
+    Fields {
+        header: Range<u32>,
+        names: &'s [imap_codec::imap_types::core::AString<'s>],
+        not: bool,
+    },
+}
+
+/// Where `section` lies in a message of `size` bytes (RFC 3501 §6.4.5); a part that is not
+/// there is an empty range.
+fn span<'s>(summary: &MessageSummary, section: Option<&'s Section<'s>>, size: u32) -> Span<'s> {
     let path = |p: &imap_codec::imap_types::fetch::Part| -> Vec<u32> {
         p.0.as_ref().iter().map(|n| n.get()).collect()
     };
     let root = &summary.body;
-    let names = |fields: &[imap_codec::imap_types::core::AString<'_>]| -> Vec<String> {
-        fields
-            .iter()
-            .map(|f| String::from_utf8_lossy(f.as_ref()).to_ascii_lowercase())
-            .collect()
+    let message = |p: &Option<imap_codec::imap_types::fetch::Part>| {
+        message_of(root, p.as_ref().map(path).as_deref())
     };
+    let cut = |part: Option<&BodyPart>, range: fn(&BodyPart) -> Range<u32>| {
+        Span::Cut(part.map(range).unwrap_or(0..0))
+    };
+    let header = |m: &BodyPart| m.offsets.header..m.offsets.body;
+    let body = |m: &BodyPart| m.offsets.body..m.offsets.end;
     match section {
-        None => raw.to_vec(),
-        Some(Section::Part(p)) => find_part(root, &path(p))
-            .map(|part| slice(raw, part.offsets.body, part.offsets.end).to_vec())
-            .unwrap_or_default(),
-        Some(Section::Header(p)) => message_of(root, p.as_ref().map(path).as_deref())
-            .map(|m| slice(raw, m.offsets.header, m.offsets.body).to_vec())
-            .unwrap_or_default(),
-        Some(Section::Text(p)) => message_of(root, p.as_ref().map(path).as_deref())
-            .map(|m| slice(raw, m.offsets.body, m.offsets.end).to_vec())
-            .unwrap_or_default(),
-        Some(Section::Mime(p)) => find_part(root, &path(p))
-            .map(|part| slice(raw, part.offsets.header, part.offsets.body).to_vec())
-            .unwrap_or_default(),
+        None => Span::Cut(0..size),
+        Some(Section::Part(p)) => cut(find_part(root, &path(p)), body),
+        Some(Section::Header(p)) => cut(message(p), header),
+        Some(Section::Text(p)) => cut(message(p), body),
+        Some(Section::Mime(p)) => cut(find_part(root, &path(p)), header),
         Some(Section::HeaderFields(p, fields)) | Some(Section::HeaderFieldsNot(p, fields)) => {
-            let not = matches!(section, Some(Section::HeaderFieldsNot(..)));
-            message_of(root, p.as_ref().map(path).as_deref())
-                .map(|m| {
-                    header_fields(
-                        slice(raw, m.offsets.header, m.offsets.body),
-                        &names(fields.as_ref()),
-                        not,
-                    )
-                })
-                .unwrap_or_default()
+            match message(p) {
+                Some(m) => Span::Fields {
+                    header: header(m),
+                    names: fields.as_ref(),
+                    not: matches!(section, Some(Section::HeaderFieldsNot(..))),
+                },
+                None => Span::Cut(0..0),
+            }
         }
     }
+}
+
+/// `<origin.count>` of `range` (RFC 3501 §6.4.5): the bytes from `origin` on, at most
+/// `count` of them.
+fn within(range: Range<u32>, partial: Option<(u32, NonZeroU32)>) -> Range<u32> {
+    match partial {
+        None => range,
+        Some((origin, count)) => {
+            let start = range.start.saturating_add(origin).min(range.end);
+            start..start.saturating_add(count.get()).min(range.end)
+        }
+    }
+}
+
+/// The bytes of `section` (None: the whole message of `size` bytes).
+pub fn section_bytes(
+    raw: Window<'_>,
+    summary: &MessageSummary,
+    section: Option<&Section<'_>>,
+    size: u32,
+) -> Vec<u8> {
+    match span(summary, section, size) {
+        Span::Cut(range) => raw.slice(range).to_vec(),
+        Span::Fields { header, names, not } => {
+            let names: Vec<String> = names
+                .iter()
+                .map(|f| String::from_utf8_lossy(f.as_ref()).to_ascii_lowercase())
+                .collect();
+            header_fields(raw.slice(header), &names, not)
+        }
+    }
+}
+
+/// `BODY[section]<partial>`'s bytes and the origin it is echoed with.
+pub fn body_section(
+    raw: Window<'_>,
+    summary: &MessageSummary,
+    section: Option<&Section<'_>>,
+    partial_: Option<(u32, NonZeroU32)>,
+    size: u32,
+) -> (Vec<u8>, String) {
+    match span(summary, section, size) {
+        Span::Cut(range) => {
+            let origin = partial_.map_or(String::new(), |(o, _)| format!("<{o}>"));
+            (raw.slice(within(range, partial_)).to_vec(), origin)
+        }
+        Span::Fields { .. } => partial(section_bytes(raw, summary, section, size), partial_),
+    }
+}
+
+/// The one range of a message of `size` bytes that holds what `items` need of its bytes
+/// (`None`: nothing); `summary` places the sections, without it the whole message is needed.
+pub fn needed_range(
+    items: &[MessageDataItemName<'_>],
+    summary: Option<&MessageSummary>,
+    size: u32,
+) -> Option<Range<u32>> {
+    use MessageDataItemName::*;
+    let mut needed: Option<Range<u32>> = None;
+    let whole = 0..size;
+    for item in items {
+        let range = match (item, summary) {
+            (
+                BodyExt { .. } | Rfc822Header | Rfc822Text | Binary { .. } | BinarySize { .. },
+                None,
+            )
+            | (Rfc822, _) => whole.clone(),
+            (
+                BodyExt {
+                    section, partial, ..
+                },
+                Some(summary),
+            ) => match span(summary, section.as_ref(), size) {
+                Span::Cut(range) => within(range, *partial),
+                Span::Fields { header, .. } => header,
+            },
+            (Rfc822Header, Some(summary)) => summary.body.offsets.header..summary.body.offsets.body,
+            (Rfc822Text, Some(summary)) => summary.body.offsets.body..summary.body.offsets.end,
+            (Binary { section, .. } | BinarySize { section }, Some(summary)) => {
+                binary_range(summary, section, size)
+            }
+            _ => continue,
+        };
+        let range = range.start.min(size)..range.end.min(size);
+        needed = Some(match needed {
+            None => range,
+            Some(n) => n.start.min(range.start)..n.end.max(range.end),
+        });
+    }
+    needed
+}
+
+/// Where BINARY[path] takes its bytes from: the whole message, or one part's body.
+fn binary_range(summary: &MessageSummary, path: &[NonZeroU32], size: u32) -> Range<u32> {
+    if path.is_empty() {
+        return 0..size;
+    }
+    let path: Vec<u32> = path.iter().map(|n| n.get()).collect();
+    find_part(&summary.body, &path).map_or(0..0, |p| p.offsets.body..p.offsets.end)
 }
 
 /// The section specification as FETCH echoes it: `BODY[1.HEADER.FIELDS (SUBJECT)]`.
@@ -205,7 +339,7 @@ pub fn section_name(section: Option<&Section<'_>>) -> String {
 }
 
 /// Applies `<origin.count>` (RFC 3501 §6.4.5).
-pub fn partial(bytes: Vec<u8>, partial: Option<(u32, std::num::NonZeroU32)>) -> (Vec<u8>, String) {
+pub fn partial(bytes: Vec<u8>, partial: Option<(u32, NonZeroU32)>) -> (Vec<u8>, String) {
     match partial {
         None => (bytes, String::new()),
         Some((origin, count)) => {
@@ -224,20 +358,18 @@ pub struct UnknownCte(pub String);
 /// RFC 3516 §4.2: BINARY[path], the content of that part with its transfer encoding undone.
 /// The whole message, a multipart and a message/rfc822 part are given as they are.
 pub fn binary_bytes(
-    raw: &[u8],
+    raw: Window<'_>,
     summary: &MessageSummary,
-    path: &[u32],
+    path: &[NonZeroU32],
+    size: u32,
 ) -> Result<Vec<u8>, UnknownCte> {
-    if path.is_empty() {
-        return Ok(raw.to_vec());
-    }
-    let Some(part) = find_part(&summary.body, path) else {
-        return Ok(Vec::new());
-    };
-    let body = slice(raw, part.offsets.body, part.offsets.end);
-    if !matches!(part.content, PartContent::Single) {
+    let body = raw.slice(binary_range(summary, path, size));
+    let path: Vec<u32> = path.iter().map(|n| n.get()).collect();
+    let single = find_part(&summary.body, &path)
+        .filter(|part| matches!(part.content, PartContent::Single) && !path.is_empty());
+    let Some(part) = single else {
         return Ok(body.to_vec());
-    }
+    };
     let decoded = match part.encoding.as_str() {
         "7BIT" | "8BIT" | "BINARY" | "" => Some(body.to_vec()),
         "BASE64" => mail_parser::decoders::base64::base64_decode(body),
@@ -257,6 +389,10 @@ mod tests {
     /// A message whose own body is message/rfc822, encapsulating one whose body is too
     /// (imaptest's fetch-body-message-rfc822-x2).
     const TWICE: &[u8] = b"From: user@domain.org\r\nMime-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nFrom: user2@domain.org\r\nMime-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nFrom: sub@domain.org\r\nSubject: submsg\r\n\r\nHello world\r\n";
+
+    fn slice(raw: &[u8], from: u32, to: u32) -> &[u8] {
+        raw.get(from as usize..to as usize).unwrap_or_default()
+    }
 
     fn body(raw: &[u8], path: &[u32]) -> String {
         let summary = MessageSummary::parse(raw);
@@ -287,16 +423,15 @@ mod tests {
     fn binary_undoes_the_transfer_encoding() {
         let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8A\r\n--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9=\r\n!\r\n--b\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
         let summary = MessageSummary::parse(raw);
-        assert_eq!(binary_bytes(raw, &summary, &[1]).unwrap(), b"hello\0");
-        assert_eq!(
-            binary_bytes(raw, &summary, &[2]).unwrap(),
-            "café!".as_bytes()
-        );
-        assert_eq!(
-            binary_bytes(raw, &summary, &[3]),
-            Err(UnknownCte("X-UUENCODE".into()))
-        );
-        assert_eq!(binary_bytes(raw, &summary, &[]).unwrap(), raw);
+        let binary = |path: &[u32]| {
+            let path: Vec<NonZeroU32> = path.iter().filter_map(|n| NonZeroU32::new(*n)).collect();
+            binary_bytes(Window::whole(raw), &summary, &path, raw.len() as u32)
+        };
+        assert_eq!(binary(&[1]).unwrap(), b"hello\0");
+        assert_eq!(binary(&[2]).unwrap(), "café!".as_bytes());
+        assert_eq!(binary(&[3]), Err(UnknownCte("X-UUENCODE".into())));
+        assert_eq!(binary(&[]).unwrap(), raw);
+        assert_eq!(binary(&[4]).unwrap(), b"", "no such part");
     }
 
     #[test]
@@ -306,5 +441,58 @@ mod tests {
         assert!(body(raw, &[2]).starts_with("Subject: inner\r\n"));
         assert!(body(raw, &[2, 1]).starts_with("inner body"));
         assert_eq!(header(raw, &[2]), "Subject: inner\r\n\r\n");
+    }
+
+    /// A message with a short text part and a large attachment: what the text, its header or
+    /// the first bytes need is read without the attachment; BINARY of the attachment reads it.
+    #[test]
+    fn the_range_read_holds_what_the_items_need_and_no_more() {
+        use imap_codec::imap_types::fetch::Part;
+        let mut raw = b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nfirst part\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+        let attachment_at = raw.len() as u32;
+        raw.extend(std::iter::repeat_n(b'Q', 100_000));
+        raw.extend_from_slice(b"\r\n--b--\r\n");
+        let summary = MessageSummary::parse(&raw);
+        let size = raw.len() as u32;
+        let part = |n: u32| Part(NonZeroU32::new(n).unwrap().into());
+        let body = |section, partial| MessageDataItemName::BodyExt {
+            section,
+            partial,
+            peek: true,
+        };
+        let needed = |items: &[MessageDataItemName<'_>]| needed_range(items, Some(&summary), size);
+        let text = needed(&[body(Some(Section::Part(part(1))), None)]).unwrap();
+        assert_eq!(&raw[text.start as usize..text.end as usize], b"first part");
+        let start = needed(&[body(None, Some((0, NonZeroU32::new(9).unwrap())))]);
+        assert_eq!(start, Some(0..9));
+        let header = needed(&[MessageDataItemName::Rfc822Header]).unwrap();
+        assert!(header.end < attachment_at);
+        let both = needed(&[
+            MessageDataItemName::Rfc822Header,
+            body(Some(Section::Part(part(1))), None),
+        ]);
+        assert_eq!(both, Some(0..text.end));
+        let binary = [MessageDataItemName::BinarySize {
+            section: vec![NonZeroU32::new(2).unwrap()],
+        }];
+        assert_eq!(
+            needed(&binary),
+            Some(attachment_at..attachment_at + 100_000)
+        );
+        assert_eq!(needed(&[MessageDataItemName::Flags]), None);
+        assert_eq!(needed(&[MessageDataItemName::Rfc822]), Some(0..size));
+        assert_eq!(
+            needed_range(&[MessageDataItemName::Rfc822Header], None, size),
+            Some(0..size),
+            "without a summary, the whole message"
+        );
+        // What a window of that range answers is what the whole message answers.
+        let window = Window::at(text.start, &raw[text.start as usize..text.end as usize]);
+        let section = Section::Part(part(1));
+        let partial = Some((6, NonZeroU32::new(100).unwrap()));
+        assert_eq!(
+            body_section(window, &summary, Some(&section), partial, size),
+            body_section(Window::whole(&raw), &summary, Some(&section), partial, size),
+        );
     }
 }

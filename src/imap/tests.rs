@@ -155,6 +155,46 @@ async fn selected_state_fetches_by_sequence_and_uid() {
     );
 }
 
+/// Sections, partial ranges and BINARY of a message with a large attachment answer the same
+/// bytes when only the range they need is read.
+#[tokio::test]
+async fn sections_and_partial_ranges_of_a_large_message_are_exact() {
+    let h = Harness::new();
+    let store = &h.services.store;
+    let Some(crate::store::AddressEntry::Mailbox(mailbox)) =
+        store.resolve_address(ADDRESS).unwrap()
+    else {
+        panic!("the harness mailbox");
+    };
+    let inbox = store.folder_by_name(mailbox, "inbox").unwrap().unwrap();
+    let mut raw = b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nfirst part\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
+    raw.extend(std::iter::repeat_n(b"QUJD", 10_000).flatten());
+    raw.extend_from_slice(b"\r\n--b--\r\n");
+    let record = store
+        .append(mailbox, inbox.id, &raw, Default::default())
+        .unwrap();
+    let command = format!(
+        "f1 UID FETCH {} (BODY.PEEK[1]<2.3> BODY.PEEK[HEADER.FIELDS (SUBJECT)] \
+         BINARY.PEEK[2]<3.4> BINARY.SIZE[2] BODY.PEEK[]<0.9> BODY.PEEK[2.MIME] RFC822.HEADER)\r\n",
+        record.uid
+    );
+    let mut s = h.session();
+    let out = feed_selected(&mut s, command.as_bytes()).await;
+    let out = String::from_utf8_lossy(&out);
+    for expected in [
+        "BODY[1]<2> {3}\r\nrst",
+        "BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: parts\r\n\r\n",
+        "BINARY[2]<3> {4}\r\nABCA",
+        "BINARY.SIZE[2] 30000",
+        "BODY[]<0> {9}\r\nSubject: ",
+        "BODY[2.MIME] {37}\r\nContent-Transfer-Encoding: base64\r\n\r\n",
+        "RFC822.HEADER {61}\r\nSubject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+        "f1 OK",
+    ] {
+        assert!(out.contains(expected), "{expected:?} in {out}");
+    }
+}
+
 #[tokio::test]
 async fn logout_closes() {
     let h = Harness::new();

@@ -216,6 +216,25 @@ impl BlobDir {
         Ok(body)
     }
 
+    /// Bytes `range` of a blob (fewer where it ends first): from the memory cache if it
+    /// holds the body, else from the file, reading no more than the range.
+    pub fn read_range(&self, id: &BlobId, range: std::ops::Range<u64>) -> StoreResult<Bytes> {
+        if let Some(body) = self.cache.as_ref().and_then(|c| c.bodies.get(id)) {
+            return Ok(slice_of(&body, range));
+        }
+        let path = self.path(id);
+        let read = || -> std::io::Result<Vec<u8>> {
+            use std::io::{Read, Seek, SeekFrom};
+            let mut file = fs::File::open(&path)?;
+            file.seek(SeekFrom::Start(range.start))?;
+            let mut out = Vec::new();
+            file.take(range.end.saturating_sub(range.start))
+                .read_to_end(&mut out)?;
+            Ok(out)
+        };
+        Ok(Bytes::from(read().map_err(|e| StoreError::io(&path, e))?))
+    }
+
     /// Drops a body from the memory cache, for tests that change its file.
     #[cfg(test)]
     pub fn forget_cached(&self, id: &BlobId) {
@@ -251,6 +270,15 @@ fn sync_dir(dir: &Path) -> StoreResult<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StoreError::io(dir, e))
+}
+
+/// Bytes `range` of `body`, fewer where it ends first; shared, not copied.
+pub(crate) fn slice_of(body: &Bytes, range: std::ops::Range<u64>) -> Bytes {
+    let end = usize::try_from(range.end)
+        .unwrap_or(usize::MAX)
+        .min(body.len());
+    let start = usize::try_from(range.start).unwrap_or(usize::MAX).min(end);
+    body.slice(start..end)
 }
 
 #[cfg(test)]

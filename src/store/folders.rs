@@ -450,6 +450,14 @@ impl FolderStore for SledStore {
         self.inner.blobs.read(blob)
     }
 
+    fn read_message_range(
+        &self,
+        blob: &BlobId,
+        range: std::ops::Range<u64>,
+    ) -> StoreResult<bytes::Bytes> {
+        self.inner.blobs.read_range(blob, range)
+    }
+
     fn summary(&self, blob: &BlobId) -> StoreResult<MessageSummary> {
         let k = blob_key(codec::SUMMARY, blob);
         if let Some(v) = self.inner.mail.get(&k)? {

@@ -175,9 +175,25 @@ impl Session {
             Some(Err(e)) => return gone(e),
             other => other.transpose().ok().flatten(),
         };
-        let raw = match needs_bytes.then(|| store.read_message(&record.blob)) {
+        // Offsets in a summary are 32-bit: a message that large is read whole.
+        let size = u32::try_from(record.size).unwrap_or(u32::MAX);
+        let range = needs_bytes
+            .then(|| fetch::needed_range(items, summary.as_ref(), size))
+            .flatten();
+        let read = range.clone().map(|r| {
+            let whole = r == (0..size);
+            match whole {
+                true => store.read_message(&record.blob),
+                false => store.read_message_range(&record.blob, r.start as u64..r.end as u64),
+            }
+        });
+        let raw = match read {
             Some(Err(e)) => return gone(e),
             other => other.transpose().ok().flatten(),
+        };
+        let window = match (&raw, range) {
+            (Some(raw), Some(range)) => fetch::Window::at(range.start, raw),
+            _ => fetch::Window::default(),
         };
         let (flags, recent) = (sel.messages[index].flags, sel.messages[index].recent);
         let mut out = format!("* {} FETCH (", index + 1).into_bytes();
@@ -186,7 +202,6 @@ impl Session {
                 out.push(b' ');
             }
             let summary = summary.as_ref();
-            let raw = raw.as_deref().unwrap_or_default();
             match item {
                 MessageDataItemName::Uid => {
                     out.extend_from_slice(format!("UID {}", record.uid).as_bytes())
@@ -228,12 +243,13 @@ impl Session {
                 MessageDataItemName::BodyExt {
                     section, partial, ..
                 } => {
-                    let bytes = fetch::section_bytes(
-                        raw,
+                    let (bytes, origin) = fetch::body_section(
+                        window,
                         summary.unwrap_or(&Default::default()),
                         section.as_ref(),
+                        *partial,
+                        size,
                     );
-                    let (bytes, origin) = fetch::partial(bytes, *partial);
                     out.extend_from_slice(
                         format!("BODY[{}]{origin} ", fetch::section_name(section.as_ref()))
                             .as_bytes(),
@@ -243,20 +259,20 @@ impl Session {
                 MessageDataItemName::Binary {
                     section, partial, ..
                 } => {
-                    let bytes = binary(raw, summary, section)?;
+                    let bytes = binary(window, summary, section, size)?;
                     let (bytes, origin) = fetch::partial(bytes, *partial);
                     let path = section_path(section);
                     out.extend_from_slice(format!("BINARY[{path}]{origin} ").as_bytes());
                     wire::binary_literal(&mut out, &bytes);
                 }
                 MessageDataItemName::BinarySize { section } => {
-                    let size = binary(raw, summary, section)?.len();
+                    let size = binary(window, summary, section, size)?.len();
                     let path = section_path(section);
                     out.extend_from_slice(format!("BINARY.SIZE[{path}] {size}").as_bytes());
                 }
                 MessageDataItemName::Rfc822 => {
                     out.extend_from_slice(b"RFC822 ");
-                    wire::literal(&mut out, raw);
+                    wire::literal(&mut out, raw.as_deref().unwrap_or_default());
                 }
                 MessageDataItemName::Rfc822Header | MessageDataItemName::Rfc822Text => {
                     let header = matches!(item, MessageDataItemName::Rfc822Header);
@@ -266,9 +282,10 @@ impl Session {
                         imap_codec::imap_types::fetch::Section::Text(None)
                     };
                     let bytes = fetch::section_bytes(
-                        raw,
+                        window,
                         summary.unwrap_or(&Default::default()),
                         Some(&section),
+                        size,
                     );
                     out.extend_from_slice(if header {
                         b"RFC822.HEADER "
@@ -355,12 +372,13 @@ pub(in crate::imap) fn slot_line(
 
 /// BINARY[section]'s bytes, or the refusal of RFC 3516 §4.3.
 pub(in crate::imap) fn binary(
-    raw: &[u8],
+    raw: fetch::Window<'_>,
     summary: Option<&crate::mail::MessageSummary>,
     section: &[std::num::NonZeroU32],
+    size: u32,
 ) -> Result<Vec<u8>, Refusal> {
-    let path: Vec<u32> = section.iter().map(|n| n.get()).collect();
-    fetch::binary_bytes(raw, summary.unwrap_or(&Default::default()), &path).map_err(|e| {
+    let none = Default::default();
+    fetch::binary_bytes(raw, summary.unwrap_or(&none), section, size).map_err(|e| {
         No(format!(
             "[UNKNOWN-CTE] The transfer encoding {} cannot be undone here",
             e.0

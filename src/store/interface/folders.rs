@@ -150,6 +150,14 @@ pub trait FolderStore {
     /// The message's bytes.
     fn read_message(&self, blob: &BlobId) -> StoreResult<bytes::Bytes>;
 
+    /// Bytes `range` of the message (fewer where it ends first), reading only what holds
+    /// them: a partial FETCH of a large message, or of one attachment, reads no more.
+    fn read_message_range(
+        &self,
+        blob: &BlobId,
+        range: std::ops::Range<u64>,
+    ) -> StoreResult<bytes::Bytes>;
+
     /// What delivery parsed of the message: envelope, body structure, header fields.
     fn summary(&self, blob: &BlobId) -> StoreResult<MessageSummary>;
 

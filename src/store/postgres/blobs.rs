@@ -109,6 +109,45 @@ pub async fn read(client: &impl GenericClient, blob: &BlobId) -> StoreResult<byt
     Ok(bytes.into())
 }
 
+/// Bytes `range` of `blob` (fewer where it ends first), from the chunks that hold them only.
+pub async fn read_range(
+    client: &impl GenericClient,
+    blob: &BlobId,
+    range: std::ops::Range<u64>,
+) -> StoreResult<bytes::Bytes> {
+    let chunk = CHUNK as u64;
+    let (first, last) = (range.start / chunk, range.end.saturating_sub(1) / chunk);
+    let index = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
+    let rows = client
+        .query(
+            "SELECT b.size, c.data FROM blobs b LEFT JOIN blob_chunks c \
+             ON c.blob = b.id AND c.n BETWEEN $2 AND $3 WHERE b.id = $1 ORDER BY c.n",
+            &[&blob.0.as_slice(), &index(first), &index(last)],
+        )
+        .await?;
+    let Some(head) = rows.first() else {
+        return Err(StoreError::not_found(format!("message {blob:?}")));
+    };
+    let size = u64::try_from(head.try_get::<_, i64>(0)?).unwrap_or(0);
+    let mut bytes = Vec::new();
+    for row in &rows {
+        if let Some(data) = row.try_get::<_, Option<&[u8]>>(1)? {
+            bytes.extend_from_slice(data);
+        }
+    }
+    let from = range.start.min(size) - first.min(size / chunk) * chunk;
+    let wanted = range.end.min(size).saturating_sub(range.start);
+    let bytes = bytes::Bytes::from(bytes);
+    let got = crate::store::blobs::slice_of(&bytes, from..from + wanted);
+    if got.len() as u64 != wanted {
+        return Err(StoreError::Corrupt(format!(
+            "{blob:?} holds {} of bytes {range:?} of {size}",
+            got.len()
+        )));
+    }
+    Ok(got)
+}
+
 /// For tests: the bytes of a blob as its chunks hold them, and its reference count.
 #[cfg(test)]
 pub(super) async fn stored(

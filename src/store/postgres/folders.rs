@@ -285,6 +285,17 @@ impl FolderStore for PgStore {
         self.read_blob(blob)
     }
 
+    fn read_message_range(
+        &self,
+        blob: &BlobId,
+        range: std::ops::Range<u64>,
+    ) -> StoreResult<bytes::Bytes> {
+        if let Some(body) = self.inner.bodies.get(blob) {
+            return Ok(crate::store::blobs::slice_of(&body, range));
+        }
+        self.block(async { super::blobs::read_range(&self.client().await?, blob, range).await })
+    }
+
     fn summary(&self, blob: &BlobId) -> StoreResult<MessageSummary> {
         self.blob_summary(blob)
     }

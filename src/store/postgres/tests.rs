@@ -513,6 +513,37 @@ fn a_queue_entry_is_one_nodes_until_its_lease_runs_out() {
     assert!(b.queue().unwrap().is_empty());
 }
 
+/// A range of a message is read from the chunks that hold it and no others: with the later
+/// chunks of a large message gone (here, behind the store's back), its beginning still reads,
+/// the whole no longer does.
+#[test]
+fn a_range_of_a_message_reads_only_the_chunks_that_hold_it() {
+    let (_cluster, store, _dir) = fresh("ranges");
+    let (_w, m, inbox) = suite::mail::one_mailbox(&store, "contact@acme.example");
+    let raw: Vec<u8> = (0..3 * blobs::CHUNK + 10)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let record = store
+        .append(m.id, inbox, &raw, crate::store::AppendMessage::default())
+        .unwrap();
+    store.inner.bodies.invalidate_all();
+    let hex: String = record.blob.0.iter().map(|b| format!("{b:02x}")).collect();
+    sql(
+        &store,
+        &format!("DELETE FROM blob_chunks WHERE blob = '\\x{hex}' AND n >= 2"),
+    );
+    let chunk = blobs::CHUNK as u64;
+    let start = store
+        .read_message_range(&record.blob, 100..2 * chunk)
+        .unwrap();
+    assert_eq!(start.as_ref(), &raw[100..2 * blobs::CHUNK]);
+    assert!(matches!(
+        store.read_message_range(&record.blob, chunk..2 * chunk + 1),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(store.read_message(&record.blob).is_err());
+}
+
 /// The safety net under the notices: a change a node never heard of (made here behind every
 /// node's back) still reaches the sessions watching the folder, at the next poll.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

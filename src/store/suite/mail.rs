@@ -77,6 +77,10 @@ pub fn all<S: Whole>() -> Vec<Test<S>> {
             "an_import_batch_is_stored_with_the_progress_that_counts_it",
             an_import_batch_is_stored_with_the_progress_that_counts_it::<S>,
         ),
+        (
+            "any_range_of_a_message_reads_as_the_same_bytes_of_the_whole",
+            any_range_of_a_message_reads_as_the_same_bytes_of_the_whole::<S>,
+        ),
     ]
 }
 
@@ -133,6 +137,35 @@ pub fn set_flags(
     };
     let outcome = store.change_flags(m, f, &[uid], change).unwrap();
     outcome.messages[0].0.clone()
+}
+
+/// A range of a message, across PostgreSQL's chunks or not, past its end or empty, is what
+/// the whole message holds there.
+pub fn any_range_of_a_message_reads_as_the_same_bytes_of_the_whole<S: Whole>(store: &S) {
+    let (_w, m, inbox) = one_mailbox(store, "contact@acme.example");
+    let mut raw = b"Subject: large\r\n\r\n".to_vec();
+    raw.extend((0..3 * 256 * 1024 + 100).map(|i| b'a' + (i % 26) as u8));
+    let record = store
+        .append(m.id, inbox, &raw, AppendMessage::default())
+        .unwrap();
+    let size = raw.len() as u64;
+    let chunk = 256 * 1024;
+    for range in [
+        0..10,
+        0..size,
+        chunk - 5..chunk + 5,
+        chunk..2 * chunk,
+        10..3 * chunk + 7,
+        size - 3..size + 100,
+        size + 5..size + 10,
+        7..7,
+    ] {
+        let expected = &raw[(range.start.min(size) as usize)..(range.end.min(size) as usize)];
+        let read = store
+            .read_message_range(&record.blob, range.clone())
+            .unwrap();
+        assert_eq!(read.as_ref(), expected, "{range:?}");
+    }
 }
 
 pub fn deleting_a_mailbox_removes_aliases_grants_and_unshared_blobs<S: Whole>(store: &S) {
