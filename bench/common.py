@@ -119,9 +119,10 @@ def run_dovecot(d, conf_text, port):
     sys.exit(f"Dovecot did not listen; see {d}/dovecot.log")
 
 
-def postgres_cluster(workdir):
+def postgres_cluster(workdir, options=""):
     """A throwaway PostgreSQL cluster (Debian's postgresql) in `workdir`, as the tests make
-    one: run as `postgres` when we are root. Returns (base URL without a database, stop)."""
+    one: run as `postgres` when we are root; `options` are more of the server's `-c` settings.
+    Returns (base URL without a database, stop)."""
     bins = sorted(d for d in os.listdir("/usr/lib/postgresql")
                   if os.path.exists(f"/usr/lib/postgresql/{d}/bin/initdb"))
     if not bins:
@@ -139,7 +140,7 @@ def postgres_cluster(workdir):
     subprocess.run(wrap([f"{bin_dir}/initdb", "--auth=trust", "--username=mailgate", "--no-sync",
                          "-D", f"{d}/data"]), check=True, stdout=subprocess.DEVNULL)
     subprocess.run(wrap([f"{bin_dir}/pg_ctl", "-w", "-l", f"{d}/log", "-D", f"{d}/data", "-o",
-                         f"-p {port} -k {d} -c listen_addresses=127.0.0.1", "start"]),
+                         f"-p {port} -k {d} -c listen_addresses=127.0.0.1 {options}", "start"]),
                    check=True, stdout=subprocess.DEVNULL)
     stop = lambda: subprocess.run(wrap([f"{bin_dir}/pg_ctl", "-m", "fast", "-D", f"{d}/data", "stop"]),
                                   check=False, stdout=subprocess.DEVNULL)

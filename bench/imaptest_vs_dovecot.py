@@ -5,6 +5,7 @@ command's average slower than Dovecot's).
 
     IMAPTEST=/path/to/imaptest python3 bench/imaptest_vs_dovecot.py [--rounds 2]
         [--secs 30] [--clients 10] [--users 100] [--args "logout=0"] [--binary B]
+        [--postgres [--statements]]
 
 Each round starts each server fresh with 100 mailboxes user1..100@bench.example (mailgate:
 through its admin API; Dovecot 2.3 from Debian's dovecot-core: a passwd-file, Maildir under
@@ -27,6 +28,9 @@ parser.add_argument("--args", default="logout=0")
 parser.add_argument("--binary", default=common.BINARY)
 parser.add_argument("--postgres", action="store_true",
                     help="mailgate on PostgreSQL (a throwaway cluster, a fresh database each round)")
+parser.add_argument("--statements", action="store_true",
+                    help="with --postgres: after each mailgate round, the statements PostgreSQL ran"
+                         " most often and longest (pg_stat_statements)")
 ARGS = parser.parse_args()
 if not os.environ.get("IMAPTEST"):
     sys.exit("set IMAPTEST to the imaptest binary (bash ../shared/tools/imaptest/build.sh)")
@@ -105,9 +109,23 @@ def mailgate_round(workdir):
                                                 stderr=open(os.path.join(workdir, "server.log"), "w"))
     try:
         common.imaptest_users(ports["admin (HTTP)"], password, ARGS.users, PASSWORD)
-        return bench(ports["imap (STARTTLS)"], os.path.join(workdir, "results"))
+        if ARGS.statements:
+            psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
+        report = bench(ports["imap (STARTTLS)"], os.path.join(workdir, "results"))
+        if ARGS.statements:
+            report += psql(url, STATEMENTS)
+        return report
     finally:
         common.stop(proc)
+
+
+STATEMENTS = """SELECT calls, round(total_exec_time) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms,
+  left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS statement
+  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 30"""
+
+
+def psql(url, sql):
+    return subprocess.run(["psql", url, "-q", "-c", sql], check=True, capture_output=True, text=True).stdout
 
 
 def dovecot_round(workdir):
@@ -141,7 +159,8 @@ def main():
 
 if ARGS.postgres:
     cluster_dir = tempfile.mkdtemp()
-    POSTGRES, stop_cluster = common.postgres_cluster(cluster_dir)
+    POSTGRES, stop_cluster = common.postgres_cluster(
+        cluster_dir, "-c shared_preload_libraries=pg_stat_statements" if ARGS.statements else "")
     try:
         main()
     finally:

@@ -1,6 +1,7 @@
 //! The audit log on PostgreSQL: one row per event, read newest first by time.
 
 use super::PgStore;
+use super::rows::Prepared;
 use super::rows::{from_id, from_json, from_word, id, json, word};
 use crate::model::*;
 use crate::store::AuditQuery;
@@ -66,7 +67,7 @@ impl AuditStore for PgStore {
             let mut removed = 0;
             loop {
                 let n = client
-                    .execute(
+                    .execute_cached(
                         "DELETE FROM audit WHERE id IN \
                          (SELECT id FROM audit WHERE at < $1 LIMIT 10000)",
                         &[&before],

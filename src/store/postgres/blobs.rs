@@ -3,7 +3,7 @@
 //! chunks it needs. Taken and released inside the transaction that adds or drops the
 //! reference, so bytes and references never disagree (no sweep needed, unlike files).
 
-use super::rows;
+use super::rows::{self, Prepared};
 use crate::store::BlobId;
 use crate::store::error::{StoreError, StoreResult};
 use deadpool_postgres::GenericClient;
@@ -27,7 +27,7 @@ pub async fn hold(
     // A delivery of the same bytes in another transaction waits here for that one to end,
     // then adds its reference to the row it made (or makes it, if that one rolled back).
     let inserted: bool = client
-        .query_one(
+        .query_one_cached(
             "INSERT INTO blobs (id, size, refs) VALUES ($1, $2, $3) \
              ON CONFLICT (id) DO UPDATE SET refs = blobs.refs + EXCLUDED.refs \
              RETURNING xmax = 0",
@@ -42,7 +42,7 @@ pub async fn hold(
                 why: "too many chunks".into(),
             })?;
             client
-                .execute(
+                .execute_cached(
                     "INSERT INTO blob_chunks (blob, n, data) VALUES ($1, $2, $3)",
                     &[&blob.0.as_slice(), &n, &chunk],
                 )
@@ -60,7 +60,7 @@ pub async fn release(client: &impl GenericClient, blob: &BlobId) -> StoreResult<
 /// Drops `n` references on `blob`; the bytes go with the last.
 pub async fn release_n(client: &impl GenericClient, blob: &BlobId, n: u64) -> StoreResult<()> {
     let left: Option<i64> = client
-        .query_opt(
+        .query_opt_cached(
             "UPDATE blobs SET refs = refs - $2 WHERE id = $1 RETURNING refs",
             &[&blob.0.as_slice(), &rows::id(n)?],
         )
@@ -70,7 +70,7 @@ pub async fn release_n(client: &impl GenericClient, blob: &BlobId, n: u64) -> St
     match left {
         Some(0) => {
             client
-                .execute("DELETE FROM blobs WHERE id = $1", &[&blob.0.as_slice()])
+                .execute_cached("DELETE FROM blobs WHERE id = $1", &[&blob.0.as_slice()])
                 .await?;
             Ok(())
         }
@@ -84,7 +84,7 @@ pub async fn release_n(client: &impl GenericClient, blob: &BlobId, n: u64) -> St
 /// The bytes of `blob`, chunk by chunk.
 pub async fn read(client: &impl GenericClient, blob: &BlobId) -> StoreResult<bytes::Bytes> {
     let rows = client
-        .query(
+        .query_cached(
             "SELECT b.size, c.data FROM blobs b LEFT JOIN blob_chunks c ON c.blob = b.id \
              WHERE b.id = $1 ORDER BY c.n",
             &[&blob.0.as_slice()],
@@ -119,7 +119,7 @@ pub async fn read_range(
     let (first, last) = (range.start / chunk, range.end.saturating_sub(1) / chunk);
     let index = |n: u64| i32::try_from(n).unwrap_or(i32::MAX);
     let rows = client
-        .query(
+        .query_cached(
             "SELECT b.size, c.data FROM blobs b LEFT JOIN blob_chunks c \
              ON c.blob = b.id AND c.n BETWEEN $2 AND $3 WHERE b.id = $1 ORDER BY c.n",
             &[&blob.0.as_slice(), &index(first), &index(last)],
@@ -155,7 +155,7 @@ pub(super) async fn stored(
     blob: &BlobId,
 ) -> StoreResult<Option<(Vec<u8>, i64, i64)>> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT b.refs, (SELECT count(*) FROM blob_chunks WHERE blob = b.id), \
              (SELECT string_agg(data, ''::bytea ORDER BY n) FROM blob_chunks WHERE blob = b.id) \
              FROM blobs b WHERE b.id = $1",

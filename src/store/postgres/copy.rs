@@ -8,6 +8,7 @@ use super::blobs;
 use super::grants::GRANT_COLUMNS;
 use super::lifecycle::write_import;
 use super::messages::{record, set_user_seen, write_record};
+use super::rows::Prepared;
 use super::rows::{id, json, word};
 use crate::model::*;
 use crate::store::copy::{Dump, FolderDump, Tally, messages_digest};
@@ -105,7 +106,7 @@ impl PgStore {
 
 async fn load_directory(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
     for (org, suspension) in &d.organizations {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO organizations (id, name, created, suspended_since, deletion_due) \
              VALUES ($1, $2, $3, $4, $5)",
             &[
@@ -119,7 +120,7 @@ async fn load_directory(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
         .await?;
     }
     for (user, operator) in &d.users {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO users (id, login, login_key, display_name, password, \
              must_change_password, disabled, created, operator) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -138,20 +139,20 @@ async fn load_directory(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
         .await?;
     }
     for m in &d.memberships {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO memberships (org, user_id, role) VALUES ($1, $2, $3)",
             &[&id(m.org.0)?, &id(m.user.0)?, &word(&m.role)?],
         )
         .await?;
     }
     for (domain, claim, keys) in &d.domains {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO domains (name, org) VALUES ($1, $2)",
             &[&domain.name, &id(domain.org.0)?],
         )
         .await?;
         if let Some(claim) = claim {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO domain_claims (domain, token, verified) VALUES ($1, $2, $3)",
                 &[&domain.name, &claim.token, &claim.verified],
             )
@@ -159,7 +160,7 @@ async fn load_directory(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
         }
         for secret in keys {
             let key = &secret.key;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO dkim_keys (domain, selector, algorithm, state, created, \
                  public_key, private_der) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 &[
@@ -176,7 +177,7 @@ async fn load_directory(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
         }
     }
     for (mailbox, usage) in &d.mailboxes {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO mailboxes (id, org, address, display_name, password, quota_bytes, \
              seen, created, usage_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
@@ -192,14 +193,14 @@ async fn load_directory(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
             ],
         )
         .await?;
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO addresses (address, mailbox, alias) VALUES ($1, $2, false)",
             &[&mailbox.address, &id(mailbox.id.0)?],
         )
         .await?;
     }
     for alias in &d.aliases {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO addresses (address, mailbox, alias) VALUES ($1, $2, true)",
             &[&alias.address, &id(alias.mailbox.0)?],
         )
@@ -210,13 +211,13 @@ async fn load_directory(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
 
 async fn load_access(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
     for (team, members) in &d.teams {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO teams (id, org, name) VALUES ($1, $2, $3)",
             &[&id(team.id.0)?, &id(team.org.0)?, &team.name],
         )
         .await?;
         for user in members {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO team_members (team, user_id) VALUES ($1, $2)",
                 &[&id(team.id.0)?, &id(user.0)?],
             )
@@ -232,7 +233,7 @@ async fn load_access(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
             GrantTarget::Mailbox(m) => Some(id(m.0)?),
             GrantTarget::AllMailboxes => None,
         };
-        tx.execute(
+        tx.execute_cached(
             &format!(
                 "INSERT INTO grants ({GRANT_COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
@@ -257,7 +258,7 @@ async fn load_access(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
             PartnerScope::Full => None,
             PartnerScope::Limited(set) => Some(set),
         };
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO partnerships (id, client, partner, full_scope, status, created) \
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[
@@ -271,7 +272,7 @@ async fn load_access(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
         )
         .await?;
         for mailbox in limited.into_iter().flatten() {
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO partnership_mailboxes (partnership, mailbox) VALUES ($1, $2)",
                 &[&id(p.id.0)?, &id(mailbox.0)?],
             )
@@ -284,7 +285,7 @@ async fn load_access(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
             .iter()
             .map(|t| id(t.0))
             .collect::<StoreResult<_>>()?;
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO invitations (token_hash, org, email, role, teams, grants, invited_by, \
              expires) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
@@ -305,7 +306,7 @@ async fn load_access(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
             TokenKind::Session => None,
             TokenKind::Personal { name } => Some(name.as_str()),
         };
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO api_tokens (token_hash, user_id, name, created, expires, \
              password_change_only) VALUES ($1, $2, $3, $4, $5, $6)",
             &[
@@ -344,7 +345,7 @@ async fn load_mail(tx: &impl GenericClient, d: &Dump, read: ReadBytes<'_>) -> St
         load_folder(tx, f).await?;
     }
     for (mailbox, who, name, on) in &d.subscriptions {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO subscriptions (mailbox, subscriber, name, subscribed) \
              SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = $1) \
              ON CONFLICT DO NOTHING",
@@ -353,7 +354,7 @@ async fn load_mail(tx: &impl GenericClient, d: &Dump, read: ReadBytes<'_>) -> St
         .await?;
     }
     for q in &d.queue {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO queue (id, blob, sender, domain, recipients, created, attempts, \
              next_attempt, last_error, reasons, dsn, held) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -382,7 +383,7 @@ async fn load_mail(tx: &impl GenericClient, d: &Dump, read: ReadBytes<'_>) -> St
 
 async fn load_folder(tx: &impl GenericClient, f: &FolderDump) -> StoreResult<()> {
     let folder = &f.folder;
-    tx.execute(
+    tx.execute_cached(
         "INSERT INTO folders (id, mailbox, name, name_key, special_use, uidvalidity, uidnext, \
          highestmodseq, recent_floor, expunges_forgotten_through) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -407,7 +408,7 @@ async fn load_folder(tx: &impl GenericClient, f: &FolderDump) -> StoreResult<()>
         set_user_seen(tx, folder.id, *uid, *user, true).await?;
     }
     for (modseq, uid) in &f.expunges {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO expunges (folder, uid, modseq) VALUES ($1, $2, $3)",
             &[&id(folder.id.0)?, &i64::from(*uid), &id(*modseq)?],
         )
@@ -418,7 +419,7 @@ async fn load_folder(tx: &impl GenericClient, f: &FolderDump) -> StoreResult<()>
 
 async fn load_server(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
     for e in &d.audit {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO audit (id, at, org, actor, action, target, client, outcome, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
@@ -436,19 +437,19 @@ async fn load_server(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
         .await?;
     }
     for (name, value) in &d.secrets {
-        tx.execute(
+        tx.execute_cached(
             "INSERT INTO secrets (name, value) VALUES ($1, $2)",
             &[name, value],
         )
         .await?;
     }
-    tx.execute(
+    tx.execute_cached(
         "UPDATE uidvalidity SET last = greatest(last, $1)",
         &[&i64::from(d.uidvalidity)],
     )
     .await?;
     // Every id the dump holds, and any sled gave, stays below the sequence's next.
-    tx.execute(
+    tx.execute_cached(
         "SELECT setval('ids', greatest($1, (SELECT coalesce(max(id), 0) + 1 FROM audit), \
          (SELECT coalesce(max(id), 0) + 1 FROM queue)), false)",
         &[&id(d.next_id.max(1))?],

@@ -8,6 +8,7 @@
 //!   login (a login is never an alias's address, nor another's mailbox's).
 
 use super::PgStore;
+use super::rows::Prepared;
 use super::rows::{self, from_id, from_word, id, word};
 use crate::model::*;
 use crate::store::directory::{non_empty, valid_address, valid_domain};
@@ -30,7 +31,7 @@ impl DirectoryStore for PgStore {
             let tx = client.transaction().await?;
             require_user(&tx, owner, "FOR SHARE").await?;
             let row = tx
-                .query_one(
+                .query_one_cached(
                     "INSERT INTO organizations (id, name, created) VALUES (nextval('ids'), $1, $2) \
                      RETURNING id, name, created",
                     &[&name, &now_millis()],
@@ -65,13 +66,13 @@ impl DirectoryStore for PgStore {
             let tx = client.transaction().await?;
             // One change of the operators at a time, so that two nodes cannot each remove
             // one of the last two.
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext('operators'))", &[])
+            tx.execute_cached("SELECT pg_advisory_xact_lock(hashtext('operators'))", &[])
                 .await?;
             require_user(&tx, user, "FOR UPDATE").await?;
             if !operator && operators(&tx).await? == [user] {
                 return Err(StoreError::LastOperator);
             }
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE users SET operator = $2 WHERE id = $1",
                 &[&id(user.0)?, &operator],
             )
@@ -119,7 +120,7 @@ impl DirectoryStore for PgStore {
             let tx = client.transaction().await?;
             require_org(&tx, org, "FOR SHARE").await?;
             let added = tx
-                .execute(
+                .execute_cached(
                     "INSERT INTO domains (name, org) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                     &[&name, &id(org.0)?],
                 )
@@ -128,7 +129,7 @@ impl DirectoryStore for PgStore {
                 return Err(StoreError::DomainTaken(name.clone()));
             }
             if let Some(token) = &token {
-                tx.execute(
+                tx.execute_cached(
                     "INSERT INTO domain_claims (domain, token) VALUES ($1, $2)",
                     &[&name, token],
                 )
@@ -172,7 +173,7 @@ impl DirectoryStore for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let owner = tx
-                .query_opt(
+                .query_opt_cached(
                     "SELECT org FROM domains WHERE name = $1 FOR UPDATE",
                     &[&name],
                 )
@@ -183,7 +184,7 @@ impl DirectoryStore for PgStore {
                 return Err(StoreError::not_found(format!("domain {name}")));
             }
             let in_use: bool = tx
-                .query_one(
+                .query_one_cached(
                     "SELECT EXISTS (SELECT 1 FROM addresses \
                      WHERE right(address, length($1) + 1) = '@' || $1)",
                     &[&name],
@@ -194,7 +195,7 @@ impl DirectoryStore for PgStore {
                 return Err(StoreError::DomainInUse(name.clone()));
             }
             // Its claim and DKIM keys go with it (ON DELETE CASCADE).
-            tx.execute("DELETE FROM domains WHERE name = $1", &[&name])
+            tx.execute_cached("DELETE FROM domains WHERE name = $1", &[&name])
                 .await?;
             Ok(tx.commit().await?)
         })
@@ -222,7 +223,7 @@ impl DirectoryStore for PgStore {
                 None => None,
             };
             let row = tx
-                .query_one(
+                .query_one_cached(
                     &format!(
                         "INSERT INTO mailboxes ({MAILBOX_COLUMNS}) \
                          VALUES (nextval('ids'), $1, $2, $3, $4, $5, $6, $7) \
@@ -240,7 +241,7 @@ impl DirectoryStore for PgStore {
                 )
                 .await?;
             let created = mailbox(&row)?;
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO addresses (address, mailbox, alias) VALUES ($1, $2, false)",
                 &[&address, &id(created.id.0)?],
             )
@@ -305,7 +306,7 @@ impl DirectoryStore for PgStore {
             let mut after = before.clone();
             change(&mut after);
             let row = tx
-                .query_one(
+                .query_one_cached(
                     &format!(
                         "UPDATE mailboxes SET display_name = $2, password = $3, \
                          quota_bytes = $4, seen = $5 WHERE id = $1 RETURNING {MAILBOX_COLUMNS}"
@@ -340,7 +341,7 @@ impl DirectoryStore for PgStore {
             // The references its messages hold on their bytes go with them; bytes nothing
             // else holds go too.
             let held: Vec<Vec<u8>> = tx
-                .query(
+                .query_cached(
                     "WITH gone AS (SELECT m.blob, count(*) AS n FROM messages m \
                      JOIN folders f ON f.id = m.folder WHERE f.mailbox = $1 GROUP BY m.blob) \
                      UPDATE blobs b SET refs = b.refs - gone.n FROM gone WHERE b.id = gone.blob \
@@ -353,9 +354,9 @@ impl DirectoryStore for PgStore {
                 .collect::<Result<_, _>>()?;
             // Its addresses, folders, messages, grants, subscriptions, imports and places in
             // partners' scopes go with it (ON DELETE CASCADE).
-            tx.execute("DELETE FROM mailboxes WHERE id = $1", &[&rows::id(id.0)?])
+            tx.execute_cached("DELETE FROM mailboxes WHERE id = $1", &[&rows::id(id.0)?])
                 .await?;
-            tx.execute(
+            tx.execute_cached(
                 "DELETE FROM blobs WHERE id = ANY($1) AND refs = 0",
                 &[&held],
             )
@@ -387,7 +388,7 @@ impl DirectoryStore for PgStore {
             if user_by_login(&tx, &address).await?.is_some() {
                 return Err(StoreError::AddressIsLogin(address.clone()));
             }
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO addresses (address, mailbox, alias) VALUES ($1, $2, true)",
                 &[&address, &id(mailbox.0)?],
             )
@@ -450,7 +451,7 @@ impl DirectoryStore for PgStore {
                 Some(_) => return Err(StoreError::LoginIsAddress(login.clone())),
             }
             let row = tx
-                .query_one(
+                .query_one_cached(
                     &format!(
                         "INSERT INTO users (id, login, login_key, display_name, password, \
                          must_change_password, disabled, created) \
@@ -496,7 +497,7 @@ impl DirectoryStore for PgStore {
             let mut after = before.clone();
             change(&mut after);
             let row = tx
-                .query_one(
+                .query_one_cached(
                     &format!(
                         "UPDATE users SET display_name = $2, password = $3, \
                          must_change_password = $4, disabled = $5 WHERE id = $1 RETURNING {}",
@@ -554,17 +555,17 @@ impl DirectoryStore for PgStore {
             check_not_last_owner(&tx, org, user).await?;
             let (org_id, user_id) = (id(org.0)?, id(user.0)?);
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&org_id, &user_id];
-            tx.execute(
+            tx.execute_cached(
                 "DELETE FROM memberships WHERE org = $1 AND user_id = $2",
                 &params,
             )
             .await?;
-            tx.execute(
+            tx.execute_cached(
                 "DELETE FROM grants WHERE org = $1 AND grantee_user = $2",
                 &params,
             )
             .await?;
-            tx.execute(
+            tx.execute_cached(
                 "DELETE FROM team_members tm USING teams t \
                  WHERE t.id = tm.team AND t.org = $1 AND tm.user_id = $2",
                 &params,
@@ -602,7 +603,7 @@ impl DirectoryStore for PgStore {
 /// login, until the transaction ends.
 async fn lock_address(client: &impl GenericClient, address: &str) -> StoreResult<()> {
     client
-        .execute(
+        .execute_cached(
             "SELECT pg_advisory_xact_lock(hashtext('address:' || $1))",
             &[&address],
         )
@@ -622,7 +623,7 @@ async fn check_new_address(
         why: format!("{address:?} is not of the form local@domain"),
     })?;
     let owner = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT org FROM domains WHERE name = $1 FOR SHARE",
             &[&domain],
         )
@@ -640,7 +641,7 @@ async fn check_new_address(
 
 async fn resolve(client: &impl GenericClient, address: &str) -> StoreResult<Option<AddressEntry>> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT a.address, m.org, a.mailbox, a.alias FROM addresses a \
              JOIN mailboxes m ON m.id = a.mailbox WHERE a.address = $1",
             &[&address],
@@ -656,7 +657,7 @@ async fn resolve(client: &impl GenericClient, address: &str) -> StoreResult<Opti
 /// The user whose login, as compared (`login_key`), is `key`.
 async fn user_by_login(client: &impl GenericClient, key: &str) -> StoreResult<Option<User>> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!(
                 "SELECT {} FROM users WHERE login_key = $1",
                 rows::USER_COLUMNS
@@ -669,7 +670,7 @@ async fn user_by_login(client: &impl GenericClient, key: &str) -> StoreResult<Op
 
 async fn operators(client: &impl GenericClient) -> StoreResult<Vec<UserId>> {
     let rows = client
-        .query("SELECT id FROM users WHERE operator ORDER BY id", &[])
+        .query_cached("SELECT id FROM users WHERE operator ORDER BY id", &[])
         .await?;
     rows.iter()
         .map(|row| Ok(UserId(from_id(row.try_get(0)?, "user")?)))
@@ -683,7 +684,7 @@ pub(super) async fn require_user(
     lock: &str,
 ) -> StoreResult<User> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!(
                 "SELECT {} FROM users WHERE id = $1 {lock}",
                 rows::USER_COLUMNS
@@ -701,7 +702,7 @@ pub(super) async fn require_org(
     lock: &str,
 ) -> StoreResult<Organization> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!("SELECT id, name, created FROM organizations WHERE id = $1 {lock}"),
             &[&id(org.0)?],
         )
@@ -716,7 +717,7 @@ pub(super) async fn require_mailbox(
     lock: &str,
 ) -> StoreResult<Mailbox> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = $1 {lock}"),
             &[&id(mailbox_id.0)?],
         )
@@ -732,7 +733,7 @@ pub(super) async fn role_in(
     lock: &str,
 ) -> StoreResult<Option<Role>> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!("SELECT role FROM memberships WHERE org = $1 AND user_id = $2 {lock}"),
             &[&id(org.0)?, &id(user.0)?],
         )
@@ -748,7 +749,7 @@ async fn set_role(
     role: Role,
 ) -> StoreResult<()> {
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO memberships (org, user_id, role) VALUES ($1, $2, $3) \
              ON CONFLICT (org, user_id) DO UPDATE SET role = EXCLUDED.role",
             &[&id(org.0)?, &id(user.0)?, &word(&role)?],
@@ -768,7 +769,7 @@ async fn check_not_last_owner(
         return Ok(());
     }
     let owners: i64 = client
-        .query_one(
+        .query_one_cached(
             "SELECT count(*) FROM memberships WHERE org = $1 AND role = 'owner'",
             &[&id(org.0)?],
         )

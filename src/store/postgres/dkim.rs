@@ -2,6 +2,7 @@
 //! (`store::dkim`); here they run in one transaction holding the domain's row.
 
 use super::PgStore;
+use super::rows::Prepared;
 use super::rows::{from_word, word};
 use crate::model::*;
 use crate::store::dkim::{activation, name_new_keys};
@@ -49,7 +50,7 @@ impl DkimStore for PgStore {
             let mut added = Vec::new();
             for secret in name_new_keys(&domain, &existing, made) {
                 let key = &secret.key;
-                tx.execute(
+                tx.execute_cached(
                     &format!(
                         "INSERT INTO dkim_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                     ),
@@ -97,7 +98,7 @@ impl DkimStore for PgStore {
             // that signed retires before the new one takes over.
             changed.sort_by_key(|(_, state)| *state == DkimState::Active);
             for (i, state) in changed {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE dkim_keys SET state = $3 WHERE domain = $1 AND selector = $2",
                     &[&domain, &keys[i].selector, &word(&state)?],
                 )
@@ -114,7 +115,7 @@ impl DkimStore for PgStore {
         self.block(async {
             let client = self.client().await?;
             let state: Option<String> = client
-                .query_opt(
+                .query_opt_cached(
                     "DELETE FROM dkim_keys WHERE domain = $1 AND selector = $2 AND state <> 'active' \
                      RETURNING state",
                     &[&domain, &selector],
@@ -126,7 +127,7 @@ impl DkimStore for PgStore {
                 return Ok(());
             }
             let exists = client
-                .query_opt(
+                .query_opt_cached(
                     "SELECT 1 FROM dkim_keys WHERE domain = $1 AND selector = $2",
                     &[&domain, &selector],
                 )
@@ -143,7 +144,7 @@ impl DkimStore for PgStore {
 /// Holds the domain's row until the transaction ends: its keys change one change at a time.
 async fn lock_domain(client: &impl GenericClient, domain: &str) -> StoreResult<()> {
     client
-        .query_opt(
+        .query_opt_cached(
             "SELECT 1 FROM domains WHERE name = $1 FOR UPDATE",
             &[&domain],
         )
@@ -154,7 +155,7 @@ async fn lock_domain(client: &impl GenericClient, domain: &str) -> StoreResult<(
 
 async fn secrets(client: &impl GenericClient, domain: &str) -> StoreResult<Vec<DkimSecret>> {
     let rows = client
-        .query(
+        .query_cached(
             &format!("SELECT {KEY_COLUMNS} FROM dkim_keys WHERE domain = $1 ORDER BY selector"),
             &[&domain],
         )

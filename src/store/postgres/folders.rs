@@ -4,6 +4,7 @@
 use super::PgStore;
 use super::directory::require_mailbox;
 use super::messages::release_messages;
+use super::rows::Prepared;
 use super::rows::{from_id, from_word, id, word};
 use crate::mail::MessageSummary;
 use crate::model::*;
@@ -68,7 +69,7 @@ impl FolderStore for PgStore {
             let tx = client.transaction().await?;
             // All the mailbox's folders, held: a rename sees and moves a consistent tree.
             let folders = tx
-                .query(
+                .query_cached(
                     &format!(
                         "SELECT {FOLDER_COLUMNS} FROM folders WHERE mailbox = $1 ORDER BY id \
                          FOR UPDATE"
@@ -108,14 +109,14 @@ impl FolderStore for PgStore {
             }
             // Through names no folder has, so that a rename never collides with itself.
             for (folder, _) in &moved {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE folders SET name_key = '\u{1}' || id::text WHERE id = $1",
                     &[&id(folder.0)?],
                 )
                 .await?;
             }
             for (folder, name) in &moved {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE folders SET name = $2, name_key = $3 WHERE id = $1",
                     &[&id(folder.0)?, name, &canonical_name(name)],
                 )
@@ -145,14 +146,14 @@ impl FolderStore for PgStore {
                 .await?
                 .ok_or_else(|| StoreError::not_found(format!("folder {folder}")))?;
             let gone = tx
-                .query(
+                .query_cached(
                     "DELETE FROM messages WHERE folder = $1 RETURNING blob, size",
                     &[&id(folder.0)?],
                 )
                 .await?;
             release_messages(&tx, mailbox, &gone).await?;
             // Its expunges and per-user \Seen go with it (ON DELETE CASCADE).
-            tx.execute("DELETE FROM folders WHERE id = $1", &[&id(folder.0)?])
+            tx.execute_cached("DELETE FROM folders WHERE id = $1", &[&id(folder.0)?])
                 .await?;
             self.tell_folder(&tx, (mailbox, folder), vec![FolderEvent::Gone])
                 .await?;
@@ -366,7 +367,7 @@ pub async fn make_folder(
 ) -> StoreResult<Folder> {
     // The one row serialises folder creation across nodes; folders are made rarely.
     let uidvalidity: i64 = client
-        .query_one(
+        .query_one_cached(
             "UPDATE uidvalidity SET last = greatest(last + 1, $1, 1) RETURNING last",
             &[&((now_millis() / 1000) as i64)],
         )
@@ -374,7 +375,7 @@ pub async fn make_folder(
         .try_get(0)?;
     let special = special_use.as_ref().map(word).transpose()?;
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!(
                 "INSERT INTO folders (id, mailbox, name, name_key, special_use, uidvalidity, \
                  uidnext, highestmodseq) VALUES (nextval('ids'), $1, $2, $3, $4, $5, 1, 1) \
@@ -401,7 +402,7 @@ pub async fn find_folder(
     lock: &str,
 ) -> StoreResult<Option<Folder>> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!("SELECT {FOLDER_COLUMNS} FROM folders WHERE id = $1 AND mailbox = $2 {lock}"),
             &[&id(folder_id.0)?, &id(mailbox.0)?],
         )

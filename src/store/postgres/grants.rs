@@ -3,6 +3,7 @@
 
 use super::PgStore;
 use super::directory::{require_mailbox, require_org, require_user, role_in};
+use super::rows::Prepared;
 use super::rows::{from_id, from_json, from_word, hash32, id, json, word};
 use crate::access::UserFacts;
 use crate::model::*;
@@ -29,7 +30,7 @@ impl GrantStore for PgStore {
             let tx = client.transaction().await?;
             require_org(&tx, org, "FOR SHARE").await?;
             let row = tx
-                .query_one(
+                .query_one_cached(
                     "INSERT INTO teams (id, org, name) VALUES (nextval('ids'), $1, $2) \
                      RETURNING id, org, name",
                     &[&id(org.0)?, &name],
@@ -73,7 +74,7 @@ impl GrantStore for PgStore {
             let tx = client.transaction().await?;
             // Its member list and the grants it carried go with it (ON DELETE CASCADE).
             let deleted = tx
-                .execute(
+                .execute_cached(
                     "DELETE FROM teams WHERE id = $1 AND org = $2",
                     &[&id(team_id.0)?, &id(org.0)?],
                 )
@@ -98,7 +99,7 @@ impl GrantStore for PgStore {
             if role_in(&tx, org, user, "FOR SHARE").await?.is_none() {
                 return Err(StoreError::WrongOrganization(format!("user {user}")));
             }
-            tx.execute(
+            tx.execute_cached(
                 "INSERT INTO team_members (team, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[&id(team_id.0)?, &id(user.0)?],
             )
@@ -115,7 +116,7 @@ impl GrantStore for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             require_team(&tx, org, team_id).await?;
-            tx.execute(
+            tx.execute_cached(
                 "DELETE FROM team_members WHERE team = $1 AND user_id = $2",
                 &[&id(team_id.0)?, &id(user.0)?],
             )
@@ -189,7 +190,7 @@ impl GrantStore for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let ended = tx
-                .query(
+                .query_cached(
                     &format!(
                         "DELETE FROM grants WHERE valid_until <= $1 RETURNING {GRANT_COLUMNS}"
                     ),
@@ -200,13 +201,13 @@ impl GrantStore for PgStore {
                 .map(grant)
                 .collect::<StoreResult<Vec<Grant>>>()?;
             let started = tx
-                .query(
+                .query_cached(
                     "SELECT DISTINCT org FROM grants WHERE valid_from > $1 AND valid_from <= $2",
                     &[&since, &now],
                 )
                 .await?;
             let next: Option<i64> = tx
-                .query_one(
+                .query_one_cached(
                     "SELECT least((SELECT min(valid_from) FROM grants WHERE valid_from > $1), \
                      (SELECT min(valid_until) FROM grants WHERE valid_until > $1))",
                     &[&now],
@@ -242,7 +243,7 @@ impl GrantStore for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let row = tx
-                .query_opt(
+                .query_opt_cached(
                     &format!(
                         "UPDATE grants SET rights = $3, send = $4 WHERE org = $1 AND id = $2 \
                          RETURNING {GRANT_COLUMNS}"
@@ -270,7 +271,7 @@ impl GrantStore for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let deleted = tx
-                .execute(
+                .execute_cached(
                     "DELETE FROM grants WHERE org = $1 AND id = $2",
                     &[&id(org.0)?, &id(grant_id.0)?],
                 )
@@ -304,7 +305,7 @@ impl GrantStore for PgStore {
             require_org(&tx, client_org, "FOR SHARE").await?;
             require_org(&tx, partner, "FOR SHARE").await?;
             let row = tx
-                .query_one(
+                .query_one_cached(
                     "INSERT INTO partnerships (id, client, partner, full_scope, status, created) \
                      VALUES (nextval('ids'), $1, $2, true, 'invited', $3) RETURNING id",
                     &[&id(client_org.0)?, &id(partner.0)?, &now_millis()],
@@ -350,7 +351,7 @@ impl GrantStore for PgStore {
             if let Some(scope) = &scope {
                 set_scope(&tx, partnership_id, before.client, scope).await?;
             }
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE partnerships SET status = $2 WHERE id = $1",
                 &[&id(partnership_id.0)?, &word(&status)?],
             )
@@ -437,7 +438,7 @@ impl GrantStore for PgStore {
                 .await?;
             let record = require_user(&tx, user, "").await?;
             let operator: bool = tx
-                .query_one("SELECT operator FROM users WHERE id = $1", &[&id(user.0)?])
+                .query_one_cached("SELECT operator FROM users WHERE id = $1", &[&id(user.0)?])
                 .await?
                 .try_get(0)?;
             let facts = facts(&tx, record, operator).await?;
@@ -452,7 +453,7 @@ impl GrantStore for PgStore {
 async fn facts(client: &impl GenericClient, user: User, operator: bool) -> StoreResult<UserFacts> {
     let user_id = id(user.id.0)?;
     let memberships = client
-        .query(
+        .query_cached(
             "SELECT m.org, m.user_id, m.role FROM memberships m \
              JOIN organizations o ON o.id = m.org \
              WHERE m.user_id = $1 AND o.suspended_since IS NULL ORDER BY m.org",
@@ -469,7 +470,7 @@ async fn facts(client: &impl GenericClient, user: User, operator: bool) -> Store
         })
         .collect::<StoreResult<Vec<Membership>>>()?;
     let teams = client
-        .query(
+        .query_cached(
             "SELECT t.id, t.org, t.name FROM team_members tm JOIN teams t ON t.id = tm.team \
              JOIN organizations o ON o.id = t.org \
              WHERE tm.user_id = $1 AND o.suspended_since IS NULL ORDER BY t.id",
@@ -489,7 +490,7 @@ async fn facts(client: &impl GenericClient, user: User, operator: bool) -> Store
         .collect::<StoreResult<_>>()?;
     // A time-limited grant counts within its window only (`grant_clock` ends it).
     let grants = client
-        .query(
+        .query_cached(
             &format!(
                 "SELECT {GRANT_COLUMNS} FROM grants WHERE org = ANY($1) \
                  AND (grantee_user = $2 OR grantee_team = ANY($3)) \
@@ -503,7 +504,7 @@ async fn facts(client: &impl GenericClient, user: User, operator: bool) -> Store
         .map(grant)
         .collect::<StoreResult<Vec<Grant>>>()?;
     let partnerships = client
-        .query(
+        .query_cached(
             &format!(
                 "SELECT {PARTNERSHIP_COLUMNS} FROM partnerships p \
                  JOIN organizations c ON c.id = p.client \
@@ -542,7 +543,7 @@ pub(super) async fn insert_grant(
         GrantTarget::AllMailboxes => None,
     };
     let row = client
-        .query_one(
+        .query_one_cached(
             &format!(
                 "INSERT INTO grants ({GRANT_COLUMNS}) \
                  VALUES (nextval('ids'), $1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -592,7 +593,7 @@ async fn require_team(
     team_id: TeamId,
 ) -> StoreResult<Team> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             "SELECT id, org, name FROM teams WHERE id = $1 AND org = $2 FOR SHARE",
             &[&id(team_id.0)?, &id(org.0)?],
         )
@@ -607,7 +608,7 @@ async fn require_partnership(
     lock: &str,
 ) -> StoreResult<Partnership> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             &format!("SELECT {PARTNERSHIP_COLUMNS} FROM partnerships p WHERE p.id = $1 {lock}"),
             &[&id(partnership_id.0)?],
         )
@@ -625,7 +626,7 @@ async fn set_scope(
 ) -> StoreResult<()> {
     let pid = id(partnership_id.0)?;
     client
-        .execute(
+        .execute_cached(
             "DELETE FROM partnership_mailboxes WHERE partnership = $1",
             &[&pid],
         )
@@ -635,7 +636,7 @@ async fn set_scope(
         PartnerScope::Limited(set) => Some(set),
     };
     client
-        .execute(
+        .execute_cached(
             "UPDATE partnerships SET full_scope = $2 WHERE id = $1",
             &[&pid, &mailboxes.is_none()],
         )
@@ -645,7 +646,7 @@ async fn set_scope(
             return Err(StoreError::WrongOrganization(format!("mailbox {mailbox}")));
         }
         client
-            .execute(
+            .execute_cached(
                 "INSERT INTO partnership_mailboxes (partnership, mailbox) VALUES ($1, $2)",
                 &[&pid, &id(mailbox.0)?],
             )
@@ -664,7 +665,7 @@ async fn insert_invitation(
         .map(|t| id(t.0))
         .collect::<StoreResult<_>>()?;
     client
-        .execute(
+        .execute_cached(
             &format!(
                 "INSERT INTO invitations ({INVITATION_COLUMNS}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
@@ -692,7 +693,7 @@ async fn withdraw_invitation(
     token_hash: &[u8; 32],
 ) -> StoreResult<()> {
     let deleted = client
-        .execute(
+        .execute_cached(
             "DELETE FROM invitations WHERE token_hash = $1 AND org = $2",
             &[&token_hash.as_slice(), &id(org.0)?],
         )

@@ -4,6 +4,7 @@
 
 use super::PgStore;
 use super::directory::{require_mailbox, require_org};
+use super::rows::Prepared;
 use super::rows::{from_json, id, json, word};
 use crate::model::*;
 use crate::store::error::{StoreError, StoreResult};
@@ -27,7 +28,7 @@ impl LifecycleStore for PgStore {
             let tx = client.transaction().await?;
             require_org(&tx, org, "FOR UPDATE").await?;
             let row = tx
-                .query_one(
+                .query_one_cached(
                     "UPDATE organizations SET suspended_since = coalesce(suspended_since, $2), \
                      deletion_due = $3 WHERE id = $1 RETURNING suspended_since, deletion_due",
                     &[&id(org.0)?, &now_millis(), &deletion_due],
@@ -51,7 +52,7 @@ impl LifecycleStore for PgStore {
             let tx = client.transaction().await?;
             require_org(&tx, org, "FOR UPDATE").await?;
             let due: Option<Millis> = tx
-                .query_one(
+                .query_one_cached(
                     "SELECT deletion_due FROM organizations WHERE id = $1",
                     &[&id(org.0)?],
                 )
@@ -63,7 +64,7 @@ impl LifecycleStore for PgStore {
                     why: format!("{org} is being deleted; it cannot be resumed"),
                 });
             }
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE organizations SET suspended_since = NULL, deletion_due = NULL \
                  WHERE id = $1",
                 &[&id(org.0)?],
@@ -121,7 +122,7 @@ impl LifecycleStore for PgStore {
             let tx = client.transaction().await?;
             // Its domains (with claims and DKIM keys), memberships, teams, grants,
             // partnerships, invitations and imports go with it (ON DELETE CASCADE).
-            tx.execute("DELETE FROM organizations WHERE id = $1", &[&id(org.0)?])
+            tx.execute_cached("DELETE FROM organizations WHERE id = $1", &[&id(org.0)?])
                 .await?;
             self.tell_nodes(&tx, AccessChange::Organization(org))
                 .await?;
@@ -154,7 +155,7 @@ impl ImportStore for PgStore {
             let tx = client.transaction().await?;
             let m = require_mailbox(&tx, mailbox, "FOR SHARE").await?;
             let import_id: i64 = tx
-                .query_one("SELECT nextval('ids')", &[])
+                .query_one_cached("SELECT nextval('ids')", &[])
                 .await?
                 .try_get(0)?;
             let now = now_millis();
@@ -246,7 +247,7 @@ impl ImportStore for PgStore {
 /// Writes an import's row as `record` has it; its mailbox must still be there.
 pub(super) async fn write_import(client: &impl GenericClient, record: &Import) -> StoreResult<()> {
     let written = client
-        .execute(
+        .execute_cached(
             "INSERT INTO imports (id, org, mailbox, state, progress) \
              SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = $3) \
              ON CONFLICT (id) DO UPDATE SET state = $4, progress = $5",

@@ -7,6 +7,7 @@
 use super::PgStore;
 use super::blobs;
 use super::folders::find_folder;
+use super::rows::Prepared;
 use super::rows::{from_id, hash32, id};
 use crate::mail::MessageSummary;
 use crate::model::*;
@@ -69,7 +70,7 @@ impl PgStore {
             for (((targets, raw, meta), summary), blob) in items.iter().zip(&summaries).zip(&ids) {
                 let blob = blobs::hold(&tx, *blob, raw, targets.len() as u64).await?;
                 if let Some(summary) = summary {
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE blobs SET summary = $2 WHERE id = $1 AND summary IS NULL",
                         &[&blob.0.as_slice(), summary],
                     )
@@ -144,7 +145,7 @@ impl PgStore {
                 .await?
                 .ok_or_else(|| StoreError::not_found(format!("folder {folder}")))?;
             let rows = tx
-                .query(
+                .query_cached(
                     "DELETE FROM messages WHERE folder = $1 AND uid = ANY($2) \
                      AND (NOT $3 OR flags & $4 <> 0) RETURNING blob, size, uid",
                     &[
@@ -253,7 +254,7 @@ impl FlagStore for PgStore {
             let modseq = f.highestmodseq + 1;
             let wanted: Vec<i64> = uids.iter().map(|u| i64::from(*u)).collect();
             let current: HashMap<u32, MessageRecord> = tx
-                .query(
+                .query_cached(
                     &format!(
                         "SELECT {RECORD_COLUMNS} FROM messages m \
                          WHERE m.folder = $1 AND m.uid = ANY($2)"
@@ -302,7 +303,7 @@ impl FlagStore for PgStore {
                     }
                     record.keywords = after.keywords.clone();
                     record.modseq = modseq;
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE messages SET flags = $3, keywords = $4, modseq = $5 \
                          WHERE folder = $1 AND uid = $2",
                         &[
@@ -319,7 +320,7 @@ impl FlagStore for PgStore {
                 outcome.messages.push((record, after.flags));
             }
             if !changed.is_empty() {
-                tx.execute(
+                tx.execute_cached(
                     "UPDATE folders SET highestmodseq = $2 WHERE id = $1",
                     &[&id(folder.0)?, &id(modseq)?],
                 )
@@ -385,7 +386,7 @@ pub(super) async fn lock_mailboxes(
         .collect::<StoreResult<Vec<i64>>>()?;
     ids.sort_unstable();
     client
-        .execute(
+        .execute_cached(
             "SELECT 1 FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE",
             &[&ids],
         )
@@ -407,13 +408,13 @@ async fn lock_targets(client: &impl GenericClient, items: &[NewMessage<'_>]) -> 
     let mailboxes: Vec<i64> = mailboxes.into_iter().collect();
     let folders: Vec<i64> = folders.into_iter().collect();
     client
-        .execute(
+        .execute_cached(
             "SELECT 1 FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE",
             &[&mailboxes],
         )
         .await?;
     client
-        .execute(
+        .execute_cached(
             "SELECT 1 FROM folders WHERE id = ANY($1) ORDER BY id FOR UPDATE",
             &[&folders],
         )
@@ -431,7 +432,7 @@ async fn insert_record(
 ) -> StoreResult<MessageRecord> {
     add_usage(client, mailbox, size).await?;
     let row = client
-        .query_opt(
+        .query_opt_cached(
             "UPDATE folders SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
              WHERE id = $1 AND mailbox = $2 RETURNING uidnext - 1, highestmodseq",
             &[&id(folder.0)?, &id(mailbox.0)?],
@@ -467,7 +468,7 @@ pub(super) async fn write_record(
     record: &MessageRecord,
 ) -> StoreResult<()> {
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO messages (folder, uid, flags, keywords, internal_date, size, modseq, \
              blob, saved) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             &[
@@ -493,7 +494,7 @@ pub(super) async fn add_usage(
     bytes: u64,
 ) -> StoreResult<()> {
     let row = client
-        .query_opt(
+        .query_opt_cached(
             "UPDATE mailboxes SET usage_bytes = usage_bytes + $2 WHERE id = $1 \
              RETURNING usage_bytes, quota_bytes",
             &[&id(mailbox.0)?, &id(bytes)?],
@@ -525,7 +526,7 @@ pub(super) async fn release_messages(
         bytes += row.try_get::<_, i64>(1)?;
     }
     client
-        .execute(
+        .execute_cached(
             "UPDATE mailboxes SET usage_bytes = greatest(usage_bytes - $2, 0) WHERE id = $1",
             &[&id(mailbox.0)?, &bytes],
         )
@@ -545,7 +546,7 @@ pub(super) async fn log_expunges(
 ) -> StoreResult<()> {
     let folder_id = id(folder.0)?;
     let row = client
-        .query_one(
+        .query_one_cached(
             "UPDATE folders SET highestmodseq = highestmodseq + 1 WHERE id = $1 \
              RETURNING highestmodseq, expunges_forgotten_through",
             &[&folder_id],
@@ -554,13 +555,13 @@ pub(super) async fn log_expunges(
     let (modseq, forgotten): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
     let uids: Vec<i64> = uids.iter().map(|u| i64::from(*u)).collect();
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO expunges (folder, uid, modseq) SELECT $1, u, $3 FROM unnest($2::bigint[]) u",
             &[&folder_id, &uids, &modseq],
         )
         .await?;
     let counts = client
-        .query(
+        .query_cached(
             "SELECT modseq, count(*) FROM expunges WHERE folder = $1 GROUP BY modseq ORDER BY modseq",
             &[&folder_id],
         )
@@ -582,13 +583,13 @@ pub(super) async fn log_expunges(
         excess = excess.saturating_sub(row.try_get::<_, i64>(1)? as u64);
     }
     client
-        .execute(
+        .execute_cached(
             "DELETE FROM expunges WHERE folder = $1 AND modseq <= $2",
             &[&folder_id, &through],
         )
         .await?;
     client
-        .execute(
+        .execute_cached(
             "UPDATE folders SET expunges_forgotten_through = $2 WHERE id = $1",
             &[&folder_id, &through],
         )
@@ -603,7 +604,7 @@ async fn user_seen_among(
     uids: &[i64],
 ) -> StoreResult<BTreeSet<u32>> {
     let rows = client
-        .query(
+        .query_cached(
             "SELECT uid FROM user_seen WHERE folder = $1 AND user_id = $2 AND uid = ANY($3)",
             &[&id(folder.0)?, &id(user.0)?, &uids],
         )
@@ -626,7 +627,7 @@ pub(super) async fn set_user_seen(
         false => "DELETE FROM user_seen WHERE folder = $1 AND uid = $2 AND user_id = $3",
     };
     client
-        .execute(sql, &[&id(folder.0)?, &i64::from(message), &id(user.0)?])
+        .execute_cached(sql, &[&id(folder.0)?, &i64::from(message), &id(user.0)?])
         .await?;
     Ok(())
 }

@@ -18,6 +18,7 @@
 use super::error::{StoreError, StoreResult};
 use super::hub::Hub;
 use super::interface::*;
+use rows::Prepared;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -184,22 +185,22 @@ impl PgStore {
 
     /// One statement on a pooled connection, outside any transaction: its rows.
     fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Vec<Row>> {
-        self.block(async { Ok(self.client().await?.query(sql, params).await?) })
+        self.block(async { Ok(self.client().await?.query_cached(sql, params).await?) })
     }
 
     /// [`PgStore::query`] of a statement that returns at most one row.
     fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Option<Row>> {
-        self.block(async { Ok(self.client().await?.query_opt(sql, params).await?) })
+        self.block(async { Ok(self.client().await?.query_opt_cached(sql, params).await?) })
     }
 
     /// [`PgStore::query`] of a statement that returns exactly one row.
     fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<Row> {
-        self.block(async { Ok(self.client().await?.query_one(sql, params).await?) })
+        self.block(async { Ok(self.client().await?.query_one_cached(sql, params).await?) })
     }
 
     /// [`PgStore::query`] of a statement that returns no rows: how many it changed.
     fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> StoreResult<u64> {
-        self.block(async { Ok(self.client().await?.execute(sql, params).await?) })
+        self.block(async { Ok(self.client().await?.execute_cached(sql, params).await?) })
     }
 
     /// Has `change` heard by the other nodes once `client`'s transaction commits; the caller
@@ -237,16 +238,16 @@ impl PgStore {
     async fn make_schema(&self) -> StoreResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        tx.execute_cached("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
             .await?;
         // Only the first node creates anything: the others may run as a role that cannot.
         let made: bool = tx
-            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+            .query_one_cached("SELECT to_regclass('schema_version') IS NOT NULL", &[])
             .await?
             .try_get(0)?;
         let found: Option<i32> = match made {
             true => tx
-                .query_opt("SELECT version FROM schema_version", &[])
+                .query_opt_cached("SELECT version FROM schema_version", &[])
                 .await?
                 .map(|row| row.try_get(0))
                 .transpose()?,
@@ -264,7 +265,7 @@ impl PgStore {
                 tx.batch_execute("CREATE TABLE schema_version (version integer NOT NULL)")
                     .await?;
                 tx.batch_execute(SCHEMA).await?;
-                tx.execute("INSERT INTO schema_version (version) VALUES (1)", &[])
+                tx.execute_cached("INSERT INTO schema_version (version) VALUES (1)", &[])
                     .await?;
                 1
             }
@@ -273,7 +274,7 @@ impl PgStore {
             for step in &MIGRATIONS[(from - 1) as usize..] {
                 tx.batch_execute(step).await?;
             }
-            tx.execute("UPDATE schema_version SET version = $1", &[&SCHEMA_VERSION])
+            tx.execute_cached("UPDATE schema_version SET version = $1", &[&SCHEMA_VERSION])
                 .await?;
         }
         tx.commit().await?;
@@ -337,10 +338,10 @@ impl ServerStore for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             // Two nodes starting together make one secret: the second waits for the first.
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&name])
+            tx.execute_cached("SELECT pg_advisory_xact_lock(hashtext($1))", &[&name])
                 .await?;
             let kept: Option<Vec<u8>> = tx
-                .query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
+                .query_opt_cached("SELECT value FROM secrets WHERE name = $1", &[&name])
                 .await?
                 .map(|row| row.try_get(0))
                 .transpose()?;
@@ -391,7 +392,7 @@ async fn upsert_secret(
     value: &[u8],
 ) -> StoreResult<()> {
     client
-        .execute(
+        .execute_cached(
             "INSERT INTO secrets (name, value) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value",
             &[&name, &value],

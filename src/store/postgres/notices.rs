@@ -5,6 +5,7 @@
 //! session to re-ask ([`AccessChange::Anything`]) once it listens again, since PostgreSQL
 //! keeps nothing for a listener that was away.
 
+use super::rows::Prepared;
 use crate::model::{FolderId, MailboxId};
 use crate::store::error::StoreResult;
 use crate::store::hub::{AccessChange, FolderEvent, Hub};
@@ -91,7 +92,7 @@ async fn send_all(
         .map(|change| Ok(super::rows::json(&Notice { node, change })?.to_string()))
         .collect::<StoreResult<Vec<String>>>()?;
     client
-        .execute(
+        .execute_cached(
             "SELECT pg_notify($1, p) FROM unnest($2::text[]) p",
             &[&CHANNEL, &payloads],
         )
@@ -203,7 +204,7 @@ async fn counters(
         .collect::<StoreResult<_>>()?;
     let client = pool.get().await?;
     let rows = client
-        .query(
+        .query_cached(
             "SELECT mailbox, id, uidnext, highestmodseq FROM folders WHERE id = ANY($1)",
             &[&ids],
         )

@@ -3,6 +3,7 @@
 
 use super::PgStore;
 use super::blobs;
+use super::rows::Prepared;
 use super::rows::{from_id, from_json, hash32, id, json};
 use crate::model::*;
 use crate::store::error::{StoreError, StoreResult};
@@ -35,7 +36,7 @@ impl QueueStore for PgStore {
             for (domain, recipients) in by_domain {
                 let dsn = dsn.only_for(&recipients);
                 let row = tx
-                    .query_one(
+                    .query_one_cached(
                         "INSERT INTO queue (id, blob, sender, domain, recipients, created, \
                          next_attempt, reasons, dsn, held) \
                          VALUES (nextval('ids'), $1, $2, $3, $4, $5, $6, '{}', $7, $8) RETURNING id",
@@ -76,14 +77,14 @@ impl QueueStore for PgStore {
             let tx = client.transaction().await?;
             for queued in ids {
                 let released = tx
-                    .execute(
+                    .execute_cached(
                         "UPDATE queue SET held = false, next_attempt = $2 WHERE id = $1 AND held",
                         &[&id(queued.0)?, &now_millis()],
                     )
                     .await?;
                 if released == 0 {
                     let there = tx
-                        .query_opt("SELECT 1 FROM queue WHERE id = $1", &[&id(queued.0)?])
+                        .query_opt_cached("SELECT 1 FROM queue WHERE id = $1", &[&id(queued.0)?])
                         .await?
                         .is_some();
                     // Nothing released: the message must not be acknowledged.
@@ -103,7 +104,7 @@ impl QueueStore for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let dropped = tx
-                .query(
+                .query_cached(
                     "DELETE FROM queue WHERE held AND created < $1 RETURNING blob",
                     &[&before],
                 )
@@ -191,7 +192,7 @@ impl PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let gone = tx
-                .query_opt(
+                .query_opt_cached(
                     "DELETE FROM queue WHERE id = $1 AND ($2::bigint IS NULL OR lease_token = $2) \
                      RETURNING blob",
                     &[&id(queued.0)?, &token],

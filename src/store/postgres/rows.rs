@@ -69,3 +69,48 @@ pub fn user(row: &Row) -> StoreResult<User> {
         created: row.try_get(6)?,
     })
 }
+
+/// Each statement prepared once per pooled connection and kept there (deadpool's statement
+/// cache, keyed by the statement's text): a call is then one round trip to the server, which
+/// neither parses nor plans it again, where a statement given as text costs two and both.
+/// Every statement of the backend's operations goes through these; the texts are the code's
+/// own (no values in them), so the cache stays as small as the code.
+pub(crate) trait Prepared: deadpool_postgres::GenericClient {
+    async fn query_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query(&statement, params).await
+    }
+
+    async fn query_one_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_one(&statement, params).await
+    }
+
+    async fn query_opt_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.query_opt(&statement, params).await
+    }
+
+    async fn execute_cached(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let statement = self.prepare_cached(sql).await?;
+        self.execute(&statement, params).await
+    }
+}
+
+impl<C: deadpool_postgres::GenericClient + ?Sized> Prepared for C {}

@@ -1,6 +1,7 @@
 //! API tokens on PostgreSQL.
 
 use super::PgStore;
+use super::rows::Prepared;
 use super::rows::{self, from_id, hash32, id};
 use crate::model::*;
 use crate::store::error::{StoreError, StoreResult};
@@ -73,7 +74,7 @@ impl TokenStore for PgStore {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
             let row = tx
-                .query_opt(
+                .query_opt_cached(
                     &format!(
                         "UPDATE users SET password = $2, must_change_password = false \
                          WHERE id = $1 RETURNING {}",
@@ -83,7 +84,7 @@ impl TokenStore for PgStore {
                 )
                 .await?
                 .ok_or_else(|| StoreError::not_found(format!("user {}", user.0)))?;
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE api_tokens SET password_change_only = false WHERE user_id = $1",
                 &[&id(user.0)?],
             )

@@ -5,6 +5,7 @@
 use super::PgStore;
 use super::folders::find_folder;
 use super::messages::{add_usage, log_expunges, record, set_user_seen, write_record};
+use super::rows::Prepared;
 use super::rows::id;
 use crate::model::*;
 use crate::store::error::{StoreError, StoreResult};
@@ -26,7 +27,7 @@ impl TransferStore for PgStore {
             let uids: BTreeSet<u32> = t.uids.iter().copied().collect();
             let wanted: Vec<i64> = uids.iter().map(|u| i64::from(*u)).collect();
             let records = tx
-                .query(
+                .query_cached(
                     "SELECT m.uid, m.flags, m.keywords, m.internal_date, m.size, m.modseq, \
                      m.blob, m.saved FROM messages m WHERE m.folder = $1 AND m.uid = ANY($2) \
                      ORDER BY m.uid",
@@ -46,7 +47,7 @@ impl TransferStore for PgStore {
                 bytes += source.size;
                 pairs.push((source.uid, copy.uid));
             }
-            tx.execute(
+            tx.execute_cached(
                 "UPDATE folders SET uidnext = $2, highestmodseq = $3 WHERE id = $1",
                 &[
                     &id(t.to.folder.0)?,
@@ -67,7 +68,7 @@ impl TransferStore for PgStore {
                     *added.entry(r.blob.0).or_default() += 1;
                 }
                 for (blob, n) in added {
-                    tx.execute(
+                    tx.execute_cached(
                         "UPDATE blobs SET refs = refs + $2 WHERE id = $1",
                         &[&blob.as_slice(), &n],
                     )
@@ -148,7 +149,7 @@ async fn copy_record(
         .ok_or_else(|| StoreError::Corrupt("the folder's UIDs are used up".into()))?;
     let from_folder = id(t.from.folder.0)?;
     let seen_by: Vec<UserId> = client
-        .query(
+        .query_cached(
             "SELECT user_id FROM user_seen WHERE folder = $1 AND uid = $2",
             &[&from_folder, &i64::from(source.uid)],
         )
@@ -209,7 +210,7 @@ async fn remove_moved(
     let uids: BTreeSet<u32> = moved.iter().map(|r| r.uid).collect();
     let wanted: Vec<i64> = uids.iter().map(|u| i64::from(*u)).collect();
     client
-        .execute(
+        .execute_cached(
             "DELETE FROM messages WHERE folder = $1 AND uid = ANY($2)",
             &[&id(t.from.folder.0)?, &wanted],
         )
@@ -217,7 +218,7 @@ async fn remove_moved(
     log_expunges(client, t.from.folder, &uids).await?;
     if !stays_in_mailbox {
         client
-            .execute(
+            .execute_cached(
                 "UPDATE mailboxes SET usage_bytes = greatest(usage_bytes - $2, 0) WHERE id = $1",
                 &[&id(t.from.mailbox.0)?, &id(bytes)?],
             )
