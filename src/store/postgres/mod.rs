@@ -174,9 +174,15 @@ impl PgStore {
     /// database as it would for sled's disk: bounded by the timeouts above. Never called
     /// from within `work` (one connection each, and the executor does not nest), nor on the
     /// backend's own runtime threads, which drive the connections.
+    ///
+    /// `unconstrained`: the pool's waits are tokio resources, which draw on the calling task's
+    /// cooperative budget. Once a task of the server's runtime has spent it (about 128 store
+    /// calls in one poll: a FETCH of many messages), such a resource answers Pending and defers
+    /// its wake-up to the end of that task's poll, which never comes while this thread waits
+    /// here: the node froze. Outside the budget, the wait ends when the database answers.
     fn block<T>(&self, work: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
         let _entered = self.inner.runtime.get().map(|r| r.enter());
-        futures_executor::block_on(work)
+        futures_executor::block_on(tokio::task::coop::unconstrained(work))
     }
 
     async fn client(&self) -> StoreResult<deadpool_postgres::Object> {

@@ -55,6 +55,32 @@ fn a_database_of_an_older_version_is_migrated() {
     assert_eq!(version, SCHEMA_VERSION);
 }
 
+/// Store calls made one after another within one poll of a task of the server's runtime (a
+/// FETCH of thousands of messages does so) all end: the node froze after about 128 of them
+/// while the calls drew on that task's cooperative budget (`PgStore::block`).
+#[test]
+fn many_store_calls_within_one_poll_of_a_server_task_all_end() {
+    let (_cluster, store, _dir) = fresh("budget");
+    let w = suite::world(&store);
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (done, ended) = std::sync::mpsc::channel();
+    let calls = store.clone();
+    server.spawn(async move {
+        for _ in 0..1000 {
+            calls.organization(w.acme.id).unwrap();
+        }
+        let _ = done.send(());
+    });
+    let ended = ended.recv_timeout(Duration::from_secs(120));
+    // A task stuck in its poll would hold up an orderly shutdown.
+    server.shutdown_background();
+    assert!(ended.is_ok(), "the store calls stopped answering");
+}
+
 /// A server-wide job is one node's while it keeps asking; once its holder stops (dies), the
 /// other node takes it at its first question after the hold ran out.
 #[test]
