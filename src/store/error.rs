@@ -64,6 +64,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// A transaction PostgreSQL rolled back to end a deadlock or a serialization conflict
+    /// with another: run again, it may well pass.
+    pub fn is_conflict(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        matches!(self, StoreError::Postgres(e) if e.code().is_some_and(|code| {
+            *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        }))
+    }
+
     /// A file the store refers to is not there (as opposed to one it could not read now).
     pub fn is_missing_file(&self) -> bool {
         matches!(self, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)

@@ -32,14 +32,11 @@ impl PgStore {
                 why: "the database already holds organizations: copy into an empty one".into(),
             });
         }
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            load_directory(&tx, dump).await?;
-            load_access(&tx, dump).await?;
-            load_mail(&tx, dump, read).await?;
-            load_server(&tx, dump).await?;
-            tx.commit().await?;
+        self.transaction(async |tx| {
+            load_directory(tx, dump).await?;
+            load_access(tx, dump).await?;
+            load_mail(tx, dump, read).await?;
+            load_server(tx, dump).await?;
             Ok(())
         })
     }

@@ -26,10 +26,8 @@ const MAILBOX_COLUMNS: &str =
 impl DirectoryStore for PgStore {
     fn create_organization(&self, name: &str, owner: UserId) -> StoreResult<Organization> {
         let name = non_empty("organization name", name)?;
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_user(&tx, owner, "FOR SHARE").await?;
+        self.transaction(async |tx| {
+            require_user(tx, owner, "FOR SHARE").await?;
             let row = tx
                 .query_one_cached(
                     "INSERT INTO organizations (id, name, created) VALUES (nextval('ids'), $1, $2) \
@@ -38,8 +36,7 @@ impl DirectoryStore for PgStore {
                 )
                 .await?;
             let org = organization(&row)?;
-            set_role(&tx, org.id, owner, Role::Owner).await?;
-            tx.commit().await?;
+            set_role(tx, org.id, owner, Role::Owner).await?;
             Ok(org)
         })
     }
@@ -61,15 +58,13 @@ impl DirectoryStore for PgStore {
     }
 
     fn set_operator(&self, user: UserId, operator: bool) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        self.transaction(async |tx| {
             // One change of the operators at a time, so that two nodes cannot each remove
             // one of the last two.
             tx.execute_cached("SELECT pg_advisory_xact_lock(hashtext('operators'))", &[])
                 .await?;
-            require_user(&tx, user, "FOR UPDATE").await?;
-            if !operator && operators(&tx).await? == [user] {
+            require_user(tx, user, "FOR UPDATE").await?;
+            if !operator && operators(tx).await? == [user] {
                 return Err(StoreError::LastOperator);
             }
             tx.execute_cached(
@@ -77,8 +72,8 @@ impl DirectoryStore for PgStore {
                 &[&id(user.0)?, &operator],
             )
             .await?;
-            self.tell_nodes(&tx, AccessChange::User(user)).await?;
-            Ok(tx.commit().await?)
+            self.tell_nodes(tx, AccessChange::User(user)).await?;
+            Ok(())
         })?;
         self.hub().publish_access(AccessChange::User(user));
         Ok(())
@@ -169,9 +164,7 @@ impl DirectoryStore for PgStore {
 
     fn remove_domain(&self, org: OrgId, name: &str) -> StoreResult<()> {
         let name = normalize_address(name);
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        self.transaction(async |tx| {
             let owner = tx
                 .query_opt_cached(
                     "SELECT org FROM domains WHERE name = $1 FOR UPDATE",
@@ -197,7 +190,7 @@ impl DirectoryStore for PgStore {
             // Its claim and DKIM keys go with it (ON DELETE CASCADE).
             tx.execute_cached("DELETE FROM domains WHERE name = $1", &[&name])
                 .await?;
-            Ok(tx.commit().await?)
+            Ok(())
         })
     }
 
@@ -208,15 +201,13 @@ impl DirectoryStore for PgStore {
     fn create_mailbox(&self, new: NewMailbox) -> StoreResult<Mailbox> {
         let address = valid_address(&new.address)?;
         let org = new.org;
-        let (mailbox, owned) = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            lock_address(&tx, &address).await?;
-            check_new_address(&tx, org, &address).await?;
+        let (mailbox, owned) = self.transaction(async |tx| {
+            lock_address(tx, &address).await?;
+            check_new_address(tx, org, &address).await?;
             // A user's login may be a mailbox's address only when she is a member of its
             // organization: it is her own mailbox, granted to her at once (see `login`).
-            let owner = match user_by_login(&tx, &address).await? {
-                Some(user) if role_in(&tx, org, user.id, "FOR SHARE").await?.is_some() => {
+            let owner = match user_by_login(tx, &address).await? {
+                Some(user) if role_in(tx, org, user.id, "FOR SHARE").await?.is_some() => {
                     Some(user.id)
                 }
                 Some(_) => return Err(StoreError::AddressIsLogin(address.clone())),
@@ -247,7 +238,7 @@ impl DirectoryStore for PgStore {
             )
             .await?;
             for (name, special_use) in STANDARD_FOLDERS {
-                super::folders::make_folder(&tx, created.id, name, special_use).await?;
+                super::folders::make_folder(tx, created.id, name, special_use).await?;
             }
             if let Some(user) = owner {
                 let own = NewGrant {
@@ -257,11 +248,9 @@ impl DirectoryStore for PgStore {
                     rights: Rights::ALL.without(Rights::of(&[Right::Administer])),
                     send: Some(SendMode::As),
                 };
-                super::grants::insert_grant(&tx, &own, Validity::default()).await?;
-                self.tell_nodes(&tx, AccessChange::Organization(org))
-                    .await?;
+                super::grants::insert_grant(tx, &own, Validity::default()).await?;
+                self.tell_nodes(tx, AccessChange::Organization(org)).await?;
             }
-            tx.commit().await?;
             Ok((created, owner.is_some()))
         })?;
         if owned {
@@ -299,10 +288,9 @@ impl DirectoryStore for PgStore {
         id: MailboxId,
         change: Box<dyn FnOnce(&mut Mailbox) + '_>,
     ) -> StoreResult<Mailbox> {
-        let (after, moved) = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let before = require_mailbox(&tx, id, "FOR UPDATE").await?;
+        // Once: the caller's change runs once.
+        let (after, moved) = self.transaction_once(async |tx| {
+            let before = require_mailbox(tx, id, "FOR UPDATE").await?;
             let mut after = before.clone();
             change(&mut after);
             let row = tx
@@ -322,9 +310,8 @@ impl DirectoryStore for PgStore {
                 .await?;
             let moved = after.password != before.password;
             if moved {
-                self.tell_nodes(&tx, AccessChange::Mailbox(id)).await?;
+                self.tell_nodes(tx, AccessChange::Mailbox(id)).await?;
             }
-            tx.commit().await?;
             Ok((mailbox(&row)?, moved))
         })?;
         if moved {
@@ -334,10 +321,8 @@ impl DirectoryStore for PgStore {
     }
 
     fn delete_mailbox(&self, id: MailboxId) -> StoreResult<()> {
-        let held = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_mailbox(&tx, id, "FOR UPDATE").await?;
+        let held = self.transaction(async |tx| {
+            require_mailbox(tx, id, "FOR UPDATE").await?;
             // The references its messages hold on their bytes go with them; bytes nothing
             // else holds go too.
             let held: Vec<Vec<u8>> = tx
@@ -361,8 +346,7 @@ impl DirectoryStore for PgStore {
                 &[&held],
             )
             .await?;
-            self.tell_nodes(&tx, AccessChange::Mailbox(id)).await?;
-            tx.commit().await?;
+            self.tell_nodes(tx, AccessChange::Mailbox(id)).await?;
             Ok(held)
         })?;
         self.forget_bodies(
@@ -436,16 +420,14 @@ impl DirectoryStore for PgStore {
     fn create_user(&self, new: NewUser) -> StoreResult<User> {
         let login = new.login.trim().to_string();
         let login_key = valid_address(&login)?;
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            lock_address(&tx, &login_key).await?;
-            if user_by_login(&tx, &login_key).await?.is_some() {
+        self.transaction(async |tx| {
+            lock_address(tx, &login_key).await?;
+            if user_by_login(tx, &login_key).await?.is_some() {
                 return Err(StoreError::LoginTaken(login.clone()));
             }
             // A login name must open exactly one thing: a mailbox's address only for the user
             // granted that mailbox as her own, never an alias's.
-            match resolve(&tx, &login_key).await? {
+            match resolve(tx, &login_key).await? {
                 None => {}
                 Some(AddressEntry::Mailbox(id)) if new.own_mailbox == Some(id) => {}
                 Some(_) => return Err(StoreError::LoginIsAddress(login.clone())),
@@ -468,7 +450,6 @@ impl DirectoryStore for PgStore {
                     ],
                 )
                 .await?;
-            tx.commit().await?;
             rows::user(&row)
         })
     }
@@ -490,10 +471,9 @@ impl DirectoryStore for PgStore {
         id: UserId,
         change: Box<dyn FnOnce(&mut User) + '_>,
     ) -> StoreResult<User> {
-        let (after, moved) = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let before = require_user(&tx, id, "FOR UPDATE").await?;
+        // Once: the caller's change runs once.
+        let (after, moved) = self.transaction_once(async |tx| {
+            let before = require_user(tx, id, "FOR UPDATE").await?;
             let mut after = before.clone();
             change(&mut after);
             let row = tx
@@ -514,9 +494,8 @@ impl DirectoryStore for PgStore {
                 .await?;
             let moved = after.password != before.password || after.disabled != before.disabled;
             if moved {
-                self.tell_nodes(&tx, AccessChange::User(id)).await?;
+                self.tell_nodes(tx, AccessChange::User(id)).await?;
             }
-            tx.commit().await?;
             Ok((rows::user(&row)?, moved))
         })?;
         if moved {
@@ -526,33 +505,29 @@ impl DirectoryStore for PgStore {
     }
 
     fn set_member(&self, org: OrgId, user: UserId, role: Role) -> StoreResult<Membership> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_org(&tx, org, "FOR UPDATE").await?;
-            require_user(&tx, user, "FOR SHARE").await?;
+        self.transaction(async |tx| {
+            require_org(tx, org, "FOR UPDATE").await?;
+            require_user(tx, user, "FOR SHARE").await?;
             if role != Role::Owner {
-                check_not_last_owner(&tx, org, user).await?;
+                check_not_last_owner(tx, org, user).await?;
             }
-            set_role(&tx, org, user, role).await?;
-            self.tell_nodes(&tx, AccessChange::User(user)).await?;
-            Ok(tx.commit().await?)
+            set_role(tx, org, user, role).await?;
+            self.tell_nodes(tx, AccessChange::User(user)).await?;
+            Ok(())
         })?;
         self.hub().publish_access(AccessChange::User(user));
         Ok(Membership { org, user, role })
     }
 
     fn remove_member(&self, org: OrgId, user: UserId) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_org(&tx, org, "FOR UPDATE").await?;
-            if role_in(&tx, org, user, "FOR UPDATE").await?.is_none() {
+        self.transaction(async |tx| {
+            require_org(tx, org, "FOR UPDATE").await?;
+            if role_in(tx, org, user, "FOR UPDATE").await?.is_none() {
                 return Err(StoreError::not_found(format!(
                     "member {user} of organization {org}"
                 )));
             }
-            check_not_last_owner(&tx, org, user).await?;
+            check_not_last_owner(tx, org, user).await?;
             let (org_id, user_id) = (id(org.0)?, id(user.0)?);
             let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&org_id, &user_id];
             tx.execute_cached(
@@ -571,8 +546,8 @@ impl DirectoryStore for PgStore {
                 &params,
             )
             .await?;
-            self.tell_nodes(&tx, AccessChange::User(user)).await?;
-            Ok(tx.commit().await?)
+            self.tell_nodes(tx, AccessChange::User(user)).await?;
+            Ok(())
         })?;
         self.hub().publish_access(AccessChange::User(user));
         Ok(())

@@ -41,11 +41,10 @@ impl ClaimStore for PgStore {
 impl DkimStore for PgStore {
     fn add_dkim_keys(&self, domain: &str, made: Vec<NewDkimKey>) -> StoreResult<Vec<DkimKey>> {
         let domain = normalize_address(domain);
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            lock_domain(&tx, &domain).await?;
-            let existing = secrets(&tx, &domain).await?;
+        // Once: the new keys are moved into the rows.
+        self.transaction_once(async |tx| {
+            lock_domain(tx, &domain).await?;
+            let existing = secrets(tx, &domain).await?;
             let existing: Vec<DkimKey> = existing.into_iter().map(|s| s.key).collect();
             let mut added = Vec::new();
             for secret in name_new_keys(&domain, &existing, made) {
@@ -67,7 +66,6 @@ impl DkimStore for PgStore {
                 .await?;
                 added.push(secret.key);
             }
-            tx.commit().await?;
             Ok(added)
         })
     }
@@ -79,11 +77,10 @@ impl DkimStore for PgStore {
 
     fn activate_dkim_key(&self, domain: &str, selector: &str) -> StoreResult<Vec<DkimKey>> {
         let domain = normalize_address(domain);
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            lock_domain(&tx, &domain).await?;
-            let mut keys: Vec<DkimKey> = secrets(&tx, &domain)
+        // Once: the new keys are moved into the rows.
+        self.transaction_once(async |tx| {
+            lock_domain(tx, &domain).await?;
+            let mut keys: Vec<DkimKey> = secrets(tx, &domain)
                 .await?
                 .into_iter()
                 .map(|s| s.key)
@@ -105,7 +102,6 @@ impl DkimStore for PgStore {
                 .await?;
                 keys[i].state = state;
             }
-            tx.commit().await?;
             Ok(keys)
         })
     }

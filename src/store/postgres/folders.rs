@@ -30,12 +30,9 @@ impl FolderStore for PgStore {
         special_use: Option<SpecialUse>,
     ) -> StoreResult<Folder> {
         let name = valid_folder_name(name)?;
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_mailbox(&tx, mailbox, "FOR SHARE").await?;
-            let folder = make_folder(&tx, mailbox, &name, special_use).await?;
-            tx.commit().await?;
+        self.transaction(async |tx| {
+            require_mailbox(tx, mailbox, "FOR SHARE").await?;
+            let folder = make_folder(tx, mailbox, &name, special_use).await?;
             Ok(folder)
         })
     }
@@ -64,9 +61,7 @@ impl FolderStore for PgStore {
     fn rename_folder(&self, mailbox: MailboxId, from: &str, to: &str) -> StoreResult<()> {
         let from = canonical_name(from);
         let to = valid_folder_name(to)?;
-        let moved = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        let moved = self.transaction(async |tx| {
             // All the mailbox's folders, held: a rename sees and moves a consistent tree.
             let folders = tx
                 .query_cached(
@@ -123,10 +118,9 @@ impl FolderStore for PgStore {
                 .await?;
             }
             for (folder, _) in &moved {
-                self.tell_folder(&tx, (mailbox, *folder), vec![FolderEvent::Gone])
+                self.tell_folder(tx, (mailbox, *folder), vec![FolderEvent::Gone])
                     .await?;
             }
-            tx.commit().await?;
             Ok(moved)
         })?;
         for (folder, _) in moved {

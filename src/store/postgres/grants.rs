@@ -25,10 +25,8 @@ const INVITATION_COLUMNS: &str = "token_hash, org, email, role, teams, grants, i
 impl GrantStore for PgStore {
     fn create_team(&self, org: OrgId, name: &str) -> StoreResult<Team> {
         let name = team_name(name)?;
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_org(&tx, org, "FOR SHARE").await?;
+        self.transaction(async |tx| {
+            require_org(tx, org, "FOR SHARE").await?;
             let row = tx
                 .query_one_cached(
                     "INSERT INTO teams (id, org, name) VALUES (nextval('ids'), $1, $2) \
@@ -36,7 +34,6 @@ impl GrantStore for PgStore {
                     &[&id(org.0)?, &name],
                 )
                 .await?;
-            tx.commit().await?;
             team(&row)
         })
     }
@@ -69,9 +66,7 @@ impl GrantStore for PgStore {
     }
 
     fn delete_team(&self, org: OrgId, team_id: TeamId) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        self.transaction(async |tx| {
             // Its member list and the grants it carried go with it (ON DELETE CASCADE).
             let deleted = tx
                 .execute_cached(
@@ -82,21 +77,18 @@ impl GrantStore for PgStore {
             if deleted == 0 {
                 return Err(StoreError::not_found(format!("team {team_id}")));
             }
-            self.tell_nodes(&tx, AccessChange::Organization(org))
-                .await?;
-            Ok(tx.commit().await?)
+            self.tell_nodes(tx, AccessChange::Organization(org)).await?;
+            Ok(())
         })?;
         self.hub().publish_access(AccessChange::Organization(org));
         Ok(())
     }
 
     fn add_team_member(&self, org: OrgId, team_id: TeamId, user: UserId) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_team(&tx, org, team_id).await?;
+        self.transaction(async |tx| {
+            require_team(tx, org, team_id).await?;
             // Held until commit: a removal from the organization waits, then removes this too.
-            if role_in(&tx, org, user, "FOR SHARE").await?.is_none() {
+            if role_in(tx, org, user, "FOR SHARE").await?.is_none() {
                 return Err(StoreError::WrongOrganization(format!("user {user}")));
             }
             tx.execute_cached(
@@ -104,25 +96,23 @@ impl GrantStore for PgStore {
                 &[&id(team_id.0)?, &id(user.0)?],
             )
             .await?;
-            self.tell_nodes(&tx, AccessChange::User(user)).await?;
-            Ok(tx.commit().await?)
+            self.tell_nodes(tx, AccessChange::User(user)).await?;
+            Ok(())
         })?;
         self.hub().publish_access(AccessChange::User(user));
         Ok(())
     }
 
     fn remove_team_member(&self, org: OrgId, team_id: TeamId, user: UserId) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_team(&tx, org, team_id).await?;
+        self.transaction(async |tx| {
+            require_team(tx, org, team_id).await?;
             tx.execute_cached(
                 "DELETE FROM team_members WHERE team = $1 AND user_id = $2",
                 &[&id(team_id.0)?, &id(user.0)?],
             )
             .await?;
-            self.tell_nodes(&tx, AccessChange::User(user)).await?;
-            Ok(tx.commit().await?)
+            self.tell_nodes(tx, AccessChange::User(user)).await?;
+            Ok(())
         })?;
         self.hub().publish_access(AccessChange::User(user));
         Ok(())
@@ -152,14 +142,11 @@ impl GrantStore for PgStore {
     }
 
     fn add_grant_within(&self, new: NewGrant, validity: Validity) -> StoreResult<Grant> {
-        let grant = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            check_grant_parts(&tx, &new).await?;
-            let grant = insert_grant(&tx, &new, validity).await?;
-            self.tell_nodes(&tx, AccessChange::Organization(grant.org))
+        let grant = self.transaction(async |tx| {
+            check_grant_parts(tx, &new).await?;
+            let grant = insert_grant(tx, &new, validity).await?;
+            self.tell_nodes(tx, AccessChange::Organization(grant.org))
                 .await?;
-            tx.commit().await?;
             Ok(grant)
         })?;
         self.hub()
@@ -186,9 +173,7 @@ impl GrantStore for PgStore {
     /// Every node runs this clock; the grants that ended are removed, and so returned for the
     /// audit log, by exactly one of them.
     fn grant_clock(&self, since: Millis, now: Millis) -> StoreResult<GrantClock> {
-        let (clock, touched) = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        let (clock, touched) = self.transaction(async |tx| {
             let ended = tx
                 .query_cached(
                     &format!(
@@ -219,10 +204,9 @@ impl GrantStore for PgStore {
                 touched.insert(OrgId(from_id(row.try_get(0)?, "organization")?));
             }
             for org in &touched {
-                self.tell_nodes(&tx, AccessChange::Organization(*org))
+                self.tell_nodes(tx, AccessChange::Organization(*org))
                     .await?;
             }
-            tx.commit().await?;
             Ok((GrantClock { ended, next }, touched))
         })?;
         for org in touched {
@@ -239,9 +223,7 @@ impl GrantStore for PgStore {
         send: Option<SendMode>,
     ) -> StoreResult<Grant> {
         let send = send.as_ref().map(word).transpose()?;
-        let updated = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        let updated = self.transaction(async |tx| {
             let row = tx
                 .query_opt_cached(
                     &format!(
@@ -257,9 +239,7 @@ impl GrantStore for PgStore {
                 )
                 .await?
                 .ok_or_else(|| StoreError::not_found(format!("grant {grant_id}")))?;
-            self.tell_nodes(&tx, AccessChange::Organization(org))
-                .await?;
-            tx.commit().await?;
+            self.tell_nodes(tx, AccessChange::Organization(org)).await?;
             grant(&row)
         })?;
         self.hub().publish_access(AccessChange::Organization(org));
@@ -267,9 +247,7 @@ impl GrantStore for PgStore {
     }
 
     fn remove_grant(&self, org: OrgId, grant_id: GrantId) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        self.transaction(async |tx| {
             let deleted = tx
                 .execute_cached(
                     "DELETE FROM grants WHERE org = $1 AND id = $2",
@@ -279,9 +257,8 @@ impl GrantStore for PgStore {
             if deleted == 0 {
                 return Err(StoreError::not_found(format!("grant {grant_id}")));
             }
-            self.tell_nodes(&tx, AccessChange::Organization(org))
-                .await?;
-            Ok(tx.commit().await?)
+            self.tell_nodes(tx, AccessChange::Organization(org)).await?;
+            Ok(())
         })?;
         self.hub().publish_access(AccessChange::Organization(org));
         Ok(())
@@ -368,12 +345,10 @@ impl GrantStore for PgStore {
     }
 
     fn create_invitation(&self, invitation: Invitation) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_org(&tx, invitation.org, "FOR SHARE").await?;
-            insert_invitation(&tx, &invitation).await?;
-            Ok(tx.commit().await?)
+        self.transaction(async |tx| {
+            require_org(tx, invitation.org, "FOR SHARE").await?;
+            insert_invitation(tx, &invitation).await?;
+            Ok(())
         })
     }
 
@@ -417,12 +392,10 @@ impl GrantStore for PgStore {
     }
 
     fn renew_invitation(&self, org: OrgId, old: &[u8; 32], renewed: Invitation) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            withdraw_invitation(&tx, org, old).await?;
-            insert_invitation(&tx, &renewed).await?;
-            Ok(tx.commit().await?)
+        self.transaction(async |tx| {
+            withdraw_invitation(tx, org, old).await?;
+            insert_invitation(tx, &renewed).await?;
+            Ok(())
         })
     }
 

@@ -47,10 +47,8 @@ impl LifecycleStore for PgStore {
     }
 
     fn resume_organization(&self, org: OrgId) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            require_org(&tx, org, "FOR UPDATE").await?;
+        self.transaction(async |tx| {
+            require_org(tx, org, "FOR UPDATE").await?;
             let due: Option<Millis> = tx
                 .query_one_cached(
                     "SELECT deletion_due FROM organizations WHERE id = $1",
@@ -70,9 +68,8 @@ impl LifecycleStore for PgStore {
                 &[&id(org.0)?],
             )
             .await?;
-            self.tell_nodes(&tx, AccessChange::Organization(org))
-                .await?;
-            Ok(tx.commit().await?)
+            self.tell_nodes(tx, AccessChange::Organization(org)).await?;
+            Ok(())
         })?;
         self.hub().publish_access(AccessChange::Organization(org));
         Ok(())
@@ -117,19 +114,16 @@ impl LifecycleStore for PgStore {
             self.delete_mailbox(mailbox.id)?;
         }
         let members = self.members(org)?;
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        self.transaction(async |tx| {
             // Its domains (with claims and DKIM keys), memberships, teams, grants,
             // partnerships, invitations and imports go with it (ON DELETE CASCADE).
             tx.execute_cached("DELETE FROM organizations WHERE id = $1", &[&id(org.0)?])
                 .await?;
-            self.tell_nodes(&tx, AccessChange::Organization(org))
-                .await?;
+            self.tell_nodes(tx, AccessChange::Organization(org)).await?;
             for m in &members {
-                self.tell_nodes(&tx, AccessChange::User(m.user)).await?;
+                self.tell_nodes(tx, AccessChange::User(m.user)).await?;
             }
-            Ok(tx.commit().await?)
+            Ok(())
         })?;
         self.hub().publish_access(AccessChange::Organization(org));
         for m in members {
@@ -150,10 +144,8 @@ impl LifecycleStore for PgStore {
 
 impl ImportStore for PgStore {
     fn create_import(&self, mailbox: MailboxId, source: ImportSource) -> StoreResult<Import> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let m = require_mailbox(&tx, mailbox, "FOR SHARE").await?;
+        self.transaction(async |tx| {
+            let m = require_mailbox(tx, mailbox, "FOR SHARE").await?;
             let import_id: i64 = tx
                 .query_one_cached("SELECT nextval('ids')", &[])
                 .await?
@@ -163,7 +155,7 @@ impl ImportStore for PgStore {
                 id: ImportId(super::rows::from_id(import_id, "import")?),
                 org: m.org,
                 mailbox,
-                source,
+                source: source.clone(),
                 state: ImportState::Running,
                 stopped_because: None,
                 created: now,
@@ -176,8 +168,7 @@ impl ImportStore for PgStore {
                 messages: 0,
                 bytes: 0,
             };
-            write_import(&tx, &import).await?;
-            tx.commit().await?;
+            write_import(tx, &import).await?;
             Ok(import)
         })
     }

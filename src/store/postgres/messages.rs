@@ -59,16 +59,14 @@ impl PgStore {
             };
             summaries.push(summary);
         }
-        let records = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            lock_targets(&tx, items).await?;
+        let records = self.transaction(async |tx| {
+            lock_targets(tx, items).await?;
             if let Some(import) = import {
-                super::lifecycle::write_import(&tx, import).await?;
+                super::lifecycle::write_import(tx, import).await?;
             }
             let mut records = Vec::new();
             for (((targets, raw, meta), summary), blob) in items.iter().zip(&summaries).zip(&ids) {
-                let blob = blobs::hold(&tx, *blob, raw, targets.len() as u64).await?;
+                let blob = blobs::hold(tx, *blob, raw, targets.len() as u64).await?;
                 if let Some(summary) = summary {
                     tx.execute_cached(
                         "UPDATE blobs SET summary = $2 WHERE id = $1 AND summary IS NULL",
@@ -81,15 +79,14 @@ impl PgStore {
                     ..meta.clone()
                 };
                 for &target in targets.iter() {
-                    let record = insert_record(&tx, target, raw.len() as u64, blob, &meta).await?;
+                    let record = insert_record(tx, target, raw.len() as u64, blob, &meta).await?;
                     records.push((target, record));
                 }
             }
             for (target, record) in &records {
                 let event = FolderEvent::Appended { uid: record.uid };
-                self.tell_folder(&tx, *target, vec![event]).await?;
+                self.tell_folder(tx, *target, vec![event]).await?;
             }
-            tx.commit().await?;
             Ok(records)
         })?;
         // Clients fetch new mail as it arrives: its bytes are at hand.

@@ -185,6 +185,45 @@ impl PgStore {
         futures_executor::block_on(tokio::task::coop::unconstrained(work))
     }
 
+    /// Runs `work` in one transaction and commits it. A deadlock or a serialization failure,
+    /// which PostgreSQL ends by rolling one of the transactions involved back, runs `work`
+    /// again from the start, up to three times in all: nothing of the failed run was kept,
+    /// and `work` (an `AsyncFn`) changes nothing outside the transaction.
+    fn transaction<T>(
+        &self,
+        work: impl AsyncFn(&deadpool_postgres::Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.block(async {
+            let mut attempt = 1;
+            loop {
+                match self.in_transaction(&work).await {
+                    Err(e) if attempt < 3 && e.is_conflict() => attempt += 1,
+                    other => return other,
+                }
+            }
+        })
+    }
+
+    /// [`PgStore::transaction`] for work that consumes what it is given (a caller's change
+    /// to a record), so cannot run twice: a conflict is the caller's error to report.
+    fn transaction_once<T>(
+        &self,
+        work: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        self.block(self.in_transaction(work))
+    }
+
+    async fn in_transaction<T>(
+        &self,
+        work: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let value = work(&tx).await?;
+        tx.commit().await?;
+        Ok(value)
+    }
+
     async fn client(&self) -> StoreResult<deadpool_postgres::Object> {
         Ok(self.inner.pool.get().await?)
     }

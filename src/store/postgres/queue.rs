@@ -28,12 +28,10 @@ impl QueueStore for PgStore {
         let by_domain = by_domain(recipients)?;
         let now = now_millis();
         let next_attempt = if hold == Hold::No { now } else { HELD };
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
-            let blob = blobs::hold(&tx, BlobId::of(raw), raw, by_domain.len() as u64).await?;
+        self.transaction(async |tx| {
+            let blob = blobs::hold(tx, BlobId::of(raw), raw, by_domain.len() as u64).await?;
             let mut entries = Vec::new();
-            for (domain, recipients) in by_domain {
+            for (domain, recipients) in by_domain.clone() {
                 let dsn = dsn.only_for(&recipients);
                 let row = tx
                     .query_one_cached(
@@ -66,15 +64,12 @@ impl QueueStore for PgStore {
                     dsn,
                 });
             }
-            tx.commit().await?;
             Ok(entries)
         })
     }
 
     fn release(&self, ids: &[QueueId]) -> StoreResult<()> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        self.transaction(async |tx| {
             for queued in ids {
                 let released = tx
                     .execute_cached(
@@ -94,15 +89,12 @@ impl QueueStore for PgStore {
                     });
                 }
             }
-            tx.commit().await?;
             Ok(())
         })
     }
 
     fn drop_held(&self, before: Millis) -> StoreResult<usize> {
-        self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        self.transaction(async |tx| {
             let dropped = tx
                 .query_cached(
                     "DELETE FROM queue WHERE held AND created < $1 RETURNING blob",
@@ -110,9 +102,8 @@ impl QueueStore for PgStore {
                 )
                 .await?;
             for row in &dropped {
-                blobs::release(&tx, &BlobId(hash32(row.try_get(0)?, "blob")?)).await?;
+                blobs::release(tx, &BlobId(hash32(row.try_get(0)?, "blob")?)).await?;
             }
-            tx.commit().await?;
             Ok(dropped.len())
         })
     }

@@ -81,6 +81,40 @@ fn many_store_calls_within_one_poll_of_a_server_task_all_end() {
     assert!(ended.is_ok(), "the store calls stopped answering");
 }
 
+/// Two transactions that lock the same rows in opposite orders deadlock; PostgreSQL rolls one
+/// back, and `PgStore::transaction` runs it again, so both succeed.
+#[test]
+fn a_transaction_rolled_back_to_end_a_deadlock_runs_again() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (_cluster, store, _dir) = fresh("deadlock");
+    sql(
+        &store,
+        "CREATE TABLE pair (id int PRIMARY KEY); INSERT INTO pair VALUES (1), (2)",
+    );
+    let both_hold_one = std::sync::Barrier::new(2);
+    let runs = [AtomicUsize::new(0), AtomicUsize::new(0)];
+    std::thread::scope(|s| {
+        for (side, (first, second)) in [(1, 2), (2, 1)].into_iter().enumerate() {
+            let (store, runs, both_hold_one) = (&store, &runs, &both_hold_one);
+            s.spawn(move || {
+                store
+                    .transaction(async |tx| {
+                        let lock = "SELECT id FROM pair WHERE id = $1 FOR UPDATE";
+                        tx.execute(lock, &[&first]).await?;
+                        if runs[side].fetch_add(1, Ordering::SeqCst) == 0 {
+                            both_hold_one.wait();
+                        }
+                        tx.execute(lock, &[&second]).await?;
+                        Ok(())
+                    })
+                    .unwrap()
+            });
+        }
+    });
+    let total = runs[0].load(Ordering::SeqCst) + runs[1].load(Ordering::SeqCst);
+    assert_eq!(total, 3, "the side rolled back ran once more");
+}
+
 /// A server-wide job is one node's while it keeps asking; once its holder stops (dies), the
 /// other node takes it at its first question after the hold ran out.
 #[test]

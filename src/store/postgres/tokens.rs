@@ -70,9 +70,7 @@ impl TokenStore for PgStore {
     }
 
     fn change_user_password(&self, user: UserId, password: PasswordHash) -> StoreResult<User> {
-        let record = self.block(async {
-            let mut client = self.client().await?;
-            let tx = client.transaction().await?;
+        let record = self.transaction(async |tx| {
             let row = tx
                 .query_opt_cached(
                     &format!(
@@ -89,8 +87,7 @@ impl TokenStore for PgStore {
                 &[&id(user.0)?],
             )
             .await?;
-            self.tell_nodes(&tx, AccessChange::User(user)).await?;
-            tx.commit().await?;
+            self.tell_nodes(tx, AccessChange::User(user)).await?;
             rows::user(&row)
         })?;
         self.hub().publish_access(AccessChange::User(user));
