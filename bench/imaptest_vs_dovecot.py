@@ -31,6 +31,9 @@ parser.add_argument("--postgres", action="store_true",
 parser.add_argument("--statements", action="store_true",
                     help="with --postgres: after each mailgate round, the statements PostgreSQL ran"
                          " most often and longest (pg_stat_statements)")
+parser.add_argument("--nodes", type=int, default=1,
+                    help="with --postgres: this many mailgate nodes on the one database, the clients"
+                         " split evenly between them (one imaptest each); their commands/s added up")
 ARGS = parser.parse_args()
 if not os.environ.get("IMAPTEST"):
     sys.exit("set IMAPTEST to the imaptest binary (bash ../shared/tools/imaptest/build.sh)")
@@ -81,8 +84,9 @@ def children_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def bench(port, out):
-    env = dict(os.environ, MODE="bench", BENCH_SECS=str(ARGS.secs), BENCH_CLIENTS=str(ARGS.clients),
+def bench(port, out, clients=None):
+    clients = clients or ARGS.clients
+    env = dict(os.environ, MODE="bench", BENCH_SECS=str(ARGS.secs), BENCH_CLIENTS=str(clients),
                BENCH_USERS=str(ARGS.users), BENCH_ARGS=ARGS.args, OUT=out)
     busy, client = busy_seconds(), children_cpu()
     result = subprocess.run(["bash", RUN, "127.0.0.1", str(port), "user%d@bench.example", PASSWORD],
@@ -105,6 +109,8 @@ def mailgate_round(workdir):
     if POSTGRES:
         url = common.fresh_database(POSTGRES, "imaptest")
         config += f'\n[store]\npostgres_url = "{url}"\n'
+    if ARGS.nodes > 1:
+        return nodes_round(workdir, config)
     proc, ports, password = common.start_server(workdir, config_text=config,
                                                 stderr=open(os.path.join(workdir, "server.log"), "w"))
     try:
@@ -117,6 +123,39 @@ def mailgate_round(workdir):
         return report
     finally:
         common.stop(proc)
+
+
+def nodes_round(workdir, config):
+    """ARGS.nodes mailgate processes on one database, an imaptest for each at once."""
+    import threading
+    procs, imap_ports = [], []
+    try:
+        for n in range(ARGS.nodes):
+            d = os.path.join(workdir, f"node{n}")
+            os.makedirs(d)
+            proc, ports, password = common.start_server(d, config_text=config,
+                                                        stderr=open(os.path.join(d, "server.log"), "w"))
+            procs.append(proc)
+            imap_ports.append(ports["imap (STARTTLS)"])
+            if n == 0:
+                common.imaptest_users(ports["admin (HTTP)"], password, ARGS.users, PASSWORD)
+        reports = [None] * ARGS.nodes
+        def run(n):
+            reports[n] = bench(imap_ports[n], os.path.join(workdir, f"results{n}"),
+                               max(1, ARGS.clients // ARGS.nodes))
+        threads = [threading.Thread(target=run, args=(n,)) for n in range(ARGS.nodes)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total = sum(commands_per_second(r or "") for r in reports)
+        per_node = ", ".join(f"{commands_per_second(r or ''):.1f}" for r in reports)
+        # The total first: it is the figure the round is counted by.
+        return (f"  nodes: {ARGS.nodes}, commands/s per node: {per_node}\n"
+                f"  all nodes: commands/s (all kinds): {total:.1f}\n" + "\n".join(filter(None, reports)))
+    finally:
+        for proc in procs:
+            common.stop(proc)
 
 
 STATEMENTS = """SELECT calls, round(total_exec_time) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms,
