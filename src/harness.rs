@@ -48,6 +48,14 @@ impl Harness {
         }
     }
 
+    /// The mailbox `ADDRESS` names.
+    pub fn mailbox(&self) -> crate::model::MailboxId {
+        match self.services.store.resolve_address(ADDRESS) {
+            Ok(Some(crate::store::AddressEntry::Mailbox(mailbox))) => mailbox,
+            other => panic!("the harness mailbox: {:?}", other.map(|_| ())),
+        }
+    }
+
     /// A session as if over TLS from 192.0.2.1.
     pub fn session(&self) -> Session {
         Session::new(

@@ -161,11 +161,7 @@ async fn selected_state_fetches_by_sequence_and_uid() {
 async fn sections_and_partial_ranges_of_a_large_message_are_exact() {
     let h = Harness::new();
     let store = &h.services.store;
-    let Some(crate::store::AddressEntry::Mailbox(mailbox)) =
-        store.resolve_address(ADDRESS).unwrap()
-    else {
-        panic!("the harness mailbox");
-    };
+    let mailbox = h.mailbox();
     let inbox = store.folder_by_name(mailbox, "inbox").unwrap().unwrap();
     let mut raw = b"Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nfirst part\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\n".to_vec();
     raw.extend(std::iter::repeat_n(b"QUJD", 10_000).flatten());

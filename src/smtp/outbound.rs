@@ -422,11 +422,7 @@ mod tests {
 
     fn last_in_inbox(h: &Harness) -> String {
         let store = &h.services.store;
-        let Some(crate::store::AddressEntry::Mailbox(mailbox)) =
-            store.resolve_address(ADDRESS).unwrap()
-        else {
-            panic!("the harness mailbox");
-        };
+        let mailbox = h.mailbox();
         let inbox = store.folder_by_name(mailbox, "INBOX").unwrap().unwrap();
         let messages = store.messages(mailbox, inbox.id).unwrap();
         let raw = store.read_message(&messages.last().unwrap().blob).unwrap();
@@ -517,11 +513,7 @@ mod tests {
             let h = Harness::with_config(|c| c.queue.give_up_after_seconds = give_up_after_seconds);
             let store = &h.services.store;
             // The sender's mailbox is full: the notice cannot be stored now.
-            let Some(crate::store::AddressEntry::Mailbox(mailbox)) =
-                store.resolve_address(ADDRESS).unwrap()
-            else {
-                panic!("the harness mailbox");
-            };
+            let mailbox = h.mailbox();
             store
                 .update_mailbox(mailbox, |m| m.quota_bytes = 1)
                 .unwrap();
