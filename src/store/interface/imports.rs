@@ -28,8 +28,9 @@ pub trait ImportStore {
         messages: &[(Vec<u8>, AppendMessage)],
     ) -> StoreResult<Vec<MessageRecord>>;
 
-    /// At start, before any import can run: one left running by a process that ended is
-    /// interrupted; one whose mailbox is gone is forgotten.
+    /// At start, before any import can run: one left running by this node's process that
+    /// ended is interrupted (never one another node sharing the store runs now); one whose
+    /// mailbox is gone is forgotten.
     fn interrupt_running_imports(&self) -> StoreResult<usize>;
 
     /// Forgets an import's record; the mail it moved stays.

@@ -373,7 +373,8 @@ async fn load_mail(tx: &impl GenericClient, d: &Dump, read: ReadBytes<'_>) -> St
         .await?;
     }
     for import in &d.imports {
-        write_import(tx, import).await?;
+        // No runner: the first node to start interrupts those that were running.
+        write_import(tx, import, None).await?;
     }
     Ok(())
 }

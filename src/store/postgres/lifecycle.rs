@@ -168,7 +168,7 @@ impl ImportStore for PgStore {
                 messages: 0,
                 bytes: 0,
             };
-            write_import(tx, &import).await?;
+            write_import(tx, &import, Some(self.inner.home)).await?;
             Ok(import)
         })
     }
@@ -197,7 +197,7 @@ impl ImportStore for PgStore {
     fn save_import(&self, record: &Import) -> StoreResult<()> {
         self.block(async {
             let client = self.client().await?;
-            write_import(&client, record).await
+            write_import(&client, record, Some(self.inner.home)).await
         })
     }
 
@@ -215,12 +215,17 @@ impl ImportStore for PgStore {
         self.store_messages(&items, Some(record))
     }
 
-    /// With several nodes, an import another node is running is interrupted too: that node's
-    /// next batch finds it so and stops, and the admin resumes it.
+    /// Only the imports this node ran (by its lasting name, `PgStore::home`) or that no node
+    /// claims (copied from sled): another node's are its own, running or not.
     fn interrupt_running_imports(&self) -> StoreResult<usize> {
+        let left = self.query(
+            "SELECT id FROM imports WHERE state = 'running' AND (runner IS NULL OR runner = $1)",
+            &[&self.inner.home],
+        )?;
         let mut n = 0;
-        for mut record in self.imports()? {
-            if record.state == ImportState::Running {
+        for row in &left {
+            let import_id = ImportId(super::rows::from_id(row.try_get(0)?, "import")?);
+            if let Some(mut record) = self.import(import_id)? {
                 record.interrupt("the server stopped during the import");
                 self.save_import(&record)?;
                 n += 1;
@@ -236,18 +241,24 @@ impl ImportStore for PgStore {
 }
 
 /// Writes an import's row as `record` has it; its mailbox must still be there.
-pub(super) async fn write_import(client: &impl GenericClient, record: &Import) -> StoreResult<()> {
+/// `runner`: the node that runs it (`PgStore::home`), none for a copied record.
+pub(super) async fn write_import(
+    client: &impl GenericClient,
+    record: &Import,
+    runner: Option<i64>,
+) -> StoreResult<()> {
     let written = client
         .execute_cached(
-            "INSERT INTO imports (id, org, mailbox, state, progress) \
-             SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = $3) \
-             ON CONFLICT (id) DO UPDATE SET state = $4, progress = $5",
+            "INSERT INTO imports (id, org, mailbox, state, progress, runner) \
+             SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM mailboxes WHERE id = $3) \
+             ON CONFLICT (id) DO UPDATE SET state = $4, progress = $5, runner = $6",
             &[
                 &id(record.id.0)?,
                 &id(record.org.0)?,
                 &id(record.mailbox.0)?,
                 &word(&record.state)?,
                 &json(record)?,
+                &runner,
             ],
         )
         .await?;

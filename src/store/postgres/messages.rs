@@ -62,7 +62,7 @@ impl PgStore {
         let records = self.transaction(async |tx| {
             lock_targets(tx, items).await?;
             if let Some(import) = import {
-                super::lifecycle::write_import(tx, import).await?;
+                super::lifecycle::write_import(tx, import, Some(self.inner.home)).await?;
             }
             let mut records = Vec::new();
             for (((targets, raw, meta), summary), blob) in items.iter().zip(&summaries).zip(&ids) {

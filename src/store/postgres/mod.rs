@@ -50,7 +50,10 @@ mod tests;
 /// The schema as first made (version 1), then each step to the next version, in order: a
 /// database at an older version is brought up to date at start, one at a newer refused.
 const SCHEMA: &str = include_str!("schema.sql");
-const MIGRATIONS: [&str; 1] = [include_str!("migrations/2.sql")];
+const MIGRATIONS: [&str; 2] = [
+    include_str!("migrations/2.sql"),
+    include_str!("migrations/3.sql"),
+];
 /// The schema this build reads and writes.
 const SCHEMA_VERSION: i32 = 1 + MIGRATIONS.len() as i32;
 /// Taken while the schema is made, so that nodes starting together make it once.
@@ -87,6 +90,9 @@ struct Inner {
     hub: Arc<Hub>,
     /// This node's name in its notices, so that it does not hear itself.
     node: u64,
+    /// This node's lasting name, kept in its data directory (`node-id`): the same after a
+    /// restart, so that a node finds the imports its last run left unfinished, and only those.
+    home: i64,
     /// Message bytes and what delivery parsed of them, kept in memory: both are named by
     /// their content (SHA-256), so a kept copy is never stale, and FETCH skips the database.
     bodies: moka::sync::Cache<super::BlobId, bytes::Bytes>,
@@ -104,6 +110,7 @@ impl PgStore {
     pub fn connect(url: &str, dir: &Path) -> StoreResult<PgStore> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         let lock = super::lock_data_dir(dir)?;
+        let home = node_home(dir)?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid {
             what: "PostgreSQL URL",
             why: format!("{e}"),
@@ -154,6 +161,7 @@ impl PgStore {
                 _lock: lock,
                 hub,
                 node,
+                home,
                 bodies: moka::sync::Cache::builder()
                     .max_capacity(BODY_CACHE_BYTES)
                     .weigher(|_, body: &bytes::Bytes| u32::try_from(body.len()).unwrap_or(u32::MAX))
@@ -324,6 +332,23 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// The node's lasting name from `dir/node-id`, made there on the first start.
+fn node_home(dir: &Path) -> StoreResult<i64> {
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("{} holds no node name", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let home: i64 = rand::random();
+            std::fs::write(&path, format!("{home}\n")).map_err(|e| StoreError::io(&path, e))?;
+            Ok(home)
+        }
+        Err(e) => Err(StoreError::io(&path, e)),
     }
 }
 

@@ -42,7 +42,8 @@ fn a_database_of_an_older_version_is_migrated() {
     let w = suite::world(&store);
     sql(
         &store,
-        "DROP TABLE job_leases; UPDATE schema_version SET version = 1",
+        "DROP TABLE job_leases; ALTER TABLE imports DROP COLUMN runner; \
+         UPDATE schema_version SET version = 1",
     );
     let upgraded = PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap();
     assert!(upgraded.hold_job("x", now_millis() + 1000).unwrap());
@@ -113,6 +114,29 @@ fn a_transaction_rolled_back_to_end_a_deadlock_runs_again() {
     });
     let total = runs[0].load(Ordering::SeqCst) + runs[1].load(Ordering::SeqCst);
     assert_eq!(total, 3, "the side rolled back ran once more");
+}
+
+/// A node that starts interrupts the imports its own last run left (found by the name it
+/// keeps in its data directory), never one another node is running.
+#[test]
+fn a_starting_node_interrupts_only_the_imports_its_last_run_left() {
+    use crate::store::{ImportSource, ImportState};
+    let cluster = TempCluster::start();
+    let url = cluster.new_database("imports");
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = PgStore::connect(&url, a_dir.path()).unwrap();
+    let w = suite::world(&a);
+    let m = suite::new_mailbox(&a, w.acme.id, "contact@acme.example");
+    let running = a.create_import(m.id, ImportSource::Mbox).unwrap();
+    let b = PgStore::connect(&url, b_dir.path()).unwrap();
+    assert_eq!(b.interrupt_running_imports().unwrap(), 0, "A's, not B's");
+    let state = |store: &PgStore| store.import(running.id).unwrap().unwrap().state;
+    assert_eq!(state(&b), ImportState::Running);
+    // A stops (its data directory's lock goes with it) and starts again.
+    drop(a);
+    let a_again = PgStore::connect(&url, a_dir.path()).unwrap();
+    assert_eq!(a_again.interrupt_running_imports().unwrap(), 1);
+    assert_eq!(state(&b), ImportState::Interrupted);
 }
 
 /// A server-wide job is one node's while it keeps asking; once its holder stops (dies), the
