@@ -147,8 +147,13 @@ def postgres_cluster(workdir, options=""):
     return f"postgres://mailgate@127.0.0.1:{port}", stop
 
 
+def psql(url, sql):
+    """What `psql` prints for `sql` on the database at `url`."""
+    return subprocess.run(["psql", url, "-q", "-c", sql], check=True, capture_output=True, text=True).stdout
+
+
 def fresh_database(base, name):
     """An empty database `name` on the cluster at `base`; its URL."""
     for sql in (f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"):
-        subprocess.run(["psql", f"{base}/postgres", "-q", "-c", sql], check=True)
+        psql(f"{base}/postgres", sql)
     return f"{base}/{name}"

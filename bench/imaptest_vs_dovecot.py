@@ -35,6 +35,10 @@ parser.add_argument("--nodes", type=int, default=1,
                     help="with --postgres: this many mailgate nodes on the one database, the clients"
                          " split evenly between them (one imaptest each); their commands/s added up")
 ARGS = parser.parse_args()
+if (ARGS.statements or ARGS.nodes > 1) and not ARGS.postgres:
+    sys.exit("--statements and --nodes need --postgres")
+if ARGS.statements and ARGS.nodes > 1:
+    sys.exit("--statements counts one node's round: not with --nodes")
 if not os.environ.get("IMAPTEST"):
     sys.exit("set IMAPTEST to the imaptest binary (bash ../shared/tools/imaptest/build.sh)")
 
@@ -116,10 +120,10 @@ def mailgate_round(workdir):
     try:
         common.imaptest_users(ports["admin (HTTP)"], password, ARGS.users, PASSWORD)
         if ARGS.statements:
-            psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
+            common.psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
         report = bench(ports["imap (STARTTLS)"], os.path.join(workdir, "results"))
         if ARGS.statements:
-            report += psql(url, STATEMENTS)
+            report += common.psql(url, STATEMENTS)
         return report
     finally:
         common.stop(proc)
@@ -163,8 +167,7 @@ STATEMENTS = """SELECT calls, round(total_exec_time) AS total_ms, round(mean_exe
   FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 30"""
 
 
-def psql(url, sql):
-    return subprocess.run(["psql", url, "-q", "-c", sql], check=True, capture_output=True, text=True).stdout
+
 
 
 def dovecot_round(workdir):

@@ -82,8 +82,7 @@ try:
               f" = {sent / elapsed:.0f} accepted and durable/s", flush=True)
 finally:
     for proc in procs:
-        proc.terminate()
-        proc.wait()
+        common.stop(proc)
     if stop_cluster:
         stop_cluster()
     shutil.rmtree(workdir, ignore_errors=True)

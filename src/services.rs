@@ -128,16 +128,13 @@ impl Services {
     pub async fn runs(&self, job: Job) -> bool {
         let store = self.store.clone();
         let until = crate::model::now_millis() + job.hold().as_millis() as crate::model::Millis;
-        match tokio::task::spawn_blocking(move || store.hold_job(job.name(), until)).await {
-            Ok(Ok(held)) => held,
-            Ok(Err(e)) => {
+        tokio::task::spawn_blocking(move || store.hold_job(job.name(), until))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|held| held.map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| {
                 tracing::error!(job = job.name(), error = %e, "asking who runs a job failed");
                 false
-            }
-            Err(e) => {
-                tracing::error!(job = job.name(), error = %e, "asking who runs a job failed");
-                false
-            }
-        }
+            })
     }
 }

@@ -9,7 +9,7 @@ mod common;
 mod postgres;
 
 use common::api::Api;
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use serde_json::json;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
@@ -115,19 +115,7 @@ async fn two_nodes_on_one_database_serve_the_same_mail_and_hear_each_others_chan
 /// The first owner's session on `node`, after the forced change of the initial password to
 /// "a new password 1".
 async fn first_owner_session(node: &common::TestServer, initial: &str) -> Api {
-    let mut api = Api {
-        client: Client::new(),
-        base: format!("http://{}", node.addr("admin (HTTP)")),
-        token: None,
-    };
-    let (status, session) = api
-        .post(
-            "/api/v1/session",
-            json!({"login": "owner@localhost", "password": initial}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{session}");
-    api.token = Some(session["token"].as_str().unwrap().to_string());
+    let api = Api::login(node, "owner@localhost", initial).await;
     let change = json!({"current_password": initial, "new_password": "a new password 1"});
     let (status, body) = api.post("/api/v1/me/password", change).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");

@@ -400,48 +400,48 @@ pub async fn remove_member(
 pub async fn keep_time(services: Arc<Services>, shutdown: tokio_util::sync::CancellationToken) {
     let mut since = now_millis();
     loop {
-        if !services.runs(crate::services::Job::GrantClock).await {
+        let next = if services.runs(crate::services::Job::GrantClock).await {
+            clock_round(&services, &mut since).await
+        } else {
             // Another node keeps the time; its notices reach this node's sessions.
             since = now_millis();
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-            continue;
-        }
-        let now = now_millis();
-        let store = services.store.clone();
-        let clock = tokio::task::spawn_blocking(move || store.grant_clock(since, now))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-        let next = match clock {
-            Ok(clock) => {
-                for grant in clock.ended {
-                    audit::entry("grant.expire", format!("grant {}", grant.id))
-                        .org(grant.org)
-                        .detail(format!(
-                            "{:?} on {:?}: {} send={:?}, valid until {:?}",
-                            grant.grantee,
-                            grant.target,
-                            grant.rights,
-                            grant.send,
-                            grant.validity.until
-                        ))
-                        .record(&services, None);
-                }
-                since = now;
-                clock.next
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "ending time-limited grants failed");
-                None
-            }
+            None
         };
         let wait = next.map_or(1000, |t| (t - now_millis()).clamp(0, 1000));
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+        }
+    }
+}
+
+/// One round of the grant clock from `since`: ends what is due, records it; the next time
+/// something starts or ends.
+async fn clock_round(services: &Services, since: &mut Millis) -> Option<Millis> {
+    let from = *since;
+    let now = now_millis();
+    let store = services.store.clone();
+    let clock = tokio::task::spawn_blocking(move || store.grant_clock(from, now))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    match clock {
+        Ok(clock) => {
+            for grant in clock.ended {
+                audit::entry("grant.expire", format!("grant {}", grant.id))
+                    .org(grant.org)
+                    .detail(format!(
+                        "{:?} on {:?}: {} send={:?}, valid until {:?}",
+                        grant.grantee, grant.target, grant.rights, grant.send, grant.validity.until
+                    ))
+                    .record(services, None);
+            }
+            *since = now;
+            clock.next
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ending time-limited grants failed");
+            None
         }
     }
 }

@@ -226,37 +226,44 @@ fn cancel_imports(services: &Services, org: OrgId) -> ApiResult<()> {
 /// mboxrd to `exports/org-<id>/` in the data directory; checked every few seconds.
 pub async fn keep_deletions(services: Arc<Services>, shutdown: CancellationToken) {
     // A deletion that failed (a full disk, say) is tried again later, not every check.
-    let mut retry_at: std::collections::HashMap<OrgId, std::time::Instant> = Default::default();
+    let mut retry_at: RetryAt = Default::default();
     loop {
-        if !services.runs(crate::services::Job::Deletions).await {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(DELETION_CHECK) => {}
-            }
-            continue;
-        }
-        let store = services.store.clone();
-        let due = tokio::task::spawn_blocking(move || due_deletions(&store)).await;
-        match due {
-            Ok(Ok(orgs)) => {
-                let now = std::time::Instant::now();
-                for org in orgs {
-                    if retry_at.get(&org).is_some_and(|at| *at > now) {
-                        continue;
-                    }
-                    if delete_now(&services, org).await {
-                        retry_at.remove(&org);
-                    } else {
-                        retry_at.insert(org, now + DELETION_RETRY);
-                    }
-                }
-            }
-            Ok(Err(e)) => tracing::error!(error = %e, "reading organization suspensions failed"),
-            Err(e) => tracing::error!(error = %e, "reading organization suspensions failed"),
+        if services.runs(crate::services::Job::Deletions).await {
+            deletion_round(&services, &mut retry_at).await;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(DELETION_CHECK) => {}
+        }
+    }
+}
+
+/// When each organization whose deletion failed is tried again.
+type RetryAt = std::collections::HashMap<OrgId, std::time::Instant>;
+
+/// Deletes the organizations due, but not those that failed within `DELETION_RETRY`.
+async fn deletion_round(services: &Arc<Services>, retry_at: &mut RetryAt) {
+    let store = services.store.clone();
+    let due = tokio::task::spawn_blocking(move || due_deletions(&store))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let orgs = match due {
+        Ok(orgs) => orgs,
+        Err(e) => {
+            tracing::error!(error = %e, "reading organization suspensions failed");
+            return;
+        }
+    };
+    let now = std::time::Instant::now();
+    for org in orgs {
+        if retry_at.get(&org).is_some_and(|at| *at > now) {
+            continue;
+        }
+        if delete_now(services, org).await {
+            retry_at.remove(&org);
+        } else {
+            retry_at.insert(org, now + DELETION_RETRY);
         }
     }
 }

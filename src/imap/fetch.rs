@@ -215,16 +215,7 @@ pub fn section_bytes(
     section: Option<&Section<'_>>,
     size: u32,
 ) -> Vec<u8> {
-    match span(summary, section, size) {
-        Span::Cut(range) => raw.slice(range).to_vec(),
-        Span::Fields { header, names, not } => {
-            let names: Vec<String> = names
-                .iter()
-                .map(|f| String::from_utf8_lossy(f.as_ref()).to_ascii_lowercase())
-                .collect();
-            header_fields(raw.slice(header), &names, not)
-        }
-    }
+    body_section(raw, summary, section, None, size).0
 }
 
 /// `BODY[section]<partial>`'s bytes and the origin it is echoed with.
@@ -232,16 +223,26 @@ pub fn body_section(
     raw: Window<'_>,
     summary: &MessageSummary,
     section: Option<&Section<'_>>,
-    partial_: Option<(u32, NonZeroU32)>,
+    cut: Option<(u32, NonZeroU32)>,
     size: u32,
 ) -> (Vec<u8>, String) {
-    match span(summary, section, size) {
-        Span::Cut(range) => {
-            let origin = partial_.map_or(String::new(), |(o, _)| format!("<{o}>"));
-            (raw.slice(within(range, partial_)).to_vec(), origin)
+    let bytes = match span(summary, section, size) {
+        Span::Cut(range) => raw.slice(within(range, cut)).to_vec(),
+        Span::Fields { header, names, not } => {
+            let names: Vec<String> = names
+                .iter()
+                .map(|f| String::from_utf8_lossy(f.as_ref()).to_ascii_lowercase())
+                .collect();
+            let fields = header_fields(raw.slice(header), &names, not);
+            return partial(fields, cut);
         }
-        Span::Fields { .. } => partial(section_bytes(raw, summary, section, size), partial_),
-    }
+    };
+    (bytes, origin(cut))
+}
+
+/// How a partial FETCH's answer names its origin: `<origin>`, or nothing.
+fn origin(cut: Option<(u32, NonZeroU32)>) -> String {
+    cut.map_or(String::new(), |(o, _)| format!("<{o}>"))
 }
 
 /// The one range of a message of `size` bytes that holds what `items` need of its bytes
@@ -339,15 +340,11 @@ pub fn section_name(section: Option<&Section<'_>>) -> String {
 }
 
 /// Applies `<origin.count>` (RFC 3501 §6.4.5).
-pub fn partial(bytes: Vec<u8>, partial: Option<(u32, NonZeroU32)>) -> (Vec<u8>, String) {
-    match partial {
-        None => (bytes, String::new()),
-        Some((origin, count)) => {
-            let start = (origin as usize).min(bytes.len());
-            let end = start.saturating_add(count.get() as usize).min(bytes.len());
-            (bytes[start..end].to_vec(), format!("<{origin}>"))
-        }
-    }
+pub fn partial(bytes: Vec<u8>, cut: Option<(u32, NonZeroU32)>) -> (Vec<u8>, String) {
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    let range = within(0..len, cut);
+    let kept = bytes[range.start as usize..range.end as usize].to_vec();
+    (kept, origin(cut))
 }
 
 /// A part whose Content-Transfer-Encoding the server cannot undo (RFC 3516 §4.3,

@@ -263,26 +263,24 @@ async fn attempt(services: &Services, mut entry: QueueEntry, lease: Lease) {
     }
     // What the remote servers took is written down before anything else is sent (reports,
     // bounces), so that a node dying meanwhile leaves only the rest to the next.
-    let mut lease = Some(lease);
-    let left = failed.len() + retry.len();
-    if left == 0 {
-        if let Some(lease) = lease.take() {
-            finish(services, entry.clone(), lease, Vec::new()).await;
-        }
-    } else if left < entry.recipients.len() {
-        let still: Vec<_> = failed.iter().chain(&retry).cloned().collect();
-        if let Some(held) = &lease
-            && !record_progress(services, &entry, held, still).await
-        {
-            lease = None;
-        }
-    }
+    let still: Vec<_> = failed.iter().chain(&retry).cloned().collect();
+    // Whether this attempt still has its entry to finish.
+    let go_on = if still.is_empty() {
+        finish(services, entry.clone(), lease, Vec::new()).await;
+        false
+    } else if still.len() < entry.recipients.len() {
+        record_progress(services, &entry, &lease, still).await
+    } else {
+        true
+    };
     if !relayed.is_empty()
         && let Err(e) = super::dsn::report(services, &Reported::of(&entry, &raw), relayed).await
     {
         tracing::error!(queue = %entry.id, error = %e, "the success report could not be sent");
     }
-    let Some(lease) = lease else { return };
+    if !go_on {
+        return;
+    }
     if !failed.is_empty()
         && let Err(e) = super::dsn::bounce(services, &entry, &raw, &failed).await
     {

@@ -156,21 +156,7 @@ async fn load_directory(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
             .await?;
         }
         for secret in keys {
-            let key = &secret.key;
-            tx.execute_cached(
-                "INSERT INTO dkim_keys (domain, selector, algorithm, state, created, \
-                 public_key, private_der) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &key.domain,
-                    &key.selector,
-                    &word(&key.algorithm)?,
-                    &word(&key.state)?,
-                    &key.created,
-                    &key.public_key,
-                    &secret.private_der,
-                ],
-            )
-            .await?;
+            super::dkim::insert_key(tx, secret).await?;
         }
     }
     for (mailbox, usage) in &d.mailboxes {
@@ -277,26 +263,7 @@ async fn load_access(tx: &impl GenericClient, d: &Dump) -> StoreResult<()> {
         }
     }
     for i in &d.invitations {
-        let teams: Vec<i64> = i
-            .teams
-            .iter()
-            .map(|t| id(t.0))
-            .collect::<StoreResult<_>>()?;
-        tx.execute_cached(
-            "INSERT INTO invitations (token_hash, org, email, role, teams, grants, invited_by, \
-             expires) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            &[
-                &i.token_hash.as_slice(),
-                &id(i.org.0)?,
-                &i.email,
-                &word(&i.role)?,
-                &teams,
-                &json(&i.grants)?,
-                &id(i.invited_by.0)?,
-                &i.expires,
-            ],
-        )
-        .await?;
+        super::grants::insert_invitation(tx, i).await?;
     }
     for t in &d.tokens {
         let name = match &t.kind {

@@ -48,22 +48,7 @@ impl DkimStore for PgStore {
             let existing: Vec<DkimKey> = existing.into_iter().map(|s| s.key).collect();
             let mut added = Vec::new();
             for secret in name_new_keys(&domain, &existing, made) {
-                let key = &secret.key;
-                tx.execute_cached(
-                    &format!(
-                        "INSERT INTO dkim_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                    ),
-                    &[
-                        &key.domain,
-                        &key.selector,
-                        &word(&key.algorithm)?,
-                        &word(&key.state)?,
-                        &key.created,
-                        &key.public_key,
-                        &secret.private_der,
-                    ],
-                )
-                .await?;
+                insert_key(tx, &secret).await?;
                 added.push(secret.key);
             }
             Ok(added)
@@ -146,6 +131,29 @@ async fn lock_domain(client: &impl GenericClient, domain: &str) -> StoreResult<(
         )
         .await?
         .ok_or_else(|| StoreError::not_found(format!("domain {domain}")))?;
+    Ok(())
+}
+
+/// Writes one DKIM key with its private half.
+pub(super) async fn insert_key(
+    client: &impl GenericClient,
+    secret: &DkimSecret,
+) -> StoreResult<()> {
+    let key = &secret.key;
+    client
+        .execute_cached(
+            &format!("INSERT INTO dkim_keys ({KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"),
+            &[
+                &key.domain,
+                &key.selector,
+                &word(&key.algorithm)?,
+                &word(&key.state)?,
+                &key.created,
+                &key.public_key,
+                &secret.private_der,
+            ],
+        )
+        .await?;
     Ok(())
 }
 

@@ -628,7 +628,8 @@ async fn set_scope(
     Ok(())
 }
 
-async fn insert_invitation(
+/// Writes `invitation` (over one with the same token, if any).
+pub(super) async fn insert_invitation(
     client: &impl GenericClient,
     invitation: &Invitation,
 ) -> StoreResult<()> {

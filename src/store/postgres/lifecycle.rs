@@ -219,19 +219,16 @@ impl ImportStore for PgStore {
     /// claims (copied from sled): another node's are its own, running or not.
     fn interrupt_running_imports(&self) -> StoreResult<usize> {
         let left = self.query(
-            "SELECT id FROM imports WHERE state = 'running' AND (runner IS NULL OR runner = $1)",
+            "SELECT progress FROM imports \
+             WHERE state = 'running' AND (runner IS NULL OR runner = $1)",
             &[&self.inner.home],
         )?;
-        let mut n = 0;
         for row in &left {
-            let import_id = ImportId(super::rows::from_id(row.try_get(0)?, "import")?);
-            if let Some(mut record) = self.import(import_id)? {
-                record.interrupt("the server stopped during the import");
-                self.save_import(&record)?;
-                n += 1;
-            }
+            let mut record = import(row)?;
+            record.interrupt("the server stopped during the import");
+            self.save_import(&record)?;
         }
-        Ok(n)
+        Ok(left.len())
     }
 
     fn delete_import(&self, import_id: ImportId) -> StoreResult<()> {

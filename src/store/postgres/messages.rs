@@ -91,7 +91,9 @@ impl PgStore {
         })?;
         // Clients fetch new mail as it arrives: its bytes are at hand.
         for ((_, raw, _), blob) in items.iter().zip(ids) {
-            self.keep_body(blob, &bytes::Bytes::copy_from_slice(raw));
+            if fits_body_cache(raw.len()) {
+                self.keep_body(blob, &bytes::Bytes::copy_from_slice(raw));
+            }
         }
         for ((mailbox, folder), record) in &records {
             let event = FolderEvent::Appended { uid: record.uid };
@@ -197,7 +199,7 @@ impl PgStore {
     }
 
     fn keep_body(&self, blob: BlobId, body: &bytes::Bytes) {
-        if (body.len() as u64) <= super::BODY_CACHE_BYTES / 16 {
+        if fits_body_cache(body.len()) {
             self.inner.bodies.insert(blob, body.clone());
         }
     }
@@ -394,22 +396,16 @@ pub(super) async fn lock_mailboxes(
 /// Holds the rows of every mailbox and folder `items` go to, mailboxes first, each kind in
 /// id order (see `lock_mailboxes`).
 async fn lock_targets(client: &impl GenericClient, items: &[NewMessage<'_>]) -> StoreResult<()> {
-    let mut mailboxes = BTreeSet::new();
+    let mut mailboxes = Vec::new();
     let mut folders = BTreeSet::new();
     for (targets, _, _) in items {
         for (mailbox, folder) in targets.iter() {
-            mailboxes.insert(id(mailbox.0)?);
+            mailboxes.push(*mailbox);
             folders.insert(id(folder.0)?);
         }
     }
-    let mailboxes: Vec<i64> = mailboxes.into_iter().collect();
+    lock_mailboxes(client, &mailboxes).await?;
     let folders: Vec<i64> = folders.into_iter().collect();
-    client
-        .execute_cached(
-            "SELECT 1 FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-            &[&mailboxes],
-        )
-        .await?;
     client
         .execute_cached(
             "SELECT 1 FROM folders WHERE id = ANY($1) ORDER BY id FOR UPDATE",
@@ -658,4 +654,9 @@ pub(super) fn blob_ids(rows: &[Row]) -> StoreResult<Vec<BlobId>> {
 /// A UID column's value.
 pub(super) fn uid(value: i64) -> StoreResult<u32> {
     u32::try_from(value).map_err(|_| StoreError::Corrupt(format!("uid {value}")))
+}
+
+/// Whether a body of `len` bytes is kept in the node's memory: none over a sixteenth of it.
+fn fits_body_cache(len: usize) -> bool {
+    len as u64 <= super::BODY_CACHE_BYTES / 16
 }

@@ -50,9 +50,10 @@ mod tests;
 /// The schema as first made (version 1), then each step to the next version, in order: a
 /// database at an older version is brought up to date at start, one at a newer refused.
 const SCHEMA: &str = include_str!("schema.sql");
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     include_str!("migrations/2.sql"),
     include_str!("migrations/3.sql"),
+    include_str!("migrations/4.sql"),
 ];
 /// The schema this build reads and writes.
 const SCHEMA_VERSION: i32 = 1 + MIGRATIONS.len() as i32;

@@ -275,7 +275,7 @@ CREATE TABLE queue (
     reasons text[] NOT NULL,
     dsn jsonb NOT NULL,
     held boolean NOT NULL,
-    lease_token bigint,
+    lease_token uuid,
     lease_until bigint
 );
 CREATE INDEX queue_due ON queue (next_attempt) WHERE NOT held;

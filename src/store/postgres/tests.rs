@@ -43,6 +43,7 @@ fn a_database_of_an_older_version_is_migrated() {
     sql(
         &store,
         "DROP TABLE job_leases; ALTER TABLE imports DROP COLUMN runner; \
+         ALTER TABLE queue ALTER COLUMN lease_token TYPE uuid USING NULL; \
          UPDATE schema_version SET version = 1",
     );
     let upgraded = PgStore::connect(&url, tempfile::tempdir().unwrap().path()).unwrap();
