@@ -26,8 +26,6 @@ pub struct Services {
     pub tls: TlsAcceptor,
     /// The certificates `tls` presents, replaced as they are renewed.
     pub certificates: std::sync::Arc<crate::tls::Certificates>,
-    /// The ACME client's pending challenges (answered by the admin listener) and wake-up.
-    pub acme: crate::tls::acme::Acme,
     /// The outbound queue's TLS client configurations.
     pub outbound_tls: crate::tls::OutboundTls,
     pub passwords: Verifier,
@@ -48,6 +46,8 @@ pub struct Services {
     pub outbound_pool: crate::smtp::client::Pool,
     /// The DKIM private keys, parsed once.
     pub dkim_keys: crate::dkim::KeyCache,
+    /// The server-wide jobs this node holds, and until when (`Services::runs`).
+    held_jobs: std::sync::Mutex<std::collections::HashMap<Job, crate::model::Millis>>,
 }
 
 impl Services {
@@ -68,7 +68,6 @@ impl Services {
             store,
             tls,
             certificates,
-            acme: crate::tls::acme::Acme::default(),
             outbound_tls,
             passwords,
             queue_wake: tokio::sync::Notify::new(),
@@ -80,13 +79,14 @@ impl Services {
             filter,
             outbound_pool: crate::smtp::client::Pool::default(),
             dkim_keys: crate::dkim::KeyCache::default(),
+            held_jobs: Default::default(),
         })
     }
 }
 
 /// The server-wide periodic jobs that one node at a time runs, when several share a store
 /// (`ServerStore::hold_job`); with one node, that node runs them all.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Job {
     /// Ordering and renewing ACME certificates: two nodes ordering at once would each
     /// answer challenges the other's order is judged by, and spend the authority's limits.
@@ -123,18 +123,40 @@ impl Job {
 }
 
 impl Services {
-    /// Whether this node runs `job` now. A store that cannot answer says no: the job waits for
-    /// the next round rather than run on two nodes at once.
+    /// Whether this node runs `job` now. The store is asked again once half the hold is gone
+    /// (not at every round: a write per node per second for the grant clock), which keeps
+    /// the job for as long as the node lives. A store that cannot answer says no: the job
+    /// waits for the next round rather than run on two nodes at once.
     pub async fn runs(&self, job: Job) -> bool {
+        let now = crate::model::now_millis();
+        let hold = job.hold().as_millis() as crate::model::Millis;
+        if self
+            .held_jobs()
+            .get(&job)
+            .is_some_and(|until| until - now > hold / 2)
+        {
+            return true;
+        }
         let store = self.store.clone();
-        let until = crate::model::now_millis() + job.hold().as_millis() as crate::model::Millis;
-        tokio::task::spawn_blocking(move || store.hold_job(job.name(), until))
+        let until = now + hold;
+        let held = tokio::task::spawn_blocking(move || store.hold_job(job.name(), until))
             .await
             .map_err(|e| e.to_string())
             .and_then(|held| held.map_err(|e| e.to_string()))
             .unwrap_or_else(|e| {
                 tracing::error!(job = job.name(), error = %e, "asking who runs a job failed");
                 false
-            })
+            });
+        match held {
+            true => self.held_jobs().insert(job, until),
+            false => self.held_jobs().remove(&job),
+        };
+        held
+    }
+
+    fn held_jobs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Job, crate::model::Millis>> {
+        self.held_jobs.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

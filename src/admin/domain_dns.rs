@@ -93,7 +93,7 @@ pub async fn verify(
         }
     }
     services.store.mark_domain_verified(&domain.name)?;
-    services.acme.wake.notify_one();
+    crate::tls::acme::announce(&services);
     audit::entry("domain.verify", &domain.name)
         .org(org)
         .actor(caller.actor())

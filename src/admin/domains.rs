@@ -97,7 +97,7 @@ pub async fn create(
         tracing::error!(domain = %domain.name, error = %e, "making DKIM keys failed");
     }
     // A domain that takes mail at once (no ownership check) wants its certificates now.
-    services.acme.wake.notify_one();
+    crate::tls::acme::announce(&services);
     Ok((
         StatusCode::CREATED,
         Json(DomainView::of(&services, domain)?),

@@ -142,7 +142,12 @@ async fn acme_challenge(
     axum::extract::State(services): axum::extract::State<Arc<Services>>,
     axum::extract::Path(token): axum::extract::Path<String>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), ApiError> {
-    let answer = services.acme.key_authorization(&services.store, &token);
+    let store = services.store.clone();
+    let answer =
+        tokio::task::spawn_blocking(move || crate::tls::acme::key_authorization(&store, &token))
+            .await
+            .ok()
+            .flatten();
     let answer = answer.ok_or_else(|| ApiError::NotFound("no such ACME challenge".into()))?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],

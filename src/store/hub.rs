@@ -43,9 +43,23 @@ pub enum AccessChange {
     Anything,
 }
 
+/// Something server-wide changed that a node's own jobs act on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerChange {
+    /// The names that need certificates (a domain added or verified), or the certificates
+    /// kept (one obtained or renewed): the ACME client looks again, and whichever node orders,
+    /// every node serves what was obtained.
+    Certificates,
+}
+
+/// Backlog of server-wide changes; one that falls behind looks again all the same.
+const SERVER_BACKLOG: usize = 16;
+
 pub struct Hub {
     folders: Mutex<HashMap<(MailboxId, FolderId), broadcast::Sender<FolderEvent>>>,
     access: broadcast::Sender<AccessChange>,
+    server: broadcast::Sender<ServerChange>,
 }
 
 impl Default for Hub {
@@ -53,6 +67,7 @@ impl Default for Hub {
         Hub {
             folders: Mutex::new(HashMap::new()),
             access: broadcast::channel(ACCESS_BACKLOG).0,
+            server: broadcast::channel(SERVER_BACKLOG).0,
         }
     }
 }
@@ -94,6 +109,14 @@ impl Hub {
 
     pub fn publish_access(&self, change: AccessChange) {
         let _ = self.access.send(change);
+    }
+
+    pub fn subscribe_server(&self) -> broadcast::Receiver<ServerChange> {
+        self.server.subscribe()
+    }
+
+    pub fn publish_server(&self, change: ServerChange) {
+        let _ = self.server.send(change);
     }
 }
 

@@ -46,7 +46,7 @@ pub use folders::{
     AppendMessage, Flags, Folder, MessageRecord, STANDARD_FOLDERS, SpecialUse, Subscriber,
 };
 pub use grants::GrantClock;
-pub use hub::{AccessChange, FolderEvent, Hub};
+pub use hub::{AccessChange, FolderEvent, Hub, ServerChange};
 pub use imports::{FolderProgress, Import, ImportFailure, ImportSource, ImportState, SourceTls};
 pub use interface::*;
 pub use queue::{Hold, Lease, QueueEntry, QueueId};
@@ -239,6 +239,11 @@ impl ServerStore for SledStore {
 
     fn hold_job(&self, _name: &str, _until: crate::model::Millis) -> StoreResult<bool> {
         Ok(true)
+    }
+
+    fn announce(&self, change: ServerChange) -> StoreResult<()> {
+        self.hub().publish_server(change);
+        Ok(())
     }
 }
 

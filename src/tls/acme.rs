@@ -15,7 +15,6 @@ use instant_acme::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -55,21 +54,9 @@ const ORDER_TIMEOUT: Duration = Duration::from_secs(90);
 /// How long one order may take in all (each request of it included: a server that stops
 /// answering must not hold up the renewals for good).
 const ORDER_LIMIT: Duration = Duration::from_secs(300);
-/// How soon a node looks again for what another node did: the certificates it obtained, the
-/// domains verified through it.
-const OTHER_NODE_ORDERS: Duration = Duration::from_secs(10 * 60);
 
-/// What the ACME client shares with the admin listener, which answers the HTTP-01
-/// challenges, and with the admin API, which wakes it when a domain becomes verified.
-#[derive(Default)]
-pub struct Acme {
-    /// Token → key authorization, for the challenges this node's orders are validated by now.
-    challenges: Mutex<HashMap<String, String>>,
-    pub wake: tokio::sync::Notify,
-}
-
-/// Where a pending challenge's answer is kept in the store, for the other nodes: behind a
-/// balancer, the authority's request may reach any of them.
+/// Where a pending challenge's answer is kept in the store: behind a balancer, the
+/// authority's request may reach any node, not only the one whose order it validates.
 fn challenge_secret(token: &str) -> String {
     format!("acme-challenge/{token}")
 }
@@ -83,42 +70,31 @@ fn well_formed(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-impl Acme {
-    /// The answer to the HTTP-01 challenge `token` (RFC 8555 §8.3), while it is pending: one
-    /// of this node's orders, or another node's, kept in the store while its order runs.
-    pub fn key_authorization(&self, store: &Store, token: &str) -> Option<String> {
-        let local = self.lock().get(token).cloned();
-        if local.is_some() || !well_formed(token) {
-            return local;
-        }
-        match store.secret(&challenge_secret(token)) {
-            Ok(answer) => answer.and_then(|a| String::from_utf8(a).ok()),
-            Err(e) => {
-                tracing::error!(error = %e, "reading an ACME challenge's answer failed");
-                None
-            }
+/// The answer to the HTTP-01 challenge `token` (RFC 8555 §8.3), while its order (this
+/// node's or another's) runs.
+pub fn key_authorization(store: &Store, token: &str) -> Option<String> {
+    if !well_formed(token) {
+        return None;
+    }
+    match store.secret(&challenge_secret(token)) {
+        Ok(answer) => answer.and_then(|a| String::from_utf8(a).ok()),
+        Err(e) => {
+            tracing::error!(error = %e, "reading an ACME challenge's answer failed");
+            None
         }
     }
+}
 
-    fn answer(&self, store: &Store, token: String, key_authorization: String) {
-        if let Err(e) = store.set_secret(&challenge_secret(&token), key_authorization.as_bytes()) {
-            tracing::warn!(error = %e, "keeping an ACME challenge's answer for the other nodes failed");
+/// Keeps the answer to a challenge of this node's order, for whichever node is asked.
+fn answer(store: &Store, token: &str, key_authorization: &str) -> Result<(), AcmeError> {
+    Ok(store.set_secret(&challenge_secret(token), key_authorization.as_bytes())?)
+}
+
+fn forget(store: &Store, tokens: &[String]) {
+    for token in tokens {
+        if let Err(e) = store.remove_secret(&challenge_secret(token)) {
+            tracing::warn!(error = %e, "removing an ACME challenge's answer failed");
         }
-        self.lock().insert(token, key_authorization);
-    }
-
-    fn forget(&self, store: &Store, tokens: &[String]) {
-        let mut challenges = self.lock();
-        for token in tokens {
-            challenges.remove(token);
-            if let Err(e) = store.remove_secret(&challenge_secret(token)) {
-                tracing::warn!(error = %e, "removing an ACME challenge's answer failed");
-            }
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
-        self.challenges.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -247,8 +223,9 @@ impl Client {
             }
             // Asked before each order, which renews the hold for as long as it may take.
             if !services.runs(Job::AcmeOrders).await {
-                // Another node orders; what it obtains is served from the store.
-                return usual.min(OTHER_NODE_ORDERS);
+                // Another node orders, and announces what it obtains. Should it die, its hold
+                // runs out: this node looks again then, to order in its place.
+                return usual.min(Job::AcmeOrders.hold());
             }
             let order = tokio::time::timeout(ORDER_LIMIT, self.obtain(services, &names));
             let obtained = order.await.unwrap_or(Err(AcmeError::TimedOut));
@@ -262,6 +239,7 @@ impl Client {
                     }
                     serve(services, &group.key, &certificate);
                     stored.insert(group.key.clone(), certificate);
+                    announce(services);
                 }
                 Err(e) => {
                     tracing::warn!(names = %names.join(" "), error = %e, "obtaining an ACME certificate failed; retrying in an hour");
@@ -273,9 +251,6 @@ impl Client {
         if failed {
             return RETRY_AFTER_FAILURE;
         }
-        // A domain verified through another node wakes that node, not this one: it is
-        // ordered here at the next round.
-        let usual = usual.min(OTHER_NODE_ORDERS);
         let next_renewal = stored.values().map(Stored::renew_at).min();
         next_renewal.map_or(usual, |at| {
             let wait = at - chrono::Utc::now().timestamp();
@@ -314,17 +289,19 @@ impl Client {
                 let mut challenge = authorization
                     .challenge(ChallengeType::Http01)
                     .ok_or_else(|| AcmeError::NoHttpChallenge(name))?;
-                let answer = challenge.key_authorization().as_str().to_string();
-                services
-                    .acme
-                    .answer(&services.store, challenge.token.clone(), answer);
+                let key_authorization = challenge.key_authorization();
+                answer(
+                    &services.store,
+                    &challenge.token,
+                    key_authorization.as_str(),
+                )?;
                 tokens.push(challenge.token.clone());
                 challenge.set_ready().await?;
             }
             Ok(order.poll_ready(&retry()).await?)
         }
         .await;
-        services.acme.forget(&services.store, &tokens);
+        forget(&services.store, &tokens);
         let status = ready?;
         if status != OrderStatus::Ready {
             return Err(AcmeError::NotValidated {
@@ -378,6 +355,15 @@ impl Client {
         };
         self.account = Some(account.clone());
         Ok(account)
+    }
+}
+
+/// Tells every node (this one too) that the certificates changed: the others serve the new
+/// one from the store. A hint: should it be lost, they load it at their next round.
+pub fn announce(services: &Services) {
+    let change = crate::store::ServerChange::Certificates;
+    if let Err(e) = services.store.announce(change) {
+        tracing::warn!(error = %e, "telling the other nodes of a certificate change failed");
     }
 }
 
@@ -537,27 +523,20 @@ mod tests {
         assert!(!short.serves(&wanted, now + 4 * day));
     }
 
-    /// A challenge is answered while it is validated, and not after.
+    /// A challenge is answered while it is validated, whichever node is asked (they share
+    /// the store), and not after; a token that cannot be one is not looked up.
     #[test]
     fn challenge_answers_are_forgotten_once_used() {
         let h = crate::harness::Harness::new();
         let store = &h.services.store;
-        let (acme, other_node) = (Acme::default(), Acme::default());
-        acme.answer(store, "t1".into(), "t1.key".into());
-        acme.answer(store, "t2".into(), "t2.key".into());
-        assert_eq!(
-            acme.key_authorization(store, "t1").as_deref(),
-            Some("t1.key")
-        );
-        assert_eq!(
-            other_node.key_authorization(store, "t2").as_deref(),
-            Some("t2.key"),
-            "a node sharing the store answers too"
-        );
-        assert_eq!(other_node.key_authorization(store, "t2/../x"), None);
-        acme.forget(store, &["t1".into(), "t2".into()]);
-        assert_eq!(acme.key_authorization(store, "t1"), None);
-        assert_eq!(other_node.key_authorization(store, "t2"), None);
+        answer(store, "t1", "t1.key").unwrap();
+        answer(store, "t2", "t2.key").unwrap();
+        assert_eq!(key_authorization(store, "t1").as_deref(), Some("t1.key"));
+        assert_eq!(key_authorization(store, "t2").as_deref(), Some("t2.key"));
+        assert_eq!(key_authorization(store, "t2/../x"), None);
+        forget(store, &["t1".into(), "t2".into()]);
+        assert_eq!(key_authorization(store, "t1"), None);
+        assert_eq!(key_authorization(store, "t2"), None);
     }
 
     #[test]

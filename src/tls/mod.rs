@@ -60,13 +60,17 @@ pub fn acceptor(certificates: Arc<Certificates>) -> Result<TlsAcceptor, TlsError
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
 
-/// Certificates are looked at this often, and at once when a domain is added or verified.
+/// Certificates are looked at this often, and at once when a domain is added or verified or
+/// another node obtained one.
 const CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
 
 /// Keeps the certificates current while the server runs: the generated one made anew before
 /// it ends, and with `[tls.acme]` the authority's obtained and renewed.
 pub async fn keep(services: Arc<Services>, shutdown: CancellationToken) {
     let mut acme = services.config.tls.acme.clone().map(acme::Client::new);
+    // Whichever node was told (a domain added or verified, a certificate obtained), this
+    // one hears of it (`ServerChange::Certificates`).
+    let mut changes = services.store.hub().subscribe_server();
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -75,8 +79,10 @@ pub async fn keep(services: Arc<Services>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(next) => {}
-            _ = services.acme.wake.notified() => {}
+            // Lagging behind is a change heard all the same.
+            _ = changes.recv() => {}
         }
+        crate::store::hub::drain(&mut changes);
     }
 }
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod pebble;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -82,7 +83,11 @@ pub fn on_postgres() -> bool {
 
 /// The result of one SQL query (`psql -At`) on the database of the data directory `data`.
 pub fn postgres_query(data: &Path, sql: &str) -> String {
-    let url = postgres_url(data).expect("MAILGATE_TEST_POSTGRES");
+    psql(&postgres_url(data).expect("MAILGATE_TEST_POSTGRES"), sql)
+}
+
+/// The result of one SQL query (`psql -At`) on the database at `url`.
+pub fn psql(url: &str, sql: &str) -> String {
     let out = Command::new("psql")
         .arg(url)
         .args(["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
@@ -94,6 +99,23 @@ pub fn postgres_query(data: &Path, sql: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// What `probe` finds, once it finds something: asked every 100 ms for up to `limit`, then a
+/// failure naming `what` was awaited.
+pub fn eventually<T>(what: &str, limit: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within {} s",
+            limit.as_secs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The store of the data directory `data`, on the backend the tests run on.

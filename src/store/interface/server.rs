@@ -53,6 +53,11 @@ pub trait ServerStore {
     /// (as told by the nodes' clocks, which must agree to well under the hold). With one
     /// node (sled): always.
     fn hold_job(&self, name: &str, until: crate::model::Millis) -> StoreResult<bool>;
+
+    /// Tells this node's jobs of `change`, and every other node's: a hint, carrying no state
+    /// (what changed is in the store), lost by a node that was not listening, which then
+    /// looks again all the same (ARCHITECTURE.md §6).
+    fn announce(&self, change: ServerChange) -> StoreResult<()>;
 }
 
 /// A new server secret from `make`, its failure as the store reports it; every backend's

@@ -16,7 +16,7 @@
 //! nodes (`notices`); folder events come with the mail families.
 
 use super::error::{StoreError, StoreResult};
-use super::hub::Hub;
+use super::hub::{Hub, ServerChange};
 use super::interface::*;
 use rows::Prepared;
 use std::future::Future;
@@ -454,6 +454,15 @@ impl ServerStore for PgStore {
             &[&name, &node, &until, &crate::model::now_millis()],
         )?;
         Ok(held.is_some())
+    }
+
+    fn announce(&self, change: ServerChange) -> StoreResult<()> {
+        self.block(async {
+            let client = self.inner.pool.get().await?;
+            notices::send_server(&client, self.inner.node, change).await
+        })?;
+        self.hub().publish_server(change);
+        Ok(())
     }
 }
 

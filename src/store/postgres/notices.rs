@@ -8,7 +8,7 @@
 use super::rows::Prepared;
 use crate::model::{FolderId, MailboxId};
 use crate::store::error::StoreResult;
-use crate::store::hub::{AccessChange, FolderEvent, Hub};
+use crate::store::hub::{AccessChange, FolderEvent, Hub, ServerChange};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -39,6 +39,7 @@ enum Change {
         folder: FolderId,
         event: FolderEvent,
     },
+    Server(ServerChange),
 }
 
 /// Sends `change` to the other nodes when `client`'s transaction commits.
@@ -48,6 +49,16 @@ pub async fn send(
     change: AccessChange,
 ) -> StoreResult<()> {
     send_all(client, node, vec![Change::Access(change)]).await
+}
+
+/// Sends a server-wide `change` to the other nodes (at once, or when `client`'s transaction
+/// commits).
+pub async fn send_server(
+    client: &impl deadpool_postgres::GenericClient,
+    node: u64,
+    change: ServerChange,
+) -> StoreResult<()> {
+    send_all(client, node, vec![Change::Server(change)]).await
 }
 
 /// Sends a folder's `events` to the other nodes when `client`'s transaction commits, so that
@@ -133,6 +144,7 @@ async fn listen_once(
     client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
     if missed {
         hub.publish_access(AccessChange::Anything);
+        hub.publish_server(ServerChange::Certificates);
         for (mailbox, folder) in hub.watched_folders() {
             hub.publish_folder(mailbox, folder, FolderEvent::Resync);
         }
@@ -146,6 +158,7 @@ async fn listen_once(
                     folder,
                     event,
                 } => hub.publish_folder(mailbox, folder, event),
+                Change::Server(change) => hub.publish_server(change),
             },
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, payload, "a notice not understood"),
