@@ -157,3 +157,11 @@ def fresh_database(base, name):
     for sql in (f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}"):
         psql(f"{base}/postgres", sql)
     return f"{base}/{name}"
+
+
+# What PostgreSQL spent its time on (the cluster started with
+# `-c shared_preload_libraries=pg_stat_statements`, the counters reset before the load).
+STATEMENTS = """SELECT calls, round(total_exec_time) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms,
+  left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS statement
+  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 30"""
+STATEMENTS_RESET = "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()"

@@ -123,7 +123,7 @@ def mailgate_round(workdir):
             common.psql(url, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()")
         report = bench(ports["imap (STARTTLS)"], os.path.join(workdir, "results"))
         if ARGS.statements:
-            report += common.psql(url, STATEMENTS)
+            report += common.psql(url, common.STATEMENTS)
         return report
     finally:
         common.stop(proc)
@@ -162,9 +162,6 @@ def nodes_round(workdir, config):
             common.stop(proc)
 
 
-STATEMENTS = """SELECT calls, round(total_exec_time) AS total_ms, round(mean_exec_time::numeric, 3) AS mean_ms,
-  left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS statement
-  FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 30"""
 
 
 
