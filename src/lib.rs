@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod console;
 pub mod dkim;
 pub mod dns;
 pub mod domain_records;

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// An authenticated caller whose password needs no change.
+#[derive(Clone)]
 pub struct Caller {
     pub user: User,
     pub facts: UserFacts,
@@ -39,6 +40,11 @@ async fn authenticate(parts: &Parts, services: &Services) -> ApiResult<Caller> {
         .ok_or(ApiError::Unauthorized(
             "the Authorization header must be Bearer <token>",
         ))?;
+    caller_for_token(services, token)
+}
+
+/// The caller a session or personal token stands for (the console's cookie holds one).
+pub(crate) fn caller_for_token(services: &Services, token: &str) -> ApiResult<Caller> {
     let stored =
         services
             .store

@@ -3,24 +3,24 @@
 
 mod audit;
 mod audit_log;
-mod auth;
+pub(crate) mod auth;
 pub use auth::token_hash;
 mod autoconfig;
 mod domain_dns;
 mod domains;
-mod error;
+pub(crate) mod error;
 mod export;
-mod grants;
+pub(crate) mod grants;
 mod imports;
 mod invitations;
-mod mailboxes;
+pub(crate) mod mailboxes;
 mod orgs;
-mod page;
+pub(crate) mod page;
 mod partnerships;
 mod queue;
-mod review;
+pub(crate) mod review;
 pub mod routes;
-mod session;
+pub(crate) mod session;
 mod teams;
 mod tokens;
 
@@ -68,7 +68,10 @@ pub async fn serve(
             return;
         }
     };
-    let app = router(services).into_make_service_with_connect_info::<SocketAddr>();
+    let transport = crate::console::Transport { tls };
+    let app = router(services)
+        .layer(axum::Extension(transport))
+        .into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;

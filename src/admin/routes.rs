@@ -766,6 +766,8 @@ pub fn build(services: Arc<Services>) -> Router {
     endpoints()
         .into_iter()
         .fold(Router::new(), |router, e| router.route(&e.path, e.handler))
+        .route("/console/", crate::console::home())
+        .nest("/console", crate::console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(budget)

@@ -1,0 +1,227 @@
+//! The web console (issue 15): server-rendered pages for organization admins under
+//! `/console/`, served by the admin listener from this one binary. The templates are compiled
+//! in (askama, `templates/`); the stylesheet and a vendored htmx (2.0.8, 0BSD licence, from
+//! the npm package `htmx.org`) are embedded. Every page calls the admin API's own handlers, so
+//! that it shows and does exactly what the API lets the same user see and do: the console
+//! only hides the controls the server would refuse anyway.
+//!
+//! Plain HTML forms (post, then redirect) work without JavaScript; the session is a cookie of
+//! its own (HttpOnly, SameSite=Strict, Secure over TLS) holding an API session token, and every
+//! form carries a CSRF token derived from it. No inline script or style: the
+//! Content-Security-Policy allows only the console's own files.
+
+mod pages;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use crate::admin::ApiError;
+use crate::model::OrgId;
+use crate::services::Services;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+
+pub use session::Transport;
+
+/// Shown in every page's footer.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The console's routes, to be nested under `/console` (`/console` itself leads to
+/// [`home`]).
+pub fn router() -> Router<Arc<Services>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::permanent("/console/") }))
+        .route("/login", get(session::login_page).post(session::log_in))
+        .route("/logout", post(session::log_out))
+        .route(
+            "/password",
+            get(session::password_page).post(session::change_password),
+        )
+        .route(
+            "/orgs/{org}/mailboxes",
+            get(pages::mailboxes).post(pages::create_mailbox),
+        )
+        .route("/orgs/{org}/mailboxes/{id}/access", get(pages::access))
+        .route("/orgs/{org}/grants/{id}/remove", post(pages::remove_grant))
+        .route("/static/style.css", get(style))
+        .route("/static/htmx.min.js", get(htmx))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(secure_headers))
+}
+
+/// `/console/`, the organizations: the one page outside [`router`], which a router nested
+/// at `/console` does not reach.
+pub fn home() -> axum::routing::MethodRouter<Arc<Services>> {
+    get(pages::home).layer(axum::middleware::map_response(secure_headers))
+}
+
+/// What every page shows around its own content.
+pub struct Layout {
+    /// The signed-in user's bar: absent on the login page and error pages.
+    pub bar: Option<Bar>,
+    pub version: &'static str,
+}
+
+impl Layout {
+    pub fn bare() -> Layout {
+        Layout {
+            bar: None,
+            version: VERSION,
+        }
+    }
+
+    pub fn with(bar: Bar) -> Layout {
+        Layout {
+            bar: Some(bar),
+            version: VERSION,
+        }
+    }
+}
+
+/// Who is signed in, the organizations to switch between, and the CSRF token of the logout
+/// form.
+pub struct Bar {
+    pub login: String,
+    pub csrf: String,
+    pub organizations: Vec<OrgLink>,
+}
+
+pub struct OrgLink {
+    pub id: OrgId,
+    pub name: String,
+    /// The organization the page is about.
+    pub current: bool,
+}
+
+/// Why a console request did not get its page.
+pub enum ConsoleError {
+    /// Not signed in, or the session ended: to the login page.
+    LogIn,
+    /// Signed in with a password that must be changed first.
+    ChangePassword,
+    /// A form without the session's CSRF token (another site's, or a stale page).
+    Csrf,
+    /// What the admin API answered.
+    Api(ApiError),
+    /// A template failed to render (a bug): logged.
+    Render(askama::Error),
+}
+
+impl From<ApiError> for ConsoleError {
+    fn from(e: ApiError) -> ConsoleError {
+        match e {
+            ApiError::Unauthorized(_) => ConsoleError::LogIn,
+            ApiError::PasswordChangeRequired => ConsoleError::ChangePassword,
+            other => ConsoleError::Api(other),
+        }
+    }
+}
+
+impl From<askama::Error> for ConsoleError {
+    fn from(e: askama::Error) -> ConsoleError {
+        ConsoleError::Render(e)
+    }
+}
+
+pub type ConsoleResult<T> = Result<T, ConsoleError>;
+
+#[derive(askama::Template)]
+#[template(path = "error.html", config = "src/console/askama.toml")]
+struct ErrorPage {
+    layout: Layout,
+    title: String,
+    message: String,
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ConsoleError::LogIn => return Redirect::to("/console/login").into_response(),
+            ConsoleError::ChangePassword => {
+                return Redirect::to("/console/password").into_response();
+            }
+            ConsoleError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "This form is out of date or came from another site. Reload the page and try again."
+                    .to_string(),
+            ),
+            ConsoleError::Api(e) => {
+                let (status, _, message) = e.parts();
+                (status, message)
+            }
+            ConsoleError::Render(e) => {
+                tracing::error!(error = %e, "a console page failed to render");
+                let status = StatusCode::INTERNAL_SERVER_ERROR;
+                return (status, "internal error; see the server log").into_response();
+            }
+        };
+        let page = ErrorPage {
+            layout: Layout::bare(),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            message,
+        };
+        match render(&page) {
+            Ok(html) => (status, html).into_response(),
+            Err(e) => e.into_response(),
+        }
+    }
+}
+
+/// A page as HTML.
+fn render(page: &impl askama::Template) -> ConsoleResult<Html<String>> {
+    Ok(Html(page.render()?))
+}
+
+/// Headers on every console answer: only the console's own scripts, styles and forms; never
+/// framed; pages not cached (they show one user's data).
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    let fixed = [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+    ];
+    for (name, value) in fixed {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    let is_html = headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
+    if is_html {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn style() -> impl IntoResponse {
+    asset("text/css; charset=utf-8", include_str!("static/style.css"))
+}
+
+async fn htmx() -> impl IntoResponse {
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("static/htmx.min.js"),
+    )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+}
+
+async fn not_found() -> ConsoleError {
+    ConsoleError::Api(ApiError::NotFound("no such page".into()))
+}

@@ -1,0 +1,371 @@
+//! Signing in and out of the console, the forced password change, and who a request is from:
+//! the session cookie holds an admin API session token, checked by the API's own code.
+
+use super::{Bar, ConsoleError, ConsoleResult, Layout, OrgLink, render};
+use crate::admin::ApiError;
+use crate::admin::auth::{Caller, PendingCaller};
+use crate::admin::error::ApiJson;
+use crate::admin::session::{LoginRequest, MIN_PASSWORD_LEN, PasswordChange};
+use crate::admin::{ClientAddr, session as api};
+use crate::model::OrgId;
+use crate::services::Services;
+use axum::extract::{Form, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// The session cookie: an API session token.
+const SESSION_COOKIE: &str = "mailgate_console";
+/// The login form's own CSRF token, before any session (a double-submitted cookie).
+const LOGIN_COOKIE: &str = "mailgate_console_login";
+/// As long as the API's sessions (`admin::session`).
+const SESSION_SECONDS: u64 = 12 * 3600;
+
+/// How the request reached the admin listener: cookies are `Secure` over TLS. Set by the
+/// listener (`admin::serve`); absent (as in tests through the router), plain HTTP.
+#[derive(Clone, Copy, Debug)]
+pub struct Transport {
+    pub tls: bool,
+}
+
+/// A signed-in user whose password needs no change, and the CSRF token of the session.
+pub struct Visitor {
+    pub caller: Caller,
+    pub csrf: String,
+}
+
+/// A signed-in user who may still have to change the password: the password page and
+/// logging out only.
+pub struct PendingVisitor(Visitor);
+
+impl Visitor {
+    /// Whether a posted form carries the session's CSRF token.
+    pub fn check(&self, sent: &str) -> ConsoleResult<()> {
+        same(sent, &self.csrf)
+            .then_some(())
+            .ok_or(ConsoleError::Csrf)
+    }
+
+    /// The bar of every page: who is signed in, the organizations to switch between.
+    pub async fn bar(
+        &self,
+        services: &Arc<Services>,
+        current: Option<OrgId>,
+    ) -> ConsoleResult<Bar> {
+        let me = api::me(State(services.clone()), PendingCaller(self.caller.clone()))
+            .await?
+            .0;
+        Ok(Bar {
+            login: me.login,
+            csrf: self.csrf.clone(),
+            organizations: me
+                .organizations
+                .into_iter()
+                .map(|o| OrgLink {
+                    current: Some(o.id) == current,
+                    id: o.id,
+                    name: o.name,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The CSRF token of the session whose token is `token`: derived, so that nothing is kept,
+/// and unknown to another site, which cannot read the cookie.
+fn csrf_for(token: &str) -> String {
+    hex::encode(Sha256::digest(format!("mailgate console csrf\0{token}")))
+}
+
+/// Compares in time independent of where the strings differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.to_string())
+}
+
+/// A `Set-Cookie` value for the console: never readable by scripts, never sent from another
+/// site, Secure over TLS.
+fn set_cookie(name: &str, value: &str, path: &str, seconds: u64, Tls(tls): Tls) -> String {
+    let secure = if tls { "; Secure" } else { "" };
+    format!("{name}={value}; Path={path}; Max-Age={seconds}; HttpOnly; SameSite=Strict{secure}")
+}
+
+async fn visitor(parts: &Parts, services: &Arc<Services>) -> ConsoleResult<Visitor> {
+    let token = cookie(&parts.headers, SESSION_COOKIE).ok_or(ConsoleError::LogIn)?;
+    let caller = crate::admin::auth::caller_for_token(services, &token)?;
+    Ok(Visitor {
+        caller,
+        csrf: csrf_for(&token),
+    })
+}
+
+impl FromRequestParts<Arc<Services>> for Visitor {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Arc<Services>,
+    ) -> ConsoleResult<Self> {
+        let visitor = visitor(parts, services).await?;
+        if visitor.caller.token.password_change_only {
+            return Err(ConsoleError::ChangePassword);
+        }
+        Ok(visitor)
+    }
+}
+
+impl FromRequestParts<Arc<Services>> for PendingVisitor {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        services: &Arc<Services>,
+    ) -> ConsoleResult<Self> {
+        visitor(parts, services).await.map(PendingVisitor)
+    }
+}
+
+/// Whether the request came over TLS (its cookies are then `Secure`).
+pub struct Tls(bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Tls {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Tls(parts
+            .extensions
+            .get::<Transport>()
+            .is_some_and(|t| t.tls)))
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "login.html", config = "src/console/askama.toml")]
+struct LoginPage {
+    layout: Layout,
+    csrf: String,
+    login: String,
+    problem: Option<String>,
+}
+
+/// The login form, with a new CSRF token in its own cookie; a signed-in visitor goes on.
+pub async fn login_page(
+    State(services): State<Arc<Services>>,
+    tls: Tls,
+    headers: HeaderMap,
+) -> ConsoleResult<Response> {
+    if let Some(token) = cookie(&headers, SESSION_COOKIE)
+        && crate::admin::auth::caller_for_token(&services, &token).is_ok()
+    {
+        return Ok(Redirect::to("/console/").into_response());
+    }
+    login_form(tls, String::new(), None, StatusCode::OK)
+}
+
+fn login_form(
+    tls: Tls,
+    login: String,
+    problem: Option<String>,
+    status: StatusCode,
+) -> ConsoleResult<Response> {
+    let csrf = crate::admin::session::new_token();
+    let cookie = set_cookie(LOGIN_COOKIE, &csrf, "/console/login", 3600, tls);
+    let page = LoginPage {
+        layout: Layout::bare(),
+        csrf,
+        login,
+        problem,
+    };
+    Ok((status, [(header::SET_COOKIE, cookie)], render(&page)?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    csrf: String,
+    login: String,
+    password: String,
+}
+
+/// Signs in through the API's login (its throttle and audit), then to the organizations, or
+/// first to the forced password change.
+pub async fn log_in(
+    State(services): State<Arc<Services>>,
+    client: ClientAddr,
+    tls: Tls,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> ConsoleResult<Response> {
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same(&form.csrf, &expected) {
+        return Err(ConsoleError::Csrf);
+    }
+    let request = LoginRequest {
+        login: form.login.clone(),
+        password: form.password,
+    };
+    match api::login(State(services), client, ApiJson(request)).await {
+        Ok((_, answer)) => Ok(signed_in(
+            tls,
+            &answer.0.token,
+            answer.0.must_change_password,
+        )),
+        Err(e) => {
+            let (status, message) = refusal(e);
+            login_form(tls, form.login, Some(message), status)
+        }
+    }
+}
+
+/// The answer that starts a session: its cookie, and where to go.
+fn signed_in(tls: Tls, token: &str, must_change_password: bool) -> Response {
+    let cookie = set_cookie(SESSION_COOKIE, token, "/console", SESSION_SECONDS, tls);
+    let to = if must_change_password {
+        "/console/password"
+    } else {
+        "/console/"
+    };
+    ([(header::SET_COOKIE, cookie)], Redirect::to(to)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfOnly {
+    csrf: String,
+}
+
+/// Ends the session (its token is deleted, as the API's logout does).
+pub async fn log_out(
+    State(services): State<Arc<Services>>,
+    PendingVisitor(visitor): PendingVisitor,
+    tls: Tls,
+    Form(form): Form<CsrfOnly>,
+) -> ConsoleResult<Response> {
+    visitor.check(&form.csrf)?;
+    api::logout(State(services), PendingCaller(visitor.caller)).await?;
+    let cookie = set_cookie(SESSION_COOKIE, "", "/console", 0, tls);
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Redirect::to("/console/login"),
+    )
+        .into_response())
+}
+
+#[derive(askama::Template)]
+#[template(path = "password.html", config = "src/console/askama.toml")]
+struct PasswordPage {
+    layout: Layout,
+    csrf: String,
+    forced: bool,
+    min_length: usize,
+    problem: Option<String>,
+}
+
+pub async fn password_page(
+    State(services): State<Arc<Services>>,
+    PendingVisitor(visitor): PendingVisitor,
+) -> ConsoleResult<Response> {
+    password_form(&services, &visitor, None, StatusCode::OK).await
+}
+
+async fn password_form(
+    services: &Arc<Services>,
+    visitor: &Visitor,
+    problem: Option<String>,
+    status: StatusCode,
+) -> ConsoleResult<Response> {
+    let forced = visitor.caller.token.password_change_only;
+    // A user who must change the password sees nothing else yet.
+    let layout = match forced {
+        true => Layout::bare(),
+        false => Layout::with(visitor.bar(services, None).await?),
+    };
+    let page = PasswordPage {
+        layout,
+        csrf: visitor.csrf.clone(),
+        forced,
+        min_length: MIN_PASSWORD_LEN,
+        problem,
+    };
+    Ok((status, render(&page)?).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: String,
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+/// Changes the password through the API (which ends the user's other sessions), then opens a
+/// full session with the new one in place of the old.
+pub async fn change_password(
+    State(services): State<Arc<Services>>,
+    ClientAddr(client): ClientAddr,
+    PendingVisitor(visitor): PendingVisitor,
+    tls: Tls,
+    Form(form): Form<PasswordForm>,
+) -> ConsoleResult<Response> {
+    visitor.check(&form.csrf)?;
+    if form.new_password != form.confirm_password {
+        let problem = Some("The two new passwords differ.".to_string());
+        return password_form(
+            &services,
+            &visitor,
+            problem,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let change = PasswordChange {
+        current_password: form.current_password,
+        new_password: form.new_password.clone(),
+    };
+    let caller = PendingCaller(visitor.caller.clone());
+    let changed = api::change_password(
+        State(services.clone()),
+        ClientAddr(client),
+        caller,
+        ApiJson(change),
+    )
+    .await;
+    if let Err(e) = changed {
+        let (status, message) = refusal(e);
+        return password_form(&services, &visitor, Some(message), status).await;
+    }
+    let request = LoginRequest {
+        login: visitor.caller.user.login.clone(),
+        password: form.new_password,
+    };
+    let (_, answer) = api::login(
+        State(services.clone()),
+        ClientAddr(client),
+        ApiJson(request),
+    )
+    .await
+    .map_err(ConsoleError::from)?;
+    api::logout(State(services), PendingCaller(visitor.caller)).await?;
+    Ok(signed_in(tls, &answer.0.token, false))
+}
+
+/// Why the API refused, for a form that shows it: its status and words.
+fn refusal(e: ApiError) -> (StatusCode, String) {
+    let (status, _, message) = e.parts();
+    (status, message)
+}

@@ -1,0 +1,433 @@
+//! The console through the admin listener's router, as a browser without JavaScript meets it:
+//! pages and their status, escaping, the CSRF refusal, and authorization (a collaborator sees
+//! no control she may not use, and posting it anyway is refused).
+
+use crate::harness::{ADDRESS, Harness, PASSWORD};
+use crate::model::*;
+use crate::store::NewUser;
+use axum::http::{HeaderMap, Request, StatusCode, header};
+use std::collections::HashMap;
+use tower::ServiceExt;
+
+const OWNER: &str = "owner@harness.test";
+
+/// A browser of one user: keeps the cookies the console sets.
+struct Browser<'a> {
+    harness: &'a Harness,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    /// The CSRF token of the page's first form.
+    fn csrf(&self) -> String {
+        let at = self.body.find(r#"name="csrf" value=""#).expect("a form");
+        let rest = &self.body[at + r#"name="csrf" value=""#.len()..];
+        rest[..rest.find('"').expect("the value's end")].to_string()
+    }
+}
+
+impl<'a> Browser<'a> {
+    fn new(harness: &'a Harness) -> Browser<'a> {
+        Browser {
+            harness,
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, String::new()).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencoding(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.send("POST", path, body).await
+    }
+
+    async fn send(&mut self, method: &str, path: &str, body: String) -> Page {
+        let cookies = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::COOKIE, cookies)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let router = crate::admin::router(self.harness.services.clone());
+        let Ok(response) = router.oneshot(request).await;
+        for set in response.headers().get_all(header::SET_COOKIE) {
+            let set = set.to_str().unwrap();
+            let (pair, _) = set.split_once(';').unwrap_or((set, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if set.contains("Max-Age=0;") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.into(), value.into());
+            }
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 22)
+            .await
+            .unwrap();
+        Page {
+            status,
+            headers,
+            body: String::from_utf8(bytes.to_vec()).unwrap(),
+        }
+    }
+
+    /// Logs in as `login` through the login form; where the console sent the browser.
+    async fn log_in(&mut self, login: &str, password: &str) -> Page {
+        let form = self.get("/console/login").await;
+        assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+        let csrf = form.csrf();
+        self.post(
+            "/console/login",
+            &[("csrf", &csrf), ("login", login), ("password", password)],
+        )
+        .await
+    }
+}
+
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn org(h: &Harness) -> OrgId {
+    h.services.store.organizations().unwrap()[0].id
+}
+
+/// Lucie, a collaborator of the harness's organization, with `rights` granted directly on its
+/// mailbox.
+fn lucie(h: &Harness, rights: &str) -> Grant {
+    let store = &h.services.store;
+    let user = store
+        .create_user(NewUser {
+            login: "lucie@elsewhere.test".into(),
+            display_name: String::new(),
+            password: crate::password::hash("lucie-password").unwrap(),
+            must_change_password: false,
+            own_mailbox: None,
+        })
+        .unwrap();
+    store
+        .set_member(org(h), user.id, Role::Collaborator)
+        .unwrap();
+    store
+        .add_grant(NewGrant {
+            org: org(h),
+            grantee: Grantee::User(user.id),
+            target: GrantTarget::Mailbox(h.mailbox()),
+            rights: Rights::parse(rights).unwrap(),
+            send: None,
+        })
+        .unwrap()
+}
+
+#[tokio::test]
+async fn logging_in_sets_a_strict_session_cookie_and_shows_the_organizations() {
+    let h = Harness::new();
+    let mut browser = Browser::new(&h);
+    let login = browser.get("/console/login").await;
+    assert_eq!(login.status, StatusCode::OK);
+    assert!(login.body.contains(r#"<label for="login">Login</label>"#));
+    assert!(login.body.contains(&format!("mailgate {}", super::VERSION)));
+    let csp = login.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(!login.body.contains("<script>"), "no inline script");
+
+    let answer = browser.log_in(OWNER, PASSWORD).await;
+    assert_eq!(answer.status, StatusCode::SEE_OTHER, "{}", answer.body);
+    assert_eq!(answer.location(), "/console/");
+    let cookie = answer.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.starts_with("mailgate_console="), "{cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/console"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP here: {cookie}");
+
+    let home = browser.get("/console/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(home.body.contains("Harness"), "{}", home.body);
+    assert_eq!(home.headers[header::CACHE_CONTROL], "no-store");
+    let events = h.services.store.audit_events(&Default::default()).unwrap();
+    assert!(
+        events.iter().any(|e| e.action == "admin.login"),
+        "audited as the API's"
+    );
+
+    // Logging out ends the session: its token no longer opens a page.
+    let csrf = home.csrf();
+    let out = browser.post("/console/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.location(), "/console/login");
+    let after = browser.get("/console/").await;
+    assert_eq!(after.status, StatusCode::SEE_OTHER);
+    assert_eq!(after.location(), "/console/login");
+}
+
+#[tokio::test]
+async fn a_wrong_password_or_a_forged_login_form_is_refused() {
+    let h = Harness::new();
+    let mut browser = Browser::new(&h);
+    let wrong = browser.log_in(OWNER, "not the password").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.body.contains(r#"role="alert""#), "{}", wrong.body);
+    assert!(wrong.body.contains(OWNER), "the login stays filled in");
+    // A login form posted from elsewhere has no matching cookie.
+    let mut other = Browser::new(&h);
+    let forged = other
+        .post(
+            "/console/login",
+            &[("csrf", "x"), ("login", OWNER), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(!other.cookies.contains_key("mailgate_console"));
+}
+
+#[tokio::test]
+async fn a_user_who_must_change_the_password_sees_nothing_else_first() {
+    let h = Harness::new();
+    let store = &h.services.store;
+    let user = store
+        .create_user(NewUser {
+            login: "new@elsewhere.test".into(),
+            display_name: String::new(),
+            password: crate::password::hash("first-password").unwrap(),
+            must_change_password: true,
+            own_mailbox: None,
+        })
+        .unwrap();
+    store.set_member(org(&h), user.id, Role::Admin).unwrap();
+    let mut browser = Browser::new(&h);
+    let answer = browser.log_in("new@elsewhere.test", "first-password").await;
+    assert_eq!(answer.location(), "/console/password", "{}", answer.body);
+    let elsewhere = browser.get("/console/").await;
+    assert_eq!(elsewhere.location(), "/console/password");
+    let form = browser.get("/console/password").await;
+    assert!(form.body.contains("must be changed"), "{}", form.body);
+    let csrf = form.csrf();
+    let change = |new: &'static str, again: &'static str| {
+        [
+            ("csrf", csrf.clone()),
+            ("current_password", "first-password".to_string()),
+            ("new_password", new.to_string()),
+            ("confirm_password", again.to_string()),
+        ]
+    };
+    let pairs = change("a long new password", "another one entirely");
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let differ = browser.post("/console/password", &pairs).await;
+    assert_eq!(differ.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let pairs = change("short", "short");
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let short = browser.post("/console/password", &pairs).await;
+    assert_eq!(short.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(short.body.contains("at least"), "{}", short.body);
+    let pairs = change("a long new password", "a long new password");
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let done = browser.post("/console/password", &pairs).await;
+    assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
+    assert_eq!(done.location(), "/console/");
+    let home = browser.get("/console/").await;
+    assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+    assert!(home.body.contains("Harness"));
+}
+
+#[tokio::test]
+async fn the_access_page_shows_who_can_read_and_why_and_removes_a_direct_grant() {
+    let h = Harness::new();
+    let grant = lucie(&h, "lrs");
+    let (org, mailbox) = (org(&h), h.mailbox());
+    let mut browser = Browser::new(&h);
+    browser.log_in(OWNER, PASSWORD).await;
+    let path = format!("/console/orgs/{org}/mailboxes/{mailbox}/access");
+    let page = browser.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for expected in [
+        "Anyone with the mailbox password",
+        "knows the mailbox password",
+        "lucie@elsewhere.test",
+        "direct grant",
+        "owner of the organization (may reset its password)",
+        r#"<label for="check">"#,
+    ] {
+        assert!(page.body.contains(expected), "{expected}: {}", page.body);
+    }
+    let checked = browser
+        .get(&format!("{path}?check=LUCIE@elsewhere.test"))
+        .await;
+    assert!(
+        checked
+            .body
+            .contains("lucie@elsewhere.test can read this mailbox."),
+        "{}",
+        checked.body
+    );
+    let nobody = browser.get(&format!("{path}?check=nobody%40x.test")).await;
+    assert!(
+        nobody
+            .body
+            .contains("nobody@x.test cannot read this mailbox.")
+    );
+
+    let csrf = page.csrf();
+    let removed = browser
+        .post(
+            &format!("/console/orgs/{org}/grants/{}/remove", grant.id),
+            &[("csrf", &csrf), ("mailbox", &mailbox.to_string())],
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER, "{}", removed.body);
+    assert_eq!(removed.location(), path);
+    let after = browser.get(&path).await;
+    assert!(
+        !after.body.contains("lucie@elsewhere.test"),
+        "{}",
+        after.body
+    );
+    let events = h.services.store.audit_events(&Default::default()).unwrap();
+    assert!(events.iter().any(|e| e.action == "grant.delete"));
+}
+
+#[tokio::test]
+async fn a_new_mailbox_shows_its_password_once_and_names_are_escaped() {
+    let h = Harness::new();
+    let org = org(&h);
+    let mut browser = Browser::new(&h);
+    browser.log_in(OWNER, PASSWORD).await;
+    let list = browser.get(&format!("/console/orgs/{org}/mailboxes")).await;
+    assert!(list.body.contains(ADDRESS), "{}", list.body);
+    let csrf = list.csrf();
+    let path = format!("/console/orgs/{org}/mailboxes");
+    let made = browser
+        .post(
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("address", "sales@harness.test"),
+                ("display_name", "<script>alert(1)</script>"),
+                ("quota_mib", "5"),
+                ("seen_policy", "per_user"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    assert!(made.body.contains("Mailbox sales@harness.test created"));
+    assert!(
+        made.body.contains("shown this once: <code>"),
+        "{}",
+        made.body
+    );
+    assert!(
+        made.body
+            .contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "{}",
+        made.body
+    );
+    assert!(!made.body.contains("<script>alert"), "escaped");
+    assert!(made.body.contains("5.0 MiB"));
+    let again = browser.get(&path).await;
+    assert!(!again.body.contains("shown this once"), "once only");
+    let m = h.services.store.mailbox_by_address("sales@harness.test");
+    assert_eq!(m.unwrap().unwrap().seen, SeenPolicy::PerUser);
+
+    // Without the session's CSRF token (a form from another site): refused, nothing made.
+    let forged = browser
+        .post(
+            &path,
+            &[("csrf", "forged"), ("address", "evil@harness.test")],
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert!(forged.body.contains("Reload the page"));
+    let evil = h.services.store.mailbox_by_address("evil@harness.test");
+    assert!(evil.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_collaborator_sees_no_control_she_may_not_use_and_posting_it_is_refused() {
+    let h = Harness::new();
+    lucie(&h, "lrs");
+    let (org, mailbox) = (org(&h), h.mailbox());
+    let mut browser = Browser::new(&h);
+    let answer = browser
+        .log_in("lucie@elsewhere.test", "lucie-password")
+        .await;
+    assert_eq!(answer.location(), "/console/");
+    let path = format!("/console/orgs/{org}/mailboxes");
+    let list = browser.get(&path).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    assert!(!list.body.contains("New mailbox"), "{}", list.body);
+    assert!(!list.body.contains("Create mailbox"));
+    let csrf = list.csrf();
+    let posted = browser
+        .post(&path, &[("csrf", &csrf), ("address", "mine@harness.test")])
+        .await;
+    assert_eq!(posted.status, StatusCode::FORBIDDEN, "{}", posted.body);
+    let access = browser.get(&format!("{path}/{mailbox}/access")).await;
+    assert_eq!(access.status, StatusCode::FORBIDDEN);
+    // Another organization's pages do not exist for her.
+    let other = browser.get("/console/orgs/999/mailboxes").await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_unknown_ones_are_html_404s() {
+    let h = Harness::new();
+    let mut browser = Browser::new(&h);
+    let page = browser.get("/console/orgs/1/mailboxes").await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/console/login");
+    let missing = browser.get("/console/no-such-page").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert!(
+        missing.body.contains("<h1>Not Found</h1>"),
+        "{}",
+        missing.body
+    );
+    let style = browser.get("/console/static/style.css").await;
+    assert_eq!(style.status, StatusCode::OK);
+    assert_eq!(
+        style.headers[header::CONTENT_TYPE],
+        "text/css; charset=utf-8"
+    );
+    let htmx = browser.get("/console/static/htmx.min.js").await;
+    assert!(htmx.body.starts_with("var htmx="));
+    let bare = browser.get("/console").await;
+    assert_eq!(bare.location(), "/console/");
+}
