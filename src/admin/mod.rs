@@ -2,7 +2,7 @@
 //! `access` before it acts and records what it changed in the audit log.
 
 mod audit;
-mod audit_log;
+pub(crate) mod audit_log;
 pub(crate) mod auth;
 pub use auth::token_hash;
 mod autoconfig;
@@ -21,7 +21,7 @@ mod queue;
 pub(crate) mod review;
 pub mod routes;
 pub(crate) mod session;
-mod teams;
+pub(crate) mod teams;
 mod tokens;
 
 pub use error::ApiError;

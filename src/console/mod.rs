@@ -10,13 +10,14 @@
 //! form carries a CSRF token derived from it. No inline script or style: the
 //! Content-Security-Policy allows only the console's own files.
 
+mod grants;
 mod pages;
 mod session;
 #[cfg(test)]
 mod tests;
 
 use crate::admin::ApiError;
-use crate::model::OrgId;
+use crate::model::{Millis, OrgId};
 use crate::services::Services;
 use axum::Router;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -45,6 +46,10 @@ pub fn router() -> Router<Arc<Services>> {
             get(pages::mailboxes).post(pages::create_mailbox),
         )
         .route("/orgs/{org}/mailboxes/{id}/access", get(pages::access))
+        .route(
+            "/orgs/{org}/mailboxes/{id}/grant",
+            get(grants::editor).post(grants::give),
+        )
         .route("/orgs/{org}/grants/{id}/remove", post(pages::remove_grant))
         .route("/static/style.css", get(style))
         .route("/static/htmx.min.js", get(htmx))
@@ -224,4 +229,35 @@ fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
 
 async fn not_found() -> ConsoleError {
     ConsoleError::Api(ApiError::NotFound("no such page".into()))
+}
+
+/// The organization's name, for a page the API already let the user see.
+pub(super) fn org_name(services: &Services, org: OrgId) -> ConsoleResult<String> {
+    Ok(services
+        .store
+        .organization(org)
+        .map_err(store_error)?
+        .map_or_else(|| format!("#{org}"), |o| o.name))
+}
+
+/// A store failure, as the API reports it.
+pub(super) fn store_error(e: crate::store::StoreError) -> ConsoleError {
+    ConsoleError::from(crate::admin::ApiError::from(e))
+}
+
+pub(super) fn date(millis: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(millis).map_or_else(
+        || millis.to_string(),
+        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+    )
+}
+
+pub(super) fn bytes(n: u64) -> String {
+    const MIB: u64 = 1024 * 1024;
+    match n {
+        n if n >= 1024 * MIB => format!("{:.1} GiB", n as f64 / (1024 * MIB) as f64),
+        n if n >= MIB => format!("{:.1} MiB", n as f64 / MIB as f64),
+        n if n >= 1024 => format!("{} KiB", n / 1024),
+        n => format!("{n} bytes"),
+    }
 }

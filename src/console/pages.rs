@@ -2,7 +2,7 @@
 //! Each calls the admin API's handler for what it shows or changes.
 
 use super::session::Visitor;
-use super::{ConsoleError, ConsoleResult, Layout, render};
+use super::{ConsoleResult, Layout, bytes, date, org_name, render, store_error as api};
 use crate::access::{self, Action};
 use crate::admin::error::{ApiJson, ApiPath, ApiQuery};
 use crate::admin::mailboxes::{CreateMailbox, MailboxView};
@@ -215,6 +215,8 @@ struct AccessPage {
     rows: Vec<AccessRow>,
     check: String,
     verdict: Option<String>,
+    /// Whether the user may give access to this mailbox (the grant editor's link).
+    may_grant: bool,
 }
 
 #[derive(Deserialize)]
@@ -250,7 +252,10 @@ pub async fn access(
         Some(row) => format!("{} can {} this mailbox.", row.who, row.can),
         None => format!("{check} cannot read this mailbox."),
     });
+    let may_grant =
+        access::may(&visitor.caller.principal(), org, &Action::ManageMailbox(id)).is_ok();
     let page = AccessPage {
+        may_grant,
         layout: Layout::with(visitor.bar(&services, Some(org)).await?),
         csrf: visitor.csrf,
         org,
@@ -365,10 +370,6 @@ fn granted(services: &Services, org: OrgId, grant: GrantId) -> ConsoleResult<Opt
     }))
 }
 
-fn api(e: crate::store::StoreError) -> ConsoleError {
-    ConsoleError::from(crate::admin::ApiError::from(e))
-}
-
 /// Team and organization names, for the reasons.
 struct Names {
     teams: Vec<Team>,
@@ -422,15 +423,6 @@ pub async fn remove_grant(
     Ok(Redirect::to(&back).into_response())
 }
 
-/// The organization's name, for a page the API already let the user see.
-fn org_name(services: &Services, org: OrgId) -> ConsoleResult<String> {
-    Ok(services
-        .store
-        .organization(org)
-        .map_err(api)?
-        .map_or_else(|| format!("#{org}"), |o| o.name))
-}
-
 /// Rights in words (the grant editor's): what a person can do with the mailbox.
 fn abilities(letters: &str, send: Option<SendMode>) -> String {
     let rights = Rights::parse(letters).unwrap_or_default();
@@ -455,21 +447,4 @@ fn abilities(letters: &str, send: Option<SendMode>) -> String {
         return "do nothing with".into();
     }
     can.join(", ")
-}
-
-fn date(millis: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(millis).map_or_else(
-        || millis.to_string(),
-        |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
-    )
-}
-
-fn bytes(n: u64) -> String {
-    const MIB: u64 = 1024 * 1024;
-    match n {
-        n if n >= 1024 * MIB => format!("{:.1} GiB", n as f64 / (1024 * MIB) as f64),
-        n if n >= MIB => format!("{:.1} MiB", n as f64 / MIB as f64),
-        n if n >= 1024 => format!("{} KiB", n / 1024),
-        n => format!("{n} bytes"),
-    }
 }

@@ -431,3 +431,90 @@ async fn pages_need_a_session_and_unknown_ones_are_html_404s() {
     let bare = browser.get("/console").await;
     assert_eq!(bare.location(), "/console/");
 }
+
+#[tokio::test]
+async fn the_grant_editor_gives_access_with_an_end_and_says_why_it_refuses() {
+    let h = Harness::new();
+    let (org, mailbox) = (org(&h), h.mailbox());
+    // Lucie manages the mailbox (`la`), which lets her give no more than she holds.
+    let lucie_grant = lucie(&h, "la");
+    let lucie_id = match lucie_grant.grantee {
+        Grantee::User(u) => u,
+        Grantee::Team(_) => unreachable!(),
+    };
+    let team = h.services.store.create_team(org, "Front desk").unwrap();
+    let mut owner = Browser::new(&h);
+    owner.log_in(OWNER, PASSWORD).await;
+    let editor = format!("/console/orgs/{org}/mailboxes/{mailbox}/grant");
+    let form = owner.get(&editor).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    for expected in [
+        r#"<label for="grantee">To</label>"#,
+        "lucie@elsewhere.test (collaborator)",
+        "work team Front desk",
+        "Recipients see &#39;Lucie on behalf of Contact&#39;",
+        r#"<label for="until">"#,
+    ] {
+        assert!(form.body.contains(expected), "{expected}: {}", form.body);
+    }
+    let csrf = form.csrf();
+    let given = owner
+        .post(
+            &editor,
+            &[
+                ("csrf", &csrf),
+                ("grantee", &format!("team:{}", team.id)),
+                ("preset", "send-on-behalf"),
+                ("until", "2099-01-31"),
+            ],
+        )
+        .await;
+    assert_eq!(given.status, StatusCode::SEE_OTHER, "{}", given.body);
+    let grants = h.services.store.grants(org).unwrap();
+    let made = grants
+        .iter()
+        .find(|g| g.grantee == Grantee::Team(team.id))
+        .expect("the team's grant");
+    assert_eq!(made.send, Some(SendMode::OnBehalf));
+    assert_eq!(
+        made.validity.until,
+        Some(4_073_500_800_000),
+        "2099-01-31T00:00Z"
+    );
+    let bad = owner
+        .post(
+            &editor,
+            &[
+                ("csrf", &csrf),
+                ("grantee", "user:1"),
+                ("preset", "read"),
+                ("until", "soon"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("is not a date"), "{}", bad.body);
+
+    // Lucie may give Read (within her rights) but not Read and write: refused, and why.
+    let mut lucie = Browser::new(&h);
+    lucie.log_in("lucie@elsewhere.test", "lucie-password").await;
+    let form = lucie.get(&editor).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let csrf = form.csrf();
+    let above = lucie
+        .post(
+            &editor,
+            &[
+                ("csrf", &csrf),
+                ("grantee", &format!("user:{lucie_id}")),
+                ("preset", "read-write"),
+            ],
+        )
+        .await;
+    assert_eq!(above.status, StatusCode::FORBIDDEN, "{}", above.body);
+    assert!(
+        above.body.contains(r#"class="problem" role="alert""#),
+        "{}",
+        above.body
+    );
+}
