@@ -78,12 +78,26 @@ pub async fn own_log(
     respond(&services, &filter, Log::Any, Some(caller.user.id))
 }
 
-fn respond(
+/// One page of the organization's events that `filter` selects, newest first (the console's
+/// audit page): the same rights and selection as `GET /api/v1/orgs/{org}/audit`.
+pub(crate) fn org_page(
+    services: &Services,
+    caller: &Caller,
+    org: OrgId,
+    filter: &AuditFilter,
+) -> ApiResult<super::page::Page<AuditEvent>> {
+    caller.require(org, &Action::ViewAudit)?;
+    let events = select(services, filter, Log::Org(org), filter.actor.map(UserId))?;
+    Ok(page_of(events, filter))
+}
+
+/// The events of `log` that `filter` (and `actor`) select, newest first.
+fn select(
     services: &Services,
     filter: &AuditFilter,
     log: Log,
     actor: Option<UserId>,
-) -> ApiResult<Response> {
+) -> ApiResult<Vec<AuditEvent>> {
     let query = AuditQuery {
         org: match log {
             Log::Org(org) => Some(org),
@@ -104,13 +118,35 @@ fn respond(
             .transpose()?,
         limit: 0,
     };
-    let events: Vec<AuditEvent> = services
+    Ok(services
         .store
         .audit_events(&query)?
         .into_iter()
         .filter(|e| actor.is_none_or(|u| acted_by(&e.actor, u)))
         .filter(|e| !matches!(log, Log::Server) || e.org.is_none())
-        .collect();
+        .collect())
+}
+
+fn page_of(events: Vec<AuditEvent>, filter: &AuditFilter) -> super::page::Page<AuditEvent> {
+    let page = PageQuery {
+        limit: filter.limit,
+        cursor: filter.cursor.clone(),
+    };
+    // Newest first: the key runs down with time.
+    paginate(
+        events,
+        |e| format!("{:020}-{:020}", i64::MAX - e.at, u64::MAX - e.id.0),
+        &page,
+    )
+}
+
+fn respond(
+    services: &Services,
+    filter: &AuditFilter,
+    log: Log,
+    actor: Option<UserId>,
+) -> ApiResult<Response> {
+    let events = select(services, filter, log, actor)?;
     let csv_wanted = filter.format.as_deref() == Some("csv");
     if csv_wanted {
         // A CSV export is the whole selection, not one page of it.
@@ -120,16 +156,7 @@ fn respond(
         )
             .into_response());
     }
-    let page = PageQuery {
-        limit: filter.limit,
-        cursor: filter.cursor.clone(),
-    };
-    // Newest first: the key runs down with time.
-    let page = paginate(
-        events,
-        |e| format!("{:020}-{:020}", i64::MAX - e.at, u64::MAX - e.id.0),
-        &page,
-    );
+    let page = page_of(events, filter);
     match filter.format.as_deref() {
         None | Some("json") => Ok(Json(page).into_response()),
         Some("csv") => Ok((
@@ -189,7 +216,7 @@ fn csv(events: &[AuditEvent]) -> String {
     out
 }
 
-fn actor_text(actor: &Actor) -> String {
+pub(crate) fn actor_text(actor: &Actor) -> String {
     match actor {
         Actor::System => "system".into(),
         Actor::Anonymous => "anonymous".into(),

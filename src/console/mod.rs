@@ -10,9 +10,11 @@
 //! form carries a CSRF token derived from it. No inline script or style: the
 //! Content-Security-Policy allows only the console's own files.
 
+mod audit;
 mod grants;
 mod pages;
 mod session;
+mod teams;
 #[cfg(test)]
 mod tests;
 
@@ -51,6 +53,14 @@ pub fn router() -> Router<Arc<Services>> {
             get(grants::editor).post(grants::give),
         )
         .route("/orgs/{org}/grants/{id}/remove", post(pages::remove_grant))
+        .route("/orgs/{org}/teams", get(teams::list).post(teams::create))
+        .route("/orgs/{org}/teams/{team}/members", post(teams::add_member))
+        .route(
+            "/orgs/{org}/teams/{team}/members/{user}/remove",
+            post(teams::remove_member),
+        )
+        .route("/orgs/{org}/audit", get(audit::log))
+        .route("/orgs/{org}/audit.csv", get(audit::csv))
         .route("/static/style.css", get(style))
         .route("/static/htmx.min.js", get(htmx))
         .fallback(not_found)
@@ -90,6 +100,8 @@ impl Layout {
 /// form.
 pub struct Bar {
     pub login: String,
+    /// The organization the page is about, if any.
+    pub current: Option<OrgId>,
     pub csrf: String,
     pub organizations: Vec<OrgLink>,
 }
@@ -260,4 +272,43 @@ pub(super) fn bytes(n: u64) -> String {
         n if n >= 1024 => format!("{} KiB", n / 1024),
         n => format!("{n} bytes"),
     }
+}
+
+/// Rights in words (the grant editor's): what a person can do with the mailbox.
+pub(super) fn abilities(letters: &str, send: Option<crate::model::SendMode>) -> String {
+    let rights = crate::model::Rights::parse(letters).unwrap_or_default();
+    let has =
+        |letters: &str| crate::model::Rights::parse(letters).is_ok_and(|r| rights.includes(r));
+    let mut can = Vec::new();
+    if has("a") {
+        can.push("manage");
+    }
+    if has("lrswipkxte") {
+        can.push("read and write");
+    } else if has("lr") {
+        can.push("read");
+    } else if has("l") {
+        can.push("see");
+    }
+    match send {
+        Some(crate::model::SendMode::As) => can.push("send as"),
+        Some(crate::model::SendMode::OnBehalf) => can.push("send on behalf of"),
+        None => {}
+    }
+    if can.is_empty() {
+        return "do nothing with".into();
+    }
+    can.join(", ")
+}
+
+/// `text` as a URL's query value (RFC 3986's unreserved characters kept, the rest escaped).
+pub(super) fn url_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

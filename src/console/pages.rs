@@ -2,7 +2,7 @@
 //! Each calls the admin API's handler for what it shows or changes.
 
 use super::session::Visitor;
-use super::{ConsoleResult, Layout, bytes, date, org_name, render, store_error as api};
+use super::{ConsoleResult, Layout, abilities, bytes, date, org_name, render, store_error as api};
 use crate::access::{self, Action};
 use crate::admin::error::{ApiJson, ApiPath, ApiQuery};
 use crate::admin::mailboxes::{CreateMailbox, MailboxView};
@@ -421,30 +421,4 @@ pub async fn remove_grant(
     .await?;
     let back = format!("/console/orgs/{org}/mailboxes/{}/access", form.mailbox);
     Ok(Redirect::to(&back).into_response())
-}
-
-/// Rights in words (the grant editor's): what a person can do with the mailbox.
-fn abilities(letters: &str, send: Option<SendMode>) -> String {
-    let rights = Rights::parse(letters).unwrap_or_default();
-    let has = |letters: &str| Rights::parse(letters).is_ok_and(|r| rights.includes(r));
-    let mut can = Vec::new();
-    if has("a") {
-        can.push("manage");
-    }
-    if has("lrswipkxte") {
-        can.push("read and write");
-    } else if has("lr") {
-        can.push("read");
-    } else if has("l") {
-        can.push("see");
-    }
-    match send {
-        Some(SendMode::As) => can.push("send as"),
-        Some(SendMode::OnBehalf) => can.push("send on behalf of"),
-        None => {}
-    }
-    if can.is_empty() {
-        return "do nothing with".into();
-    }
-    can.join(", ")
 }

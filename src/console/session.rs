@@ -60,6 +60,7 @@ impl Visitor {
             .0;
         Ok(Bar {
             login: me.login,
+            current,
             csrf: self.csrf.clone(),
             organizations: me
                 .organizations
@@ -244,9 +245,10 @@ fn signed_in(tls: Tls, token: &str, must_change_password: bool) -> Response {
     ([(header::SET_COOKIE, cookie)], Redirect::to(to)).into_response()
 }
 
+/// A form that carries nothing but the session's CSRF token (a button).
 #[derive(Deserialize)]
 pub struct CsrfOnly {
-    csrf: String,
+    pub csrf: String,
 }
 
 /// Ends the session (its token is deleted, as the API's logout does).

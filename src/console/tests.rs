@@ -54,7 +54,7 @@ impl<'a> Browser<'a> {
     async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let body = form
             .iter()
-            .map(|(k, v)| format!("{k}={}", urlencoding(v)))
+            .map(|(k, v)| format!("{k}={}", super::url_encoded(v)))
             .collect::<Vec<_>>()
             .join("&");
         self.send("POST", path, body).await
@@ -109,17 +109,6 @@ impl<'a> Browser<'a> {
         )
         .await
     }
-}
-
-fn urlencoding(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn org(h: &Harness) -> OrgId {
@@ -517,4 +506,132 @@ async fn the_grant_editor_gives_access_with_an_end_and_says_why_it_refuses() {
         "{}",
         above.body
     );
+}
+
+#[tokio::test]
+async fn work_teams_carry_access_that_the_access_page_explains_and_the_audit_log_records() {
+    let h = Harness::new();
+    let lucie_grant = lucie(&h, "l");
+    let Grantee::User(lucie_id) = lucie_grant.grantee else {
+        unreachable!()
+    };
+    let (org, mailbox) = (org(&h), h.mailbox());
+    let mut owner = Browser::new(&h);
+    owner.log_in(OWNER, PASSWORD).await;
+    let teams = format!("/console/orgs/{org}/teams");
+    let page = owner.get(&teams).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("No work team yet."));
+    let csrf = page.csrf();
+    let made = owner
+        .post(&teams, &[("csrf", &csrf), ("name", "Front desk")])
+        .await;
+    assert_eq!(made.location(), teams);
+    let team = h.services.store.teams(org).unwrap()[0].id;
+    let editor = format!("/console/orgs/{org}/mailboxes/{mailbox}/grant");
+    let given = owner
+        .post(
+            &editor,
+            &[
+                ("csrf", &csrf),
+                ("grantee", &format!("team:{team}")),
+                ("preset", "read"),
+            ],
+        )
+        .await;
+    assert_eq!(given.status, StatusCode::SEE_OTHER, "{}", given.body);
+    let added = owner
+        .post(
+            &format!("{teams}/{team}/members"),
+            &[("csrf", &csrf), ("user", &lucie_id.to_string())],
+        )
+        .await;
+    assert_eq!(added.location(), teams);
+    let page = owner.get(&teams).await;
+    for expected in [
+        "<h2 id=\"team-",
+        "Front desk",
+        "lucie@elsewhere.test",
+        ADDRESS,
+        "read",
+    ] {
+        assert!(page.body.contains(expected), "{expected}: {}", page.body);
+    }
+    let access = owner
+        .get(&format!("/console/orgs/{org}/mailboxes/{mailbox}/access"))
+        .await;
+    assert!(
+        access.body.contains("work team Front desk"),
+        "{}",
+        access.body
+    );
+
+    let removed = owner
+        .post(
+            &format!("{teams}/{team}/members/{lucie_id}/remove"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(removed.location(), teams);
+    let access = owner
+        .get(&format!("/console/orgs/{org}/mailboxes/{mailbox}/access"))
+        .await;
+    assert!(
+        !access.body.contains("work team Front desk"),
+        "{}",
+        access.body
+    );
+
+    // The audit log, filtered to the team's events, and the same as CSV.
+    let log = owner
+        .get(&format!(
+            "/console/orgs/{org}/audit?action=team.&actor=&target=&since=&until="
+        ))
+        .await;
+    assert_eq!(log.status, StatusCode::OK, "{}", log.body);
+    for expected in [
+        "team.create",
+        "team.member.add",
+        "team.member.remove",
+        OWNER,
+    ] {
+        assert!(log.body.contains(expected), "{expected}: {}", log.body);
+    }
+    assert!(!log.body.contains("grant.create"), "filtered: {}", log.body);
+    let csv = owner
+        .get(&format!("/console/orgs/{org}/audit.csv?action=team.member"))
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert_eq!(csv.headers[header::CONTENT_TYPE], "text/csv; charset=utf-8");
+    assert!(
+        csv.headers[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(
+        csv.body.starts_with("at,org,actor,action,target"),
+        "{}",
+        csv.body
+    );
+    assert_eq!(csv.body.matches("team.member.").count(), 2, "{}", csv.body);
+    let bad = owner
+        .get(&format!("/console/orgs/{org}/audit?since=yesterday"))
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.body.contains("is not a day"), "{}", bad.body);
+
+    // Lucie, a collaborator: no team controls, refused when posting one, no audit log.
+    let mut lucie = Browser::new(&h);
+    lucie.log_in("lucie@elsewhere.test", "lucie-password").await;
+    let page = lucie.get(&teams).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("New work team") && !page.body.contains("Remove"));
+    let csrf = page.csrf();
+    let posted = lucie
+        .post(&teams, &[("csrf", &csrf), ("name", "Mine")])
+        .await;
+    assert_eq!(posted.status, StatusCode::FORBIDDEN);
+    let log = lucie.get(&format!("/console/orgs/{org}/audit")).await;
+    assert_eq!(log.status, StatusCode::FORBIDDEN);
 }
