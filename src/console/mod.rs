@@ -63,6 +63,7 @@ pub fn router() -> Router<Arc<Services>> {
         .route("/orgs/{org}/audit.csv", get(audit::csv))
         .route("/static/style.css", get(style))
         .route("/static/htmx.min.js", get(htmx))
+        .route("/static/favicon.svg", get(favicon))
         .fallback(not_found)
         .layer(axum::middleware::map_response(secure_headers))
 }
@@ -229,6 +230,10 @@ async fn htmx() -> impl IntoResponse {
     )
 }
 
+async fn favicon() -> impl IntoResponse {
+    asset("image/svg+xml", include_str!("static/favicon.svg"))
+}
+
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
     (
         [
@@ -274,6 +279,9 @@ pub(super) fn bytes(n: u64) -> String {
     }
 }
 
+/// What someone can do who holds no rights on a mailbox but reaches it.
+pub(super) const NO_RIGHTS: &str = "reset its password (and so read it)";
+
 /// Rights in words (the grant editor's): what a person can do with the mailbox.
 pub(super) fn abilities(letters: &str, send: Option<crate::model::SendMode>) -> String {
     let rights = crate::model::Rights::parse(letters).unwrap_or_default();
@@ -296,7 +304,8 @@ pub(super) fn abilities(letters: &str, send: Option<crate::model::SendMode>) -> 
         None => {}
     }
     if can.is_empty() {
-        return "do nothing with".into();
+        // Only a role or a partnership reaches a mailbox without rights of its own.
+        return NO_RIGHTS.into();
     }
     can.join(", ")
 }

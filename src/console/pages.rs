@@ -249,6 +249,10 @@ pub async fn access(
         .collect::<ConsoleResult<_>>()?;
     rows.sort_by_key(|row| !row.checked);
     let verdict = (!check.is_empty()).then(|| match rows.iter().find(|r| r.checked) {
+        Some(row) if row.can == super::NO_RIGHTS => format!(
+            "{} holds no rights on this mailbox, but can reset its password (and so read it).",
+            row.who
+        ),
         Some(row) => format!("{} can {} this mailbox.", row.who, row.can),
         None => format!("{check} cannot read this mailbox."),
     });

@@ -287,6 +287,14 @@ async fn the_access_page_shows_who_can_read_and_why_and_removes_a_direct_grant()
         "{}",
         checked.body
     );
+    let owner = browser.get(&format!("{path}?check={OWNER}")).await;
+    assert!(
+        owner
+            .body
+            .contains("holds no rights on this mailbox, but can reset its password"),
+        "{}",
+        owner.body
+    );
     let nobody = browser.get(&format!("{path}?check=nobody%40x.test")).await;
     assert!(
         nobody
