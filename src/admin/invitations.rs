@@ -216,8 +216,10 @@ async fn issue(
         .unwrap_or_else(|| services.config.hostname.clone());
     let text = format!(
         "You are invited to join {org_name} as {role}.\n\n\
-         To accept, send your new password (or, if you already have an account here, your\n\
-         current one) to this single-use address within 7 days:\n\n\
+         To accept within 7 days, open this single-use link in a browser:\n\n\
+         https://{host}/console/invitations/{token}\n\n\
+         Or send your new password (or, if you already have an account here, your\n\
+         current one) to this single-use address:\n\n\
          POST https://{host}/api/v1/invitations/{token}/accept\n\
          {{\"password\": \"...\"}}\n\n\
          With the mailgate command line: mailgate admin invitations accept {token}\n",

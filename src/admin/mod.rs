@@ -12,7 +12,7 @@ pub(crate) mod error;
 mod export;
 pub(crate) mod grants;
 mod imports;
-mod invitations;
+pub(crate) mod invitations;
 pub(crate) mod mailboxes;
 mod orgs;
 pub(crate) mod page;

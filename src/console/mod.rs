@@ -12,6 +12,7 @@
 
 mod audit;
 mod grants;
+mod members;
 mod pages;
 mod session;
 mod teams;
@@ -53,6 +54,22 @@ pub fn router() -> Router<Arc<Services>> {
             get(grants::editor).post(grants::give),
         )
         .route("/orgs/{org}/grants/{id}/remove", post(pages::remove_grant))
+        .route("/orgs/{org}/members", get(members::list))
+        .route(
+            "/orgs/{org}/members/{user}/role",
+            post(members::change_role),
+        )
+        .route("/orgs/{org}/members/{user}/reach", get(members::reach))
+        .route("/orgs/{org}/invitations", post(members::invite))
+        .route("/orgs/{org}/invitations/{id}/resend", post(members::resend))
+        .route(
+            "/orgs/{org}/invitations/{id}/withdraw",
+            post(members::withdraw),
+        )
+        .route(
+            "/invitations/{token}",
+            get(members::accept_page).post(members::accept),
+        )
         .route("/orgs/{org}/teams", get(teams::list).post(teams::create))
         .route("/orgs/{org}/teams/{team}/members", post(teams::add_member))
         .route(

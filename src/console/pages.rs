@@ -179,8 +179,8 @@ pub async fn create_mailbox(
 }
 
 /// What one row of the access page says of one reason.
-struct ReasonRow {
-    why: String,
+pub(super) struct ReasonRow {
+    pub(super) why: String,
     granted: Option<String>,
     until: Option<String>,
     action: RowAction,
@@ -302,7 +302,7 @@ fn access_row(
     })
 }
 
-fn reason_row(
+pub(super) fn reason_row(
     services: &Services,
     org: OrgId,
     names: &Names,
@@ -375,12 +375,12 @@ fn granted(services: &Services, org: OrgId, grant: GrantId) -> ConsoleResult<Opt
 }
 
 /// Team and organization names, for the reasons.
-struct Names {
+pub(super) struct Names {
     teams: Vec<Team>,
 }
 
 impl Names {
-    fn of(services: &Services, org: OrgId) -> ConsoleResult<Names> {
+    pub(super) fn of(services: &Services, org: OrgId) -> ConsoleResult<Names> {
         Ok(Names {
             teams: services.store.teams(org).map_err(api)?,
         })

@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 /// The session cookie: an API session token.
 const SESSION_COOKIE: &str = "mailgate_console";
-/// The login form's own CSRF token, before any session (a double-submitted cookie).
-const LOGIN_COOKIE: &str = "mailgate_console_login";
+/// The CSRF token of a form without a session (logging in, accepting an invitation): a
+/// double-submitted cookie.
+const FORM_COOKIE: &str = "mailgate_console_form";
 /// As long as the API's sessions (`admin::session`).
 const SESSION_SECONDS: u64 = 12 * 3600;
 
@@ -144,7 +145,7 @@ impl FromRequestParts<Arc<Services>> for PendingVisitor {
 }
 
 /// Whether the request came over TLS (its cookies are then `Secure`).
-pub struct Tls(bool);
+pub struct Tls(pub bool);
 
 impl<S: Send + Sync> FromRequestParts<S> for Tls {
     type Rejection = std::convert::Infallible;
@@ -180,14 +181,27 @@ pub async fn login_page(
     login_form(tls, String::new(), None, StatusCode::OK)
 }
 
+/// A form's token for a page without a session (logging in, accepting an invitation): a new
+/// random value, and the cookie that carries it for the form's `path` (double-submitted).
+pub(super) fn form_token(tls: Tls, path: &str) -> (String, String) {
+    let token = crate::admin::session::new_token();
+    let cookie = set_cookie(FORM_COOKIE, &token, path, 3600, tls);
+    (token, cookie)
+}
+
+/// Whether a form posted without a session carries the token its page's cookie holds.
+pub(super) fn form_token_matches(headers: &HeaderMap, sent: &str) -> bool {
+    let expected = cookie(headers, FORM_COOKIE).unwrap_or_default();
+    !expected.is_empty() && same(sent, &expected)
+}
+
 fn login_form(
     tls: Tls,
     login: String,
     problem: Option<String>,
     status: StatusCode,
 ) -> ConsoleResult<Response> {
-    let csrf = crate::admin::session::new_token();
-    let cookie = set_cookie(LOGIN_COOKIE, &csrf, "/console/login", 3600, tls);
+    let (csrf, cookie) = form_token(tls, "/console/login");
     let page = LoginPage {
         layout: Layout::bare(),
         csrf,
@@ -213,8 +227,7 @@ pub async fn log_in(
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> ConsoleResult<Response> {
-    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !same(&form.csrf, &expected) {
+    if !form_token_matches(&headers, &form.csrf) {
         return Err(ConsoleError::Csrf);
     }
     let request = LoginRequest {
@@ -235,7 +248,7 @@ pub async fn log_in(
 }
 
 /// The answer that starts a session: its cookie, and where to go.
-fn signed_in(tls: Tls, token: &str, must_change_password: bool) -> Response {
+pub(super) fn signed_in(tls: Tls, token: &str, must_change_password: bool) -> Response {
     let cookie = set_cookie(SESSION_COOKIE, token, "/console", SESSION_SECONDS, tls);
     let to = if must_change_password {
         "/console/password"

@@ -15,6 +15,8 @@ const OWNER: &str = "owner@harness.test";
 struct Browser<'a> {
     harness: &'a Harness,
     cookies: HashMap<String, String>,
+    /// Whether requests come from htmx (`HX-Request`).
+    htmx: bool,
 }
 
 struct Page {
@@ -44,6 +46,7 @@ impl<'a> Browser<'a> {
         Browser {
             harness,
             cookies: HashMap::new(),
+            htmx: false,
         }
     }
 
@@ -60,6 +63,14 @@ impl<'a> Browser<'a> {
         self.send("POST", path, body).await
     }
 
+    /// A form posted by htmx (an in-place edit), which asks for a fragment.
+    async fn post_htmx(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.htmx = true;
+        let page = self.post(path, form).await;
+        self.htmx = false;
+        page
+    }
+
     async fn send(&mut self, method: &str, path: &str, body: String) -> Page {
         let cookies = self
             .cookies
@@ -67,7 +78,11 @@ impl<'a> Browser<'a> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join("; ");
-        let request = Request::builder()
+        let mut request = Request::builder();
+        if self.htmx {
+            request = request.header("hx-request", "true");
+        }
+        let request = request
             .method(method)
             .uri(path)
             .header(header::COOKIE, cookies)
@@ -642,4 +657,165 @@ async fn work_teams_carry_access_that_the_access_page_explains_and_the_audit_log
     assert_eq!(posted.status, StatusCode::FORBIDDEN);
     let log = lucie.get(&format!("/console/orgs/{org}/audit")).await;
     assert_eq!(log.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn members_roles_in_place_reach_and_an_invitation_accepted_in_the_browser() {
+    let h = Harness::new();
+    let lucie_grant = lucie(&h, "lrs");
+    let Grantee::User(lucie_id) = lucie_grant.grantee else {
+        unreachable!()
+    };
+    let org = org(&h);
+    let mut owner = Browser::new(&h);
+    owner.log_in(OWNER, PASSWORD).await;
+    let members = format!("/console/orgs/{org}/members");
+    let page = owner.get(&members).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    for expected in [
+        "lucie@elsewhere.test",
+        "collaborator",
+        "active",
+        "Invite someone",
+    ] {
+        assert!(page.body.contains(expected), "{expected}: {}", page.body);
+    }
+    let csrf = page.csrf();
+
+    // A role changed in place: the row comes back, with the new role chosen.
+    let row = owner
+        .post_htmx(
+            &format!("{members}/{lucie_id}/role"),
+            &[("csrf", &csrf), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(row.status, StatusCode::OK, "{}", row.body);
+    assert!(
+        row.body
+            .trim_start()
+            .starts_with(&format!("<tr id=\"member-{lucie_id}\">"))
+    );
+    assert!(
+        row.body.contains(r#"<option value="admin" selected>"#),
+        "{}",
+        row.body
+    );
+    assert!(!row.body.contains("<html"), "a fragment");
+    assert_eq!(
+        h.services.store.role_in(org, lucie_id).unwrap(),
+        Some(Role::Admin)
+    );
+    // Without script, the same form goes back to the list.
+    let plain = owner
+        .post(
+            &format!("{members}/{lucie_id}/role"),
+            &[("csrf", &csrf), ("role", "collaborator")],
+        )
+        .await;
+    assert_eq!(plain.location(), members);
+
+    // What Lucie can reach, and why.
+    let reach = owner.get(&format!("{members}/{lucie_id}/reach")).await;
+    assert!(
+        reach.body.contains(ADDRESS) && reach.body.contains("direct grant"),
+        "{}",
+        reach.body
+    );
+
+    // An invitation whose mail cannot go out shows its link; opened in another browser, it
+    // makes an account and signs in.
+    let sent = owner
+        .post(
+            &format!("/console/orgs/{org}/invitations"),
+            &[
+                ("csrf", &csrf),
+                ("email", "nobody@harness.test"),
+                ("role", "collaborator"),
+            ],
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    let at = sent
+        .body
+        .find("http://localhost/console/invitations/")
+        .expect("the link");
+    let link = &sent.body[at + "http://localhost".len()..];
+    let link = &link[..link.find('<').unwrap()];
+    assert!(sent.body.contains("Invitations not yet accepted"));
+    let mut invited = Browser::new(&h);
+    let form = invited.get(link).await;
+    assert_eq!(form.status, StatusCode::OK, "{}", form.body);
+    let forged = invited
+        .post(link, &[("csrf", "x"), ("password", "a good long password")])
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    let form = invited.get(link).await;
+    let csrf_invited = form.csrf();
+    let short = invited
+        .post(link, &[("csrf", &csrf_invited), ("password", "short")])
+        .await;
+    assert_eq!(
+        short.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        short.body
+    );
+    let csrf_invited = short.csrf();
+    let accepted = invited
+        .post(
+            link,
+            &[
+                ("csrf", &csrf_invited),
+                ("password", "a good long password"),
+            ],
+        )
+        .await;
+    assert_eq!(accepted.status, StatusCode::SEE_OTHER, "{}", accepted.body);
+    let home = invited.get("/console/").await;
+    assert!(home.body.contains("Harness"), "{}", home.body);
+
+    // Another invitation, withdrawn.
+    let sent = owner
+        .post(
+            &format!("/console/orgs/{org}/invitations"),
+            &[
+                ("csrf", &csrf),
+                ("email", "later@harness.test"),
+                ("role", "external"),
+            ],
+        )
+        .await;
+    assert!(sent.body.contains("later@harness.test"));
+    let id = h.services.store.invitations(org).unwrap()[0].token_hash;
+    let id = hex::encode(&id[..8]);
+    let gone = owner
+        .post(
+            &format!("/console/orgs/{org}/invitations/{id}/withdraw"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(gone.location(), members);
+    assert!(h.services.store.invitations(org).unwrap().is_empty());
+
+    // Lucie (a collaborator) cannot change roles: no control, and refused in place.
+    let mut lucie = Browser::new(&h);
+    lucie.log_in("lucie@elsewhere.test", "lucie-password").await;
+    let page = lucie.get(&members).await;
+    assert!(!page.body.contains("Change the role") && !page.body.contains("Invite someone"));
+    let csrf = page.csrf();
+    let refused = lucie
+        .post_htmx(
+            &format!("{members}/{lucie_id}/role"),
+            &[("csrf", &csrf), ("role", "owner")],
+        )
+        .await;
+    assert!(
+        refused.body.contains(r#"class="problem" role="alert""#),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        h.services.store.role_in(org, lucie_id).unwrap(),
+        Some(Role::Collaborator)
+    );
 }
