@@ -12,15 +12,15 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 /// What a client should connect to.
-struct Settings {
-    address: String,
+pub(crate) struct Settings {
+    pub(crate) address: String,
     domain: String,
-    host: String,
-    imap_port: u16,
-    submission_port: u16,
+    pub(crate) host: String,
+    pub(crate) imap_port: u16,
+    pub(crate) submission_port: u16,
 }
 
-fn settings(services: &Services, address: Option<&str>) -> ApiResult<Settings> {
+pub(crate) fn settings(services: &Services, address: Option<&str>) -> ApiResult<Settings> {
     let address = address
         .map(str::trim)
         .filter(|a| !a.is_empty())

@@ -3,7 +3,7 @@
 //! is refused, and the page says why).
 
 use super::session::Visitor;
-use super::{ConsoleError, ConsoleResult, Layout, render, store_error};
+use super::{ConsoleResult, Layout, render, store_error};
 use crate::admin::error::{ApiJson, ApiPath, ApiQuery};
 use crate::admin::grants::{self, GrantRequest};
 use crate::admin::page::{Limit, PageQuery};
@@ -179,16 +179,17 @@ pub async fn give(
         ApiJson(request),
     )
     .await;
-    match made.map_err(ConsoleError::from) {
+    // A refusal is shown with the form (the caller's session was good: the API does
+    // not ask it again mid-call, so even a 401 is about what was sent, as a password).
+    match made {
         Ok(_) => {
             let back = format!("/console/orgs/{org}/mailboxes/{mailbox}/access");
             Ok(Redirect::to(&back).into_response())
         }
-        Err(ConsoleError::Api(e)) => {
+        Err(e) => {
             let (status, _, message) = e.parts();
             editor_page(&services, visitor, org, mailbox, Some(message), status).await
         }
-        Err(other) => Err(other),
     }
 }
 

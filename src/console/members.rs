@@ -175,11 +175,7 @@ pub async fn change_role(
         let _changed = changed?;
         return Ok(Redirect::to(&format!("/console/orgs/{org}/members")).into_response());
     }
-    let problem = match changed.map_err(ConsoleError::from) {
-        Ok(_) => None,
-        Err(ConsoleError::Api(e)) => Some(e.parts().2),
-        Err(other) => return Err(other),
-    };
+    let problem = changed.err().map(|e| e.parts().2);
     let found =
         grants::members(State(services), visitor.caller.clone(), ApiPath(org), all()).await?;
     let member = found

@@ -14,6 +14,7 @@ mod audit;
 mod grants;
 mod members;
 mod pages;
+mod partners;
 mod session;
 mod teams;
 #[cfg(test)]
@@ -76,6 +77,14 @@ pub fn router() -> Router<Arc<Services>> {
             "/orgs/{org}/teams/{team}/members/{user}/remove",
             post(teams::remove_member),
         )
+        .route("/orgs/{org}/mailboxes/{id}/setup", get(partners::setup))
+        .route(
+            "/orgs/{org}/partners",
+            get(partners::list).post(partners::invite),
+        )
+        .route("/orgs/{org}/partners/{id}/accept", post(partners::accept))
+        .route("/orgs/{org}/partners/{id}/refuse", post(partners::refuse))
+        .route("/orgs/{org}/partners/{id}/end", post(partners::end))
         .route("/orgs/{org}/audit", get(audit::log))
         .route("/orgs/{org}/audit.csv", get(audit::csv))
         .route("/static/style.css", get(style))
@@ -327,14 +336,7 @@ pub(super) fn abilities(letters: &str, send: Option<crate::model::SendMode>) -> 
     can.join(", ")
 }
 
-/// `text` as a URL's query value (RFC 3986's unreserved characters kept, the rest escaped).
+/// `text` as a URL's query value.
 pub(super) fn url_encoded(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

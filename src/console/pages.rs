@@ -192,6 +192,11 @@ enum RowAction {
     Remove {
         grant: GrantId,
     },
+    /// An inherited reason: where it comes from.
+    Source {
+        href: String,
+        label: &'static str,
+    },
     Nothing,
 }
 
@@ -316,13 +321,25 @@ pub(super) fn reason_row(
     };
     Ok(match reason {
         Reason::Password => plain("knows the mailbox password".into()),
-        Reason::Role { role } => plain(format!(
-            "{role} of the organization (may reset its password)"
-        )),
-        Reason::Partnership { partner } => plain(format!(
-            "manager at partner organization {}",
-            names.organization(services, partner)
-        )),
+        Reason::Role { role } => ReasonRow {
+            action: RowAction::Source {
+                href: format!("/console/orgs/{org}/members"),
+                label: "members",
+            },
+            ..plain(format!(
+                "{role} of the organization (may reset its password)"
+            ))
+        },
+        Reason::Partnership { partner } => ReasonRow {
+            action: RowAction::Source {
+                href: format!("/console/orgs/{org}/partners"),
+                label: "partners",
+            },
+            ..plain(format!(
+                "manager at partner organization {}",
+                names.organization(services, partner)
+            ))
+        },
         Reason::DirectGrant {
             grant, valid_until, ..
         } => ReasonRow {
@@ -340,7 +357,10 @@ pub(super) fn reason_row(
             why: format!("work team {}", names.team(team)),
             granted: granted(services, org, grant)?,
             until: valid_until.map(date),
-            action: RowAction::Nothing,
+            action: RowAction::Source {
+                href: format!("/console/orgs/{org}/teams#team-{team}"),
+                label: "the team",
+            },
         },
         Reason::AllMailboxesGrant {
             grant, valid_until, ..

@@ -819,3 +819,140 @@ async fn members_roles_in_place_reach_and_an_invitation_accepted_in_the_browser(
         Some(Role::Collaborator)
     );
 }
+
+#[tokio::test]
+async fn a_partner_is_invited_accepts_manages_and_the_partnership_ends_with_a_password() {
+    let h = Harness::new();
+    let store = &h.services.store;
+    let (org, mailbox) = (org(&h), h.mailbox());
+    let boss = store
+        .create_user(NewUser {
+            login: "boss@partner.test".into(),
+            display_name: String::new(),
+            password: crate::password::hash("boss-password").unwrap(),
+            must_change_password: false,
+            own_mailbox: None,
+        })
+        .unwrap();
+    let partner = store.create_organization("Partner Co", boss.id).unwrap().id;
+    let mut owner = Browser::new(&h);
+    owner.log_in(OWNER, PASSWORD).await;
+    let partners = format!("/console/orgs/{org}/partners");
+    let page = owner.get(&partners).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csrf = page.csrf();
+    let vague = owner
+        .post(
+            &partners,
+            &[("csrf", &csrf), ("partner", &partner.to_string())],
+        )
+        .await;
+    assert_eq!(vague.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        vague
+            .body
+            .contains("Choose the whole organization or some mailboxes.")
+    );
+    let invited = owner
+        .post(
+            &partners,
+            &[
+                ("csrf", &csrf),
+                ("partner", &partner.to_string()),
+                ("mailbox", &mailbox.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(invited.location(), partners, "{}", invited.body);
+    let page = owner.get(&partners).await;
+    for expected in [
+        "(its name once it accepts)",
+        "they manage us",
+        ADDRESS,
+        "invited",
+    ] {
+        assert!(page.body.contains(expected), "{expected}: {}", page.body);
+    }
+
+    // The partner's owner accepts, and then manages the mailbox it was given.
+    let mut boss_browser = Browser::new(&h);
+    boss_browser
+        .log_in("boss@partner.test", "boss-password")
+        .await;
+    let theirs = format!("/console/orgs/{partner}/partners");
+    let page = boss_browser.get(&theirs).await;
+    assert!(
+        page.body.contains("we manage them") && page.body.contains("Harness"),
+        "{}",
+        page.body
+    );
+    let id = store.partnerships_of(org).unwrap()[0].id;
+    let csrf_boss = page.csrf();
+    let accepted = boss_browser
+        .post(&format!("{theirs}/{id}/accept"), &[("csrf", &csrf_boss)])
+        .await;
+    assert_eq!(accepted.location(), theirs, "{}", accepted.body);
+    // Its scope is one mailbox: it sees that one, not the organization's audit review.
+    let listed = boss_browser
+        .get(&format!("/console/orgs/{org}/mailboxes"))
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.body);
+    assert!(listed.body.contains(ADDRESS));
+    let review = boss_browser
+        .get(&format!("/console/orgs/{org}/mailboxes/{mailbox}/access"))
+        .await;
+    assert_eq!(review.status, StatusCode::FORBIDDEN, "{}", review.body);
+
+    // Ending it needs the password.
+    let wrong = owner
+        .post(
+            &format!("{partners}/{id}/end"),
+            &[("csrf", &csrf), ("password", "not it")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "{}", wrong.body);
+    assert!(
+        wrong.body.contains("the password is wrong"),
+        "{}",
+        wrong.body
+    );
+    let ended = owner
+        .post(
+            &format!("{partners}/{id}/end"),
+            &[("csrf", &csrf), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(ended.location(), partners, "{}", ended.body);
+    assert_eq!(
+        store.partnership(id).unwrap().unwrap().status,
+        PartnershipStatus::Ended
+    );
+    let listed = boss_browser
+        .get(&format!("/console/orgs/{org}/mailboxes"))
+        .await;
+    assert_eq!(
+        listed.status,
+        StatusCode::NOT_FOUND,
+        "no longer theirs to see"
+    );
+}
+
+#[tokio::test]
+async fn a_mailbox_client_setup_lists_what_a_client_needs() {
+    let h = Harness::new();
+    let (org, mailbox) = (org(&h), h.mailbox());
+    let mut owner = Browser::new(&h);
+    owner.log_in(OWNER, PASSWORD).await;
+    let setup = owner
+        .get(&format!("/console/orgs/{org}/mailboxes/{mailbox}/setup"))
+        .await;
+    assert_eq!(setup.status, StatusCode::OK, "{}", setup.body);
+    let host = &h.services.config.hostname;
+    for expected in [ADDRESS, host.as_str(), "SSL/TLS", "*<var>their login</var>"] {
+        assert!(setup.body.contains(expected), "{expected}: {}", setup.body);
+    }
+    let other = owner
+        .get(&format!("/console/orgs/{org}/mailboxes/999999/setup"))
+        .await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+}
