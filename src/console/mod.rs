@@ -49,6 +49,11 @@ pub fn router() -> Router<Arc<Services>> {
             "/orgs/{org}/mailboxes",
             get(pages::mailboxes).post(pages::create_mailbox),
         )
+        .route("/orgs/{org}/aliases", post(pages::create_alias))
+        .route(
+            "/orgs/{org}/aliases/{address}/remove",
+            post(pages::remove_alias),
+        )
         .route("/orgs/{org}/mailboxes/{id}/access", get(pages::access))
         .route(
             "/orgs/{org}/mailboxes/{id}/grant",

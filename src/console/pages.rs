@@ -5,7 +5,7 @@ use super::session::Visitor;
 use super::{ConsoleResult, Layout, abilities, bytes, date, org_name, render, store_error as api};
 use crate::access::{self, Action};
 use crate::admin::error::{ApiJson, ApiPath, ApiQuery};
-use crate::admin::mailboxes::{CreateMailbox, MailboxView};
+use crate::admin::mailboxes::{CreateAlias, CreateMailbox, MailboxView};
 use crate::admin::page::PageQuery;
 use crate::admin::review::{Holder, Path as Reason};
 use crate::admin::{ClientAddr, grants, mailboxes, review, session};
@@ -83,6 +83,15 @@ struct Mailboxes {
     next_cursor: Option<String>,
     may_create: bool,
     created: Option<Created>,
+    aliases: Vec<AliasRow>,
+    /// The mailboxes this user may add an alias to.
+    alias_targets: Vec<(MailboxId, String)>,
+}
+
+struct AliasRow {
+    address: String,
+    mailbox: String,
+    may_remove: bool,
 }
 
 #[derive(Deserialize)]
@@ -120,7 +129,35 @@ async fn mailboxes_page(
     )
     .await?
     .0;
-    let may_create = access::may(&visitor.caller.principal(), org, &Action::CreateMailbox).is_ok();
+    let principal = visitor.caller.principal();
+    let may_create = access::may(&principal, org, &Action::CreateMailbox).is_ok();
+    let manages = |id: MailboxId| access::may(&principal, org, &Action::ManageMailbox(id)).is_ok();
+    let all = PageQuery {
+        limit: crate::admin::page::Limit::try_from(1000).ok(),
+        cursor: None,
+    };
+    let aliases = mailboxes::list_aliases(
+        State(services.clone()),
+        visitor.caller.clone(),
+        ApiPath(org),
+        ApiQuery(all),
+    )
+    .await?
+    .0
+    .items
+    .into_iter()
+    .map(|a| AliasRow {
+        may_remove: manages(a.mailbox_id),
+        address: a.address,
+        mailbox: a.mailbox,
+    })
+    .collect();
+    let alias_targets = listed
+        .items
+        .iter()
+        .filter(|m| manages(m.id))
+        .map(|m| (m.id, m.address.clone()))
+        .collect();
     let page = Mailboxes {
         layout: Layout::with(visitor.bar(services, Some(org)).await?),
         csrf: visitor.csrf,
@@ -130,6 +167,8 @@ async fn mailboxes_page(
         next_cursor: listed.next_cursor,
         may_create,
         created,
+        aliases,
+        alias_targets,
     };
     Ok(render(&page)?.into_response())
 }
@@ -176,6 +215,50 @@ pub async fn create_mailbox(
         password: made.0.password,
     };
     mailboxes_page(&services, visitor, org, None, Some(created)).await
+}
+
+#[derive(Deserialize)]
+pub struct NewAliasForm {
+    csrf: String,
+    address: String,
+    mailbox_id: MailboxId,
+}
+
+pub async fn create_alias(
+    State(services): State<Arc<Services>>,
+    client: ClientAddr,
+    visitor: Visitor,
+    Path(org): Path<OrgId>,
+    Form(form): Form<NewAliasForm>,
+) -> ConsoleResult<Response> {
+    visitor.check(&form.csrf)?;
+    let request = CreateAlias {
+        address: form.address,
+        mailbox_id: form.mailbox_id,
+    };
+    let path = ApiPath(org);
+    let _made = mailboxes::create_alias(
+        State(services),
+        client,
+        visitor.caller,
+        path,
+        ApiJson(request),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/console/orgs/{org}/mailboxes")).into_response())
+}
+
+pub async fn remove_alias(
+    State(services): State<Arc<Services>>,
+    client: ClientAddr,
+    visitor: Visitor,
+    Path((org, address)): Path<(OrgId, String)>,
+    Form(form): Form<super::session::CsrfOnly>,
+) -> ConsoleResult<Response> {
+    visitor.check(&form.csrf)?;
+    let path = ApiPath((org, address));
+    mailboxes::delete_alias(State(services), client, visitor.caller, path).await?;
+    Ok(Redirect::to(&format!("/console/orgs/{org}/mailboxes")).into_response())
 }
 
 /// What one row of the access page says of one reason.

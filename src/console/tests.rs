@@ -378,6 +378,41 @@ async fn a_new_mailbox_shows_its_password_once_and_names_are_escaped() {
     let m = h.services.store.mailbox_by_address("sales@harness.test");
     assert_eq!(m.unwrap().unwrap().seen, SeenPolicy::PerUser);
 
+    // An alias of the new mailbox, then removed.
+    let sales = h
+        .services
+        .store
+        .mailbox_by_address("sales@harness.test")
+        .unwrap()
+        .unwrap();
+    let aliased = browser
+        .post(
+            &format!("/console/orgs/{org}/aliases"),
+            &[
+                ("csrf", &csrf),
+                ("address", "deals@harness.test"),
+                ("mailbox_id", &sales.id.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(aliased.location(), path, "{}", aliased.body);
+    let list = browser.get(&path).await;
+    assert!(
+        list.body
+            .contains("<td>deals@harness.test</td><td>sales@harness.test</td>"),
+        "{}",
+        list.body
+    );
+    let removed = browser
+        .post(
+            &format!("/console/orgs/{org}/aliases/deals%40harness.test/remove"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(removed.location(), path, "{}", removed.body);
+    let list = browser.get(&path).await;
+    assert!(!list.body.contains("deals@harness.test"));
+
     // Without the session's CSRF token (a form from another site): refused, nothing made.
     let forged = browser
         .post(
@@ -406,6 +441,10 @@ async fn a_collaborator_sees_no_control_she_may_not_use_and_posting_it_is_refuse
     assert_eq!(list.status, StatusCode::OK, "{}", list.body);
     assert!(!list.body.contains("New mailbox"), "{}", list.body);
     assert!(!list.body.contains("Create mailbox"));
+    assert!(
+        !list.body.contains("Add alias"),
+        "no mailbox of hers to manage"
+    );
     let csrf = list.csrf();
     let posted = browser
         .post(&path, &[("csrf", &csrf), ("address", "mine@harness.test")])
