@@ -2,17 +2,19 @@
 //! time, and exported as CSV: the API's own selection and rights (`admin::audit_log`).
 
 use super::session::Visitor;
-use super::{ConsoleError, ConsoleResult, Layout, date, render, store_error, url_encoded};
+use super::{ConsoleError, ConsoleResult, Layout, date, every, render, url_encoded};
 use crate::admin::audit_log::{self, AuditFilter};
 use crate::admin::error::{ApiPath, ApiQuery};
 use crate::admin::grants;
-use crate::admin::page::{Limit, PageQuery};
+use crate::admin::mailboxes;
+use crate::admin::page::Limit;
 use crate::model::*;
 use crate::services::Services;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Events per page.
@@ -79,7 +81,8 @@ fn day_start(day: &str, days: u64) -> Result<String, String> {
         .ok_or_else(|| format!("{day:?} is not a day (YYYY-MM-DD)."))
 }
 
-struct Person {
+/// One person the \"who\" filter offers.
+struct ActorChoice {
     id: UserId,
     login: String,
     selected: bool,
@@ -100,7 +103,7 @@ struct Row {
 struct AuditPage {
     layout: Layout,
     org: OrgId,
-    people: Vec<Person>,
+    people: Vec<ActorChoice>,
     filters: Filters,
     query: String,
     events: Vec<Row>,
@@ -131,31 +134,29 @@ pub async fn log(
         Some(_) => StatusCode::UNPROCESSABLE_ENTITY,
         None => StatusCode::OK,
     };
-    let members = grants::members(
-        State(services.clone()),
-        visitor.caller.clone(),
-        ApiPath(org),
-        ApiQuery(PageQuery {
-            limit: Limit::try_from(1000).ok(),
-            cursor: None,
-        }),
-    )
-    .await?
-    .0;
+    let state = || State(services.clone());
+    let caller = || visitor.caller.clone();
+    let members = every(|q| grants::members(state(), caller(), ApiPath(org), q)).await?;
+    let boxes = every(|q| mailboxes::list(state(), caller(), ApiPath(org), q)).await?;
+    // Names for the actors: the organization's members and mailboxes, as the API shows them
+    // to this user; anyone else (a partner's user, one who left) as the API's export names
+    // them.
+    let names = Names {
+        logins: members
+            .iter()
+            .map(|m| (m.user_id, m.login.clone()))
+            .collect(),
+        addresses: boxes.into_iter().map(|m| (m.id, m.address)).collect(),
+    };
     let people = members
-        .items
         .into_iter()
-        .map(|m| Person {
+        .map(|m| ActorChoice {
             selected: filters.actor == m.user_id.to_string(),
             id: m.user_id,
             login: m.login,
         })
         .collect();
-    let events = page
-        .items
-        .into_iter()
-        .map(|e| row(&services, e))
-        .collect::<ConsoleResult<_>>()?;
+    let events = page.items.into_iter().map(|e| names.row(e)).collect();
     let page = AuditPage {
         layout: Layout::with(visitor.bar(&services, Some(org)).await?),
         org,
@@ -169,35 +170,40 @@ pub async fn log(
     Ok((status, render(&page)?).into_response())
 }
 
-fn row(services: &Services, e: AuditEvent) -> ConsoleResult<Row> {
-    Ok(Row {
-        at: date(e.at),
-        who: who(services, &e.actor)?,
-        action: e.action,
-        target: e.target,
-        client: e.client.unwrap_or_default(),
-        outcome: format!("{:?}", e.outcome).to_lowercase(),
-        detail: e.detail,
-    })
+/// The organization's members' logins and mailboxes' addresses.
+struct Names {
+    logins: HashMap<UserId, String>,
+    addresses: HashMap<MailboxId, String>,
 }
 
-/// An actor in words: a login, a mailbox's address, or the server.
-fn who(services: &Services, actor: &Actor) -> ConsoleResult<String> {
-    let login = |user: &UserId| -> ConsoleResult<String> {
-        let found = services.store.user(*user).map_err(store_error)?;
-        Ok(found.map_or_else(|| format!("user #{user}"), |u| u.login))
-    };
-    let address = |mailbox: &MailboxId| -> ConsoleResult<String> {
-        let found = services.store.mailbox(*mailbox).map_err(store_error)?;
-        Ok(found.map_or_else(|| format!("mailbox #{mailbox}"), |m| m.address))
-    };
-    Ok(match actor {
-        Actor::User(user) => login(user)?,
-        Actor::Mailbox(mailbox) => address(mailbox)?,
-        Actor::Delegate { user, mailbox } => format!("{} as {}", login(user)?, address(mailbox)?),
-        Actor::Partner { user, .. } => format!("{} (partner)", login(user)?),
-        other => audit_log::actor_text(other),
-    })
+impl Names {
+    fn row(&self, e: AuditEvent) -> Row {
+        Row {
+            at: date(e.at),
+            who: self.who(&e.actor),
+            action: e.action,
+            target: e.target,
+            client: e.client.unwrap_or_default(),
+            outcome: format!("{:?}", e.outcome).to_lowercase(),
+            detail: e.detail,
+        }
+    }
+
+    /// An actor in words: a member's login, a mailbox's address, or as the API's export
+    /// names it.
+    fn who(&self, actor: &Actor) -> String {
+        let login = |user: &UserId| self.logins.get(user).cloned();
+        let address = |mailbox: &MailboxId| self.addresses.get(mailbox).cloned();
+        let named = match actor {
+            Actor::User(user) => login(user),
+            Actor::Mailbox(mailbox) => address(mailbox),
+            Actor::Delegate { user, mailbox } => login(user)
+                .zip(address(mailbox))
+                .map(|(who, of)| format!("{who} as {of}")),
+            _ => None,
+        };
+        named.unwrap_or_else(|| audit_log::actor_text(actor))
+    }
 }
 
 /// The same selection, whole, as CSV (the API's export), to save.

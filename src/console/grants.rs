@@ -3,16 +3,15 @@
 //! is refused, and the page says why).
 
 use super::session::Visitor;
-use super::{ConsoleResult, Layout, render, store_error};
-use crate::admin::error::{ApiJson, ApiPath, ApiQuery};
+use super::{ConsoleResult, Layout, back_to, every, refusal, render};
+use crate::admin::error::{ApiJson, ApiPath};
 use crate::admin::grants::{self, GrantRequest};
-use crate::admin::page::{Limit, PageQuery};
-use crate::admin::{ClientAddr, teams};
+use crate::admin::{ClientAddr, mailboxes, teams};
 use crate::model::*;
 use crate::services::Services;
 use axum::extract::{Form, Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -87,14 +86,12 @@ async fn editor_page(
     problem: Option<String>,
     status: StatusCode,
 ) -> ConsoleResult<Response> {
-    let address = match services.store.mailbox(mailbox).map_err(store_error)? {
-        Some(m) if m.org == org => m.address,
-        _ => {
-            return Err(
-                crate::admin::ApiError::NotFound(format!("mailbox {mailbox} not found")).into(),
-            );
-        }
-    };
+    // The mailbox as the API shows it to this user: one she may not see is not found.
+    let path = ApiPath((org, mailbox));
+    let address = mailboxes::get(State(services.clone()), visitor.caller.clone(), path)
+        .await?
+        .0
+        .address;
     let page = GrantPage {
         grantees: grantees(services, &visitor, org).await?,
         layout: Layout::with(visitor.bar(services, Some(org)).await?),
@@ -114,31 +111,19 @@ async fn grantees(
     visitor: &Visitor,
     org: OrgId,
 ) -> ConsoleResult<Vec<Choice>> {
-    let all = || PageQuery {
-        limit: Limit::try_from(1000).ok(),
-        cursor: None,
-    };
-    let members = grants::members(
-        State(services.clone()),
-        visitor.caller.clone(),
-        ApiPath(org),
-        ApiQuery(all()),
-    )
-    .await?
-    .0;
-    let teams = teams::list(
-        State(services.clone()),
-        visitor.caller.clone(),
-        ApiPath(org),
-        ApiQuery(all()),
-    )
-    .await?
-    .0;
-    let people = members.items.into_iter().map(|m| Choice {
+    let state = || State(services.clone());
+    let caller = || visitor.caller.clone();
+    let members = every(|q| grants::members(state(), caller(), ApiPath(org), q)).await?;
+    // Teams are the directory's, which some who may grant (a partner limited to some
+    // mailboxes) do not see: they choose among the people.
+    let teams = every(|q| teams::list(state(), caller(), ApiPath(org), q))
+        .await
+        .unwrap_or_default();
+    let people = members.into_iter().map(|m| Choice {
         value: format!("user:{}", m.user_id),
         label: format!("{} ({})", m.login, m.role),
     });
-    let teams = teams.items.into_iter().map(|t| Choice {
+    let teams = teams.into_iter().map(|t| Choice {
         value: format!("team:{}", t.id),
         label: format!("work team {}", t.name),
     });
@@ -179,15 +164,13 @@ pub async fn give(
         ApiJson(request),
     )
     .await;
-    // A refusal is shown with the form (the caller's session was good: the API does
-    // not ask it again mid-call, so even a 401 is about what was sent, as a password).
     match made {
-        Ok(_) => {
-            let back = format!("/console/orgs/{org}/mailboxes/{mailbox}/access");
-            Ok(Redirect::to(&back).into_response())
-        }
+        Ok(_) => Ok(back_to(format!(
+            "/console/orgs/{org}/mailboxes/{mailbox}/access"
+        ))),
+        // The API's refusal, shown with the form (`refusal`).
         Err(e) => {
-            let (status, _, message) = e.parts();
+            let (status, message) = refusal(e);
             editor_page(&services, visitor, org, mailbox, Some(message), status).await
         }
     }

@@ -3,29 +3,23 @@
 //! through the API's handler.
 
 use super::pages::{Names, reason_row};
-use super::session::{CsrfOnly, Tls, Visitor, form_token, form_token_matches, signed_in};
-use super::{ConsoleError, ConsoleResult, Layout, abilities, date, render};
+use super::session::{CsrfOnly, Secure, Visitor, check_form_token, form_token, signed_in};
+use super::{
+    ConsoleError, ConsoleResult, Layout, abilities, back_to, date, every, refusal, render,
+};
 use crate::access::{self, Action};
-use crate::admin::error::{ApiJson, ApiPath, ApiQuery};
+use crate::admin::error::{ApiJson, ApiPath};
 use crate::admin::grants::{self, MemberView, RoleChange};
 use crate::admin::invitations::{self, Acceptance, InvitationRequest, InvitationView};
-use crate::admin::page::{Limit, PageQuery};
 use crate::admin::session::LoginRequest;
 use crate::admin::{ClientAddr, review, session};
 use crate::model::*;
 use crate::services::Services;
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-
-fn all() -> ApiQuery<PageQuery> {
-    ApiQuery(PageQuery {
-        limit: Limit::try_from(1000).ok(),
-        cursor: None,
-    })
-}
 
 struct MemberRow {
     id: UserId,
@@ -56,6 +50,8 @@ fn member_row(visitor: &Visitor, org: OrgId, m: MemberView) -> MemberRow {
 }
 
 struct InvitationRow {
+    /// Whether this user may invite at the invitation's role, and so resend or withdraw it.
+    may_manage: bool,
     id: String,
     email: String,
     role: String,
@@ -97,30 +93,29 @@ async fn members_page(
     issued: Option<Issued>,
 ) -> ConsoleResult<Response> {
     let state = || State(services.clone());
-    let found = grants::members(state(), visitor.caller.clone(), ApiPath(org), all()).await?;
-    let pending = invitations::list(state(), visitor.caller.clone(), ApiPath(org), all()).await?;
+    let caller = || visitor.caller.clone();
+    let found = every(|q| grants::members(state(), caller(), ApiPath(org), q)).await?;
+    let pending = every(|q| invitations::list(state(), caller(), ApiPath(org), q)).await?;
+    let may_invite = |role| {
+        let invite = Action::InviteMember { role };
+        access::may(&visitor.caller.principal(), org, &invite).is_ok()
+    };
     let members = found
-        .0
-        .items
         .into_iter()
         .map(|m| member_row(&visitor, org, m))
         .collect();
     let invitations = pending
-        .0
-        .items
         .into_iter()
         .map(|i| InvitationRow {
+            may_manage: may_invite(i.role),
             id: i.id,
             email: i.email,
             role: i.role.to_string(),
             until: date(i.expires),
         })
         .collect();
-    let invite = Action::InviteMember {
-        role: Role::Collaborator,
-    };
     let page = MembersPage {
-        may_invite: access::may(&visitor.caller.principal(), org, &invite).is_ok(),
+        may_invite: may_invite(Role::Collaborator),
         layout: Layout::with(visitor.bar(services, Some(org)).await?),
         csrf: visitor.csrf,
         org,
@@ -148,39 +143,62 @@ pub struct RoleForm {
 }
 
 /// Changes a member's role through the API. In place (htmx, `HX-Request`): the row again,
-/// with the API's refusal in it; without script: back to the list, or the refusal's page.
+/// with the API's refusal in it, and any other failure sent as htmx understands it (see
+/// `ConsoleError::for_htmx`); without script: back to the list, or the refusal's page.
 pub async fn change_role(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
-    visitor: Visitor,
+    visitor: Result<Visitor, ConsoleError>,
     headers: HeaderMap,
     Path((org, user)): Path<(OrgId, UserId)>,
-    Form(form): Form<RoleForm>,
-) -> ConsoleResult<Response> {
-    visitor.check(&form.csrf)?;
-    let change = RoleChange {
-        role: Some(form.role),
-        disabled: None,
+    form: Result<Form<RoleForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let in_place = headers.contains_key("hx-request");
+    let changed = async {
+        let visitor = visitor?;
+        let Form(form) =
+            form.map_err(|e| ConsoleError::Api(crate::admin::ApiError::BadRequest(e.body_text())))?;
+        visitor.check(&form.csrf)?;
+        let change = RoleChange {
+            role: Some(form.role),
+            disabled: None,
+        };
+        let path = ApiPath((org, user));
+        let caller = visitor.caller.clone();
+        let changed = grants::change_role(
+            State(services.clone()),
+            client,
+            caller,
+            path,
+            ApiJson(change),
+        )
+        .await;
+        if !in_place {
+            let _changed = changed?;
+            return Ok(back_to(format!("/console/orgs/{org}/members")));
+        }
+        let problem = changed.err().map(|e| e.parts().2);
+        member_fragment(&services, visitor, org, user, problem).await
     };
-    let path = ApiPath((org, user));
-    let changed = grants::change_role(
-        State(services.clone()),
-        client,
-        visitor.caller.clone(),
-        path,
-        ApiJson(change),
-    )
-    .await;
-    if !headers.contains_key("hx-request") {
-        let _changed = changed?;
-        return Ok(Redirect::to(&format!("/console/orgs/{org}/members")).into_response());
+    match changed.await {
+        Ok(answer) => answer,
+        Err(e) if in_place => e.for_htmx(),
+        Err(e) => e.into_response(),
     }
-    let problem = changed.err().map(|e| e.parts().2);
+}
+
+/// One member's row again, for an in-place edit.
+async fn member_fragment(
+    services: &Arc<Services>,
+    visitor: Visitor,
+    org: OrgId,
+    user: UserId,
+    problem: Option<String>,
+) -> ConsoleResult<Response> {
+    let caller = || visitor.caller.clone();
     let found =
-        grants::members(State(services), visitor.caller.clone(), ApiPath(org), all()).await?;
+        every(|q| grants::members(State(services.clone()), caller(), ApiPath(org), q)).await?;
     let member = found
-        .0
-        .items
         .into_iter()
         .find(|m| m.user_id == user)
         .ok_or_else(|| {
@@ -261,14 +279,14 @@ pub struct InviteForm {
     role: Role,
 }
 
-/// The invitation's acceptance page, as the browser reached this one, when its mail did not
-/// go out (the API's answer carries the path only then).
-fn issued(view: InvitationView, headers: &HeaderMap, Tls(tls): Tls) -> Issued {
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let scheme = if tls { "https" } else { "http" };
+/// The invitation's acceptance page, at the server's public name (as the invitation mail
+/// gives it), when its mail did not go out: the API's answer carries the path only then.
+fn issued(services: &Services, view: InvitationView) -> Issued {
+    let public = &services.config.public;
+    let host = public
+        .hostname
+        .as_ref()
+        .unwrap_or(&services.config.hostname);
     let token = view.accept_path.as_deref().and_then(|p| {
         p.strip_prefix("/api/v1/invitations/")?
             .strip_suffix("/accept")
@@ -279,7 +297,7 @@ fn issued(view: InvitationView, headers: &HeaderMap, Tls(tls): Tls) -> Issued {
         why: view
             .undelivered
             .unwrap_or_else(|| "The mail did not go out".into()),
-        link: token.map(|t| format!("{scheme}://{host}/console/invitations/{t}")),
+        link: token.map(|t| format!("https://{host}/console/invitations/{t}")),
     }
 }
 
@@ -287,8 +305,6 @@ pub async fn invite(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
     visitor: Visitor,
-    headers: HeaderMap,
-    tls: Tls,
     Path(org): Path<OrgId>,
     Form(form): Form<InviteForm>,
 ) -> ConsoleResult<Response> {
@@ -307,7 +323,7 @@ pub async fn invite(
         ApiJson(request),
     )
     .await?;
-    let shown = issued(made.0, &headers, tls);
+    let shown = issued(&services, made.0);
     members_page(&services, visitor, org, Some(shown)).await
 }
 
@@ -315,8 +331,6 @@ pub async fn resend(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
     visitor: Visitor,
-    headers: HeaderMap,
-    tls: Tls,
     Path((org, id)): Path<(OrgId, String)>,
     Form(form): Form<CsrfOnly>,
 ) -> ConsoleResult<Response> {
@@ -329,7 +343,7 @@ pub async fn resend(
         path,
     )
     .await?;
-    let shown = issued(made.0, &headers, tls);
+    let shown = issued(&services, made.0);
     members_page(&services, visitor, org, Some(shown)).await
 }
 
@@ -343,7 +357,7 @@ pub async fn withdraw(
     visitor.check(&form.csrf)?;
     let path = ApiPath((org, id));
     invitations::withdraw(State(services), client, visitor.caller, path).await?;
-    Ok(Redirect::to(&format!("/console/orgs/{org}/members")).into_response())
+    Ok(back_to(format!("/console/orgs/{org}/members")))
 }
 
 #[derive(askama::Template)]
@@ -356,19 +370,28 @@ struct AcceptPage {
 }
 
 /// The page an invitation's link opens: no session needed, the link is the credential.
-pub async fn accept_page(tls: Tls, Path(token): Path<String>) -> ConsoleResult<Response> {
-    accept_form(tls, token, None, axum::http::StatusCode::OK)
+pub async fn accept_page(secure: Secure, Path(token): Path<String>) -> ConsoleResult<Response> {
+    let token = invitation_token(token)?;
+    accept_form(secure, token, None, axum::http::StatusCode::OK)
 }
 
 /// The form, with a new token in a cookie of its own (as the login form's): another site
 /// cannot make a browser accept an invitation, and so sign in to an account it chose.
+/// A token as the invitations' links carry it (64 hex digits); any other path is no page.
+fn invitation_token(token: String) -> ConsoleResult<String> {
+    match token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => Ok(token),
+        false => Err(crate::admin::ApiError::NotFound("no such invitation".into()).into()),
+    }
+}
+
 fn accept_form(
-    tls: Tls,
+    secure: Secure,
     token: String,
     problem: Option<String>,
     status: axum::http::StatusCode,
 ) -> ConsoleResult<Response> {
-    let (csrf, cookie) = form_token(tls, "/console/invitations");
+    let (csrf, cookie) = form_token(secure, "/console/invitations");
     let page = AcceptPage {
         layout: Layout::bare(),
         token,
@@ -388,14 +411,13 @@ pub struct AcceptForm {
 pub async fn accept(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
-    tls: Tls,
+    secure: Secure,
     headers: HeaderMap,
     Path(token): Path<String>,
     Form(form): Form<AcceptForm>,
 ) -> ConsoleResult<Response> {
-    if !form_token_matches(&headers, &form.csrf) {
-        return Err(ConsoleError::Csrf);
-    }
+    let token = invitation_token(token)?;
+    check_form_token(&headers, &form.csrf)?;
     let acceptance = Acceptance {
         password: form.password.clone(),
     };
@@ -410,8 +432,8 @@ pub async fn accept(
     let login = match accepted {
         Ok((_, answer)) => answer.0.login,
         Err(e) => {
-            let (status, _, message) = e.parts();
-            return accept_form(tls, token, Some(message), status);
+            let (status, message) = refusal(e);
+            return accept_form(secure, token, Some(message), status);
         }
     };
     let request = LoginRequest {
@@ -419,6 +441,5 @@ pub async fn accept(
         password: form.password,
     };
     let (_, answer) = session::login(State(services), client, ApiJson(request)).await?;
-    let must_change = answer.0.must_change_password;
-    Ok(signed_in(tls, &answer.0.token, must_change))
+    Ok(signed_in(secure, &answer.0))
 }

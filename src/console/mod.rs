@@ -96,6 +96,7 @@ pub fn router() -> Router<Arc<Services>> {
         .route("/static/htmx.min.js", get(htmx))
         .route("/static/favicon.svg", get(favicon))
         .fallback(not_found)
+        .layer(axum::middleware::map_response(html_rejections))
         .layer(axum::middleware::map_response(secure_headers))
 }
 
@@ -185,6 +186,25 @@ struct ErrorPage {
     message: String,
 }
 
+impl ConsoleError {
+    /// The answer to htmx (an in-place edit), which swaps only successful answers into the
+    /// page: sent where the visitor must go (`HX-Redirect`), or the page reloaded to show the
+    /// error (`HX-Refresh`).
+    pub fn for_htmx(self) -> Response {
+        let (name, value) = match self {
+            ConsoleError::LogIn => ("hx-redirect", "/console/login"),
+            ConsoleError::ChangePassword => ("hx-redirect", "/console/password"),
+            other => {
+                if let ConsoleError::Render(e) = &other {
+                    tracing::error!(error = %e, "a console fragment failed to render");
+                }
+                ("hx-refresh", "true")
+            }
+        };
+        ([(name, value)], StatusCode::OK).into_response()
+    }
+}
+
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
@@ -207,15 +227,20 @@ impl IntoResponse for ConsoleError {
                 return (status, "internal error; see the server log").into_response();
             }
         };
-        let page = ErrorPage {
-            layout: Layout::bare(),
-            title: status.canonical_reason().unwrap_or("Error").to_string(),
-            message,
-        };
-        match render(&page) {
-            Ok(html) => (status, html).into_response(),
-            Err(e) => e.into_response(),
-        }
+        error_page(status, message)
+    }
+}
+
+/// The console's page for a refusal or an error: its status, and why in words.
+fn error_page(status: StatusCode, message: String) -> Response {
+    let page = ErrorPage {
+        layout: Layout::bare(),
+        title: status.canonical_reason().unwrap_or("Error").to_string(),
+        message,
+    };
+    match render(&page) {
+        Ok(html) => (status, html).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -224,8 +249,30 @@ fn render(page: &impl askama::Template) -> ConsoleResult<Html<String>> {
     Ok(Html(page.render()?))
 }
 
+/// axum's own refusals of a malformed request (a path or form it cannot read) are plain
+/// text: in the console they become its error page, with the same words.
+async fn html_rejections(response: Response) -> Response {
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !response.status().is_client_error() || !plain {
+        return response;
+    }
+    let status = response.status();
+    let words = axum::body::to_bytes(response.into_body(), 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let message = match words.trim() {
+        "" => "The request could not be read.".to_string(),
+        words => words.to_string(),
+    };
+    error_page(status, message)
+}
+
 /// Headers on every console answer: only the console's own scripts, styles and forms; never
-/// framed; pages not cached (they show one user's data).
+/// framed; nothing but the assets cached.
 async fn secure_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
     let fixed = [
@@ -241,10 +288,8 @@ async fn secure_headers(mut response: Response) -> Response {
     for (name, value) in fixed {
         headers.insert(name, HeaderValue::from_static(value));
     }
-    let is_html = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/html"));
-    if is_html {
+    // Everything but the embedded assets (which say they may be kept) shows one user's data.
+    if !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
@@ -344,4 +389,42 @@ pub(super) fn abilities(letters: &str, send: Option<crate::model::SendMode>) -> 
 /// `text` as a URL's query value.
 pub(super) fn url_encoded(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// Every item of a list the API hands out a page at a time: `page` is asked for the next page
+/// until there is none, so that no form or table silently stops at the first.
+pub(super) async fn every<T, F, Fut>(mut page: F) -> ConsoleResult<Vec<T>>
+where
+    F: FnMut(crate::admin::error::ApiQuery<crate::admin::page::PageQuery>) -> Fut,
+    Fut: std::future::Future<
+            Output = crate::admin::error::ApiResult<axum::Json<crate::admin::page::Page<T>>>,
+        >,
+{
+    let mut items = Vec::new();
+    let mut cursor = None;
+    loop {
+        let query = crate::admin::page::PageQuery {
+            limit: crate::admin::page::Limit::try_from(1000).ok(),
+            cursor,
+        };
+        let answer = page(crate::admin::error::ApiQuery(query)).await?.0;
+        items.extend(answer.items);
+        match answer.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(items),
+        }
+    }
+}
+
+/// After a change: back to `path` (post, then redirect).
+pub(super) fn back_to(path: String) -> Response {
+    Redirect::to(&path).into_response()
+}
+
+/// Why the API refused, for a form that shows it again: its status and words. (The caller's
+/// session was good: the API does not ask it again mid-call, so even a 401 here is about
+/// what was sent, as a password, not about the session.)
+pub(super) fn refusal(e: ApiError) -> (StatusCode, String) {
+    let (status, _, message) = e.parts();
+    (status, message)
 }

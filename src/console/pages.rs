@@ -2,7 +2,10 @@
 //! Each calls the admin API's handler for what it shows or changes.
 
 use super::session::Visitor;
-use super::{ConsoleResult, Layout, abilities, bytes, date, org_name, render, store_error as api};
+use super::{
+    ConsoleResult, Layout, abilities, back_to, bytes, date, every, org_name, render,
+    store_error as api,
+};
 use crate::access::{self, Action};
 use crate::admin::error::{ApiJson, ApiPath, ApiQuery};
 use crate::admin::mailboxes::{CreateAlias, CreateMailbox, MailboxView};
@@ -82,6 +85,8 @@ struct Mailboxes {
     mailboxes: Vec<MailboxRow>,
     next_cursor: Option<String>,
     may_create: bool,
+    /// Whether the user may see who can read the mailboxes (the access page).
+    may_review: bool,
     created: Option<Created>,
     aliases: Vec<AliasRow>,
     /// The mailboxes this user may add an alias to.
@@ -131,32 +136,25 @@ async fn mailboxes_page(
     .0;
     let principal = visitor.caller.principal();
     let may_create = access::may(&principal, org, &Action::CreateMailbox).is_ok();
+    let may_review = access::may(&principal, org, &Action::ViewAudit).is_ok();
     let manages = |id: MailboxId| access::may(&principal, org, &Action::ManageMailbox(id)).is_ok();
-    let all = PageQuery {
-        limit: crate::admin::page::Limit::try_from(1000).ok(),
-        cursor: None,
-    };
-    let aliases = mailboxes::list_aliases(
-        State(services.clone()),
-        visitor.caller.clone(),
-        ApiPath(org),
-        ApiQuery(all),
-    )
-    .await?
-    .0
-    .items
-    .into_iter()
-    .map(|a| AliasRow {
-        may_remove: manages(a.mailbox_id),
-        address: a.address,
-        mailbox: a.mailbox,
-    })
-    .collect();
-    let alias_targets = listed
-        .items
-        .iter()
+    let state = || State(services.clone());
+    let caller = || visitor.caller.clone();
+    let aliases = every(|q| mailboxes::list_aliases(state(), caller(), ApiPath(org), q))
+        .await?
+        .into_iter()
+        .map(|a| AliasRow {
+            may_remove: manages(a.mailbox_id),
+            address: a.address,
+            mailbox: a.mailbox,
+        })
+        .collect();
+    // Every mailbox this user manages, not only this page's.
+    let alias_targets = every(|q| mailboxes::list(state(), caller(), ApiPath(org), q))
+        .await?
+        .into_iter()
         .filter(|m| manages(m.id))
-        .map(|m| (m.id, m.address.clone()))
+        .map(|m| (m.id, m.address))
         .collect();
     let page = Mailboxes {
         layout: Layout::with(visitor.bar(services, Some(org)).await?),
@@ -166,6 +164,7 @@ async fn mailboxes_page(
         mailboxes: listed.items.into_iter().map(MailboxRow::from).collect(),
         next_cursor: listed.next_cursor,
         may_create,
+        may_review,
         created,
         aliases,
         alias_targets,
@@ -245,7 +244,7 @@ pub async fn create_alias(
         ApiJson(request),
     )
     .await?;
-    Ok(Redirect::to(&format!("/console/orgs/{org}/mailboxes")).into_response())
+    Ok(back_to(format!("/console/orgs/{org}/mailboxes")))
 }
 
 pub async fn remove_alias(
@@ -258,7 +257,7 @@ pub async fn remove_alias(
     visitor.check(&form.csrf)?;
     let path = ApiPath((org, address));
     mailboxes::delete_alias(State(services), client, visitor.caller, path).await?;
-    Ok(Redirect::to(&format!("/console/orgs/{org}/mailboxes")).into_response())
+    Ok(back_to(format!("/console/orgs/{org}/mailboxes")))
 }
 
 /// What one row of the access page says of one reason.

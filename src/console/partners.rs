@@ -2,25 +2,17 @@
 //! some mailboxes) and a mailbox's client settings. Through the API's handlers.
 
 use super::session::{CsrfOnly, Visitor};
-use super::{ConsoleResult, Layout, date, render};
+use super::{ConsoleResult, Layout, back_to, date, every, refusal, render};
 use crate::access::{self, Action};
-use crate::admin::error::{ApiJson, ApiPath, ApiQuery};
-use crate::admin::page::{Limit, PageQuery};
+use crate::admin::error::{ApiJson, ApiPath};
 use crate::admin::partnerships::{self, Confirmation, PartnerInvitation, PartnershipView};
 use crate::admin::{ClientAddr, autoconfig, mailboxes};
 use crate::model::*;
 use crate::services::Services;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
-
-fn all() -> ApiQuery<PageQuery> {
-    ApiQuery(PageQuery {
-        limit: Limit::try_from(1000).ok(),
-        cursor: None,
-    })
-}
 
 struct Row {
     id: PartnershipId,
@@ -101,20 +93,12 @@ async fn partners_page(
     status: StatusCode,
 ) -> ConsoleResult<Response> {
     let state = || State(services.clone());
-    let found = partnerships::list(state(), visitor.caller.clone(), ApiPath(org), all()).await?;
-    let boxes = mailboxes::list(state(), visitor.caller.clone(), ApiPath(org), all()).await?;
-    let addresses: Vec<(MailboxId, String)> = boxes
-        .0
-        .items
-        .into_iter()
-        .map(|m| (m.id, m.address))
-        .collect();
-    let rows = found
-        .0
-        .items
-        .into_iter()
-        .map(|p| row(org, p, &addresses))
-        .collect();
+    let caller = || visitor.caller.clone();
+    let found = every(|q| partnerships::list(state(), caller(), ApiPath(org), q)).await?;
+    let boxes = every(|q| mailboxes::list(state(), caller(), ApiPath(org), q)).await?;
+    let addresses: Vec<(MailboxId, String)> =
+        boxes.into_iter().map(|m| (m.id, m.address)).collect();
+    let rows = found.into_iter().map(|p| row(org, p, &addresses)).collect();
     let page = PartnersPage {
         may_manage: access::may(
             &visitor.caller.principal(),
@@ -133,7 +117,7 @@ async fn partners_page(
 }
 
 fn back(org: OrgId) -> Response {
-    Redirect::to(&format!("/console/orgs/{org}/partners")).into_response()
+    back_to(format!("/console/orgs/{org}/partners"))
 }
 
 /// The invitation form: a partner's id, the whole organization or some mailboxes. Checkboxes
@@ -188,12 +172,11 @@ pub async fn invite(
         ApiJson(request),
     )
     .await;
-    // A refusal is shown with the form (the caller's session was good: the API does
-    // not ask it again mid-call, so even a 401 is about what was sent, as a password).
+    // The API's refusal, shown with the form (`refusal`).
     match made {
         Ok(_) => Ok(back(org)),
         Err(e) => {
-            let (status, _, message) = e.parts();
+            let (status, message) = refusal(e);
             partners_page(&services, visitor, org, Some(message), status).await
         }
     }
@@ -251,12 +234,11 @@ pub async fn end(
         ApiJson(confirmation),
     )
     .await;
-    // A refusal is shown with the form (the caller's session was good: the API does
-    // not ask it again mid-call, so even a 401 is about what was sent, as a password).
+    // The API's refusal, shown with the form (`refusal`).
     match ended {
         Ok(_) => Ok(back(org)),
         Err(e) => {
-            let (status, _, message) = e.parts();
+            let (status, message) = refusal(e);
             partners_page(&services, visitor, org, Some(message), status).await
         }
     }

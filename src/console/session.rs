@@ -1,11 +1,10 @@
 //! Signing in and out of the console, the forced password change, and who a request is from:
 //! the session cookie holds an admin API session token, checked by the API's own code.
 
-use super::{Bar, ConsoleError, ConsoleResult, Layout, OrgLink, render};
-use crate::admin::ApiError;
+use super::{Bar, ConsoleError, ConsoleResult, Layout, OrgLink, refusal, render};
 use crate::admin::auth::{Caller, PendingCaller};
 use crate::admin::error::ApiJson;
-use crate::admin::session::{LoginRequest, MIN_PASSWORD_LEN, PasswordChange};
+use crate::admin::session::{LoginRequest, LoginResponse, MIN_PASSWORD_LEN, PasswordChange};
 use crate::admin::{ClientAddr, session as api};
 use crate::model::OrgId;
 use crate::services::Services;
@@ -22,8 +21,6 @@ const SESSION_COOKIE: &str = "mailgate_console";
 /// The CSRF token of a form without a session (logging in, accepting an invitation): a
 /// double-submitted cookie.
 const FORM_COOKIE: &str = "mailgate_console_form";
-/// As long as the API's sessions (`admin::session`).
-const SESSION_SECONDS: u64 = 12 * 3600;
 
 /// How the request reached the admin listener: cookies are `Secure` over TLS. Set by the
 /// listener (`admin::serve`); absent (as in tests through the router), plain HTTP.
@@ -104,8 +101,8 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 
 /// A `Set-Cookie` value for the console: never readable by scripts, never sent from another
 /// site, Secure over TLS.
-fn set_cookie(name: &str, value: &str, path: &str, seconds: u64, Tls(tls): Tls) -> String {
-    let secure = if tls { "; Secure" } else { "" };
+fn set_cookie(name: &str, value: &str, path: &str, seconds: u64, Secure(secure): Secure) -> String {
+    let secure = if secure { "; Secure" } else { "" };
     format!("{name}={value}; Path={path}; Max-Age={seconds}; HttpOnly; SameSite=Strict{secure}")
 }
 
@@ -144,17 +141,22 @@ impl FromRequestParts<Arc<Services>> for PendingVisitor {
     }
 }
 
-/// Whether the request came over TLS (its cookies are then `Secure`).
-pub struct Tls(pub bool);
+/// Whether the console's cookies are `Secure` (sent back over HTTPS only): over the
+/// listener's TLS, and whenever the browser is not on this machine (behind a balancer that
+/// ends TLS, `[proxy] trusted`, the client's real address is not a loopback one); only a
+/// browser on the server itself, over plain HTTP on loopback, gets them without.
+pub struct Secure(pub bool);
 
-impl<S: Send + Sync> FromRequestParts<S> for Tls {
+impl<S: Send + Sync> FromRequestParts<S> for Secure {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Tls(parts
+        let tls = parts.extensions.get::<Transport>().is_some_and(|t| t.tls);
+        let remote = parts
             .extensions
-            .get::<Transport>()
-            .is_some_and(|t| t.tls)))
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .is_some_and(|peer| !peer.0.ip().is_loopback());
+        Ok(Secure(tls || remote))
     }
 }
 
@@ -170,7 +172,7 @@ struct LoginPage {
 /// The login form, with a new CSRF token in its own cookie; a signed-in visitor goes on.
 pub async fn login_page(
     State(services): State<Arc<Services>>,
-    tls: Tls,
+    secure: Secure,
     headers: HeaderMap,
 ) -> ConsoleResult<Response> {
     if let Some(token) = cookie(&headers, SESSION_COOKIE)
@@ -178,30 +180,33 @@ pub async fn login_page(
     {
         return Ok(Redirect::to("/console/").into_response());
     }
-    login_form(tls, String::new(), None, StatusCode::OK)
+    login_form(secure, String::new(), None, StatusCode::OK)
 }
 
 /// A form's token for a page without a session (logging in, accepting an invitation): a new
 /// random value, and the cookie that carries it for the form's `path` (double-submitted).
-pub(super) fn form_token(tls: Tls, path: &str) -> (String, String) {
+pub(super) fn form_token(secure: Secure, path: &str) -> (String, String) {
     let token = crate::admin::session::new_token();
-    let cookie = set_cookie(FORM_COOKIE, &token, path, 3600, tls);
+    let cookie = set_cookie(FORM_COOKIE, &token, path, 3600, secure);
     (token, cookie)
 }
 
 /// Whether a form posted without a session carries the token its page's cookie holds.
-pub(super) fn form_token_matches(headers: &HeaderMap, sent: &str) -> bool {
+pub(super) fn check_form_token(headers: &HeaderMap, sent: &str) -> ConsoleResult<()> {
     let expected = cookie(headers, FORM_COOKIE).unwrap_or_default();
-    !expected.is_empty() && same(sent, &expected)
+    match !expected.is_empty() && same(sent, &expected) {
+        true => Ok(()),
+        false => Err(ConsoleError::Csrf),
+    }
 }
 
 fn login_form(
-    tls: Tls,
+    secure: Secure,
     login: String,
     problem: Option<String>,
     status: StatusCode,
 ) -> ConsoleResult<Response> {
-    let (csrf, cookie) = form_token(tls, "/console/login");
+    let (csrf, cookie) = form_token(secure, "/console/login");
     let page = LoginPage {
         layout: Layout::bare(),
         csrf,
@@ -223,34 +228,36 @@ pub struct LoginForm {
 pub async fn log_in(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
-    tls: Tls,
+    secure: Secure,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> ConsoleResult<Response> {
-    if !form_token_matches(&headers, &form.csrf) {
-        return Err(ConsoleError::Csrf);
-    }
+    check_form_token(&headers, &form.csrf)?;
     let request = LoginRequest {
         login: form.login.clone(),
         password: form.password,
     };
     match api::login(State(services), client, ApiJson(request)).await {
-        Ok((_, answer)) => Ok(signed_in(
-            tls,
-            &answer.0.token,
-            answer.0.must_change_password,
-        )),
+        Ok((_, answer)) => Ok(signed_in(secure, &answer.0)),
         Err(e) => {
             let (status, message) = refusal(e);
-            login_form(tls, form.login, Some(message), status)
+            login_form(secure, form.login, Some(message), status)
         }
     }
 }
 
-/// The answer that starts a session: its cookie, and where to go.
-pub(super) fn signed_in(tls: Tls, token: &str, must_change_password: bool) -> Response {
-    let cookie = set_cookie(SESSION_COOKIE, token, "/console", SESSION_SECONDS, tls);
-    let to = if must_change_password {
+/// The answer that starts a session: its cookie (lasting as long as the API's session), and
+/// where to go.
+pub(super) fn signed_in(secure: Secure, session: &LoginResponse) -> Response {
+    let seconds = (session.expires_at - crate::model::now_millis()).max(0) / 1000;
+    let cookie = set_cookie(
+        SESSION_COOKIE,
+        &session.token,
+        "/console",
+        seconds as u64,
+        secure,
+    );
+    let to = if session.must_change_password {
         "/console/password"
     } else {
         "/console/"
@@ -268,12 +275,12 @@ pub struct CsrfOnly {
 pub async fn log_out(
     State(services): State<Arc<Services>>,
     PendingVisitor(visitor): PendingVisitor,
-    tls: Tls,
+    secure: Secure,
     Form(form): Form<CsrfOnly>,
 ) -> ConsoleResult<Response> {
     visitor.check(&form.csrf)?;
     api::logout(State(services), PendingCaller(visitor.caller)).await?;
-    let cookie = set_cookie(SESSION_COOKIE, "", "/console", 0, tls);
+    let cookie = set_cookie(SESSION_COOKIE, "", "/console", 0, secure);
     Ok((
         [(header::SET_COOKIE, cookie)],
         Redirect::to("/console/login"),
@@ -334,7 +341,7 @@ pub async fn change_password(
     State(services): State<Arc<Services>>,
     ClientAddr(client): ClientAddr,
     PendingVisitor(visitor): PendingVisitor,
-    tls: Tls,
+    secure: Secure,
     Form(form): Form<PasswordForm>,
 ) -> ConsoleResult<Response> {
     visitor.check(&form.csrf)?;
@@ -368,19 +375,27 @@ pub async fn change_password(
         login: visitor.caller.user.login.clone(),
         password: form.new_password,
     };
-    let (_, answer) = api::login(
+    let renewed = api::login(
         State(services.clone()),
         ClientAddr(client),
         ApiJson(request),
     )
-    .await
-    .map_err(ConsoleError::from)?;
-    api::logout(State(services), PendingCaller(visitor.caller)).await?;
-    Ok(signed_in(tls, &answer.0.token, false))
-}
-
-/// Why the API refused, for a form that shows it: its status and words.
-fn refusal(e: ApiError) -> (StatusCode, String) {
-    let (status, _, message) = e.parts();
-    (status, message)
+    .await;
+    // The old session (perhaps only good for this change) goes either way; should that
+    // fail, it still ends at its time.
+    let _ = api::logout(State(services), PendingCaller(visitor.caller)).await;
+    match renewed {
+        Ok((_, answer)) => Ok(signed_in(secure, &answer.0)),
+        // Changed, but no new session now (the login throttle, the database): the password
+        // is the new one, so the login page is where to go on.
+        Err(e) => {
+            tracing::warn!(error = %refusal(e).1, "no session after a console password change");
+            let cookie = set_cookie(SESSION_COOKIE, "", "/console", 0, secure);
+            Ok((
+                [(header::SET_COOKIE, cookie)],
+                Redirect::to("/console/login"),
+            )
+                .into_response())
+        }
+    }
 }

@@ -2,16 +2,16 @@
 //! team and adding or removing its members, each through the API's handler.
 
 use super::session::{CsrfOnly, Visitor};
-use super::{ConsoleResult, Layout, abilities, date, render};
+use super::{ConsoleResult, Layout, abilities, back_to, date, every, render};
 use crate::access::{self, Action};
-use crate::admin::error::{ApiJson, ApiPath, ApiQuery};
-use crate::admin::page::{Limit, PageQuery};
-use crate::admin::teams::{self, TeamName};
+use crate::admin::error::{ApiJson, ApiPath};
+use crate::admin::grants::GrantView;
+use crate::admin::teams::{self, TeamName, TeamView};
 use crate::admin::{ClientAddr, grants, mailboxes};
 use crate::model::*;
 use crate::services::Services;
 use axum::extract::{Form, Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,13 +47,6 @@ struct TeamsPage {
     may_manage: bool,
 }
 
-fn all() -> ApiQuery<PageQuery> {
-    ApiQuery(PageQuery {
-        limit: Limit::try_from(1000).ok(),
-        cursor: None,
-    })
-}
-
 pub async fn list(
     State(services): State<Arc<Services>>,
     visitor: Visitor,
@@ -61,67 +54,18 @@ pub async fn list(
 ) -> ConsoleResult<Response> {
     let state = || State(services.clone());
     let caller = || visitor.caller.clone();
-    let found = teams::list(state(), caller(), ApiPath(org), all()).await?.0;
-    let members = grants::members(state(), caller(), ApiPath(org), all())
-        .await?
-        .0;
-    let logins: HashMap<UserId, String> = members
-        .items
-        .iter()
-        .map(|m| (m.user_id, m.login.clone()))
-        .collect();
+    let found = every(|q| teams::list(state(), caller(), ApiPath(org), q)).await?;
+    let members = every(|q| grants::members(state(), caller(), ApiPath(org), q)).await?;
     // The grants this user may see (those on mailboxes she manages), by team.
-    let visible = grants::list(state(), caller(), ApiPath(org), all())
-        .await?
-        .0;
-    let boxes = mailboxes::list(state(), caller(), ApiPath(org), all())
-        .await?
-        .0;
-    let addresses: HashMap<MailboxId, String> =
-        boxes.items.into_iter().map(|m| (m.id, m.address)).collect();
+    let visible = every(|q| grants::list(state(), caller(), ApiPath(org), q)).await?;
+    let boxes = every(|q| mailboxes::list(state(), caller(), ApiPath(org), q)).await?;
+    let known = Known {
+        logins: members.into_iter().map(|m| (m.user_id, m.login)).collect(),
+        addresses: boxes.into_iter().map(|m| (m.id, m.address)).collect(),
+    };
     let sections = found
-        .items
         .into_iter()
-        .map(|team| {
-            let person = |id: &UserId| Person {
-                id: *id,
-                login: logins.get(id).cloned().unwrap_or_else(|| format!("#{id}")),
-            };
-            let grants = visible
-                .items
-                .iter()
-                .filter(|g| g.grantee == Grantee::Team(team.id))
-                .filter_map(|g| match g.target {
-                    GrantTarget::Mailbox(m) => Some(Carried {
-                        mailbox: m,
-                        address: addresses
-                            .get(&m)
-                            .cloned()
-                            .unwrap_or_else(|| format!("#{m}")),
-                        can: abilities(&g.rights, g.send),
-                        until: g.valid_until.map_or("no end".into(), date),
-                    }),
-                    GrantTarget::AllMailboxes => None,
-                })
-                .collect();
-            let by_login = |mut people: Vec<Person>| {
-                people.sort_by(|a, b| a.login.cmp(&b.login));
-                people
-            };
-            TeamSection {
-                others: by_login(
-                    logins
-                        .keys()
-                        .filter(|u| !team.members.contains(u))
-                        .map(person)
-                        .collect(),
-                ),
-                members: by_login(team.members.iter().map(person).collect()),
-                id: team.id,
-                name: team.name,
-                grants,
-            }
-        })
+        .map(|team| known.section(team, &visible))
         .collect();
     let page = TeamsPage {
         layout: Layout::with(visitor.bar(&services, Some(org)).await?),
@@ -133,8 +77,62 @@ pub async fn list(
     Ok(render(&page)?.into_response())
 }
 
+/// The names the API let this user see: members' logins, mailboxes' addresses.
+struct Known {
+    logins: HashMap<UserId, String>,
+    addresses: HashMap<MailboxId, String>,
+}
+
+impl Known {
+    fn person(&self, id: &UserId) -> Person {
+        Person {
+            id: *id,
+            login: self
+                .logins
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| format!("#{id}")),
+        }
+    }
+
+    /// People sorted by login.
+    fn people<'a>(&self, ids: impl Iterator<Item = &'a UserId>) -> Vec<Person> {
+        let mut people: Vec<Person> = ids.map(|id| self.person(id)).collect();
+        people.sort_by(|a, b| a.login.cmp(&b.login));
+        people
+    }
+
+    fn section(&self, team: TeamView, visible: &[GrantView]) -> TeamSection {
+        let grants = visible
+            .iter()
+            .filter(|g| g.grantee == Grantee::Team(team.id))
+            .filter_map(|g| match g.target {
+                GrantTarget::Mailbox(m) => Some(Carried {
+                    mailbox: m,
+                    address: self
+                        .addresses
+                        .get(&m)
+                        .cloned()
+                        .unwrap_or_else(|| format!("#{m}")),
+                    can: abilities(&g.rights, g.send),
+                    until: g.valid_until.map_or("no end".into(), date),
+                }),
+                GrantTarget::AllMailboxes => None,
+            })
+            .collect();
+        let others = self.logins.keys().filter(|u| !team.members.contains(u));
+        TeamSection {
+            others: self.people(others),
+            members: self.people(team.members.iter()),
+            id: team.id,
+            name: team.name,
+            grants,
+        }
+    }
+}
+
 fn back(org: OrgId) -> Response {
-    Redirect::to(&format!("/console/orgs/{org}/teams")).into_response()
+    back_to(format!("/console/orgs/{org}/teams"))
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,8 @@ struct Browser<'a> {
     cookies: HashMap<String, String>,
     /// Whether requests come from htmx (`HX-Request`).
     htmx: bool,
+    /// The client's address, as the listener would give it (none: unknown).
+    peer: Option<std::net::SocketAddr>,
 }
 
 struct Page {
@@ -47,6 +49,7 @@ impl<'a> Browser<'a> {
             harness,
             cookies: HashMap::new(),
             htmx: false,
+            peer: None,
         }
     }
 
@@ -89,6 +92,12 @@ impl<'a> Browser<'a> {
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(axum::body::Body::from(body))
             .unwrap();
+        let mut request = request;
+        if let Some(peer) = self.peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let router = crate::admin::router(self.harness.services.clone());
         let Ok(response) = router.oneshot(request).await;
         for set in response.headers().get_all(header::SET_COOKIE) {
@@ -774,11 +783,13 @@ async fn members_roles_in_place_reach_and_an_invitation_accepted_in_the_browser(
         )
         .await;
     assert_eq!(sent.status, StatusCode::OK, "{}", sent.body);
+    // At the server's public name, as the invitation mail gives it.
+    let base = format!("https://{}", h.services.config.hostname);
     let at = sent
         .body
-        .find("http://localhost/console/invitations/")
+        .find(&format!("{base}/console/invitations/"))
         .expect("the link");
-    let link = &sent.body[at + "http://localhost".len()..];
+    let link = &sent.body[at + base.len()..];
     let link = &link[..link.find('<').unwrap()];
     assert!(sent.body.contains("Invitations not yet accepted"));
     let mut invited = Browser::new(&h);
@@ -994,4 +1005,53 @@ async fn a_mailbox_client_setup_lists_what_a_client_needs() {
         .get(&format!("/console/orgs/{org}/mailboxes/999999/setup"))
         .await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn cookies_are_secure_for_a_browser_elsewhere_and_in_place_edits_survive_errors() {
+    let h = Harness::new();
+    // A browser on another machine (or behind a balancer): Secure cookies even over HTTP.
+    let mut remote = Browser::new(&h);
+    remote.peer = Some("192.0.2.7:50000".parse().unwrap());
+    let form = remote.get("/console/login").await;
+    let cookie = form.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    let answer = remote.log_in(OWNER, PASSWORD).await;
+    let cookie = answer.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(
+        cookie.contains("; Secure") && cookie.contains("Max-Age=43"),
+        "{cookie}"
+    );
+
+    // An in-place edit without a session: htmx is told where to go, not handed the login page.
+    let mut anonymous = Browser::new(&h);
+    let org = org(&h);
+    let edit = anonymous
+        .post_htmx(
+            &format!("/console/orgs/{org}/members/1/role"),
+            &[("csrf", "x"), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(edit.status, StatusCode::OK);
+    assert_eq!(edit.headers["hx-redirect"], "/console/login");
+    // A stale form in place: the page is reloaded.
+    let mut owner = Browser::new(&h);
+    owner.log_in(OWNER, PASSWORD).await;
+    let stale = owner
+        .post_htmx(
+            &format!("/console/orgs/{org}/members/1/role"),
+            &[("csrf", "stale"), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(stale.headers["hx-refresh"], "true");
+    // A path the console cannot read: its HTML error page, not axum's plain text.
+    let bad = owner.get("/console/orgs/not-a-number/mailboxes").await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("<h1>Bad Request</h1>"), "{}", bad.body);
+    // The CSV export is not cached.
+    let csv = owner.get(&format!("/console/orgs/{org}/audit.csv")).await;
+    assert_eq!(csv.headers[header::CACHE_CONTROL], "no-store");
+    // An invitation link that cannot be one is no page.
+    let odd = owner.get("/console/invitations/..%2F..%2Fapi").await;
+    assert_eq!(odd.status, StatusCode::NOT_FOUND);
 }
