@@ -68,24 +68,25 @@ pub async fn deliver_to(
     .await?
 }
 
-/// Whether `mailbox` can take `size` more bytes now.
-pub fn has_room(services: &Services, mailbox: MailboxId, size: u64) -> bool {
-    let store = &services.store;
-    match (store.mailbox(mailbox), store.usage(mailbox)) {
-        (Ok(Some(m)), Ok(used)) => m.quota_bytes == 0 || used + size <= m.quota_bytes,
-        _ => true,
-    }
+/// Whether a mailbox takes a message now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    Yes,
+    /// Its organization is suspended (issue 12): the sender is to retry until it is resumed.
+    Suspended,
+    /// It cannot take `size` more bytes.
+    Full,
 }
 
-/// Whether `mailbox`'s organization is suspended (issue 12): its mail is refused with a
-/// temporary code, so that senders retry until it is resumed. A store error counts as
-/// suspended: a temporary refusal is the safe answer.
-pub fn suspended(services: &Services, mailbox: MailboxId) -> bool {
-    let store = &services.store;
-    match store.mailbox(mailbox) {
-        Ok(Some(m)) => store.is_suspended(m.org).unwrap_or(true),
-        Ok(None) => false,
-        Err(_) => true,
+/// Whether `mailbox` takes a message of `size` bytes now: one read of the store. A store
+/// error counts as suspended: a temporary refusal is the safe answer. A mailbox gone since
+/// its address was resolved takes it (delivery then finds nothing to deliver to).
+pub fn admission(services: &Services, mailbox: MailboxId, size: u64) -> Admitted {
+    match services.store.admission(mailbox) {
+        Ok(Some(a)) if a.suspended => Admitted::Suspended,
+        Ok(Some(a)) if !a.has_room(size) => Admitted::Full,
+        Ok(_) => Admitted::Yes,
+        Err(_) => Admitted::Suspended,
     }
 }
 

@@ -17,6 +17,24 @@ pub enum AddressEntry {
 }
 
 /// A mailbox before the store gives it an id.
+/// What mail delivery asks of a mailbox before it takes a message for it
+/// (`DirectoryStore::admission`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Admission {
+    /// 0: no limit.
+    pub quota_bytes: u64,
+    pub usage_bytes: u64,
+    /// Its organization is suspended: mail waits (a temporary refusal).
+    pub suspended: bool,
+}
+
+impl Admission {
+    /// Whether `size` more bytes fit.
+    pub fn has_room(&self, size: u64) -> bool {
+        self.quota_bytes == 0 || self.usage_bytes.saturating_add(size) <= self.quota_bytes
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct NewMailbox {
     pub org: OrgId,
@@ -228,6 +246,17 @@ impl DirectoryStore for SledStore {
 
     fn mailbox(&self, id: MailboxId) -> StoreResult<Option<Mailbox>> {
         self.get_model(&key(codec::MAILBOX, &[id.0]), "mailbox")
+    }
+
+    fn admission(&self, id: MailboxId) -> StoreResult<Option<Admission>> {
+        let Some(mailbox) = self.mailbox(id)? else {
+            return Ok(None);
+        };
+        Ok(Some(Admission {
+            quota_bytes: mailbox.quota_bytes,
+            usage_bytes: self.usage(id)?,
+            suspended: self.is_suspended(mailbox.org)?,
+        }))
     }
 
     fn mailbox_by_address(&self, address: &str) -> StoreResult<Option<Mailbox>> {

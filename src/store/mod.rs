@@ -37,7 +37,7 @@ mod transfer;
 pub use audit::AuditQuery;
 pub use blobs::BlobId;
 pub use claims::DomainClaim;
-pub use directory::{AddressEntry, NewMailbox, NewUser};
+pub use directory::{AddressEntry, Admission, NewMailbox, NewUser};
 pub use dkim::{DkimSecret, NewDkimKey};
 pub use error::{StoreError, StoreResult};
 pub use expunges::ExpungedSince;

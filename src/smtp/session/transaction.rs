@@ -1,6 +1,7 @@
 //! The transaction: MAIL, RCPT, DATA and BDAT, up to the end of the message.
 
 use super::*;
+use crate::smtp::delivery::Admitted;
 
 impl Session {
     pub(super) fn mail(&mut self, from: MailFrom<String>) -> Action {
@@ -104,20 +105,23 @@ impl Session {
                 Action::Continue
             }
             Ok(Destination::Local { mailbox }) => {
-                // RFC 3463 §3.3: X.2.1, mailbox disabled, not accepting messages; 450 so that
-                // the sender retries until the organization is resumed.
-                if delivery::suspended(&self.services, mailbox) {
-                    self.reply(
-                        450,
-                        "4.2.1",
-                        &format!("<{address}>: mailbox temporarily unavailable; try again later"),
-                    );
-                    return Action::Continue;
-                }
-                // With SIZE, a mailbox that cannot take the message says so here (RFC 1870 §6.3).
-                if !delivery::has_room(&self.services, mailbox, size) {
-                    self.reply(452, "4.2.2", &format!("<{address}>: mailbox full"));
-                    return Action::Continue;
+                match delivery::admission(&self.services, mailbox, size) {
+                    Admitted::Yes => {}
+                    // RFC 3463 §3.3: X.2.1, mailbox disabled, not accepting messages; 450 so
+                    // that the sender retries until the organization is resumed.
+                    Admitted::Suspended => {
+                        let why = format!(
+                            "<{address}>: mailbox temporarily unavailable; try again later"
+                        );
+                        self.reply(450, "4.2.1", &why);
+                        return Action::Continue;
+                    }
+                    // With SIZE, a mailbox that cannot take the message says so here (RFC
+                    // 1870 §6.3).
+                    Admitted::Full => {
+                        self.reply(452, "4.2.2", &format!("<{address}>: mailbox full"));
+                        return Action::Continue;
+                    }
                 }
                 self.accept_recipient(address, Some(mailbox), asked);
                 Action::Continue

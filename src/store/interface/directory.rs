@@ -58,6 +58,10 @@ pub trait DirectoryStore {
 
     fn mailbox(&self, id: MailboxId) -> StoreResult<Option<Mailbox>>;
 
+    /// What taking a message for `id` depends on (its quota and use, whether its organization
+    /// is suspended), asked once per recipient of every delivery: one read.
+    fn admission(&self, id: MailboxId) -> StoreResult<Option<Admission>>;
+
     /// The mailbox whose own address is `address` (not an alias).
     fn mailbox_by_address(&self, address: &str) -> StoreResult<Option<Mailbox>>;
 

@@ -11,7 +11,7 @@ use super::PgStore;
 use super::rows::Prepared;
 use super::rows::{self, from_id, from_word, id, word};
 use crate::model::*;
-use crate::store::directory::{non_empty, valid_address, valid_domain};
+use crate::store::directory::{Admission, non_empty, valid_address, valid_domain};
 use crate::store::error::{StoreError, StoreResult};
 use crate::store::folders::STANDARD_FOLDERS;
 use crate::store::hub::AccessChange;
@@ -265,6 +265,23 @@ impl DirectoryStore for PgStore {
             &[&rows::id(id.0)?],
         )?;
         row.as_ref().map(mailbox).transpose()
+    }
+
+    fn admission(&self, id: MailboxId) -> StoreResult<Option<Admission>> {
+        let row = self.query_opt(
+            "SELECT m.quota_bytes, m.usage_bytes, o.suspended_since IS NOT NULL \
+             FROM mailboxes m JOIN organizations o ON o.id = m.org WHERE m.id = $1",
+            &[&rows::id(id.0)?],
+        )?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let (quota, usage): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        Ok(Some(Admission {
+            quota_bytes: quota.max(0) as u64,
+            usage_bytes: usage.max(0) as u64,
+            suspended: row.try_get(2)?,
+        }))
     }
 
     fn mailbox_by_address(&self, address: &str) -> StoreResult<Option<Mailbox>> {

@@ -10,6 +10,10 @@ use crate::store::*;
 pub fn all<S: Whole>() -> Vec<Test<S>> {
     vec![
         (
+            "admission_tells_room_and_suspension_in_one_read",
+            admission_tells_room_and_suspension_in_one_read::<S>,
+        ),
+        (
             "deleting_a_mailbox_removes_aliases_grants_and_unshared_blobs",
             deleting_a_mailbox_removes_aliases_grants_and_unshared_blobs::<S>,
         ),
@@ -526,6 +530,43 @@ pub fn messages_appended_together_are_stored_together_or_not_at_all<S: Whole>(st
         store.read_message(&records[1].blob).unwrap().as_ref(),
         b"12345"
     );
+}
+
+/// What delivery asks before taking a message: quota, use and suspension, as the separate
+/// reads would tell them.
+pub fn admission_tells_room_and_suspension_in_one_read<S: Whole>(store: &S) {
+    let w = world(store);
+    let small = store
+        .create_mailbox(NewMailbox {
+            org: w.acme.id,
+            address: "small@acme.example".into(),
+            display_name: String::new(),
+            password: super::hash(),
+            quota_bytes: 100,
+            seen: SeenPolicy::Shared,
+        })
+        .unwrap();
+    let admission = store.admission(small.id).unwrap().unwrap();
+    assert_eq!(
+        (
+            admission.quota_bytes,
+            admission.usage_bytes,
+            admission.suspended
+        ),
+        (100, 0, false)
+    );
+    assert!(admission.has_room(100) && !admission.has_room(101));
+    let inbox = store.folder_by_name(small.id, "INBOX").unwrap().unwrap();
+    let raw = b"Subject: x\r\n\r\n0123456789\r\n";
+    store
+        .append(small.id, inbox.id, raw, AppendMessage::default())
+        .unwrap();
+    let admission = store.admission(small.id).unwrap().unwrap();
+    assert_eq!(admission.usage_bytes, store.usage(small.id).unwrap());
+    assert_eq!(admission.usage_bytes, raw.len() as u64);
+    store.suspend_organization(w.acme.id, None).unwrap();
+    assert!(store.admission(small.id).unwrap().unwrap().suspended);
+    assert_eq!(store.admission(MailboxId(999_999)).unwrap(), None);
 }
 
 pub fn a_suspended_organization_counts_for_nothing_until_resumed<S: Whole>(store: &S) {
