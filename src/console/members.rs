@@ -3,7 +3,7 @@
 //! through the API's handler.
 
 use super::pages::{Names, reason_row};
-use super::session::{CsrfOnly, Secure, Visitor, check_form_token, form_token, signed_in};
+use super::session::{Pressed, Secure, Visitor, check_form_token, form_token, signed_in};
 use super::{
     ConsoleError, ConsoleResult, Layout, abilities, back_to, date, every, refusal, render,
 };
@@ -330,11 +330,9 @@ pub async fn invite(
 pub async fn resend(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
-    visitor: Visitor,
     Path((org, id)): Path<(OrgId, String)>,
-    Form(form): Form<CsrfOnly>,
+    Pressed(visitor): Pressed,
 ) -> ConsoleResult<Response> {
-    visitor.check(&form.csrf)?;
     let path = ApiPath((org, id));
     let made = invitations::resend(
         State(services.clone()),
@@ -350,11 +348,9 @@ pub async fn resend(
 pub async fn withdraw(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
-    visitor: Visitor,
     Path((org, id)): Path<(OrgId, String)>,
-    Form(form): Form<CsrfOnly>,
+    Pressed(visitor): Pressed,
 ) -> ConsoleResult<Response> {
-    visitor.check(&form.csrf)?;
     let path = ApiPath((org, id));
     invitations::withdraw(State(services), client, visitor.caller, path).await?;
     Ok(back_to(format!("/console/orgs/{org}/members")))

@@ -250,11 +250,9 @@ pub async fn create_alias(
 pub async fn remove_alias(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
-    visitor: Visitor,
     Path((org, address)): Path<(OrgId, String)>,
-    Form(form): Form<super::session::CsrfOnly>,
+    super::session::Pressed(visitor): super::session::Pressed,
 ) -> ConsoleResult<Response> {
-    visitor.check(&form.csrf)?;
     let path = ApiPath((org, address));
     mailboxes::delete_alias(State(services), client, visitor.caller, path).await?;
     Ok(back_to(format!("/console/orgs/{org}/mailboxes")))

@@ -1,7 +1,7 @@
 //! Partner organizations (a partner's owners and admins manage this organization, wholly or
 //! some mailboxes) and a mailbox's client settings. Through the API's handlers.
 
-use super::session::{CsrfOnly, Visitor};
+use super::session::{Pressed, Visitor};
 use super::{ConsoleResult, Layout, back_to, date, every, refusal, render};
 use crate::access::{self, Action};
 use crate::admin::error::{ApiJson, ApiPath};
@@ -185,11 +185,9 @@ pub async fn invite(
 pub async fn accept(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
-    visitor: Visitor,
     Path((org, id)): Path<(OrgId, PartnershipId)>,
-    axum::extract::Form(form): axum::extract::Form<CsrfOnly>,
+    Pressed(visitor): Pressed,
 ) -> ConsoleResult<Response> {
-    visitor.check(&form.csrf)?;
     let _accepted =
         partnerships::accept(State(services), client, visitor.caller, ApiPath((org, id))).await?;
     Ok(back(org))
@@ -198,11 +196,9 @@ pub async fn accept(
 pub async fn refuse(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
-    visitor: Visitor,
     Path((org, id)): Path<(OrgId, PartnershipId)>,
-    axum::extract::Form(form): axum::extract::Form<CsrfOnly>,
+    Pressed(visitor): Pressed,
 ) -> ConsoleResult<Response> {
-    visitor.check(&form.csrf)?;
     let _refused =
         partnerships::refuse(State(services), client, visitor.caller, ApiPath((org, id))).await?;
     Ok(back(org))

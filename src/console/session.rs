@@ -271,6 +271,28 @@ pub struct CsrfOnly {
     pub csrf: String,
 }
 
+/// A signed-in visitor who pressed a button: a form of nothing but the session's CSRF
+/// token, checked here once for every such handler.
+pub struct Pressed(pub Visitor);
+
+impl axum::extract::FromRequest<Arc<Services>> for Pressed {
+    type Rejection = ConsoleError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        services: &Arc<Services>,
+    ) -> ConsoleResult<Self> {
+        let (mut parts, body) = request.into_parts();
+        let visitor = Visitor::from_request_parts(&mut parts, services).await?;
+        let request = axum::extract::Request::from_parts(parts, body);
+        let Form(form) = Form::<CsrfOnly>::from_request(request, services)
+            .await
+            .map_err(|e| ConsoleError::Api(crate::admin::ApiError::BadRequest(e.body_text())))?;
+        visitor.check(&form.csrf)?;
+        Ok(Pressed(visitor))
+    }
+}
+
 /// Ends the session (its token is deleted, as the API's logout does).
 pub async fn log_out(
     State(services): State<Arc<Services>>,

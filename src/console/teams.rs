@@ -1,7 +1,7 @@
 //! Work teams: their members, the access each carries, and (for those who may) creating a
 //! team and adding or removing its members, each through the API's handler.
 
-use super::session::{CsrfOnly, Visitor};
+use super::session::{Pressed, Visitor};
 use super::{ConsoleResult, Layout, abilities, back_to, date, every, render};
 use crate::access::{self, Action};
 use crate::admin::error::{ApiJson, ApiPath};
@@ -183,11 +183,9 @@ pub async fn add_member(
 pub async fn remove_member(
     State(services): State<Arc<Services>>,
     client: ClientAddr,
-    visitor: Visitor,
     Path((org, team, user)): Path<(OrgId, TeamId, UserId)>,
-    Form(form): Form<CsrfOnly>,
+    Pressed(visitor): Pressed,
 ) -> ConsoleResult<Response> {
-    visitor.check(&form.csrf)?;
     let path = ApiPath((org, team, user));
     teams::remove_member(State(services), client, visitor.caller, path).await?;
     Ok(back(org))

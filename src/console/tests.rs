@@ -636,6 +636,14 @@ async fn work_teams_carry_access_that_the_access_page_explains_and_the_audit_log
         "{}",
         access.body
     );
+    // The inherited reason links to its source; who gave the team its grant, and when.
+    let source = format!(r#"<a href="/console/orgs/{org}/teams#team-{team}">the team</a>"#);
+    assert!(access.body.contains(&source), "{}", access.body);
+    assert!(
+        access.body.contains(&format!("by {OWNER}")),
+        "{}",
+        access.body
+    );
 
     let removed = owner
         .post(
@@ -669,6 +677,27 @@ async fn work_teams_carry_access_that_the_access_page_explains_and_the_audit_log
         assert!(log.body.contains(expected), "{expected}: {}", log.body);
     }
     assert!(!log.body.contains("grant.create"), "filtered: {}", log.body);
+    // By target, and by who: Lucie did none of it.
+    let by_target = owner
+        .get(&format!("/console/orgs/{org}/audit?target=team+{team}"))
+        .await;
+    assert!(
+        by_target.body.contains("team.member.add"),
+        "{}",
+        by_target.body
+    );
+    assert!(
+        !by_target.body.contains("team.create"),
+        "{}",
+        by_target.body
+    );
+    let by_lucie = owner
+        .get(&format!(
+            "/console/orgs/{org}/audit?actor={lucie_id}&action=team."
+        ))
+        .await;
+    assert_eq!(by_lucie.status, StatusCode::OK, "{}", by_lucie.body);
+    assert!(!by_lucie.body.contains("<td>team."), "{}", by_lucie.body);
     let csv = owner
         .get(&format!("/console/orgs/{org}/audit.csv?action=team.member"))
         .await;
@@ -836,6 +865,21 @@ async fn members_roles_in_place_reach_and_an_invitation_accepted_in_the_browser(
         )
         .await;
     assert!(sent.body.contains("later@harness.test"));
+    let id = h.services.store.invitations(org).unwrap()[0].token_hash;
+    let id = hex::encode(&id[..8]);
+    // Sent again: a new link (its mail cannot go out either).
+    let resent = owner
+        .post(
+            &format!("/console/orgs/{org}/invitations/{id}/resend"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(resent.status, StatusCode::OK, "{}", resent.body);
+    assert!(
+        resent.body.contains("Invitation for later@harness.test"),
+        "{}",
+        resent.body
+    );
     let id = h.services.store.invitations(org).unwrap()[0].token_hash;
     let id = hex::encode(&id[..8]);
     let gone = owner
