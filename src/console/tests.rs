@@ -1099,3 +1099,75 @@ async fn cookies_are_secure_for_a_browser_elsewhere_and_in_place_edits_survive_e
     let odd = owner.get("/console/invitations/..%2F..%2Fapi").await;
     assert_eq!(odd.status, StatusCode::NOT_FOUND);
 }
+
+/// Every form control on `body` has an accessible name: a `<label for>` or an `aria-label`.
+fn assert_every_control_named(path: &str, body: &str) {
+    for tag in ["<input", "<select"] {
+        for (at, _) in body.match_indices(tag) {
+            let end = body[at..].find('>').map_or(body.len(), |e| at + e);
+            let element = &body[at..end];
+            if element.contains(r#"type="hidden""#) || element.contains("aria-label=") {
+                continue;
+            }
+            let id = element
+                .split(r#"id=""#)
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_else(|| panic!("{path}: a control without id: {element}"));
+            let label = format!(r#"<label for="{id}""#);
+            assert!(body.contains(&label), "{path}: no label for {element}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_control_of_every_page_has_an_accessible_name() {
+    let h = Harness::new();
+    lucie(&h, "lrs");
+    let (org, mailbox) = (org(&h), h.mailbox());
+    h.services.store.create_team(org, "Desk").unwrap();
+    let mut anonymous = Browser::new(&h);
+    let login = anonymous.get("/console/login").await;
+    assert_every_control_named("/console/login", &login.body);
+    let mut owner = Browser::new(&h);
+    owner.log_in(OWNER, PASSWORD).await;
+    let csrf = owner.get("/console/").await.csrf();
+    let invited = owner
+        .post(
+            &format!("/console/orgs/{org}/invitations"),
+            &[
+                ("csrf", &csrf),
+                ("email", "nobody@harness.test"),
+                ("role", "external"),
+            ],
+        )
+        .await;
+    let base = format!("https://{}", h.services.config.hostname);
+    let at = invited
+        .body
+        .find(&format!("{base}/console/invitations/"))
+        .unwrap();
+    let link = invited.body[at + base.len()..]
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    let accept = anonymous.get(&link).await;
+    assert_every_control_named(&link, &accept.body);
+    for page in [
+        "/console/".to_string(),
+        "/console/password".to_string(),
+        format!("/console/orgs/{org}/mailboxes"),
+        format!("/console/orgs/{org}/mailboxes/{mailbox}/access"),
+        format!("/console/orgs/{org}/mailboxes/{mailbox}/grant"),
+        format!("/console/orgs/{org}/mailboxes/{mailbox}/setup"),
+        format!("/console/orgs/{org}/members"),
+        format!("/console/orgs/{org}/teams"),
+        format!("/console/orgs/{org}/audit"),
+        format!("/console/orgs/{org}/partners"),
+    ] {
+        let shown = owner.get(&page).await;
+        assert_eq!(shown.status, StatusCode::OK, "{page}: {}", shown.body);
+        assert_every_control_named(&page, &shown.body);
+    }
+}
