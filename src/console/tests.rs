@@ -996,6 +996,18 @@ async fn a_partner_is_invited_accepts_manages_and_the_partnership_ends_with_a_pa
         .get(&format!("/console/orgs/{org}/mailboxes/{mailbox}/access"))
         .await;
     assert_eq!(review.status, StatusCode::FORBIDDEN, "{}", review.body);
+    // On the owner's access page, the partner's manager is there, and why.
+    let why = owner
+        .get(&format!("/console/orgs/{org}/mailboxes/{mailbox}/access"))
+        .await;
+    assert!(
+        why.body
+            .contains("manager at partner organization Partner Co"),
+        "{}",
+        why.body
+    );
+    let source = format!(r#"<a href="/console/orgs/{org}/partners">partners</a>"#);
+    assert!(why.body.contains(&source), "{}", why.body);
 
     // Ending it needs the password.
     let wrong = owner
