@@ -19,6 +19,8 @@ struct Browser<'a> {
     htmx: bool,
     /// The client's address, as the listener would give it (none: unknown).
     peer: Option<std::net::SocketAddr>,
+    /// Whether the requests come over the listener's TLS.
+    tls: bool,
 }
 
 struct Page {
@@ -50,6 +52,7 @@ impl<'a> Browser<'a> {
             cookies: HashMap::new(),
             htmx: false,
             peer: None,
+            tls: false,
         }
     }
 
@@ -93,6 +96,10 @@ impl<'a> Browser<'a> {
             .body(axum::body::Body::from(body))
             .unwrap();
         let mut request = request;
+        if self.tls {
+            let transport = super::Transport { tls: true };
+            request.extensions_mut().insert(transport);
+        }
         if let Some(peer) = self.peer {
             request
                 .extensions_mut()
@@ -1078,6 +1085,13 @@ async fn cookies_are_secure_for_a_browser_elsewhere_and_in_place_edits_survive_e
         cookie.contains("; Secure") && cookie.contains("Max-Age=43"),
         "{cookie}"
     );
+
+    // On the admin listener's TLS (the listener marks its requests): Secure from loopback too.
+    let mut over_tls = Browser::new(&h);
+    over_tls.tls = true;
+    let form = over_tls.get("/console/login").await;
+    let cookie = form.headers[header::SET_COOKIE].to_str().unwrap();
+    assert!(cookie.contains("; Secure"), "{cookie}");
 
     // An in-place edit without a session: htmx is told where to go, not handed the login page.
     let mut anonymous = Browser::new(&h);
